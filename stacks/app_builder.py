@@ -1,0 +1,55 @@
+"""Builds the three stacks and wires cross-stack values as constructor arguments."""
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks import names
+from stacks.config import ProjectConfig
+from stacks.http_gateway_stack import HttpGatewayStack
+from stacks.mlflow_vpc_stack import MLflowVpcStack
+from stacks.nag_acknowledgments import acknowledge_findings
+from stacks.sagemaker_studio_user_stack import SageMakerStudioUserStack
+
+
+@dataclass(frozen=True)
+class ProjectStacks:
+    vpc: MLflowVpcStack
+    gateway: HttpGatewayStack
+    studio: SageMakerStudioUserStack
+
+
+def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
+    """Create the stacks; cdk-nag AwsSolutions checks run as a validation plugin at synth."""
+    description = "MLflow tracking server and model registry on AWS"
+    vpc = MLflowVpcStack(app, names.VPC_STACK, config=config, description=f"{description}: VPC, data, service")
+    gateway = HttpGatewayStack(
+        app,
+        names.GATEWAY_STACK,
+        config=config,
+        vpc=vpc.vpc,
+        subnets=vpc.private_subnets,
+        listener=vpc.listener,
+        load_balancer=vpc.load_balancer,
+        load_balancer_port=vpc.load_balancer_port,
+        description=f"{description}: HTTPS API",
+    )
+    studio = SageMakerStudioUserStack(
+        app,
+        names.STUDIO_STACK,
+        config=config,
+        vpc=vpc.vpc,
+        subnets=vpc.private_subnets,
+        credentials_secret=vpc.credentials_secret,
+        artifact_access_policy=vpc.storage.workflow_access_policy,
+        output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK],
+        description=f"{description}: SageMaker Studio user",
+    )
+    # The profile is only useful once the tracking URL exists.
+    studio.add_stack_dependency(gateway)
+
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    stacks = ProjectStacks(vpc=vpc, gateway=gateway, studio=studio)
+    acknowledge_findings(stacks)
+    return stacks

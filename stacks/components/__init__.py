@@ -1,0 +1,1 @@
+"""One construct per logical unit; stacks only wire these together."""

@@ -1,0 +1,95 @@
+"""Where MLflow artifacts live: clients write them straight to S3."""
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks import names
+
+
+def _secure_bucket_defaults() -> dict[str, object]:
+    return {
+        "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+        # SSE-S3 keeps readers free of KMS grants; the data never leaves the account.
+        "encryption": s3.BucketEncryption.S3_MANAGED,
+        "enforce_ssl": True,
+        "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+    }
+
+
+class ArtifactStore(Construct):
+    """The artifact bucket plus the bucket that receives its server access logs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        removal_policy: RemovalPolicy,
+        access_log_retention: Duration,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        destroy = removal_policy == RemovalPolicy.DESTROY
+
+        self.access_log_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            **_secure_bucket_defaults(),
+            removal_policy=removal_policy,
+            auto_delete_objects=destroy,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=access_log_retention,
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
+
+        self.bucket = s3.Bucket(
+            self,
+            "Artifacts",
+            **_secure_bucket_defaults(),
+            versioned=True,
+            removal_policy=removal_policy,
+            auto_delete_objects=destroy,
+            server_access_logs_bucket=self.access_log_bucket,
+            server_access_logs_prefix="s3/artifacts/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart-uploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+                s3.LifecycleRule(
+                    id="expire-noncurrent-versions",
+                    noncurrent_version_expiration=Duration.days(90),
+                ),
+            ],
+        )
+
+        self.workflow_object_arns = [
+            self.bucket.arn_for_objects(f"{names.SAGEMAKER_RESOURCE_PREFIX}*"),
+            self.bucket.arn_for_objects("sagemaker/*"),
+        ]
+        # Kept beside the bucket so the statement and its wildcard live in one
+        # stack; the Studio stack attaches it to its execution role.
+        self.workflow_access_policy = iam.ManagedPolicy(
+            self,
+            "WorkflowAccess",
+            description="MLflow Studio workflow: list the artifact bucket and use its mlflow-*/sagemaker/ keys",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListArtifactBucket",
+                    actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                    resources=[self.bucket.bucket_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWriteWorkflowObjects",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                    # MLflow artifacts and the model data MLflow's SageMaker deployment
+                    # uploads use "mlflow-*" keys; training job code and output use "sagemaker/".
+                    resources=self.workflow_object_arns,
+                ),
+            ],
+        )

@@ -1,0 +1,79 @@
+"""MLflow's backend store: Aurora PostgreSQL Serverless v2 in isolated subnets."""
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+from constructs import Construct
+
+# Serverless v2 with auto-pause (0 ACU) needs 16.3 or later in the 16 line.
+ENGINE_VERSION = rds.AuroraPostgresEngineVersion.VER_16_9
+POSTGRES_PORT = 5432
+
+
+class MetadataDatabase(Construct):
+    """Aurora Serverless v2 cluster whose credentials are generated into Secrets Manager.
+
+    Its security group starts with no rules: whoever needs the database opens
+    a path through ``cluster.connections``. The isolated subnets have no route
+    to or from the internet.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        database_name: str,
+        min_capacity: float,
+        max_capacity: float,
+        auto_pause: Duration | None,
+        removal_policy: RemovalPolicy,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        retain = removal_policy != RemovalPolicy.DESTROY
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="Aurora for MLflow: reachable only from the MLflow tasks",
+            allow_all_outbound=False,
+        )
+
+        self.cluster = rds.DatabaseCluster(
+            self,
+            "Cluster",
+            engine=rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION),
+            # The generated password may hold URL-special characters; the
+            # mlflow entrypoint URL-encodes it when it builds the database URI.
+            credentials=rds.Credentials.from_generated_secret("mlflow_admin"),
+            default_database_name=database_name,
+            port=POSTGRES_PORT,
+            writer=rds.ClusterInstance.serverless_v2("Writer", publicly_accessible=False),
+            serverless_v2_min_capacity=min_capacity,
+            serverless_v2_max_capacity=max_capacity,
+            serverless_v2_auto_pause_duration=auto_pause,
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            storage_encrypted=True,
+            backup=rds.BackupProps(retention=Duration.days(7 if retain else 1)),
+            deletion_protection=retain,
+            removal_policy=RemovalPolicy.SNAPSHOT if retain else RemovalPolicy.DESTROY,
+            cloudwatch_logs_exports=["postgresql"],
+            cloudwatch_logs_retention=log_retention,
+            copy_tags_to_snapshot=True,
+        )
+        if self.cluster.secret is None:  # pragma: no cover - generated credentials always make one
+            raise RuntimeError("Aurora cluster was created without a credentials secret")
+        # The attachment (host, port, dbname filled in) is what the task reads.
+        self.secret = self.cluster.secret
+        self.secret_resource = self.cluster.node.find_child("Secret")
+        # Kept with the snapshot: restoring it needs the password it was taken with.
+        self.secret_resource.apply_removal_policy(removal_policy)
+        self.port = POSTGRES_PORT
+        self.hostname = self.cluster.cluster_endpoint.hostname

@@ -1,0 +1,116 @@
+"""The public HTTPS entry point: an HTTP API that reaches the internal ALB over a VPC link."""
+
+import json
+
+import jsii
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigw_v1
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+# HTTP API access-log fields ($context variables). No header values are logged,
+# so the Authorization header never reaches the logs.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "path": "$context.path",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationStatus": "$context.integrationStatus",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage",
+}
+
+
+@jsii.implements(apigw.IAccessLogSettings)
+class _AccessLogSettings:
+    """The two values an HTTP API stage needs for access logging."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigw.LogGroupLogDestination(log_group)
+        self._format = apigw_v1.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))
+
+    @property
+    def destination(self) -> apigw.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw_v1.AccessLogFormat:
+        return self._format
+
+
+class HttpGateway(Construct):
+    """VPC link, HTTP API with one catch-all ALB integration, throttled and access-logged stage.
+
+    Authentication happens in nginx (basic auth), which the API forwards to
+    unchanged; API Gateway adds TLS, throttling and access logs in front.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        listener: elbv2.IApplicationListener,
+        load_balancer: ec2.IConnectable,
+        load_balancer_port: int,
+        rate_limit: float,
+        burst_limit: int,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "VpcLinkSecurityGroup",
+            vpc=vpc,
+            description="API Gateway VPC link: may reach the MLflow ALB listener only",
+            allow_all_outbound=False,
+        )
+        # Egress from the link plus the matching ingress on the ALB's group.
+        self.security_group.connections.allow_to(
+            load_balancer, ec2.Port.tcp(load_balancer_port), "VPC link to the MLflow ALB"
+        )
+
+        self.vpc_link = apigw.VpcLink(
+            self, "VpcLink", vpc=vpc, subnets=subnets, security_groups=[self.security_group]
+        )
+
+        self.api = apigw.HttpApi(
+            self,
+            "Api",
+            api_name="mlflow",
+            description="MLflow tracking server (basic auth in nginx behind the VPC link)",
+            create_default_stage=False,
+            default_integration=integrations.HttpAlbIntegration(
+                "Alb", listener, vpc_link=self.vpc_link, method=apigw.HttpMethod.ANY
+            ),
+        )
+
+        self.access_log_group = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
+        )
+        self.stage = apigw.HttpStage(
+            self,
+            "DefaultStage",
+            http_api=self.api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
+            access_log_settings=_AccessLogSettings(self.access_log_group),
+        )
+
+        # The $default stage is served at the API's root, so this is the tracking URI.
+        self.url = self.api.api_endpoint

@@ -1,0 +1,77 @@
+"""A SageMaker Studio domain in the project VPC (or an existing one) and the user profile."""
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+
+class StudioDomain(Construct):
+    """Creates a VPC-only Studio domain unless ``existing_domain_id`` is given, then the profile.
+
+    A new domain sits in the project's private subnets, so Studio reaches the
+    tracking URL and AWS APIs through the project's NAT gateway, and nothing
+    depends on the account's default VPC.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        existing_domain_id: str | None,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        domain_name: str,
+        user_profile_name: str,
+        execution_role: iam.IRole,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.security_group: ec2.SecurityGroup | None = None
+        self.domain: sagemaker.CfnDomain | None = None
+
+        if existing_domain_id:
+            self.domain_id = existing_domain_id
+        else:
+            self.security_group = ec2.SecurityGroup(
+                self,
+                "SecurityGroup",
+                vpc=vpc,
+                description="SageMaker Studio apps: outbound through NAT, app-to-app within the group",
+                allow_all_outbound=True,
+            )
+            self.security_group.add_ingress_rule(
+                self.security_group, ec2.Port.all_tcp(), "Studio apps talk to each other"
+            )
+            groups = [self.security_group.security_group_id]
+            self.domain = sagemaker.CfnDomain(
+                self,
+                "Domain",
+                domain_name=domain_name,
+                auth_mode="IAM",
+                vpc_id=vpc.vpc_id,
+                subnet_ids=vpc.select_subnets(subnet_type=subnets.subnet_type).subnet_ids,
+                app_network_access_type="VpcOnly",
+                default_user_settings=sagemaker.CfnDomain.UserSettingsProperty(
+                    execution_role=execution_role.role_arn, security_groups=groups
+                ),
+                default_space_settings=sagemaker.CfnDomain.DefaultSpaceSettingsProperty(
+                    execution_role=execution_role.role_arn, security_groups=groups
+                ),
+            )
+            self.domain.apply_removal_policy(removal_policy)
+            self.domain_id = self.domain.attr_domain_id
+
+        self.user_profile = sagemaker.CfnUserProfile(
+            self,
+            "UserProfile",
+            domain_id=self.domain_id,
+            user_profile_name=user_profile_name,
+            user_settings=sagemaker.CfnUserProfile.UserSettingsProperty(
+                execution_role=execution_role.role_arn,
+                security_groups=[self.security_group.security_group_id] if self.security_group else None,
+            ),
+        )
+        self.user_profile_name = user_profile_name

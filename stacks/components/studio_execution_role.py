@@ -1,0 +1,212 @@
+"""The role SageMaker Studio notebooks, training jobs and endpoints run as."""
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks import names
+
+# Training, model, endpoint-config and endpoint resources the workflow creates.
+_SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
+_SAGEMAKER_WORKFLOW_ACTIONS = [
+    "sagemaker:CreateTrainingJob",
+    "sagemaker:DescribeTrainingJob",
+    "sagemaker:StopTrainingJob",
+    "sagemaker:CreateModel",
+    "sagemaker:DescribeModel",
+    "sagemaker:DeleteModel",
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DeleteEndpointConfig",
+    "sagemaker:CreateEndpoint",
+    "sagemaker:DescribeEndpoint",
+    "sagemaker:UpdateEndpoint",
+    "sagemaker:DeleteEndpoint",
+    "sagemaker:InvokeEndpoint",
+    "sagemaker:AddTags",
+    "sagemaker:ListTags",
+]
+# Actions Studio's own UI performs as the execution role inside the domain.
+_STUDIO_UI_ACTIONS = [
+    "sagemaker:DescribeDomain",
+    "sagemaker:DescribeUserProfile",
+    "sagemaker:DescribeSpace",
+    "sagemaker:CreateSpace",
+    "sagemaker:UpdateSpace",
+    "sagemaker:DeleteSpace",
+    "sagemaker:DescribeApp",
+    "sagemaker:CreateApp",
+    "sagemaker:DeleteApp",
+    "sagemaker:AddTags",
+    "sagemaker:ListTags",
+]
+# List and search calls cannot be scoped to resources in IAM.
+_UNSCOPABLE_READ_ACTIONS = [
+    "sagemaker:ListTrainingJobs",
+    "sagemaker:ListModels",
+    "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListEndpoints",
+    "sagemaker:ListApps",
+    "sagemaker:ListSpaces",
+    "sagemaker:ListUserProfiles",
+    "sagemaker:ListDomains",
+    "ecr:GetAuthorizationToken",
+]
+_ECR_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+# SageMaker's scikit-learn framework images live in AWS-owned accounts per region.
+_FRAMEWORK_REPOSITORIES = ["sagemaker-scikit-learn"]
+
+
+class StudioExecutionRole(Construct):
+    """Least-privilege execution role for the MLflow Studio workflow.
+
+    Each statement names the resources the workflow touches: the one
+    credentials secret, the stacks' outputs and parameters, and SageMaker
+    resources whose names start with ``mlflow-``. Artifact bucket access comes
+    from the policy the artifact store defines next to its bucket.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        credentials_secret: secretsmanager.ISecret,
+        artifact_access_policy: iam.IManagedPolicy,
+        output_stack_names: list[str],
+        serving_repository_arn: str,
+        image_build_project_arn: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="SageMaker Studio user: MLflow workflow (training, registry, deployment)",
+            managed_policies=[artifact_access_policy],
+        )
+        role = self.role
+
+        arn = self._slash_arn
+
+        statements = [
+            iam.PolicyStatement(
+                sid="ReadMlflowCredentials",
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[credentials_secret.secret_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadStackOutputs",
+                actions=["cloudformation:DescribeStacks"],
+                resources=[arn("cloudformation", "stack", f"{name}/*") for name in output_stack_names],
+            ),
+            iam.PolicyStatement(
+                sid="ReadMlflowParameters",
+                actions=["ssm:GetParameter", "ssm:GetParameters"],
+                resources=[
+                    stack.format_arn(
+                        service="ssm",
+                        resource="parameter",
+                        resource_name=f"{names.SSM_PREFIX.strip('/')}/*",
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ManageWorkflowSageMakerResources",
+                actions=_SAGEMAKER_WORKFLOW_ACTIONS,
+                resources=[
+                    arn("sagemaker", kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}*")
+                    for kind in _SAGEMAKER_WORKFLOW_RESOURCES
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ListWithoutResourceScope",
+                actions=_UNSCOPABLE_READ_ACTIONS,
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="PassSelfToSageMaker",
+                actions=["iam:PassRole"],
+                resources=[role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="ReadOwnRole",
+                actions=["iam:GetRole"],
+                resources=[role.role_arn],
+            ),
+            iam.PolicyStatement(
+                sid="PullServingAndFrameworkImages",
+                actions=_ECR_PULL_ACTIONS,
+                resources=[serving_repository_arn]
+                + [arn("ecr", "repository", repo, account="*") for repo in _FRAMEWORK_REPOSITORIES],
+            ),
+            iam.PolicyStatement(
+                sid="SageMakerJobLogs",
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                    "logs:GetLogEvents",
+                ],
+                resources=[
+                    stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="/aws/sagemaker/*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="SageMakerJobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            ),
+            iam.PolicyStatement(
+                sid="StartServingImageBuild",
+                actions=["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
+                resources=[image_build_project_arn],
+            ),
+        ]
+        self.policy = iam.Policy(self, "WorkflowPolicy", statements=statements)
+        self.policy.attach_to_role(role)
+        self.wildcard_resources: list[str] = []
+        self._track_wildcards(statements)
+
+    def allow_studio_in_domain(self, domain_id: str) -> None:
+        """Let Studio's UI manage this user's spaces and apps, in this one domain only."""
+        arn = self._slash_arn
+        statement = iam.PolicyStatement(
+            sid="UseStudioInOwnDomain",
+            actions=_STUDIO_UI_ACTIONS,
+            resources=[
+                arn("sagemaker", "domain", domain_id),
+                arn("sagemaker", "user-profile", f"{domain_id}/*"),
+                arn("sagemaker", "space", f"{domain_id}/*"),
+                arn("sagemaker", "app", f"{domain_id}/*"),
+            ],
+        )
+        self.policy.add_statements(statement)
+        self._track_wildcards([statement])
+
+    def _track_wildcards(self, statements: list[iam.PolicyStatement]) -> None:
+        """Remember name-scoped wildcard resources so each can be acknowledged on its own."""
+        self.wildcard_resources += [
+            resource for statement in statements for resource in statement.resources
+            if resource != "*" and "*" in resource
+        ]
+
+    def _slash_arn(self, service: str, resource: str, name: str, *, account: str | None = None) -> str:
+        return Stack.of(self).format_arn(
+            service=service,
+            resource=resource,
+            resource_name=name,
+            account=account,
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )

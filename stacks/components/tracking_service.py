@@ -1,0 +1,237 @@
+"""The MLflow tracking server: one Fargate task (nginx + mlflow) behind an internal ALB."""
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks import names
+
+DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
+ALB_PORT = 80
+
+
+class TrackingService(Construct):
+    """ECS cluster, task definition, service and internal load balancer.
+
+    Only nginx's port is published; MLflow binds to 127.0.0.1 inside the task
+    and is reachable through nginx alone. Secrets reach the containers only
+    as ECS secrets, never as plain environment variables.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        artifact_bucket: s3.IBucket,
+        database: ec2.IConnectable,
+        database_secret: secretsmanager.ISecret,
+        database_host: str,
+        database_port: int,
+        database_name: str,
+        server_credentials: secretsmanager.ISecret,
+        cpu: int,
+        memory_mib: int,
+        workers: int,
+        desired_count: int,
+        min_count: int,
+        max_count: int,
+        cpu_target_percent: int,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.cluster = ecs.Cluster(
+            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
+        )
+
+        self.artifact_bucket = artifact_bucket
+        self.task_role = iam.Role(
+            self,
+            "TaskRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="MLflow server: read, write and list objects in the artifact bucket only",
+        )
+        self._grant_artifact_access(artifact_bucket)
+
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=cpu,
+            memory_limit_mib=memory_mib,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+
+        mlflow = self.task_definition.add_container(
+            "mlflow",
+            image=ecs.ContainerImage.from_asset(
+                str(DOCKER_DIR / "mlflow"), platform=ecr_assets.Platform.LINUX_AMD64
+            ),
+            essential=True,
+            logging=self._log_driver("mlflow", log_retention, removal_policy),
+            environment={
+                "DB_HOST": database_host,
+                "DB_PORT": str(database_port),
+                "DB_NAME": database_name,
+                "MLFLOW_ARTIFACT_ROOT": f"s3://{artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
+                "MLFLOW_WORKERS": str(workers),
+                "AWS_DEFAULT_REGION": Stack.of(self).region,
+            },
+            secrets={
+                "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
+                "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
+            },
+            health_check=ecs.HealthCheck(
+                command=[
+                    "CMD",
+                    "python",
+                    "-c",
+                    "import urllib.request as u; "
+                    f"u.urlopen('http://127.0.0.1:{names.MLFLOW_PORT}/health', timeout=4)",
+                ],
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                retries=3,
+                # Schema upgrades on a resuming Aurora cluster can take a while.
+                start_period=Duration.seconds(120),
+            ),
+        )
+
+        nginx = self.task_definition.add_container(
+            "nginx",
+            image=ecs.ContainerImage.from_asset(
+                str(DOCKER_DIR / "nginx"), platform=ecr_assets.Platform.LINUX_AMD64
+            ),
+            essential=True,
+            logging=self._log_driver("nginx", log_retention, removal_policy),
+            port_mappings=[ecs.PortMapping(container_port=names.NGINX_PORT)],
+            environment={
+                "NGINX_PORT": str(names.NGINX_PORT),
+                "MLFLOW_UPSTREAM": f"127.0.0.1:{names.MLFLOW_PORT}",
+            },
+            secrets={
+                "MLFLOW_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
+                "MLFLOW_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
+            },
+        )
+        nginx.add_container_dependencies(
+            ecs.ContainerDependency(container=mlflow, condition=ecs.ContainerDependencyCondition.START)
+        )
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=vpc,
+            description="MLflow tasks: nginx port from the ALB only",
+            allow_all_outbound=False,
+        )
+        # AWS APIs (S3, Secrets Manager, ECR, CloudWatch Logs) through the NAT gateway.
+        self.security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs"
+        )
+        # Egress here and the matching ingress on the database's security group.
+        self.security_group.connections.allow_to(
+            database, ec2.Port.tcp(database_port), "MLflow tasks to Aurora"
+        )
+
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=self.cluster,
+            task_definition=self.task_definition,
+            desired_count=desired_count,
+            # Subnets in every configured AZ: ECS spreads Fargate tasks across them.
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            assign_public_ip=False,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            health_check_grace_period=Duration.seconds(180),
+        )
+        scaling = self.service.auto_scale_task_count(min_capacity=min_count, max_capacity=max_count)
+        scaling.scale_on_cpu_utilization(
+            "CpuScaling",
+            target_utilization_percent=cpu_target_percent,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+
+        self.load_balancer_security_group = ec2.SecurityGroup(
+            self,
+            "LoadBalancerSecurityGroup",
+            vpc=vpc,
+            description="Internal MLflow ALB: reachable only from the API Gateway VPC link",
+            allow_all_outbound=False,
+        )
+        self.load_balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            vpc_subnets=subnets,
+            internet_facing=False,
+            security_group=self.load_balancer_security_group,
+            drop_invalid_header_fields=True,
+            # API Gateway gives up after 30 s; keep the ALB's idle timeout just above it.
+            idle_timeout=Duration.seconds(35),
+        )
+
+        # open=False: the listener must not add a 0.0.0.0/0 ingress rule.
+        self.listener = self.load_balancer.add_listener(
+            "Http", port=ALB_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
+        )
+        self.target_group = self.listener.add_targets(
+            "Nginx",
+            port=names.NGINX_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.service.load_balancer_target(container_name="nginx", container_port=names.NGINX_PORT)],
+            health_check=elbv2.HealthCheck(
+                path=names.HEALTH_CHECK_PATH,
+                healthy_http_codes="200",
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+            deregistration_delay=Duration.seconds(30),
+        )
+
+    def _grant_artifact_access(self, bucket: s3.IBucket) -> None:
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListArtifactBucket",
+                actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                resources=[bucket.bucket_arn],
+            )
+        )
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteArtifacts",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[bucket.arn_for_objects("*")],
+            )
+        )
+
+    def _log_driver(
+        self, container: str, retention: logs.RetentionDays, removal_policy: RemovalPolicy
+    ) -> ecs.LogDriver:
+        group = logs.LogGroup(
+            self, f"{container.capitalize()}Logs", retention=retention, removal_policy=removal_policy
+        )
+        return ecs.LogDrivers.aws_logs(stream_prefix=container, log_group=group)

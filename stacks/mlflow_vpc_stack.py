@@ -1,0 +1,97 @@
+"""MLflowVpcStack: network, storage, database, secrets and the tracking service."""
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from stacks import names
+from stacks.components.artifact_store import ArtifactStore
+from stacks.components.database import MetadataDatabase
+from stacks.components.network import Network
+from stacks.components.server_credentials import ServerCredentials
+from stacks.components.tracking_service import ALB_PORT, TrackingService
+from stacks.config import ProjectConfig
+
+
+class MLflowVpcStack(Stack):
+    """Everything that runs inside the project VPC."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: ProjectConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        retention = config.log_retention
+        removal = config.cdk_removal_policy
+
+        self.network = Network(
+            self,
+            "Network",
+            cidr=config.vpc_cidr,
+            az_count=config.az_count,
+            nat_gateways=config.nat_gateways,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.storage = ArtifactStore(
+            self, "Storage", removal_policy=removal, access_log_retention=Duration.days(config.log_retention_days)
+        )
+        self.credentials = ServerCredentials(
+            self, "Credentials", secret_name=config.credentials_secret_name, removal_policy=removal
+        )
+        self.database = MetadataDatabase(
+            self,
+            "Database",
+            vpc=self.network.vpc,
+            subnets=self.network.isolated_subnets,
+            database_name=names.DATABASE_NAME,
+            min_capacity=config.aurora_min_acu,
+            max_capacity=config.aurora_max_acu,
+            auto_pause=config.aurora_auto_pause,
+            removal_policy=removal,
+            log_retention=retention,
+        )
+        self.tracking = TrackingService(
+            self,
+            "Tracking",
+            vpc=self.network.vpc,
+            subnets=self.network.private_subnets,
+            artifact_bucket=self.storage.bucket,
+            database=self.database.cluster,
+            database_secret=self.database.secret,
+            database_host=self.database.hostname,
+            database_port=self.database.port,
+            database_name=names.DATABASE_NAME,
+            server_credentials=self.credentials.secret,
+            cpu=config.task_cpu,
+            memory_mib=config.task_memory_mib,
+            workers=config.mlflow_workers,
+            desired_count=config.desired_task_count,
+            min_count=config.min_task_count,
+            max_count=config.max_task_count,
+            cpu_target_percent=config.cpu_scaling_target_percent,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+
+        # What the other stacks need, as attributes (passed on in app.py).
+        self.vpc = self.network.vpc
+        self.private_subnets = self.network.private_subnets
+        self.artifact_bucket = self.storage.bucket
+        self.credentials_secret = self.credentials.secret
+        self.listener = self.tracking.listener
+        self.load_balancer = self.tracking.load_balancer
+        self.load_balancer_port = ALB_PORT
+
+        ssm.StringParameter(
+            self,
+            "ArtifactBucketParameter",
+            parameter_name=names.SSM_ARTIFACT_BUCKET,
+            string_value=self.artifact_bucket.bucket_name,
+            description="S3 bucket holding MLflow artifacts",
+        )
+        CfnOutput(self, names.OUTPUT_ARTIFACT_BUCKET, value=self.artifact_bucket.bucket_name).override_logical_id(
+            names.OUTPUT_ARTIFACT_BUCKET
+        )
+        CfnOutput(
+            self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name
+        ).override_logical_id(names.OUTPUT_CREDENTIALS_SECRET)

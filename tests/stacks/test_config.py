@@ -1,0 +1,163 @@
+"""ProjectConfig: defaults, cdk.json, coercion of `-c key=value` strings, and one test per rule."""
+
+import dataclasses
+import re
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_logs as logs
+
+from stacks.config import ConfigError, ProjectConfig, cdk_json_context, config_from_app
+
+FIELDS = {f.name: f for f in dataclasses.fields(ProjectConfig)}
+
+
+def test_defaults_are_valid() -> None:
+    config = ProjectConfig()
+    assert config.az_count == 2 and config.task_cpu == 1024 and config.task_memory_mib == 3072
+    assert config.sagemaker_domain_id is None and config.creates_studio_domain
+    assert not config.destroy_on_removal and config.cdk_removal_policy == cdk.RemovalPolicy.RETAIN
+    assert config.auto_pause_enabled and config.aurora_auto_pause is not None
+    assert config.log_retention == logs.RetentionDays.ONE_MONTH
+
+
+def test_cdk_json_holds_every_key_with_its_default() -> None:
+    context = cdk_json_context()
+    ours = {k: v for k, v in context.items() if not k.startswith("@") and ":" not in k}
+    assert list(ours) == list(FIELDS)
+    for name, field in FIELDS.items():
+        expected = "" if field.default is None else field.default
+        assert ours[name] == expected, name
+        assert type(ours[name]) is type(expected) or isinstance(expected, float), name
+    assert ProjectConfig.from_context(context) == ProjectConfig()
+
+
+def test_cdk_json_carries_recommended_feature_flags() -> None:
+    context = cdk_json_context()
+    assert context["@aws-cdk/core:checkSecretUsage"] is True
+    assert context["@aws-cdk/aws-ec2:restrictDefaultSecurityGroup"] is True
+    assert sum(key.startswith("@aws-cdk") for key in context) > 50
+
+
+def test_config_from_app_reads_the_tree_context() -> None:
+    app = cdk.App(context={**cdk_json_context(), "az_count": "3", "nat_gateways": "3"})
+    assert config_from_app(app).az_count == 3
+
+
+def test_string_overrides_are_coerced() -> None:
+    config = ProjectConfig.from_context({
+        "az_count": "3", "nat_gateways": " 2 ", "aurora_min_acu": "0.5", "aurora_max_acu": "8",
+        "api_throttle_rate_limit": "12.5", "sagemaker_domain_id": "", "vpc_cidr": " 10.0.0.0/20 ",
+        "removal_policy": "destroy", "task_cpu": 2048.0, "task_memory_mib": "4096",
+    })
+    assert (config.az_count, config.nat_gateways, config.task_cpu, config.task_memory_mib) == (3, 2, 2048, 4096)
+    assert config.aurora_min_acu == 0.5 and isinstance(config.aurora_max_acu, float) and config.aurora_max_acu == 8
+    assert config.api_throttle_rate_limit == 12.5 and config.vpc_cidr == "10.0.0.0/20"
+    assert config.sagemaker_domain_id is None and config.destroy_on_removal
+    assert not config.auto_pause_enabled and config.aurora_auto_pause is None
+    assert config.cdk_removal_policy == cdk.RemovalPolicy.DESTROY
+
+
+def test_existing_domain_id_is_kept() -> None:
+    config = ProjectConfig.from_context({"sagemaker_domain_id": "d-abc123def456"})
+    assert config.sagemaker_domain_id == "d-abc123def456" and not config.creates_studio_domain
+
+
+def test_cdk_keys_are_ignored() -> None:
+    config = ProjectConfig.from_context({
+        "@aws-cdk/x": "anything", "aws:cdk:enable-path-metadata": True,
+        "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"],
+    })
+    assert config == ProjectConfig()
+
+
+def test_every_log_retention_value_maps_to_the_cdk_enum() -> None:
+    for days in FIELDS["log_retention_days"].metadata["allowed"].split(", "):
+        assert isinstance(ProjectConfig(log_retention_days=int(days)).log_retention, logs.RetentionDays)
+
+
+INVALID = [
+    # (overrides, key named in the message, hint of what is allowed)
+    ({"task_mem": 4096}, "task_mem", "did you mean task_memory_mib"),
+    ({"desired_task_count": -1}, "desired_task_count", "1-20"),
+    ({"min_task_count": 0}, "min_task_count", "1-20"),
+    ({"max_task_count": 21}, "max_task_count", "1-20"),
+    ({"min_task_count": 5, "max_task_count": 4, "desired_task_count": 4}, "min_task_count", "1-4"),
+    ({"desired_task_count": 5}, "desired_task_count", "2-4 (min_task_count to max_task_count)"),
+    ({"desired_task_count": 1}, "desired_task_count", "2-4 (min_task_count to max_task_count)"),
+    ({"nat_gateways": 3}, "nat_gateways", "1-2"),
+    ({"nat_gateways": 0}, "nat_gateways", "1 to az_count"),
+    ({"az_count": 1}, "az_count", "2 or 3"),
+    ({"az_count": "4"}, "az_count", "2 or 3"),
+    ({"task_memory_mib": 3000}, "task_memory_mib", "2048-8192 in steps of 1024"),
+    ({"task_cpu": 256, "task_memory_mib": 3072}, "task_memory_mib", "512, 1024, 2048"),
+    ({"task_cpu": 8192, "task_memory_mib": 17408}, "task_memory_mib", "16384-61440 in steps of 4096"),
+    ({"task_cpu": 1000}, "task_cpu", "256, 512, 1024, 2048, 4096, 8192, 16384"),
+    ({"vpc_cidr": "10.0.0.0/33"}, "vpc_cidr", "/16 to /20"),
+    ({"vpc_cidr": "10.0.0.1/16"}, "vpc_cidr", "/16 to /20"),
+    ({"vpc_cidr": "abc"}, "vpc_cidr", "/16 to /20"),
+    ({"vpc_cidr": "10.0.0.0/255.255.0.0"}, "vpc_cidr", "/16 to /20"),
+    ({"vpc_cidr": "fd00::/56"}, "vpc_cidr", "/16 to /20"),
+    ({"vpc_cidr": "10.0.0.0/8"}, "vpc_cidr", "/16 to /20"),
+    ({"vpc_cidr": "10.0.0.0/24"}, "vpc_cidr", "/16 to /20"),
+    ({"cpu_scaling_target_percent": 95}, "cpu_scaling_target_percent", "10-90"),
+    ({"mlflow_workers": 0}, "mlflow_workers", "1-16"),
+    ({"aurora_min_acu": 0.25}, "aurora_min_acu", "steps of 0.5"),
+    ({"aurora_max_acu": "2.3"}, "aurora_max_acu", "steps of 0.5"),
+    ({"aurora_max_acu": 0.5}, "aurora_max_acu", "1-256"),
+    ({"aurora_max_acu": 300}, "aurora_max_acu", "1-256"),
+    ({"aurora_min_acu": 8, "aurora_max_acu": 4}, "aurora_min_acu", "0-4 in steps of 0.5"),
+    ({"aurora_min_acu": "nan"}, "aurora_min_acu", "0-256"),
+    ({"aurora_max_acu": float("inf")}, "aurora_max_acu", "1-256"),
+    ({"aurora_auto_pause_minutes": 4}, "aurora_auto_pause_minutes", "5-1440"),
+    ({"log_retention_days": 45}, "log_retention_days", "30, 60, 90"),
+    ({"removal_policy": "delete"}, "removal_policy", "retain, destroy"),
+    ({"removal_policy": "RETAIN"}, "removal_policy", "retain, destroy"),
+    ({"credentials_secret_name": "mlflow-abcdef"}, "credentials_secret_name", "hyphen and 6 characters"),
+    ({"credentials_secret_name": "bad name"}, "credentials_secret_name", "1-512 of"),
+    ({"credentials_secret_name": "x" * 513}, "credentials_secret_name", "1-512 of"),
+    ({"sagemaker_domain_id": "d-ABC123DEF456"}, "sagemaker_domain_id", "d- and 12 lowercase"),
+    ({"sagemaker_domain_id": "domain-1"}, "sagemaker_domain_id", "d- and 12 lowercase"),
+    ({"user_profile_name": "-user"}, "user_profile_name", "1-63 letters"),
+    ({"user_profile_name": "a" * 64}, "user_profile_name", "1-63 letters"),
+    ({"user_profile_name": "my_user"}, "user_profile_name", "1-63 letters"),
+    ({"user_profile_name": ""}, "user_profile_name", "1-63 letters"),
+    ({"api_throttle_rate_limit": 0}, "api_throttle_rate_limit", "more than 0"),
+    ({"api_throttle_rate_limit": "20000"}, "api_throttle_rate_limit", "at most 10000"),
+    ({"api_throttle_burst_limit": 0}, "api_throttle_burst_limit", "1-5000"),
+    ({"az_count": True}, "az_count", "2 or 3"),
+    ({"mlflow_workers": "2.5"}, "mlflow_workers", "1-16"),
+    ({"mlflow_workers": 2.5}, "mlflow_workers", "1-16"),
+    ({"mlflow_workers": "two"}, "mlflow_workers", "1-16"),
+    ({"mlflow_workers": None}, "mlflow_workers", "1-16"),
+    ({"aurora_max_acu": False}, "aurora_max_acu", "1-256"),
+    ({"user_profile_name": 7}, "user_profile_name", "1-63 letters"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "allowed"), INVALID, ids=[f"{c[1]}-{i}" for i, c in enumerate(INVALID)])
+def test_invalid_values_are_rejected(overrides: dict, key: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ProjectConfig.from_context({**cdk_json_context(), **overrides})
+    message = str(caught.value)
+    assert message.startswith("Invalid configuration: ") and "\n" not in message
+    assert re.search(rf"\b{key}\b", message) and "allowed" in message and allowed in message, message
+
+
+def test_unknown_key_lists_the_known_keys() -> None:
+    with pytest.raises(ConfigError, match=r"unknown context key 'zzz'; allowed keys: vpc_cidr, az_count"):
+        ProjectConfig.from_context({"zzz": 1})
+
+
+def test_error_shows_the_value_given() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ProjectConfig(task_memory_mib=3000)
+    assert str(caught.value) == (
+        "Invalid configuration: task_memory_mib=3000 is not accepted by Fargate with task_cpu=1024; "
+        "allowed: 2048-8192 in steps of 1024."
+    )
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ProjectConfig().az_count = 3  # type: ignore[misc]
