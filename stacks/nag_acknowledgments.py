@@ -74,6 +74,13 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "expire after 15 minutes; the cluster sits in isolated subnets and admits only the MLflow "
         "tasks' security group.",
     )
+    if not vpc.database.deletion_protection:
+        acknowledge(
+            vpc.database.cluster,
+            "RDS10",
+            "removal_policy=destroy was chosen explicitly for a throwaway dev deployment, whose "
+            "database must go with the stack; the default (retain) turns deletion protection on.",
+        )
     tracking = vpc.tracking
     acknowledge(
         tracking.task_definition,

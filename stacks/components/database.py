@@ -35,6 +35,7 @@ class MetadataDatabase(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         retain = removal_policy != RemovalPolicy.DESTROY
+        self.deletion_protection = retain
 
         self.security_group = ec2.SecurityGroup(
             self,

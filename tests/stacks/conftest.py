@@ -1,0 +1,32 @@
+"""Synthesized templates, shared by the stack tests (synthesis takes seconds)."""
+
+import pytest
+
+from tests.synth import Template, synth_templates
+from stacks import names
+
+
+@pytest.fixture(scope="session")
+def templates() -> dict[str, Template]:
+    return synth_templates()
+
+
+@pytest.fixture(scope="session")
+def vpc_template(templates: dict[str, Template]) -> Template:
+    return templates[names.VPC_STACK]
+
+
+@pytest.fixture(scope="session")
+def gateway_template(templates: dict[str, Template]) -> Template:
+    return templates[names.GATEWAY_STACK]
+
+
+@pytest.fixture(scope="session")
+def studio_template(templates: dict[str, Template]) -> Template:
+    return templates[names.STUDIO_STACK]
+
+
+@pytest.fixture(scope="session")
+def dev_templates() -> dict[str, Template]:
+    """removal_policy=destroy: the throwaway-dev variant."""
+    return synth_templates(removal_policy="destroy")

@@ -1,0 +1,406 @@
+"""MLflowVpcStack: network, artifact bucket, Aurora, secrets, ECS service and ALB."""
+
+import json
+from typing import Any
+
+from stacks import names
+from tests.stacks.helpers import (
+    Template,
+    as_list,
+    egress_rules,
+    ingress_rules,
+    only,
+    policy_statements,
+    props,
+    ref_id,
+    resources,
+)
+from tests.synth import synth_templates
+
+
+def _subnet_types(template: Template) -> list[str]:
+    return [
+        next(tag["Value"] for tag in subnet["Properties"]["Tags"] if tag["Key"] == "aws-cdk:subnet-type")
+        for subnet in resources(template, "AWS::EC2::Subnet").values()
+    ]
+
+
+def _artifact_bucket(template: Template) -> tuple[str, dict[str, Any]]:
+    buckets = {
+        logical_id: bucket
+        for logical_id, bucket in resources(template, "AWS::S3::Bucket").items()
+        if "Artifacts" in logical_id
+    }
+    assert len(buckets) == 1
+    return next(iter(buckets.items()))
+
+
+def _containers(template: Template) -> dict[str, dict[str, Any]]:
+    definitions = props(template, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    return {container["Name"]: container for container in definitions}
+
+
+# --- network ---------------------------------------------------------------
+
+
+def test_vpc_has_three_subnet_tiers_over_two_azs_and_one_nat(vpc_template: Template) -> None:
+    assert props(vpc_template, "AWS::EC2::VPC")["CidrBlock"] == "10.40.0.0/16"
+    assert sorted(_subnet_types(vpc_template)) == ["Isolated"] * 2 + ["Private"] * 2 + ["Public"] * 2
+    assert len(resources(vpc_template, "AWS::EC2::NatGateway")) == 1
+    # AZs come from Fn::GetAZs, not a context lookup: offline synth, no credentials.
+    azs = {json.dumps(s["Properties"]["AvailabilityZone"]) for s in resources(vpc_template, "AWS::EC2::Subnet").values()}
+    assert all("Fn::GetAZs" in az for az in azs) and len(azs) == 2
+
+
+def test_az_and_nat_counts_follow_configuration() -> None:
+    template = synth_templates(az_count=3, nat_gateways=2)[names.VPC_STACK]
+    assert sorted(_subnet_types(template)) == ["Isolated"] * 3 + ["Private"] * 3 + ["Public"] * 3
+    assert len(resources(template, "AWS::EC2::NatGateway")) == 2
+
+
+def test_flow_logs_capture_all_traffic_of_the_vpc(vpc_template: Template) -> None:
+    vpc_id, _ = only(vpc_template, "AWS::EC2::VPC")
+    flow_log = props(vpc_template, "AWS::EC2::FlowLog")
+    assert flow_log["ResourceId"] == {"Ref": vpc_id}
+    assert flow_log["TrafficType"] == "ALL"
+    assert flow_log["LogDestinationType"] == "cloud-watch-logs"
+
+
+# --- artifact bucket -------------------------------------------------------
+
+
+def test_artifact_bucket_is_private_encrypted_versioned_and_retained(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    properties = bucket["Properties"]
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    encryption = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert "LoggingConfiguration" in properties
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    assert any(rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") for rule in rules)
+    assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_artifact_bucket_denies_requests_without_tls(vpc_template: Template) -> None:
+    bucket_id, _ = _artifact_bucket(vpc_template)
+    policies = [
+        p["Properties"]
+        for p in resources(vpc_template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    assert len(policies) == 1
+    denials = [
+        s
+        for s in policies[0]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert denials and denials[0]["Action"] == "s3:*"
+
+
+def test_dev_removal_policy_lets_data_go(dev_templates: dict[str, Template]) -> None:
+    template = dev_templates[names.VPC_STACK]
+    _, bucket = _artifact_bucket(template)
+    assert bucket["DeletionPolicy"] == "Delete"
+    _, cluster = only(template, "AWS::RDS::DBCluster")
+    assert cluster["DeletionPolicy"] == "Delete"
+    assert cluster["Properties"]["DeletionProtection"] is False
+
+
+# --- database --------------------------------------------------------------
+
+
+def test_aurora_is_serverless_v2_postgres_encrypted_and_protected(vpc_template: Template) -> None:
+    _, cluster = only(vpc_template, "AWS::RDS::DBCluster")
+    properties = cluster["Properties"]
+    assert properties["Engine"] == "aurora-postgresql"
+    major, minor = (int(part) for part in properties["EngineVersion"].split(".")[:2])
+    assert (major, minor) >= (16, 3), "auto-pause (0 ACU) needs Aurora PostgreSQL 16.3 or later"
+    assert properties.get("EngineMode", "provisioned") == "provisioned", "Aurora Serverless v1 cannot be created"
+    assert properties["StorageEncrypted"] is True
+    assert properties["DeletionProtection"] is True
+    assert properties["BackupRetentionPeriod"] >= 7
+    assert cluster["DeletionPolicy"] == "Snapshot"
+    assert properties["ServerlessV2ScalingConfiguration"] == {
+        "MinCapacity": 0,
+        "MaxCapacity": 4,
+        "SecondsUntilAutoPause": 3600,
+    }
+    instance = props(vpc_template, "AWS::RDS::DBInstance")
+    assert instance["DBInstanceClass"] == "db.serverless"
+    assert instance["PubliclyAccessible"] is False
+
+
+def test_aurora_password_is_generated_into_secrets_manager(vpc_template: Template) -> None:
+    _, cluster = only(vpc_template, "AWS::RDS::DBCluster")
+    password = json.dumps(cluster["Properties"]["MasterUserPassword"])
+    assert "{{resolve:secretsmanager:" in password
+
+
+def test_aurora_lives_in_isolated_subnets(vpc_template: Template) -> None:
+    isolated = {
+        logical_id
+        for logical_id, subnet in resources(vpc_template, "AWS::EC2::Subnet").items()
+        if {"Key": "aws-cdk:subnet-type", "Value": "Isolated"} in subnet["Properties"]["Tags"]
+    }
+    group = props(vpc_template, "AWS::RDS::DBSubnetGroup")
+    assert {ref_id(subnet) for subnet in group["SubnetIds"]} == isolated
+
+
+def test_capacity_floor_above_zero_disables_auto_pause() -> None:
+    template = synth_templates(aurora_min_acu=0.5)[names.VPC_STACK]
+    scaling = props(template, "AWS::RDS::DBCluster")["ServerlessV2ScalingConfiguration"]
+    assert scaling == {"MinCapacity": 0.5, "MaxCapacity": 4}
+
+
+# --- secrets ---------------------------------------------------------------
+
+
+def test_basic_auth_credentials_are_generated_json(vpc_template: Template) -> None:
+    secrets = {
+        s["Properties"].get("Name"): s for s in resources(vpc_template, "AWS::SecretsManager::Secret").values()
+    }
+    secret = secrets["mlflow-server-credentials"]
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert json.loads(generated["SecretStringTemplate"]) == {"username": "mlflow"}
+    assert generated["GenerateStringKey"] == "password"
+    assert generated["PasswordLength"] >= 32
+    assert "SecretString" not in secret["Properties"]
+    assert secret["DeletionPolicy"] == "Retain"
+
+
+def test_credentials_secret_name_is_configurable() -> None:
+    template = synth_templates(credentials_secret_name="team-a/mlflow")[names.VPC_STACK]
+    secret_names = [s["Properties"].get("Name") for s in resources(template, "AWS::SecretsManager::Secret").values()]
+    assert "team-a/mlflow" in secret_names
+    assert template["Outputs"][names.OUTPUT_CREDENTIALS_SECRET]["Value"] == "team-a/mlflow"
+
+
+# --- ECS -------------------------------------------------------------------
+
+
+def test_cluster_has_container_insights(vpc_template: Template) -> None:
+    settings = props(vpc_template, "AWS::ECS::Cluster")["ClusterSettings"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in settings
+
+
+def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Template) -> None:
+    task = props(vpc_template, "AWS::ECS::TaskDefinition")
+    assert (task["Cpu"], task["Memory"]) == ("1024", "3072")
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    assert task["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
+    containers = _containers(vpc_template)
+    assert set(containers) == {"nginx", "mlflow"}
+    # nginx publishes the only port; MLflow publishes none.
+    assert containers["nginx"]["PortMappings"] == [{"ContainerPort": names.NGINX_PORT, "Protocol": "tcp"}]
+    assert "PortMappings" not in containers["mlflow"]
+    assert {"Condition": "START", "ContainerName": "mlflow"} in containers["nginx"]["DependsOn"]
+    mlflow_env = {e["Name"]: e["Value"] for e in containers["mlflow"]["Environment"]}
+    assert mlflow_env["DB_NAME"] == "mlflow"
+    assert mlflow_env["DB_PORT"] == "5432"
+    assert mlflow_env["MLFLOW_WORKERS"] == "2"
+    assert "s3://" in json.dumps(mlflow_env["MLFLOW_ARTIFACT_ROOT"])
+    nginx_env = {e["Name"]: e["Value"] for e in containers["nginx"]["Environment"]}
+    assert nginx_env["MLFLOW_UPSTREAM"] == f"127.0.0.1:{names.MLFLOW_PORT}"
+
+
+def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) -> None:
+    containers = _containers(vpc_template)
+    secret_names = {
+        name: {s["Name"] for s in container.get("Secrets", [])} for name, container in containers.items()
+    }
+    assert secret_names == {
+        "nginx": {"MLFLOW_USERNAME", "MLFLOW_PASSWORD"},
+        "mlflow": {"DB_USERNAME", "DB_PASSWORD"},
+    }
+    for container in containers.values():
+        for variable in container.get("Environment", []):
+            assert not any(word in variable["Name"] for word in ("PASSWORD", "SECRET", "USERNAME"))
+        for secret in container["Secrets"]:
+            # JSON-key references into Secrets Manager: ARN:field::
+            value_from = json.dumps(secret["ValueFrom"])
+            assert ":username::" in value_from or ":password::" in value_from
+
+
+def test_logs_go_to_groups_with_retention(vpc_template: Template) -> None:
+    groups = resources(vpc_template, "AWS::Logs::LogGroup")
+    assert groups and all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
+    for container in _containers(vpc_template).values():
+        logging = container["LogConfiguration"]
+        assert logging["LogDriver"] == "awslogs"
+        assert ref_id(logging["Options"]["awslogs-group"]) in groups
+
+
+def test_service_is_private_with_circuit_breaker_and_cpu_scaling(vpc_template: Template) -> None:
+    service = props(vpc_template, "AWS::ECS::Service")
+    assert service["DesiredCount"] == 2
+    assert service["LaunchType"] == "FARGATE"
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED"
+    private = {
+        logical_id
+        for logical_id, subnet in resources(vpc_template, "AWS::EC2::Subnet").items()
+        if {"Key": "aws-cdk:subnet-type", "Value": "Private"} in subnet["Properties"]["Tags"]
+    }
+    assert {ref_id(s) for s in network["Subnets"]} == private and len(private) == 2
+    assert service["LoadBalancers"][0]["ContainerName"] == "nginx"
+    assert service["LoadBalancers"][0]["ContainerPort"] == names.NGINX_PORT
+
+    target = props(vpc_template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 4)
+    policy = props(vpc_template, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    assert tracking["TargetValue"] == 60
+
+
+def test_task_counts_and_sizes_follow_configuration() -> None:
+    template = synth_templates(
+        desired_task_count=1, min_task_count=1, max_task_count=3, task_cpu=512, task_memory_mib=2048
+    )[names.VPC_STACK]
+    assert props(template, "AWS::ECS::Service")["DesiredCount"] == 1
+    target = props(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    task = props(template, "AWS::ECS::TaskDefinition")
+    assert (task["Cpu"], task["Memory"]) == ("512", "2048")
+
+
+# --- load balancer ---------------------------------------------------------
+
+
+def test_alb_is_internal_and_checks_elb_status_on_nginx(vpc_template: Template) -> None:
+    alb = props(vpc_template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert alb["Scheme"] == "internal"
+    assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb[
+        "LoadBalancerAttributes"
+    ]
+    group = props(vpc_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert group["Port"] == names.NGINX_PORT
+    assert group["TargetType"] == "ip"
+    assert group["HealthCheckPath"] == "/elb-status"
+    assert group["Matcher"] == {"HttpCode": "200"}
+    assert props(vpc_template, "AWS::ElasticLoadBalancingV2::Listener")["Port"] == 80
+
+
+# --- security groups -------------------------------------------------------
+
+
+def _group_id(template: Template, description_start: str) -> str:
+    matches = [
+        logical_id
+        for logical_id, group in resources(template, "AWS::EC2::SecurityGroup").items()
+        if group["Properties"]["GroupDescription"].startswith(description_start)
+    ]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+def test_only_the_alb_reaches_the_task_and_only_on_nginx_port(vpc_template: Template) -> None:
+    task_sg = _group_id(vpc_template, "MLflow tasks")
+    alb_sg = _group_id(vpc_template, "Internal MLflow ALB")
+    rules = [r for r in ingress_rules(vpc_template) if ref_id(r.get("GroupId", {"Ref": ""})) == task_sg]
+    assert [(ref_id(r["SourceSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in rules] == [
+        (alb_sg, names.NGINX_PORT, names.NGINX_PORT)
+    ]
+
+
+def test_only_the_task_reaches_the_database(vpc_template: Template) -> None:
+    task_sg = _group_id(vpc_template, "MLflow tasks")
+    db_sg = _group_id(vpc_template, "Aurora for MLflow")
+    rules = [r for r in ingress_rules(vpc_template) if ref_id(r.get("GroupId", {"Ref": ""})) == db_sg]
+    assert [(ref_id(r["SourceSecurityGroupId"]), r["FromPort"]) for r in rules] == [(task_sg, 5432)]
+
+
+def test_task_egress_is_https_and_the_database_only(vpc_template: Template) -> None:
+    task = vpc_template["Resources"][_group_id(vpc_template, "MLflow tasks")]["Properties"]
+    ports = sorted((r["FromPort"], r["ToPort"]) for r in task["SecurityGroupEgress"])
+    standalone = [
+        r
+        for r in egress_rules(vpc_template)
+        if "GroupId" in r and ref_id(r["GroupId"]) == _group_id(vpc_template, "MLflow tasks")
+    ]
+    assert ports == [(443, 443)]
+    assert [(r["FromPort"], ref_id(r["DestinationSecurityGroupId"])) for r in standalone] == [
+        (5432, _group_id(vpc_template, "Aurora for MLflow"))
+    ]
+
+
+def test_alb_has_no_ingress_in_its_own_stack(vpc_template: Template) -> None:
+    """The VPC link's rule is added by the gateway stack; nothing else may open the ALB."""
+    alb_sg = _group_id(vpc_template, "Internal MLflow ALB")
+    assert [r for r in ingress_rules(vpc_template) if ref_id(r.get("GroupId", {"Ref": ""})) == alb_sg] == []
+
+
+def test_no_ingress_from_anywhere_and_mlflow_port_never_open(templates: dict[str, Template]) -> None:
+    for template in templates.values():
+        for rule in ingress_rules(template):
+            assert rule.get("CidrIp") != "0.0.0.0/0"
+            assert rule.get("CidrIpv6") != "::/0"
+            assert not rule.get("FromPort", 0) <= names.MLFLOW_PORT <= rule.get("ToPort", -1) or (
+                rule.get("FromPort") == 0 and rule.get("ToPort") == 65535 and "SourceSecurityGroupId" in rule
+            )
+
+
+def test_mlflow_port_is_in_no_security_group_rule_of_the_service(vpc_template: Template) -> None:
+    for rule in ingress_rules(vpc_template) + egress_rules(vpc_template):
+        assert rule.get("FromPort") != names.MLFLOW_PORT and rule.get("ToPort") != names.MLFLOW_PORT
+
+
+# --- IAM -------------------------------------------------------------------
+
+
+def _role_statements(template: Template, role_fragment: str) -> list[dict[str, Any]]:
+    policies = [
+        p["Properties"]
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if any(role_fragment in ref_id(r) for r in p["Properties"]["Roles"])
+    ]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_task_role_touches_only_the_artifact_bucket(vpc_template: Template) -> None:
+    bucket_id, _ = _artifact_bucket(vpc_template)
+    statements = _role_statements(vpc_template, "TrackingTaskRole")
+    assert {frozenset(as_list(s["Action"])) for s in statements} == {
+        frozenset({"s3:ListBucket", "s3:GetBucketLocation"}),
+        frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}),
+    }
+    for statement in statements:
+        for resource in as_list(statement["Resource"]):
+            assert bucket_id in json.dumps(resource)
+
+
+def test_execution_role_reads_only_the_two_secrets(vpc_template: Template) -> None:
+    statements = _role_statements(vpc_template, "TaskDefinitionExecutionRole")
+    secret_statements = [s for s in statements if any("secretsmanager" in a for a in as_list(s["Action"]))]
+    read = {json.dumps(r) for s in secret_statements for r in as_list(s["Resource"])}
+    assert all(set(as_list(s["Action"])) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+               for s in secret_statements)
+    credentials_id = next(
+        logical_id for logical_id, s in resources(vpc_template, "AWS::SecretsManager::Secret").items()
+        if s["Properties"].get("Name") == "mlflow-server-credentials"
+    )
+    assert len(read) == 2 and any(credentials_id in r for r in read) and any("DatabaseCluster" in r or "Secret" in r for r in read)
+    assert "*" not in read
+
+
+def test_no_statement_allows_every_action_or_listsecrets(templates: dict[str, Template]) -> None:
+    for template in templates.values():
+        for statement in policy_statements(template):
+            actions = as_list(statement["Action"])
+            assert "*" not in actions and "s3:*" not in actions or statement["Effect"] == "Deny"
+            assert "secretsmanager:ListSecrets" not in actions
+
+
+def test_artifact_bucket_and_secret_are_published(vpc_template: Template) -> None:
+    bucket_id, _ = _artifact_bucket(vpc_template)
+    assert vpc_template["Outputs"][names.OUTPUT_ARTIFACT_BUCKET]["Value"] == {"Ref": bucket_id}
+    parameter = props(vpc_template, "AWS::SSM::Parameter")
+    assert parameter["Name"] == names.SSM_ARTIFACT_BUCKET
+    assert parameter["Value"] == {"Ref": bucket_id}

@@ -1,0 +1,44 @@
+"""Synthesize the app the way `cdk synth` does, but in-process and offline."""
+
+import functools
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import aws_cdk as cdk  # noqa: E402
+
+from stacks.app_builder import ProjectStacks, build_stacks  # noqa: E402
+from stacks.config import cdk_json_context, config_from_app  # noqa: E402
+
+Template = dict[str, Any]
+
+
+def build_app(**overrides: Any) -> tuple[cdk.App, ProjectStacks]:
+    """A cdk.App with cdk.json's context (which cdk.App() alone does not read) plus overrides."""
+    context = {**cdk_json_context(), **overrides}
+    app = cdk.App(context=context, outdir=tempfile.mkdtemp(prefix="cdk-test-"))
+    return app, build_stacks(app, config_from_app(app))
+
+
+@functools.lru_cache(maxsize=None)
+def _synth(overrides_json: str) -> tuple[Path, dict[str, Template]]:
+    app, stacks = build_app(**json.loads(overrides_json))
+    assembly = app.synth()
+    templates = {
+        stack.stack_name: stack.template for stack in assembly.stacks  # type: ignore[attr-defined]
+    }
+    return Path(assembly.directory), templates
+
+
+def synth_templates(**overrides: Any) -> dict[str, Template]:
+    """Stack name -> synthesized CloudFormation template (cached per set of overrides)."""
+    return _synth(json.dumps(overrides, sort_keys=True))[1]
+
+
+def synth_directory(**overrides: Any) -> Path:
+    """The cloud assembly directory (templates on disk, for cfn-lint)."""
+    return _synth(json.dumps(overrides, sort_keys=True))[0]
