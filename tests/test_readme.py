@@ -1,0 +1,29 @@
+"""The README's configuration table documents every key with its real default."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+from stacks.config import ProjectConfig
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _table_rows() -> dict[str, str]:
+    rows = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\| `([a-z0-9_]+)` \| `([^`]*)` \|", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_every_config_key_is_documented_with_its_default() -> None:
+    rows = _table_rows()
+    defaults = ProjectConfig()
+    for field in dataclasses.fields(ProjectConfig):
+        assert field.name in rows, f"README configuration table lacks {field.name}"
+        value = getattr(defaults, field.name)
+        shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+        assert rows[field.name] == shown, f"{field.name}: README says {rows[field.name]!r}, code says {shown!r}"
+    assert set(rows) == {f.name for f in dataclasses.fields(ProjectConfig)}
