@@ -60,7 +60,6 @@ class SageMakerStudioUserStack(Stack):
             domain_name="mlflow-studio",
             user_profile_name=config.user_profile_name,
             execution_role=self.execution_role.role,
-            removal_policy=removal,
         )
         self.execution_role.allow_studio_in_domain(self.studio.domain_id)
 

@@ -26,7 +26,6 @@ class StudioDomain(Construct):
         domain_name: str,
         user_profile_name: str,
         execution_role: iam.IRole,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group: ec2.SecurityGroup | None = None
@@ -61,7 +60,9 @@ class StudioDomain(Construct):
                     execution_role=execution_role.role_arn, security_groups=groups
                 ),
             )
-            self.domain.apply_removal_policy(removal_policy)
+            # Always deleted with the stack: a kept domain would pin the VPC's subnets.
+            # SageMaker itself keeps the users' home file system (EFS) by default.
+            self.domain.apply_removal_policy(RemovalPolicy.DESTROY)
             self.domain_id = self.domain.attr_domain_id
 
         self.user_profile = sagemaker.CfnUserProfile(

@@ -147,7 +147,10 @@ def test_no_wildcard_s3_or_secret_listing(studio_template: Template, vpc_templat
 
 
 def test_new_domain_sits_in_the_project_vpc_private_subnets(studio_template: Template) -> None:
-    domain = props(studio_template, "AWS::SageMaker::Domain")
+    _, domain_resource = only(studio_template, "AWS::SageMaker::Domain")
+    # A kept domain would keep ENIs in the project subnets and block VPC deletion.
+    assert domain_resource["DeletionPolicy"] == "Delete"
+    domain = domain_resource["Properties"]
     assert domain["AuthMode"] == "IAM"
     assert domain["AppNetworkAccessType"] == "VpcOnly"
     assert render(domain["VpcId"]).startswith("${MLflowVpcStack:PublishOutputRefNetworkVpc")
