@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.synth import Template, synth_templates
 from stacks import names
+from tests.synth import Template, synth_templates
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,8 @@ def test_vpc_has_three_subnet_tiers_over_two_azs_and_one_nat(vpc_template: Templ
     assert sorted(_subnet_types(vpc_template)) == ["Isolated"] * 2 + ["Private"] * 2 + ["Public"] * 2
     assert len(resources(vpc_template, "AWS::EC2::NatGateway")) == 1
     # AZs come from Fn::GetAZs, not a context lookup: offline synth, no credentials.
-    azs = {json.dumps(s["Properties"]["AvailabilityZone"]) for s in resources(vpc_template, "AWS::EC2::Subnet").values()}
+    subnets = resources(vpc_template, "AWS::EC2::Subnet").values()
+    azs = {json.dumps(subnet["Properties"]["AvailabilityZone"]) for subnet in subnets}
     assert all("Fn::GetAZs" in az for az in azs) and len(azs) == 2
 
 
@@ -386,8 +387,10 @@ def test_execution_role_reads_only_the_two_secrets(vpc_template: Template) -> No
         logical_id for logical_id, s in resources(vpc_template, "AWS::SecretsManager::Secret").items()
         if s["Properties"].get("Name") == "mlflow-server-credentials"
     )
-    assert len(read) == 2 and any(credentials_id in r for r in read) and any("DatabaseCluster" in r or "Secret" in r for r in read)
-    assert "*" not in read
+    # The attachment's Ref is the database secret's ARN (with host, port and dbname added).
+    database_secret_id, _ = only(vpc_template, "AWS::SecretsManager::SecretTargetAttachment")
+    assert len(read) == 2
+    assert any(credentials_id in r for r in read) and any(database_secret_id in r for r in read)
 
 
 def test_no_statement_allows_every_action_or_listsecrets(templates: dict[str, Template]) -> None:

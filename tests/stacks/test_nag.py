@@ -53,6 +53,6 @@ def test_every_acknowledgment_names_a_rule_and_gives_a_reason() -> None:
 
 
 def test_wildcard_names_render_like_cdk_nag() -> None:
-    assert _nag_name({"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Fn::GetAtt": ["B1", "Arn"]}, "/x*"]]}) == (
-        "arn:<AWS::Partition>:s3:::<B1.Arn>/x*"
-    )
+    joined = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Fn::GetAtt": ["B1", "Arn"]}, "/x*"]]}
+    assert _nag_name(joined) == "arn:<AWS::Partition>:s3:::<B1.Arn>/x*"
+    assert _nag_name({"Fn::Sub": "a-${AWS::Region}"}) == '{"Fn::Sub":"a-${AWS::Region}"}'
