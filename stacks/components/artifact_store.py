@@ -8,14 +8,31 @@ from constructs import Construct
 from stacks import names
 
 
-def _secure_bucket_defaults() -> dict[str, object]:
-    return {
-        "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+def _secure_bucket(
+    scope: Construct,
+    construct_id: str,
+    *,
+    removal_policy: RemovalPolicy,
+    lifecycle_rules: list[s3.LifecycleRule],
+    versioned: bool = False,
+    access_logs: s3.IBucket | None = None,
+) -> s3.Bucket:
+    """A private, TLS-only, encrypted bucket; emptied on delete only in dev."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         # SSE-S3 keeps readers free of KMS grants; the data never leaves the account.
-        "encryption": s3.BucketEncryption.S3_MANAGED,
-        "enforce_ssl": True,
-        "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-    }
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        versioned=versioned,
+        removal_policy=removal_policy,
+        auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix="s3/artifacts/" if access_logs else None,
+        lifecycle_rules=lifecycle_rules,
+    )
 
 
 class ArtifactStore(Construct):
@@ -30,14 +47,11 @@ class ArtifactStore(Construct):
         access_log_retention: Duration,
     ) -> None:
         super().__init__(scope, construct_id)
-        destroy = removal_policy == RemovalPolicy.DESTROY
 
-        self.access_log_bucket = s3.Bucket(
+        self.access_log_bucket = _secure_bucket(
             self,
             "AccessLogs",
-            **_secure_bucket_defaults(),
             removal_policy=removal_policy,
-            auto_delete_objects=destroy,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",
@@ -47,15 +61,12 @@ class ArtifactStore(Construct):
             ],
         )
 
-        self.bucket = s3.Bucket(
+        self.bucket = _secure_bucket(
             self,
             "Artifacts",
-            **_secure_bucket_defaults(),
             versioned=True,
             removal_policy=removal_policy,
-            auto_delete_objects=destroy,
-            server_access_logs_bucket=self.access_log_bucket,
-            server_access_logs_prefix="s3/artifacts/",
+            access_logs=self.access_log_bucket,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart-uploads",

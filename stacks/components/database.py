@@ -73,7 +73,9 @@ class MetadataDatabase(Construct):
             raise RuntimeError("Aurora cluster was created without a credentials secret")
         # The attachment (host, port, dbname filled in) is what the task reads.
         self.secret = self.cluster.secret
-        self.secret_resource = self.cluster.node.find_child("Secret")
+        secret_resource = self.cluster.node.find_child("Secret")
+        assert isinstance(secret_resource, rds.DatabaseSecret)
+        self.secret_resource = secret_resource
         # Kept with the snapshot: restoring it needs the password it was taken with.
         self.secret_resource.apply_removal_policy(removal_policy)
         self.port = POSTGRES_PORT
