@@ -97,7 +97,14 @@ class ArtifactStore(Construct):
                 ),
                 iam.PolicyStatement(
                     sid="ReadWriteWorkflowObjects",
-                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                    actions=[
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        # MLflow's SageMaker deployment tags the model.tar.gz it uploads.
+                        "s3:PutObjectTagging",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload",
+                    ],
                     # MLflow artifacts and the model data MLflow's SageMaker deployment
                     # uploads use "mlflow-*" keys; training job code and output use "sagemaker/".
                     resources=self.workflow_object_arns,

@@ -145,6 +145,12 @@ class StudioExecutionRole(Construct):
                 + [arn("ecr", "repository", repo, account="*") for repo in _FRAMEWORK_REPOSITORIES],
             ),
             iam.PolicyStatement(
+                sid="CheckServingImageExists",
+                # The notebook checks the image before deploying, to say "build it" early.
+                actions=["ecr:DescribeImages"],
+                resources=[serving_repository_arn],
+            ),
+            iam.PolicyStatement(
                 sid="SageMakerJobLogs",
                 actions=[
                     "logs:CreateLogGroup",

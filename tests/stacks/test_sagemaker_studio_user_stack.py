@@ -89,7 +89,7 @@ def test_artifact_access_is_the_bucket_and_two_key_prefixes(vpc_template: Templa
     bucket = next(r for r in _resources(statements["ListArtifactBucket"]))
     assert bucket.startswith("${StorageArtifacts") and bucket.endswith(".Arn}")
     assert _actions(statements["ReadWriteWorkflowObjects"]) == {
-        "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+        "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload",
     }
     assert _resources(statements["ReadWriteWorkflowObjects"]) == {f"{bucket}/mlflow-*", f"{bucket}/sagemaker/*"}
 
@@ -124,6 +124,13 @@ def test_ecr_pull_is_the_serving_and_framework_repositories(studio_template: Tem
         "${%s.Arn}" % repository_id,
         f"{ARN}:ecr:${{AWS::Region}}:*:repository/sagemaker-scikit-learn",
     }
+
+
+def test_serving_image_check_is_scoped_to_its_repository(studio_template: Template) -> None:
+    statement = statement_by_sid(studio_template, "CheckServingImageExists")
+    repository_id, _ = only(studio_template, "AWS::ECR::Repository")
+    assert _actions(statement) == {"ecr:DescribeImages"}
+    assert _resources(statement) == {"${%s.Arn}" % repository_id}
 
 
 def test_unscoped_actions_are_only_reads_and_list_calls(studio_template: Template) -> None:

@@ -1,0 +1,159 @@
+"""Resident memory of the MLflow task's processes, to size the Fargate task.
+
+Starts the native stack with the deployed defaults, then reports the memory
+of the whole MLflow process tree (entrypoint/`mlflow server`, uvicorn and its
+workers) and of nginx: after start, peak under concurrent log-batch load
+through the proxy, and after the load. RSS sums count shared pages once per
+process, so they overstate what the cgroup (Fargate's limit) sees; PSS is
+the fair share. Sizing uses the RSS peak, the safe side, with 30% headroom.
+
+    python benchmarks/server_memory.py [--workers 2] [--mlflow-defaults]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402
+import requests  # noqa: E402
+
+from localrun.load import create_runs, log_batches  # noqa: E402
+from localrun.process import ManagedProcess  # noqa: E402
+from localrun.stack import running_stack  # noqa: E402
+
+MIB = 1024 * 1024
+HEADROOM = 0.30
+# Fargate memory choices (MiB) per CPU setting.
+FARGATE_MEMORY = {512: range(1024, 4097, 1024), 1024: range(2048, 8193, 1024)}
+
+
+def tree_memory(process: ManagedProcess) -> tuple[int, int]:
+    """(RSS sum, PSS sum) in bytes over the process and its descendants."""
+    rss = pss = 0
+    for pid in process.process_tree_pids():
+        try:
+            info = psutil.Process(pid).memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)
+    return rss, pss
+
+
+class PeakSampler:
+    """Samples a process tree's memory in the background, keeps the peak."""
+
+    def __init__(self, process: ManagedProcess, interval: float = 0.25) -> None:
+        self.process, self.interval = process, interval
+        self.peak = (0, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, pss = tree_memory(self.process)
+            self.peak = (max(self.peak[0], rss), max(self.peak[1], pss))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def browse(base_url: str, auth: tuple[str, str], run_id: str, seconds: float) -> int:
+    """What a person in the UI and a notebook read while jobs log: searches,
+    metric histories, artifact listings (the server then loads its S3 client),
+    the UI page and its largest bundle. Returns the number of calls."""
+    session = requests.Session()
+    session.auth = auth
+    api = f"{base_url}/ajax-api/2.0/mlflow"
+    bundle = None
+    calls, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        session.post(f"{api}/experiments/search", json={"max_results": 100})
+        session.post(f"{api}/runs/search", json={"experiment_ids": ["0", "1"], "max_results": 500})
+        session.get(f"{api}/metrics/get-history", params={"run_id": run_id, "metric_key": "m0"})
+        session.get(f"{api}/artifacts/list", params={"run_id": run_id})
+        session.get(f"{api}/registered-models/search")
+        page = session.get(f"{base_url}/")
+        if bundle is None:
+            found = re.search(r'src="([^"]*static-files/static/js/main[^"]*\.js)"', page.text)
+            bundle = f"{base_url}/{found.group(1).lstrip('./')}" if found else ""
+        if bundle:
+            session.get(bundle)
+        calls += 7
+    return calls
+
+
+def fmt(pair: tuple[int, int]) -> str:
+    return f"RSS {pair[0] / MIB:7.0f} MiB   PSS {pair[1] / MIB:7.0f} MiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20, help="length of the load")
+    parser.add_argument(
+        "--mlflow-defaults", action="store_true",
+        help="run with MLflow's own defaults (job runner on, 4 workers) for comparison",
+    )  # fmt: skip
+    args = parser.parse_args()
+    server_env = {}
+    workers = args.workers
+    if args.mlflow_defaults:
+        server_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true"
+        workers = workers or 4
+
+    with (
+        tempfile.TemporaryDirectory(prefix="server-memory-") as tmp,
+        running_stack(Path(tmp), workers=workers, server_env=server_env) as stack,
+    ):
+        time.sleep(3)  # let start-up allocations settle before the idle figure
+        idle = tree_memory(stack.mlflow.process)
+        nginx_idle = tree_memory(stack.nginx.process)
+        auth = (stack.username, stack.password)
+        runs = create_runs(stack.proxy_url, auth, args.clients)
+        reads: list[int] = []
+        with PeakSampler(stack.mlflow.process) as mlflow_peak, PeakSampler(
+            stack.nginx.process
+        ) as nginx_peak:
+            reader = threading.Thread(
+                target=lambda: reads.append(browse(stack.proxy_url, auth, runs[0], args.seconds))
+            )
+            reader.start()
+            load = log_batches(stack.proxy_url, auth, runs, args.seconds)
+            reader.join(timeout=args.seconds + 60)
+        after = tree_memory(stack.mlflow.process)
+        processes = len(stack.mlflow.process.process_tree_pids())
+
+    label = "MLflow defaults" if args.mlflow_defaults else "deployed defaults"
+    print(f"MLflow process tree ({label}, workers {workers or 2}, {processes} processes)")
+    print(f"  after start   {fmt(idle)}")
+    print(f"  peak in load  {fmt(mlflow_peak.peak)}   ({load.requests} log-batch calls, "
+          f"{load.throughput:.0f}/s, {args.clients} clients, {load.errors} errors; "
+          f"{sum(reads)} UI/API reads)")  # fmt: skip
+    print(f"  after load    {fmt(after)}")
+    print(f"nginx           {fmt(nginx_idle)} after start, {fmt(nginx_peak.peak)} peak")
+    need = (mlflow_peak.peak[0] + nginx_peak.peak[0]) / MIB / (1 - HEADROOM)
+    print(f"task memory for {HEADROOM:.0%} headroom over the RSS peak: >= {math.ceil(need)} MiB")
+    for cpu, choices in FARGATE_MEMORY.items():
+        fit = next((m for m in choices if m >= need), None)
+        print(f"  smallest Fargate size with cpu={cpu}: {fit or 'none'} MiB")
+
+
+if __name__ == "__main__":
+    main()

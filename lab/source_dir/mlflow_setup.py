@@ -1,0 +1,198 @@
+"""Point MLflow at the deployed tracking server in one call.
+
+A Studio notebook and a SageMaker training job both call `configure_mlflow()`
+once: it finds the tracking URL (HttpGatewayStack output or SSM parameter),
+reads the basic-auth user from Secrets Manager and exports the three
+`MLFLOW_TRACKING_*` variables MLflow's client reads. It lives in
+`source_dir/` so the training job ships with it.
+
+The password is never printed, logged or put into an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+# Names fixed by the CDK stacks (stacks/); override them only if you renamed those.
+GATEWAY_STACK_NAME = "HttpGatewayStack"
+TRACKING_URL_OUTPUT_KEY = "TrackingUrl"
+TRACKING_URL_PARAMETER = "/mlflow/tracking-url"
+ARTIFACT_BUCKET_PARAMETER = "/mlflow/artifact-bucket"
+CREDENTIALS_SECRET_NAME = "mlflow-server-credentials"
+
+_ACCESS_DENIED_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+}
+
+
+class MlflowSetupError(RuntimeError):
+    """Raised with one message that says what was looked for and what to check."""
+
+
+@dataclass(frozen=True)
+class MlflowConnection:
+    """Where MLflow now points; `repr` and `str` leave the password out."""
+
+    tracking_uri: str
+    username: str
+    region: str
+    url_source: str
+    password: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"MLflow tracking URI {self.tracking_uri} (user {self.username!r}, from {self.url_source})"
+
+
+def resolve_region(region: str | None = None, session: boto3.session.Session | None = None) -> str:
+    """Explicit region first, then AWS_REGION / AWS_DEFAULT_REGION, then the boto3 profile."""
+    found = (
+        region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or (session or boto3.session.Session()).region_name
+    )
+    if not found:
+        raise MlflowSetupError(
+            "No AWS region: pass region=..., or set AWS_REGION to the region the MLflow stacks are deployed in."
+        )
+    return found
+
+
+def _aws_error(exc: Exception, what: str, check: str) -> MlflowSetupError:
+    """Turn a boto error into one message; access problems get their own hint."""
+    if isinstance(exc, NoCredentialsError):
+        return MlflowSetupError(
+            f"No AWS credentials while reading {what}. Run this in SageMaker Studio or a training "
+            "job with the MLflow execution role, or configure credentials (AWS_PROFILE, ...)."
+        )
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _ACCESS_DENIED_CODES or status == 403:
+            return MlflowSetupError(
+                f"Access denied reading {what} ({code}). Check that you run with the Studio "
+                "execution role created by SageMakerStudioUserStack (or a role with the same "
+                "permissions) and that its credentials are current."
+            )
+        return MlflowSetupError(f"Could not read {what} ({code}). {check}")
+    return MlflowSetupError(f"Could not read {what} ({type(exc).__name__}). {check}")
+
+
+def tracking_url_from_stack(
+    session: boto3.session.Session,
+    region: str,
+    stack_name: str = GATEWAY_STACK_NAME,
+    output_key: str = TRACKING_URL_OUTPUT_KEY,
+) -> str:
+    """The HTTP API URL from the gateway stack's outputs, found by OutputKey."""
+    what = f"CloudFormation stack {stack_name!r} in {region}"
+    try:
+        stacks = session.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
+    except (BotoCoreError, ClientError) as exc:
+        raise _aws_error(exc, what, "Check that the stacks are deployed (`make deploy`) in this region.") from exc
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in (stacks[0].get("Outputs") or [])}
+    url = outputs.get(output_key, "").strip()
+    if not url:
+        raise MlflowSetupError(
+            f"{what} has no output {output_key!r} (outputs: {sorted(outputs) or 'none'}). Check "
+            "that the stack finished deploying and is the one from this project."
+        )
+    return url.rstrip("/")
+
+
+def read_parameter(session: boto3.session.Session, region: str, name: str) -> str:
+    """One SSM string parameter, with a clear error when it is not there."""
+    what = f"SSM parameter {name!r} in {region}"
+    try:
+        value = session.client("ssm", region_name=region).get_parameter(Name=name)["Parameter"]["Value"]
+    except (BotoCoreError, ClientError) as exc:
+        raise _aws_error(exc, what, "Check that the stacks are deployed (`make deploy`) in this region.") from exc
+    if not value.strip():
+        raise MlflowSetupError(f"{what} is empty. Redeploy the stacks to restore it.")
+    return value.strip()
+
+
+def read_credentials(
+    session: boto3.session.Session, region: str, secret_name: str = CREDENTIALS_SECRET_NAME
+) -> tuple[str, str]:
+    """(username, password) from the secret's JSON `{"username": ..., "password": ...}`."""
+    what = f"Secrets Manager secret {secret_name!r} in {region}"
+    try:
+        secret = session.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_name)
+    except (BotoCoreError, ClientError) as exc:
+        raise _aws_error(
+            exc, what, "Check that MLflowVpcStack is deployed in this region and the name is right."
+        ) from exc
+    malformed = MlflowSetupError(
+        f"{what} is malformed: expected a JSON object with non-empty string fields 'username' "
+        "and 'password'. Check the secret's value in the Secrets Manager console."
+    )
+    raw = secret.get("SecretString")
+    if not isinstance(raw, str):
+        raise malformed
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        data = None  # the decoder's error holds the secret text: do not chain it
+    if not isinstance(data, dict):
+        raise malformed
+    username, password = data.get("username"), data.get("password")
+    if not (isinstance(username, str) and username and isinstance(password, str) and password):
+        raise malformed
+    return username, password
+
+
+def configure_mlflow(
+    region: str | None = None,
+    *,
+    stack_name: str = GATEWAY_STACK_NAME,
+    output_key: str = TRACKING_URL_OUTPUT_KEY,
+    tracking_url_parameter: str | None = None,
+    secret_name: str = CREDENTIALS_SECRET_NAME,
+    session: boto3.session.Session | None = None,
+    environ: MutableMapping[str, str] | None = None,
+) -> MlflowConnection:
+    """Set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD from the deployed stacks.
+
+    The URL comes from the gateway stack's output, or from the SSM parameter
+    when `tracking_url_parameter` is given (e.g. "/mlflow/tracking-url"), for
+    roles that may read parameters but not stacks.
+    """
+    session = session or boto3.session.Session()
+    region = resolve_region(region, session)
+    if tracking_url_parameter:
+        url = read_parameter(session, region, tracking_url_parameter).rstrip("/")
+        source = f"SSM parameter {tracking_url_parameter}"
+    else:
+        url = tracking_url_from_stack(session, region, stack_name, output_key)
+        source = f"stack {stack_name} output {output_key}"
+    username, password = read_credentials(session, region, secret_name)
+    env = os.environ if environ is None else environ
+    env["MLFLOW_TRACKING_URI"] = url
+    env["MLFLOW_TRACKING_USERNAME"] = username
+    env["MLFLOW_TRACKING_PASSWORD"] = password
+    return MlflowConnection(tracking_uri=url, username=username, region=region, url_source=source, password=password)
+
+
+def artifact_bucket(
+    region: str | None = None,
+    *,
+    parameter_name: str = ARTIFACT_BUCKET_PARAMETER,
+    session: boto3.session.Session | None = None,
+) -> str:
+    """The MLflow artifact bucket, which also holds SageMaker job code and model data."""
+    session = session or boto3.session.Session()
+    return read_parameter(session, resolve_region(region, session), parameter_name)

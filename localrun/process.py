@@ -1,0 +1,195 @@
+"""Child processes with logs in files, bounded waits and a clean stop.
+
+Everything here binds to loopback on ports chosen at run time, so parallel
+runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or did not become ready."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 10.0, headers: Mapping[str, str] | None = None) -> int:
+    """The HTTP status of a GET, or 0 when nothing answered."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (OSError, urllib.error.URLError):
+        return 0
+
+
+def run_as_user() -> tuple[int, int] | None:
+    """The unprivileged (uid, gid) servers drop to when we are root, else None.
+
+    PostgreSQL refuses to run as root, and the images run nginx and PostgreSQL
+    as non-root users, so natively we do the same with `nobody`.
+    """
+    if os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
+
+
+def private_dir(path: Path, owner: tuple[int, int] | None) -> Path:
+    """Create `path` (mode 0700) for a server that runs as `owner`.
+
+    The owner must be able to reach it, so each ancestor it cannot enter
+    gains the traverse bit only (no listing): pytest's 0700 temp root is one.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    if owner is not None:
+        os.chown(path, *owner)
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+    return path
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    process: ManagedProcess | None = None,
+) -> None:
+    """Poll `check` until it holds; fail early if `process` dies."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        if check():
+            return
+        if process is not None and not process.running:
+            raise ServiceError(
+                f"{what}: {process.name} exited with {process.returncode}\n"
+                f"--- {process.log_path} ---\n{process.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            tail = f"\n--- {process.log_path} ---\n{process.log_tail()}" if process else ""
+            raise ServiceError(f"{what}: not ready after {timeout:.0f} s{tail}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+class ManagedProcess:
+    """One server process (and its children) in its own process group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        run_as: tuple[int, int] | None = None,
+        stop_signal: int = signal.SIGTERM,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = [str(arg) for arg in argv]
+        self.env = dict(env)
+        self.log_path = log_path
+        self.run_as = run_as
+        self.stop_signal = stop_signal
+        self.cwd = cwd
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen else None
+
+    def start(self) -> None:
+        if self.running:
+            raise ServiceError(f"{self.name} is already running")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Appending keeps the whole history across restarts in one file.
+        with open(self.log_path, "ab") as log:
+            if self.run_as is not None:
+                # nginx reopens /dev/stdout, i.e. this file, as its own user.
+                os.chown(self.log_path, *self.run_as)
+            user = {}
+            if self.run_as is not None:
+                user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
+            self._popen = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **user,
+            )
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Signal the leader as a container runtime would, then reap the group."""
+        if self._popen is None:
+            return
+        popen, pgid = self._popen, self._popen.pid
+        if popen.poll() is None:
+            try:
+                popen.send_signal(self.stop_signal)
+                popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(pgid)
+                popen.wait(timeout=10)
+        # Children that outlived their parent must not leak out of a test.
+        _kill_group(pgid)
+        self._popen = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def process_tree_pids(self) -> list[int]:
+        """The leader and all its descendants."""
+        import psutil
+
+        if not self.running or self.pid is None:
+            return []
+        leader = psutil.Process(self.pid)
+        return [leader.pid, *(child.pid for child in leader.children(recursive=True))]
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

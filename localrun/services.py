@@ -1,0 +1,344 @@
+"""The task's services, run natively on loopback.
+
+MlflowServer and NginxProxy run the images' own entrypoints
+(docker/mlflow/entrypoint.py, docker/nginx/entrypoint.sh) with the repo's
+config, so tests exercise what ships. Postgres stands in for Aurora and
+MotoServer for S3 (and any other AWS API a test needs).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from localrun.process import (
+    LOOPBACK,
+    ManagedProcess,
+    ServiceError,
+    free_port,
+    http_status,
+    private_dir,
+    run_as_user,
+    wait_until,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MLFLOW_ENTRYPOINT = REPO_ROOT / "docker" / "mlflow" / "entrypoint.py"
+NGINX_ENTRYPOINT = REPO_ROOT / "docker" / "nginx" / "entrypoint.sh"
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def base_env() -> dict[str, str]:
+    """A minimal environment: nothing of the caller's leaks into a server."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    # The caller's venv, so `python -m mlflow` finds the same packages.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and postgres live (Debian keeps them out of PATH)."""
+    configured = os.environ.get("PG_BINDIR")
+    candidates = [configured] if configured else []
+    candidates += sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True
+    )
+    if initdb := shutil.which("initdb"):
+        candidates.append(str(Path(initdb).parent))
+    for candidate in candidates:
+        if (Path(candidate) / "initdb").exists() and (Path(candidate) / "postgres").exists():
+            return Path(candidate)
+    raise ServiceError(
+        "PostgreSQL server binaries (initdb, postgres) not found: install the Debian "
+        "package 'postgresql' (apt-get install postgresql postgresql-contrib) "
+        "or set PG_BINDIR"
+    )
+
+
+def nginx_binary() -> Path:
+    configured = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.access(configured, os.X_OK):
+        raise ServiceError(
+            "nginx not found: install the Debian package 'nginx-light' "
+            "(apt-get install nginx-light) or set NGINX_BIN"
+        )
+    return Path(configured)
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster with password (SCRAM) auth on loopback."""
+
+    superuser = "postgres"
+
+    def __init__(
+        self, workdir: Path, *, log_dir: Path, superuser_password: str,
+        port: int | None = None, durable: bool = False,
+    ) -> None:  # fmt: skip
+        self.bindir = postgres_bindir()
+        self.workdir = workdir
+        self.log_dir = log_dir
+        self.superuser_password = superuser_password
+        self.port = port or free_port()
+        self.durable = durable
+        self.run_as = run_as_user()
+        self.data_dir = workdir / "data"
+        self.process: ManagedProcess | None = None
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    def _initdb(self) -> None:
+        private_dir(self.workdir, self.run_as)
+        # The password goes through a private file, never through argv.
+        pwfile = self.workdir / "pwfile"
+        pwfile.write_text(self.superuser_password + "\n")
+        pwfile.chmod(0o600)
+        if self.run_as:
+            os.chown(pwfile, *self.run_as)
+        user = {}
+        if self.run_as:
+            user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
+        try:
+            subprocess.run(
+                [self.bindir / "initdb", "-D", self.data_dir, "-U", self.superuser,
+                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
+                 "--no-instructions"],  # fmt: skip
+                check=True, capture_output=True, env=base_env(), cwd=self.workdir, **user,
+            )  # fmt: skip
+        except subprocess.CalledProcessError as error:
+            output = error.stdout.decode() + error.stderr.decode()
+            raise ServiceError(f"initdb failed:\n{output}") from error
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def start(self, timeout: float = 60) -> None:
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        settings = [
+            f"listen_addresses={LOOPBACK}",
+            f"port={self.port}",
+            "unix_socket_directories=",
+            "max_connections=100",
+            # Statements that fail are not logged with their text, so a
+            # CREATE ROLE ... PASSWORD can never leave a trace in the log.
+            "log_min_error_statement=panic",
+        ]
+        if not self.durable:
+            # Test data is disposable: trade crash safety for speed.
+            settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        argv = [self.bindir / "postgres", "-D", self.data_dir]
+        for setting in settings:
+            argv += ["-c", setting]
+        self.process = ManagedProcess(
+            "postgres", argv, env=base_env(), log_path=self.log_dir / "postgres.log",
+            run_as=self.run_as, stop_signal=signal.SIGINT, cwd=self.workdir,
+        )  # fmt: skip
+        self.process.start()
+        wait_until(self._accepts_connections, timeout=timeout, what="PostgreSQL",
+                   process=self.process)  # fmt: skip
+
+    def connect(self, dbname: str = "postgres"):  # noqa: ANN201 - psycopg2 connection
+        import psycopg2
+
+        return psycopg2.connect(
+            host=LOOPBACK, port=self.port, user=self.superuser,
+            password=self.superuser_password, dbname=dbname, connect_timeout=3,
+        )  # fmt: skip
+
+    def _accepts_connections(self) -> bool:
+        import psycopg2
+
+        try:
+            self.connect().close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
+    def ensure_database(self, name: str, owner: str, password: str) -> None:
+        """Create (or update) a login role and its database, like Aurora's secret."""
+        from psycopg2 import sql
+        from psycopg2.extensions import encrypt_password
+
+        conn = self.connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                # Only the SCRAM verifier is sent to the server, not the password.
+                verifier = encrypt_password(password, owner, conn, "scram-sha-256")
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(
+                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(owner), sql.Literal(verifier)
+                    )
+                )
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if not cur.fetchone():
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(name), sql.Identifier(owner)
+                        )
+                    )
+        finally:
+            conn.close()
+
+    def count_connections(self, dbname: str) -> int:
+        """Client connections currently open to `dbname` (ours excluded)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+                return int(cur.fetchone()[0])
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+class MotoServer:
+    """moto in multi-service server mode: S3, Secrets Manager, SageMaker, ..."""
+
+    def __init__(self, *, log_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process = ManagedProcess(
+            "moto",
+            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+            env={**base_env(), **FAKE_AWS},
+            log_path=log_dir / "moto.log",
+        )
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        self.process.start()
+        wait_until(
+            lambda: http_status(f"{self.endpoint_url}/moto-api/") == 200,
+            timeout=timeout, what="moto server", process=self.process,
+        )  # fmt: skip
+
+    def client(self, service: str):  # noqa: ANN201 - a boto3 client
+        import boto3
+
+        return boto3.client(
+            service, endpoint_url=self.endpoint_url, region_name=FAKE_AWS["AWS_REGION"],
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+
+    def create_bucket(self, name: str) -> None:
+        self.client("s3").create_bucket(Bucket=name)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class MlflowServer:
+    """docker/mlflow/entrypoint.py on loopback, with the environment ECS gives it."""
+
+    def __init__(
+        self, workdir: Path, *, log_dir: Path, env: dict[str, str],
+        port: int | None = None, workers: int | None = None,
+    ) -> None:  # fmt: skip
+        self.port = port or free_port()
+        server_env = {**base_env(), "HOME": str(workdir), **env, "MLFLOW_PORT": str(self.port)}
+        if workers is not None:
+            server_env["MLFLOW_WORKERS"] = str(workers)
+        self.process = ManagedProcess(
+            "mlflow", [sys.executable, MLFLOW_ENTRYPOINT], env=server_env,
+            log_path=log_dir / "mlflow.log", cwd=workdir,
+        )  # fmt: skip
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 180) -> None:
+        self.process.start()
+        wait_until(
+            lambda: http_status(f"{self.url}/health") == 200,
+            timeout=timeout, what="MLflow server", process=self.process,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole process tree (server, uvicorn, workers)."""
+        import psutil
+
+        total = 0
+        for pid in self.process.process_tree_pids():
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+
+class NginxProxy:
+    """docker/nginx/entrypoint.sh with the repo's config template, on loopback."""
+
+    def __init__(
+        self, workdir: Path, *, log_dir: Path, username: str, password: str,
+        upstream_port: int, port: int | None = None,
+    ) -> None:  # fmt: skip
+        self.port = port or free_port()
+        run_as = run_as_user()
+        private_dir(workdir, run_as)
+        env = {
+            **base_env(),
+            "MLFLOW_USERNAME": username,
+            "MLFLOW_PASSWORD": password,
+            "NGINX_PORT": str(self.port),
+            "NGINX_LISTEN_ADDRESS": LOOPBACK,
+            "MLFLOW_UPSTREAM": f"{LOOPBACK}:{upstream_port}",
+            "NGINX_RUNTIME_DIR": str(workdir / "runtime"),
+            "NGINX_BIN": str(nginx_binary()),
+        }
+        self.process = ManagedProcess(
+            "nginx", [NGINX_ENTRYPOINT], env=env, log_path=log_dir / "nginx.log",
+            run_as=run_as, cwd=workdir,
+        )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        self.process.start()
+        # Any HTTP answer means nginx is up, whether or not MLflow is.
+        wait_until(
+            lambda: http_status(f"{self.url}/elb-status") != 0,
+            timeout=timeout, what="nginx", process=self.process,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

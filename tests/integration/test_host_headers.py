@@ -1,0 +1,54 @@
+"""MLflow 3 checks Host and Origin; the names clients use in AWS must pass."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from localrun.stack import MlflowStack
+
+pytestmark = pytest.mark.integration
+
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
+# The stack runs with AWS_REGION=us-east-1, as ECS sets it in the task.
+API_GATEWAY_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
+ALB_HOSTS = [
+    "internal-mlflow-alb-1234567890.us-east-1.elb.amazonaws.com",
+    "internal-mlflow-alb-1234567890.us-east-1.elb.amazonaws.com:80",
+]
+
+
+def get(stack: MlflowStack, host: str) -> requests.Response:
+    return requests.get(
+        stack.proxy_url + SEARCH, headers={"Host": host},
+        auth=(stack.username, stack.password), timeout=30,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("host", [API_GATEWAY_HOST, *ALB_HOSTS])
+def test_aws_host_names_are_accepted(mlflow_stack: MlflowStack, host: str) -> None:
+    assert get(mlflow_stack, host).status_code == 200
+
+
+def test_foreign_host_names_are_still_rejected(mlflow_stack: MlflowStack) -> None:
+    """The check stays on: nginx forwards the client's Host untouched."""
+    response = get(mlflow_stack, "mlflow.attacker.example")
+    assert response.status_code == 403
+    assert "Invalid Host header" in response.text
+
+
+@pytest.mark.parametrize(
+    "origin, expected",
+    [(f"https://{API_GATEWAY_HOST}", 200), ("https://attacker.example", 403)],
+)
+def test_ui_writes_from_the_api_gateway_origin_only(
+    mlflow_stack: MlflowStack, origin: str, expected: int
+) -> None:
+    response = requests.post(
+        mlflow_stack.proxy_url + "/ajax-api/2.0/mlflow/experiments/search",
+        json={"max_results": 1},
+        headers={"Host": API_GATEWAY_HOST, "Origin": origin},
+        auth=(mlflow_stack.username, mlflow_stack.password),
+        timeout=30,
+    )
+    assert response.status_code == expected

@@ -1,0 +1,84 @@
+"""The lab notebook, executed cell by cell against the local stack and moto (RUN_OFFLINE)."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+from mlflow import MlflowClient
+
+from tests.integration import studio_flow
+from tests.integration.studio_flow import NOTEBOOK
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+# The Studio e2e fixtures live in studio_flow.py (tests/integration/conftest.py is the proxy suite's).
+notebook_run = studio_flow.notebook_run
+studio_aws = studio_flow.studio_aws
+
+
+def test_committed_notebook_has_no_outputs_and_one_switch():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    sources = "\n".join(c.source for c in code)
+    assert re.search(r'^RUN_OFFLINE = os\.environ\.get\("RUN_OFFLINE", "false"\)', sources, re.M)
+    # No MLflow version repeated in the notebook: it comes from docker/mlflow/requirements.txt.
+    assert not re.search(r"mlflow\s*==\s*\d", sources)
+
+
+def test_every_cell_ran(notebook_run):
+    code = [c for c in notebook_run.notebook.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code)
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors
+
+
+def test_notebook_reports_each_step(notebook_run, studio_aws):
+    out = notebook_run.outputs()
+    assert f"MLflow tracking URI {studio_aws.tracking_url}" in out
+    assert studio_aws.password not in out
+    assert re.search(r"endpoint mlflow-demo-\d{8}-\d{6}: InService", out)
+    assert re.search(r"predictions: \[[01](, [01]){4}\]", out)
+    assert re.search(r"endpoint mlflow-demo-\S+ deleted", out)
+
+
+def test_runs_and_registered_model_are_in_mlflow(notebook_run, studio_aws, mlflow_stack):
+    client = MlflowClient(tracking_uri=mlflow_stack.direct_url)  # behind the proxy, unauthenticated
+    experiment = client.get_experiment_by_name("sagemaker-studio-demo")
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert {"local-c0.01", "local-c0.1"} <= set(by_name)
+    job_runs = [r for r in runs if "sagemaker.training_job_name" in r.data.tags]
+    assert len(job_runs) == 1
+    job_run = job_runs[0]
+    job = job_run.data.tags["sagemaker.training_job_name"]
+    assert job.startswith("mlflow-train-") and job_run.info.run_name == job
+    assert job_run.data.tags["sagemaker.training_job_arn"].endswith(f":training-job/{job}")
+
+    versions = client.search_model_versions("name='breast-cancer-classifier'")
+    assert versions and {v.run_id for v in versions} <= {r.info.run_id for r in runs}
+
+
+def test_training_job_and_deployment_went_to_sagemaker_and_were_cleaned_up(notebook_run, studio_aws, moto_server):
+    sagemaker = moto_server.client("sagemaker")
+    jobs = sagemaker.list_training_jobs(NameContains="mlflow-train-")["TrainingJobSummaries"]
+    assert jobs
+    job = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
+    assert job["RoleArn"] == studio_aws.role_arn
+    assert job["HyperParameters"]["sagemaker_submit_directory"].startswith(
+        f'"s3://{studio_aws.bucket}/sagemaker/mlflow-train-'
+    )
+    # The notebook deleted its endpoint, endpoint config and model.
+    assert not sagemaker.list_endpoints(NameContains="mlflow-demo-")["Endpoints"]
+    assert not sagemaker.list_endpoint_configs(NameContains="mlflow-demo-")["EndpointConfigs"]
+    assert not sagemaker.list_models(NameContains="mlflow-demo-")["Models"]
+
+
+def test_training_requirements_were_generated_from_the_pin(notebook_run):
+    generated = (notebook_run.workdir / "source_dir" / "requirements.txt").read_text()
+    pin = (notebook_run.workdir.parent / "docker" / "mlflow" / "requirements.txt").read_text()
+    mlflow_line = next(line for line in pin.splitlines() if line.startswith("mlflow=="))
+    assert mlflow_line in generated.splitlines()

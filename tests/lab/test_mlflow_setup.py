@@ -1,0 +1,215 @@
+"""lab/source_dir/mlflow_setup.py against moto in-process: the happy paths and every error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import boto3
+import mlflow_setup
+import pytest
+from mlflow_setup import MlflowSetupError, configure_mlflow
+from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
+
+REGION = "eu-west-1"
+URL = "https://abc123.execute-api.eu-west-1.amazonaws.com"
+PASSWORD = "pw-Sentinel-7f3a9c"  # must never show up anywhere
+STACK_TEMPLATE = {
+    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+    "Outputs": {"TrackingUrl": {"Value": URL + "/"}, "Other": {"Value": "x"}},
+}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Fake credentials, a region, and moto for every boto3 call."""
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield boto3.session.Session(region_name=REGION)
+
+
+def deploy(session, *, template=STACK_TEMPLATE, secret: str | None = None) -> None:
+    """What the stacks leave behind, as far as the helper reads it."""
+    session.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(template))
+    ssm = session.client("ssm")
+    ssm.put_parameter(Name="/mlflow/tracking-url", Value=URL, Type="String")
+    ssm.put_parameter(Name="/mlflow/artifact-bucket", Value="mlflow-artifacts-x", Type="String")
+    value = secret if secret is not None else json.dumps({"username": "mlflow", "password": PASSWORD})
+    session.client("secretsmanager").create_secret(Name="mlflow-server-credentials", SecretString=value)
+
+
+def test_configures_from_stack_output_and_secret(aws, capsys, caplog):
+    deploy(aws)
+    env: dict[str, str] = {}
+    with caplog.at_level(logging.DEBUG):
+        conn = configure_mlflow(environ=env)
+        print(conn, repr(conn))
+    assert env == {
+        "MLFLOW_TRACKING_URI": URL,  # trailing slash dropped
+        "MLFLOW_TRACKING_USERNAME": "mlflow",
+        "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+    }
+    assert (conn.region, conn.url_source) == (REGION, "stack HttpGatewayStack output TrackingUrl")
+    out = capsys.readouterr()
+    assert URL in out.out and PASSWORD not in out.out + out.err + own_logs(caplog)
+
+
+def test_sets_process_environment_by_default(aws, monkeypatch):
+    deploy(aws)
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    configure_mlflow()
+    assert os.environ["MLFLOW_TRACKING_URI"] == URL
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == PASSWORD
+
+
+def test_reads_url_from_ssm_parameter_when_asked(aws):
+    deploy(aws, template={"Resources": STACK_TEMPLATE["Resources"]})  # stack has no output
+    env: dict[str, str] = {}
+    conn = configure_mlflow(tracking_url_parameter="/mlflow/tracking-url", environ=env)
+    assert env["MLFLOW_TRACKING_URI"] == URL
+    assert conn.url_source == "SSM parameter /mlflow/tracking-url"
+
+
+def test_region_and_names_can_be_overridden(aws, monkeypatch):
+    other = boto3.session.Session(region_name="us-east-2")
+    other.client("cloudformation").create_stack(StackName="MyGateway", TemplateBody=json.dumps(STACK_TEMPLATE))
+    other.client("secretsmanager").create_secret(
+        Name="my-creds", SecretString=json.dumps({"username": "u2", "password": PASSWORD})
+    )
+    env: dict[str, str] = {}
+    conn = configure_mlflow("us-east-2", stack_name="MyGateway", secret_name="my-creds", environ=env)
+    assert (conn.region, env["MLFLOW_TRACKING_USERNAME"]) == ("us-east-2", "u2")
+
+
+def test_region_comes_from_aws_region_first(aws, monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    assert mlflow_setup.resolve_region() == "ap-south-1"
+    assert mlflow_setup.resolve_region("us-west-2") == "us-west-2"
+
+
+def test_artifact_bucket_from_parameter(aws):
+    deploy(aws)
+    assert mlflow_setup.artifact_bucket() == "mlflow-artifacts-x"
+
+
+def own_logs(caplog) -> str:
+    """Log text of everything but botocore/urllib3, whose DEBUG wire logs show any response."""
+    return "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("botocore", "urllib3")))
+
+
+def expect_error(**kwargs) -> str:
+    with pytest.raises(MlflowSetupError) as info:
+        configure_mlflow(environ={}, **kwargs)
+    text = str(info.value)
+    assert PASSWORD not in text and PASSWORD not in repr(info.value.__cause__)
+    return text
+
+
+def test_missing_stack(aws):
+    text = expect_error()
+    assert "'HttpGatewayStack'" in text and REGION in text and "deployed" in text
+
+
+def test_missing_output(aws):
+    deploy(aws, template={"Resources": STACK_TEMPLATE["Resources"], "Outputs": {"Other": {"Value": "x"}}})
+    text = expect_error()
+    assert "no output 'TrackingUrl'" in text and "Other" in text
+
+
+def test_missing_parameter(aws):
+    text = expect_error(tracking_url_parameter="/mlflow/nope")
+    assert "'/mlflow/nope'" in text and "ParameterNotFound" in text
+
+
+def test_missing_secret(aws):
+    aws.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
+    text = expect_error()
+    assert "'mlflow-server-credentials'" in text and "ResourceNotFoundException" in text
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        '{"username": "mlflow", "password": "' + PASSWORD,  # truncated JSON
+        PASSWORD,  # plain text instead of JSON
+        json.dumps([PASSWORD]),
+        json.dumps({"user": "mlflow", "pass": PASSWORD}),
+        json.dumps({"username": "", "password": PASSWORD}),
+        json.dumps({"username": "mlflow", "password": 12345}),
+    ],
+    ids=["truncated", "plain", "list", "wrong-keys", "empty-user", "number"],
+)
+def test_malformed_secret(aws, secret, capsys, caplog):
+    deploy(aws, secret=secret)
+    with caplog.at_level(logging.DEBUG):
+        text = expect_error()
+    assert "malformed" in text and "'username'" in text and "'password'" in text
+    out = capsys.readouterr()
+    assert PASSWORD not in out.out + out.err + own_logs(caplog)
+
+
+def test_binary_secret_is_malformed(aws):
+    aws.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
+    aws.client("secretsmanager").create_secret(Name="mlflow-server-credentials", SecretBinary=PASSWORD.encode())
+    assert "malformed" in expect_error()
+
+
+def test_malformed_secret_error_chains_nothing(aws):
+    """JSONDecodeError keeps the document it failed on: it must not ride along."""
+    deploy(aws, secret='{"password": "' + PASSWORD)
+    with pytest.raises(MlflowSetupError) as info:
+        configure_mlflow(environ={})
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+@set_initial_no_auth_action_count(7)  # the setup calls below, then IAM is enforced
+def test_access_denied_says_to_check_the_role(aws):
+    """moto enforces IAM here: a user that may read the stack but not the secret."""
+    deploy(aws)  # 4 calls
+    iam = aws.client("iam")
+    iam.create_user(UserName="studio")
+    iam.put_user_policy(
+        UserName="studio",
+        PolicyName="stack-only",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "cloudformation:*", "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName="studio")["AccessKey"]
+    user = boto3.session.Session(
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        region_name=REGION,
+    )
+    text = expect_error(session=user)
+    assert "Access denied reading Secrets Manager secret 'mlflow-server-credentials'" in text
+    assert "execution role" in text
+
+
+def test_no_credentials(monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    text = expect_error(region=REGION)
+    assert "No AWS credentials" in text
+
+
+def test_no_region(monkeypatch, tmp_path):
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    assert "AWS_REGION" in expect_error()

@@ -1,0 +1,136 @@
+"""lab/sagemaker_steps.py: the notebook's SageMaker calls, against moto in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+
+import boto3
+import mlflow
+import pytest
+import sagemaker_steps as steps
+from moto import mock_aws
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield boto3.session.Session(region_name=REGION)
+
+
+def test_mlflow_pin_comes_from_the_server_requirements():
+    text = steps.PINNED_REQUIREMENTS.read_text()
+    line = steps.pinned_mlflow_requirement()
+    assert re.fullmatch(r"mlflow==\d+\.\d+\.\d+", line) and line in text
+    # The suite itself installs the pinned version, so the notebook runs with it.
+    assert steps.pinned_mlflow_version() == mlflow.__version__
+
+
+def test_pin_missing_is_an_error(tmp_path):
+    path = tmp_path / "requirements.txt"
+    path.write_text("boto3==1\n# mlflow==1.0.0 commented out\nmlflow-skinny==2\n")
+    with pytest.raises(steps.WorkflowError, match="pins no mlflow"):
+        steps.pinned_mlflow_requirement(path)
+
+
+def test_training_requirements_repeat_the_pin(tmp_path):
+    written = steps.write_training_requirements(tmp_path)
+    lines = [line for line in written.read_text().splitlines() if not line.startswith("#")]
+    assert lines == [steps.pinned_mlflow_requirement()]
+
+
+def test_unique_name_is_prefixed_and_short():
+    name = steps.unique_name("demo")
+    assert re.fullmatch(r"mlflow-demo-\d{8}-\d{6}", name)
+    with pytest.raises(steps.WorkflowError):
+        steps.unique_name("x" * 60)
+
+
+def test_training_job_request_for_script_mode():
+    request = steps.training_job_request(
+        job_name="mlflow-train-1",
+        role_arn="arn:aws:iam::123456789012:role/r",
+        image_uri=steps.sklearn_training_image(REGION),
+        code_uri="s3://b/sagemaker/mlflow-train-1/source/sourcedir.tar.gz",
+        bucket="b",
+        region=REGION,
+        hyperparameters={"c": 0.5, "experiment-name": "demo"},
+    )
+    hyper = request["HyperParameters"]
+    assert json.loads(hyper["c"]) == 0.5 and json.loads(hyper["experiment-name"]) == "demo"
+    assert json.loads(hyper["sagemaker_program"]) == "train.py"
+    assert json.loads(hyper["sagemaker_submit_directory"]).endswith("sourcedir.tar.gz")
+    assert request["OutputDataConfig"]["S3OutputPath"] == "s3://b/sagemaker/mlflow-train-1/output"
+    image = request["AlgorithmSpecification"]["TrainingImage"]
+    assert image == "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
+
+
+def test_unknown_region_has_no_training_image():
+    with pytest.raises(steps.WorkflowError, match="TRAINING_IMAGE"):
+        steps.sklearn_training_image("xx-nowhere-1")
+
+
+def test_execution_role_from_assumed_role(aws):
+    iam = aws.client("iam")
+    trust = {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+    }
+    role = iam.create_role(RoleName="studio-role", Path="/service/", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    creds = aws.client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="SageMaker")["Credentials"]
+    studio = boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
+    # The role's path is not in the assumed-role ARN: GetRole gives the real ARN.
+    assert steps.execution_role_arn(studio) == "arn:aws:iam::123456789012:role/service/studio-role"
+
+
+def test_execution_role_refuses_a_user(aws):
+    with pytest.raises(steps.WorkflowError, match="not as an IAM role"):
+        steps.execution_role_arn(aws)
+
+
+def test_upload_source_dir(aws, tmp_path):
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"0")
+    aws.client("s3").create_bucket(Bucket="bucket-x", CreateBucketConfiguration={"LocationConstraint": REGION})
+    uri = steps.upload_source_dir(aws, "bucket-x", "mlflow-train-1", tmp_path)
+    assert uri == "s3://bucket-x/sagemaker/mlflow-train-1/source/sourcedir.tar.gz"
+    body = aws.client("s3").get_object(Bucket="bucket-x", Key=uri.split("/", 3)[3])["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert tar.getnames() == ["train.py"]
+
+
+def test_serving_image_missing_says_how_to_build_it(aws):
+    with pytest.raises(steps.WorkflowError, match="aws codebuild start-build --project-name mlflow-pyfunc-image-build"):
+        steps.serving_image_uri(aws, "3.17.2")
+    aws.client("ecr").create_repository(repositoryName="mlflow-pyfunc")
+    with pytest.raises(steps.WorkflowError, match="mlflow-pyfunc:3.17.2"):
+        steps.serving_image_uri(aws, "3.17.2")
+
+
+def test_serving_image_uri_when_built(aws):
+    ecr = aws.client("ecr")
+    ecr.create_repository(repositoryName="mlflow-pyfunc")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {},
+        "layers": [],
+    }
+    ecr.put_image(repositoryName="mlflow-pyfunc", imageManifest=json.dumps(manifest), imageTag="3.17.2")
+    assert steps.serving_image_uri(aws, "3.17.2") == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlflow-pyfunc:3.17.2"
