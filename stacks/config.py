@@ -37,11 +37,27 @@ _FARGATE_MEMORY: dict[int, range | tuple[int, ...]] = {
 }
 # CloudWatch Logs retention periods (days) and their aws_logs.RetentionDays names.
 _LOG_RETENTION: dict[int, str] = {
-    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
-    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
-    150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
-    545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS", 1827: "FIVE_YEARS",
-    2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
@@ -78,42 +94,53 @@ class ProjectConfig:
     """Deployment settings; the context key of each one is the field name."""
 
     vpc_cidr: str = _setting(
-        "10.40.0.0/16", "an IPv4 network with zero host bits and a /16 to /20 prefix",
-        "VPC address range; 3 subnet tiers x up to 3 AZs must fit in it")
+        "10.40.0.0/16",
+        "an IPv4 network with zero host bits and a /16 to /20 prefix",
+        "VPC address range; 3 subnet tiers x up to 3 AZs must fit in it",
+    )
     az_count: int = _setting(2, "2 or 3", "availability zones; the ALB and Aurora need at least two")
     nat_gateways: int = _setting(
-        1, "1 to az_count", "NAT gateways; private tasks need egress to pull images and reach AWS APIs")
+        1, "1 to az_count", "NAT gateways; private tasks need egress to pull images and reach AWS APIs"
+    )
     task_cpu: int = _setting(1024, _describe(tuple(_FARGATE_MEMORY)), "Fargate task CPU units")
     task_memory_mib: int = _setting(
-        3072, "a size Fargate pairs with task_cpu", "Fargate task memory (MiB), shared by nginx and MLflow")
-    desired_task_count: int = _setting(
-        2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy")
+        3072, "a size Fargate pairs with task_cpu", "Fargate task memory (MiB), shared by nginx and MLflow"
+    )
+    desired_task_count: int = _setting(2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy")
     min_task_count: int = _setting(2, "1-20, at most max_task_count", "autoscaling floor")
     max_task_count: int = _setting(4, "1-20", "autoscaling ceiling")
     cpu_scaling_target_percent: int = _setting(60, "10-90", "average CPU the service scales to hold")
     mlflow_workers: int = _setting(2, "1-16", "MLflow server worker processes per task")
     aurora_min_acu: float = _setting(
-        0.0, "0-256 in steps of 0.5", "Aurora capacity floor; 0 pauses the cluster when idle")
-    aurora_max_acu: float = _setting(
-        4.0, "1-256 in steps of 0.5, at least aurora_min_acu", "Aurora capacity ceiling")
+        0.0, "0-256 in steps of 0.5", "Aurora capacity floor; 0 pauses the cluster when idle"
+    )
+    aurora_max_acu: float = _setting(4.0, "1-256 in steps of 0.5, at least aurora_min_acu", "Aurora capacity ceiling")
     aurora_auto_pause_minutes: int = _setting(
-        60, "5-1440", "idle minutes before Aurora pauses (only when aurora_min_acu is 0)")
+        60, "5-1440", "idle minutes before Aurora pauses (only when aurora_min_acu is 0)"
+    )
     log_retention_days: int = _setting(
-        30, ", ".join(map(str, _LOG_RETENTION)), "CloudWatch Logs retention of every log group")
+        30, ", ".join(map(str, _LOG_RETENTION)), "CloudWatch Logs retention of every log group"
+    )
     removal_policy: str = _setting(
-        "retain", "retain, destroy", "retain keeps bucket, database (deletion protection, final snapshot) "
-        "and secrets when the stack is deleted; destroy is for dev")
+        "retain",
+        "retain, destroy",
+        "retain keeps bucket, database (deletion protection, final snapshot) "
+        "and secrets when the stack is deleted; destroy is for dev",
+    )
     credentials_secret_name: str = _setting(
         "mlflow-server-credentials",
         "1-512 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters",
-        "Secrets Manager name of the MLflow basic-auth credentials")
+        "Secrets Manager name of the MLflow basic-auth credentials",
+    )
     sagemaker_domain_id: str | None = _setting(
-        None, "empty, or d- and 12 lowercase letters or digits",
-        "existing Studio domain to use; empty creates one")
+        None, "empty, or d- and 12 lowercase letters or digits", "existing Studio domain to use; empty creates one"
+    )
     user_profile_name: str = _setting(
-        "mlflow-user", "1-63 letters, digits and inner hyphens", "Studio user profile to create")
+        "mlflow-user", "1-63 letters, digits and inner hyphens", "Studio user profile to create"
+    )
     api_throttle_rate_limit: float = _setting(
-        100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second")
+        100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second"
+    )
     api_throttle_burst_limit: int = _setting(200, "1-5000", "HTTP API burst size in requests")
 
     def __post_init__(self) -> None:
@@ -130,8 +157,9 @@ class ProjectConfig:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
-                raise ConfigError(f"Invalid configuration: unknown context key {key!r}{hint}; "
-                                  f"allowed keys: {', '.join(known)}.")
+                raise ConfigError(
+                    f"Invalid configuration: unknown context key {key!r}{hint}; allowed keys: {', '.join(known)}."
+                )
         return cls(**ours)
 
     @property
@@ -174,8 +202,12 @@ class ProjectConfig:
             if str(net) != self.vpc_cidr:
                 raise ValueError("not in canonical a.b.c.d/n form")
         except ValueError:
-            _fail("vpc_cidr", self.vpc_cidr, "is not an IPv4 network in CIDR form with zero host bits",
-                  "a network such as 10.40.0.0/16 with a /16 to /20 prefix")
+            _fail(
+                "vpc_cidr",
+                self.vpc_cidr,
+                "is not an IPv4 network in CIDR form with zero host bits",
+                "a network such as 10.40.0.0/16 with a /16 to /20 prefix",
+            )
         self._check("vpc_cidr", 16 <= net.prefixlen <= 20, f"has a /{net.prefixlen} prefix")
         self._check("az_count", self.az_count in (2, 3))
         self._check("nat_gateways", 1 <= self.nat_gateways <= 3)
@@ -188,36 +220,63 @@ class ProjectConfig:
             acu = getattr(self, key)
             self._check(key, low <= acu <= 256 and (acu * 2).is_integer(), "is not an allowed capacity")
         self._check("aurora_auto_pause_minutes", 5 <= self.aurora_auto_pause_minutes <= 1440)
-        self._check("log_retention_days", self.log_retention_days in _LOG_RETENTION,
-                    "is not a CloudWatch Logs retention period")
+        self._check(
+            "log_retention_days", self.log_retention_days in _LOG_RETENTION, "is not a CloudWatch Logs retention period"
+        )
         self._check("removal_policy", self.removal_policy in ("retain", "destroy"), "is not a removal policy")
         name = self.credentials_secret_name
         usable = bool(_SECRET_NAME.fullmatch(name)) and not _ARN_SUFFIX.search(name)
         self._check("credentials_secret_name", usable, "is not a usable Secrets Manager name")
-        self._check("sagemaker_domain_id", self.sagemaker_domain_id is None
-                    or bool(_DOMAIN_ID.fullmatch(self.sagemaker_domain_id)), "is not a SageMaker domain id")
-        self._check("user_profile_name", bool(_PROFILE_NAME.fullmatch(self.user_profile_name)),
-                    "is not a SageMaker user profile name")
+        self._check(
+            "sagemaker_domain_id",
+            self.sagemaker_domain_id is None or bool(_DOMAIN_ID.fullmatch(self.sagemaker_domain_id)),
+            "is not a SageMaker domain id",
+        )
+        self._check(
+            "user_profile_name",
+            bool(_PROFILE_NAME.fullmatch(self.user_profile_name)),
+            "is not a SageMaker user profile name",
+        )
         self._check("api_throttle_rate_limit", 0 < self.api_throttle_rate_limit <= 10000)
         self._check("api_throttle_burst_limit", 1 <= self.api_throttle_burst_limit <= 5000)
 
         # Rules between fields.
         if self.nat_gateways > self.az_count:
-            _fail("nat_gateways", self.nat_gateways, f"is more than az_count={self.az_count}",
-                  f"1-{self.az_count}, at most one per AZ")
+            _fail(
+                "nat_gateways",
+                self.nat_gateways,
+                f"is more than az_count={self.az_count}",
+                f"1-{self.az_count}, at most one per AZ",
+            )
         memory = _FARGATE_MEMORY[self.task_cpu]
         if self.task_memory_mib not in memory:
-            _fail("task_memory_mib", self.task_memory_mib,
-                  f"is not accepted by Fargate with task_cpu={self.task_cpu}", _describe(memory))
+            _fail(
+                "task_memory_mib",
+                self.task_memory_mib,
+                f"is not accepted by Fargate with task_cpu={self.task_cpu}",
+                _describe(memory),
+            )
         if self.min_task_count > self.max_task_count:
-            _fail("min_task_count", self.min_task_count, f"is more than max_task_count={self.max_task_count}",
-                  f"1-{self.max_task_count}")
+            _fail(
+                "min_task_count",
+                self.min_task_count,
+                f"is more than max_task_count={self.max_task_count}",
+                f"1-{self.max_task_count}",
+            )
         if not self.min_task_count <= self.desired_task_count <= self.max_task_count:
-            _fail("desired_task_count", self.desired_task_count, "is outside the autoscaling range",
-                  f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)")
+            _fail(
+                "desired_task_count",
+                self.desired_task_count,
+                "is outside the autoscaling range",
+                f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)",
+            )
         if self.aurora_min_acu > self.aurora_max_acu:
-            _fail("aurora_min_acu", self.aurora_min_acu, f"is more than aurora_max_acu={self.aurora_max_acu:g}",
-                  f"0-{self.aurora_max_acu:g} in steps of 0.5")
+            _fail(
+                "aurora_min_acu",
+                self.aurora_min_acu,
+                f"is more than aurora_max_acu={self.aurora_max_acu:g}",
+                f"0-{self.aurora_max_acu:g} in steps of 0.5",
+            )
 
 
 def _allowed(key: str) -> str:

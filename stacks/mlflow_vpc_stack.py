@@ -92,6 +92,6 @@ class MLflowVpcStack(Stack):
         CfnOutput(self, names.OUTPUT_ARTIFACT_BUCKET, value=self.artifact_bucket.bucket_name).override_logical_id(
             names.OUTPUT_ARTIFACT_BUCKET
         )
-        CfnOutput(
-            self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name
-        ).override_logical_id(names.OUTPUT_CREDENTIALS_SECRET)
+        CfnOutput(self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name).override_logical_id(
+            names.OUTPUT_CREDENTIALS_SECRET
+        )

@@ -36,7 +36,7 @@ def _nag_name(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and len(value) == 1:
-        (function, argument), = value.items()
+        ((function, argument),) = value.items()
         if function == "Ref":
             return f"<{argument}>"
         if function == "Fn::GetAtt":
@@ -117,9 +117,7 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "limited to the CDK asset repository.",
     )
     # CDK's own singleton that sets the retention of Aurora's PostgreSQL log group.
-    log_retention = next(
-        child for child in vpc.node.children if child.node.id.startswith("LogRetention")
-    )
+    log_retention = next(child for child in vpc.node.children if child.node.id.startswith("LogRetention"))
     acknowledge(
         log_retention,
         "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
@@ -173,8 +171,7 @@ def _studio_stack(stacks: ProjectStacks) -> None:
                 service="codebuild", resource="report-group", resource_name=f"{build.project.project_name}-*"
             ),
         ],
-        "CodeBuild's default project policy: each build creates log streams and test reports "
-        "named after the project.",
+        "CodeBuild's default project policy: each build creates log streams and test reports named after the project.",
     )
 
     role = studio.execution_role

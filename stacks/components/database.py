@@ -6,6 +6,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from stacks.components.security_groups import closed_security_group
+
 # Serverless v2 with auto-pause (0 ACU) needs 16.3 or later in the 16 line.
 ENGINE_VERSION = rds.AuroraPostgresEngineVersion.VER_16_9
 POSTGRES_PORT = 5432
@@ -37,12 +39,8 @@ class MetadataDatabase(Construct):
         retain = removal_policy != RemovalPolicy.DESTROY
         self.deletion_protection = retain
 
-        self.security_group = ec2.SecurityGroup(
-            self,
-            "SecurityGroup",
-            vpc=vpc,
-            description="Aurora for MLflow: reachable only from the MLflow tasks",
-            allow_all_outbound=False,
+        self.security_group = closed_security_group(
+            self, "SecurityGroup", vpc=vpc, description="Aurora for MLflow: reachable only from the MLflow tasks"
         )
 
         self.cluster = rds.DatabaseCluster(

@@ -12,6 +12,8 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.components.security_groups import closed_security_group
+
 # HTTP API access-log fields ($context variables). No header values are logged,
 # so the Authorization header never reaches the logs.
 ACCESS_LOG_FIELDS = {
@@ -72,21 +74,18 @@ class HttpGateway(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = closed_security_group(
             self,
             "VpcLinkSecurityGroup",
             vpc=vpc,
             description="API Gateway VPC link: may reach the MLflow ALB listener only",
-            allow_all_outbound=False,
         )
         # Egress from the link plus the matching ingress on the ALB's group.
         self.security_group.connections.allow_to(
             load_balancer, ec2.Port.tcp(load_balancer_port), "VPC link to the MLflow ALB"
         )
 
-        self.vpc_link = apigw.VpcLink(
-            self, "VpcLink", vpc=vpc, subnets=subnets, security_groups=[self.security_group]
-        )
+        self.vpc_link = apigw.VpcLink(self, "VpcLink", vpc=vpc, subnets=subnets, security_groups=[self.security_group])
 
         self.api = apigw.HttpApi(
             self,

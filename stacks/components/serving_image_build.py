@@ -72,9 +72,7 @@ class ServingImageBuild(Construct):
                     },
                 }
             ),
-            logging=codebuild.LoggingOptions(
-                cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=log_group)
-            ),
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=log_group)),
             timeout=Duration.minutes(60),
         )
         self._grant_push()

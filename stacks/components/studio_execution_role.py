@@ -204,7 +204,9 @@ class StudioExecutionRole(Construct):
     def _track_wildcards(self, statements: list[iam.PolicyStatement]) -> None:
         """Remember name-scoped wildcard resources so each can be acknowledged on its own."""
         self.wildcard_resources += [
-            resource for statement in statements for resource in statement.resources
+            resource
+            for statement in statements
+            for resource in statement.resources
             if resource != "*" and "*" in resource
         ]
 

@@ -14,6 +14,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.security_groups import closed_security_group
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 ALB_PORT = 80
@@ -53,9 +54,7 @@ class TrackingService(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        self.cluster = ecs.Cluster(
-            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
-        )
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
 
         self.artifact_bucket = artifact_bucket
         self.task_role = iam.Role(
@@ -80,9 +79,7 @@ class TrackingService(Construct):
 
         mlflow = self.task_definition.add_container(
             "mlflow",
-            image=ecs.ContainerImage.from_asset(
-                str(DOCKER_DIR / "mlflow"), platform=ecr_assets.Platform.LINUX_AMD64
-            ),
+            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / "mlflow"), platform=ecr_assets.Platform.LINUX_AMD64),
             essential=True,
             logging=self._log_driver("mlflow", log_retention, removal_policy),
             environment={
@@ -102,8 +99,7 @@ class TrackingService(Construct):
                     "CMD",
                     "python",
                     "-c",
-                    "import urllib.request as u; "
-                    f"u.urlopen('http://127.0.0.1:{names.MLFLOW_PORT}/health', timeout=4)",
+                    f"import urllib.request as u; u.urlopen('http://127.0.0.1:{names.MLFLOW_PORT}/health', timeout=4)",
                 ],
                 interval=Duration.seconds(15),
                 timeout=Duration.seconds(5),
@@ -115,9 +111,7 @@ class TrackingService(Construct):
 
         nginx = self.task_definition.add_container(
             "nginx",
-            image=ecs.ContainerImage.from_asset(
-                str(DOCKER_DIR / "nginx"), platform=ecr_assets.Platform.LINUX_AMD64
-            ),
+            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / "nginx"), platform=ecr_assets.Platform.LINUX_AMD64),
             essential=True,
             logging=self._log_driver("nginx", log_retention, removal_policy),
             port_mappings=[ecs.PortMapping(container_port=names.NGINX_PORT)],
@@ -134,21 +128,13 @@ class TrackingService(Construct):
             ecs.ContainerDependency(container=mlflow, condition=ecs.ContainerDependencyCondition.START)
         )
 
-        self.security_group = ec2.SecurityGroup(
-            self,
-            "TaskSecurityGroup",
-            vpc=vpc,
-            description="MLflow tasks: nginx port from the ALB only",
-            allow_all_outbound=False,
+        self.security_group = closed_security_group(
+            self, "TaskSecurityGroup", vpc=vpc, description="MLflow tasks: nginx port from the ALB only"
         )
         # AWS APIs (S3, Secrets Manager, ECR, CloudWatch Logs) through the NAT gateway.
-        self.security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs"
-        )
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs")
         # Egress here and the matching ingress on the database's security group.
-        self.security_group.connections.allow_to(
-            database, ec2.Port.tcp(database_port), "MLflow tasks to Aurora"
-        )
+        self.security_group.connections.allow_to(database, ec2.Port.tcp(database_port), "MLflow tasks to Aurora")
 
         self.service = ecs.FargateService(
             self,
@@ -173,12 +159,11 @@ class TrackingService(Construct):
             scale_out_cooldown=Duration.minutes(1),
         )
 
-        self.load_balancer_security_group = ec2.SecurityGroup(
+        self.load_balancer_security_group = closed_security_group(
             self,
             "LoadBalancerSecurityGroup",
             vpc=vpc,
             description="Internal MLflow ALB: reachable only from the API Gateway VPC link",
-            allow_all_outbound=False,
         )
         self.load_balancer = elbv2.ApplicationLoadBalancer(
             self,
@@ -231,7 +216,5 @@ class TrackingService(Construct):
     def _log_driver(
         self, container: str, retention: logs.RetentionDays, removal_policy: RemovalPolicy
     ) -> ecs.LogDriver:
-        group = logs.LogGroup(
-            self, f"{container.capitalize()}Logs", retention=retention, removal_policy=removal_policy
-        )
+        group = logs.LogGroup(self, f"{container.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
         return ecs.LogDrivers.aws_logs(stream_prefix=container, log_group=group)
