@@ -6,11 +6,14 @@ runs never collide.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -56,20 +59,36 @@ def run_as_user() -> tuple[int, int] | None:
 
 
 def private_dir(path: Path, owner: tuple[int, int] | None) -> Path:
-    """Create `path` (mode 0700) for a server that runs as `owner`.
+    """A 0700 directory for a server that runs as `owner`; returns its real path.
 
-    The owner must be able to reach it, so each ancestor it cannot enter
-    gains the traverse bit only (no listing): pytest's 0700 temp root is one.
+    The owner must be able to reach it for as long as the server runs. When an
+    ancestor of `path` is closed to other users, as pytest's temp root is (and
+    every new pytest session resets it to 0700), the directory is made under
+    the system temp dir instead, removed at exit, and `path` becomes a symlink
+    to it so its files are still found next to the logs.
     """
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+    if owner is None or _reachable_by_others(path.parent):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        real = path
+    elif path.is_symlink():
+        real = path.resolve()
+    else:
+        real = Path(tempfile.mkdtemp(prefix=f"localrun-{path.name}-"))
+        atexit.register(shutil.rmtree, real, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(real, target_is_directory=True)
+    real.chmod(0o700)
     if owner is not None:
-        os.chown(path, *owner)
-        for parent in path.parents:
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
-                parent.chmod(mode | 0o001)
-    return path
+        os.chown(real, *owner)
+    return real
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every existing ancestor lets any user pass through."""
+    for directory in [path, *path.parents]:
+        if directory.exists() and not directory.stat().st_mode & 0o001:
+            return False
+    return True
 
 
 def wait_until(

@@ -86,13 +86,13 @@ class Postgres:
         port: int | None = None, durable: bool = False,
     ) -> None:  # fmt: skip
         self.bindir = postgres_bindir()
-        self.workdir = workdir
         self.log_dir = log_dir
         self.superuser_password = superuser_password
         self.port = port or free_port()
         self.durable = durable
         self.run_as = run_as_user()
-        self.data_dir = workdir / "data"
+        self.workdir = private_dir(workdir, self.run_as)
+        self.data_dir = self.workdir / "data"
         self.process: ManagedProcess | None = None
 
     @property
@@ -100,7 +100,6 @@ class Postgres:
         return LOOPBACK
 
     def _initdb(self) -> None:
-        private_dir(self.workdir, self.run_as)
         # The password goes through a private file, never through argv.
         pwfile = self.workdir / "pwfile"
         pwfile.write_text(self.superuser_password + "\n")
@@ -308,7 +307,7 @@ class NginxProxy:
     ) -> None:  # fmt: skip
         self.port = port or free_port()
         run_as = run_as_user()
-        private_dir(workdir, run_as)
+        workdir = private_dir(workdir, run_as)
         env = {
             **base_env(),
             "MLFLOW_USERNAME": username,

@@ -103,8 +103,10 @@ class ProjectConfig:
         1, "1 to az_count", "NAT gateways; private tasks need egress to pull images and reach AWS APIs"
     )
     task_cpu: int = _setting(1024, _describe(tuple(_FARGATE_MEMORY)), "Fargate task CPU units")
+    # Measured (benchmarks/server_memory.py): MLflow with 2 workers peaks near 860 MiB
+    # under load, nginx near 14 MiB; 2048 MiB keeps more than 30% headroom.
     task_memory_mib: int = _setting(
-        3072, "a size Fargate pairs with task_cpu", "Fargate task memory (MiB), shared by nginx and MLflow"
+        2048, "a size Fargate pairs with task_cpu", "Fargate task memory (MiB), shared by nginx and MLflow"
     )
     desired_task_count: int = _setting(2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy")
     min_task_count: int = _setting(2, "1-20, at most max_task_count", "autoscaling floor")

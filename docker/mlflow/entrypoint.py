@@ -119,8 +119,9 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     result.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow's default connection pool stays: NullPool (a new connection
     # per request) would also leave an idle server without connections, but
-    # measured here it halves log-batch throughput (43 vs 79 req/s). The
-    # server-side idle timeout in the URI frees idle connections instead.
+    # it halves log-batch throughput (benchmarks/proxy_overhead.py
+    # --poolclass NullPool: about 50 vs 110 req/s). The server-side idle
+    # timeout in the URI frees idle connections instead.
     result.setdefault("PYTHONUNBUFFERED", "1")
     return result
 

@@ -81,6 +81,8 @@ class TrackingService(Construct):
             "mlflow",
             image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / "mlflow"), platform=ecr_assets.Platform.LINUX_AMD64),
             essential=True,
+            # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
+            stop_timeout=Duration.seconds(30),
             logging=self._log_driver("mlflow", log_retention, removal_policy),
             environment={
                 "DB_HOST": database_host,
@@ -113,6 +115,8 @@ class TrackingService(Construct):
             "nginx",
             image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / "nginx"), platform=ecr_assets.Platform.LINUX_AMD64),
             essential=True,
+            # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
+            stop_timeout=Duration.seconds(30),
             logging=self._log_driver("nginx", log_retention, removal_policy),
             port_mappings=[ecs.PortMapping(container_port=names.NGINX_PORT)],
             environment={

@@ -14,7 +14,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(ProjectConfig)}
 
 def test_defaults_are_valid() -> None:
     config = ProjectConfig()
-    assert config.az_count == 2 and config.task_cpu == 1024 and config.task_memory_mib == 3072
+    assert config.az_count == 2 and config.task_cpu == 1024 and config.task_memory_mib == 2048
     assert config.sagemaker_domain_id is None and config.creates_studio_domain
     assert not config.destroy_on_removal and config.cdk_removal_policy == cdk.RemovalPolicy.RETAIN
     assert config.auto_pause_enabled and config.aurora_auto_pause is not None

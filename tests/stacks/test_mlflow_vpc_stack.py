@@ -192,7 +192,7 @@ def test_cluster_has_container_insights(vpc_template: Template) -> None:
 
 def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Template) -> None:
     task = props(vpc_template, "AWS::ECS::TaskDefinition")
-    assert (task["Cpu"], task["Memory"]) == ("1024", "3072")
+    assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     assert task["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
     containers = _containers(vpc_template)
@@ -263,13 +263,13 @@ def test_service_is_private_with_circuit_breaker_and_cpu_scaling(vpc_template: T
 
 def test_task_counts_and_sizes_follow_configuration() -> None:
     template = synth_templates(
-        desired_task_count=1, min_task_count=1, max_task_count=3, task_cpu=512, task_memory_mib=2048
+        desired_task_count=1, min_task_count=1, max_task_count=3, task_cpu=2048, task_memory_mib=4096
     )[names.VPC_STACK]
     assert props(template, "AWS::ECS::Service")["DesiredCount"] == 1
     target = props(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
     task = props(template, "AWS::ECS::TaskDefinition")
-    assert (task["Cpu"], task["Memory"]) == ("512", "2048")
+    assert (task["Cpu"], task["Memory"]) == ("2048", "4096")
 
 
 # --- load balancer ---------------------------------------------------------
