@@ -10,10 +10,10 @@ import boto3
 import mlflow_setup
 import pytest
 from mlflow_setup import MlflowSetupError, configure_mlflow
-from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
-REGION = "eu-west-1"
+from tests.lab.conftest import REGION
+
 URL = "https://abc123.execute-api.eu-west-1.amazonaws.com"
 PASSWORD = "pw-Sentinel-7f3a9c"  # must never show up anywhere
 STACK_TEMPLATE = {
@@ -22,16 +22,6 @@ STACK_TEMPLATE = {
 }
 
 
-@pytest.fixture
-def aws(monkeypatch):
-    """Fake credentials, a region, and moto for every boto3 call."""
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        yield boto3.session.Session(region_name=REGION)
 
 
 def deploy(session, *, template=STACK_TEMPLATE, secret: str | None = None) -> None:

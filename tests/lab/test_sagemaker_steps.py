@@ -11,20 +11,8 @@ import boto3
 import mlflow
 import pytest
 import sagemaker_steps as steps
-from moto import mock_aws
 
-REGION = "eu-west-1"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        yield boto3.session.Session(region_name=REGION)
+from tests.lab.conftest import REGION
 
 
 def test_mlflow_pin_comes_from_the_server_requirements():
