@@ -212,8 +212,42 @@ class Postgres:
             self.process.stop()
 
 
-class MotoServer:
+class HttpService:
+    """A process on loopback that is ready once an HTTP probe of it succeeds."""
+
+    what = "service"
+    probe_path = "/"
+    start_timeout = 60.0
+    process: ManagedProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def is_ready(self, status: int) -> bool:
+        return status == 200
+
+    def start(self, timeout: float | None = None) -> None:
+        self.process.start()
+        wait_until(
+            lambda: self.is_ready(http_status(f"{self.url}{self.probe_path}")),
+            timeout=timeout or self.start_timeout, what=self.what, process=self.process,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class MotoServer(HttpService):
     """moto in multi-service server mode: S3, Secrets Manager, SageMaker, ..."""
+
+    what = "moto server"
+    probe_path = "/moto-api/"
 
     def __init__(self, *, log_dir: Path, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -226,14 +260,7 @@ class MotoServer:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self, timeout: float = 60) -> None:
-        self.process.start()
-        wait_until(
-            lambda: http_status(f"{self.endpoint_url}/moto-api/") == 200,
-            timeout=timeout, what="moto server", process=self.process,
-        )  # fmt: skip
+        return self.url
 
     def client(self, service: str):  # noqa: ANN201 - a boto3 client
         import boto3
@@ -246,12 +273,13 @@ class MotoServer:
     def create_bucket(self, name: str) -> None:
         self.client("s3").create_bucket(Bucket=name)
 
-    def stop(self) -> None:
-        self.process.stop()
 
-
-class MlflowServer:
+class MlflowServer(HttpService):
     """docker/mlflow/entrypoint.py on loopback, with the environment ECS gives it."""
+
+    what = "MLflow server"
+    probe_path = "/health"
+    start_timeout = 180.0
 
     def __init__(
         self, workdir: Path, *, log_dir: Path, env: dict[str, str],
@@ -267,24 +295,6 @@ class MlflowServer:
         )  # fmt: skip
         workdir.mkdir(parents=True, exist_ok=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self, timeout: float = 180) -> None:
-        self.process.start()
-        wait_until(
-            lambda: http_status(f"{self.url}/health") == 200,
-            timeout=timeout, what="MLflow server", process=self.process,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def rss_bytes(self) -> int:
         """Resident memory of the whole process tree (server, uvicorn, workers)."""
         import psutil
@@ -298,8 +308,12 @@ class MlflowServer:
         return total
 
 
-class NginxProxy:
+class NginxProxy(HttpService):
     """docker/nginx/entrypoint.sh with the repo's config template, on loopback."""
+
+    what = "nginx"
+    probe_path = "/elb-status"
+    start_timeout = 30.0
 
     def __init__(
         self, workdir: Path, *, log_dir: Path, username: str, password: str,
@@ -323,21 +337,6 @@ class NginxProxy:
             run_as=run_as, cwd=workdir,
         )  # fmt: skip
 
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self, timeout: float = 30) -> None:
-        self.process.start()
+    def is_ready(self, status: int) -> bool:
         # Any HTTP answer means nginx is up, whether or not MLflow is.
-        wait_until(
-            lambda: http_status(f"{self.url}/elb-status") != 0,
-            timeout=timeout, what="nginx", process=self.process,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        return status != 0
