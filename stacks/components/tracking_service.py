@@ -1,6 +1,7 @@
 """The MLflow tracking server: one Fargate task (nginx + mlflow) behind an internal ALB."""
 
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -77,13 +78,10 @@ class TrackingService(Construct):
             ),
         )
 
-        mlflow = self.task_definition.add_container(
+        mlflow = self._add_container(
             "mlflow",
-            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / "mlflow"), platform=ecr_assets.Platform.LINUX_AMD64),
-            essential=True,
-            # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
-            stop_timeout=Duration.seconds(30),
-            logging=self._log_driver("mlflow", log_retention, removal_policy),
+            log_retention,
+            removal_policy,
             environment={
                 "DB_HOST": database_host,
                 "DB_PORT": str(database_port),
@@ -111,13 +109,10 @@ class TrackingService(Construct):
             ),
         )
 
-        nginx = self.task_definition.add_container(
+        nginx = self._add_container(
             "nginx",
-            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / "nginx"), platform=ecr_assets.Platform.LINUX_AMD64),
-            essential=True,
-            # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
-            stop_timeout=Duration.seconds(30),
-            logging=self._log_driver("nginx", log_retention, removal_policy),
+            log_retention,
+            removal_policy,
             port_mappings=[ecs.PortMapping(container_port=names.NGINX_PORT)],
             environment={
                 "NGINX_PORT": str(names.NGINX_PORT),
@@ -217,8 +212,17 @@ class TrackingService(Construct):
             )
         )
 
-    def _log_driver(
-        self, container: str, retention: logs.RetentionDays, removal_policy: RemovalPolicy
-    ) -> ecs.LogDriver:
-        group = logs.LogGroup(self, f"{container.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
-        return ecs.LogDrivers.aws_logs(stream_prefix=container, log_group=group)
+    def _add_container(
+        self, name: str, retention: logs.RetentionDays, removal_policy: RemovalPolicy, **options: Any
+    ) -> ecs.ContainerDefinition:
+        """An essential container built from docker/<name>, logging to its own group."""
+        group = logs.LogGroup(self, f"{name.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
+        return self.task_definition.add_container(
+            name,
+            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=ecr_assets.Platform.LINUX_AMD64),
+            essential=True,
+            # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
+            stop_timeout=Duration.seconds(30),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=group),
+            **options,
+        )
