@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,16 +27,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_DIR = REPO / "lab"
+from tests.lab import LAB_DIR  # also puts lab/ and lab/source_dir on sys.path
+
+# isort: split
+import mlflow_setup  # noqa: F401  (needs the path above; re-exported for the tests)
+import sagemaker_steps
+
 NOTEBOOK = LAB_DIR / "mlflow_sagemaker_workflow.ipynb"
 RECORDER_DIR = Path(__file__).resolve().parent / "aws_call_recorder"
-for _path in (LAB_DIR / "source_dir", LAB_DIR):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import mlflow_setup  # noqa: E402, F401  (needs the path above; re-exported for the tests)
-import sagemaker_steps  # noqa: E402
 
 ROLE_NAME = "mlflow-studio-execution-role"
 OTHER_SECRET_NAME = "another-team-database-password"

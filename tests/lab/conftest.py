@@ -1,19 +1,12 @@
-"""Make lab/ and lab/source_dir importable the way the notebook and training job see them."""
+"""Shared fixtures of the lab tests (the package __init__ puts lab/ on sys.path)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
-
-LAB_DIR = Path(__file__).resolve().parents[2] / "lab"
-for path in (LAB_DIR / "source_dir", LAB_DIR):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 # The region every moto-backed lab test pretends to run in.
 REGION = "eu-west-1"
