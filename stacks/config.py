@@ -2,26 +2,31 @@
 
 Every setting has a default in cdk.json's "context" and can be overridden per
 command, e.g. ``npx cdk deploy --all -c task_cpu=2048 -c task_memory_mib=8192``.
-Values given with ``-c`` arrive as strings, so they are coerced to the field's
-type here, and each one is checked against what the AWS service accepts: a
+Values given with ``-c`` arrive as strings; pydantic coerces them to the
+field's type, and each one is checked against what the AWS service accepts: a
 mistake fails ``cdk synth`` with one clear sentence instead of a deploy that
 rolls back half way.
+
+A setting is declared with ``setting(default, allowed, purpose, ...)``:
+``allowed`` is quoted in error messages and in the README's configuration
+table, which a test keeps in step with the code.
 """
 
-import dataclasses
+from __future__ import annotations
+
 import difflib
 import ipaddress
 import json
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticUndefined
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -60,8 +65,6 @@ _LOG_RETENTION: dict[int, str] = {
     3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }
-_INT_TEXT = re.compile(r"[+-]?[0-9]+")
-_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 _ARN_SUFFIX = re.compile(r"-.{6}\Z", re.DOTALL)  # what Secrets Manager appends to secret ARNs
 _DOMAIN_ID = re.compile(r"d-[a-z0-9]{12}")
@@ -72,88 +75,248 @@ class ConfigError(ValueError):
     """One invalid setting: the message names the key, the value and what is allowed."""
 
 
+class _Invalid(ValueError):
+    """Raised inside validators; carries what the one-line message needs."""
+
+    def __init__(self, problem: str, *, key: str | None = None, value: Any = None, allowed: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem, self.key, self.value, self.allowed = problem, key, value, allowed
+
+
 def _describe(values: range | tuple[int, ...]) -> str:
     if isinstance(values, range):
         return f"{values[0]}-{values[-1]} in steps of {values.step}"
     return ", ".join(map(str, values))
 
 
-def _fail(key: str, value: Any, problem: str, allowed: str) -> NoReturn:
+def _message(key: str, value: Any, problem: str, allowed: str) -> str:
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    raise ConfigError(f"Invalid configuration: {key}={shown} {problem}; allowed: {allowed}.")
+    return f"Invalid configuration: {key}={shown} {problem}; allowed: {allowed}."
 
 
-def _setting(default: Any, allowed: str, purpose: str) -> Any:
-    """A field documented in its metadata: error messages quote "allowed"; the README table mirrors both."""
-    return field(default=default, metadata={"allowed": allowed, "purpose": purpose})
+def setting(default: Any, allowed: str, purpose: str, **constraints: Any) -> Any:
+    """A field documented by what it allows and what it is for (the README table mirrors both)."""
+    return Field(default, json_schema_extra={"allowed": allowed, "purpose": purpose}, **constraints)
 
 
-@dataclass(frozen=True)
-class ProjectConfig:
+# What pydantic's error types mean, in the words of our messages.
+_PROBLEMS = {
+    "int_parsing": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "int_type": "is not a whole number",
+    "float_parsing": "is not a finite number",
+    "float_type": "is not a finite number",
+    "finite_number": "is not a finite number",
+    "string_type": "is not a string",
+    "list_type": "is not a list",
+    "literal_error": "is not one of the allowed values",
+}
+
+
+class ProjectConfig(BaseModel):
     """Deployment settings; the context key of each one is the field name."""
 
-    vpc_cidr: str = _setting(
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True, validate_default=True)
+
+    vpc_cidr: str = setting(
         "10.40.0.0/16",
         "an IPv4 network with zero host bits and a /16 to /20 prefix",
         "VPC address range; 3 subnet tiers x up to 3 AZs must fit in it",
     )
-    az_count: int = _setting(2, "2 or 3", "availability zones; the ALB and Aurora need at least two")
-    nat_gateways: int = _setting(
-        1, "1 to az_count", "NAT gateways; private tasks need egress to pull images and reach AWS APIs"
+    az_count: int = setting(2, "2 or 3", "availability zones; the ALB and Aurora need at least two", ge=2, le=3)
+    nat_gateways: int = setting(
+        1, "1 to az_count", "NAT gateways; private tasks need egress to pull images and reach AWS APIs", ge=1, le=3
     )
-    task_cpu: int = _setting(1024, _describe(tuple(_FARGATE_MEMORY)), "Fargate task CPU units")
+    task_cpu: int = setting(1024, _describe(tuple(_FARGATE_MEMORY)), "Fargate task CPU units")
     # Measured (benchmarks/server_memory.py): MLflow with 2 workers peaks near 860 MiB
     # under load, nginx near 14 MiB; 2048 MiB keeps more than 30% headroom.
-    task_memory_mib: int = _setting(
+    task_memory_mib: int = setting(
         2048, "a size Fargate pairs with task_cpu", "Fargate task memory (MiB), shared by nginx and MLflow"
     )
-    desired_task_count: int = _setting(2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy")
-    min_task_count: int = _setting(2, "1-20, at most max_task_count", "autoscaling floor")
-    max_task_count: int = _setting(4, "1-20", "autoscaling ceiling")
-    cpu_scaling_target_percent: int = _setting(60, "10-90", "average CPU the service scales to hold")
-    mlflow_workers: int = _setting(2, "1-16", "MLflow server worker processes per task")
-    aurora_min_acu: float = _setting(
-        0.0, "0-256 in steps of 0.5", "Aurora capacity floor; 0 pauses the cluster when idle"
+    desired_task_count: int = setting(
+        2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy", ge=1, le=20
     )
-    aurora_max_acu: float = _setting(4.0, "1-256 in steps of 0.5, at least aurora_min_acu", "Aurora capacity ceiling")
-    aurora_auto_pause_minutes: int = _setting(
-        60, "5-1440", "idle minutes before Aurora pauses (only when aurora_min_acu is 0)"
+    min_task_count: int = setting(2, "1-20, at most max_task_count", "autoscaling floor", ge=1, le=20)
+    max_task_count: int = setting(4, "1-20", "autoscaling ceiling", ge=1, le=20)
+    cpu_scaling_target_percent: int = setting(60, "10-90", "average CPU the service scales to hold", ge=10, le=90)
+    mlflow_workers: int = setting(2, "1-16", "MLflow server worker processes per task", ge=1, le=16)
+    aurora_min_acu: float = setting(
+        0.0, "0-256 in steps of 0.5", "Aurora capacity floor; 0 pauses the cluster when idle", allow_inf_nan=False
     )
-    log_retention_days: int = _setting(
+    aurora_max_acu: float = setting(
+        4.0, "1-256 in steps of 0.5, at least aurora_min_acu", "Aurora capacity ceiling", allow_inf_nan=False
+    )
+    aurora_auto_pause_minutes: int = setting(
+        60, "5-1440", "idle minutes before Aurora pauses (only when aurora_min_acu is 0)", ge=5, le=1440
+    )
+    log_retention_days: int = setting(
         30, ", ".join(map(str, _LOG_RETENTION)), "CloudWatch Logs retention of every log group"
     )
-    removal_policy: str = _setting(
+    removal_policy: str = setting(
         "retain",
         "retain, destroy",
         "retain keeps bucket, database (deletion protection, final snapshot) "
         "and secrets when the stack is deleted; destroy is for dev",
     )
-    credentials_secret_name: str = _setting(
+    credentials_secret_name: str = setting(
         "mlflow-server-credentials",
         "1-512 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters",
         "Secrets Manager name of the MLflow basic-auth credentials",
     )
-    sagemaker_domain_id: str | None = _setting(
+    sagemaker_domain_id: str | None = setting(
         None, "empty, or d- and 12 lowercase letters or digits", "existing Studio domain to use; empty creates one"
     )
-    user_profile_name: str = _setting(
+    user_profile_name: str = setting(
         "mlflow-user", "1-63 letters, digits and inner hyphens", "Studio user profile to create"
     )
-    api_throttle_rate_limit: float = _setting(
-        100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second"
+    api_throttle_rate_limit: float = setting(
+        100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second", gt=0, le=10000
     )
-    api_throttle_burst_limit: int = _setting(200, "1-5000", "HTTP API burst size in requests")
+    api_throttle_burst_limit: int = setting(200, "1-5000", "HTTP API burst size in requests", ge=1, le=5000)
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _coerce(f, getattr(self, f.name)))
-        self._validate()
+    # --- coercion of context values ----------------------------------------
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: Any) -> Any:
+        """JSON true/false is not a count or a size, though Python would treat it as 1/0."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation in (int, float):
+            raise _Invalid("is not a whole number" if annotation is int else "is not a finite number")
+        return value
+
+    @field_validator("sagemaker_domain_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        """cdk.json cannot hold null for a -c override: an empty string means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    # --- one rule per setting ----------------------------------------------
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _check_vpc_cidr(cls, value: str) -> str:
+        try:
+            net = ipaddress.IPv4Network(value)
+            canonical = str(net) == value
+        except ValueError:
+            canonical = False
+        if not canonical:
+            raise _Invalid(
+                "is not an IPv4 network in CIDR form with zero host bits",
+                allowed="a network such as 10.40.0.0/16 with a /16 to /20 prefix",
+            )
+        if not 16 <= net.prefixlen <= 20:
+            raise _Invalid(f"has a /{net.prefixlen} prefix")
+        return value
+
+    @field_validator("task_cpu")
+    @classmethod
+    def _check_task_cpu(cls, value: int) -> int:
+        if value not in _FARGATE_MEMORY:
+            raise _Invalid("is not a Fargate CPU value")
+        return value
+
+    @field_validator("aurora_min_acu", "aurora_max_acu")
+    @classmethod
+    def _check_acu(cls, value: float, info: Any) -> float:
+        low = 0 if info.field_name == "aurora_min_acu" else 1
+        if not (low <= value <= 256 and (value * 2).is_integer()):
+            raise _Invalid("is not an allowed capacity")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _check_log_retention(cls, value: int) -> int:
+        if value not in _LOG_RETENTION:
+            raise _Invalid("is not a CloudWatch Logs retention period")
+        return value
+
+    @field_validator("removal_policy")
+    @classmethod
+    def _check_removal_policy(cls, value: str) -> str:
+        if value not in ("retain", "destroy"):
+            raise _Invalid("is not a removal policy")
+        return value
+
+    @field_validator("credentials_secret_name")
+    @classmethod
+    def _check_secret_name(cls, value: str) -> str:
+        if not _SECRET_NAME.fullmatch(value) or _ARN_SUFFIX.search(value):
+            raise _Invalid("is not a usable Secrets Manager name")
+        return value
+
+    @field_validator("sagemaker_domain_id")
+    @classmethod
+    def _check_domain_id(cls, value: str | None) -> str | None:
+        if value is not None and not _DOMAIN_ID.fullmatch(value):
+            raise _Invalid("is not a SageMaker domain id")
+        return value
+
+    @field_validator("user_profile_name")
+    @classmethod
+    def _check_profile_name(cls, value: str) -> str:
+        if not _PROFILE_NAME.fullmatch(value):
+            raise _Invalid("is not a SageMaker user profile name")
+        return value
+
+    # --- rules between settings --------------------------------------------
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> ProjectConfig:
+        if self.nat_gateways > self.az_count:
+            raise _Invalid(
+                f"is more than az_count={self.az_count}",
+                key="nat_gateways",
+                value=self.nat_gateways,
+                allowed=f"1-{self.az_count}, at most one per AZ",
+            )
+        memory = _FARGATE_MEMORY[self.task_cpu]
+        if self.task_memory_mib not in memory:
+            raise _Invalid(
+                f"is not accepted by Fargate with task_cpu={self.task_cpu}",
+                key="task_memory_mib",
+                value=self.task_memory_mib,
+                allowed=_describe(memory),
+            )
+        if self.min_task_count > self.max_task_count:
+            raise _Invalid(
+                f"is more than max_task_count={self.max_task_count}",
+                key="min_task_count",
+                value=self.min_task_count,
+                allowed=f"1-{self.max_task_count}",
+            )
+        if not self.min_task_count <= self.desired_task_count <= self.max_task_count:
+            raise _Invalid(
+                "is outside the autoscaling range",
+                key="desired_task_count",
+                value=self.desired_task_count,
+                allowed=f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)",
+            )
+        if self.aurora_min_acu > self.aurora_max_acu:
+            raise _Invalid(
+                f"is more than aurora_max_acu={self.aurora_max_acu:g}",
+                key="aurora_min_acu",
+                value=self.aurora_min_acu,
+                allowed=f"0-{self.aurora_max_acu:g} in steps of 0.5",
+            )
+        return self
+
+    # --- construction --------------------------------------------------------
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(_one_line(error, values)) from None
 
     @classmethod
-    def from_context(cls, context: Mapping[str, Any]) -> "ProjectConfig":
+    def from_context(cls, context: Mapping[str, Any]) -> ProjectConfig:
         """Build from the whole CDK context, ignoring the CDK's own keys ("@..." flags, "a:b" keys)."""
-        known = [f.name for f in dataclasses.fields(cls)]
+        known = list(cls.model_fields)
         ours = {k: v for k, v in context.items() if not k.startswith("@") and ":" not in k}
         for key in ours:
             if key not in known:
@@ -163,6 +326,19 @@ class ProjectConfig:
                     f"Invalid configuration: unknown context key {key!r}{hint}; allowed keys: {', '.join(known)}."
                 )
         return cls(**ours)
+
+    @classmethod
+    def documented(cls) -> dict[str, tuple[Any, str, str]]:
+        """Key -> (default, allowed, purpose), in declaration order (README table, cdk.json)."""
+        result = {}
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra
+            assert isinstance(extra, dict)
+            default = None if info.default is PydanticUndefined else info.default
+            result[name] = (default, str(extra["allowed"]), str(extra["purpose"]))
+        return result
+
+    # --- derived values ------------------------------------------------------
 
     @property
     def destroy_on_removal(self) -> bool:
@@ -194,114 +370,23 @@ class ProjectConfig:
         """The enum CDK log groups want (jsii's Python enum does not carry the day count)."""
         return logs.RetentionDays[_LOG_RETENTION[self.log_retention_days]]
 
-    def _check(self, key: str, ok: bool, problem: str = "is out of range") -> None:
-        if not ok:
-            _fail(key, getattr(self, key), problem, _allowed(key))
 
-    def _validate(self) -> None:
-        try:
-            net = ipaddress.IPv4Network(self.vpc_cidr)
-            if str(net) != self.vpc_cidr:
-                raise ValueError("not in canonical a.b.c.d/n form")
-        except ValueError:
-            _fail(
-                "vpc_cidr",
-                self.vpc_cidr,
-                "is not an IPv4 network in CIDR form with zero host bits",
-                "a network such as 10.40.0.0/16 with a /16 to /20 prefix",
-            )
-        self._check("vpc_cidr", 16 <= net.prefixlen <= 20, f"has a /{net.prefixlen} prefix")
-        self._check("az_count", self.az_count in (2, 3))
-        self._check("nat_gateways", 1 <= self.nat_gateways <= 3)
-        self._check("task_cpu", self.task_cpu in _FARGATE_MEMORY, "is not a Fargate CPU value")
-        for key in ("desired_task_count", "min_task_count", "max_task_count"):
-            self._check(key, 1 <= getattr(self, key) <= 20)
-        self._check("cpu_scaling_target_percent", 10 <= self.cpu_scaling_target_percent <= 90)
-        self._check("mlflow_workers", 1 <= self.mlflow_workers <= 16)
-        for key, low in (("aurora_min_acu", 0), ("aurora_max_acu", 1)):
-            acu = getattr(self, key)
-            self._check(key, low <= acu <= 256 and (acu * 2).is_integer(), "is not an allowed capacity")
-        self._check("aurora_auto_pause_minutes", 5 <= self.aurora_auto_pause_minutes <= 1440)
-        self._check(
-            "log_retention_days", self.log_retention_days in _LOG_RETENTION, "is not a CloudWatch Logs retention period"
-        )
-        self._check("removal_policy", self.removal_policy in ("retain", "destroy"), "is not a removal policy")
-        name = self.credentials_secret_name
-        usable = bool(_SECRET_NAME.fullmatch(name)) and not _ARN_SUFFIX.search(name)
-        self._check("credentials_secret_name", usable, "is not a usable Secrets Manager name")
-        self._check(
-            "sagemaker_domain_id",
-            self.sagemaker_domain_id is None or bool(_DOMAIN_ID.fullmatch(self.sagemaker_domain_id)),
-            "is not a SageMaker domain id",
-        )
-        self._check(
-            "user_profile_name",
-            bool(_PROFILE_NAME.fullmatch(self.user_profile_name)),
-            "is not a SageMaker user profile name",
-        )
-        self._check("api_throttle_rate_limit", 0 < self.api_throttle_rate_limit <= 10000)
-        self._check("api_throttle_burst_limit", 1 <= self.api_throttle_burst_limit <= 5000)
-
-        # Rules between fields.
-        if self.nat_gateways > self.az_count:
-            _fail(
-                "nat_gateways",
-                self.nat_gateways,
-                f"is more than az_count={self.az_count}",
-                f"1-{self.az_count}, at most one per AZ",
-            )
-        memory = _FARGATE_MEMORY[self.task_cpu]
-        if self.task_memory_mib not in memory:
-            _fail(
-                "task_memory_mib",
-                self.task_memory_mib,
-                f"is not accepted by Fargate with task_cpu={self.task_cpu}",
-                _describe(memory),
-            )
-        if self.min_task_count > self.max_task_count:
-            _fail(
-                "min_task_count",
-                self.min_task_count,
-                f"is more than max_task_count={self.max_task_count}",
-                f"1-{self.max_task_count}",
-            )
-        if not self.min_task_count <= self.desired_task_count <= self.max_task_count:
-            _fail(
-                "desired_task_count",
-                self.desired_task_count,
-                "is outside the autoscaling range",
-                f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)",
-            )
-        if self.aurora_min_acu > self.aurora_max_acu:
-            _fail(
-                "aurora_min_acu",
-                self.aurora_min_acu,
-                f"is more than aurora_max_acu={self.aurora_max_acu:g}",
-                f"0-{self.aurora_max_acu:g} in steps of 0.5",
-            )
+def allowed(key: str) -> str:
+    """What a setting accepts, as the README and the error messages say it."""
+    return ProjectConfig.documented()[key][1]
 
 
-def _allowed(key: str) -> str:
-    return next(f.metadata["allowed"] for f in dataclasses.fields(ProjectConfig) if f.name == key)
-
-
-def _coerce(f: "dataclasses.Field[Any]", value: Any) -> Any:
-    """Turn a context value (JSON value, or a string from `-c key=value`) into the field's type."""
-    if f.type is not int and f.type is not float:  # str, or str | None
-        if value is None and f.type is not str:
-            return None
-        if not isinstance(value, str):
-            _fail(f.name, value, "is not a string", f.metadata["allowed"])
-        text = value.strip()
-        return text if text or f.type is str else None
-    if isinstance(value, str) and (_INT_TEXT if f.type is int else _FLOAT_TEXT).fullmatch(value.strip()):
-        value = f.type(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if f.type is int else float(value)
-    if isinstance(value, float) and math.isfinite(value) and (f.type is float or value.is_integer()):
-        return f.type(value)
-    kind = "a whole number" if f.type is int else "a finite number"
-    _fail(f.name, value, f"is not {kind}", f.metadata["allowed"])
+def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
+    """The first problem pydantic found, as 'Invalid configuration: key=value problem; allowed: ...'."""
+    first = error.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    key = str(first["loc"][0]) if first["loc"] else ""
+    if isinstance(cause, _Invalid):
+        key = cause.key or key
+        value = cause.value if cause.key else values.get(key, first.get("input"))
+        return _message(key, value, cause.problem, cause.allowed or allowed(key))
+    problem = _PROBLEMS.get(first["type"], "is out of range")
+    return _message(key, first.get("input"), problem, allowed(key))
 
 
 def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from mlflow import MlflowClient
 from tests.integration import studio_flow
 from tests.integration.studio_flow import NOTEBOOK
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+# One worker executes the notebook once for all three Studio modules.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.xdist_group("studio")]
 
 # The Studio e2e fixtures live in studio_flow.py (tests/integration/conftest.py is the proxy suite's).
 notebook_run = studio_flow.notebook_run

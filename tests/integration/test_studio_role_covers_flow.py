@@ -21,7 +21,8 @@ from tests.lab.flow_requests import FlowMapper
 from tests.lab.iam_policy import Request, allowing_statement, evaluate
 from tests.synth import synth_templates
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+# One worker executes the notebook once for all three Studio modules.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.xdist_group("studio")]
 
 # The Studio e2e fixtures live in studio_flow.py (tests/integration/conftest.py is the proxy suite's).
 notebook_run = studio_flow.notebook_run

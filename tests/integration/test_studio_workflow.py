@@ -22,7 +22,8 @@ from mlflow.deployments import get_deploy_client
 from tests.integration import studio_flow
 from tests.integration.studio_flow import LAB_DIR, StudioAws, mlflow_setup, sagemaker_steps, studio_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+# One worker executes the notebook once for all three Studio modules.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.xdist_group("studio")]
 
 # The Studio e2e fixtures live in studio_flow.py (tests/integration/conftest.py is the proxy suite's).
 studio_aws = studio_flow.studio_aws
