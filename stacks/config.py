@@ -186,6 +186,15 @@ class ProjectConfig(BaseModel):
             raise _Invalid("is not a whole number" if annotation is int else "is not a finite number")
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any, info: Any) -> Any:
+        """`-c key=a,b` gives one string; a list setting splits it (cdk.json may hold a JSON list)."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, str) and getattr(annotation, "__origin__", None) is list:
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
     @field_validator("sagemaker_domain_id", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
@@ -311,7 +320,7 @@ class ProjectConfig(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as error:
-            raise ConfigError(_one_line(error, values)) from None
+            raise ConfigError(_one_line(error, values, type(self).documented())) from None
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> ProjectConfig:
@@ -376,7 +385,7 @@ def allowed(key: str) -> str:
     return ProjectConfig.documented()[key][1]
 
 
-def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
+def _one_line(error: ValidationError, values: Mapping[str, Any], documented: dict[str, tuple[Any, str, str]]) -> str:
     """The first problem pydantic found, as 'Invalid configuration: key=value problem; allowed: ...'."""
     first = error.errors()[0]
     cause = (first.get("ctx") or {}).get("error")
@@ -384,9 +393,9 @@ def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
     if isinstance(cause, _Invalid):
         key = cause.key or key
         value = cause.value if cause.key else values.get(key, first.get("input"))
-        return _message(key, value, cause.problem, cause.allowed or allowed(key))
+        return _message(key, value, cause.problem, cause.allowed or documented[key][1])
     problem = _PROBLEMS.get(first["type"], "is out of range")
-    return _message(key, first.get("input"), problem, allowed(key))
+    return _message(key, first.get("input"), problem, documented[key][1])
 
 
 def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import pytest
 from aws_cdk import aws_logs as logs
 from pydantic import ValidationError
 
-from stacks.config import ConfigError, ProjectConfig, allowed, cdk_json_context, config_from_app
+from stacks.config import ConfigError, ProjectConfig, allowed, cdk_json_context, config_from_app, setting
 
 DEFAULTS = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
 
@@ -173,3 +173,17 @@ def test_error_shows_the_value_given() -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
         ProjectConfig().az_count = 3  # type: ignore[misc]
+
+
+class _WithList(ProjectConfig):
+    """A list setting, as `-c key=a,b` and as a JSON list in cdk.json."""
+
+    names: list[str] = setting(["a"], "a comma-separated list", "exercises list coercion")
+
+
+def test_list_settings_split_comma_strings_and_keep_json_lists() -> None:
+    assert _WithList(names=" x, y,,z ").names == ["x", "y", "z"]
+    assert _WithList(names=["p", "q"]).names == ["p", "q"]
+    assert _WithList().names == ["a"]
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: names=5 is not a list; allowed: a comma-separated"):
+        _WithList(names=5)
