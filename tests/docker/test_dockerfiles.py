@@ -64,12 +64,56 @@ def test_every_copied_file_exists(image: str) -> None:
             assert (path.parent / source).exists(), f"{path}: COPY source {source} is missing"
 
 
+def base_images(path: Path) -> list[str]:
+    """The FROM images, with ${ARG} references replaced by the ARG defaults declared before them."""
+    args: dict[str, str] = {}
+    images = []
+    for keyword, rest in instructions(path):
+        if keyword == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            args[name.strip()] = value.strip()
+        elif keyword == "FROM":
+            image = rest.split()[0]
+            images.append(re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image))
+    return images
+
+
 @pytest.mark.parametrize("image", IMAGES)
 def test_base_image_is_pinned(image: str) -> None:
-    bases = [args for keyword, args in instructions(dockerfile(image)) if keyword == "FROM"]
+    bases = base_images(dockerfile(image))
+    assert bases
     for base in bases:
-        name, _, tag = base.split()[0].partition(":")
+        name, _, tag = base.partition(":")
         assert re.match(r"\d+\.\d+\.\d+", tag), f"{base}: pin an exact version"
+
+
+# The nginx stable line the proxy is built on, and its first patch release
+# without a published vulnerability (it fixes those published for the earlier ones).
+NGINX_LINE = (1, 30)
+NGINX_FIRST_SAFE_PATCH = 7
+
+
+def test_nginx_is_the_patched_stable_release() -> None:
+    (base,) = base_images(dockerfile("nginx"))
+    name, _, tag = base.partition(":")
+    assert name == "nginx" and tag.endswith("-trixie"), base
+    major, minor, patch = (int(part) for part in tag.removesuffix("-trixie").split("."))
+    assert (major, minor) == NGINX_LINE, f"{base}: moving to another nginx line is a deliberate change"
+    assert patch >= NGINX_FIRST_SAFE_PATCH, f"{base} has published vulnerabilities; use 1.30.{NGINX_FIRST_SAFE_PATCH}+"
+
+
+def test_nginx_version_is_pinned_in_one_place() -> None:
+    text = dockerfile("nginx").read_text()
+    (pin,) = re.findall(r"^ARG NGINX_VERSION=(\S+)$", text, re.MULTILINE)
+    assert ("FROM", "nginx:${NGINX_VERSION}-trixie") in instructions(dockerfile("nginx"))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    mentions = [
+        name for name in tracked
+        if not name.startswith("tests/") and pin in (REPO / name).read_text(errors="ignore")
+    ]  # fmt: skip
+    assert mentions == ["docker/nginx/Dockerfile"], f"nginx {pin} is repeated in {mentions}"
 
 
 @pytest.mark.parametrize("image", IMAGES)
