@@ -174,6 +174,8 @@ class TrackingService(Construct):
             drop_invalid_header_fields=True,
             # API Gateway gives up after 30 s; keep the ALB's idle timeout just above it.
             idle_timeout=Duration.seconds(35),
+            # Kept data needs its front door kept too: no deletion by accident.
+            deletion_protection=removal_policy != RemovalPolicy.DESTROY,
         )
 
         # open=False: the listener must not add a 0.0.0.0/0 ingress rule.
