@@ -83,13 +83,15 @@ class Postgres:
 
     def __init__(
         self, workdir: Path, *, log_dir: Path, superuser_password: str,
-        port: int | None = None, durable: bool = False,
+        port: int | None = None, durable: bool = False, settings: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.bindir = postgres_bindir()
         self.log_dir = log_dir
         self.superuser_password = superuser_password
         self.port = port or free_port()
         self.durable = durable
+        # Extra server settings (e.g. ssl=on and its files for the TLS tests).
+        self.settings = dict(settings or {})
         self.run_as = run_as_user()
         self.workdir = private_dir(workdir, self.run_as)
         self.data_dir = self.workdir / "data"
@@ -137,6 +139,7 @@ class Postgres:
         if not self.durable:
             # Test data is disposable: trade crash safety for speed.
             settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        settings += [f"{name}={value}" for name, value in self.settings.items()]
         argv = [self.bindir / "postgres", "-D", self.data_dir]
         for setting in settings:
             argv += ["-c", setting]

@@ -65,7 +65,8 @@ class MlflowStack:
                 "DB_NAME": self.db_name,
                 "DB_USERNAME": self.db_user,
                 "DB_PASSWORD": self.db_password,
-                # Local PostgreSQL speaks no TLS; Aurora does (the default).
+                # Local PostgreSQL speaks no TLS; Aurora requires it and the
+                # entrypoint verifies its certificate (verify-full, the default).
                 "DB_SSLMODE": "disable",
             }
             if db_idle_timeout is not None:

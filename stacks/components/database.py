@@ -43,10 +43,21 @@ class MetadataDatabase(Construct):
             self, "SecurityGroup", vpc=vpc, description="Aurora for MLflow: reachable only from the MLflow tasks"
         )
 
+        engine = rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION)
+        # The server refuses connections without TLS; the MLflow task verifies
+        # the server's certificate against the RDS CA bundle in its image.
+        self.parameter_group = rds.ParameterGroup(
+            self,
+            "Parameters",
+            engine=engine,
+            description="MLflow metadata cluster: TLS required",
+            parameters={"rds.force_ssl": "1"},
+        )
         self.cluster = rds.DatabaseCluster(
             self,
             "Cluster",
-            engine=rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION),
+            engine=engine,
+            parameter_group=self.parameter_group,
             # The generated password may hold URL-special characters; the
             # mlflow entrypoint URL-encodes it when it builds the database URI.
             credentials=rds.Credentials.from_generated_secret("mlflow_admin"),

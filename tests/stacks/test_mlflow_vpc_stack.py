@@ -111,6 +111,8 @@ def test_dev_removal_policy_lets_data_go(dev_templates: dict[str, Template]) -> 
     _, cluster = only(template, "AWS::RDS::DBCluster")
     assert cluster["DeletionPolicy"] == "Delete"
     assert cluster["Properties"]["DeletionProtection"] is False
+    alb = props(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert {"Key": "deletion_protection.enabled", "Value": "true"} not in alb["LoadBalancerAttributes"]
 
 
 # --- database --------------------------------------------------------------
@@ -135,6 +137,16 @@ def test_aurora_is_serverless_v2_postgres_encrypted_and_protected(vpc_template: 
     instance = props(vpc_template, "AWS::RDS::DBInstance")
     assert instance["DBInstanceClass"] == "db.serverless"
     assert instance["PubliclyAccessible"] is False
+
+
+def test_aurora_refuses_connections_without_tls(vpc_template: Template) -> None:
+    group_id, group = only(vpc_template, "AWS::RDS::DBClusterParameterGroup")
+    assert group["Properties"]["Family"] == "aurora-postgresql16"
+    assert group["Properties"]["Parameters"] == {"rds.force_ssl": "1"}
+    cluster = props(vpc_template, "AWS::RDS::DBCluster")
+    assert cluster["DBClusterParameterGroupName"] == {"Ref": group_id}
+    # The task does not override the entrypoint's default (verify-full against the RDS bundle).
+    assert "DB_SSLMODE" not in {e["Name"] for e in _containers(vpc_template)["mlflow"]["Environment"]}
 
 
 def test_aurora_password_is_generated_into_secrets_manager(vpc_template: Template) -> None:
@@ -281,6 +293,8 @@ def test_alb_is_internal_and_checks_elb_status_on_nginx(vpc_template: Template) 
     assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb[
         "LoadBalancerAttributes"
     ]
+    # removal_policy=retain (the default): the load balancer cannot be deleted by accident.
+    assert {"Key": "deletion_protection.enabled", "Value": "true"} in alb["LoadBalancerAttributes"]
     group = props(vpc_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     assert group["Port"] == names.NGINX_PORT
     assert group["TargetType"] == "ip"
