@@ -15,6 +15,7 @@ table, which a test keeps in step with the code.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import re
@@ -174,6 +175,11 @@ class ProjectConfig(BaseModel):
         100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second", gt=0, le=10000
     )
     api_throttle_burst_limit: int = setting(200, "1-5000", "HTTP API burst size in requests", ge=1, le=5000)
+    allowed_instance_types: list[str] = setting(
+        ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"],
+        "one or more SageMaker training or endpoint instance types, e.g. ml.m5.large",
+        "instance types Studio users may train on and deploy endpoints to (caps their cost)",
+    )
 
     # --- coercion of context values ----------------------------------------
 
@@ -263,6 +269,21 @@ class ProjectConfig(BaseModel):
     def _check_domain_id(cls, value: str | None) -> str | None:
         if value is not None and not _DOMAIN_ID.fullmatch(value):
             raise _Invalid("is not a SageMaker domain id")
+        return value
+
+    @field_validator("allowed_instance_types")
+    @classmethod
+    def _check_instance_types(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise _Invalid("is empty")
+        known = sagemaker_instance_types()
+        for name in value:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise _Invalid(f"has {name!r}, which is not a SageMaker training or endpoint instance type{hint}")
+        if len(set(value)) != len(value):
+            raise _Invalid("lists an instance type twice")
         return value
 
     @field_validator("user_profile_name")
@@ -378,6 +399,16 @@ class ProjectConfig(BaseModel):
     def log_retention(self) -> logs.RetentionDays:
         """The enum CDK log groups want (jsii's Python enum does not carry the day count)."""
         return logs.RetentionDays[_LOG_RETENTION[self.log_retention_days]]
+
+
+@functools.cache
+def sagemaker_instance_types() -> frozenset[str]:
+    """Instance types SageMaker accepts for training jobs and endpoints, from botocore's API model."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shapes = ("TrainingInstanceType", "ProductionVariantInstanceType")
+    return frozenset(name for shape in shapes for name in model.shape_for(shape).enum)
 
 
 def allowed(key: str) -> str:

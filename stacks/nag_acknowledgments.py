@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
 if TYPE_CHECKING:
@@ -173,6 +174,27 @@ def _studio_stack(stacks: ProjectStacks) -> None:
         ],
         "CodeBuild's default project policy: each build creates log streams and test reports named after the project.",
     )
+
+    # The deploy-time build: aws-cdk-lib's custom-resource provider framework.
+    invoke_reason = (
+        "aws-cdk-lib's custom-resource provider grants lambda:InvokeFunction on each function it calls "
+        "and on its versions (<function ARN>:*); the functions are this construct's own."
+    )
+    for framework_role in build.framework_roles:
+        acknowledge_wildcards(framework_role, [f"{fn.function_arn}:*" for fn in build.handlers], invoke_reason)
+    waiter = build.provider.node.find_child("waiter-state-machine")
+    framework_functions = [build.provider.node.find_child(f"framework-{n}") for n in ("isComplete", "onTimeout")]
+    assert all(isinstance(fn, lambda_.Function) for fn in framework_functions)
+    acknowledge_wildcards(
+        waiter, [f"{fn.function_arn}:*" for fn in framework_functions], invoke_reason  # type: ignore[attr-defined]
+    )
+    waiter_reason = (
+        "The provider's waiter only calls the build-status function every 30 s until the serving image "
+        "build ends; that function logs each check and CodeBuild logs the build itself, so state-machine "
+        "{what} would add cost without adding information."
+    )
+    acknowledge(waiter, "SF1", waiter_reason.format(what="execution logs"))
+    acknowledge(waiter, "SF2", waiter_reason.format(what="X-Ray traces"))
 
     role = studio.execution_role
     acknowledge(

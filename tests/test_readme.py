@@ -24,6 +24,9 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     for name in documented:
         assert name in rows, f"README configuration table lacks {name}"
         value = getattr(defaults, name)
-        shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+        if isinstance(value, list):  # as given with -c key=a,b
+            shown = ",".join(value)
+        else:
+            shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
         assert rows[name] == shown, f"{name}: README says {rows[name]!r}, code says {shown!r}"
     assert set(rows) == set(documented)

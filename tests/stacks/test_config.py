@@ -187,3 +187,24 @@ def test_list_settings_split_comma_strings_and_keep_json_lists() -> None:
     assert _WithList().names == ["a"]
     with pytest.raises(ConfigError, match=r"^Invalid configuration: names=5 is not a list; allowed: a comma-separated"):
         _WithList(names=5)
+
+
+def test_allowed_instance_types_default_is_cheap_and_covers_the_notebook() -> None:
+    allowed_types = ProjectConfig().allowed_instance_types
+    assert "ml.m5.large" in allowed_types  # the notebook trains and deploys on it
+    assert all(t.startswith(("ml.m5.", "ml.c5.", "ml.t")) and "24x" not in t for t in allowed_types)
+
+
+def test_allowed_instance_types_are_sagemaker_names() -> None:
+    config = ProjectConfig.from_context({"allowed_instance_types": "ml.g5.xlarge, ml.t2.medium"})
+    assert config.allowed_instance_types == ["ml.g5.xlarge", "ml.t2.medium"]
+    assert ProjectConfig(allowed_instance_types=["ml.p4d.24xlarge"]).allowed_instance_types == ["ml.p4d.24xlarge"]
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: allowed_instance_types='ml.m5.larg' has "
+                       r"'ml.m5.larg', which is not a SageMaker .* \(did you mean ml.m5.large\?\); allowed: one or"):
+        ProjectConfig.from_context({"allowed_instance_types": "ml.m5.larg"})
+    with pytest.raises(ConfigError, match="which is not a SageMaker"):
+        ProjectConfig(allowed_instance_types=["m5.large"])  # the EC2 name, not SageMaker's
+    with pytest.raises(ConfigError, match="is empty"):
+        ProjectConfig.from_context({"allowed_instance_types": ""})
+    with pytest.raises(ConfigError, match="lists an instance type twice"):
+        ProjectConfig(allowed_instance_types=["ml.m5.large", "ml.m5.large"])
