@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test deploy diff destroy local bench lint clean
+.PHONY: install system-packages synth test deploy diff destroy local bench lint clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -20,6 +20,10 @@ $(PY_STAMP): requirements.txt requirements-dev.txt docker/mlflow/requirements.tx
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# nginx, PostgreSQL, ... from apt when missing (scripts/system-packages.txt is the list).
+system-packages:
+	scripts/install-system-packages.sh
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
@@ -27,7 +31,7 @@ $(NODE_STAMP): package.json package-lock.json
 synth: install
 	npx cdk synth --all --quiet
 
-test: install
+test: install system-packages
 	$(BIN)/python -m pytest
 
 deploy: install
@@ -39,10 +43,10 @@ diff: install
 destroy: install
 	npx cdk destroy --all
 
-local: install
+local: install system-packages
 	$(BIN)/python -m localrun
 
-bench: install
+bench: install system-packages
 	$(BIN)/python benchmarks/proxy_overhead.py
 
 clean:
