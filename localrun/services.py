@@ -93,7 +93,7 @@ class Postgres:
         # Extra server settings (e.g. ssl=on and its files for the TLS tests).
         self.settings = dict(settings or {})
         self.run_as = run_as_user()
-        self.workdir = private_dir(workdir, self.run_as)
+        self.workdir = private_dir(workdir, self.run_as, durable=durable)
         self.data_dir = self.workdir / "data"
         self.process: ManagedProcess | None = None
 
@@ -296,7 +296,7 @@ class MlflowServer(HttpService):
             "mlflow", [sys.executable, MLFLOW_ENTRYPOINT], env=server_env,
             log_path=log_dir / "mlflow.log", cwd=workdir,
         )  # fmt: skip
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole process tree (server, uvicorn, workers)."""

@@ -45,7 +45,7 @@ class MlflowStack:
     ) -> None:
         self.root = root
         self.log_dir = root / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.moto = moto
         self.db_idle_timeout = db_idle_timeout
         # Characters that break naive URL or header handling on purpose.
@@ -79,6 +79,7 @@ class MlflowStack:
             self.artifact_root = f"s3://{self.bucket}/artifacts"
             store_env = {**FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": moto.endpoint_url}
         else:
+            (root / "artifacts").mkdir(exist_ok=True, mode=0o700)
             self.artifact_root = str((root / "artifacts").resolve())
             store_env = {}
         self.mlflow = MlflowServer(
