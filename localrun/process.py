@@ -21,6 +21,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from localrun import readonly
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -156,6 +158,7 @@ class ManagedProcess:
         run_as: tuple[int, int] | None = None,
         stop_signal: int = signal.SIGTERM,
         cwd: Path | None = None,
+        readonly_root: Sequence[Path] | None = None,
     ) -> None:
         self.name = name
         self.argv = [str(arg) for arg in argv]
@@ -164,7 +167,15 @@ class ManagedProcess:
         self.run_as = run_as
         self.stop_signal = stop_signal
         self.cwd = cwd
+        # Writable directories when the process runs with a read-only root
+        # filesystem, as its container does (localrun/readonly.py).
+        self.readonly_root = list(readonly_root) if readonly_root is not None else None
         self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sandboxed(self) -> bool:
+        """Runs with a read-only root filesystem (asked for, and possible on this machine)."""
+        return self.readonly_root is not None and readonly.available()
 
     @property
     def pid(self) -> int | None:
@@ -187,11 +198,15 @@ class ManagedProcess:
             if self.run_as is not None:
                 # nginx reopens /dev/stdout, i.e. this file, as its own user.
                 os.chown(self.log_path, *self.run_as)
-            user = {}
-            if self.run_as is not None:
+            argv, user = self.argv, {}
+            if self.sandboxed:
+                assert self.readonly_root is not None
+                # The sandbox mounts as root, then drops to run_as itself.
+                argv = readonly.wrap(self.argv, self.readonly_root, self.run_as)
+            elif self.run_as is not None:
                 user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
             self._popen = subprocess.Popen(
-                self.argv,
+                argv,
                 env=self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from localrun.process import (
@@ -286,17 +287,23 @@ class MlflowServer(HttpService):
 
     def __init__(
         self, workdir: Path, *, log_dir: Path, env: dict[str, str],
-        port: int | None = None, workers: int | None = None,
+        port: int | None = None, workers: int | None = None, writable: Sequence[Path] = (),
     ) -> None:  # fmt: skip
         self.port = port or free_port()
-        server_env = {**base_env(), "HOME": str(workdir), **env, "MLFLOW_PORT": str(self.port)}
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (workdir / "tmp").mkdir(exist_ok=True, mode=0o700)
+        # The image's scratch is /tmp: HOME and MLFLOW_RUNTIME_DIR are /tmp/mlflow
+        # there. Natively all three live in workdir, the one writable directory
+        # (plus `writable`: a local artifact directory or SQLite file).
+        scratch = {"HOME": str(workdir), "MLFLOW_RUNTIME_DIR": str(workdir), "TMPDIR": str(workdir / "tmp")}
+        server_env = {**base_env(), **scratch, **env, "MLFLOW_PORT": str(self.port)}
         if workers is not None:
             server_env["MLFLOW_WORKERS"] = str(workers)
+        self.workdir = workdir
         self.process = ManagedProcess(
             "mlflow", [sys.executable, MLFLOW_ENTRYPOINT], env=server_env,
-            log_path=log_dir / "mlflow.log", cwd=workdir,
+            log_path=log_dir / "mlflow.log", cwd=workdir, readonly_root=[workdir, *writable],
         )  # fmt: skip
-        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole process tree (server, uvicorn, workers)."""
@@ -335,9 +342,10 @@ class NginxProxy(HttpService):
             "NGINX_RUNTIME_DIR": str(workdir / "runtime"),
             "NGINX_BIN": str(nginx_binary()),
         }
+        self.workdir = workdir
         self.process = ManagedProcess(
             "nginx", [NGINX_ENTRYPOINT], env=env, log_path=log_dir / "nginx.log",
-            run_as=run_as, cwd=workdir,
+            run_as=run_as, cwd=workdir, readonly_root=[workdir],
         )  # fmt: skip
 
     def is_ready(self, status: int) -> bool:

@@ -59,7 +59,9 @@ def test_every_copied_file_exists(image: str) -> None:
             words = args.split()
         if any(word.startswith("--from") for word in words):
             continue
+        # Remote sources (ADD <url>) are fetched at build time.
         sources = [word for word in words if not word.startswith("--")][:-1]
+        sources = [source for source in sources if not source.startswith("https://")]
         for source in sources:
             assert (path.parent / source).exists(), f"{path}: COPY source {source} is missing"
 
@@ -147,3 +149,22 @@ def test_entrypoints_are_executable_or_run_by_an_interpreter() -> None:
     assert ("ENTRYPOINT", '["python", "/opt/mlflow/entrypoint.py"]') in instructions(
         dockerfile("mlflow")
     )
+
+
+@pytest.mark.parametrize(
+    ("image", "uid", "runtime"), [("nginx", "101", "/tmp/nginx"), ("mlflow", "10001", "/tmp/mlflow")]
+)
+def test_scratch_volume_belongs_to_the_user(image: str, uid: str, runtime: str) -> None:
+    """Read-only root: /tmp is the task volume, which ECS fills from the image's VOLUME /tmp."""
+    found = instructions(dockerfile(image))
+    volume = found.index(("VOLUME", '["/tmp"]'))
+    # Nothing changes /tmp after the VOLUME (Docker would drop it from the volume).
+    assert not any(k == "RUN" and "/tmp" in a for k, a in found[volume + 1 :])
+    setup = " ".join(a for k, a in found[:volume] if k == "RUN")
+    assert f"install -d -o {uid} -g {uid} -m 0700 {runtime}" in setup and f"chown {uid}:{uid} /tmp" in setup
+    assert [a for k, a in found if k == "USER"][-1] == f"{uid}:{uid}"
+    env = " ".join(a for k, a in found if k == "ENV")
+    if image == "nginx":
+        assert f"NGINX_RUNTIME_DIR={runtime}" in env
+    else:
+        assert f"HOME={runtime}" in env and f"MLFLOW_RUNTIME_DIR={runtime}" in env

@@ -222,6 +222,17 @@ def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Templa
     assert nginx_env["MLFLOW_UPSTREAM"] == f"127.0.0.1:{names.MLFLOW_PORT}"
 
 
+def test_containers_have_read_only_roots_and_own_scratch(vpc_template: Template) -> None:
+    containers = _containers(vpc_template)
+    volumes = props(vpc_template, "AWS::ECS::TaskDefinition")["Volumes"]
+    assert sorted(v["Name"] for v in volumes) == ["mlflow-tmp", "nginx-tmp"]
+    # Task-local (bind mount) volumes: no host path, no EFS, nothing outlives the task.
+    assert all(set(v) == {"Name"} for v in volumes)
+    for name, container in containers.items():
+        assert container["ReadonlyRootFilesystem"] is True, name
+        assert container["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": f"{name}-tmp"}]
+
+
 def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) -> None:
     containers = _containers(vpc_template)
     secret_names = {
