@@ -44,6 +44,7 @@ class MLflowVpcStack(Stack):
             vpc=self.network.vpc,
             subnets=self.network.isolated_subnets,
             database_name=names.DATABASE_NAME,
+            cluster_identifier=names.DATABASE_CLUSTER,
             min_capacity=config.aurora_min_acu,
             max_capacity=config.aurora_max_acu,
             auto_pause=config.aurora_auto_pause,

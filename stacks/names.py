@@ -30,6 +30,9 @@ MLFLOW_PORT: Final = 5000
 HEALTH_CHECK_PATH: Final = "/elb-status"
 ARTIFACT_PREFIX: Final = "mlflow-artifacts"
 DATABASE_NAME: Final = "mlflow"
+# Aurora cluster identifier: fixed, so its log group can exist before it and
+# its final snapshot is easy to find after `cdk destroy`.
+DATABASE_CLUSTER: Final = "mlflow-metadata"
 
 # Serving image: `mlflow sagemaker build-and-push-container` pushes here and
 # MLflow's SageMaker deployment client pulls from here by default.
