@@ -51,7 +51,8 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
     studio.add_stack_dependency(gateway)
 
     stacks = ProjectStacks(vpc=vpc, gateway=gateway, studio=studio)
-    for stack in (vpc, gateway, studio):
+    # Last, so every Lambda function any construct added is covered, in every stack.
+    for stack in (child for child in app.node.children if isinstance(child, cdk.Stack)):
         own_function_log_groups(stack, retention=config.log_retention, removal_policy=config.cdk_removal_policy)
 
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
