@@ -14,6 +14,9 @@ from stacks.components.server_credentials import ServerCredentials
 from stacks.components.tracking_service import ALB_PORT, TrackingService
 from stacks.config import ProjectConfig
 
+# Basic auth in nginx with the one generated user (DESIGN.md: auth_mode `shared`).
+AUTH_MODE = "shared"
+
 
 class MLflowVpcStack(Stack):
     """Everything that runs inside the project VPC."""
@@ -96,3 +99,10 @@ class MLflowVpcStack(Stack):
         CfnOutput(self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name).override_logical_id(
             names.OUTPUT_CREDENTIALS_SECRET
         )
+        # For `make rotate-password`: which tasks to restart, and whether the secret is nginx's password.
+        for key, value in (
+            (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
+            (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
+            (names.OUTPUT_AUTH_MODE, AUTH_MODE),
+        ):
+            CfnOutput(self, key, value=value).override_logical_id(key)
