@@ -58,8 +58,8 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         vpc.credentials.secret,
         "SMG4",
         "nginx reads the basic-auth password once when a task starts, so an automatic rotation "
-        "would lock clients out of running tasks; rotate by updating the secret and forcing a new "
-        "deployment (README, 'Rotating credentials').",
+        "would lock clients out of running tasks; `make rotate-password` updates the secret and "
+        "forces a new deployment (README, 'Rotating the password').",
     )
     acknowledge(
         vpc.database.secret_resource,
