@@ -1,4 +1,4 @@
-"""Builds the three stacks and wires cross-stack values as constructor arguments."""
+"""Builds the four stacks and wires cross-stack values as constructor arguments."""
 
 from dataclasses import dataclass
 
@@ -8,6 +8,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks import names
 from stacks.config import ProjectConfig
 from stacks.http_gateway_stack import HttpGatewayStack
+from stacks.mlflow_monitoring_stack import MLflowMonitoringStack
 from stacks.mlflow_vpc_stack import MLflowVpcStack
 from stacks.nag_acknowledgments import acknowledge_findings
 from stacks.sagemaker_studio_user_stack import SageMakerStudioUserStack
@@ -17,6 +18,7 @@ from stacks.sagemaker_studio_user_stack import SageMakerStudioUserStack
 class ProjectStacks:
     vpc: MLflowVpcStack
     gateway: HttpGatewayStack
+    monitoring: MLflowMonitoringStack
     studio: SageMakerStudioUserStack
 
 
@@ -35,6 +37,19 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         load_balancer_port=vpc.load_balancer_port,
         description=f"{description}: HTTPS API",
     )
+    monitoring = MLflowMonitoringStack(
+        app,
+        names.MONITORING_STACK,
+        config=config,
+        api_stage=gateway.stage,
+        load_balancer=vpc.load_balancer,
+        target_group=vpc.tracking.target_group,
+        service=vpc.tracking.service,
+        database=vpc.database.cluster,
+        artifact_bucket=vpc.artifact_bucket,
+        request_metrics_filter_id=vpc.storage.request_metrics_filter_id,
+        description=f"{description}: alarms and dashboard",
+    )
     studio = SageMakerStudioUserStack(
         app,
         names.STUDIO_STACK,
@@ -50,6 +65,6 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
     studio.add_stack_dependency(gateway)
 
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    stacks = ProjectStacks(vpc=vpc, gateway=gateway, studio=studio)
+    stacks = ProjectStacks(vpc=vpc, gateway=gateway, monitoring=monitoring, studio=studio)
     acknowledge_findings(stacks)
     return stacks

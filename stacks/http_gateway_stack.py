@@ -45,6 +45,7 @@ class HttpGatewayStack(Stack):
             removal_policy=config.cdk_removal_policy,
         )
         self.tracking_url = self.gateway.url
+        self.stage = self.gateway.stage
 
         self.tracking_url_parameter = ssm.StringParameter(
             self,

@@ -49,15 +49,15 @@ def test_pinned_cli_version() -> None:
     assert result.stdout.startswith(pinned)
 
 
-def test_cli_synthesizes_exactly_three_stacks_offline(tmp_path: Path) -> None:
+def test_cli_synthesizes_exactly_the_four_stacks_offline(tmp_path: Path) -> None:
     out = tmp_path / "cdk.out"
     result = _cdk("synth", "--all", "--quiet", "--output", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     listed = _cdk("list", "--output", str(tmp_path / "list.out"))
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split() == [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK]
+    assert listed.stdout.split() == list(names.ALL_STACKS)
     assert sorted(p.name for p in out.glob("*.template.json")) == sorted(
-        f"{name}.template.json" for name in (names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK)
+        f"{name}.template.json" for name in names.ALL_STACKS
     )
     assert not (ROOT / "cdk.context.json").exists(), "synth must not perform context lookups"
 

@@ -73,7 +73,7 @@ def render(value: Any) -> str:
     """Flatten an intrinsic into readable text: ${AWS::Region}, ${Logical.Attr}, ${Stack:Output}."""
     if isinstance(value, str):
         return value
-    (function, argument), = value.items()
+    ((function, argument),) = value.items()
     if function == "Ref":
         return "${%s}" % argument
     if function == "Fn::GetAtt":
@@ -85,3 +85,11 @@ def render(value: Any) -> str:
     if function == "Fn::GetStackOutput":
         return "${%s:%s}" % (argument["StackName"], argument["OutputName"])
     raise ValueError(f"cannot render {value}")
+
+
+def follow_output(value: Any, templates: dict[str, Template]) -> Any:
+    """A cross-stack reference (Fn::GetStackOutput) replaced by the producing stack's output value."""
+    if isinstance(value, dict) and "Fn::GetStackOutput" in value:
+        reference = value["Fn::GetStackOutput"]
+        return templates[reference["StackName"]]["Outputs"][reference["OutputName"]]["Value"]
+    return value

@@ -29,7 +29,7 @@ def _lint(template: Path) -> list[dict]:
     return json.loads(result.stdout or "[]")
 
 
-@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK])
+@pytest.mark.parametrize("stack_name", names.ALL_STACKS)
 def test_template_is_lint_clean(stack_name: str) -> None:
     template = synth_directory() / f"{stack_name}.template.json"
     findings = _lint(template)

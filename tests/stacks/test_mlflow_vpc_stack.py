@@ -88,6 +88,26 @@ def test_artifact_bucket_is_private_encrypted_versioned_and_retained(vpc_templat
     assert bucket["DeletionPolicy"] == "Retain"
 
 
+def _noncurrent_days(template: Template) -> list[int]:
+    _, bucket = _artifact_bucket(template)
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    return [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules if "NoncurrentVersionExpiration" in r]
+
+
+def test_artifact_versions_are_kept_for_the_configured_days(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert _noncurrent_days(vpc_template) == [90]
+    template = synth_templates(artifact_version_retention_days=7)[names.VPC_STACK]
+    assert _noncurrent_days(template) == [7]
+    assert _artifact_bucket(template)[1]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_artifact_bucket_publishes_request_metrics(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["MetricsConfigurations"] == [{"Id": "EntireBucket"}]
+
+
 def test_artifact_bucket_denies_requests_without_tls(vpc_template: Template) -> None:
     bucket_id, _ = _artifact_bucket(vpc_template)
     policies = [
@@ -137,6 +157,17 @@ def test_aurora_is_serverless_v2_postgres_encrypted_and_protected(vpc_template: 
     assert instance["PubliclyAccessible"] is False
 
 
+def test_backup_retention_follows_configuration_under_both_removal_policies(
+    vpc_template: Template, dev_templates: dict[str, Template]
+) -> None:
+    assert props(vpc_template, "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    assert props(dev_templates[names.VPC_STACK], "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    cluster = only(synth_templates(backup_retention_days=35)[names.VPC_STACK], "AWS::RDS::DBCluster")[1]
+    assert cluster["Properties"]["BackupRetentionPeriod"] == 35
+    # Retention changes nothing about the final snapshot and deletion protection under retain.
+    assert cluster["DeletionPolicy"] == "Snapshot" and cluster["Properties"]["DeletionProtection"] is True
+
+
 def test_aurora_password_is_generated_into_secrets_manager(vpc_template: Template) -> None:
     _, cluster = only(vpc_template, "AWS::RDS::DBCluster")
     password = json.dumps(cluster["Properties"]["MasterUserPassword"])
@@ -163,9 +194,7 @@ def test_capacity_floor_above_zero_disables_auto_pause() -> None:
 
 
 def test_basic_auth_credentials_are_generated_json(vpc_template: Template) -> None:
-    secrets = {
-        s["Properties"].get("Name"): s for s in resources(vpc_template, "AWS::SecretsManager::Secret").values()
-    }
+    secrets = {s["Properties"].get("Name"): s for s in resources(vpc_template, "AWS::SecretsManager::Secret").values()}
     secret = secrets["mlflow-server-credentials"]
     generated = secret["Properties"]["GenerateSecretString"]
     assert json.loads(generated["SecretStringTemplate"]) == {"username": "mlflow"}
@@ -212,9 +241,7 @@ def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Templa
 
 def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) -> None:
     containers = _containers(vpc_template)
-    secret_names = {
-        name: {s["Name"] for s in container.get("Secrets", [])} for name, container in containers.items()
-    }
+    secret_names = {name: {s["Name"] for s in container.get("Secrets", [])} for name, container in containers.items()}
     assert secret_names == {
         "nginx": {"MLFLOW_USERNAME", "MLFLOW_PASSWORD"},
         "mlflow": {"DB_USERNAME", "DB_PASSWORD"},
@@ -278,9 +305,7 @@ def test_task_counts_and_sizes_follow_configuration() -> None:
 def test_alb_is_internal_and_checks_elb_status_on_nginx(vpc_template: Template) -> None:
     alb = props(vpc_template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
     assert alb["Scheme"] == "internal"
-    assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb[
-        "LoadBalancerAttributes"
-    ]
+    assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb["LoadBalancerAttributes"]
     group = props(vpc_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     assert group["Port"] == names.NGINX_PORT
     assert group["TargetType"] == "ip"
@@ -381,10 +406,13 @@ def test_execution_role_reads_only_the_two_secrets(vpc_template: Template) -> No
     statements = _role_statements(vpc_template, "TaskDefinitionExecutionRole")
     secret_statements = [s for s in statements if any("secretsmanager" in a for a in as_list(s["Action"]))]
     read = {json.dumps(r) for s in secret_statements for r in as_list(s["Resource"])}
-    assert all(set(as_list(s["Action"])) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
-               for s in secret_statements)
+    assert all(
+        set(as_list(s["Action"])) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+        for s in secret_statements
+    )
     credentials_id = next(
-        logical_id for logical_id, s in resources(vpc_template, "AWS::SecretsManager::Secret").items()
+        logical_id
+        for logical_id, s in resources(vpc_template, "AWS::SecretsManager::Secret").items()
         if s["Properties"].get("Name") == "mlflow-server-credentials"
     )
     # The attachment's Ref is the database secret's ARN (with host, port and dbname added).
