@@ -10,7 +10,15 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test deploy diff destroy local bench lint clean
+.PHONY: install synth test deploy diff destroy cost local bench lint clean
+
+# Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
+# PRESET=<name> (presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
+CDK_ARGS ?=
+PRESET ?=
+PRESET_ARGS = $(if $(PRESET),$(shell $(BIN)/python -m presets $(PRESET) || echo PRESET_ERROR))
+SETTINGS = $(if $(findstring PRESET_ERROR,$(PRESET_ARGS)),$(error invalid PRESET=$(PRESET), see the line above),$(PRESET_ARGS) $(CDK_ARGS))
+COST_OUT := cdk.out.cost
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -25,19 +33,24 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 synth: install
-	npx cdk synth --all --quiet
+	npx cdk synth --all --quiet $(SETTINGS)
 
 test: install
 	$(BIN)/python -m pytest
 
 deploy: install
-	npx cdk deploy --all
+	npx cdk deploy --all $(SETTINGS)
 
 diff: install
-	npx cdk diff --all
+	npx cdk diff --all $(SETTINGS)
 
 destroy: install
-	npx cdk destroy --all
+	npx cdk destroy --all $(SETTINGS)
+
+# Synthesizes with the same settings as deploy, then prices the templates.
+cost: install
+	npx cdk synth --quiet --output $(COST_OUT) $(SETTINGS)
+	$(BIN)/python -m cost $(COST_OUT)
 
 local: install
 	$(BIN)/python -m localrun
@@ -46,4 +59,4 @@ bench: install
 	$(BIN)/python benchmarks/proxy_overhead.py
 
 clean:
-	rm -rf cdk.out .pytest_cache
+	rm -rf cdk.out $(COST_OUT) .pytest_cache
