@@ -45,6 +45,15 @@ class AlarmRule:
             return f"{self.comparison} {self.threshold:.0%} of {self.relative_to}"
         return f"{self.comparison} {self.threshold:g} {self.unit}".rstrip()
 
+    def describe_evaluation(self) -> str:
+        """How long it must hold, as the README states it."""
+        return f"{self.datapoints_to_alarm} of {self.evaluation_periods} periods of {self.period_minutes} min"
+
+    def readme_row(self) -> str:
+        """This rule's row in the README's Alarms table."""
+        cells = [f"`{self.alarm_name}`", self.watches, self.describe_threshold(), self.describe_evaluation(), self.reason]
+        return "| " + " | ".join(cells) + " |"
+
     def absolute_threshold(self, limit: float | None = None) -> float:
         """The number CloudWatch compares with: relative thresholds need their limit."""
         if self.relative_to is None:
