@@ -51,7 +51,8 @@ class AlarmRule:
 
     def readme_row(self) -> str:
         """This rule's row in the README's Alarms table."""
-        cells = [f"`{self.alarm_name}`", self.watches, self.describe_threshold(), self.describe_evaluation(), self.reason]
+        threshold, evaluation = self.describe_threshold(), self.describe_evaluation()
+        cells = [f"`{self.alarm_name}`", self.watches, threshold, evaluation, self.reason]
         return "| " + " | ".join(cells) + " |"
 
     def absolute_threshold(self, limit: float | None = None) -> float:
