@@ -29,9 +29,21 @@ def _synth(overrides_json: str) -> tuple[Path, dict[str, Template]]:
     app, stacks = build_app(**json.loads(overrides_json))
     assembly = app.synth()
     templates = {
-        stack.stack_name: stack.template for stack in assembly.stacks  # type: ignore[attr-defined]
+        stack.stack_name: stack.template
+        for stack in assembly.stacks  # type: ignore[attr-defined]
     }
     return Path(assembly.directory), templates
+
+
+# The day-two settings away from their defaults, in one synth several test modules share
+# (one synth per worker process instead of one per test).
+DAY_TWO_VARIANT: dict[str, Any] = {
+    "alarm_email": "ops@example.com",
+    "backup_retention_days": 35,
+    "artifact_version_retention_days": 7,
+    "aurora_min_acu": 1,
+    "aurora_max_acu": 16,
+}
 
 
 def synth_templates(**overrides: Any) -> dict[str, Template]:

@@ -36,13 +36,29 @@ def _others(result: Estimate, item: str) -> dict[str, float]:
     return {line.item: line.usd for line in result.idle if line.item != item}
 
 
-def test_one_task_less_costs_exactly_one_task_less(default: Estimate) -> None:
-    smaller = estimate(synth_templates(desired_task_count=1, min_task_count=1), PRICES)
+# One synth with several independent changes (each synth takes seconds): one task fewer,
+# a 0.5 ACU floor for Aurora and a second NAT gateway.
+CHANGED = {"desired_task_count": 1, "min_task_count": 1, "aurora_min_acu": 0.5, "nat_gateways": 2}
+
+
+@pytest.fixture(scope="module")
+def changed() -> Estimate:
+    return estimate(synth_templates(**CHANGED), PRICES)
+
+
+def test_one_task_less_costs_exactly_one_task_less(default: Estimate, changed: Estimate) -> None:
     assert default.line("Fargate tasks").usd == pytest.approx(2 * TASK_MONTH, abs=1e-9)
-    assert default.line("Fargate tasks").usd - smaller.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
-    # Only what runs per task moves with it: Container Insights events and health-check flow logs.
-    moved = {k for k, v in _others(default, "Fargate tasks").items() if v != _others(smaller, "Fargate tasks")[k]}
-    assert moved == {"Container Insights", "VPC flow logs (health checks)"}
+    assert default.line("Fargate tasks").usd - changed.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
+    # Besides the lines the other two changes own, only what runs per task moves with the task count:
+    # Container Insights events and health-check flow logs.
+    moved = {k for k, v in _others(default, "Fargate tasks").items() if v != _others(changed, "Fargate tasks")[k]}
+    assert moved == {
+        "Container Insights",
+        "VPC flow logs (health checks)",
+        "Aurora Serverless v2 compute",
+        "NAT gateways",
+        "Public IPv4 addresses",
+    }
 
 
 def test_paused_aurora_leaves_only_storage(default: Estimate) -> None:
@@ -55,8 +71,8 @@ def test_paused_aurora_leaves_only_storage(default: Estimate) -> None:
     ]
 
 
-def test_capacity_floor_and_nat_gateways_are_counted_from_the_templates() -> None:
-    result = estimate(synth_templates(aurora_min_acu=0.5, nat_gateways=2), PRICES)
+def test_capacity_floor_and_nat_gateways_are_counted_from_the_templates(changed: Estimate) -> None:
+    result = changed
     assert result.line("Aurora Serverless v2 compute").usd == pytest.approx(0.5 * USD["aurora_acu_hour"] * HOURS)
     assert result.per_active_hour == []
     assert result.line("NAT gateways").usd == pytest.approx(2 * USD["nat_gateway_hour"] * HOURS)
@@ -138,9 +154,12 @@ def test_cli_says_in_one_line_when_there_is_nothing_synthesized(tmp_path: Path) 
 
 
 def test_make_cost_synthesizes_with_the_preset_and_the_overrides() -> None:
+    # Not the calling make's flags (make test runs this): a plain `make -n` of its own.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", "cost", "PRESET=dev", "CDK_ARGS=-c mlflow_workers=3"],
+        ["make", "--no-print-directory", "-n", "cost", "PRESET=dev", "CDK_ARGS=-c mlflow_workers=3"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -150,7 +169,7 @@ def test_make_cost_synthesizes_with_the_preset_and_the_overrides() -> None:
     synth = next(line for line in result.stdout.splitlines() if line.startswith("npx cdk synth"))
     assert "-c desired_task_count=1" in synth and "-c removal_policy=destroy" in synth
     assert synth.endswith("-c mlflow_workers=3"), "CDK_ARGS come last, so they win over the preset"
-    assert "-m cost cdk.out.cost" in result.stdout.splitlines()[-1]
+    assert result.stdout.splitlines()[-1].endswith("python -m cost cdk.out.cost")
 
 
 # --- price table and README ----------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from stacks import names
 from stacks.alarm_thresholds import ALARMS, aurora_postgres_max_connections
 from tests.stacks.helpers import Template, follow_output, only, props, resources
-from tests.synth import synth_templates
+from tests.synth import DAY_TWO_VARIANT, synth_templates
 
 # What each alarm must watch, written out independently of stacks/alarm_thresholds.py:
 # (threshold, comparison, period s, evaluation periods, datapoints, missing data,
@@ -171,7 +171,8 @@ def test_alarm_descriptions_carry_the_reasoning(monitoring_template: Template) -
 
 
 def test_aurora_thresholds_follow_the_capacity_range() -> None:
-    alarms = _alarms(synth_templates(aurora_min_acu=1, aurora_max_acu=16)[names.MONITORING_STACK])
+    # DAY_TWO_VARIANT: 1-16 ACU
+    alarms = _alarms(synth_templates(**DAY_TWO_VARIANT)[names.MONITORING_STACK])
     assert alarms["mlflow-aurora-capacity-at-max"]["Threshold"] == 14.4
     assert alarms["mlflow-aurora-connections"]["Threshold"] == 0.8 * 3360
 
@@ -235,7 +236,7 @@ def test_topic_refuses_publishes_without_tls_and_admits_only_our_alarms_and_rule
 
 def test_no_subscription_unless_an_alarm_email_is_set(monitoring_template: Template) -> None:
     assert resources(monitoring_template, "AWS::SNS::Subscription") == {}
-    template = synth_templates(alarm_email="ops@example.com")[names.MONITORING_STACK]
+    template = synth_templates(**DAY_TWO_VARIANT)[names.MONITORING_STACK]  # alarm_email=ops@example.com
     topic_id, _ = only(template, "AWS::SNS::Topic")
     subscription = props(template, "AWS::SNS::Subscription")
     assert subscription == {"Endpoint": "ops@example.com", "Protocol": "email", "TopicArn": {"Ref": topic_id}}

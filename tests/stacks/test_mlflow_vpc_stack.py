@@ -15,7 +15,7 @@ from tests.stacks.helpers import (
     ref_id,
     resources,
 )
-from tests.synth import synth_templates
+from tests.synth import DAY_TWO_VARIANT, synth_templates
 
 
 def _subnet_types(template: Template) -> list[str]:
@@ -98,7 +98,7 @@ def test_artifact_versions_are_kept_for_the_configured_days(vpc_template: Templa
     _, bucket = _artifact_bucket(vpc_template)
     assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     assert _noncurrent_days(vpc_template) == [90]
-    template = synth_templates(artifact_version_retention_days=7)[names.VPC_STACK]
+    template = synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK]  # artifact_version_retention_days=7
     assert _noncurrent_days(template) == [7]
     assert _artifact_bucket(template)[1]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
 
@@ -162,7 +162,7 @@ def test_backup_retention_follows_configuration_under_both_removal_policies(
 ) -> None:
     assert props(vpc_template, "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
     assert props(dev_templates[names.VPC_STACK], "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
-    cluster = only(synth_templates(backup_retention_days=35)[names.VPC_STACK], "AWS::RDS::DBCluster")[1]
+    cluster = only(synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK], "AWS::RDS::DBCluster")[1]  # 35 days
     assert cluster["Properties"]["BackupRetentionPeriod"] == 35
     # Retention changes nothing about the final snapshot and deletion protection under retain.
     assert cluster["DeletionPolicy"] == "Snapshot" and cluster["Properties"]["DeletionProtection"] is True

@@ -8,14 +8,14 @@ from aws_cdk import aws_s3 as s3
 
 from stacks import names
 from stacks.nag_acknowledgments import _nag_name
-from tests.synth import build_app, synth_templates
+from tests.synth import DAY_TWO_VARIANT, build_app, synth_templates
 
 VARIANTS = [
     {},
     {"removal_policy": "destroy"},
     {"sagemaker_domain_id": "d-abcdef123456"},
     {"az_count": 3, "nat_gateways": 3, "aurora_min_acu": 0.5},
-    {"alarm_email": "ops@example.com", "backup_retention_days": 35, "artifact_version_retention_days": 1},
+    DAY_TWO_VARIANT,
 ]
 
 
