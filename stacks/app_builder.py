@@ -35,6 +35,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         listener=vpc.listener,
         load_balancer=vpc.load_balancer,
         load_balancer_port=vpc.load_balancer_port,
+        certificate=vpc.certificate,
         description=f"{description}: HTTPS API",
     )
     monitoring = MLflowMonitoringStack(

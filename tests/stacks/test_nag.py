@@ -8,6 +8,7 @@ from aws_cdk import aws_s3 as s3
 
 from stacks import names
 from stacks.nag_acknowledgments import _nag_name
+from tests.stacks.helpers import DOMAIN_CONTEXT
 from tests.synth import DAY_TWO_VARIANT, build_app, synth_templates
 
 VARIANTS = [
@@ -16,6 +17,7 @@ VARIANTS = [
     {"sagemaker_domain_id": "d-abcdef123456"},
     {"az_count": 3, "nat_gateways": 3, "aurora_min_acu": 0.5},
     DAY_TWO_VARIANT,
+    DOMAIN_CONTEXT,
 ]
 
 
