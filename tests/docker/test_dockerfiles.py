@@ -100,4 +100,6 @@ def test_mlflow_version_is_pinned_only_in_requirements() -> None:
 def test_entrypoints_are_executable_or_run_by_an_interpreter() -> None:
     nginx_entry = REPO / "docker" / "nginx" / "entrypoint.sh"
     assert nginx_entry.stat().st_mode & 0o111, "entrypoint.sh must be executable (git mode)"
-    assert ("ENTRYPOINT", '["python", "/opt/mlflow/entrypoint.py"]') in instructions(dockerfile("mlflow"))
+    assert ("ENTRYPOINT", '["python", "/opt/mlflow/entrypoint.py"]') in instructions(
+        dockerfile("mlflow")
+    )

@@ -28,7 +28,9 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 
 
 @pytest.fixture(scope="session")
-def mlflow_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[MlflowStack]:
+def mlflow_stack(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
+) -> Iterator[MlflowStack]:
     stack = MlflowStack(
         tmp_path_factory.mktemp("mlflow-stack"), moto=moto_server,
         # Short, so the idle-connection test is quick and every test also

@@ -41,7 +41,9 @@ def test_foreign_host_names_are_still_rejected(mlflow_stack: MlflowStack) -> Non
     "origin, expected",
     [(f"https://{API_GATEWAY_HOST}", 200), ("https://attacker.example", 403)],
 )
-def test_ui_writes_from_the_api_gateway_origin_only(mlflow_stack: MlflowStack, origin: str, expected: int) -> None:
+def test_ui_writes_from_the_api_gateway_origin_only(
+    mlflow_stack: MlflowStack, origin: str, expected: int
+) -> None:
     response = requests.post(
         mlflow_stack.proxy_url + "/ajax-api/2.0/mlflow/experiments/search",
         json={"max_results": 1},

@@ -61,7 +61,8 @@ def logged(client_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         run_id = run.info.run_id
         client.log_batch(
             run_id,
-            metrics=[Metric("loss", value, 1_700_000_000_000 + step, step) for step, value in metric],  # fmt: skip
+            metrics=[Metric("loss", value, 1_700_000_000_000 + step, step)
+                     for step, value in metric],  # fmt: skip
             params=[Param(key, value) for key, value in params.items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
@@ -117,7 +118,9 @@ def test_everything_logged_through_the_proxy_reads_back(logged: Logged, tmp_path
     assert_everything_reads_back(logged, tmp_path)
 
 
-def test_artifacts_went_straight_to_s3(logged: Logged, mlflow_stack: MlflowStack, moto_server: MotoServer) -> None:
+def test_artifacts_went_straight_to_s3(
+    logged: Logged, mlflow_stack: MlflowStack, moto_server: MotoServer
+) -> None:
     """The 50 MB file is in the bucket, and nginx (10 MB limit) never saw it."""
     s3 = moto_server.client("s3")
     listing = s3.list_objects_v2(Bucket=mlflow_stack.bucket, Prefix="artifacts/")
@@ -128,7 +131,9 @@ def test_artifacts_went_straight_to_s3(logged: Logged, mlflow_stack: MlflowStack
     assert "blob.bin" not in nginx_log
 
 
-def test_everything_survives_restarts(logged: Logged, mlflow_stack: MlflowStack, tmp_path: Path) -> None:
+def test_everything_survives_restarts(
+    logged: Logged, mlflow_stack: MlflowStack, tmp_path: Path
+) -> None:
     mlflow_stack.restart_mlflow()
     mlflow_stack.restart_nginx()
     assert_everything_reads_back(logged, tmp_path)

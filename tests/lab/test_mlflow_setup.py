@@ -22,6 +22,8 @@ STACK_TEMPLATE = {
 }
 
 
+
+
 def deploy(session, *, template=STACK_TEMPLATE, secret: str | None = None) -> None:
     """What the stacks leave behind, as far as the helper reads it."""
     session.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(template))

@@ -89,11 +89,7 @@ def test_artifact_access_is_the_bucket_and_two_key_prefixes(vpc_template: Templa
     bucket = next(r for r in _resources(statements["ListArtifactBucket"]))
     assert bucket.startswith("${StorageArtifacts") and bucket.endswith(".Arn}")
     assert _actions(statements["ReadWriteWorkflowObjects"]) == {
-        "s3:GetObject",
-        "s3:PutObject",
-        "s3:PutObjectTagging",
-        "s3:DeleteObject",
-        "s3:AbortMultipartUpload",
+        "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload",
     }
     assert _resources(statements["ReadWriteWorkflowObjects"]) == {f"{bucket}/mlflow-*", f"{bucket}/sagemaker/*"}
 
@@ -101,15 +97,10 @@ def test_artifact_access_is_the_bucket_and_two_key_prefixes(vpc_template: Templa
 def test_sagemaker_actions_are_limited_to_mlflow_prefixed_resources(studio_template: Template) -> None:
     statement = statement_by_sid(studio_template, "ManageWorkflowSageMakerResources")
     assert {
-        "sagemaker:CreateTrainingJob",
-        "sagemaker:DescribeTrainingJob",
-        "sagemaker:CreateModel",
-        "sagemaker:DeleteModel",
-        "sagemaker:CreateEndpointConfig",
-        "sagemaker:DeleteEndpointConfig",
-        "sagemaker:CreateEndpoint",
-        "sagemaker:DescribeEndpoint",
-        "sagemaker:DeleteEndpoint",
+        "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+        "sagemaker:CreateModel", "sagemaker:DeleteModel",
+        "sagemaker:CreateEndpointConfig", "sagemaker:DeleteEndpointConfig",
+        "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint",
         "sagemaker:InvokeEndpoint",
     } <= _actions(statement)
     assert _resources(statement) == {
@@ -228,8 +219,5 @@ def test_build_role_pushes_only_to_the_serving_repository(studio_template: Templ
 
 def test_outputs_are_published_under_stable_keys(studio_template: Template) -> None:
     assert set(studio_template["Outputs"]) >= {
-        names.OUTPUT_STUDIO_ROLE,
-        names.OUTPUT_DOMAIN_ID,
-        names.OUTPUT_USER_PROFILE,
-        names.OUTPUT_IMAGE_BUILD_PROJECT,
+        names.OUTPUT_STUDIO_ROLE, names.OUTPUT_DOMAIN_ID, names.OUTPUT_USER_PROFILE, names.OUTPUT_IMAGE_BUILD_PROJECT,
     }
