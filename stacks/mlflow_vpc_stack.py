@@ -15,6 +15,9 @@ from stacks.components.server_credentials import ServerCredentials
 from stacks.components.tracking_service import TrackingService
 from stacks.config import ProjectConfig
 
+# Basic auth in nginx with the one generated user (DESIGN.md: auth_mode `shared`).
+AUTH_MODE = "shared"
+
 
 class MLflowVpcStack(Stack):
     """Everything that runs inside the project VPC."""
@@ -49,6 +52,7 @@ class MLflowVpcStack(Stack):
             vpc=self.network.vpc,
             subnets=self.network.isolated_subnets,
             database_name=names.DATABASE_NAME,
+            cluster_identifier=names.DATABASE_CLUSTER,
             min_capacity=config.aurora_min_acu,
             max_capacity=config.aurora_max_acu,
             auto_pause=config.aurora_auto_pause,
@@ -111,3 +115,10 @@ class MLflowVpcStack(Stack):
         CfnOutput(self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name).override_logical_id(
             names.OUTPUT_CREDENTIALS_SECRET
         )
+        # For `make rotate-password`: which tasks to restart, and whether the secret is nginx's password.
+        for key, value in (
+            (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
+            (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
+            (names.OUTPUT_AUTH_MODE, AUTH_MODE),
+        ):
+            CfnOutput(self, key, value=value).override_logical_id(key)

@@ -17,6 +17,10 @@ ALL_STACKS: Final = (VPC_STACK, GATEWAY_STACK, MONITORING_STACK, STUDIO_STACK)
 OUTPUT_TRACKING_URL: Final = "TrackingUrl"
 OUTPUT_ARTIFACT_BUCKET: Final = "ArtifactBucketName"
 OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"
+# What `make rotate-password` needs: the service to restart and how it authenticates.
+OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
+OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
+OUTPUT_AUTH_MODE: Final = "AuthMode"
 OUTPUT_STUDIO_ROLE: Final = "StudioExecutionRoleArn"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILE: Final = "StudioUserProfileName"
@@ -38,6 +42,9 @@ MLFLOW_PORT: Final = 5000
 HEALTH_CHECK_PATH: Final = "/elb-status"
 ARTIFACT_PREFIX: Final = "mlflow-artifacts"
 DATABASE_NAME: Final = "mlflow"
+# Aurora cluster identifier: fixed, so its log group can exist before it and
+# its final snapshot is easy to find after `cdk destroy`.
+DATABASE_CLUSTER: Final = "mlflow-metadata"
 
 # Serving image: `mlflow sagemaker build-and-push-container` pushes here and
 # MLflow's SageMaker deployment client pulls from here by default.
