@@ -52,7 +52,6 @@ class MLflowVpcStack(Stack):
             vpc=self.network.vpc,
             subnets=self.network.isolated_subnets,
             database_name=names.DATABASE_NAME,
-            cluster_identifier=names.DATABASE_CLUSTER,
             min_capacity=config.aurora_min_acu,
             max_capacity=config.aurora_max_acu,
             auto_pause=config.aurora_auto_pause,
@@ -120,5 +119,7 @@ class MLflowVpcStack(Stack):
             (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
             (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
             (names.OUTPUT_AUTH_MODE, AUTH_MODE),
+            # Names the final snapshot after `cdk destroy` (README, Teardown).
+            (names.OUTPUT_DATABASE_CLUSTER, self.database.cluster.cluster_identifier),
         ):
             CfnOutput(self, key, value=value).override_logical_id(key)

@@ -117,6 +117,36 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "limited to the CDK asset repository.",
     )
 
+    # aws-cdk-lib's singleton behind the Aurora log group's LogRetention.
+    log_retention = next(child for child in vpc.node.children if child.node.id.startswith("LogRetention"))
+    acknowledge(
+        log_retention,
+        "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        "aws-cdk-lib's LogRetention function (sets the Aurora log group's retention and deletes it "
+        "with the stack under removal_policy=destroy) uses the AWS managed basic execution policy.",
+    )
+    acknowledge(
+        log_retention,
+        "IAM5[Resource::*]",
+        "aws-cdk-lib's LogRetention function manages a log group whose name RDS derives from the "
+        "cluster identifier CloudFormation generates, so its policy cannot name it in advance.",
+    )
+    if not vpc.database.deletion_protection:
+        # Under destroy the function may also delete that one group: its ARN ends in ':*'.
+        acknowledge_wildcards(
+            log_retention,
+            [
+                vpc.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=f"{vpc.database.log_group_name}:*",
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            "Deleting a log group is allowed on the Aurora cluster's own PostgreSQL log group only; "
+            "the ':*' suffix is how IAM names a log group's streams.",
+        )
+
 
 def _gateway_stack(stacks: ProjectStacks) -> None:
     acknowledge(

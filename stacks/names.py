@@ -21,6 +21,7 @@ OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"
 OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
 OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
 OUTPUT_AUTH_MODE: Final = "AuthMode"
+OUTPUT_DATABASE_CLUSTER: Final = "DatabaseClusterIdentifier"
 OUTPUT_STUDIO_ROLE: Final = "StudioExecutionRoleArn"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILE: Final = "StudioUserProfileName"
@@ -42,9 +43,6 @@ MLFLOW_PORT: Final = 5000
 HEALTH_CHECK_PATH: Final = "/elb-status"
 ARTIFACT_PREFIX: Final = "mlflow-artifacts"
 DATABASE_NAME: Final = "mlflow"
-# Aurora cluster identifier: fixed, so its log group can exist before it and
-# its final snapshot is easy to find after `cdk destroy`.
-DATABASE_CLUSTER: Final = "mlflow-metadata"
 
 # Serving image: `mlflow sagemaker build-and-push-container` pushes here and
 # MLflow's SageMaker deployment client pulls from here by default.

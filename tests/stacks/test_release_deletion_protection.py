@@ -30,6 +30,9 @@ REGION = "eu-west-1"
 STACK_TEMPLATE = json.dumps({"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}}})
 
 
+CLUSTER = "mlflowvpcstack-databasecluster5b53a178-x1y2z3"
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """moto with a protected cluster and its stack; ``set_stack_status`` moves the stack along."""
@@ -42,7 +45,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
         rds = boto3.client("rds", region_name=REGION)
         cloudformation = boto3.client("cloudformation", region_name=REGION)
         rds.create_db_cluster(
-            DBClusterIdentifier=names.DATABASE_CLUSTER,
+            DBClusterIdentifier=CLUSTER,
             Engine="aurora-postgresql",
             MasterUsername="mlflow_admin",
             MasterUserPassword="not-a-real-password-1",
@@ -67,15 +70,15 @@ def _event(aws: SimpleNamespace, request_type: str, response_url: str = "http://
         "LogicalResourceId": "DatabaseProtectionRelease",
         "ResponseURL": response_url,
         "ResourceType": "Custom::ReleaseDeletionProtection",
-        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:...", "ClusterIdentifier": names.DATABASE_CLUSTER},
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:...", "ClusterIdentifier": CLUSTER},
     }
     if request_type != "Create":
-        event["PhysicalResourceId"] = names.DATABASE_CLUSTER
+        event["PhysicalResourceId"] = CLUSTER
     return event
 
 
 def _protected(aws: SimpleNamespace) -> bool:
-    return aws.rds.describe_db_clusters(DBClusterIdentifier=names.DATABASE_CLUSTER)["DBClusters"][0][
+    return aws.rds.describe_db_clusters(DBClusterIdentifier=CLUSTER)["DBClusters"][0][
         "DeletionProtection"
     ]
 
@@ -83,7 +86,7 @@ def _protected(aws: SimpleNamespace) -> bool:
 def _delete_with_final_snapshot(aws: SimpleNamespace) -> None:
     """What CloudFormation does for DeletionPolicy: Snapshot."""
     aws.rds.delete_db_cluster(
-        DBClusterIdentifier=names.DATABASE_CLUSTER, SkipFinalSnapshot=False, FinalDBSnapshotIdentifier="final"
+        DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=False, FinalDBSnapshotIdentifier="final"
     )
 
 
@@ -98,7 +101,7 @@ def test_stack_deletion_releases_the_cluster_which_then_goes_with_a_final_snapsh
     assert "is off" in said
     assert not _protected(aws)
     _delete_with_final_snapshot(aws)
-    snapshots = aws.rds.describe_db_cluster_snapshots(DBClusterIdentifier=names.DATABASE_CLUSTER, SnapshotType="manual")
+    snapshots = aws.rds.describe_db_cluster_snapshots(DBClusterIdentifier=CLUSTER, SnapshotType="manual")
     assert [s["DBClusterSnapshotIdentifier"] for s in snapshots["DBClusterSnapshots"]] == ["final"]
 
 
@@ -164,7 +167,7 @@ def test_handler_answers_cloudformation_with_success(aws: SimpleNamespace, respo
     assert not _protected(aws)
     (answer,) = received
     assert answer["Status"] == "SUCCESS"
-    assert answer["PhysicalResourceId"] == names.DATABASE_CLUSTER
+    assert answer["PhysicalResourceId"] == CLUSTER
     assert (answer["StackId"], answer["RequestId"]) == (aws.stack_id, "request-1")
 
 
