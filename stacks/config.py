@@ -75,6 +75,9 @@ _SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 _ARN_SUFFIX = re.compile(r"-.{6}\Z", re.DOTALL)  # what Secrets Manager appends to secret ARNs
 _DOMAIN_ID = re.compile(r"d-[a-z0-9]{12}")
 _PROFILE_NAME = re.compile(r"[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}")
+# One address: a local part, "@", a domain with a dot (SNS rejects anything else at deploy time).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HOSTED_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
 _CERTIFICATE_NAME_MAX = 64  # ACM: the certificate's first (and here only) name, in octets
@@ -195,6 +198,19 @@ class ProjectConfig(BaseModel):
         "retain keeps bucket, database (deletion protection, final snapshot) "
         "and secrets when the stack is deleted; destroy is for dev",
     )
+    # A week of point-in-time restore covers a mistake noticed after a weekend; Aurora
+    # does not charge for backup storage up to the cluster's own size, which a week of
+    # MLflow metadata stays within.
+    backup_retention_days: int = setting(
+        7, "1-35", "days of Aurora automated backups: how far back a point-in-time restore reaches", ge=1, le=35
+    )
+    artifact_version_retention_days: int = setting(
+        90,
+        "1-3650",
+        "days S3 keeps an overwritten or deleted artifact's old version: how far back artifacts can be restored",
+        ge=1,
+        le=3650,
+    )
     credentials_secret_name: str = setting(
         "mlflow-server-credentials",
         "1-512 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters",
@@ -220,6 +236,11 @@ class ProjectConfig(BaseModel):
     )
     hosted_zone_name: str | None = setting(
         None, "empty, or a DNS name", "name of the hosted zone hosted_zone_id (imported as is: no lookup)"
+    )
+    alarm_email: str | None = setting(
+        None,
+        "empty, or one email address",
+        "address subscribed to the alarm topic (AWS emails a confirmation link first); empty subscribes nobody",
     )
     allowed_instance_types: list[str] = setting(
         ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"],
@@ -247,7 +268,7 @@ class ProjectConfig(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("sagemaker_domain_id", *_DOMAIN_KEYS, mode="before")
+    @field_validator("sagemaker_domain_id", "alarm_email", *_DOMAIN_KEYS, mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         """cdk.json cannot hold null for a -c override: an empty string means "not set"."""
@@ -345,6 +366,13 @@ class ProjectConfig(BaseModel):
     def _check_profile_name(cls, value: str) -> str:
         if not _PROFILE_NAME.fullmatch(value):
             raise _Invalid("is not a SageMaker user profile name")
+        return value
+
+    @field_validator("alarm_email")
+    @classmethod
+    def _check_alarm_email(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 254 or not _EMAIL.fullmatch(value)):
+            raise _Invalid("is not an email address")
         return value
 
     @field_validator("domain_name", "hosted_zone_name")

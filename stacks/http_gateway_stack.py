@@ -73,6 +73,7 @@ class HttpGatewayStack(Stack):
         else:
             assert self.gateway.url is not None, "the execute-api endpoint is on whenever there is no custom domain"
             self.tracking_url = self.gateway.url
+        self.stage = self.gateway.stage
 
         self.tracking_url_parameter = ssm.StringParameter(
             self,

@@ -37,7 +37,11 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
         )
         self.storage = ArtifactStore(
-            self, "Storage", removal_policy=removal, access_log_retention=Duration.days(config.log_retention_days)
+            self,
+            "Storage",
+            removal_policy=removal,
+            access_log_retention=Duration.days(config.log_retention_days),
+            noncurrent_version_retention=Duration.days(config.artifact_version_retention_days),
         )
         self.credentials = ServerCredentials(
             self, "Credentials", secret_name=config.credentials_secret_name, removal_policy=removal
@@ -51,6 +55,7 @@ class MLflowVpcStack(Stack):
             min_capacity=config.aurora_min_acu,
             max_capacity=config.aurora_max_acu,
             auto_pause=config.aurora_auto_pause,
+            backup_retention=Duration.days(config.backup_retention_days),
             removal_policy=removal,
             log_retention=retention,
         )

@@ -9,6 +9,9 @@ from typing import Final
 VPC_STACK: Final = "MLflowVpcStack"
 GATEWAY_STACK: Final = "HttpGatewayStack"
 STUDIO_STACK: Final = "SageMakerStudioUserStack"
+MONITORING_STACK: Final = "MLflowMonitoringStack"
+# In deployment order (`cdk list` prints them so).
+ALL_STACKS: Final = (VPC_STACK, GATEWAY_STACK, MONITORING_STACK, STUDIO_STACK)
 
 # CloudFormation output keys (the lab helper reads TrackingUrl by this key).
 OUTPUT_TRACKING_URL: Final = "TrackingUrl"
@@ -23,6 +26,11 @@ OUTPUT_STUDIO_ROLE: Final = "StudioExecutionRoleArn"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILE: Final = "StudioUserProfileName"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
+OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
+OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
+
+# CloudWatch dashboard of the request path.
+DASHBOARD_NAME: Final = "mlflow"
 
 # SSM parameters, readable without CloudFormation permissions.
 SSM_PREFIX: Final = "/mlflow"

@@ -36,6 +36,15 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     assert set(rows) == set(documented)
 
 
+def test_alarms_table_matches_the_thresholds_in_code() -> None:
+    from stacks.alarm_thresholds import ALARMS
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Alarms\n") : text.index("\n## ", text.index("## Alarms\n") + 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| `mlflow-")]
+    assert rows == [rule.readme_row() for rule in ALARMS]
+
+
 # --- the credentials commands -------------------------------------------------
 
 FAKE_AWS = """#!/bin/sh

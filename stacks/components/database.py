@@ -39,6 +39,7 @@ class MetadataDatabase(Construct):
         min_capacity: float,
         max_capacity: float,
         auto_pause: Duration | None,
+        backup_retention: Duration,
         removal_policy: RemovalPolicy,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -78,7 +79,8 @@ class MetadataDatabase(Construct):
             vpc_subnets=subnets,
             security_groups=[self.security_group],
             storage_encrypted=True,
-            backup=rds.BackupProps(retention=Duration.days(7 if retain else 1)),
+            # Automated backups: the window a point-in-time restore can reach.
+            backup=rds.BackupProps(retention=backup_retention),
             deletion_protection=retain,
             removal_policy=RemovalPolicy.SNAPSHOT if retain else RemovalPolicy.DESTROY,
             cloudwatch_logs_exports=["postgresql"],

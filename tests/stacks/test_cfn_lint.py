@@ -31,7 +31,7 @@ def _lint(template: Path) -> list[dict]:
 
 
 # (variant, stack): every stack by default; the stacks a custom domain changes with one.
-TEMPLATES = [({}, name) for name in (names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK)] + [
+TEMPLATES = [({}, name) for name in names.ALL_STACKS] + [
     (DOMAIN_CONTEXT, name) for name in (names.VPC_STACK, names.GATEWAY_STACK)
 ]
 

@@ -71,6 +71,15 @@ def test_string_overrides_are_coerced() -> None:
     assert config.cdk_removal_policy == cdk.RemovalPolicy.DESTROY
 
 
+def test_alarm_email_is_optional_and_trimmed() -> None:
+    assert ProjectConfig().alarm_email is None
+    assert ProjectConfig.from_context({"alarm_email": ""}).alarm_email is None
+    assert (
+        ProjectConfig.from_context({"alarm_email": " ops+mlflow@example.co.uk "}).alarm_email
+        == "ops+mlflow@example.co.uk"
+    )
+
+
 def test_existing_domain_id_is_kept() -> None:
     config = ProjectConfig.from_context({"sagemaker_domain_id": "d-abc123def456"})
     assert config.sagemaker_domain_id == "d-abc123def456" and not config.creates_studio_domain
@@ -187,6 +196,17 @@ INVALID = [
     ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "/hostedzone/Z0123"}, "hosted_zone_id", "Z and"),
     ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "Z" + "1" * 32}, "hosted_zone_id", "Z and"),
     ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_name": "10.0.0.1"}, "hosted_zone_name", "a DNS name"),
+    ({"backup_retention_days": 0}, "backup_retention_days", "1-35"),
+    ({"backup_retention_days": "36"}, "backup_retention_days", "1-35"),
+    ({"backup_retention_days": "a week"}, "backup_retention_days", "1-35"),
+    ({"artifact_version_retention_days": 0}, "artifact_version_retention_days", "1-3650"),
+    ({"artifact_version_retention_days": 3651}, "artifact_version_retention_days", "1-3650"),
+    ({"alarm_email": "ops"}, "alarm_email", "one email address"),
+    ({"alarm_email": "ops@localhost"}, "alarm_email", "one email address"),
+    ({"alarm_email": "a@b.com,c@d.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": "o ps@example.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": "x" * 250 + "@example.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": 5}, "alarm_email", "one email address"),
 ]
 
 

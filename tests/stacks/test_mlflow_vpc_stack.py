@@ -15,7 +15,7 @@ from tests.stacks.helpers import (
     ref_id,
     resources,
 )
-from tests.synth import synth_templates
+from tests.synth import DAY_TWO_VARIANT, synth_templates
 
 
 def _subnet_types(template: Template) -> list[str]:
@@ -88,6 +88,26 @@ def test_artifact_bucket_is_private_encrypted_versioned_and_retained(vpc_templat
     assert bucket["DeletionPolicy"] == "Retain"
 
 
+def _noncurrent_days(template: Template) -> list[int]:
+    _, bucket = _artifact_bucket(template)
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    return [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules if "NoncurrentVersionExpiration" in r]
+
+
+def test_artifact_versions_are_kept_for_the_configured_days(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert _noncurrent_days(vpc_template) == [90]
+    template = synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK]  # artifact_version_retention_days=7
+    assert _noncurrent_days(template) == [7]
+    assert _artifact_bucket(template)[1]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_artifact_bucket_publishes_request_metrics(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["MetricsConfigurations"] == [{"Id": "EntireBucket"}]
+
+
 def test_artifact_bucket_denies_requests_without_tls(vpc_template: Template) -> None:
     bucket_id, _ = _artifact_bucket(vpc_template)
     policies = [
@@ -147,6 +167,17 @@ def test_aurora_refuses_connections_without_tls(vpc_template: Template) -> None:
     assert cluster["DBClusterParameterGroupName"] == {"Ref": group_id}
     # The task does not override the entrypoint's default (verify-full against the RDS bundle).
     assert "DB_SSLMODE" not in {e["Name"] for e in _containers(vpc_template)["mlflow"]["Environment"]}
+
+
+def test_backup_retention_follows_configuration_under_both_removal_policies(
+    vpc_template: Template, dev_templates: dict[str, Template]
+) -> None:
+    assert props(vpc_template, "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    assert props(dev_templates[names.VPC_STACK], "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    cluster = only(synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK], "AWS::RDS::DBCluster")[1]  # 35 days
+    assert cluster["Properties"]["BackupRetentionPeriod"] == 35
+    # Retention changes nothing about the final snapshot and deletion protection under retain.
+    assert cluster["DeletionPolicy"] == "Snapshot" and cluster["Properties"]["DeletionProtection"] is True
 
 
 def test_aurora_password_is_generated_into_secrets_manager(vpc_template: Template) -> None:
