@@ -5,16 +5,22 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks import names
+from stacks.components.artifact_bucket_cors import ArtifactBucketCors
 from stacks.components.http_gateway import HttpGateway
 from stacks.config import ProjectConfig
 
 
 class HttpGatewayStack(Stack):
-    """VPC link and HTTP API in front of the internal ALB; publishes the tracking URL."""
+    """VPC link and HTTP API in front of the internal ALB; publishes the tracking URL.
+
+    Also lets the MLflow UI, served from this API's origin, fetch artifacts
+    through the presigned S3 URLs MLflow issues (CORS rule on the bucket).
+    """
 
     def __init__(
         self,
@@ -27,6 +33,7 @@ class HttpGatewayStack(Stack):
         listener: elbv2.IApplicationListener,
         load_balancer: ec2.IConnectable,
         load_balancer_port: int,
+        artifact_bucket: s3.IBucket,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -45,6 +52,14 @@ class HttpGatewayStack(Stack):
             removal_policy=config.cdk_removal_policy,
         )
         self.tracking_url = self.gateway.url
+        self.artifact_cors = ArtifactBucketCors(
+            self,
+            "ArtifactCors",
+            bucket=artifact_bucket,
+            origins=[self.gateway.origin],
+            log_retention=config.log_retention,
+            removal_policy=config.cdk_removal_policy,
+        )
 
         self.tracking_url_parameter = ssm.StringParameter(
             self,

@@ -11,6 +11,7 @@ from stacks.components.artifact_store import ArtifactStore
 from stacks.components.database import MetadataDatabase
 from stacks.components.network import Network
 from stacks.components.server_credentials import ServerCredentials
+from stacks.components.session_key import SessionKey
 from stacks.components.tracking_service import ALB_PORT, TrackingService
 from stacks.config import ProjectConfig
 
@@ -36,8 +37,13 @@ class MLflowVpcStack(Stack):
             self, "Storage", removal_policy=removal, access_log_retention=Duration.days(config.log_retention_days)
         )
         self.credentials = ServerCredentials(
-            self, "Credentials", secret_name=config.credentials_secret_name, removal_policy=removal
+            self,
+            "Credentials",
+            secret_name=config.credentials_secret_name,
+            accounts=config.accounts_enabled,
+            removal_policy=removal,
         )
+        self.session_key = SessionKey(self, "SessionKey") if config.accounts_enabled else None
         self.database = MetadataDatabase(
             self,
             "Database",
@@ -62,6 +68,9 @@ class MLflowVpcStack(Stack):
             database_port=self.database.port,
             database_name=names.DATABASE_NAME,
             server_credentials=self.credentials.secret,
+            auth_mode=config.auth_mode,
+            default_permission=config.default_permission,
+            session_key=self.session_key.secret if self.session_key else None,
             cpu=config.task_cpu,
             memory_mib=config.task_memory_mib,
             workers=config.mlflow_workers,

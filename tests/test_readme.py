@@ -24,6 +24,13 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     for name in documented:
         assert name in rows, f"README configuration table lacks {name}"
         value = getattr(defaults, name)
-        shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+        if value is None:
+            shown = '""'
+        elif isinstance(value, float):
+            shown = f"{value:g}"
+        elif isinstance(value, list):
+            shown = ",".join(value)  # as `-c key=a,b` takes it
+        else:
+            shown = str(value)
         assert rows[name] == shown, f"{name}: README says {rows[name]!r}, code says {shown!r}"
     assert set(rows) == set(documented)

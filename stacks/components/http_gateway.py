@@ -3,7 +3,7 @@
 import json
 
 import jsii
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -31,6 +31,22 @@ ACCESS_LOG_FIELDS = {
     "integrationLatency": "$context.integrationLatency",
     "integrationError": "$context.integrationErrorMessage",
 }
+
+
+# API Gateway reserves X-Forwarded-*; nginx takes the public host and scheme from
+# these instead (its same-origin check and the Host MLflow sees). Overwritten,
+# so a client cannot choose them.
+PUBLIC_HOST_HEADER = "X-Public-Host"
+PUBLIC_PROTO_HEADER = "X-Public-Proto"
+
+
+def public_origin_headers() -> apigw.ParameterMapping:
+    """The host the client addressed (API or custom domain) and https, on every request."""
+    return (
+        apigw.ParameterMapping()
+        .overwrite_header(PUBLIC_HOST_HEADER, apigw.MappingValue.context_variable("domainName"))
+        .overwrite_header(PUBLIC_PROTO_HEADER, apigw.MappingValue.custom("https"))
+    )
 
 
 @jsii.implements(apigw.IAccessLogSettings)
@@ -94,7 +110,11 @@ class HttpGateway(Construct):
             description="MLflow tracking server (basic auth in nginx behind the VPC link)",
             create_default_stage=False,
             default_integration=integrations.HttpAlbIntegration(
-                "Alb", listener, vpc_link=self.vpc_link, method=apigw.HttpMethod.ANY
+                "Alb",
+                listener,
+                vpc_link=self.vpc_link,
+                method=apigw.HttpMethod.ANY,
+                parameter_mapping=public_origin_headers(),
             ),
         )
 
@@ -113,3 +133,6 @@ class HttpGateway(Construct):
 
         # The $default stage is served at the API's root, so this is the tracking URI.
         self.url = self.api.api_endpoint
+        # The same URL spelled out, so it reads as scheme://host where a rule needs an origin.
+        stack = Stack.of(self)
+        self.origin = f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"

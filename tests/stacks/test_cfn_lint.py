@@ -1,5 +1,6 @@
 """cfn-lint on every synthesized template: no errors, and only justified warnings."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -18,9 +19,9 @@ JUSTIFIED_WARNINGS = {
 }
 
 
-def _lint(template: Path) -> list[dict]:
+def _lint(*templates: Path) -> list[dict]:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", str(template)],
+        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", *map(str, templates)],
         capture_output=True,
         text=True,
         check=False,
@@ -29,10 +30,27 @@ def _lint(template: Path) -> list[dict]:
     return json.loads(result.stdout or "[]")
 
 
-@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK])
-def test_template_is_lint_clean(stack_name: str) -> None:
-    template = synth_directory() / f"{stack_name}.template.json"
-    findings = _lint(template)
+# The default app, and accounts mode with two profiles (the same overrides the stack tests synthesize).
+VARIANTS = {"defaults": {}, "accounts": {"auth_mode": "accounts", "user_profiles": "alice,bob"}}
+
+
+STACKS = [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK]
+
+
+@functools.lru_cache(maxsize=None)
+def _lint_variant(variant: str) -> dict[str, list[dict]]:
+    """Stack name -> findings; one cfn-lint run per app (its start-up dominates the time)."""
+    directory = synth_directory(**VARIANTS[variant])
+    findings = _lint(*(directory / f"{stack}.template.json" for stack in STACKS))
+    by_stack = {stack: [f for f in findings if Path(f["Filename"]).name == f"{stack}.template.json"] for stack in STACKS}
+    assert sum(map(len, by_stack.values())) == len(findings), "a finding names no template of the app"
+    return by_stack
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_template_is_lint_clean(stack_name: str, variant: str) -> None:
+    findings = _lint_variant(variant)[stack_name]
     unexpected = [
         f"{f['Rule']['Id']} {f['Message']}"
         for f in findings
@@ -44,4 +62,9 @@ def test_template_is_lint_clean(stack_name: str) -> None:
 def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
     broken = tmp_path / "broken.template.json"
     broken.write_text(json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"Nope": 1}}}}))
-    assert any(f["Level"] == "Error" for f in _lint(broken))
+    fine = tmp_path / "fine.template.json"
+    fine.write_text(json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}))
+    findings = _lint(fine, broken)
+    assert any(f["Level"] == "Error" for f in findings)
+    # Findings name their template, which is how each stack gets its own.
+    assert {Path(f["Filename"]).name for f in findings} == {"broken.template.json"}
