@@ -42,7 +42,7 @@ def _lint_variant(variant: str) -> dict[str, list[dict]]:
     """Stack name -> findings; one cfn-lint run per app (its start-up dominates the time)."""
     directory = synth_directory(**VARIANTS[variant])
     findings = _lint(*(directory / f"{stack}.template.json" for stack in STACKS))
-    by_stack = {stack: [f for f in findings if Path(f["Filename"]).name == f"{stack}.template.json"] for stack in STACKS}
+    by_stack = {s: [f for f in findings if Path(f["Filename"]).name == f"{s}.template.json"] for s in STACKS}
     assert sum(map(len, by_stack.values())) == len(findings), "a finding names no template of the app"
     return by_stack
 
