@@ -34,6 +34,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         load_balancer=vpc.load_balancer,
         load_balancer_port=vpc.load_balancer_port,
         artifact_bucket=vpc.artifact_bucket,
+        certificate=vpc.certificate,
         description=f"{description}: HTTPS API",
     )
     studio = SageMakerStudioUserStack(
@@ -45,6 +46,8 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         credentials_secret=vpc.credentials_secret,
         load_balancer=vpc.load_balancer,
         load_balancer_port=vpc.load_balancer_port,
+        load_balancer_scheme=vpc.load_balancer_scheme,
+        load_balancer_server_name=vpc.load_balancer_server_name,
         studio_access_policy=vpc.storage.workflow_access_policy,
         training_access_policy=vpc.storage.training_access_policy,
         serving_access_policy=vpc.storage.serving_access_policy,

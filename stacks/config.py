@@ -19,6 +19,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,24 @@ _RENAMED = {
         "a list of Studio user profile names, e.g. -c user_profiles=alice,bob",
     ),
 }
+
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_HOSTED_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
+_CERTIFICATE_NAME_MAX = 64  # ACM: the certificate's first (and here only) name, in octets
+_DOMAIN_KEYS = ("domain_name", "hosted_zone_id", "hosted_zone_name")
+
+
+@dataclass(frozen=True)
+class CustomDomainSettings:
+    """domain_name with the Route 53 zone that holds it (validated together by ProjectConfig)."""
+
+    name: str
+    zone_id: str
+    zone_name: str
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.name}"
 
 
 class ConfigError(ValueError):
@@ -207,6 +226,17 @@ class ProjectConfig(BaseModel):
         100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second", gt=0, le=10000
     )
     api_throttle_burst_limit: int = setting(200, "1-5000", "HTTP API burst size in requests", ge=1, le=5000)
+    domain_name: str | None = setting(
+        None,
+        "empty, or a DNS name of at most 64 characters: hosted_zone_name or a name under it",
+        "custom domain of the tracking URL (https://<domain_name>); needs hosted_zone_id and hosted_zone_name",
+    )
+    hosted_zone_id: str | None = setting(
+        None, "empty, or Z and 1-31 uppercase letters or digits", "Route 53 public hosted zone holding domain_name"
+    )
+    hosted_zone_name: str | None = setting(
+        None, "empty, or a DNS name", "name of the hosted zone hosted_zone_id (imported as is: no lookup)"
+    )
 
     # --- coercion of context values ----------------------------------------
 
@@ -228,12 +258,20 @@ class ProjectConfig(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("sagemaker_domain_id", mode="before")
+    @field_validator("sagemaker_domain_id", *_DOMAIN_KEYS, mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         """cdk.json cannot hold null for a -c override: an empty string means "not set"."""
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("domain_name", "hosted_zone_name", mode="before")
+    @classmethod
+    def _dns_name_form(cls, value: Any) -> Any:
+        """DNS names are case-insensitive and may be written fully qualified: compare them in one form."""
+        if isinstance(value, str):
+            return value.strip().rstrip(".").lower()
         return value
 
     # --- one rule per setting ----------------------------------------------
@@ -341,6 +379,24 @@ class ProjectConfig(BaseModel):
             seen.add(name.lower())
         return value
 
+    @field_validator("domain_name", "hosted_zone_name")
+    @classmethod
+    def _check_dns_name(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return value
+        if not _is_dns_name(value):
+            raise _Invalid("is not a DNS name")
+        if info.field_name == "domain_name" and len(value) > _CERTIFICATE_NAME_MAX:
+            raise _Invalid(f"is longer than {_CERTIFICATE_NAME_MAX} characters, the most an ACM certificate's name has")
+        return value
+
+    @field_validator("hosted_zone_id")
+    @classmethod
+    def _check_hosted_zone_id(cls, value: str | None) -> str | None:
+        if value is not None and not _HOSTED_ZONE_ID.fullmatch(value):
+            raise _Invalid("is not a Route 53 hosted zone id")
+        return value
+
     # --- rules between settings --------------------------------------------
 
     @model_validator(mode="before")
@@ -398,7 +454,29 @@ class ProjectConfig(BaseModel):
                 value=self.aurora_min_acu,
                 allowed=f"0-{self.aurora_max_acu:g} in steps of 0.5",
             )
+        self._check_custom_domain()
         return self
+
+    def _check_custom_domain(self) -> None:
+        """A custom domain needs its zone (id and name, imported without a lookup) and must sit in it."""
+        given = [key for key in _DOMAIN_KEYS if getattr(self, key) is not None]
+        if given and len(given) < len(_DOMAIN_KEYS):
+            missing = [key for key in _DOMAIN_KEYS if key not in given]
+            raise _Invalid(
+                f"is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not",
+                key=given[0],
+                value=getattr(self, given[0]),
+                allowed="all three of domain_name, hosted_zone_id, hosted_zone_name, or none",
+            )
+        zone = self.hosted_zone_name
+        if self.domain_name is not None and zone is not None:
+            if self.domain_name != zone and not self.domain_name.endswith(f".{zone}"):
+                raise _Invalid(
+                    f"is not inside hosted_zone_name={zone}",
+                    key="domain_name",
+                    value=self.domain_name,
+                    allowed=f"{zone} or a name ending in .{zone}",
+                )
 
     # --- construction --------------------------------------------------------
 
@@ -474,9 +552,27 @@ class ProjectConfig(BaseModel):
         return f"{self.credentials_secret_name}/users/{profile}/login"
 
     @property
+    def custom_domain(self) -> CustomDomainSettings | None:
+        """The domain and its zone when domain_name is set (ACM certificate, API custom domain, HTTPS to the ALB)."""
+        if self.domain_name is None or self.hosted_zone_id is None or self.hosted_zone_name is None:
+            return None
+        return CustomDomainSettings(self.domain_name, self.hosted_zone_id, self.hosted_zone_name)
+
+    @property
     def log_retention(self) -> logs.RetentionDays:
         """The enum CDK log groups want (jsii's Python enum does not carry the day count)."""
         return logs.RetentionDays[_LOG_RETENTION[self.log_retention_days]]
+
+
+def _is_dns_name(value: str) -> bool:
+    """At least two labels of letters, digits and inner hyphens; not an IP address; 253 characters at most."""
+    labels = value.split(".")
+    return (
+        len(value) <= 253
+        and len(labels) >= 2
+        and all(_DNS_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
 
 
 def allowed(key: str) -> str:

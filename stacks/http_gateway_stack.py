@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
@@ -11,12 +12,16 @@ from constructs import Construct
 
 from stacks import names
 from stacks.components.artifact_bucket_cors import ArtifactBucketCors
+from stacks.components.custom_domain import CustomDomain
 from stacks.components.http_gateway import HttpGateway
 from stacks.config import ProjectConfig
 
 
 class HttpGatewayStack(Stack):
     """VPC link and HTTP API in front of the internal ALB; publishes the tracking URL.
+
+    ``certificate`` (the VPC stack's, for ``config.domain_name``) is given exactly
+    when a custom domain is configured: the API then answers only on that domain.
 
     Also lets the MLflow UI, served from this API's origin, fetch artifacts
     through the presigned S3 URLs MLflow issues (CORS rule on the bucket).
@@ -34,9 +39,11 @@ class HttpGatewayStack(Stack):
         load_balancer: ec2.IConnectable,
         load_balancer_port: int,
         artifact_bucket: s3.IBucket,
+        certificate: acm.ICertificate | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        domain = config.custom_domain
 
         self.gateway = HttpGateway(
             self,
@@ -46,17 +53,40 @@ class HttpGatewayStack(Stack):
             listener=listener,
             load_balancer=load_balancer,
             load_balancer_port=load_balancer_port,
+            alb_server_name=domain.name if domain else None,
+            disable_default_endpoint=domain is not None,
             rate_limit=config.api_throttle_rate_limit,
             burst_limit=config.api_throttle_burst_limit,
             log_retention=config.log_retention,
             removal_policy=config.cdk_removal_policy,
         )
-        self.tracking_url = self.gateway.url
+        self.custom_domain = (
+            CustomDomain(
+                self,
+                "CustomDomain",
+                domain_name=domain.name,
+                zone_id=domain.zone_id,
+                zone_name=domain.zone_name,
+                certificate=certificate,
+                api=self.gateway.api,
+                stage=self.gateway.stage,
+            )
+            if domain is not None and certificate is not None
+            else None
+        )
+        if self.custom_domain is not None:
+            self.tracking_url = self.custom_domain.url
+        else:
+            assert self.gateway.url is not None, "the execute-api endpoint is on whenever there is no custom domain"
+            self.tracking_url = self.gateway.url
+        # The UI's origin: the custom domain when there is one (the execute-api URL is off then).
+        origin = domain.url if domain is not None else self.gateway.origin
+        assert origin is not None
         self.artifact_cors = ArtifactBucketCors(
             self,
             "ArtifactCors",
             bucket=artifact_bucket,
-            origins=[self.gateway.origin],
+            origins=[origin],
             log_retention=config.log_retention,
             removal_policy=config.cdk_removal_policy,
         )

@@ -9,10 +9,11 @@ from constructs import Construct
 from stacks import names
 from stacks.components.artifact_store import ArtifactStore
 from stacks.components.database import MetadataDatabase
+from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.network import Network
 from stacks.components.server_credentials import ServerCredentials
 from stacks.components.session_key import SessionKey
-from stacks.components.tracking_service import ALB_PORT, TrackingService
+from stacks.components.tracking_service import TrackingService
 from stacks.config import ProjectConfig
 
 
@@ -56,6 +57,14 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
             log_retention=retention,
         )
+        domain = config.custom_domain
+        self.domain_certificate = (
+            DomainCertificate(
+                self, "DomainCertificate", domain_name=domain.name, zone_id=domain.zone_id, zone_name=domain.zone_name
+            )
+            if domain
+            else None
+        )
         self.tracking = TrackingService(
             self,
             "Tracking",
@@ -80,6 +89,7 @@ class MLflowVpcStack(Stack):
             cpu_target_percent=config.cpu_scaling_target_percent,
             log_retention=retention,
             removal_policy=removal,
+            domain_certificate=self.domain_certificate,
         )
 
         # What the other stacks need, as attributes (passed on in app.py).
@@ -89,7 +99,10 @@ class MLflowVpcStack(Stack):
         self.credentials_secret = self.credentials.secret
         self.listener = self.tracking.listener
         self.load_balancer = self.tracking.load_balancer
-        self.load_balancer_port = ALB_PORT
+        self.load_balancer_port = self.tracking.listener_port
+        self.load_balancer_scheme = self.tracking.listener_scheme
+        self.load_balancer_server_name = self.tracking.server_name
+        self.certificate = self.domain_certificate.certificate if self.domain_certificate else None
 
         ssm.StringParameter(
             self,

@@ -28,8 +28,12 @@ class MlflowAccountProvisioner(Construct):
     """Function ``index.on_event`` (ResourceProperties Username, UserSecretArn) behind a CDK Provider.
 
     Environment: ``ADMIN_SECRET_ARN`` (the server credentials secret, MLflow's
-    admin in accounts mode) and ``MLFLOW_URL`` (the internal ALB). Each user
-    secret it may read is granted with :meth:`allow_reading`.
+    admin in accounts mode) and ``MLFLOW_URL`` (the internal ALB, its listener's
+    scheme and default port). With a custom domain the listener is HTTPS on a
+    certificate for that domain, not for the ALB's DNS name: then
+    ``MLFLOW_TLS_SERVER_NAME`` holds the name to send as SNI and to verify the
+    certificate against. Each user secret it may read is granted with
+    :meth:`allow_reading`.
     """
 
     def __init__(
@@ -41,6 +45,8 @@ class MlflowAccountProvisioner(Construct):
         subnets: ec2.SubnetSelection,
         load_balancer: elbv2.IApplicationLoadBalancer,
         load_balancer_port: int,
+        load_balancer_scheme: str,
+        load_balancer_server_name: str | None,
         admin_secret: secretsmanager.ISecret,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -107,7 +113,8 @@ class MlflowAccountProvisioner(Construct):
             security_groups=[self.security_group],
             environment={
                 "ADMIN_SECRET_ARN": admin_secret.secret_arn,
-                "MLFLOW_URL": f"http://{load_balancer.load_balancer_dns_name}",
+                "MLFLOW_URL": f"{load_balancer_scheme}://{load_balancer.load_balancer_dns_name}",
+                **({"MLFLOW_TLS_SERVER_NAME": load_balancer_server_name} if load_balancer_server_name else {}),
             },
             # Long enough to wait out an MLflow task restart behind the ALB.
             timeout=Duration.minutes(3),

@@ -15,10 +15,14 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.security_groups import closed_security_group
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
-ALB_PORT = 80
+HTTP_PORT = 80
+HTTPS_PORT = 443
+# TLS 1.3 and 1.2 with forward-secret AES-GCM ciphers only, hybrid post-quantum key exchange offered.
+TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 
 
 class TrackingService(Construct):
@@ -32,6 +36,15 @@ class TrackingService(Construct):
     (basic auth with ``server_credentials``), in ``accounts`` mode MLflow's
     auth app, whose admin is ``server_credentials`` and whose sessions are
     signed with ``session_key`` (required in that mode).
+
+    With ``domain_certificate`` the ALB listens with HTTPS (port 443) on that
+    certificate instead of HTTP (port 80), and MLflow is told its public domain.
+    Code inside the VPC that calls MLflow without API Gateway connects to
+    ``load_balancer.load_balancer_dns_name`` with ``listener_scheme`` and
+    ``listener_port``; with HTTPS it verifies the certificate against (and
+    sends as SNI) ``server_name``, because the ALB's own DNS name is not on
+    the certificate. The ALB's security group admits it with
+    ``load_balancer.connections.allow_from(peer, ec2.Port.tcp(listener_port))``.
     """
 
     def __init__(
@@ -60,6 +73,7 @@ class TrackingService(Construct):
         cpu_target_percent: int,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        domain_certificate: DomainCertificate | None,
     ) -> None:
         super().__init__(scope, construct_id)
         accounts = auth_mode == "accounts"
@@ -143,6 +157,10 @@ class TrackingService(Construct):
             ),
         )
 
+        if domain_certificate is not None:
+            # Added to MLflow's allowed hosts and CORS origins by the entrypoint.
+            mlflow.add_environment("MLFLOW_PUBLIC_DOMAIN", domain_certificate.domain_name)
+
         nginx = self._add_container(
             "nginx",
             log_retention,
@@ -210,9 +228,22 @@ class TrackingService(Construct):
         )
 
         # open=False: the listener must not add a 0.0.0.0/0 ingress rule.
-        self.listener = self.load_balancer.add_listener(
-            "Http", port=ALB_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
-        )
+        if domain_certificate is None:
+            self.listener_scheme, self.listener_port, self.server_name = "http", HTTP_PORT, None
+            self.listener = self.load_balancer.add_listener(
+                "Http", port=HTTP_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
+            )
+        else:
+            self.listener_scheme, self.listener_port = "https", HTTPS_PORT
+            self.server_name = domain_certificate.domain_name
+            self.listener = self.load_balancer.add_listener(
+                "Https",
+                port=HTTPS_PORT,
+                protocol=elbv2.ApplicationProtocol.HTTPS,
+                certificates=[elbv2.ListenerCertificate.from_certificate_manager(domain_certificate.certificate)],
+                ssl_policy=TLS_POLICY,
+                open=False,
+            )
         self.target_group = self.listener.add_targets(
             "Nginx",
             port=names.NGINX_PORT,

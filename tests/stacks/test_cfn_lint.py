@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stacks import names
+from tests.stacks.helpers import DOMAIN_CONTEXT
 from tests.synth import synth_directory
 
 # Warnings we accept, each for a reason that holds for every occurrence.
@@ -30,8 +31,10 @@ def _lint(*templates: Path) -> list[dict]:
     return json.loads(result.stdout or "[]")
 
 
-# The default app, and accounts mode with two profiles (the same overrides the stack tests synthesize).
-VARIANTS = {"defaults": {}, "accounts": {"auth_mode": "accounts", "user_profiles": "alice,bob"}}
+# The default app, accounts mode with two profiles (the same overrides the stack tests
+# synthesize), and both with a custom domain (HTTPS listener, custom domain name).
+ACCOUNTS = {"auth_mode": "accounts", "user_profiles": "alice,bob"}
+VARIANTS = {"defaults": {}, "accounts": ACCOUNTS, "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS}}
 
 
 STACKS = [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK]

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from stacks.config import ConfigError, ProjectConfig, allowed, cdk_json_context, config_from_app, setting
 
 DEFAULTS = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
+ZONE = {"hosted_zone_id": "Z0123456789ABCDEFGHIJ", "hosted_zone_name": "example.com"}
 
 
 def test_defaults_are_valid() -> None:
@@ -70,6 +71,28 @@ def test_string_overrides_are_coerced() -> None:
 def test_existing_domain_id_is_kept() -> None:
     config = ProjectConfig.from_context({"sagemaker_domain_id": "d-abc123def456"})
     assert config.sagemaker_domain_id == "d-abc123def456" and not config.creates_studio_domain
+
+
+def test_custom_domain_is_off_by_default_and_needs_its_zone() -> None:
+    assert ProjectConfig().custom_domain is None
+    empty = {"domain_name": "", "hosted_zone_id": " ", "hosted_zone_name": ""}
+    assert ProjectConfig.from_context(empty) == ProjectConfig()
+    config = ProjectConfig(domain_name="mlflow.example.com", **ZONE)
+    assert config.custom_domain is not None
+    assert (config.custom_domain.name, config.custom_domain.zone_id, config.custom_domain.zone_name) == (
+        "mlflow.example.com", "Z0123456789ABCDEFGHIJ", "example.com",
+    )
+    assert config.custom_domain.url == "https://mlflow.example.com"
+
+
+def test_domain_names_are_compared_in_one_form() -> None:
+    """DNS is case-insensitive and a trailing dot only says "fully qualified"."""
+    config = ProjectConfig(domain_name=" MLflow.Example.COM. ", hosted_zone_id="Z0123", hosted_zone_name="example.com.")
+    assert (config.domain_name, config.hosted_zone_name) == ("mlflow.example.com", "example.com")
+    # The zone apex itself, and a name exactly 64 characters long (ACM's limit), are fine.
+    assert ProjectConfig(domain_name="example.com", **ZONE).domain_name == "example.com"
+    longest = "x" * 53 + ".example.com"
+    assert len(longest) == 65 and ProjectConfig(domain_name=longest[1:], **ZONE).domain_name == longest[1:]
 
 
 def test_cdk_keys_are_ignored() -> None:
@@ -157,6 +180,23 @@ INVALID = [
     ({"mlflow_workers": None}, "mlflow_workers", "1-16"),
     ({"aurora_max_acu": False}, "aurora_max_acu", "1-256"),
     ({"user_profiles": 7}, "user_profiles", "1-63 letters"),
+    ({"domain_name": "mlflow.example.com"}, "domain_name", "all three of domain_name, hosted_zone_id"),
+    ({**ZONE}, "hosted_zone_id", "all three of domain_name, hosted_zone_id, hosted_zone_name, or none"),
+    ({"domain_name": "mlflow.example.com", "hosted_zone_name": "example.com"}, "domain_name", "or none"),
+    ({**ZONE, "domain_name": "mlflow.example.org"}, "domain_name", "example.com or a name ending in .example.com"),
+    ({**ZONE, "domain_name": "notexample.com"}, "domain_name", "example.com or a name ending in .example.com"),
+    ({**ZONE, "domain_name": "ml_flow.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "-mlflow.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "*.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "mlflow..example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "https://mlflow.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "x" * 53 + ".example.com"}, "domain_name", "at most 64 characters"),
+    ({**ZONE, "domain_name": 7}, "domain_name", "a DNS name"),
+    ({**ZONE, "domain_name": "localhost", "hosted_zone_name": "localhost"}, "domain_name", "a DNS name"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "z0123"}, "hosted_zone_id", "Z and 1-31"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "/hostedzone/Z0123"}, "hosted_zone_id", "Z and"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "Z" + "1" * 32}, "hosted_zone_id", "Z and"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_name": "10.0.0.1"}, "hosted_zone_name", "a DNS name"),
 ]
 
 

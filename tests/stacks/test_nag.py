@@ -7,6 +7,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 
 from stacks.nag_acknowledgments import _nag_name
+from tests.stacks.helpers import DOMAIN_CONTEXT
 from tests.synth import build_app, synth_templates
 
 VARIANTS = [
@@ -16,6 +17,8 @@ VARIANTS = [
     {"az_count": 3, "nat_gateways": 3, "aurora_min_acu": 0.5},
     {"auth_mode": "accounts", "user_profiles": "alice,bob"},
     {"auth_mode": "accounts", "removal_policy": "destroy", "sagemaker_domain_id": "d-abcdef123456"},
+    DOMAIN_CONTEXT,
+    {**DOMAIN_CONTEXT, "auth_mode": "accounts", "user_profiles": "alice,bob"},
 ]
 
 
