@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test deploy diff destroy local bench lint clean
+.PHONY: install synth test preflight deploy diff destroy rotate-password local bench lint clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -24,20 +24,40 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# `cdk synth` and `cdk diff` take every stack by default; only deploy and destroy know --all.
 synth: install
-	npx cdk synth --all --quiet
+	npx cdk synth --quiet
 
 test: install
 	$(BIN)/python -m pytest
 
-deploy: install
+# Credentials, region, Docker engine and CDK bootstrap, each problem on one line.
+preflight: install
+	$(BIN)/python -m tools.preflight
+
+deploy: preflight
 	npx cdk deploy --all
 
 diff: install
-	npx cdk diff --all
+	npx cdk diff
 
+# The CLI asks for confirmation on a terminal; FORCE=1 confirms in advance (CI, scripts).
 destroy: install
+ifeq ($(FORCE),1)
+	$(BIN)/python -m tools.preflight --only credentials
+	npx cdk destroy --all --force
+else
+	@if [ ! -t 0 ]; then \
+	  echo "make destroy: no terminal to confirm on; to delete the stacks without a question, run: make destroy FORCE=1" >&2; \
+	  exit 1; \
+	fi
+	$(BIN)/python -m tools.preflight --only credentials
 	npx cdk destroy --all
+endif
+
+# New generated password in the credentials secret, then a rolling restart of the tasks.
+rotate-password: install
+	$(BIN)/python -m tools.rotate_password
 
 local: install
 	$(BIN)/python -m localrun

@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks import names
+from stacks.components.function_logs import own_function_log_groups
 from stacks.config import ProjectConfig
 from stacks.http_gateway_stack import HttpGatewayStack
 from stacks.mlflow_vpc_stack import MLflowVpcStack
@@ -57,7 +58,11 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
     # The profile is only useful once the tracking URL exists.
     studio.add_stack_dependency(gateway)
 
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     stacks = ProjectStacks(vpc=vpc, gateway=gateway, studio=studio)
+    # Last, so every Lambda function any construct added is covered, in every stack.
+    for stack in (child for child in app.node.children if isinstance(child, cdk.Stack)):
+        own_function_log_groups(stack, retention=config.log_retention, removal_policy=config.cdk_removal_policy)
+
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     acknowledge_findings(stacks)
     return stacks

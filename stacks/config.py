@@ -18,7 +18,9 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,10 @@ from typing import Any
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticUndefined
 
-from stacks import names
+from stacks import names, task_sizing
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -126,6 +128,16 @@ def _describe(values: range | tuple[int, ...]) -> str:
     return ", ".join(map(str, values))
 
 
+def _smallest_task(cpu: int, memory_mib: int) -> str:
+    """The smallest Fargate size with at least ``memory_mib``, keeping ``cpu`` if it can."""
+    for task_cpu in [cpu, *(c for c in _FARGATE_MEMORY if c > cpu)]:
+        fitting = [size for size in _FARGATE_MEMORY[task_cpu] if size >= memory_mib]
+        if fitting:
+            prefix = "" if task_cpu == cpu else f"task_cpu={task_cpu} and "
+            return f"{prefix}task_memory_mib={fitting[0]}"
+    return "no Fargate size"
+
+
 def _message(key: str, value: Any, problem: str, allowed: str) -> str:
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
@@ -166,18 +178,21 @@ class ProjectConfig(BaseModel):
         1, "1 to az_count", "NAT gateways; private tasks need egress to pull images and reach AWS APIs", ge=1, le=3
     )
     task_cpu: int = setting(1024, _describe(tuple(_FARGATE_MEMORY)), "Fargate task CPU units")
-    # Measured (benchmarks/server_memory.py): MLflow with 2 workers peaks near 860 MiB
-    # under load, nginx near 14 MiB; 2048 MiB keeps more than 30% headroom.
+    # Must hold mlflow_workers with headroom: the measured figures are in stacks/task_sizing.py.
     task_memory_mib: int = setting(
-        2048, "a size Fargate pairs with task_cpu", "Fargate task memory (MiB), shared by nginx and MLflow"
+        2048,
+        "a size Fargate pairs with task_cpu, enough for mlflow_workers",
+        "Fargate task memory (MiB), shared by nginx and MLflow",
     )
     desired_task_count: int = setting(
         2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy", ge=1, le=20
     )
     min_task_count: int = setting(2, "1-20, at most max_task_count", "autoscaling floor", ge=1, le=20)
-    max_task_count: int = setting(4, "1-20", "autoscaling ceiling", ge=1, le=20)
+    max_task_count: int = setting(4, "1-20, at least min_task_count", "autoscaling ceiling", ge=1, le=20)
     cpu_scaling_target_percent: int = setting(60, "10-90", "average CPU the service scales to hold", ge=10, le=90)
-    mlflow_workers: int = setting(2, "1-16", "MLflow server worker processes per task", ge=1, le=16)
+    mlflow_workers: int = setting(
+        2, "1-16, as many as task_memory_mib holds", "MLflow server worker processes per task", ge=1, le=16
+    )
     aurora_min_acu: float = setting(
         0.0, "0-256 in steps of 0.5", "Aurora capacity floor; 0 pauses the cluster when idle", allow_inf_nan=False
     )
@@ -398,6 +413,9 @@ class ProjectConfig(BaseModel):
         return value
 
     # --- rules between settings --------------------------------------------
+    # A rule between two settings names the one the user changed: `-c
+    # max_task_count=1` is about max_task_count, even though min_task_count=2
+    # is what it collides with.
 
     @model_validator(mode="before")
     @classmethod
@@ -409,36 +427,17 @@ class ProjectConfig(BaseModel):
         return values
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> ProjectConfig:
-        if self.nat_gateways > self.az_count:
-            raise _Invalid(
-                f"is more than az_count={self.az_count}",
-                key="nat_gateways",
-                value=self.nat_gateways,
-                allowed=f"1-{self.az_count}, at most one per AZ",
-            )
-        memory = _FARGATE_MEMORY[self.task_cpu]
-        if self.task_memory_mib not in memory:
-            raise _Invalid(
-                f"is not accepted by Fargate with task_cpu={self.task_cpu}",
-                key="task_memory_mib",
-                value=self.task_memory_mib,
-                allowed=_describe(memory),
-            )
-        if self.min_task_count > self.max_task_count:
-            raise _Invalid(
-                f"is more than max_task_count={self.max_task_count}",
-                key="min_task_count",
-                value=self.min_task_count,
-                allowed=f"1-{self.max_task_count}",
-            )
-        if not self.min_task_count <= self.desired_task_count <= self.max_task_count:
-            raise _Invalid(
-                "is outside the autoscaling range",
-                key="desired_task_count",
-                value=self.desired_task_count,
-                allowed=f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)",
-            )
+    def _check_combinations(self, info: ValidationInfo) -> ProjectConfig:
+        changed = _changed_keys(self, info)
+        self._check_nat_gateways(changed)
+        self._check_task_size(changed)
+        self._check_task_counts(changed)
+        self._check_aurora_capacity(changed)
+        self._check_custom_domain()
+        self._check_profiles_against_admin()
+        return self
+
+    def _check_profiles_against_admin(self) -> None:
         admin = next((p for p in self.user_profiles if p.lower() == names.SERVER_USERNAME), None)
         if self.accounts_enabled and admin is not None:
             raise _Invalid(
@@ -447,15 +446,121 @@ class ProjectConfig(BaseModel):
                 value=self.user_profiles,
                 allowed=f"profile names other than {names.SERVER_USERNAME}",
             )
-        if self.aurora_min_acu > self.aurora_max_acu:
+
+    def _check_nat_gateways(self, changed: _Changed) -> None:
+        if self.nat_gateways <= self.az_count:
+            return
+        if changed.blame("nat_gateways", "az_count") == "az_count":
             raise _Invalid(
-                f"is more than aurora_max_acu={self.aurora_max_acu:g}",
-                key="aurora_min_acu",
-                value=self.aurora_min_acu,
-                allowed=f"0-{self.aurora_max_acu:g} in steps of 0.5",
+                f"is less than nat_gateways={self.nat_gateways}",
+                key="az_count",
+                value=self.az_count,
+                allowed=f"{self.nat_gateways}-3 (one AZ per NAT gateway)",
             )
-        self._check_custom_domain()
-        return self
+        raise _Invalid(
+            f"is more than az_count={self.az_count}",
+            key="nat_gateways",
+            value=self.nat_gateways,
+            allowed=f"1-{self.az_count}, at most one per AZ",
+        )
+
+    def _check_task_size(self, changed: _Changed) -> None:
+        memory = _FARGATE_MEMORY[self.task_cpu]
+        if self.task_memory_mib not in memory:
+            if changed.blame("task_memory_mib", "task_cpu") == "task_cpu":
+                cpus = [cpu for cpu, sizes in _FARGATE_MEMORY.items() if self.task_memory_mib in sizes]
+                raise _Invalid(
+                    f"is not accepted by Fargate with task_memory_mib={self.task_memory_mib}",
+                    key="task_cpu",
+                    value=self.task_cpu,
+                    allowed=f"{', '.join(map(str, cpus)) or 'none'} with task_memory_mib={self.task_memory_mib}",
+                )
+            raise _Invalid(
+                f"is not accepted by Fargate with task_cpu={self.task_cpu}",
+                key="task_memory_mib",
+                value=self.task_memory_mib,
+                allowed=_describe(memory),
+            )
+        needed = task_sizing.memory_needed_mib(self.mlflow_workers)
+        if self.task_memory_mib >= needed:
+            return
+        estimate = (
+            f"{needed} MiB or more (measured peak about {task_sizing.peak_mib(self.mlflow_workers)} MiB "
+            f"plus {task_sizing.HEADROOM:.0%} headroom)"
+        )
+        if changed.blame("mlflow_workers", "task_memory_mib") == "task_memory_mib":
+            raise _Invalid(
+                f"is too small for mlflow_workers={self.mlflow_workers}, which need {estimate}",
+                key="task_memory_mib",
+                value=self.task_memory_mib,
+                allowed=f"{_smallest_task(self.task_cpu, needed)} or more, or fewer mlflow_workers",
+            )
+        most = task_sizing.max_workers(self.task_memory_mib)
+        fitting = {0: "none", 1: "1"}.get(most, f"1-{most}")
+        raise _Invalid(
+            f"needs a task of {estimate}, more than task_memory_mib={self.task_memory_mib}",
+            key="mlflow_workers",
+            value=self.mlflow_workers,
+            allowed=f"{fitting} with task_memory_mib={self.task_memory_mib}; {self.mlflow_workers} "
+            f"with {_smallest_task(self.task_cpu, needed)} or more",
+        )
+
+    def _check_task_counts(self, changed: _Changed) -> None:
+        if self.min_task_count > self.max_task_count:
+            if changed.blame("min_task_count", "max_task_count") == "max_task_count":
+                raise _Invalid(
+                    f"is less than min_task_count={self.min_task_count}",
+                    key="max_task_count",
+                    value=self.max_task_count,
+                    allowed=f"{self.min_task_count}-20",
+                )
+            raise _Invalid(
+                f"is more than max_task_count={self.max_task_count}",
+                key="min_task_count",
+                value=self.min_task_count,
+                allowed=f"1-{self.max_task_count}",
+            )
+        desired = self.desired_task_count
+        if self.min_task_count <= desired <= self.max_task_count:
+            return
+        bound = "min_task_count" if desired < self.min_task_count else "max_task_count"
+        if changed.blame("desired_task_count", bound) == "min_task_count":
+            raise _Invalid(
+                f"is more than desired_task_count={desired}",
+                key="min_task_count",
+                value=self.min_task_count,
+                allowed=f"1-{desired} (at most desired_task_count)",
+            )
+        if changed.blame("desired_task_count", bound) == "max_task_count":
+            raise _Invalid(
+                f"is less than desired_task_count={desired}",
+                key="max_task_count",
+                value=self.max_task_count,
+                allowed=f"{desired}-20 (at least desired_task_count)",
+            )
+        raise _Invalid(
+            "is outside the autoscaling range",
+            key="desired_task_count",
+            value=desired,
+            allowed=f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)",
+        )
+
+    def _check_aurora_capacity(self, changed: _Changed) -> None:
+        if self.aurora_min_acu <= self.aurora_max_acu:
+            return
+        if changed.blame("aurora_min_acu", "aurora_max_acu") == "aurora_max_acu":
+            raise _Invalid(
+                f"is less than aurora_min_acu={self.aurora_min_acu:g}",
+                key="aurora_max_acu",
+                value=self.aurora_max_acu,
+                allowed=f"{max(self.aurora_min_acu, 1):g}-256 in steps of 0.5",
+            )
+        raise _Invalid(
+            f"is more than aurora_max_acu={self.aurora_max_acu:g}",
+            key="aurora_min_acu",
+            value=self.aurora_min_acu,
+            allowed=f"0-{self.aurora_max_acu:g} in steps of 0.5",
+        )
 
     def _check_custom_domain(self) -> None:
         """A custom domain needs its zone (id and name, imported without a lookup) and must sit in it."""
@@ -481,8 +586,9 @@ class ProjectConfig(BaseModel):
     # --- construction --------------------------------------------------------
 
     def __init__(self, **values: Any) -> None:
+        # pydantic's documented way to hand a validation context to __init__.
         try:
-            super().__init__(**values)
+            self.__pydantic_validator__.validate_python(values, self_instance=self, context=_CONTEXT.get())
         except ValidationError as error:
             raise ConfigError(_one_line(error, values, type(self).documented())) from None
 
@@ -498,7 +604,8 @@ class ProjectConfig(BaseModel):
                 raise ConfigError(
                     f"Invalid configuration: unknown context key {key!r}{hint}; allowed keys: {', '.join(known)}."
                 )
-        return cls(**ours)
+        with _validation_context({"changed": _changed_from(ours, _base_context())}):
+            return cls(**ours)
 
     @classmethod
     def documented(cls) -> dict[str, tuple[Any, str, str]]:
@@ -562,6 +669,63 @@ class ProjectConfig(BaseModel):
     def log_retention(self) -> logs.RetentionDays:
         """The enum CDK log groups want (jsii's Python enum does not carry the day count)."""
         return logs.RetentionDays[_LOG_RETENTION[self.log_retention_days]]
+
+
+# --- which settings the user changed ------------------------------------------
+
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("project_config_context", default=None)
+
+
+@contextmanager
+def _validation_context(context: dict[str, Any]) -> Iterator[None]:
+    token = _CONTEXT.set(context)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _same(value: Any, base: Any) -> bool:
+    """`-c key=value` arrives as a string: "4" is the same setting as cdk.json's 4."""
+    return bool(value == base or str(value).strip() == str(base).strip())
+
+
+def _base_context() -> dict[str, Any]:
+    """cdk.json's settings, which `-c` overrides; the code defaults if cdk.json cannot be read."""
+    try:
+        return cdk_json_context(CDK_JSON)
+    except (OSError, ValueError, KeyError):
+        return {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
+
+
+def _changed_from(values: Mapping[str, Any], base: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(key for key, value in values.items() if key not in base or not _same(value, base[key]))
+
+
+class _Changed:
+    """Which settings to blame for a conflict: first those overridden on the command line
+    (differing from cdk.json), then those differing from the code defaults (cdk.json edited)."""
+
+    def __init__(self, *tiers: frozenset[str]) -> None:
+        self.tiers = tiers
+
+    def blame(self, usual: str, other: str) -> str:
+        """``usual`` unless only ``other`` was changed."""
+        for tier in self.tiers:
+            if usual in tier:
+                return usual
+            if other in tier:
+                return other
+        return usual
+
+
+def _changed_keys(config: ProjectConfig, info: ValidationInfo) -> _Changed:
+    defaults = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
+    current = {name: getattr(config, name) for name in defaults}
+    from_defaults = _changed_from(current, defaults)
+    given = (info.context or {}).get("changed")
+    explicit = frozenset(given) if given is not None else frozenset(config.model_fields_set) & from_defaults
+    return _Changed(explicit, from_defaults)
 
 
 def _is_dns_name(value: str) -> bool:

@@ -51,6 +51,7 @@ class MLflowVpcStack(Stack):
             vpc=self.network.vpc,
             subnets=self.network.isolated_subnets,
             database_name=names.DATABASE_NAME,
+            cluster_identifier=names.DATABASE_CLUSTER,
             min_capacity=config.aurora_min_acu,
             max_capacity=config.aurora_max_acu,
             auto_pause=config.aurora_auto_pause,
@@ -117,3 +118,10 @@ class MLflowVpcStack(Stack):
         CfnOutput(self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name).override_logical_id(
             names.OUTPUT_CREDENTIALS_SECRET
         )
+        # For `make rotate-password`: which tasks to restart, and whether the secret is nginx's password.
+        for key, value in (
+            (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
+            (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
+            (names.OUTPUT_AUTH_MODE, config.auth_mode),
+        ):
+            CfnOutput(self, key, value=value).override_logical_id(key)

@@ -58,8 +58,8 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         vpc.credentials.secret,
         "SMG4",
         "nginx reads the basic-auth password once when a task starts, so an automatic rotation "
-        "would lock clients out of running tasks; rotate by updating the secret and forcing a new "
-        "deployment (README, 'Rotating credentials').",
+        "would lock clients out of running tasks; `make rotate-password` updates the secret and "
+        "forces a new deployment (README, 'Rotating the password').",
     )
     if vpc.session_key is not None:
         acknowledge(
@@ -136,20 +136,6 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "IAM5[Resource::*]",
         "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are "
         "limited to the CDK asset repository.",
-    )
-    # CDK's own singleton that sets the retention of Aurora's PostgreSQL log group.
-    log_retention = next(child for child in vpc.node.children if child.node.id.startswith("LogRetention"))
-    acknowledge(
-        log_retention,
-        "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "aws-cdk-lib's LogRetention function (sets the Aurora log group's retention) uses the AWS "
-        "managed basic execution policy for its own logs.",
-    )
-    acknowledge(
-        log_retention,
-        "IAM5[Resource::*]",
-        "aws-cdk-lib's LogRetention function sets retention on log groups whose names RDS chooses "
-        "at runtime, so its policy cannot name them in advance.",
     )
 
 

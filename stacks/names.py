@@ -14,6 +14,10 @@ STUDIO_STACK: Final = "SageMakerStudioUserStack"
 OUTPUT_TRACKING_URL: Final = "TrackingUrl"
 OUTPUT_ARTIFACT_BUCKET: Final = "ArtifactBucketName"
 OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"
+# What `make rotate-password` needs: the service to restart and how it authenticates.
+OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
+OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
+OUTPUT_AUTH_MODE: Final = "AuthMode"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILES: Final = "StudioUserProfiles"  # comma-separated
 OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"
@@ -40,6 +44,9 @@ DATABASE_NAME: Final = "mlflow"
 SERVER_USERNAME: Final = "mlflow"
 # accounts mode: MLflow's auth app keeps its users in this database of the same cluster.
 AUTH_DATABASE_NAME: Final = "mlflow_auth"
+# Aurora cluster identifier: fixed, so its log group can exist before it and
+# its final snapshot is easy to find after `cdk destroy`.
+DATABASE_CLUSTER: Final = "mlflow-metadata"
 
 # Serving image: `mlflow sagemaker build-and-push-container` pushes here and
 # MLflow's SageMaker deployment client pulls from here by default.

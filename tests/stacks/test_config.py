@@ -1,12 +1,15 @@
 """ProjectConfig: defaults, cdk.json, coercion of `-c key=value` strings, and one test per rule."""
 
+import json
 import re
+from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_logs as logs
 from pydantic import ValidationError
 
+from stacks import config as config_module
 from stacks.config import ConfigError, ProjectConfig, allowed, cdk_json_context, config_from_app, setting
 
 DEFAULTS = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
@@ -274,3 +277,56 @@ def test_list_settings_split_comma_strings_and_keep_json_lists() -> None:
     assert _WithList().names == ["a"]
     with pytest.raises(ConfigError, match=r"^Invalid configuration: names=5 is not a list; allowed: a comma-separated"):
         _WithList(names=5)
+
+
+# --- a rule between two settings names the one the user changed ---------------
+
+CHANGED_KEY_NAMED = [
+    # (cdk.json edits, -c overrides, key the message must name, hint of what is allowed)
+    ({}, {"max_task_count": "1"}, "max_task_count", "allowed: 2-20."),
+    ({}, {"min_task_count": "5"}, "min_task_count", "allowed: 1-4."),
+    ({}, {"min_task_count": "3"}, "min_task_count", "1-2 (at most desired_task_count)"),
+    ({}, {"desired_task_count": "1"}, "desired_task_count", "2-4 (min_task_count to max_task_count)"),
+    ({}, {"min_task_count": "1", "max_task_count": "1"}, "max_task_count", "2-20 (at least desired_task_count)"),
+    ({"desired_task_count": 1, "min_task_count": 1}, {"max_task_count": "0"}, "max_task_count", "1-20"),
+    ({}, {"nat_gateways": "3"}, "nat_gateways", "1-2, at most one per AZ"),
+    ({"az_count": 3, "nat_gateways": 3}, {"az_count": "2"}, "az_count", "3-3 (one AZ per NAT gateway)"),
+    ({}, {"task_memory_mib": "3000"}, "task_memory_mib", "2048-8192 in steps of 1024"),
+    ({}, {"task_cpu": "2048"}, "task_cpu", "256, 512, 1024 with task_memory_mib=2048"),
+    ({}, {"aurora_min_acu": "8"}, "aurora_min_acu", "0-4 in steps of 0.5"),
+    ({"aurora_min_acu": 2}, {"aurora_max_acu": "1"}, "aurora_max_acu", "2-256 in steps of 0.5"),
+    ({}, {"mlflow_workers": "16"}, "mlflow_workers", "1-4 with task_memory_mib=2048; 16 with task_memory_mib=7168"),
+    ({}, {"task_cpu": "512", "task_memory_mib": "1024"}, "task_memory_mib", "task_memory_mib=2048 or more"),
+    ({"mlflow_workers": 4}, {"task_cpu": "512", "task_memory_mib": "1024"}, "task_memory_mib", "fewer mlflow_workers"),
+    # cdk.json itself edited, nothing on the command line: the key that differs from the default.
+    ({"max_task_count": 1}, {}, "max_task_count", "allowed: 2-20."),
+    ({"mlflow_workers": 8}, {}, "mlflow_workers", "1-4 with task_memory_mib=2048"),
+    ({"task_memory_mib": 1024, "task_cpu": 512, "mlflow_workers": 1}, {"mlflow_workers": "2"}, "mlflow_workers", "1 "),
+]
+
+
+@pytest.mark.parametrize(
+    ("edits", "overrides", "key", "hint"),
+    CHANGED_KEY_NAMED,
+    ids=[f"{case[2]}-{i}" for i, case in enumerate(CHANGED_KEY_NAMED)],
+)
+def test_cross_setting_errors_name_the_setting_that_was_changed(
+    edits: dict, overrides: dict, key: str, hint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-c max_task_count=1` is reported as max_task_count, not as its neighbour min_task_count."""
+    edited = json.loads(config_module.CDK_JSON.read_text(encoding="utf-8"))
+    edited["context"].update(edits)
+    (tmp_path / "cdk.json").write_text(json.dumps(edited), encoding="utf-8")
+    monkeypatch.setattr(config_module, "CDK_JSON", tmp_path / "cdk.json")
+    with pytest.raises(ConfigError) as caught:
+        ProjectConfig.from_context({**edited["context"], **overrides})
+    message = str(caught.value)
+    assert message.startswith(f"Invalid configuration: {key}="), message
+    assert hint in message and "\n" not in message, message
+
+
+def test_direct_construction_names_the_argument_given() -> None:
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: max_task_count=1 is less than min_task_count=2"):
+        ProjectConfig(max_task_count=1)
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: min_task_count=6 is more than max_task_count=4"):
+        ProjectConfig(min_task_count=6, desired_task_count=4)

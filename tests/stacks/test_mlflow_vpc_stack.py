@@ -521,3 +521,14 @@ def test_artifact_bucket_and_secret_are_published(vpc_template: Template) -> Non
     parameter = props(vpc_template, "AWS::SSM::Parameter")
     assert parameter["Name"] == names.SSM_ARTIFACT_BUCKET
     assert parameter["Value"] == {"Ref": bucket_id}
+
+
+def test_rotation_outputs_name_the_service_and_the_auth_mode(vpc_template: Template) -> None:
+    """`make rotate-password` restarts this cluster's service and needs to know how clients sign in."""
+    outputs = vpc_template["Outputs"]
+    cluster_id, _ = only(vpc_template, "AWS::ECS::Cluster")
+    service_id, _ = only(vpc_template, "AWS::ECS::Service")
+    assert outputs[names.OUTPUT_ECS_CLUSTER]["Value"] == {"Ref": cluster_id}
+    assert outputs[names.OUTPUT_ECS_SERVICE]["Value"] == {"Fn::GetAtt": [service_id, "Name"]}
+    assert outputs[names.OUTPUT_AUTH_MODE]["Value"] == "shared"
+    assert outputs[names.OUTPUT_CREDENTIALS_SECRET]["Value"] == "mlflow-server-credentials"

@@ -1,0 +1,48 @@
+"""Custom resource: turn off the Aurora cluster's deletion protection when its stack is deleted.
+
+With ``removal_policy=retain`` the cluster is protected from deletion while it
+lives, and CloudFormation deletes it with a final snapshot (DeletionPolicy
+Snapshot) when the stack goes. RDS refuses to delete a protected cluster, so
+this resource, which depends on the cluster and is therefore deleted just
+before it, lifts the protection, but only when the whole stack is being
+deleted (or its first creation rolled back). Removing this resource in a
+stack update, or rolling an update back, leaves the protection on.
+
+Deployed as inline code: CloudFormation provides the ``cfnresponse`` module
+to inline Python functions, and the Lambda runtime provides boto3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Stack states in which the cluster is about to be deleted on purpose.
+RELEASE_WHEN_STACK_IS = ("DELETE_IN_PROGRESS", "ROLLBACK_IN_PROGRESS")
+
+
+def release_if_stack_deleted(event: dict[str, Any], rds: Any, cloudformation: Any) -> str:
+    """Lift the protection if the stack is going away; return what was done, for the log."""
+    cluster = event["ResourceProperties"]["ClusterIdentifier"]
+    if event["RequestType"] != "Delete":
+        return f"{event['RequestType']}: nothing to do; cluster {cluster} stays protected"
+    stack = cloudformation.describe_stacks(StackName=event["StackId"])["Stacks"][0]
+    if stack["StackStatus"] not in RELEASE_WHEN_STACK_IS:
+        return f"stack is {stack['StackStatus']}, not being deleted: cluster {cluster} stays protected"
+    rds.modify_db_cluster(DBClusterIdentifier=cluster, DeletionProtection=False, ApplyImmediately=True)
+    return f"stack is {stack['StackStatus']}: deletion protection of cluster {cluster} is off"
+
+
+def handler(event: dict[str, Any], context: Any) -> None:
+    """Lambda entry point; always answers CloudFormation, so a stack never hangs on it."""
+    import boto3
+    import cfnresponse  # type: ignore[import-not-found,unused-ignore]
+
+    physical_id = event.get("PhysicalResourceId") or event["ResourceProperties"]["ClusterIdentifier"]
+    try:
+        reason = release_if_stack_deleted(event, boto3.client("rds"), boto3.client("cloudformation"))
+    except Exception as error:  # noqa: BLE001 - reported to CloudFormation as the failure reason
+        print(f"failed: {error!r}")
+        cfnresponse.send(event, context, cfnresponse.FAILED, {}, physical_id, reason=f"{type(error).__name__}: {error}")
+        return
+    print(reason)
+    cfnresponse.send(event, context, cfnresponse.SUCCESS, {}, physical_id, reason=reason)
