@@ -289,6 +289,8 @@ def test_accounts_mode_runs_mlflows_auth_app_with_the_admin_and_a_shared_session
     # The admin keeps the user and password it had as the shared login.
     admin = template["Resources"][credentials]["Properties"]["GenerateSecretString"]
     assert json.loads(admin["SecretStringTemplate"]) == {"username": "mlflow"}
+    # make rotate-password reads the mode here (and leaves the admin's password to MLflow).
+    assert template["Outputs"][names.OUTPUT_AUTH_MODE]["Value"] == "accounts"
 
 
 def test_default_permission_reaches_mlflow() -> None:
