@@ -54,12 +54,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="proxy port, if free")
     parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where data persists (default .local-run)")
     args = parser.parse_args()
 
-    STATE_DIR.mkdir(exist_ok=True, mode=0o700)
+    state_dir = args.state_dir.absolute()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # Run as root, PostgreSQL runs as `nobody` and must pass through to its
+    # data directory: others may traverse the state dir (not list it); what
+    # is inside keeps its own private modes.
+    state_dir.chmod(0o711)
     stack = MlflowStack(
-        STATE_DIR, durable=True, sqlite_fallback=True, workers=args.workers,
-        db_superuser_password=database_superuser_password(STATE_DIR),
+        state_dir, durable=True, sqlite_fallback=True, workers=args.workers,
+        db_superuser_password=database_superuser_password(state_dir),
         proxy_port=preferred_port(args.port),
     )  # fmt: skip
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"

@@ -45,7 +45,7 @@ class MlflowStack:
     ) -> None:
         self.root = root
         self.log_dir = root / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.moto = moto
         self.db_idle_timeout = db_idle_timeout
         # Characters that break naive URL or header handling on purpose.
@@ -54,6 +54,8 @@ class MlflowStack:
         self.bucket = f"mlflow-artifacts-{secrets.token_hex(4)}"
         self.postgres: Postgres | None = None
         db_env: dict[str, str]
+        # What MLflow may write besides its scratch (the task's S3 and Aurora).
+        data_dirs: list[Path] = []
         try:
             self.postgres = Postgres(
                 root / "postgres", log_dir=self.log_dir, durable=durable,
@@ -65,7 +67,8 @@ class MlflowStack:
                 "DB_NAME": self.db_name,
                 "DB_USERNAME": self.db_user,
                 "DB_PASSWORD": self.db_password,
-                # Local PostgreSQL speaks no TLS; Aurora does (the default).
+                # Local PostgreSQL speaks no TLS; Aurora requires it and the
+                # entrypoint verifies its certificate (verify-full, the default).
                 "DB_SSLMODE": "disable",
             }
             if db_idle_timeout is not None:
@@ -73,15 +76,22 @@ class MlflowStack:
         except ServiceError:
             if not sqlite_fallback:
                 raise
-            db_env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{root / 'mlflow.db'}"}
+            # In a directory of its own: SQLite writes a journal next to the file.
+            (root / "sqlite").mkdir(exist_ok=True, mode=0o700)
+            if (root / "mlflow.db").exists() and not (root / "sqlite" / "mlflow.db").exists():
+                (root / "mlflow.db").rename(root / "sqlite" / "mlflow.db")  # where earlier versions kept it
+            db_env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{root / 'sqlite' / 'mlflow.db'}"}
+            data_dirs.append(root / "sqlite")
         if moto is not None:
             self.artifact_root = f"s3://{self.bucket}/artifacts"
             store_env = {**FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": moto.endpoint_url}
         else:
+            (root / "artifacts").mkdir(exist_ok=True, mode=0o700)
             self.artifact_root = str((root / "artifacts").resolve())
+            data_dirs.append(root / "artifacts")
             store_env = {}
         self.mlflow = MlflowServer(
-            root / "mlflow", log_dir=self.log_dir, workers=workers,
+            root / "mlflow", log_dir=self.log_dir, workers=workers, writable=data_dirs,
             env={**db_env, **store_env, "MLFLOW_ARTIFACT_ROOT": self.artifact_root,
                  **(server_env or {})},
         )  # fmt: skip

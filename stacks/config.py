@@ -15,6 +15,7 @@ table, which a test keeps in step with the code.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import re
@@ -91,6 +92,9 @@ _RENAMED = {
     ),
 }
 
+# One address: a local part, "@", a domain with a dot (SNS rejects anything else at deploy time).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HOSTED_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
 _CERTIFICATE_NAME_MAX = 64  # ACM: the certificate's first (and here only) name, in octets
@@ -211,6 +215,19 @@ class ProjectConfig(BaseModel):
         "retain keeps bucket, database (deletion protection, final snapshot) "
         "and secrets when the stack is deleted; destroy is for dev",
     )
+    # A week of point-in-time restore covers a mistake noticed after a weekend; Aurora
+    # does not charge for backup storage up to the cluster's own size, which a week of
+    # MLflow metadata stays within.
+    backup_retention_days: int = setting(
+        7, "1-35", "days of Aurora automated backups: how far back a point-in-time restore reaches", ge=1, le=35
+    )
+    artifact_version_retention_days: int = setting(
+        90,
+        "1-3650",
+        "days S3 keeps an overwritten or deleted artifact's old version: how far back artifacts can be restored",
+        ge=1,
+        le=3650,
+    )
     credentials_secret_name: str = setting(
         "mlflow-server-credentials",
         "1-180 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters",
@@ -252,6 +269,16 @@ class ProjectConfig(BaseModel):
     hosted_zone_name: str | None = setting(
         None, "empty, or a DNS name", "name of the hosted zone hosted_zone_id (imported as is: no lookup)"
     )
+    alarm_email: str | None = setting(
+        None,
+        "empty, or one email address",
+        "address subscribed to the alarm topic (AWS emails a confirmation link first); empty subscribes nobody",
+    )
+    allowed_instance_types: list[str] = setting(
+        ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"],
+        "one or more SageMaker training or endpoint instance types, e.g. ml.m5.large",
+        "instance types Studio users may train on and deploy endpoints to (caps their cost)",
+    )
 
     # --- coercion of context values ----------------------------------------
 
@@ -273,7 +300,7 @@ class ProjectConfig(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("sagemaker_domain_id", *_DOMAIN_KEYS, mode="before")
+    @field_validator("sagemaker_domain_id", "alarm_email", *_DOMAIN_KEYS, mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         """cdk.json cannot hold null for a -c override: an empty string means "not set"."""
@@ -351,6 +378,21 @@ class ProjectConfig(BaseModel):
             raise _Invalid("is not a SageMaker domain id")
         return value
 
+    @field_validator("allowed_instance_types")
+    @classmethod
+    def _check_instance_types(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise _Invalid("is empty")
+        known = sagemaker_instance_types()
+        for name in value:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise _Invalid(f"has {name!r}, which is not a SageMaker training or endpoint instance type{hint}")
+        if len(set(value)) != len(value):
+            raise _Invalid("lists an instance type twice")
+        return value
+
     @field_validator("auth_mode")
     @classmethod
     def _check_auth_mode(cls, value: str) -> str:
@@ -392,6 +434,13 @@ class ProjectConfig(BaseModel):
             if name.lower() in seen:
                 raise _Invalid(f"names {name!r} twice (ignoring case)")
             seen.add(name.lower())
+        return value
+
+    @field_validator("alarm_email")
+    @classmethod
+    def _check_alarm_email(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 254 or not _EMAIL.fullmatch(value)):
+            raise _Invalid("is not an email address")
         return value
 
     @field_validator("domain_name", "hosted_zone_name")
@@ -669,6 +718,16 @@ class ProjectConfig(BaseModel):
     def log_retention(self) -> logs.RetentionDays:
         """The enum CDK log groups want (jsii's Python enum does not carry the day count)."""
         return logs.RetentionDays[_LOG_RETENTION[self.log_retention_days]]
+
+
+@functools.cache
+def sagemaker_instance_types() -> frozenset[str]:
+    """Instance types SageMaker accepts for training jobs and endpoints, from botocore's API model."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shapes = ("TrainingInstanceType", "ProductionVariantInstanceType")
+    return frozenset(name for shape in shapes for name in model.shape_for(shape).enum)
 
 
 # --- which settings the user changed ------------------------------------------

@@ -79,6 +79,7 @@ class HttpGatewayStack(Stack):
         else:
             assert self.gateway.url is not None, "the execute-api endpoint is on whenever there is no custom domain"
             self.tracking_url = self.gateway.url
+        self.stage = self.gateway.stage
         # The UI's origin: the custom domain when there is one (the execute-api URL is off then).
         origin = domain.url if domain is not None else self.gateway.origin
         assert origin is not None

@@ -35,7 +35,11 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
         )
         self.storage = ArtifactStore(
-            self, "Storage", removal_policy=removal, access_log_retention=Duration.days(config.log_retention_days)
+            self,
+            "Storage",
+            removal_policy=removal,
+            access_log_retention=Duration.days(config.log_retention_days),
+            noncurrent_version_retention=Duration.days(config.artifact_version_retention_days),
         )
         self.credentials = ServerCredentials(
             self,
@@ -51,10 +55,10 @@ class MLflowVpcStack(Stack):
             vpc=self.network.vpc,
             subnets=self.network.isolated_subnets,
             database_name=names.DATABASE_NAME,
-            cluster_identifier=names.DATABASE_CLUSTER,
             min_capacity=config.aurora_min_acu,
             max_capacity=config.aurora_max_acu,
             auto_pause=config.aurora_auto_pause,
+            backup_retention=Duration.days(config.backup_retention_days),
             removal_policy=removal,
             log_retention=retention,
         )
@@ -92,6 +96,9 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
             domain_certificate=self.domain_certificate,
         )
+        if self.database.protection_release is not None:
+            # The ALB is protected under retain too; `cdk destroy` lifts both.
+            self.database.protection_release.add_load_balancer(self.tracking.load_balancer)
 
         # What the other stacks need, as attributes (passed on in app.py).
         self.vpc = self.network.vpc
@@ -123,5 +130,7 @@ class MLflowVpcStack(Stack):
             (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
             (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
             (names.OUTPUT_AUTH_MODE, config.auth_mode),
+            # Names the final snapshot after `cdk destroy` (README, Teardown).
+            (names.OUTPUT_DATABASE_CLUSTER, self.database.cluster.cluster_identifier),
         ):
             CfnOutput(self, key, value=value).override_logical_id(key)

@@ -9,6 +9,9 @@ from typing import Final
 VPC_STACK: Final = "MLflowVpcStack"
 GATEWAY_STACK: Final = "HttpGatewayStack"
 STUDIO_STACK: Final = "SageMakerStudioUserStack"
+MONITORING_STACK: Final = "MLflowMonitoringStack"
+# In deployment order (`cdk list` prints them so).
+ALL_STACKS: Final = (VPC_STACK, GATEWAY_STACK, MONITORING_STACK, STUDIO_STACK)
 
 # CloudFormation output keys (the lab helper reads TrackingUrl by this key).
 OUTPUT_TRACKING_URL: Final = "TrackingUrl"
@@ -18,10 +21,16 @@ OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"
 OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
 OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
 OUTPUT_AUTH_MODE: Final = "AuthMode"
+OUTPUT_DATABASE_CLUSTER: Final = "DatabaseClusterIdentifier"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILES: Final = "StudioUserProfiles"  # comma-separated
 OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
+OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
+OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
+
+# CloudWatch dashboard of the request path.
+DASHBOARD_NAME: Final = "mlflow"
 
 # Tags on the Studio execution roles and training roles: the lab finds its
 # MLflow login and the roles to hand SageMaker through its own role (iam:GetRole).
@@ -44,9 +53,6 @@ DATABASE_NAME: Final = "mlflow"
 SERVER_USERNAME: Final = "mlflow"
 # accounts mode: MLflow's auth app keeps its users in this database of the same cluster.
 AUTH_DATABASE_NAME: Final = "mlflow_auth"
-# Aurora cluster identifier: fixed, so its log group can exist before it and
-# its final snapshot is easy to find after `cdk destroy`.
-DATABASE_CLUSTER: Final = "mlflow-metadata"
 
 # Serving image: `mlflow sagemaker build-and-push-container` pushes here and
 # MLflow's SageMaker deployment client pulls from here by default.

@@ -104,7 +104,7 @@ class SageMakerStudioUserStack(Stack):
                 training_access_policy=training_access_policy,
                 output_stack_names=output_stack_names,
                 serving_repository_arn=self.image_build.repository.repository_arn,
-                image_build_project_arn=self.image_build.project.project_arn,
+                allowed_instance_types=config.allowed_instance_types,
                 removal_policy=removal,
             )
             for profile in config.user_profiles

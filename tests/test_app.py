@@ -59,16 +59,16 @@ def cli_synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     return _cdk("synth", "--quiet", "--output", str(out)), out
 
 
-def test_cli_synthesizes_exactly_three_stacks_offline(
+def test_cli_synthesizes_exactly_the_four_stacks_offline(
     cli_synth: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
 ) -> None:
     result, out = cli_synth
     assert result.returncode == 0, result.stdout + result.stderr
     listed = _cdk("list", "--output", str(tmp_path / "list.out"))
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split() == [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK]
+    assert listed.stdout.split() == list(names.ALL_STACKS)
     assert sorted(p.name for p in out.glob("*.template.json")) == sorted(
-        f"{name}.template.json" for name in (names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK)
+        f"{name}.template.json" for name in names.ALL_STACKS
     )
     assert not (ROOT / "cdk.context.json").exists(), "synth must not perform context lookups"
 

@@ -28,16 +28,21 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     for name in documented:
         assert name in rows, f"README configuration table lacks {name}"
         value = getattr(defaults, name)
-        if value is None:
-            shown = '""'
-        elif isinstance(value, float):
-            shown = f"{value:g}"
-        elif isinstance(value, list):
-            shown = ",".join(value)  # as `-c key=a,b` takes it
+        if isinstance(value, list):  # as given with -c key=a,b
+            shown = ",".join(value)
         else:
-            shown = str(value)
+            shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
         assert rows[name] == shown, f"{name}: README says {rows[name]!r}, code says {shown!r}"
     assert set(rows) == set(documented)
+
+
+def test_alarms_table_matches_the_thresholds_in_code() -> None:
+    from stacks.alarm_thresholds import ALARMS
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Alarms\n") : text.index("\n## ", text.index("## Alarms\n") + 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| `mlflow-")]
+    assert rows == [rule.readme_row() for rule in ALARMS]
 
 
 # --- the credentials commands -------------------------------------------------

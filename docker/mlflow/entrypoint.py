@@ -9,7 +9,10 @@ reach it.
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME, DB_USERNAME, DB_PASSWORD
       the Aurora PostgreSQL database (fields of the generated secret)
-  DB_SSLMODE            libpq sslmode (default require: Aurora speaks TLS)
+  DB_SSLMODE            libpq sslmode (default verify-full: TLS, and the server's
+                        certificate must be signed by the CA bundle and name DB_HOST)
+  DB_SSLROOTCERT        CA bundle for verify-ca/verify-full (default: the RDS
+                        bundle the image downloads at build time)
   DB_IDLE_SESSION_TIMEOUT
       seconds after which PostgreSQL closes an idle pooled connection
       (default 60), so an idle server holds none and Aurora can pause
@@ -34,6 +37,11 @@ from urllib.parse import quote
 HOST = "127.0.0.1"
 DEFAULT_WORKERS = "2"
 DB_VARIABLES = ("DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD")
+# Amazon RDS's certificate bundle for all commercial regions; the Dockerfile
+# downloads it here when the image is built.
+DEFAULT_SSLROOTCERT = "/opt/mlflow/rds-global-bundle.pem"
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
 
 
 class ConfigError(Exception):
@@ -57,7 +65,7 @@ def backend_store_uri(env: Mapping[str, str]) -> str:
     user = quote(env["DB_USERNAME"], safe="")
     password = quote(env["DB_PASSWORD"], safe="")
     name = quote(env["DB_NAME"], safe="")
-    sslmode = quote(env.get("DB_SSLMODE") or "require", safe="")
+    tls = tls_parameters(env)
     idle = env.get("DB_IDLE_SESSION_TIMEOUT") or "60"
     if not idle.isdigit() or int(idle) < 1:
         raise ConfigError(f"DB_IDLE_SESSION_TIMEOUT must be a positive number, got {idle!r}")
@@ -68,8 +76,32 @@ def backend_store_uri(env: Mapping[str, str]) -> str:
     options = quote(f"-c idle_session_timeout={int(idle) * 1000}", safe="")
     return (
         f"postgresql+psycopg2://{user}:{password}@{env['DB_HOST']}:{port}/{name}"
-        f"?sslmode={sslmode}&options={options}"
+        f"?{tls}&options={options}"
     )
+
+
+def tls_parameters(env: Mapping[str, str]) -> str:
+    """libpq's sslmode (and CA bundle) as URI query parameters.
+
+    verify-full by default: `require` encrypts but accepts any certificate, so
+    anyone on the path could pose as the database and collect the password.
+    """
+    sslmode = env.get("DB_SSLMODE") or "verify-full"
+    if sslmode not in SSLMODES:
+        raise ConfigError(f"DB_SSLMODE must be one of {', '.join(SSLMODES)}, got {sslmode!r}")
+    if sslmode not in VERIFYING_SSLMODES:
+        return f"sslmode={sslmode}"
+    rootcert = env.get("DB_SSLROOTCERT") or DEFAULT_SSLROOTCERT
+    return f"sslmode={sslmode}&sslrootcert={quote(rootcert, safe='/')}"
+
+
+def check_tls_files(env: Mapping[str, str]) -> None:
+    """Fail before starting when the CA bundle a verifying sslmode needs is missing."""
+    if not env.get("DB_HOST") or (env.get("DB_SSLMODE") or "verify-full") not in VERIFYING_SSLMODES:
+        return
+    rootcert = env.get("DB_SSLROOTCERT") or DEFAULT_SSLROOTCERT
+    if not os.path.isfile(rootcert):
+        raise ConfigError(f"DB_SSLROOTCERT {rootcert} is not a file; it must hold the CA bundle of the database")
 
 
 def redacted(uri: str) -> str:
@@ -168,6 +200,7 @@ def main() -> None:
     try:
         env = server_environment(os.environ)
         argv = server_argv(env)
+        check_tls_files(os.environ)
     except ConfigError as error:
         log(f"{error}; refusing to start")
         sys.exit(64)

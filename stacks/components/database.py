@@ -1,6 +1,6 @@
 """MLflow's backend store: Aurora PostgreSQL Serverless v2 in isolated subnets."""
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, Fn, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
@@ -36,10 +36,10 @@ class MetadataDatabase(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         database_name: str,
-        cluster_identifier: str,
         min_capacity: float,
         max_capacity: float,
         auto_pause: Duration | None,
+        backup_retention: Duration,
         removal_policy: RemovalPolicy,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -51,22 +51,21 @@ class MetadataDatabase(Construct):
             self, "SecurityGroup", vpc=vpc, description="Aurora for MLflow: reachable only from the MLflow tasks"
         )
 
-        # Owned here (not by RDS or a LogRetention function) so that it
-        # follows the removal policy; it exists before the cluster writes to
-        # it, hence the fixed cluster identifier in its name.
-        self.log_group = logs.LogGroup(
+        engine = rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION)
+        # The server refuses connections without TLS; the MLflow task verifies
+        # the server's certificate against the RDS CA bundle in its image.
+        self.parameter_group = rds.ParameterGroup(
             self,
-            "PostgresqlLogs",
-            log_group_name=f"/aws/rds/cluster/{cluster_identifier}/postgresql",
-            retention=log_retention,
-            removal_policy=removal_policy,
+            "Parameters",
+            engine=engine,
+            description="MLflow metadata cluster: TLS required",
+            parameters={"rds.force_ssl": "1"},
         )
-
         self.cluster = rds.DatabaseCluster(
             self,
             "Cluster",
-            cluster_identifier=cluster_identifier,
-            engine=rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION),
+            engine=engine,
+            parameter_group=self.parameter_group,
             # The generated password may hold URL-special characters; the
             # mlflow entrypoint URL-encodes it when it builds the database URI.
             credentials=rds.Credentials.from_generated_secret("mlflow_admin"),
@@ -80,16 +79,30 @@ class MetadataDatabase(Construct):
             vpc_subnets=subnets,
             security_groups=[self.security_group],
             storage_encrypted=True,
-            backup=rds.BackupProps(retention=Duration.days(7 if retain else 1)),
+            # Automated backups: the window a point-in-time restore can reach.
+            backup=rds.BackupProps(retention=backup_retention),
             deletion_protection=retain,
             removal_policy=RemovalPolicy.SNAPSHOT if retain else RemovalPolicy.DESTROY,
             cloudwatch_logs_exports=["postgresql"],
             copy_tags_to_snapshot=True,
         )
-        cluster_resource = self.cluster.node.default_child
-        assert isinstance(cluster_resource, rds.CfnDBCluster)
-        cluster_resource.node.add_dependency(self.log_group)
-        self.cluster_identifier = cluster_identifier
+        # RDS creates /aws/rds/cluster/<id>/postgresql itself on first use, so
+        # no LogGroup resource can own it (an existing deployment already has
+        # it, and a fixed cluster name would replace the database). A
+        # LogRetention sets its retention, creating it if missing, and deletes
+        # it with the stack under the destroy policy. The writer depends on it:
+        # the group exists before any instance logs, and on deletion the
+        # instance is gone before the group is removed.
+        self.log_group_name = Fn.join("", ["/aws/rds/cluster/", self.cluster.cluster_identifier, "/postgresql"])
+        self.log_retention = logs.LogRetention(
+            self,
+            "PostgresqlLogRetention",
+            log_group_name=self.log_group_name,
+            retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        writer = self.cluster.node.find_child("Writer")
+        writer.node.add_dependency(self.log_retention)
         self.protection_release = None
         if retain:
             self.protection_release = DeletionProtectionRelease(

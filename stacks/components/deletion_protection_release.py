@@ -1,8 +1,9 @@
-"""Lets CloudFormation delete the protected Aurora cluster, with its final snapshot, on `cdk destroy`."""
+"""Lets CloudFormation delete the protected Aurora cluster (with its final snapshot) and ALB on `cdk destroy`."""
 
 from pathlib import Path
 
-from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnResource, CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -85,3 +86,18 @@ class DeletionProtectionRelease(Construct):
         for instance in cluster.node.find_all():
             if isinstance(instance, rds.CfnDBInstance):
                 self.resource.node.add_dependency(instance)
+
+    def add_load_balancer(self, load_balancer: elbv2.ApplicationLoadBalancer) -> None:
+        """Release the load balancer's deletion protection too, in the same stack deletion."""
+        resource = self.resource.node.default_child
+        assert isinstance(resource, CfnResource)
+        resource.add_property_override("LoadBalancerArn", load_balancer.load_balancer_arn)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ModifyTheLoadBalancer",
+                actions=["elasticloadbalancing:ModifyLoadBalancerAttributes"],
+                resources=[load_balancer.load_balancer_arn],
+            )
+        )
+        # Deleted before the load balancer, like before the cluster.
+        self.resource.node.add_dependency(load_balancer)

@@ -37,7 +37,7 @@ class StudioUser(Construct):
         training_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
         serving_repository_arn: str,
-        image_build_project_arn: str,
+        allowed_instance_types: list[str],
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -74,8 +74,8 @@ class StudioUser(Construct):
             serving_role=serving_role,
             artifact_access_policy=studio_access_policy,
             output_stack_names=output_stack_names,
+            allowed_instance_types=allowed_instance_types,
             serving_repository_arn=serving_repository_arn,
-            image_build_project_arn=image_build_project_arn,
         )
         self.execution_role.allow_studio_in_domain(domain.domain_id)
         self.credentials_secret_name = secret_name

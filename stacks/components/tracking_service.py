@@ -23,6 +23,8 @@ HTTP_PORT = 80
 HTTPS_PORT = 443
 # TLS 1.3 and 1.2 with forward-secret AES-GCM ciphers only, hybrid post-quantum key exchange offered.
 TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
+# Each container's only writable path (a task volume; the root filesystem is read-only).
+SCRATCH_PATH = "/tmp"
 
 
 class TrackingService(Construct):
@@ -225,6 +227,8 @@ class TrackingService(Construct):
             drop_invalid_header_fields=True,
             # API Gateway gives up after 30 s; keep the ALB's idle timeout just above it.
             idle_timeout=Duration.seconds(35),
+            # Kept data needs its front door kept too: no deletion by accident.
+            deletion_protection=removal_policy != RemovalPolicy.DESTROY,
         )
 
         # open=False: the listener must not add a 0.0.0.0/0 ingress rule.
@@ -281,12 +285,20 @@ class TrackingService(Construct):
     ) -> ecs.ContainerDefinition:
         """An essential container built from docker/<name>, logging to its own group."""
         group = logs.LogGroup(self, f"{name.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
-        return self.task_definition.add_container(
+        container = self.task_definition.add_container(
             name,
             image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=ecr_assets.Platform.LINUX_AMD64),
             essential=True,
             # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
             stop_timeout=Duration.seconds(30),
             logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=group),
+            # Nothing in the image can be changed at run time; the one writable
+            # place is the container's own scratch volume at /tmp (the image's
+            # VOLUME /tmp gives it owner and contents), not shared with the other container.
+            readonly_root_filesystem=True,
             **options,
         )
+        scratch = f"{name}-tmp"
+        self.task_definition.add_volume(name=scratch)
+        container.add_mount_points(ecs.MountPoint(container_path=SCRATCH_PATH, source_volume=scratch, read_only=False))
+        return container

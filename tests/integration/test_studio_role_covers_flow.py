@@ -116,7 +116,7 @@ def flow_requests(notebook_run, mapper: FlowMapper, studio_aws) -> dict[str, lis
         by_role[role] += mapper.requests_for_call(call)
     for role, requests in mapper.service_side_requests(notebook_run.calls).items():
         by_role.setdefault(role, []).extend(requests)
-    by_role[studio_aws.role_arn] += mapper.online_only_requests(notebook_run.calls, names.SERVING_IMAGE_BUILD_PROJECT)
+    by_role[studio_aws.role_arn] += mapper.online_only_requests(notebook_run.calls)
     return {role: list(dict.fromkeys(requests)) for role, requests in by_role.items()}
 
 
@@ -185,6 +185,16 @@ def test_calls_outside_the_flow_are_denied(studio_aws, policies):
         Request("sagemaker:CreateEndpoint", f"arn:aws:sagemaker:{r}:{a}:endpoint/production-model"),
         Request("sagemaker:DeleteModel", f"arn:aws:sagemaker:{r}:{a}:model/someone-elses-model"),
         Request("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:{r}:{a}:training-job/bitcoin-miner"),
+        Request(
+            "sagemaker:CreateTrainingJob",
+            f"arn:aws:sagemaker:{r}:{a}:training-job/mlflow-big",
+            {"sagemaker:InstanceTypes": ["ml.p4d.24xlarge"]},
+        ),
+        Request(
+            "sagemaker:CreateEndpointConfig",
+            f"arn:aws:sagemaker:{r}:{a}:endpoint-config/mlflow-big",
+            {"sagemaker:InstanceTypes": ["ml.m5.large", "ml.g5.48xlarge"]},
+        ),
         Request("sagemaker:InvokeEndpoint", f"arn:aws:sagemaker:{r}:{a}:endpoint/production-model"),
         Request("iam:PassRole", studio_aws.training_role_arn, {"iam:PassedToService": "ec2.amazonaws.com"}),
         Request("iam:PassRole", f"arn:aws:iam::{a}:role/Admin", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
@@ -200,6 +210,9 @@ def test_calls_outside_the_flow_are_denied(studio_aws, policies):
         Request("s3:DeleteObject", f"{bucket}/mlflow-artifacts/1/abc/artifacts/model/model.pkl"),
         Request("s3:GetObject", f"{bucket}/mlflow-artifacts/1/abc/artifacts/model/model.tar.gz"),
         Request("s3:PutObject", f"{bucket}/mlflow-artifacts/1/abc/artifacts/model/model.tar.gz"),
+        # The serving image build runs privileged and pushes what endpoints pull: only the deploy starts it.
+        Request("codebuild:StartBuild", f"arn:aws:codebuild:{r}:{a}:project/{names.SERVING_IMAGE_BUILD_PROJECT}"),
+        Request("ecr:PutImage", f"arn:aws:ecr:{r}:{a}:repository/{names.SERVING_IMAGE_REPOSITORY}"),
     ]
     for role, statements in policies.items():
         allowed = [req for req in outside if evaluate(statements, req) == "Allow"]

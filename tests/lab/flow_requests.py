@@ -10,7 +10,7 @@ Three sources, all derived from what actually ran:
   job and model (fetch code and model data, write output, pull images, logs),
   keyed by the role that was passed;
 - the calls that only happen online: invoking the endpoint (offline the
-  notebook scores locally) and starting the serving image build (README).
+  notebook scores locally).
 """
 
 from __future__ import annotations
@@ -47,6 +47,19 @@ _SAGEMAKER_RESOURCES = (
     ("TrainingJob", "TrainingJobName", "training-job"),
     ("Model", "ModelName", "model"),
 )
+
+
+def instance_types_context(operation: str, params: dict[str, Any]) -> dict[str, str | list[str]]:
+    """The sagemaker:InstanceTypes key IAM sees for a call that chooses instances (none for others)."""
+    if operation == "CreateTrainingJob":
+        config = params["ResourceConfig"]
+        groups = config.get("InstanceGroups") or [config]
+        return {"sagemaker:InstanceTypes": [group["InstanceType"] for group in groups]}
+    if operation == "CreateEndpointConfig":
+        variants = params["ProductionVariants"]
+        types = [variant["InstanceType"] for variant in variants if "InstanceType" in variant]
+        return {"sagemaker:InstanceTypes": types} if types else {}
+    return {}
 
 
 class FlowMapper:
@@ -117,7 +130,7 @@ class FlowMapper:
         _, name_field, kind = match
         # SageMaker ARNs carry resource names in lower case.
         resource = self.arn("sagemaker", f"{kind}/{params[name_field].lower()}")
-        requests = [Request(f"sagemaker:{op}", resource, why=why)]
+        requests = [Request(f"sagemaker:{op}", resource, instance_types_context(op, params), why=why)]
         if op in ("CreateEndpoint", "UpdateEndpoint"):
             # Conservatively also on the configuration the endpoint is built from.
             config = self.arn("sagemaker", f"endpoint-config/{params['EndpointConfigName'].lower()}")
@@ -207,19 +220,8 @@ class FlowMapper:
         ]
 
     # -- online-only steps ------------------------------------------------------------
-    def online_only_requests(self, calls: Iterable[dict[str, Any]], build_project: str) -> list[Request]:
-        requests = [
-            Request(
-                "codebuild:StartBuild",
-                self.arn("codebuild", f"project/{build_project}"),
-                why="README: build the serving image",
-            ),
-            Request(
-                "codebuild:BatchGetBuilds",
-                self.arn("codebuild", f"project/{build_project}"),
-                why="README: watch the build",
-            ),
-        ]
+    def online_only_requests(self, calls: Iterable[dict[str, Any]]) -> list[Request]:
+        requests = []
         for call in calls:
             if call["service"] == "sagemaker" and call["operation"] == "CreateEndpoint":
                 endpoint = call["params"]["EndpointName"].lower()

@@ -91,3 +91,11 @@ def render(value: Any) -> str:
 DOMAIN = "mlflow.example.com"
 HOSTED_ZONE_ID = "Z0123456789ABCDEFGHIJ"
 DOMAIN_CONTEXT = {"domain_name": DOMAIN, "hosted_zone_id": HOSTED_ZONE_ID, "hosted_zone_name": "example.com"}
+
+
+def follow_output(value: Any, templates: dict[str, Template]) -> Any:
+    """A cross-stack reference (Fn::GetStackOutput) replaced by the producing stack's output value."""
+    if isinstance(value, dict) and "Fn::GetStackOutput" in value:
+        reference = value["Fn::GetStackOutput"]
+        return templates[reference["StackName"]]["Outputs"][reference["OutputName"]]["Value"]
+    return value

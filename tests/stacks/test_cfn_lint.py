@@ -37,7 +37,7 @@ ACCOUNTS = {"auth_mode": "accounts", "user_profiles": "alice,bob"}
 VARIANTS = {"defaults": {}, "accounts": ACCOUNTS, "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS}}
 
 
-STACKS = [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK]
+STACKS = list(names.ALL_STACKS)
 
 
 @functools.lru_cache(maxsize=None)

@@ -71,6 +71,15 @@ def test_string_overrides_are_coerced() -> None:
     assert config.cdk_removal_policy == cdk.RemovalPolicy.DESTROY
 
 
+def test_alarm_email_is_optional_and_trimmed() -> None:
+    assert ProjectConfig().alarm_email is None
+    assert ProjectConfig.from_context({"alarm_email": ""}).alarm_email is None
+    assert (
+        ProjectConfig.from_context({"alarm_email": " ops+mlflow@example.co.uk "}).alarm_email
+        == "ops+mlflow@example.co.uk"
+    )
+
+
 def test_existing_domain_id_is_kept() -> None:
     config = ProjectConfig.from_context({"sagemaker_domain_id": "d-abc123def456"})
     assert config.sagemaker_domain_id == "d-abc123def456" and not config.creates_studio_domain
@@ -200,6 +209,17 @@ INVALID = [
     ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "/hostedzone/Z0123"}, "hosted_zone_id", "Z and"),
     ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "Z" + "1" * 32}, "hosted_zone_id", "Z and"),
     ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_name": "10.0.0.1"}, "hosted_zone_name", "a DNS name"),
+    ({"backup_retention_days": 0}, "backup_retention_days", "1-35"),
+    ({"backup_retention_days": "36"}, "backup_retention_days", "1-35"),
+    ({"backup_retention_days": "a week"}, "backup_retention_days", "1-35"),
+    ({"artifact_version_retention_days": 0}, "artifact_version_retention_days", "1-3650"),
+    ({"artifact_version_retention_days": 3651}, "artifact_version_retention_days", "1-3650"),
+    ({"alarm_email": "ops"}, "alarm_email", "one email address"),
+    ({"alarm_email": "ops@localhost"}, "alarm_email", "one email address"),
+    ({"alarm_email": "a@b.com,c@d.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": "o ps@example.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": "x" * 250 + "@example.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": 5}, "alarm_email", "one email address"),
 ]
 
 
@@ -330,3 +350,24 @@ def test_direct_construction_names_the_argument_given() -> None:
         ProjectConfig(max_task_count=1)
     with pytest.raises(ConfigError, match=r"^Invalid configuration: min_task_count=6 is more than max_task_count=4"):
         ProjectConfig(min_task_count=6, desired_task_count=4)
+
+
+def test_allowed_instance_types_default_is_cheap_and_covers_the_notebook() -> None:
+    allowed_types = ProjectConfig().allowed_instance_types
+    assert "ml.m5.large" in allowed_types  # the notebook trains and deploys on it
+    assert all(t.startswith(("ml.m5.", "ml.c5.", "ml.t")) and "24x" not in t for t in allowed_types)
+
+
+def test_allowed_instance_types_are_sagemaker_names() -> None:
+    config = ProjectConfig.from_context({"allowed_instance_types": "ml.g5.xlarge, ml.t2.medium"})
+    assert config.allowed_instance_types == ["ml.g5.xlarge", "ml.t2.medium"]
+    assert ProjectConfig(allowed_instance_types=["ml.p4d.24xlarge"]).allowed_instance_types == ["ml.p4d.24xlarge"]
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: allowed_instance_types='ml.m5.larg' has "
+                       r"'ml.m5.larg', which is not a SageMaker .* \(did you mean ml.m5.large\?\); allowed: one or"):
+        ProjectConfig.from_context({"allowed_instance_types": "ml.m5.larg"})
+    with pytest.raises(ConfigError, match="which is not a SageMaker"):
+        ProjectConfig(allowed_instance_types=["m5.large"])  # the EC2 name, not SageMaker's
+    with pytest.raises(ConfigError, match="is empty"):
+        ProjectConfig.from_context({"allowed_instance_types": ""})
+    with pytest.raises(ConfigError, match="lists an instance type twice"):
+        ProjectConfig(allowed_instance_types=["ml.m5.large", "ml.m5.large"])

@@ -15,7 +15,7 @@ from tests.stacks.helpers import (
     ref_id,
     resources,
 )
-from tests.synth import synth_templates
+from tests.synth import DAY_TWO_VARIANT, synth_templates
 
 
 def _subnet_types(template: Template) -> list[str]:
@@ -101,6 +101,26 @@ def test_artifact_bucket_is_private_encrypted_versioned_and_retained(vpc_templat
     assert bucket["DeletionPolicy"] == "Retain"
 
 
+def _noncurrent_days(template: Template) -> list[int]:
+    _, bucket = _artifact_bucket(template)
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    return [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules if "NoncurrentVersionExpiration" in r]
+
+
+def test_artifact_versions_are_kept_for_the_configured_days(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert _noncurrent_days(vpc_template) == [90]
+    template = synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK]  # artifact_version_retention_days=7
+    assert _noncurrent_days(template) == [7]
+    assert _artifact_bucket(template)[1]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_artifact_bucket_publishes_request_metrics(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["MetricsConfigurations"] == [{"Id": "EntireBucket"}]
+
+
 def test_artifact_bucket_denies_requests_without_tls(vpc_template: Template) -> None:
     bucket_id, _ = _artifact_bucket(vpc_template)
     policies = [
@@ -124,6 +144,8 @@ def test_dev_removal_policy_lets_data_go(dev_templates: dict[str, Template]) -> 
     _, cluster = only(template, "AWS::RDS::DBCluster")
     assert cluster["DeletionPolicy"] == "Delete"
     assert cluster["Properties"]["DeletionProtection"] is False
+    alb = props(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert {"Key": "deletion_protection.enabled", "Value": "true"} not in alb["LoadBalancerAttributes"]
 
 
 # --- database --------------------------------------------------------------
@@ -148,6 +170,27 @@ def test_aurora_is_serverless_v2_postgres_encrypted_and_protected(vpc_template: 
     instance = props(vpc_template, "AWS::RDS::DBInstance")
     assert instance["DBInstanceClass"] == "db.serverless"
     assert instance["PubliclyAccessible"] is False
+
+
+def test_aurora_refuses_connections_without_tls(vpc_template: Template) -> None:
+    group_id, group = only(vpc_template, "AWS::RDS::DBClusterParameterGroup")
+    assert group["Properties"]["Family"] == "aurora-postgresql16"
+    assert group["Properties"]["Parameters"] == {"rds.force_ssl": "1"}
+    cluster = props(vpc_template, "AWS::RDS::DBCluster")
+    assert cluster["DBClusterParameterGroupName"] == {"Ref": group_id}
+    # The task does not override the entrypoint's default (verify-full against the RDS bundle).
+    assert "DB_SSLMODE" not in {e["Name"] for e in _containers(vpc_template)["mlflow"]["Environment"]}
+
+
+def test_backup_retention_follows_configuration_under_both_removal_policies(
+    vpc_template: Template, dev_templates: dict[str, Template]
+) -> None:
+    assert props(vpc_template, "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    assert props(dev_templates[names.VPC_STACK], "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    cluster = only(synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK], "AWS::RDS::DBCluster")[1]  # 35 days
+    assert cluster["Properties"]["BackupRetentionPeriod"] == 35
+    # Retention changes nothing about the final snapshot and deletion protection under retain.
+    assert cluster["DeletionPolicy"] == "Snapshot" and cluster["Properties"]["DeletionProtection"] is True
 
 
 def test_aurora_password_is_generated_into_secrets_manager(vpc_template: Template) -> None:
@@ -298,6 +341,17 @@ def test_default_permission_reaches_mlflow() -> None:
     assert _environment(_containers(template)["mlflow"])["MLFLOW_AUTH_DEFAULT_PERMISSION"] == "NO_PERMISSIONS"
 
 
+def test_containers_have_read_only_roots_and_own_scratch(vpc_template: Template) -> None:
+    containers = _containers(vpc_template)
+    volumes = props(vpc_template, "AWS::ECS::TaskDefinition")["Volumes"]
+    assert sorted(v["Name"] for v in volumes) == ["mlflow-tmp", "nginx-tmp"]
+    # Task-local (bind mount) volumes: no host path, no EFS, nothing outlives the task.
+    assert all(set(v) == {"Name"} for v in volumes)
+    for name, container in containers.items():
+        assert container["ReadonlyRootFilesystem"] is True, name
+        assert container["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": f"{name}-tmp"}]
+
+
 def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) -> None:
     containers = _containers(vpc_template)
     credentials = _secret_id(vpc_template, "mlflow-server-credentials")
@@ -374,6 +428,8 @@ def test_alb_is_internal_and_checks_elb_status_on_nginx(vpc_template: Template) 
     assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb[
         "LoadBalancerAttributes"
     ]
+    # removal_policy=retain (the default): the load balancer cannot be deleted by accident.
+    assert {"Key": "deletion_protection.enabled", "Value": "true"} in alb["LoadBalancerAttributes"]
     group = props(vpc_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     assert group["Port"] == names.NGINX_PORT
     assert group["TargetType"] == "ip"

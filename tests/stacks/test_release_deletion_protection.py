@@ -30,6 +30,9 @@ REGION = "eu-west-1"
 STACK_TEMPLATE = json.dumps({"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}}})
 
 
+CLUSTER = "mlflowvpcstack-databasecluster5b53a178-x1y2z3"
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """moto with a protected cluster and its stack; ``set_stack_status`` moves the stack along."""
@@ -42,21 +45,35 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
         rds = boto3.client("rds", region_name=REGION)
         cloudformation = boto3.client("cloudformation", region_name=REGION)
         rds.create_db_cluster(
-            DBClusterIdentifier=names.DATABASE_CLUSTER,
+            DBClusterIdentifier=CLUSTER,
             Engine="aurora-postgresql",
             MasterUsername="mlflow_admin",
             MasterUserPassword="not-a-real-password-1",
             DeletionProtection=True,
         )
         stack_id = cloudformation.create_stack(StackName=names.VPC_STACK, TemplateBody=STACK_TEMPLATE)["StackId"]
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]
+            for i, zone in enumerate("ab")
+        ]
+        elbv2 = boto3.client("elbv2", region_name=REGION)
+        load_balancer = elbv2.create_load_balancer(
+            Name="mlflow-alb", Subnets=[s["SubnetId"] for s in subnets], Scheme="internal"
+        )["LoadBalancers"][0]["LoadBalancerArn"]
+        elbv2.modify_load_balancer_attributes(
+            LoadBalancerArn=load_balancer, Attributes=[{"Key": "deletion_protection.enabled", "Value": "true"}]
+        )
 
         def set_stack_status(status: str) -> None:
             # What CloudFormation's own state machine does while it works on the stack.
             cloudformation_backends[DEFAULT_ACCOUNT_ID][REGION].stacks[stack_id].status = status
 
         yield SimpleNamespace(
-            rds=rds, cloudformation=cloudformation, stack_id=stack_id, set_stack_status=set_stack_status
-        )
+            rds=rds, cloudformation=cloudformation, stack_id=stack_id, set_stack_status=set_stack_status,
+            elbv2=elbv2, load_balancer=load_balancer,
+        )  # fmt: skip
 
 
 def _event(aws: SimpleNamespace, request_type: str, response_url: str = "http://127.0.0.1:9/unused") -> dict[str, Any]:
@@ -67,15 +84,37 @@ def _event(aws: SimpleNamespace, request_type: str, response_url: str = "http://
         "LogicalResourceId": "DatabaseProtectionRelease",
         "ResponseURL": response_url,
         "ResourceType": "Custom::ReleaseDeletionProtection",
-        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:...", "ClusterIdentifier": names.DATABASE_CLUSTER},
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:...", "ClusterIdentifier": CLUSTER},
     }
     if request_type != "Create":
-        event["PhysicalResourceId"] = names.DATABASE_CLUSTER
+        event["PhysicalResourceId"] = CLUSTER
     return event
 
 
+def _alb_protected(aws: SimpleNamespace) -> bool:
+    attributes = aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=aws.load_balancer)["Attributes"]
+    return {"Key": "deletion_protection.enabled", "Value": "true"} in attributes
+
+
+def _with_load_balancer(event: dict[str, Any], aws: SimpleNamespace) -> dict[str, Any]:
+    event["ResourceProperties"]["LoadBalancerArn"] = aws.load_balancer
+    return event
+
+
+@pytest.mark.parametrize(
+    ("status", "released"),
+    [("DELETE_IN_PROGRESS", True), ("ROLLBACK_IN_PROGRESS", True), ("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", False)],
+)
+def test_the_load_balancer_is_released_with_the_cluster(aws: SimpleNamespace, status: str, released: bool) -> None:
+    aws.set_stack_status(status)
+    event = _with_load_balancer(_event(aws, "Delete"), aws)
+    said = release.release_if_stack_deleted(event, aws.rds, aws.cloudformation, aws.elbv2)
+    assert aws.load_balancer in said
+    assert _alb_protected(aws) is not released and _protected(aws) is not released
+
+
 def _protected(aws: SimpleNamespace) -> bool:
-    return aws.rds.describe_db_clusters(DBClusterIdentifier=names.DATABASE_CLUSTER)["DBClusters"][0][
+    return aws.rds.describe_db_clusters(DBClusterIdentifier=CLUSTER)["DBClusters"][0][
         "DeletionProtection"
     ]
 
@@ -83,7 +122,7 @@ def _protected(aws: SimpleNamespace) -> bool:
 def _delete_with_final_snapshot(aws: SimpleNamespace) -> None:
     """What CloudFormation does for DeletionPolicy: Snapshot."""
     aws.rds.delete_db_cluster(
-        DBClusterIdentifier=names.DATABASE_CLUSTER, SkipFinalSnapshot=False, FinalDBSnapshotIdentifier="final"
+        DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=False, FinalDBSnapshotIdentifier="final"
     )
 
 
@@ -98,7 +137,7 @@ def test_stack_deletion_releases_the_cluster_which_then_goes_with_a_final_snapsh
     assert "is off" in said
     assert not _protected(aws)
     _delete_with_final_snapshot(aws)
-    snapshots = aws.rds.describe_db_cluster_snapshots(DBClusterIdentifier=names.DATABASE_CLUSTER, SnapshotType="manual")
+    snapshots = aws.rds.describe_db_cluster_snapshots(DBClusterIdentifier=CLUSTER, SnapshotType="manual")
     assert [s["DBClusterSnapshotIdentifier"] for s in snapshots["DBClusterSnapshots"]] == ["final"]
 
 
@@ -160,11 +199,11 @@ def response_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[di
 def test_handler_answers_cloudformation_with_success(aws: SimpleNamespace, response_url: tuple) -> None:
     url, received = response_url
     aws.set_stack_status("DELETE_IN_PROGRESS")
-    release.handler(_event(aws, "Delete", url), SimpleNamespace(log_stream_name="stream"))
-    assert not _protected(aws)
+    release.handler(_with_load_balancer(_event(aws, "Delete", url), aws), SimpleNamespace(log_stream_name="stream"))
+    assert not _protected(aws) and not _alb_protected(aws)
     (answer,) = received
     assert answer["Status"] == "SUCCESS"
-    assert answer["PhysicalResourceId"] == names.DATABASE_CLUSTER
+    assert answer["PhysicalResourceId"] == CLUSTER
     assert (answer["StackId"], answer["RequestId"]) == (aws.stack_id, "request-1")
 
 
