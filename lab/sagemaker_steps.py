@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,20 @@ import boto3
 
 LAB_DIR = Path(__file__).resolve().parent
 SOURCE_DIR = LAB_DIR / "source_dir"
+if str(SOURCE_DIR) not in sys.path:  # mlflow_setup ships with the training job's code
+    sys.path.insert(0, str(SOURCE_DIR))
+import mlflow_setup  # noqa: E402
+
 # The one file that pins MLflow for the server, the tests and this lab.
 PINNED_REQUIREMENTS = LAB_DIR.parent / "docker" / "mlflow" / "requirements.txt"
 NAME_PREFIX = "mlflow-"
 S3_PREFIX = "sagemaker"
 SERVING_REPOSITORY = "mlflow-pyfunc"
+STUDIO_STACK_NAME = "SageMakerStudioUserStack"
+SERVING_ROLE_OUTPUT_KEY = "ServingRoleArn"
+# Tags on each Studio execution role: the roles its SageMaker workloads run as.
+TRAINING_ROLE_TAG = "mlflow:training-role"
+SERVING_ROLE_TAG = "mlflow:serving-role"
 
 # SageMaker's scikit-learn 1.4-2 image (Python 3.10, which MLflow 3 needs) is
 # published by one AWS account per region.
@@ -95,17 +105,43 @@ def unique_name(base: str, max_length: int = 63) -> str:
     return name
 
 
-def execution_role_arn(session: boto3.session.Session) -> str:
-    """The ARN of the role this notebook runs as (the Studio execution role)."""
-    caller = session.client("sts").get_caller_identity()["Arn"]
-    # arn:aws:sts::<account>:assumed-role/<role name>/<session>
-    parts = caller.split(":", 5)[-1].split("/")
-    if parts[0] != "assumed-role" or len(parts) < 2:
+def _studio_role(session: boto3.session.Session) -> mlflow_setup.CallerRole:
+    role = mlflow_setup.caller_role(session)
+    if role is None:
+        caller = session.client("sts").get_caller_identity()["Arn"]
         raise WorkflowError(
             f"Running as {caller}, not as an IAM role. Run the notebook in SageMaker Studio "
-            "with the user profile from SageMakerStudioUserStack."
+            "with a user profile from SageMakerStudioUserStack."
         )
-    return session.client("iam").get_role(RoleName=parts[1])["Role"]["Arn"]
+    return role
+
+
+def execution_role_arn(session: boto3.session.Session) -> str:
+    """The ARN of the role this notebook runs as (the Studio execution role)."""
+    return _studio_role(session).arn
+
+
+@dataclass(frozen=True)
+class WorkloadRoles:
+    """The roles SageMaker runs this user's work as; the Studio role passes them."""
+
+    training: str  # training jobs: this user's MLflow login, job code and output
+    serving: str  # models and endpoints: model data and the serving image, no MLflow login
+
+
+def workload_roles(session: boto3.session.Session) -> WorkloadRoles:
+    """From the Studio execution role's tags (the serving role also from the Studio stack's output)."""
+    role = _studio_role(session)
+    training = role.tags.get(TRAINING_ROLE_TAG)
+    if not training:
+        raise WorkflowError(
+            f"Role {role.name} has no tag {TRAINING_ROLE_TAG!r}: run the notebook as a user profile "
+            f"created by {STUDIO_STACK_NAME} (redeploy it if the profile predates its training roles)."
+        )
+    serving = role.tags.get(SERVING_ROLE_TAG) or mlflow_setup.stack_output(
+        session, session.region_name, STUDIO_STACK_NAME, SERVING_ROLE_OUTPUT_KEY
+    )
+    return WorkloadRoles(training=training, serving=serving)
 
 
 def sklearn_training_image(region: str) -> str:
@@ -197,12 +233,14 @@ def run_train_locally(*args: str, source_dir: Path = SOURCE_DIR) -> str:
 def run_like_training_job(
     request: dict[str, Any], source_dir: Path = SOURCE_DIR, region: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Offline stand-in for the training container: same script, arguments and job identity.
+    """Offline stand-in for the training container: same script, arguments, role and job identity.
 
     Runs train.py the way the scikit-learn image's toolkit does: hyperparameters
     (minus the toolkit's own) decoded into `--name value` arguments, the job's
     name and ARN in the environment, SM_MODEL_DIR set, and no MLflow variables,
     so the script configures MLflow from the stacks itself as it does in AWS.
+    Like SageMaker, it assumes the job's role, so the script runs with that
+    role's credentials (offline, the fake AWS lets any caller assume any role).
     """
     hyper = {k: json.loads(v) for k, v in request["HyperParameters"].items()}
     args: list[str] = []
@@ -211,11 +249,16 @@ def run_like_training_job(
             args += [f"--{name}", str(value)]
     region = region or hyper.get("sagemaker_region") or os.environ.get("AWS_REGION", "")
     job_name = request["TrainingJobName"]
-    account = boto3.session.Session().client("sts").get_caller_identity()["Account"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    sts = boto3.session.Session().client("sts")
+    account = sts.get_caller_identity()["Account"]
+    credentials = sts.assume_role(RoleArn=request["RoleArn"], RoleSessionName="SageMaker")["Credentials"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "AWS_PROFILE"))}
     with tempfile.TemporaryDirectory(prefix="sm-model-") as model_dir:
         env.update(
             request.get("Environment", {}),
+            AWS_ACCESS_KEY_ID=credentials["AccessKeyId"],
+            AWS_SECRET_ACCESS_KEY=credentials["SecretAccessKey"],
+            AWS_SESSION_TOKEN=credentials["SessionToken"],
             TRAINING_JOB_NAME=job_name,
             TRAINING_JOB_ARN=f"arn:aws:sagemaker:{region}:{account}:training-job/{job_name}",
             SM_MODEL_DIR=model_dir,

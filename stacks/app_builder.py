@@ -36,6 +36,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         listener=vpc.listener,
         load_balancer=vpc.load_balancer,
         load_balancer_port=vpc.load_balancer_port,
+        artifact_bucket=vpc.artifact_bucket,
         certificate=vpc.certificate,
         description=f"{description}: HTTPS API",
     )
@@ -59,9 +60,15 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         vpc=vpc.vpc,
         subnets=vpc.private_subnets,
         credentials_secret=vpc.credentials_secret,
-        artifact_access_policy=vpc.storage.workflow_access_policy,
+        load_balancer=vpc.load_balancer,
+        load_balancer_port=vpc.load_balancer_port,
+        load_balancer_scheme=vpc.load_balancer_scheme,
+        load_balancer_server_name=vpc.load_balancer_server_name,
+        studio_access_policy=vpc.storage.workflow_access_policy,
+        training_access_policy=vpc.storage.training_access_policy,
+        serving_access_policy=vpc.storage.serving_access_policy,
         output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK],
-        description=f"{description}: SageMaker Studio user",
+        description=f"{description}: SageMaker Studio users",
     )
     # The profile is only useful once the tracking URL exists.
     studio.add_stack_dependency(gateway)

@@ -32,7 +32,7 @@ from constructs import Construct
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticUndefined
 
-from stacks import task_sizing
+from stacks import names, task_sizing
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -71,10 +71,27 @@ _LOG_RETENTION: dict[int, str] = {
     3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }
-_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+# At most 180 characters: a profile's secret name (<name>/users/<profile>/login)
+# must fit the 256 characters of an IAM tag value, where the lab finds it.
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,180}")
 _ARN_SUFFIX = re.compile(r"-.{6}\Z", re.DOTALL)  # what Secrets Manager appends to secret ARNs
 _DOMAIN_ID = re.compile(r"d-[a-z0-9]{12}")
 _PROFILE_NAME = re.compile(r"[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}")
+# Each profile adds about ten resources (two roles and their policies, a secret,
+# the profile, the account); 20 keeps the Studio stack far below CloudFormation's
+# 500-resource limit and the deploy short.
+MAX_USER_PROFILES = 20
+AUTH_MODES = ("shared", "accounts")
+# MLflow's auth app: permissions a user has on what nobody granted them explicitly.
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+# Keys that were renamed: a clear message instead of "unknown key".
+_RENAMED = {
+    "user_profile_name": (
+        "user_profiles",
+        "a list of Studio user profile names, e.g. -c user_profiles=alice,bob",
+    ),
+}
+
 # One address: a local part, "@", a domain with a dot (SNS rejects anything else at deploy time).
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
@@ -213,14 +230,29 @@ class ProjectConfig(BaseModel):
     )
     credentials_secret_name: str = setting(
         "mlflow-server-credentials",
-        "1-512 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters",
-        "Secrets Manager name of the MLflow basic-auth credentials",
+        "1-180 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters",
+        "Secrets Manager name of the MLflow credentials (shared mode: the one login; accounts mode: the "
+        "admin); each profile's secret in accounts mode is <name>/users/<profile>/login",
+    )
+    auth_mode: str = setting(
+        "shared",
+        ", ".join(AUTH_MODES),
+        "shared: one login checked by nginx; accounts: MLflow's own users and permissions, "
+        "one MLflow user per Studio profile",
+    )
+    default_permission: str = setting(
+        "READ",
+        ", ".join(PERMISSIONS),
+        "accounts mode: what every user may do on experiments and models nobody granted them "
+        "(creators get MANAGE on their own)",
     )
     sagemaker_domain_id: str | None = setting(
         None, "empty, or d- and 12 lowercase letters or digits", "existing Studio domain to use; empty creates one"
     )
-    user_profile_name: str = setting(
-        "mlflow-user", "1-63 letters, digits and inner hyphens", "Studio user profile to create"
+    user_profiles: list[str] = setting(
+        ["mlflow-user"],
+        f"1-{MAX_USER_PROFILES} distinct names of 1-63 letters, digits and inner hyphens",
+        "Studio user profiles to create, each with its own roles (and its own MLflow user in accounts mode)",
     )
     api_throttle_rate_limit: float = setting(
         100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second", gt=0, le=10000
@@ -361,11 +393,47 @@ class ProjectConfig(BaseModel):
             raise _Invalid("lists an instance type twice")
         return value
 
-    @field_validator("user_profile_name")
+    @field_validator("auth_mode")
     @classmethod
-    def _check_profile_name(cls, value: str) -> str:
-        if not _PROFILE_NAME.fullmatch(value):
-            raise _Invalid("is not a SageMaker user profile name")
+    def _check_auth_mode(cls, value: str) -> str:
+        if value == "sso":
+            raise _Invalid("is not available yet (single sign-on arrives in a later release)")
+        if value not in AUTH_MODES:
+            raise _Invalid("is not an authentication mode")
+        return value
+
+    @field_validator("default_permission")
+    @classmethod
+    def _check_default_permission(cls, value: str) -> str:
+        if value not in PERMISSIONS:
+            raise _Invalid("is not an MLflow permission")
+        return value
+
+    @field_validator("user_profiles", mode="before")
+    @classmethod
+    def _profile_names_are_strings(cls, value: Any) -> Any:
+        """7 or true in a JSON list is a mistake, not a name: say so instead of coercing it."""
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise _Invalid("holds something that is not a name")
+        return value
+
+    @field_validator("user_profiles")
+    @classmethod
+    def _check_profiles(cls, value: list[str]) -> list[str]:
+        value = [name.strip() for name in value]
+        if not value:
+            raise _Invalid("is empty")
+        if len(value) > MAX_USER_PROFILES:
+            raise _Invalid(f"has {len(value)} profiles")
+        bad = next((name for name in value if not _PROFILE_NAME.fullmatch(name)), None)
+        if bad is not None:
+            raise _Invalid(f"holds {bad!r}, which is not a SageMaker user profile name")
+        seen: set[str] = set()
+        for name in value:
+            # MLflow user names and secret names must not clash either.
+            if name.lower() in seen:
+                raise _Invalid(f"names {name!r} twice (ignoring case)")
+            seen.add(name.lower())
         return value
 
     @field_validator("alarm_email")
@@ -398,6 +466,15 @@ class ProjectConfig(BaseModel):
     # max_task_count=1` is about max_task_count, even though min_task_count=2
     # is what it collides with.
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, values: Any) -> Any:
+        if isinstance(values, Mapping):
+            for old, (new, what) in _RENAMED.items():
+                if old in values:
+                    raise _Invalid(f"was renamed to {new}", key=old, value=values[old], allowed=what)
+        return values
+
     @model_validator(mode="after")
     def _check_combinations(self, info: ValidationInfo) -> ProjectConfig:
         changed = _changed_keys(self, info)
@@ -406,7 +483,18 @@ class ProjectConfig(BaseModel):
         self._check_task_counts(changed)
         self._check_aurora_capacity(changed)
         self._check_custom_domain()
+        self._check_profiles_against_admin()
         return self
+
+    def _check_profiles_against_admin(self) -> None:
+        admin = next((p for p in self.user_profiles if p.lower() == names.SERVER_USERNAME), None)
+        if self.accounts_enabled and admin is not None:
+            raise _Invalid(
+                f"names {admin!r}, the MLflow admin's user name in accounts mode",
+                key="user_profiles",
+                value=self.user_profiles,
+                allowed=f"profile names other than {names.SERVER_USERNAME}",
+            )
 
     def _check_nat_gateways(self, changed: _Changed) -> None:
         if self.nat_gateways <= self.az_count:
@@ -559,7 +647,7 @@ class ProjectConfig(BaseModel):
         known = list(cls.model_fields)
         ours = {k: v for k, v in context.items() if not k.startswith("@") and ":" not in k}
         for key in ours:
-            if key not in known:
+            if key not in known and key not in _RENAMED:  # a renamed key gets its own message
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise ConfigError(
@@ -605,6 +693,19 @@ class ProjectConfig(BaseModel):
     def creates_studio_domain(self) -> bool:
         """No domain id given: the Studio stack creates a domain in the project VPC."""
         return self.sagemaker_domain_id is None
+
+    @property
+    def accounts_enabled(self) -> bool:
+        """MLflow's auth app decides who may do what; each Studio profile gets its own MLflow user."""
+        return self.auth_mode == "accounts"
+
+    def user_secret_name(self, profile: str) -> str:
+        """Secrets Manager name of one profile's MLflow login (accounts mode).
+
+        The fixed last part keeps names from ending in a hyphen and six
+        characters (what Secrets Manager appends to ARNs), whatever the profile.
+        """
+        return f"{self.credentials_secret_name}/users/{profile}/login"
 
     @property
     def custom_domain(self) -> CustomDomainSettings | None:

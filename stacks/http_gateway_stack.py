@@ -6,10 +6,12 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks import names
+from stacks.components.artifact_bucket_cors import ArtifactBucketCors
 from stacks.components.custom_domain import CustomDomain
 from stacks.components.http_gateway import HttpGateway
 from stacks.config import ProjectConfig
@@ -20,6 +22,9 @@ class HttpGatewayStack(Stack):
 
     ``certificate`` (the VPC stack's, for ``config.domain_name``) is given exactly
     when a custom domain is configured: the API then answers only on that domain.
+
+    Also lets the MLflow UI, served from this API's origin, fetch artifacts
+    through the presigned S3 URLs MLflow issues (CORS rule on the bucket).
     """
 
     def __init__(
@@ -33,6 +38,7 @@ class HttpGatewayStack(Stack):
         listener: elbv2.IApplicationListener,
         load_balancer: ec2.IConnectable,
         load_balancer_port: int,
+        artifact_bucket: s3.IBucket,
         certificate: acm.ICertificate | None,
         **kwargs: Any,
     ) -> None:
@@ -74,6 +80,17 @@ class HttpGatewayStack(Stack):
             assert self.gateway.url is not None, "the execute-api endpoint is on whenever there is no custom domain"
             self.tracking_url = self.gateway.url
         self.stage = self.gateway.stage
+        # The UI's origin: the custom domain when there is one (the execute-api URL is off then).
+        origin = domain.url if domain is not None else self.gateway.origin
+        assert origin is not None
+        self.artifact_cors = ArtifactBucketCors(
+            self,
+            "ArtifactCors",
+            bucket=artifact_bucket,
+            origins=[origin],
+            log_retention=config.log_retention,
+            removal_policy=config.cdk_removal_policy,
+        )
 
         self.tracking_url_parameter = ssm.StringParameter(
             self,

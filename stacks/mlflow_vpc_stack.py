@@ -12,11 +12,9 @@ from stacks.components.database import MetadataDatabase
 from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.network import Network
 from stacks.components.server_credentials import ServerCredentials
+from stacks.components.session_key import SessionKey
 from stacks.components.tracking_service import TrackingService
 from stacks.config import ProjectConfig
-
-# Basic auth in nginx with the one generated user (DESIGN.md: auth_mode `shared`).
-AUTH_MODE = "shared"
 
 
 class MLflowVpcStack(Stack):
@@ -44,8 +42,13 @@ class MLflowVpcStack(Stack):
             noncurrent_version_retention=Duration.days(config.artifact_version_retention_days),
         )
         self.credentials = ServerCredentials(
-            self, "Credentials", secret_name=config.credentials_secret_name, removal_policy=removal
+            self,
+            "Credentials",
+            secret_name=config.credentials_secret_name,
+            accounts=config.accounts_enabled,
+            removal_policy=removal,
         )
+        self.session_key = SessionKey(self, "SessionKey") if config.accounts_enabled else None
         self.database = MetadataDatabase(
             self,
             "Database",
@@ -79,6 +82,9 @@ class MLflowVpcStack(Stack):
             database_port=self.database.port,
             database_name=names.DATABASE_NAME,
             server_credentials=self.credentials.secret,
+            auth_mode=config.auth_mode,
+            default_permission=config.default_permission,
+            session_key=self.session_key.secret if self.session_key else None,
             cpu=config.task_cpu,
             memory_mib=config.task_memory_mib,
             workers=config.mlflow_workers,
@@ -102,6 +108,8 @@ class MLflowVpcStack(Stack):
         self.listener = self.tracking.listener
         self.load_balancer = self.tracking.load_balancer
         self.load_balancer_port = self.tracking.listener_port
+        self.load_balancer_scheme = self.tracking.listener_scheme
+        self.load_balancer_server_name = self.tracking.server_name
         self.certificate = self.domain_certificate.certificate if self.domain_certificate else None
 
         ssm.StringParameter(
@@ -121,7 +129,7 @@ class MLflowVpcStack(Stack):
         for key, value in (
             (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
             (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
-            (names.OUTPUT_AUTH_MODE, AUTH_MODE),
+            (names.OUTPUT_AUTH_MODE, config.auth_mode),
             # Names the final snapshot after `cdk destroy` (README, Teardown).
             (names.OUTPUT_DATABASE_CLUSTER, self.database.cluster.cluster_identifier),
         ):

@@ -62,6 +62,14 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "would lock clients out of running tasks; `make rotate-password` updates the secret and "
         "forces a new deployment (README, 'Rotating the password').",
     )
+    if vpc.session_key is not None:
+        acknowledge(
+            vpc.session_key.secret,
+            "SMG4",
+            "The Flask session key is read by every MLflow task when it starts; rotating it while "
+            "tasks run would split them into two keys and sign users out. A new deployment of the "
+            "stack (or deleting the value and forcing a new ECS deployment) replaces it.",
+        )
     acknowledge(
         vpc.database.secret_resource,
         "SMG4",
@@ -97,12 +105,25 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "access-logs every request (source IP, method, path, status, latency), which ALB logs would "
         "only duplicate.",
     )
+    storage = vpc.storage
     acknowledge_wildcards(
-        vpc.storage.workflow_access_policy,
-        vpc.storage.workflow_object_arns,
-        "Studio users and their SageMaker jobs and endpoints use two key prefixes of the artifact "
-        "bucket: 'mlflow-*' (MLflow artifacts, model data for endpoints) and 'sagemaker/' "
-        "(training job code and output).",
+        storage.workflow_access_policy,
+        storage.workflow_object_arns,
+        "Studio users write two kinds of keys in the artifact bucket: 'mlflow-*/model.tar.gz' (the "
+        "model data MLflow's SageMaker deployment uploads for models named mlflow-*) and "
+        "'sagemaker/' (training job code and output); MLflow's own prefix is explicitly denied.",
+    )
+    acknowledge_wildcards(
+        storage.training_access_policy,
+        [storage.training_object_arns],
+        "Training jobs read their code and write their output under the 'sagemaker/' key prefix, "
+        "named per job; MLflow's own prefix is explicitly denied.",
+    )
+    acknowledge_wildcards(
+        storage.serving_access_policy,
+        [storage.model_data_arns],
+        "Models read only 'mlflow-*/model.tar.gz', the model data MLflow's SageMaker deployment "
+        "uploads for models named mlflow-*; MLflow's own prefix is explicitly denied.",
     )
     acknowledge_wildcards(
         tracking.task_role,
@@ -212,19 +233,61 @@ def _studio_stack(stacks: ProjectStacks) -> None:
     acknowledge(waiter, "SF1", waiter_reason.format(what="execution logs"))
     acknowledge(waiter, "SF2", waiter_reason.format(what="X-Ray traces"))
 
-    role = studio.execution_role
+
+    for user in studio.users:
+        role = user.execution_role
+        acknowledge(
+            role.policy,
+            "IAM5[Resource::*]",
+            "List calls (training jobs, models, endpoints, Studio apps and spaces) and "
+            "cloudwatch:PutMetricData (limited by a namespace condition to /aws/sagemaker/*) cannot "
+            "be scoped to resources.",
+        )
+        acknowledge_wildcards(
+            role.policy,
+            role.wildcard_resources,
+            "Scoped by name: resources the MLflow workflow creates carry the 'mlflow-' prefix, "
+            "Studio resources are limited to the project's domain, stack ARNs end in a stack id "
+            "CloudFormation assigns, and parameters live under /mlflow/.",
+        )
+        _workload_role(user.training_role, "training jobs", "their log group /aws/sagemaker/TrainingJobs")
+        if user.account is not None:
+            acknowledge(
+                user.account.secret,
+                "SMG4",
+                "The MLflow user's password lives in MLflow's auth database, set by the account "
+                "provisioner from this secret; a rotation here would not reach MLflow. Change it with "
+                "MLflow's update-password API and put the same value here (README, accounts mode).",
+            )
+    _workload_role(studio.serving_role, "model endpoints", "their log groups /aws/sagemaker/Endpoints/<name>")
+    if studio.provisioner is not None:
+        provisioner = studio.provisioner
+        acknowledge(
+            provisioner.role,
+            "IAM5[Resource::*]",
+            "A Lambda function in a VPC creates, describes and deletes its own network interfaces; "
+            "EC2 offers no resource scope for describing them, and the interfaces' ids are not "
+            "known before the function runs.",
+        )
+        acknowledge_wildcards(
+            provisioner.provider_role,
+            [f"{provisioner.function.function_arn}:*"],
+            "The CDK custom resource framework invokes the provisioner function and any of its "
+            "versions (ARN plus ':*'); it invokes nothing else.",
+        )
+
+
+def _workload_role(construct: Any, what: str, logs: str) -> None:
+    """A SageMaker workload role: registry login and metrics are unscopable, the rest is by name."""
     acknowledge(
-        role.policy,
+        construct.policy,
         "IAM5[Resource::*]",
-        "List calls (training jobs, models, endpoints, Studio apps and spaces), "
-        "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (limited by a namespace condition "
-        "to /aws/sagemaker/*) cannot be scoped to resources.",
+        f"SageMaker {what} need ecr:GetAuthorizationToken (no resource-level permissions) and "
+        "cloudwatch:PutMetricData, limited by a namespace condition to /aws/sagemaker/*.",
     )
     acknowledge_wildcards(
-        role.policy,
-        role.wildcard_resources,
-        "Scoped by name: resources the MLflow workflow creates carry the 'mlflow-' prefix or the "
-        "'sagemaker/' key prefix, Studio resources are limited to the project's domain, stack "
-        "ARNs end in a stack id CloudFormation assigns, and SageMaker's framework images live in "
-        "AWS-owned accounts per region.",
+        construct.policy,
+        construct.wildcard_resources,
+        f"Scoped by name: SageMaker {what} write {logs}; framework images live in AWS-owned "
+        "accounts per region; stack ARNs end in an id CloudFormation assigns; parameters live under /mlflow/.",
     )

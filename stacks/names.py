@@ -22,15 +22,21 @@ OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
 OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
 OUTPUT_AUTH_MODE: Final = "AuthMode"
 OUTPUT_DATABASE_CLUSTER: Final = "DatabaseClusterIdentifier"
-OUTPUT_STUDIO_ROLE: Final = "StudioExecutionRoleArn"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
-OUTPUT_USER_PROFILE: Final = "StudioUserProfileName"
+OUTPUT_USER_PROFILES: Final = "StudioUserProfiles"  # comma-separated
+OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
 OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
 OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
 
 # CloudWatch dashboard of the request path.
 DASHBOARD_NAME: Final = "mlflow"
+
+# Tags on the Studio execution roles and training roles: the lab finds its
+# MLflow login and the roles to hand SageMaker through its own role (iam:GetRole).
+ROLE_TAG_CREDENTIALS_SECRET: Final = "mlflow:credentials-secret"
+ROLE_TAG_TRAINING_ROLE: Final = "mlflow:training-role"
+ROLE_TAG_SERVING_ROLE: Final = "mlflow:serving-role"
 
 # SSM parameters, readable without CloudFormation permissions.
 SSM_PREFIX: Final = "/mlflow"
@@ -43,11 +49,18 @@ MLFLOW_PORT: Final = 5000
 HEALTH_CHECK_PATH: Final = "/elb-status"
 ARTIFACT_PREFIX: Final = "mlflow-artifacts"
 DATABASE_NAME: Final = "mlflow"
+# The user of the credentials secret: the shared login, or MLflow's admin in accounts mode.
+SERVER_USERNAME: Final = "mlflow"
+# accounts mode: MLflow's auth app keeps its users in this database of the same cluster.
+AUTH_DATABASE_NAME: Final = "mlflow_auth"
 
 # Serving image: `mlflow sagemaker build-and-push-container` pushes here and
 # MLflow's SageMaker deployment client pulls from here by default.
 SERVING_IMAGE_REPOSITORY: Final = "mlflow-pyfunc"
 SERVING_IMAGE_BUILD_PROJECT: Final = "mlflow-pyfunc-image-build"
+
+# The Studio domain the stack creates when no sagemaker_domain_id is configured.
+STUDIO_DOMAIN_NAME: Final = "mlflow-studio"
 
 # SageMaker resources the Studio workflow creates carry this prefix, so the
 # Studio role can be scoped to them.

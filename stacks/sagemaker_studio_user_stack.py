@@ -1,23 +1,33 @@
-"""SageMakerStudioUserStack: the Studio user, its execution role and the serving-image build."""
+"""SageMakerStudioUserStack: the Studio users, their roles and MLflow logins, the serving-image build."""
 
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.serving_image_build import ServingImageBuild
 from stacks.components.studio_domain import StudioDomain
-from stacks.components.studio_execution_role import StudioExecutionRole
+from stacks.components.studio_user import StudioUser
+from stacks.components.workload_roles import ServingRole
 from stacks.config import ProjectConfig
 from stacks.mlflow_version import pinned_mlflow_version
 
+LEGACY_PROFILE_LOGICAL_ID = "StudioUserProfile45D2D380"
+
 
 class SageMakerStudioUserStack(Stack):
-    """A Studio user profile whose role can use MLflow and deploy its models, and nothing broader."""
+    """Studio user profiles whose roles can use MLflow and deploy its models, and nothing broader.
+
+    One ``StudioUser`` per configured profile; in accounts mode each gets its
+    own MLflow user, created by the account provisioner with the admin login
+    (``credentials_secret``), which only the provisioner and the tasks read.
+    """
 
     def __init__(
         self,
@@ -28,7 +38,13 @@ class SageMakerStudioUserStack(Stack):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         credentials_secret: secretsmanager.ISecret,
-        artifact_access_policy: iam.IManagedPolicy,
+        load_balancer: elbv2.IApplicationLoadBalancer,
+        load_balancer_port: int,
+        load_balancer_scheme: str,
+        load_balancer_server_name: str | None,
+        studio_access_policy: iam.IManagedPolicy,
+        training_access_policy: iam.IManagedPolicy,
+        serving_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
         **kwargs: Any,
     ) -> None:
@@ -42,13 +58,10 @@ class SageMakerStudioUserStack(Stack):
             log_retention=config.log_retention,
             removal_policy=removal,
         )
-        self.execution_role = StudioExecutionRole(
+        self.serving_role = ServingRole(
             self,
-            "ExecutionRole",
-            credentials_secret=credentials_secret,
-            artifact_access_policy=artifact_access_policy,
-            output_stack_names=output_stack_names,
-            allowed_instance_types=config.allowed_instance_types,
+            "Serving",
+            storage_policy=serving_access_policy,
             serving_repository_arn=self.image_build.repository.repository_arn,
         )
         self.studio = StudioDomain(
@@ -57,16 +70,54 @@ class SageMakerStudioUserStack(Stack):
             existing_domain_id=config.sagemaker_domain_id,
             vpc=vpc,
             subnets=subnets,
-            domain_name="mlflow-studio",
-            user_profile_name=config.user_profile_name,
-            execution_role=self.execution_role.role,
+            domain_name=names.STUDIO_DOMAIN_NAME,
         )
-        self.execution_role.allow_studio_in_domain(self.studio.domain_id)
+        self.provisioner = (
+            MlflowAccountProvisioner(
+                self,
+                "MlflowAccounts",
+                vpc=vpc,
+                subnets=subnets,
+                load_balancer=load_balancer,
+                load_balancer_port=load_balancer_port,
+                load_balancer_scheme=load_balancer_scheme,
+                load_balancer_server_name=load_balancer_server_name,
+                admin_secret=credentials_secret,
+                log_retention=config.log_retention,
+                removal_policy=removal,
+            )
+            if config.accounts_enabled
+            else None
+        )
+        self.users = [
+            StudioUser(
+                self,
+                f"User{profile}",
+                profile=profile,
+                domain=self.studio,
+                shared_secret=credentials_secret,
+                shared_secret_name=config.credentials_secret_name,
+                provisioner=self.provisioner,
+                user_secret_name=config.user_secret_name(profile),
+                serving_role=self.serving_role.role,
+                studio_access_policy=studio_access_policy,
+                training_access_policy=training_access_policy,
+                output_stack_names=output_stack_names,
+                serving_repository_arn=self.image_build.repository.repository_arn,
+                allowed_instance_types=config.allowed_instance_types,
+                removal_policy=removal,
+            )
+            for profile in config.user_profiles
+        ]
+        # The logical id the one profile had before user_profiles became a list: an
+        # existing deployment updates that profile in place instead of failing to
+        # create a second profile of the same name.
+        self.users[0].user_profile.override_logical_id(LEGACY_PROFILE_LOGICAL_ID)
 
         for key, value in (
-            (names.OUTPUT_STUDIO_ROLE, self.execution_role.role.role_arn),
             (names.OUTPUT_DOMAIN_ID, self.studio.domain_id),
-            (names.OUTPUT_USER_PROFILE, config.user_profile_name),
+            (names.OUTPUT_USER_PROFILES, ",".join(config.user_profiles)),
+            (names.OUTPUT_SERVING_ROLE, self.serving_role.role.role_arn),
             (names.OUTPUT_IMAGE_BUILD_PROJECT, self.image_build.project.project_name),
         ):
             CfnOutput(self, key, value=value).override_logical_id(key)

@@ -2,9 +2,15 @@
 
 A Studio notebook and a SageMaker training job both call `configure_mlflow()`
 once: it finds the tracking URL (HttpGatewayStack output or SSM parameter),
-reads the basic-auth user from Secrets Manager and exports the three
+reads the MLflow login from Secrets Manager and exports the three
 `MLFLOW_TRACKING_*` variables MLflow's client reads. It lives in
 `source_dir/` so the training job ships with it.
+
+Which secret holds the login is found without any setting: the role the code
+runs as (a Studio profile's execution role or its training role) carries its
+name in the tag `mlflow:credentials-secret`; without that tag (another role, a
+laptop) the `CredentialsSecretName` output of MLflowVpcStack names the
+server's login. In accounts mode each Studio profile has its own login.
 
 The password is never printed, logged or put into an exception message.
 """
@@ -20,12 +26,15 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-# Names fixed by the CDK stacks (stacks/); override them only if you renamed those.
+# Names fixed by the CDK stacks (stacks/names.py; a test keeps them equal).
 GATEWAY_STACK_NAME = "HttpGatewayStack"
+VPC_STACK_NAME = "MLflowVpcStack"
 TRACKING_URL_OUTPUT_KEY = "TrackingUrl"
+CREDENTIALS_SECRET_OUTPUT_KEY = "CredentialsSecretName"
 TRACKING_URL_PARAMETER = "/mlflow/tracking-url"
 ARTIFACT_BUCKET_PARAMETER = "/mlflow/artifact-bucket"
-CREDENTIALS_SECRET_NAME = "mlflow-server-credentials"
+# The tag on the execution and training roles that names their MLflow login's secret.
+CREDENTIALS_SECRET_TAG = "mlflow:credentials-secret"
 
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
@@ -51,9 +60,23 @@ class MlflowConnection:
     region: str
     url_source: str
     password: str = field(repr=False)
+    secret_name: str = ""
+    secret_source: str = ""
 
     def __str__(self) -> str:
-        return f"MLflow tracking URI {self.tracking_uri} (user {self.username!r}, from {self.url_source})"
+        return (
+            f"MLflow tracking URI {self.tracking_uri} (from {self.url_source}), "
+            f"user {self.username!r} (secret {self.secret_name!r}, from {self.secret_source})"
+        )
+
+
+@dataclass(frozen=True)
+class CallerRole:
+    """The IAM role this process runs as, and its tags (empty if they may not be read)."""
+
+    name: str
+    arn: str
+    tags: dict[str, str]
 
 
 def resolve_region(region: str | None = None, session: boto3.session.Session | None = None) -> str:
@@ -91,26 +114,79 @@ def _aws_error(exc: Exception, what: str, check: str) -> MlflowSetupError:
     return MlflowSetupError(f"Could not read {what} ({type(exc).__name__}). {check}")
 
 
-def tracking_url_from_stack(
-    session: boto3.session.Session,
-    region: str,
-    stack_name: str = GATEWAY_STACK_NAME,
-    output_key: str = TRACKING_URL_OUTPUT_KEY,
-) -> str:
-    """The HTTP API URL from the gateway stack's outputs, found by OutputKey."""
+def stack_output(session: boto3.session.Session, region: str, stack_name: str, output_key: str) -> str:
+    """One output of a deployed stack, found by OutputKey."""
     what = f"CloudFormation stack {stack_name!r} in {region}"
     try:
         stacks = session.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
     except (BotoCoreError, ClientError) as exc:
         raise _aws_error(exc, what, "Check that the stacks are deployed (`make deploy`) in this region.") from exc
     outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in (stacks[0].get("Outputs") or [])}
-    url = outputs.get(output_key, "").strip()
-    if not url:
+    value = outputs.get(output_key, "").strip()
+    if not value:
         raise MlflowSetupError(
             f"{what} has no output {output_key!r} (outputs: {sorted(outputs) or 'none'}). Check "
             "that the stack finished deploying and is the one from this project."
         )
-    return url.rstrip("/")
+    return value
+
+
+def tracking_url_from_stack(
+    session: boto3.session.Session,
+    region: str,
+    stack_name: str = GATEWAY_STACK_NAME,
+    output_key: str = TRACKING_URL_OUTPUT_KEY,
+) -> str:
+    """The HTTP API URL from the gateway stack's outputs."""
+    return stack_output(session, region, stack_name, output_key).rstrip("/")
+
+
+def caller_role(session: boto3.session.Session) -> CallerRole | None:
+    """The role behind this session's credentials with its tags; None for an IAM user or root.
+
+    A Studio notebook runs as its profile's execution role and a training job
+    as the role passed to it: both may read themselves (iam:GetRole). A role
+    that may not gets empty tags, so callers fall back to the stack outputs.
+    """
+    try:
+        caller = session.client("sts").get_caller_identity()["Arn"]
+    except (BotoCoreError, ClientError) as exc:
+        raise _aws_error(exc, "the caller's identity (sts:GetCallerIdentity)", "Check the AWS credentials.") from exc
+    # arn:aws:sts::<account>:assumed-role/<role name>/<session>
+    parts = caller.split(":", 5)[-1].split("/")
+    if parts[0] != "assumed-role" or len(parts) < 3:
+        return None
+    name = parts[1]
+    account = caller.split(":")[4]
+    partition = caller.split(":")[1]
+    try:
+        role = session.client("iam").get_role(RoleName=name)["Role"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") not in _ACCESS_DENIED_CODES:
+            raise _aws_error(exc, f"IAM role {name!r}", "Check the AWS credentials.") from exc
+        return CallerRole(name=name, arn=f"arn:{partition}:iam::{account}:role/{name}", tags={})
+    except BotoCoreError as exc:
+        raise _aws_error(exc, f"IAM role {name!r}", "Check the AWS credentials.") from exc
+    tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+    return CallerRole(name=name, arn=role["Arn"], tags=tags)
+
+
+def find_credentials_secret(
+    session: boto3.session.Session, region: str, *, vpc_stack_name: str = VPC_STACK_NAME
+) -> tuple[str, str]:
+    """(secret name, where it came from): the caller role's tag, else MLflowVpcStack's output."""
+    role = caller_role(session)
+    if role is not None and role.tags.get(CREDENTIALS_SECRET_TAG):
+        return role.tags[CREDENTIALS_SECRET_TAG], f"tag {CREDENTIALS_SECRET_TAG} of role {role.name}"
+    try:
+        name = stack_output(session, region, vpc_stack_name, CREDENTIALS_SECRET_OUTPUT_KEY)
+    except MlflowSetupError as exc:
+        who = f"role {role.name}" if role else "the caller (not an IAM role)"
+        raise MlflowSetupError(
+            f"No MLflow login found: {who} has no tag {CREDENTIALS_SECRET_TAG!r}, and {exc} "
+            "Run as a Studio user profile of SageMakerStudioUserStack, or pass secret_name=..."
+        ) from None
+    return name, f"stack {vpc_stack_name} output {CREDENTIALS_SECRET_OUTPUT_KEY}"
 
 
 def read_parameter(session: boto3.session.Session, region: str, name: str) -> str:
@@ -125,9 +201,7 @@ def read_parameter(session: boto3.session.Session, region: str, name: str) -> st
     return value.strip()
 
 
-def read_credentials(
-    session: boto3.session.Session, region: str, secret_name: str = CREDENTIALS_SECRET_NAME
-) -> tuple[str, str]:
+def read_credentials(session: boto3.session.Session, region: str, secret_name: str) -> tuple[str, str]:
     """(username, password) from the secret's JSON `{"username": ..., "password": ...}`."""
     what = f"Secrets Manager secret {secret_name!r} in {region}"
     try:
@@ -161,7 +235,7 @@ def configure_mlflow(
     stack_name: str = GATEWAY_STACK_NAME,
     output_key: str = TRACKING_URL_OUTPUT_KEY,
     tracking_url_parameter: str | None = None,
-    secret_name: str = CREDENTIALS_SECRET_NAME,
+    secret_name: str | None = None,
     session: boto3.session.Session | None = None,
     environ: MutableMapping[str, str] | None = None,
 ) -> MlflowConnection:
@@ -169,7 +243,9 @@ def configure_mlflow(
 
     The URL comes from the gateway stack's output, or from the SSM parameter
     when `tracking_url_parameter` is given (e.g. "/mlflow/tracking-url"), for
-    roles that may read parameters but not stacks.
+    roles that may read parameters but not stacks. The login comes from
+    `secret_name`, or when that is None from the secret this role is tagged
+    with, else the one MLflowVpcStack names (see the module docstring).
     """
     session = session or boto3.session.Session()
     region = resolve_region(region, session)
@@ -179,12 +255,24 @@ def configure_mlflow(
     else:
         url = tracking_url_from_stack(session, region, stack_name, output_key)
         source = f"stack {stack_name} output {output_key}"
+    if secret_name:
+        secret_source = "argument secret_name"
+    else:
+        secret_name, secret_source = find_credentials_secret(session, region)
     username, password = read_credentials(session, region, secret_name)
     env = os.environ if environ is None else environ
     env["MLFLOW_TRACKING_URI"] = url
     env["MLFLOW_TRACKING_USERNAME"] = username
     env["MLFLOW_TRACKING_PASSWORD"] = password
-    return MlflowConnection(tracking_uri=url, username=username, region=region, url_source=source, password=password)
+    return MlflowConnection(
+        tracking_uri=url,
+        username=username,
+        region=region,
+        url_source=source,
+        password=password,
+        secret_name=secret_name,
+        secret_source=secret_source,
+    )
 
 
 def artifact_bucket(

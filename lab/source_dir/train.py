@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-name", default=None)
     p.add_argument("--region", default=None)
     p.add_argument("--stack-name", default=mlflow_setup.GATEWAY_STACK_NAME)
-    p.add_argument("--secret-name", default=mlflow_setup.CREDENTIALS_SECRET_NAME)
+    # Default: the secret the job's role is tagged with (see mlflow_setup).
+    p.add_argument("--secret-name", default=None)
     p.add_argument("--tracking-url-parameter", default=None)
     p.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR"))
     # SageMaker may add arguments of its own; ignore what we do not know.

@@ -1,4 +1,8 @@
-"""Where MLflow artifacts live: clients write them straight to S3."""
+"""Where MLflow artifacts live: MLflow serves them, large transfers go presigned to S3.
+
+Nobody but the MLflow tasks touches MLflow's artifact prefix directly; the
+Studio workflow and its SageMaker jobs and models use their own key prefixes.
+"""
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -93,16 +97,20 @@ class ArtifactStore(Construct):
         )
         self.request_metrics_filter_id = REQUEST_METRICS_FILTER_ID
 
-        self.workflow_object_arns = [
-            self.bucket.arn_for_objects(f"{names.SAGEMAKER_RESOURCE_PREFIX}*"),
-            self.bucket.arn_for_objects("sagemaker/*"),
-        ]
-        # Kept beside the bucket so the statement and its wildcard live in one
-        # stack; the Studio stack attaches it to its execution role.
+        # MLflow's own prefix: only the MLflow tasks touch it; everyone else goes through MLflow.
+        self.mlflow_artifact_arns = self.bucket.arn_for_objects(f"{names.ARTIFACT_PREFIX}/*")
+        # What MLflow's SageMaker deployment uploads: <model name>/model.tar.gz, and the
+        # workflow names its models mlflow-*. Training job code and output use "sagemaker/".
+        self.model_data_arns = self.bucket.arn_for_objects(f"{names.SAGEMAKER_RESOURCE_PREFIX}*/model.tar.gz")
+        self.training_object_arns = self.bucket.arn_for_objects("sagemaker/*")
+        self.workflow_object_arns = [self.model_data_arns, self.training_object_arns]
+
+        # Kept beside the bucket so the statements and their wildcards live in one
+        # stack; the Studio stack attaches them to its roles.
         self.workflow_access_policy = iam.ManagedPolicy(
             self,
             "WorkflowAccess",
-            description="MLflow Studio workflow: list the artifact bucket and use its mlflow-*/sagemaker/ keys",
+            description="MLflow Studio workflow: job code, SageMaker model data; not MLflow's artifact prefix",
             statements=[
                 iam.PolicyStatement(
                     sid="ListArtifactBucket",
@@ -119,9 +127,49 @@ class ArtifactStore(Construct):
                         "s3:DeleteObject",
                         "s3:AbortMultipartUpload",
                     ],
-                    # MLflow artifacts and the model data MLflow's SageMaker deployment
-                    # uploads use "mlflow-*" keys; training job code and output use "sagemaker/".
                     resources=self.workflow_object_arns,
                 ),
+                self._deny_mlflow_artifacts(),
             ],
+        )
+        self.training_access_policy = iam.ManagedPolicy(
+            self,
+            "TrainingAccess",
+            description="SageMaker training jobs of the MLflow workflow: their code and output only",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadCodeWriteOutput",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[self.training_object_arns],
+                ),
+                self._deny_mlflow_artifacts(),
+            ],
+        )
+        self.serving_access_policy = iam.ManagedPolicy(
+            self,
+            "ServingAccess",
+            description="SageMaker models of the MLflow workflow: read the model data MLflow uploaded, nothing else",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadModelData",
+                    actions=["s3:GetObject"],
+                    resources=[self.model_data_arns],
+                ),
+                self._deny_mlflow_artifacts(),
+            ],
+        )
+
+    def _deny_mlflow_artifacts(self) -> iam.PolicyStatement:
+        """Artifacts go through MLflow, which checks who may read or write them: no direct access."""
+        return iam.PolicyStatement(
+            sid="NoDirectMlflowArtifactAccess",
+            effect=iam.Effect.DENY,
+            actions=[
+                "s3:GetObject*",
+                "s3:PutObject*",
+                "s3:DeleteObject*",
+                "s3:RestoreObject",
+                "s3:AbortMultipartUpload",
+            ],
+            resources=[self.mlflow_artifact_arns],
         )

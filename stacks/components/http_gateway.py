@@ -3,7 +3,7 @@
 import json
 
 import jsii
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -31,6 +31,22 @@ ACCESS_LOG_FIELDS = {
     "integrationLatency": "$context.integrationLatency",
     "integrationError": "$context.integrationErrorMessage",
 }
+
+
+# API Gateway reserves X-Forwarded-*; nginx takes the public host and scheme from
+# these instead (its same-origin check and the Host MLflow sees). Overwritten,
+# so a client cannot choose them.
+PUBLIC_HOST_HEADER = "X-Public-Host"
+PUBLIC_PROTO_HEADER = "X-Public-Proto"
+
+
+def public_origin_headers() -> apigw.ParameterMapping:
+    """The host the client addressed (API or custom domain) and https, on every request."""
+    return (
+        apigw.ParameterMapping()
+        .overwrite_header(PUBLIC_HOST_HEADER, apigw.MappingValue.context_variable("domainName"))
+        .overwrite_header(PUBLIC_PROTO_HEADER, apigw.MappingValue.custom("https"))
+    )
 
 
 @jsii.implements(apigw.IAccessLogSettings)
@@ -106,6 +122,7 @@ class HttpGateway(Construct):
                 listener,
                 vpc_link=self.vpc_link,
                 method=apigw.HttpMethod.ANY,
+                parameter_mapping=public_origin_headers(),
                 secure_server_name=alb_server_name,
             ),
         )
@@ -126,3 +143,8 @@ class HttpGateway(Construct):
         # The $default stage is served at the API's root, so this is the tracking URI
         # (None when the execute-api endpoint is off: a custom domain gives the URI).
         self.url = None if disable_default_endpoint else self.api.api_endpoint
+        # The same URL spelled out as scheme://host, where a rule needs an origin (None like url).
+        stack = Stack.of(self)
+        self.origin = (
+            None if disable_default_endpoint else f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+        )

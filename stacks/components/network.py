@@ -48,3 +48,9 @@ class Network(Construct):
 
         self.private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.isolated_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+
+        # Presigned artifact transfers (MLflow tasks, Studio, the account Lambda)
+        # reach S3 through this free gateway endpoint instead of paying NAT data charges.
+        self.s3_endpoint = self.vpc.add_gateway_endpoint(
+            "S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.private_subnets]
+        )

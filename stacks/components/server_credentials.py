@@ -1,17 +1,22 @@
-"""The basic-auth user nginx checks, generated into Secrets Manager."""
+"""The server's own login, generated into Secrets Manager: the shared user or MLflow's admin."""
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-USERNAME = "mlflow"
+from stacks import names
+
+USERNAME = names.SERVER_USERNAME
 
 
 class ServerCredentials(Construct):
     """A JSON secret ``{"username", "password"}`` that nobody ever types into a template.
 
     CloudFormation generates the password; the ECS task reads it at start
-    through ECS secrets and Studio users read it with their execution role.
+    through ECS secrets. In ``shared`` mode nginx checks it and Studio users
+    read it with their execution role; in ``accounts`` mode it is MLflow's
+    admin, read only by the tasks and the account provisioner. The value
+    stays the same when the mode changes, so a deployment can switch.
     """
 
     def __init__(
@@ -20,6 +25,7 @@ class ServerCredentials(Construct):
         construct_id: str,
         *,
         secret_name: str,
+        accounts: bool,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -27,7 +33,11 @@ class ServerCredentials(Construct):
             self,
             "Secret",
             secret_name=secret_name,
-            description="Basic-auth user for the MLflow tracking server (nginx in front of MLflow)",
+            description=(
+                "Admin user of MLflow's auth app (accounts mode)"
+                if accounts
+                else "Basic-auth user for the MLflow tracking server (nginx in front of MLflow)"
+            ),
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=f'{{"username": "{USERNAME}"}}',
                 generate_string_key="password",

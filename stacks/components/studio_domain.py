@@ -1,4 +1,4 @@
-"""A SageMaker Studio domain in the project VPC (or an existing one) and the user profile."""
+"""A SageMaker Studio domain in the project VPC, or an existing one to add profiles to."""
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
@@ -8,11 +8,14 @@ from constructs import Construct
 
 
 class StudioDomain(Construct):
-    """Creates a VPC-only Studio domain unless ``existing_domain_id`` is given, then the profile.
+    """Creates a VPC-only Studio domain unless ``existing_domain_id`` is given.
 
     A new domain sits in the project's private subnets, so Studio reaches the
-    tracking URL and AWS APIs through the project's NAT gateway, and nothing
-    depends on the account's default VPC.
+    tracking URL and AWS APIs through the project's NAT gateway (and S3 through
+    its gateway endpoint), and nothing depends on the account's default VPC.
+    Each user profile brings its own execution role; the domain's default role
+    (for profiles and shared spaces created outside this stack) has no
+    permissions, so it holds no MLflow login.
     """
 
     def __init__(
@@ -24,55 +27,47 @@ class StudioDomain(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         domain_name: str,
-        user_profile_name: str,
-        execution_role: iam.IRole,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group: ec2.SecurityGroup | None = None
         self.domain: sagemaker.CfnDomain | None = None
+        self.default_role: iam.Role | None = None
 
         if existing_domain_id:
             self.domain_id = existing_domain_id
-        else:
-            self.security_group = ec2.SecurityGroup(
-                self,
-                "SecurityGroup",
-                vpc=vpc,
-                description="SageMaker Studio apps: outbound through NAT, app-to-app within the group",
-                allow_all_outbound=True,
-            )
-            self.security_group.add_ingress_rule(
-                self.security_group, ec2.Port.all_tcp(), "Studio apps talk to each other"
-            )
-            groups = [self.security_group.security_group_id]
-            self.domain = sagemaker.CfnDomain(
-                self,
-                "Domain",
-                domain_name=domain_name,
-                auth_mode="IAM",
-                vpc_id=vpc.vpc_id,
-                subnet_ids=vpc.select_subnets(subnet_type=subnets.subnet_type).subnet_ids,
-                app_network_access_type="VpcOnly",
-                default_user_settings=sagemaker.CfnDomain.UserSettingsProperty(
-                    execution_role=execution_role.role_arn, security_groups=groups
-                ),
-                default_space_settings=sagemaker.CfnDomain.DefaultSpaceSettingsProperty(
-                    execution_role=execution_role.role_arn, security_groups=groups
-                ),
-            )
-            # Always deleted with the stack: a kept domain would pin the VPC's subnets.
-            # SageMaker itself keeps the users' home file system (EFS) by default.
-            self.domain.apply_removal_policy(RemovalPolicy.DESTROY)
-            self.domain_id = self.domain.attr_domain_id
+            return
 
-        self.user_profile = sagemaker.CfnUserProfile(
+        self.security_group = ec2.SecurityGroup(
             self,
-            "UserProfile",
-            domain_id=self.domain_id,
-            user_profile_name=user_profile_name,
-            user_settings=sagemaker.CfnUserProfile.UserSettingsProperty(
-                execution_role=execution_role.role_arn,
-                security_groups=[self.security_group.security_group_id] if self.security_group else None,
+            "SecurityGroup",
+            vpc=vpc,
+            description="SageMaker Studio apps: outbound through NAT, app-to-app within the group",
+            allow_all_outbound=True,
+        )
+        self.security_group.add_ingress_rule(self.security_group, ec2.Port.all_tcp(), "Studio apps talk to each other")
+        self.default_role = iam.Role(
+            self,
+            "DefaultRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Studio domain default: no permissions; the stack's user profiles have their own roles",
+        )
+        groups = [self.security_group.security_group_id]
+        self.domain = sagemaker.CfnDomain(
+            self,
+            "Domain",
+            domain_name=domain_name,
+            auth_mode="IAM",
+            vpc_id=vpc.vpc_id,
+            subnet_ids=vpc.select_subnets(subnet_type=subnets.subnet_type).subnet_ids,
+            app_network_access_type="VpcOnly",
+            default_user_settings=sagemaker.CfnDomain.UserSettingsProperty(
+                execution_role=self.default_role.role_arn, security_groups=groups
+            ),
+            default_space_settings=sagemaker.CfnDomain.DefaultSpaceSettingsProperty(
+                execution_role=self.default_role.role_arn, security_groups=groups
             ),
         )
-        self.user_profile_name = user_profile_name
+        # Always deleted with the stack: a kept domain would pin the VPC's subnets.
+        # SageMaker itself keeps the users' home file system (EFS) by default.
+        self.domain.apply_removal_policy(RemovalPolicy.DESTROY)
+        self.domain_id = self.domain.attr_domain_id

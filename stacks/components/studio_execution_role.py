@@ -1,11 +1,11 @@
-"""The role SageMaker Studio notebooks, training jobs and endpoints run as."""
+"""The role a SageMaker Studio user's notebooks run as (one per user profile)."""
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Stack, Tags
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.mlflow_lookup import mlflow_lookup_statements
 
 # Training, model, endpoint-config and endpoint resources the workflow creates.
 _SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
@@ -56,20 +56,20 @@ _UNSCOPABLE_READ_ACTIONS = [
     "sagemaker:ListSpaces",
     "sagemaker:ListUserProfiles",
     "sagemaker:ListDomains",
-    "ecr:GetAuthorizationToken",
 ]
-_ECR_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
-# SageMaker's scikit-learn framework images live in AWS-owned accounts per region.
-_FRAMEWORK_REPOSITORIES = ["sagemaker-scikit-learn"]
 
 
 class StudioExecutionRole(Construct):
-    """Least-privilege execution role for the MLflow Studio workflow.
+    """Least-privilege execution role of one Studio user profile.
 
-    Each statement names the resources the workflow touches: the one
-    credentials secret, the stacks' outputs and parameters, and SageMaker
-    resources whose names start with ``mlflow-``. Artifact bucket access comes
-    from the policy the artifact store defines next to its bucket.
+    Each statement names the resources the workflow touches: the profile's
+    MLflow login secret, the stacks' outputs and parameters, and SageMaker
+    resources whose names start with ``mlflow-``. It hands SageMaker the
+    profile's training role and the serving role, never itself. Artifact
+    bucket access comes from the policy the artifact store defines next to its
+    bucket (job code and model data; not MLflow's artifacts, which go through MLflow).
+
+    Its tags tell the lab which secret and workload roles are this profile's.
     """
 
     def __init__(
@@ -77,7 +77,11 @@ class StudioExecutionRole(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        credentials_secret: secretsmanager.ISecret,
+        profile: str,
+        credentials_secret_arn: str,
+        credentials_secret_name: str,
+        training_role: iam.IRole,
+        serving_role: iam.IRole,
         artifact_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
         allowed_instance_types: list[str],
@@ -90,34 +94,25 @@ class StudioExecutionRole(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="SageMaker Studio user: MLflow workflow (training, registry, deployment)",
+            description=f"SageMaker Studio user profile {profile}: MLflow workflow (training, registry, deployment)",
             managed_policies=[artifact_access_policy],
         )
         role = self.role
+        for key, value in (
+            (names.ROLE_TAG_CREDENTIALS_SECRET, credentials_secret_name),
+            (names.ROLE_TAG_TRAINING_ROLE, training_role.role_arn),
+            (names.ROLE_TAG_SERVING_ROLE, serving_role.role_arn),
+        ):
+            Tags.of(role).add(key, value)
 
         arn = self._slash_arn
 
         statements = [
-            iam.PolicyStatement(
-                sid="ReadMlflowCredentials",
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[credentials_secret.secret_arn],
-            ),
-            iam.PolicyStatement(
-                sid="ReadStackOutputs",
-                actions=["cloudformation:DescribeStacks"],
-                resources=[arn("cloudformation", "stack", f"{name}/*") for name in output_stack_names],
-            ),
-            iam.PolicyStatement(
-                sid="ReadMlflowParameters",
-                actions=["ssm:GetParameter", "ssm:GetParameters"],
-                resources=[
-                    stack.format_arn(
-                        service="ssm",
-                        resource="parameter",
-                        resource_name=f"{names.SSM_PREFIX.strip('/')}/*",
-                    )
-                ],
+            *mlflow_lookup_statements(
+                self,
+                credentials_secret_arn=credentials_secret_arn,
+                own_role_arn=role.role_arn,
+                output_stack_names=output_stack_names,
             ),
             iam.PolicyStatement(
                 sid="ManageWorkflowSageMakerResources",
@@ -147,21 +142,10 @@ class StudioExecutionRole(Construct):
                 resources=["*"],
             ),
             iam.PolicyStatement(
-                sid="PassSelfToSageMaker",
+                sid="PassWorkloadRolesToSageMaker",
                 actions=["iam:PassRole"],
-                resources=[role.role_arn],
+                resources=[training_role.role_arn, serving_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            ),
-            iam.PolicyStatement(
-                sid="ReadOwnRole",
-                actions=["iam:GetRole"],
-                resources=[role.role_arn],
-            ),
-            iam.PolicyStatement(
-                sid="PullServingAndFrameworkImages",
-                actions=_ECR_PULL_ACTIONS,
-                resources=[serving_repository_arn]
-                + [arn("ecr", "repository", repo, account="*") for repo in _FRAMEWORK_REPOSITORIES],
             ),
             iam.PolicyStatement(
                 sid="CheckServingImageExists",

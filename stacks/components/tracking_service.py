@@ -34,6 +34,11 @@ class TrackingService(Construct):
     and is reachable through nginx alone. Secrets reach the containers only
     as ECS secrets, never as plain environment variables.
 
+    ``auth_mode`` decides who checks credentials: in ``shared`` mode nginx
+    (basic auth with ``server_credentials``), in ``accounts`` mode MLflow's
+    auth app, whose admin is ``server_credentials`` and whose sessions are
+    signed with ``session_key`` (required in that mode).
+
     With ``domain_certificate`` the ALB listens with HTTPS (port 443) on that
     certificate instead of HTTP (port 80), and MLflow is told its public domain.
     Code inside the VPC that calls MLflow without API Gateway connects to
@@ -58,6 +63,9 @@ class TrackingService(Construct):
         database_port: int,
         database_name: str,
         server_credentials: secretsmanager.ISecret,
+        auth_mode: str,
+        default_permission: str,
+        session_key: secretsmanager.ISecret | None,
         cpu: int,
         memory_mib: int,
         workers: int,
@@ -70,6 +78,9 @@ class TrackingService(Construct):
         domain_certificate: DomainCertificate | None,
     ) -> None:
         super().__init__(scope, construct_id)
+        accounts = auth_mode == "accounts"
+        if accounts and session_key is None:
+            raise ValueError("accounts mode needs a session key secret")
 
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
 
@@ -78,6 +89,7 @@ class TrackingService(Construct):
             self,
             "TaskRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            # MLflow serves artifacts and signs the presigned URLs clients transfer large ones with.
             description="MLflow server: read, write and list objects in the artifact bucket only",
         )
         self._grant_artifact_access(artifact_bucket)
@@ -94,22 +106,44 @@ class TrackingService(Construct):
             ),
         )
 
+        mlflow_environment = {
+            "DB_HOST": database_host,
+            "DB_PORT": str(database_port),
+            "DB_NAME": database_name,
+            # MLflow serves artifacts (and presigns large transfers) from here.
+            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
+            "MLFLOW_WORKERS": str(workers),
+            "MLFLOW_AUTH_MODE": auth_mode,
+            "AWS_DEFAULT_REGION": Stack.of(self).region,
+        }
+        mlflow_secrets = {
+            "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
+            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
+        }
+        nginx_secrets = {}
+        if accounts:
+            assert session_key is not None
+            mlflow_environment |= {
+                "MLFLOW_AUTH_DEFAULT_PERMISSION": default_permission,
+                "MLFLOW_AUTH_DB_NAME": names.AUTH_DATABASE_NAME,
+            }
+            mlflow_secrets |= {
+                "MLFLOW_AUTH_ADMIN_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
+                "MLFLOW_AUTH_ADMIN_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": ecs.Secret.from_secrets_manager(session_key),
+            }
+        else:
+            nginx_secrets = {
+                "MLFLOW_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
+                "MLFLOW_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
+            }
+
         mlflow = self._add_container(
             "mlflow",
             log_retention,
             removal_policy,
-            environment={
-                "DB_HOST": database_host,
-                "DB_PORT": str(database_port),
-                "DB_NAME": database_name,
-                "MLFLOW_ARTIFACT_ROOT": f"s3://{artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
-                "MLFLOW_WORKERS": str(workers),
-                "AWS_DEFAULT_REGION": Stack.of(self).region,
-            },
-            secrets={
-                "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
-                "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
-            },
+            environment=mlflow_environment,
+            secrets=mlflow_secrets,
             health_check=ecs.HealthCheck(
                 command=[
                     "CMD",
@@ -137,11 +171,10 @@ class TrackingService(Construct):
             environment={
                 "NGINX_PORT": str(names.NGINX_PORT),
                 "MLFLOW_UPSTREAM": f"127.0.0.1:{names.MLFLOW_PORT}",
+                "MLFLOW_AUTH_MODE": auth_mode,
             },
-            secrets={
-                "MLFLOW_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
-                "MLFLOW_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
-            },
+            # In accounts mode nginx checks nothing itself and needs no credential.
+            secrets=nginx_secrets or None,
         )
         nginx.add_container_dependencies(
             ecs.ContainerDependency(container=mlflow, condition=ecs.ContainerDependencyCondition.START)

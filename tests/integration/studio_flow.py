@@ -2,9 +2,11 @@
 
 `studio_aws` creates, in the session's moto server, what a deployed project
 offers a Studio user: the gateway stack with its TrackingUrl output (pointing
-at the local nginx proxy), the SSM parameters, the credentials secret (the
-proxy's real user), the Studio execution role and a built `mlflow-pyfunc`
-image. `studio_env()` is the environment of a Studio kernel running as that
+at the local nginx proxy), MLflowVpcStack's CredentialsSecretName output, the
+SSM parameters, the credentials secret (the proxy's real user) under a
+configured, non-default name, the Studio execution role tagged with that name
+and its workload roles, the training role (tagged the same) and the serving
+role, and a built `mlflow-pyfunc` image. `studio_env()` is the environment of a Studio kernel running as that
 role, with every AWS call going to moto. `notebook_run` executes the lab
 notebook once per session with RUN_OFFLINE=true and records every AWS call it
 and its child processes make (aws_call_recorder/sitecustomize.py).
@@ -37,6 +39,10 @@ NOTEBOOK = LAB_DIR / "mlflow_sagemaker_workflow.ipynb"
 RECORDER_DIR = Path(__file__).resolve().parent / "aws_call_recorder"
 
 ROLE_NAME = "mlflow-studio-execution-role"
+TRAINING_ROLE_NAME = "mlflow-studio-training-role"
+SERVING_ROLE_NAME = "mlflow-serving-role"
+# A configured credentials_secret_name, not the default: the flow must find it by itself.
+SECRET_NAME = "team-a/mlflow-login"
 OTHER_SECRET_NAME = "another-team-database-password"
 # Variables of the test process that must not reach the flow: it finds MLflow
 # and AWS by itself, as it does in Studio.
@@ -62,6 +68,9 @@ class StudioAws:
     username: str
     password: str = field(repr=False)
     role_arn: str = ""
+    training_role_arn: str = ""
+    serving_role_arn: str = ""
+    secret_name: str = SECRET_NAME
     secret_arn: str = ""
     other_secret_arn: str = ""
     gateway_stack_id: str = ""
@@ -95,6 +104,14 @@ def gateway_template(tracking_url: str) -> dict[str, Any]:
             }
         },
         "Outputs": {"TrackingUrl": {"Value": tracking_url}},
+    }
+
+
+def outputs_template(outputs: dict[str, str]) -> dict[str, Any]:
+    """A stack that only publishes outputs (what the flow reads of MLflowVpcStack and the Studio stack)."""
+    return {
+        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
 
 
@@ -143,23 +160,41 @@ def _create_studio_aws(mlflow_stack, moto_server) -> StudioAws:
         password=mlflow_stack.password,
     )
     iam, sts = moto_server.client("iam"), moto_server.client("sts")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-    try:
-        iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
-    except Exception as error:  # noqa: BLE001 - only "already exists" is fine
-        if not _exists(error):
-            raise
-    aws.role_arn = iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"]
+
+    def role(name: str, tags: dict[str, str]) -> str:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        try:
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(trust),
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )
+        except Exception as error:  # noqa: BLE001 - only "already exists" is fine
+            if not _exists(error):
+                raise
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+
+    # As SageMakerStudioUserStack tags them (stacks/components/studio_execution_role.py, workload_roles.py).
+    aws.serving_role_arn = role(SERVING_ROLE_NAME, {})
+    aws.training_role_arn = role(TRAINING_ROLE_NAME, {"mlflow:credentials-secret": SECRET_NAME})
+    aws.role_arn = role(
+        ROLE_NAME,
+        {
+            "mlflow:credentials-secret": SECRET_NAME,
+            "mlflow:training-role": aws.training_role_arn,
+            "mlflow:serving-role": aws.serving_role_arn,
+        },
+    )
     aws.credentials = sts.assume_role(RoleArn=aws.role_arn, RoleSessionName="SageMaker")["Credentials"]
 
     secrets = moto_server.client("secretsmanager")
     for name, value in (
-        ("mlflow-server-credentials", {"username": aws.username, "password": aws.password}),
+        (SECRET_NAME, {"username": aws.username, "password": aws.password}),
         (OTHER_SECRET_NAME, {"password": "not-for-studio"}),
     ):
         try:
@@ -168,15 +203,20 @@ def _create_studio_aws(mlflow_stack, moto_server) -> StudioAws:
             if not _exists(error):
                 raise
             secrets.put_secret_value(SecretId=name, SecretString=json.dumps(value))
-    aws.secret_arn = secrets.describe_secret(SecretId="mlflow-server-credentials")["ARN"]
+    aws.secret_arn = secrets.describe_secret(SecretId=SECRET_NAME)["ARN"]
     aws.other_secret_arn = secrets.describe_secret(SecretId=OTHER_SECRET_NAME)["ARN"]
 
     cfn = moto_server.client("cloudformation")
-    try:
-        cfn.create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(gateway_template(aws.tracking_url)))
-    except Exception as error:  # noqa: BLE001
-        if not _exists(error):
-            raise
+    for stack, template in (
+        ("HttpGatewayStack", gateway_template(aws.tracking_url)),
+        ("MLflowVpcStack", outputs_template({"CredentialsSecretName": SECRET_NAME})),
+        ("SageMakerStudioUserStack", outputs_template({"ServingRoleArn": aws.serving_role_arn})),
+    ):
+        try:
+            cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+        except Exception as error:  # noqa: BLE001
+            if not _exists(error):
+                raise
     aws.gateway_stack_id = cfn.describe_stacks(StackName="HttpGatewayStack")["Stacks"][0]["StackId"]
     moto_server.client("ssm").put_parameter(
         Name="/mlflow/artifact-bucket", Value=aws.bucket, Type="String", Overwrite=True

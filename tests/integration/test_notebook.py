@@ -40,6 +40,8 @@ def test_every_cell_ran(notebook_run):
 def test_notebook_reports_each_step(notebook_run, studio_aws):
     out = notebook_run.outputs()
     assert f"MLflow tracking URI {studio_aws.tracking_url}" in out
+    # The configured (non-default) secret, found through the notebook's role.
+    assert f"secret {studio_aws.secret_name!r}, from tag mlflow:credentials-secret of role" in out
     assert studio_aws.password not in out
     assert re.search(r"endpoint mlflow-demo-\d{8}-\d{6}: InService", out)
     assert re.search(r"predictions: \[[01](, [01]){4}\]", out)
@@ -48,7 +50,8 @@ def test_notebook_reports_each_step(notebook_run, studio_aws):
 
 def test_runs_and_registered_model_are_in_mlflow(notebook_run, studio_aws, mlflow_stack):
     client = MlflowClient(tracking_uri=mlflow_stack.direct_url)  # behind the proxy, unauthenticated
-    experiment = client.get_experiment_by_name("sagemaker-studio-demo")
+    # Each MLflow user gets their own experiment and model (others may only read them in accounts mode).
+    experiment = client.get_experiment_by_name(f"sagemaker-studio-demo-{studio_aws.username}")
     runs = client.search_runs([experiment.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
     assert {"local-c0.01", "local-c0.1"} <= set(by_name)
@@ -59,7 +62,7 @@ def test_runs_and_registered_model_are_in_mlflow(notebook_run, studio_aws, mlflo
     assert job.startswith("mlflow-train-") and job_run.info.run_name == job
     assert job_run.data.tags["sagemaker.training_job_arn"].endswith(f":training-job/{job}")
 
-    versions = client.search_model_versions("name='breast-cancer-classifier'")
+    versions = client.search_model_versions(f"name='breast-cancer-classifier-{studio_aws.username}'")
     assert versions and {v.run_id for v in versions} <= {r.info.run_id for r in runs}
 
 
@@ -68,7 +71,10 @@ def test_training_job_and_deployment_went_to_sagemaker_and_were_cleaned_up(noteb
     jobs = sagemaker.list_training_jobs(NameContains="mlflow-train-")["TrainingJobSummaries"]
     assert jobs
     job = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
-    assert job["RoleArn"] == studio_aws.role_arn
+    # SageMaker runs the job as the profile's training role and the model as the serving role.
+    assert job["RoleArn"] == studio_aws.training_role_arn
+    (model,) = [c["params"] for c in notebook_run.calls if c["operation"] == "CreateModel"]
+    assert model["ExecutionRoleArn"] == studio_aws.serving_role_arn
     assert job["HyperParameters"]["sagemaker_submit_directory"].startswith(
         f'"s3://{studio_aws.bucket}/sagemaker/mlflow-train-'
     )

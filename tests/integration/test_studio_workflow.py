@@ -53,6 +53,7 @@ def test_helper_configures_mlflow_from_moto(flow):
     conn = mlflow_setup.configure_mlflow()
     flow.connection = conn
     assert conn.tracking_uri == flow.aws.tracking_url  # the proxy, from the stack output
+    assert conn.secret_name == flow.aws.secret_name  # configured name, from the role's tag
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == flow.aws.username
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == flow.aws.password
     search = f"{conn.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
@@ -104,8 +105,10 @@ def test_model_is_registered(flow):
 
 def test_deploy_client_creates_the_endpoint_in_service(flow, moto_server):
     session = boto3.session.Session(region_name=flow.aws.region)
-    role_arn = sagemaker_steps.execution_role_arn(session)
-    assert role_arn == flow.aws.role_arn
+    assert sagemaker_steps.execution_role_arn(session) == flow.aws.role_arn
+    roles = sagemaker_steps.workload_roles(session)
+    assert (roles.training, roles.serving) == (flow.aws.training_role_arn, flow.aws.serving_role_arn)
+    role_arn = roles.serving
     image = sagemaker_steps.serving_image_uri(session, mlflow.__version__)
     flow.app_name = sagemaker_steps.unique_name("e2e")
     deployer = get_deploy_client(f"sagemaker:/{flow.aws.region}")
@@ -123,7 +126,7 @@ def test_deploy_client_creates_the_endpoint_in_service(flow, moto_server):
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     assert model["ModelName"].startswith(f"{flow.app_name}-model-")
     assert config["EndpointConfigName"].startswith(f"{flow.app_name}-config-")
-    assert model["ExecutionRoleArn"] == role_arn
+    assert model["ExecutionRoleArn"] == flow.aws.serving_role_arn
     container = model["PrimaryContainer"]
     assert (
         container["Image"]

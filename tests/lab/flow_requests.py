@@ -3,9 +3,12 @@
 Three sources, all derived from what actually ran:
 - every recorded API call, mapped to the IAM action(s) it needs and the
   resource ARN as in the deployed account (plus the implied ones: iam:PassRole
-  for a role handed to SageMaker, sagemaker:AddTags for tags on create);
+  for a role handed to SageMaker, sagemaker:AddTags for tags on create); calls
+  from a training job's process are made as the job's role, the others as the
+  Studio role;
 - what SageMaker itself does with the passed role for the recorded training
-  job and model (fetch code and model data, write output, pull images, logs);
+  job and model (fetch code and model data, write output, pull images, logs),
+  keyed by the role that was passed;
 - the calls that only happen online: invoking the endpoint (offline the
   notebook scores locally).
 """
@@ -89,6 +92,9 @@ class FlowMapper:
         why = f"{service}:{op} (recorded)"
         if (service, op) in NO_PERMISSION_NEEDED:
             return []
+        if (service, op) == ("sts", "AssumeRole") and params.get("RoleSessionName") == "SageMaker":
+            # The offline stand-in for SageMaker assuming the job's role (sagemaker_steps.run_like_training_job).
+            return []
         if service == "s3":
             action = _S3_ACTIONS.get(op)
             if action is None:
@@ -139,51 +145,68 @@ class FlowMapper:
         return requests
 
     # -- what SageMaker does with the passed role ---------------------------------------
-    def service_side_requests(self, calls: Iterable[dict[str, Any]]) -> list[Request]:
-        requests: list[Request] = []
-        logs = self.arn("logs", "log-group:/aws/sagemaker/{group}")
+    def service_side_requests(self, calls: Iterable[dict[str, Any]]) -> dict[str, list[Request]]:
+        """Passed role ARN -> what SageMaker does as that role for the recorded jobs and models.
+
+        A training job acts as its RoleArn, a model as its ExecutionRoleArn, an
+        endpoint (its logs) as the role of each model its configuration serves.
+        """
+        calls = [c for c in calls if c["service"] == "sagemaker"]
+        model_roles = {
+            c["params"]["ModelName"]: c["params"]["ExecutionRoleArn"] for c in calls if c["operation"] == "CreateModel"
+        }
+        config_models = {
+            c["params"]["EndpointConfigName"]: [v["ModelName"] for v in c["params"]["ProductionVariants"]]
+            for c in calls
+            if c["operation"] == "CreateEndpointConfig"
+        }
+        by_role: dict[str, list[Request]] = {}
         for call in calls:
             op, params = call["operation"], call["params"]
-            if call["service"] != "sagemaker":
-                continue
             if op == "CreateTrainingJob":
-                job = params["TrainingJobName"]
-                why = f"training job {job} (SageMaker, as the passed role)"
-                code = urlparse(params["HyperParameters"]["sagemaker_submit_directory"].strip('"'))
-                requests.append(Request("s3:GetObject", self.s3_object(code.netloc, code.path.lstrip("/")), why=why))
-                output = urlparse(params["OutputDataConfig"]["S3OutputPath"])
-                key = f"{output.path.strip('/')}/{job}/output/model.tar.gz"
-                requests.append(Request("s3:PutObject", self.s3_object(output.netloc, key), why=why))
-                image = params["AlgorithmSpecification"]["TrainingImage"]
-                requests += self._image_pull(image, why)
-                group = logs.format(group="TrainingJobs")
-                requests += [
-                    Request("logs:CreateLogGroup", group, why=why),
-                    Request("logs:CreateLogStream", f"{group}:log-stream:{job}/algo-1-1700000000", why=why),
-                    Request("logs:PutLogEvents", f"{group}:log-stream:{job}/algo-1-1700000000", why=why),
-                    Request(
-                        "cloudwatch:PutMetricData",
-                        "*",
-                        {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"},
-                        why=why,
-                    ),
-                ]
+                by_role.setdefault(params["RoleArn"], []).extend(self._training_job(params))
             elif op == "CreateModel":
-                container = params["PrimaryContainer"]
-                why = f"model {params['ModelName']} (SageMaker hosting, as the passed role)"
-                data = urlparse(container["ModelDataUrl"])
-                requests.append(Request("s3:GetObject", self.s3_object(data.netloc, data.path.lstrip("/")), why=why))
-                requests += self._image_pull(container["Image"], why)
+                by_role.setdefault(params["ExecutionRoleArn"], []).extend(self._model(params))
             elif op == "CreateEndpoint":
-                endpoint = params["EndpointName"]
-                why = f"endpoint {endpoint} (SageMaker hosting, as the passed role)"
-                group = logs.format(group=f"Endpoints/{endpoint}")
-                requests += [
-                    Request("logs:CreateLogGroup", group, why=why),
-                    Request("logs:CreateLogStream", f"{group}:log-stream:AllTraffic/i-0abc", why=why),
-                    Request("logs:PutLogEvents", f"{group}:log-stream:AllTraffic/i-0abc", why=why),
-                ]
-        return requests
+                for model in config_models[params["EndpointConfigName"]]:
+                    by_role.setdefault(model_roles[model], []).extend(self._endpoint(params))
+        return by_role
+
+    def _training_job(self, params: dict[str, Any]) -> list[Request]:
+        job = params["TrainingJobName"]
+        why = f"training job {job} (SageMaker, as the passed role)"
+        code = urlparse(params["HyperParameters"]["sagemaker_submit_directory"].strip('"'))
+        output = urlparse(params["OutputDataConfig"]["S3OutputPath"])
+        key = f"{output.path.strip('/')}/{job}/output/model.tar.gz"
+        group = self.arn("logs", "log-group:/aws/sagemaker/TrainingJobs")
+        return [
+            Request("s3:GetObject", self.s3_object(code.netloc, code.path.lstrip("/")), why=why),
+            Request("s3:PutObject", self.s3_object(output.netloc, key), why=why),
+            *self._image_pull(params["AlgorithmSpecification"]["TrainingImage"], why),
+            Request("logs:CreateLogGroup", group, why=why),
+            Request("logs:CreateLogStream", f"{group}:log-stream:{job}/algo-1-1700000000", why=why),
+            Request("logs:PutLogEvents", f"{group}:log-stream:{job}/algo-1-1700000000", why=why),
+            Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}, why=why),
+        ]
+
+    def _model(self, params: dict[str, Any]) -> list[Request]:
+        container = params["PrimaryContainer"]
+        why = f"model {params['ModelName']} (SageMaker hosting, as the passed role)"
+        data = urlparse(container["ModelDataUrl"])
+        return [
+            Request("s3:GetObject", self.s3_object(data.netloc, data.path.lstrip("/")), why=why),
+            *self._image_pull(container["Image"], why),
+        ]
+
+    def _endpoint(self, params: dict[str, Any]) -> list[Request]:
+        endpoint = params["EndpointName"]
+        why = f"endpoint {endpoint} (SageMaker hosting, as its model's role)"
+        group = self.arn("logs", f"log-group:/aws/sagemaker/Endpoints/{endpoint}")
+        return [
+            Request("logs:CreateLogGroup", group, why=why),
+            Request("logs:CreateLogStream", f"{group}:log-stream:AllTraffic/i-0abc", why=why),
+            Request("logs:PutLogEvents", f"{group}:log-stream:AllTraffic/i-0abc", why=why),
+        ]
 
     def _image_pull(self, image: str, why: str) -> list[Request]:
         registry, _, repository = image.partition("/")

@@ -20,18 +20,49 @@ STACK_TEMPLATE = {
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
     "Outputs": {"TrackingUrl": {"Value": URL + "/"}, "Other": {"Value": "x"}},
 }
+# Not the default name: nothing may assume it (issue 11).
+SECRET_NAME = "team-a/mlflow-login"
 
 
+def vpc_stack_template(secret_name: str = SECRET_NAME) -> dict:
+    return {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"CredentialsSecretName": {"Value": secret_name}},
+    }
 
 
 def deploy(session, *, template=STACK_TEMPLATE, secret: str | None = None) -> None:
     """What the stacks leave behind, as far as the helper reads it."""
-    session.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(template))
+    cfn = session.client("cloudformation")
+    cfn.create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(template))
+    cfn.create_stack(StackName="MLflowVpcStack", TemplateBody=json.dumps(vpc_stack_template()))
     ssm = session.client("ssm")
     ssm.put_parameter(Name="/mlflow/tracking-url", Value=URL, Type="String")
     ssm.put_parameter(Name="/mlflow/artifact-bucket", Value="mlflow-artifacts-x", Type="String")
     value = secret if secret is not None else json.dumps({"username": "mlflow", "password": PASSWORD})
-    session.client("secretsmanager").create_secret(Name="mlflow-server-credentials", SecretString=value)
+    session.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=value)
+
+
+def as_role(session, name: str, tags: dict[str, str] | None = None) -> boto3.session.Session:
+    """A session of an assumed role (a Studio execution role or a training job's role)."""
+    iam = session.client("iam")
+    trust = {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+    }
+    role = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(trust),
+        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+    )["Role"]
+    creds = session.client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="SageMaker")["Credentials"]
+    return boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
 
 
 def test_configures_from_stack_output_and_secret(aws, capsys, caplog):
@@ -46,6 +77,8 @@ def test_configures_from_stack_output_and_secret(aws, capsys, caplog):
         "MLFLOW_TRACKING_PASSWORD": PASSWORD,
     }
     assert (conn.region, conn.url_source) == (REGION, "stack HttpGatewayStack output TrackingUrl")
+    # Not running as a role here: the secret MLflowVpcStack names.
+    assert (conn.secret_name, conn.secret_source) == (SECRET_NAME, "stack MLflowVpcStack output CredentialsSecretName")
     out = capsys.readouterr()
     assert URL in out.out and PASSWORD not in out.out + out.err + own_logs(caplog)
 
@@ -76,6 +109,78 @@ def test_region_and_names_can_be_overridden(aws, monkeypatch):
     env: dict[str, str] = {}
     conn = configure_mlflow("us-east-2", stack_name="MyGateway", secret_name="my-creds", environ=env)
     assert (conn.region, env["MLFLOW_TRACKING_USERNAME"]) == ("us-east-2", "u2")
+
+
+def test_the_secret_comes_from_the_callers_role_tag(aws):
+    """A Studio profile (or its training role) reads its own login, whatever the stack output says."""
+    deploy(aws)
+    aws.client("secretsmanager").create_secret(
+        Name="mlflow-server-credentials/users/alice/login",
+        SecretString=json.dumps({"username": "alice", "password": PASSWORD}),
+    )
+    alice = as_role(aws, "alice-studio", {"mlflow:credentials-secret": "mlflow-server-credentials/users/alice/login"})
+    env: dict[str, str] = {}
+    conn = configure_mlflow(session=alice, environ=env)
+    assert env["MLFLOW_TRACKING_USERNAME"] == "alice" and env["MLFLOW_TRACKING_PASSWORD"] == PASSWORD
+    assert conn.secret_name == "mlflow-server-credentials/users/alice/login"
+    assert conn.secret_source == "tag mlflow:credentials-secret of role alice-studio"
+    assert "alice-studio" in str(conn) and PASSWORD not in str(conn) + repr(conn)
+
+
+def test_a_role_without_the_tag_falls_back_to_the_stack_output(aws):
+    deploy(aws)
+    conn = configure_mlflow(session=as_role(aws, "someone-elses-role"), environ={})
+    assert (conn.secret_name, conn.username) == (SECRET_NAME, "mlflow")
+    assert conn.secret_source == "stack MLflowVpcStack output CredentialsSecretName"
+
+
+@set_initial_no_auth_action_count(8)  # deploy (5), create_role, assume_role, put_role_policy
+def test_a_role_that_may_not_read_itself_falls_back_to_the_stack_output(aws):
+    """moto enforces IAM: GetRole on itself is denied, the stack output still names the secret."""
+    deploy(aws)
+    role = as_role(aws, "no-getrole", {"mlflow:credentials-secret": "never-read"})
+    aws.client("iam").put_role_policy(
+        RoleName="no-getrole",
+        PolicyName="no-iam",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": ["cloudformation:*", "secretsmanager:*"], "Resource": "*"}
+                ],
+            }
+        ),
+    )
+    conn = configure_mlflow(session=role, environ={})
+    assert (conn.secret_name, conn.username) == (SECRET_NAME, "mlflow")
+
+
+def test_an_explicit_secret_name_wins(aws):
+    deploy(aws)
+    other = json.dumps({"username": "o", "password": "p"})
+    aws.client("secretsmanager").create_secret(Name="other", SecretString=other)
+    tagged = as_role(aws, "tagged", {"mlflow:credentials-secret": SECRET_NAME})
+    conn = configure_mlflow(session=tagged, secret_name="other", environ={})
+    assert (conn.username, conn.secret_source) == ("o", "argument secret_name")
+
+
+def test_no_tag_and_no_stack_output_says_what_to_do(aws):
+    aws.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
+    text = expect_error(session=as_role(aws, "untagged"))
+    assert "No MLflow login found: role untagged has no tag 'mlflow:credentials-secret'" in text
+    assert "'MLflowVpcStack'" in text and "secret_name=" in text and "\n" not in text
+
+
+def test_helper_names_match_the_stacks():
+    from stacks import names
+
+    assert mlflow_setup.GATEWAY_STACK_NAME == names.GATEWAY_STACK
+    assert mlflow_setup.VPC_STACK_NAME == names.VPC_STACK
+    assert mlflow_setup.TRACKING_URL_OUTPUT_KEY == names.OUTPUT_TRACKING_URL
+    assert mlflow_setup.CREDENTIALS_SECRET_OUTPUT_KEY == names.OUTPUT_CREDENTIALS_SECRET
+    assert mlflow_setup.TRACKING_URL_PARAMETER == names.SSM_TRACKING_URL
+    assert mlflow_setup.ARTIFACT_BUCKET_PARAMETER == names.SSM_ARTIFACT_BUCKET
+    assert mlflow_setup.CREDENTIALS_SECRET_TAG == names.ROLE_TAG_CREDENTIALS_SECRET
 
 
 def test_region_comes_from_aws_region_first(aws, monkeypatch):
@@ -119,9 +224,11 @@ def test_missing_parameter(aws):
 
 
 def test_missing_secret(aws):
-    aws.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
+    cfn = aws.client("cloudformation")
+    cfn.create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
+    cfn.create_stack(StackName="MLflowVpcStack", TemplateBody=json.dumps(vpc_stack_template()))
     text = expect_error()
-    assert "'mlflow-server-credentials'" in text and "ResourceNotFoundException" in text
+    assert f"'{SECRET_NAME}'" in text and "ResourceNotFoundException" in text
 
 
 @pytest.mark.parametrize(
@@ -146,8 +253,10 @@ def test_malformed_secret(aws, secret, capsys, caplog):
 
 
 def test_binary_secret_is_malformed(aws):
-    aws.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
-    aws.client("secretsmanager").create_secret(Name="mlflow-server-credentials", SecretBinary=PASSWORD.encode())
+    cfn = aws.client("cloudformation")
+    cfn.create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
+    cfn.create_stack(StackName="MLflowVpcStack", TemplateBody=json.dumps(vpc_stack_template()))
+    aws.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretBinary=PASSWORD.encode())
     assert "malformed" in expect_error()
 
 
@@ -159,10 +268,10 @@ def test_malformed_secret_error_chains_nothing(aws):
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 
-@set_initial_no_auth_action_count(7)  # the setup calls below, then IAM is enforced
+@set_initial_no_auth_action_count(8)  # the setup calls below, then IAM is enforced
 def test_access_denied_says_to_check_the_role(aws):
     """moto enforces IAM here: a user that may read the stack but not the secret."""
-    deploy(aws)  # 4 calls
+    deploy(aws)  # 5 calls
     iam = aws.client("iam")
     iam.create_user(UserName="studio")
     iam.put_user_policy(
@@ -182,7 +291,7 @@ def test_access_denied_says_to_check_the_role(aws):
         region_name=REGION,
     )
     text = expect_error(session=user)
-    assert "Access denied reading Secrets Manager secret 'mlflow-server-credentials'" in text
+    assert f"Access denied reading Secrets Manager secret '{SECRET_NAME}'" in text
     assert "execution role" in text
 
 

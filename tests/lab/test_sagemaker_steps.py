@@ -91,6 +91,56 @@ def test_execution_role_refuses_a_user(aws):
         steps.execution_role_arn(aws)
 
 
+def test_workload_roles_come_from_the_studio_roles_tags(aws):
+    from tests.lab.test_mlflow_setup import as_role
+
+    studio = as_role(
+        aws,
+        "alice-studio",
+        {
+            "mlflow:training-role": "arn:aws:iam::123456789012:role/alice-training",
+            "mlflow:serving-role": "arn:aws:iam::123456789012:role/serving",
+        },
+    )
+    roles = steps.workload_roles(studio)
+    assert roles == steps.WorkloadRoles(
+        training="arn:aws:iam::123456789012:role/alice-training", serving="arn:aws:iam::123456789012:role/serving"
+    )
+
+
+def test_serving_role_falls_back_to_the_studio_stack_output(aws):
+    from tests.lab.test_mlflow_setup import as_role
+
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"ServingRoleArn": {"Value": "arn:aws:iam::123456789012:role/serving-from-output"}},
+    }
+    aws.client("cloudformation").create_stack(StackName="SageMakerStudioUserStack", TemplateBody=json.dumps(template))
+    studio = as_role(aws, "bob-studio", {"mlflow:training-role": "arn:aws:iam::123456789012:role/bob-training"})
+    assert steps.workload_roles(studio).serving == "arn:aws:iam::123456789012:role/serving-from-output"
+
+
+def test_a_role_without_a_training_role_says_which_profile_to_use(aws):
+    from tests.lab.test_mlflow_setup import as_role
+
+    with pytest.raises(steps.WorkflowError, match=r"no tag 'mlflow:training-role'.*SageMakerStudioUserStack"):
+        steps.workload_roles(as_role(aws, "old-role"))
+    with pytest.raises(steps.WorkflowError, match="not as an IAM role"):
+        steps.workload_roles(aws)
+
+
+def test_lab_names_match_the_stacks():
+    from stacks import names
+
+    assert steps.STUDIO_STACK_NAME == names.STUDIO_STACK
+    assert steps.SERVING_ROLE_OUTPUT_KEY == names.OUTPUT_SERVING_ROLE
+    assert (steps.TRAINING_ROLE_TAG, steps.SERVING_ROLE_TAG) == (
+        names.ROLE_TAG_TRAINING_ROLE,
+        names.ROLE_TAG_SERVING_ROLE,
+    )
+    assert steps.SERVING_REPOSITORY == names.SERVING_IMAGE_REPOSITORY
+
+
 def test_upload_source_dir(aws, tmp_path):
     (tmp_path / "train.py").write_text("print('hi')\n")
     (tmp_path / "__pycache__").mkdir()

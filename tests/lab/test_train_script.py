@@ -97,3 +97,8 @@ def test_configures_mlflow_from_aws_when_no_uri_is_set(monkeypatch):
         "tracking_url_parameter": None,
         "secret_name": "X",
     }
+    # Without --secret-name the helper finds the secret through the job's role.
+    calls.clear()
+    with pytest.raises(Stop):
+        train.train(train.parse_args(["--region", "eu-west-1"]))
+    assert calls["secret_name"] is None

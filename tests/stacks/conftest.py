@@ -35,3 +35,9 @@ def studio_template(templates: dict[str, Template]) -> Template:
 def dev_templates() -> dict[str, Template]:
     """removal_policy=destroy: the throwaway-dev variant."""
     return synth_templates(removal_policy="destroy")
+
+
+@pytest.fixture(scope="session")
+def accounts_templates() -> dict[str, Template]:
+    """auth_mode=accounts with two Studio profiles."""
+    return synth_templates(auth_mode="accounts", user_profiles="alice,bob")

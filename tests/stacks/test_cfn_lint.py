@@ -1,5 +1,6 @@
 """cfn-lint on every synthesized template: no errors, and only justified warnings."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -19,9 +20,9 @@ JUSTIFIED_WARNINGS = {
 }
 
 
-def _lint(template: Path) -> list[dict]:
+def _lint(*templates: Path) -> list[dict]:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", str(template)],
+        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", *map(str, templates)],
         capture_output=True,
         text=True,
         check=False,
@@ -30,18 +31,29 @@ def _lint(template: Path) -> list[dict]:
     return json.loads(result.stdout or "[]")
 
 
-# (variant, stack): every stack by default; the stacks a custom domain changes with one.
-TEMPLATES = [({}, name) for name in names.ALL_STACKS] + [
-    (DOMAIN_CONTEXT, name) for name in (names.VPC_STACK, names.GATEWAY_STACK)
-]
+# The default app, accounts mode with two profiles (the same overrides the stack tests
+# synthesize), and both with a custom domain (HTTPS listener, custom domain name).
+ACCOUNTS = {"auth_mode": "accounts", "user_profiles": "alice,bob"}
+VARIANTS = {"defaults": {}, "accounts": ACCOUNTS, "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS}}
 
 
-@pytest.mark.parametrize(
-    ("overrides", "stack_name"), TEMPLATES, ids=[f"{name}{'-domain' if o else ''}" for o, name in TEMPLATES]
-)
-def test_template_is_lint_clean(overrides: dict, stack_name: str) -> None:
-    template = synth_directory(**overrides) / f"{stack_name}.template.json"
-    findings = _lint(template)
+STACKS = list(names.ALL_STACKS)
+
+
+@functools.lru_cache(maxsize=None)
+def _lint_variant(variant: str) -> dict[str, list[dict]]:
+    """Stack name -> findings; one cfn-lint run per app (its start-up dominates the time)."""
+    directory = synth_directory(**VARIANTS[variant])
+    findings = _lint(*(directory / f"{stack}.template.json" for stack in STACKS))
+    by_stack = {s: [f for f in findings if Path(f["Filename"]).name == f"{s}.template.json"] for s in STACKS}
+    assert sum(map(len, by_stack.values())) == len(findings), "a finding names no template of the app"
+    return by_stack
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_template_is_lint_clean(stack_name: str, variant: str) -> None:
+    findings = _lint_variant(variant)[stack_name]
     unexpected = [
         f"{f['Rule']['Id']} {f['Message']}"
         for f in findings
@@ -53,4 +65,9 @@ def test_template_is_lint_clean(overrides: dict, stack_name: str) -> None:
 def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
     broken = tmp_path / "broken.template.json"
     broken.write_text(json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"Nope": 1}}}}))
-    assert any(f["Level"] == "Error" for f in _lint(broken))
+    fine = tmp_path / "fine.template.json"
+    fine.write_text(json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}))
+    findings = _lint(fine, broken)
+    assert any(f["Level"] == "Error" for f in findings)
+    # Findings name their template, which is how each stack gets its own.
+    assert {Path(f["Filename"]).name for f in findings} == {"broken.template.json"}

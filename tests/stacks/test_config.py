@@ -161,14 +161,27 @@ INVALID = [
     ({"removal_policy": "delete"}, "removal_policy", "retain, destroy"),
     ({"removal_policy": "RETAIN"}, "removal_policy", "retain, destroy"),
     ({"credentials_secret_name": "mlflow-abcdef"}, "credentials_secret_name", "hyphen and 6 characters"),
-    ({"credentials_secret_name": "bad name"}, "credentials_secret_name", "1-512 of"),
-    ({"credentials_secret_name": "x" * 513}, "credentials_secret_name", "1-512 of"),
+    ({"credentials_secret_name": "bad name"}, "credentials_secret_name", "1-180 of"),
+    ({"credentials_secret_name": "x" * 513}, "credentials_secret_name", "1-180 of"),
     ({"sagemaker_domain_id": "d-ABC123DEF456"}, "sagemaker_domain_id", "d- and 12 lowercase"),
     ({"sagemaker_domain_id": "domain-1"}, "sagemaker_domain_id", "d- and 12 lowercase"),
-    ({"user_profile_name": "-user"}, "user_profile_name", "1-63 letters"),
-    ({"user_profile_name": "a" * 64}, "user_profile_name", "1-63 letters"),
-    ({"user_profile_name": "my_user"}, "user_profile_name", "1-63 letters"),
-    ({"user_profile_name": ""}, "user_profile_name", "1-63 letters"),
+    ({"credentials_secret_name": "x" * 181}, "credentials_secret_name", "1-180 of"),
+    ({"auth_mode": "sso"}, "auth_mode", "shared, accounts"),
+    ({"auth_mode": "Accounts"}, "auth_mode", "shared, accounts"),
+    ({"auth_mode": ""}, "auth_mode", "shared, accounts"),
+    ({"default_permission": "read"}, "default_permission", "READ, EDIT, MANAGE, NO_PERMISSIONS"),
+    ({"default_permission": "ALL"}, "default_permission", "READ, EDIT, MANAGE, NO_PERMISSIONS"),
+    ({"user_profiles": "-user"}, "user_profiles", "1-63 letters"),
+    ({"user_profiles": ["a" * 64]}, "user_profiles", "1-63 letters"),
+    ({"user_profiles": "alice,my_user"}, "user_profiles", "1-63 letters"),
+    ({"user_profiles": ""}, "user_profiles", "1-20 distinct names"),
+    ({"user_profiles": []}, "user_profiles", "1-20 distinct names"),
+    ({"user_profiles": "alice,bob,alice"}, "user_profiles", "1-20 distinct names"),
+    ({"user_profiles": "alice,Alice"}, "user_profiles", "1-20 distinct names"),
+    ({"user_profiles": ",".join(f"user{i}" for i in range(21))}, "user_profiles", "1-20 distinct names"),
+    ({"user_profiles": ["alice", 7]}, "user_profiles", "1-20 distinct names"),
+    ({"user_profiles": "alice,mlflow", "auth_mode": "accounts"}, "user_profiles", "other than mlflow"),
+    ({"user_profile_name": "alice"}, "user_profile_name", "e.g. -c user_profiles=alice,bob"),
     ({"api_throttle_rate_limit": 0}, "api_throttle_rate_limit", "more than 0"),
     ({"api_throttle_rate_limit": "20000"}, "api_throttle_rate_limit", "at most 10000"),
     ({"api_throttle_burst_limit": 0}, "api_throttle_burst_limit", "1-5000"),
@@ -178,7 +191,7 @@ INVALID = [
     ({"mlflow_workers": "two"}, "mlflow_workers", "1-16"),
     ({"mlflow_workers": None}, "mlflow_workers", "1-16"),
     ({"aurora_max_acu": False}, "aurora_max_acu", "1-256"),
-    ({"user_profile_name": 7}, "user_profile_name", "1-63 letters"),
+    ({"user_profiles": 7}, "user_profiles", "1-63 letters"),
     ({"domain_name": "mlflow.example.com"}, "domain_name", "all three of domain_name, hosted_zone_id"),
     ({**ZONE}, "hosted_zone_id", "all three of domain_name, hosted_zone_id, hosted_zone_name, or none"),
     ({"domain_name": "mlflow.example.com", "hosted_zone_name": "example.com"}, "domain_name", "or none"),
@@ -217,6 +230,40 @@ def test_invalid_values_are_rejected(overrides: dict, key: str, allowed: str) ->
     message = str(caught.value)
     assert message.startswith("Invalid configuration: ") and "\n" not in message
     assert re.search(rf"\b{key}\b", message) and "allowed" in message and allowed in message, message
+
+
+def test_renamed_key_says_what_it_became() -> None:
+    for build in (
+        lambda: ProjectConfig.from_context({**cdk_json_context(), "user_profile_name": "alice"}),
+        lambda: ProjectConfig(user_profile_name="alice"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            build()
+        assert str(caught.value) == (
+            "Invalid configuration: user_profile_name='alice' was renamed to user_profiles; "
+            "allowed: a list of Studio user profile names, e.g. -c user_profiles=alice,bob."
+        )
+
+
+def test_sso_is_refused_until_it_exists() -> None:
+    with pytest.raises(ConfigError, match=r"auth_mode='sso' is not available yet"):
+        ProjectConfig(auth_mode="sso")
+
+
+def test_accounts_settings_and_profiles() -> None:
+    config = ProjectConfig.from_context(
+        {"auth_mode": "accounts", "default_permission": "NO_PERMISSIONS", "user_profiles": " alice , bob-2 "}
+    )
+    assert config.accounts_enabled and config.default_permission == "NO_PERMISSIONS"
+    assert config.user_profiles == ["alice", "bob-2"]
+    assert config.user_secret_name("bob-2") == "mlflow-server-credentials/users/bob-2/login"
+    assert len(ProjectConfig(user_profiles=[f"u{i}" for i in range(20)]).user_profiles) == 20
+    # The admin's name is free for a profile while nginx's shared login is in use.
+    assert ProjectConfig(user_profiles="mlflow").user_profiles == ["mlflow"]
+    defaults = ProjectConfig()
+    assert (defaults.auth_mode, defaults.default_permission) == ("shared", "READ")
+    assert defaults.user_profiles == ["mlflow-user"]
+    assert not defaults.accounts_enabled
 
 
 def test_unknown_key_lists_the_known_keys() -> None:

@@ -4,6 +4,7 @@ The same stacks without a domain keep the execute-api URL and the HTTP listener
 (the default templates are also pinned by the snapshots).
 """
 
+import json
 from typing import Any
 
 import pytest
@@ -189,3 +190,47 @@ def test_tracking_service_says_how_to_reach_the_alb() -> None:
     assert with_domain.vpc.load_balancer_port == 443
     assert with_domain.vpc.certificate is not None
     assert with_domain.gateway.tracking_url == DOMAIN_URL
+
+
+# --- with a domain and accounts mode -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def domain_accounts() -> dict[str, Template]:
+    """The variant cdk-nag and cfn-lint also synthesize (same overrides, same cache)."""
+    return synth_templates(**DOMAIN_CONTEXT, auth_mode="accounts", user_profiles="alice,bob")
+
+
+def test_artifact_cors_allows_the_domain_origin_only(domain_accounts: dict[str, Template]) -> None:
+    """The UI is served from the domain (the execute-api URL is off): presigned fetches come from there."""
+    (rule,) = resources(domain_accounts[names.GATEWAY_STACK], "Custom::AWS").values()
+    create = rule["Properties"]["Create"]
+    text = create if isinstance(create, str) else "".join(p for p in create["Fn::Join"][1] if isinstance(p, str))
+    assert f'"AllowedOrigins":["{DOMAIN_URL}"]' in text
+    assert "execute-api" not in text
+    integration = props(domain_accounts[names.GATEWAY_STACK], "AWS::ApiGatewayV2::Integration")
+    assert integration["RequestParameters"] == {
+        "overwrite:header.X-Public-Host": "$context.domainName",
+        "overwrite:header.X-Public-Proto": "https",
+    }
+
+
+def test_account_provisioner_reaches_the_https_listener_by_its_certificate_name(
+    domain_accounts: dict[str, Template],
+) -> None:
+    studio = domain_accounts[names.STUDIO_STACK]
+    (function,) = [
+        f["Properties"]
+        for f in resources(studio, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "index.on_event"
+    ]
+    environment = function["Environment"]["Variables"]
+    assert environment["MLFLOW_URL"]["Fn::Join"][1][0] == "https://"
+    assert "DNSName" in _output_name(environment["MLFLOW_URL"]["Fn::Join"][1][1])
+    # The certificate names the domain, not the ALB: verify (and send as SNI) that name.
+    assert environment["MLFLOW_TLS_SERVER_NAME"] == DOMAIN
+    (group,) = function["VpcConfig"]["SecurityGroupIds"]
+    alb_ingress = [r for r in ingress_rules(studio) if "LoadBalancerSecurityGroup" in json.dumps(r["GroupId"])]
+    assert [(ref_id(r["SourceSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in alb_ingress] == [
+        (ref_id(group), 443, 443)
+    ]

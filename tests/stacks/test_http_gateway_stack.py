@@ -3,6 +3,7 @@
 import json
 
 from stacks import names
+from stacks.components.artifact_cors import artifact_cors_rules
 from stacks.components.http_gateway import ACCESS_LOG_FIELDS
 from tests.stacks.helpers import Template, egress_rules, ingress_rules, only, props, ref_id, resources
 from tests.synth import synth_templates
@@ -58,8 +59,8 @@ def test_stage_is_access_logged_and_throttled(gateway_template: Template) -> Non
     assert stage["AutoDeploy"] is True
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == 100
     assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 200
-    log_group_id, log_group = only(gateway_template, "AWS::Logs::LogGroup")
-    assert ref_id(stage["AccessLogSettings"]["DestinationArn"]) == log_group_id
+    log_group_id = ref_id(stage["AccessLogSettings"]["DestinationArn"])
+    log_group = resources(gateway_template, "AWS::Logs::LogGroup")[log_group_id]
     assert log_group["Properties"]["RetentionInDays"] == 30
     log_format = json.loads(stage["AccessLogSettings"]["Format"])
     assert log_format == ACCESS_LOG_FIELDS
@@ -84,3 +85,62 @@ def test_tracking_url_is_an_output_and_a_parameter(gateway_template: Template) -
 def test_gateway_creates_no_public_ingress(gateway_template: Template) -> None:
     assert not resources(gateway_template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
     assert all(r.get("CidrIp") is None for r in ingress_rules(gateway_template))
+
+
+def test_integration_overwrites_the_public_host_and_scheme_headers(gateway_template: Template) -> None:
+    """nginx's same-origin check and MLflow's Host come from these; a client cannot set them."""
+    _, integration = only(gateway_template, "AWS::ApiGatewayV2::Integration")
+    assert integration["Properties"]["RequestParameters"] == {
+        "overwrite:header.X-Public-Host": "$context.domainName",
+        "overwrite:header.X-Public-Proto": "https",
+    }
+
+
+def _sdk_call(resource: dict, phase: str, resolve) -> dict:
+    """The JSON of an AwsCustomResource call, with intrinsics rendered by `resolve`."""
+    parts = resource["Properties"][phase]["Fn::Join"][1]
+    return json.loads("".join(part if isinstance(part, str) else resolve(part) for part in parts))
+
+
+def test_artifact_bucket_allows_exactly_this_apis_origin_to_read(gateway_template: Template) -> None:
+    (rule_id, rule), = resources(gateway_template, "Custom::AWS").items()
+    api_id, _ = only(gateway_template, "AWS::ApiGatewayV2::Api")
+
+    def resolve(part: dict) -> str:
+        if part == {"Ref": api_id}:
+            return "abc123"
+        if part == {"Ref": "AWS::Region"}:
+            return "eu-west-1"
+        if part == {"Ref": "AWS::URLSuffix"}:
+            return "amazonaws.com"
+        if "Fn::GetStackOutput" in part:
+            assert "StorageArtifacts" in part["Fn::GetStackOutput"]["OutputName"]  # the artifact bucket
+            return "artifact-bucket"
+        raise AssertionError(part)
+
+    create = _sdk_call(rule, "Create", resolve)
+    assert create["action"] == "PutBucketCors" and create["parameters"]["Bucket"] == "artifact-bucket"
+    assert create["parameters"]["CORSConfiguration"]["CORSRules"] == artifact_cors_rules(
+        ["https://abc123.execute-api.eu-west-1.amazonaws.com"]
+    )
+    assert _sdk_call(rule, "Update", resolve) == create
+    assert _sdk_call(rule, "Delete", resolve) == {
+        "action": "DeleteBucketCors",
+        "service": "S3",
+        "parameters": {"Bucket": "artifact-bucket"},
+    }
+    # The origin is the tracking URL's scheme and host: the API's endpoint.
+    endpoint = gateway_template["Outputs"][names.OUTPUT_TRACKING_URL]["Value"]
+    assert endpoint == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}
+
+    # The function may set this bucket's CORS rule and nothing else.
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in resources(gateway_template, "AWS::IAM::Policy").values()
+        if "CustomResourcePolicy" in json.dumps(p) or rule_id in json.dumps(p)
+    ]
+    assert [(s["Action"], s["Effect"]) for s in policy] == [("s3:PutBucketCORS", "Allow")]
+    assert "StorageArtifacts" in json.dumps(policy[0]["Resource"])
+    assert all(
+        "ManagedPolicyArns" not in role["Properties"] for role in resources(gateway_template, "AWS::IAM::Role").values()
+    )

@@ -59,6 +59,19 @@ def test_az_and_nat_counts_follow_configuration() -> None:
     assert len(resources(template, "AWS::EC2::NatGateway")) == 2
 
 
+def test_private_subnets_reach_s3_through_a_gateway_endpoint(vpc_template: Template) -> None:
+    """Presigned artifact transfers from the VPC must not pay NAT data charges."""
+    endpoint = props(vpc_template, "AWS::EC2::VPCEndpoint")
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert endpoint["ServiceName"] == {"Fn::Join": ["", ["com.amazonaws.", {"Ref": "AWS::Region"}, ".s3"]]}
+    private_tables = {
+        logical_id
+        for logical_id, table in resources(vpc_template, "AWS::EC2::RouteTable").items()
+        if "privateSubnet" in logical_id
+    }
+    assert {ref_id(table) for table in endpoint["RouteTableIds"]} == private_tables and len(private_tables) == 2
+
+
 def test_flow_logs_capture_all_traffic_of_the_vpc(vpc_template: Template) -> None:
     vpc_id, _ = only(vpc_template, "AWS::EC2::VPC")
     flow_log = props(vpc_template, "AWS::EC2::FlowLog")
@@ -244,13 +257,88 @@ def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Templa
     assert containers["nginx"]["PortMappings"] == [{"ContainerPort": names.NGINX_PORT, "Protocol": "tcp"}]
     assert "PortMappings" not in containers["mlflow"]
     assert {"Condition": "START", "ContainerName": "mlflow"} in containers["nginx"]["DependsOn"]
-    mlflow_env = {e["Name"]: e["Value"] for e in containers["mlflow"]["Environment"]}
+    mlflow_env = _environment(containers["mlflow"])
     assert mlflow_env["DB_NAME"] == "mlflow"
     assert mlflow_env["DB_PORT"] == "5432"
     assert mlflow_env["MLFLOW_WORKERS"] == "2"
-    assert "s3://" in json.dumps(mlflow_env["MLFLOW_ARTIFACT_ROOT"])
-    nginx_env = {e["Name"]: e["Value"] for e in containers["nginx"]["Environment"]}
+    bucket_id, _ = _artifact_bucket(vpc_template)
+    # MLflow serves the artifacts from its own prefix of the bucket.
+    destination = {"Fn::Join": ["", ["s3://", {"Ref": bucket_id}, "/mlflow-artifacts"]]}
+    assert mlflow_env["MLFLOW_ARTIFACTS_DESTINATION"] == destination
+    assert "MLFLOW_ARTIFACT_ROOT" not in mlflow_env
+    nginx_env = _environment(containers["nginx"])
     assert nginx_env["MLFLOW_UPSTREAM"] == f"127.0.0.1:{names.MLFLOW_PORT}"
+    # The same mode reaches both containers; shared mode sets nothing of the auth app.
+    assert mlflow_env["MLFLOW_AUTH_MODE"] == nginx_env["MLFLOW_AUTH_MODE"] == "shared"
+    auth_app = [name for name in mlflow_env if name.startswith(("MLFLOW_AUTH_", "MLFLOW_FLASK"))]
+    assert auth_app == ["MLFLOW_AUTH_MODE"]
+
+
+def _environment(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["Name"]: e["Value"] for e in container.get("Environment", [])}
+
+
+def _secret_sources(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Variable -> (secret logical id, JSON field or "" for the whole secret string)."""
+    found = {}
+    for secret in container.get("Secrets", []):
+        value = secret["ValueFrom"]
+        if "Ref" in value:
+            found[secret["Name"]] = (value["Ref"], "")
+        else:
+            parts = value["Fn::Join"][1]
+            found[secret["Name"]] = (ref_id(parts[0]), parts[1].strip(":"))
+    return found
+
+
+def _secret_id(template: Template, name: str) -> str:
+    (logical_id,) = [
+        logical_id
+        for logical_id, secret in resources(template, "AWS::SecretsManager::Secret").items()
+        if secret["Properties"].get("Name") == name
+    ]
+    return logical_id
+
+
+def test_accounts_mode_runs_mlflows_auth_app_with_the_admin_and_a_shared_session_key(
+    accounts_templates: dict[str, Template],
+) -> None:
+    template = accounts_templates[names.VPC_STACK]
+    containers = _containers(template)
+    mlflow_env, nginx_env = _environment(containers["mlflow"]), _environment(containers["nginx"])
+    assert mlflow_env["MLFLOW_AUTH_MODE"] == nginx_env["MLFLOW_AUTH_MODE"] == "accounts"
+    assert mlflow_env["MLFLOW_AUTH_DEFAULT_PERMISSION"] == "READ"
+    assert mlflow_env["MLFLOW_AUTH_DB_NAME"] == "mlflow_auth"
+    credentials = _secret_id(template, "mlflow-server-credentials")
+    (session_key, session_secret), = [
+        (logical_id, secret)
+        for logical_id, secret in resources(template, "AWS::SecretsManager::Secret").items()
+        if "Flask" in secret["Properties"]["Description"]
+    ]
+    database, _ = only(template, "AWS::SecretsManager::SecretTargetAttachment")
+    assert _secret_sources(containers["mlflow"]) == {
+        "DB_USERNAME": (database, "username"),
+        "DB_PASSWORD": (database, "password"),
+        "MLFLOW_AUTH_ADMIN_USERNAME": (credentials, "username"),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": (credentials, "password"),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": (session_key, ""),
+    }
+    # nginx checks nothing itself in this mode, so it holds no credential.
+    assert "Secrets" not in containers["nginx"]
+    generated = session_secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 64 and "SecretString" not in session_secret["Properties"]
+    # Only sessions of running tasks depend on it: it goes with the stack.
+    assert session_secret["DeletionPolicy"] == "Delete"
+    # The admin keeps the user and password it had as the shared login.
+    admin = template["Resources"][credentials]["Properties"]["GenerateSecretString"]
+    assert json.loads(admin["SecretStringTemplate"]) == {"username": "mlflow"}
+    # make rotate-password reads the mode here (and leaves the admin's password to MLflow).
+    assert template["Outputs"][names.OUTPUT_AUTH_MODE]["Value"] == "accounts"
+
+
+def test_default_permission_reaches_mlflow() -> None:
+    template = synth_templates(auth_mode="accounts", default_permission="NO_PERMISSIONS")[names.VPC_STACK]
+    assert _environment(_containers(template)["mlflow"])["MLFLOW_AUTH_DEFAULT_PERMISSION"] == "NO_PERMISSIONS"
 
 
 def test_containers_have_read_only_roots_and_own_scratch(vpc_template: Template) -> None:
@@ -266,6 +354,11 @@ def test_containers_have_read_only_roots_and_own_scratch(vpc_template: Template)
 
 def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) -> None:
     containers = _containers(vpc_template)
+    credentials = _secret_id(vpc_template, "mlflow-server-credentials")
+    assert _secret_sources(containers["nginx"]) == {
+        "MLFLOW_USERNAME": (credentials, "username"),
+        "MLFLOW_PASSWORD": (credentials, "password"),
+    }
     secret_names = {
         name: {s["Name"] for s in container.get("Secrets", [])} for name, container in containers.items()
     }
@@ -419,6 +512,29 @@ def _role_statements(template: Template, role_fragment: str) -> list[dict[str, A
         if any(role_fragment in ref_id(r) for r in p["Properties"]["Roles"])
     ]
     return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_no_container_sees_a_secret_as_plain_environment_in_any_mode(
+    accounts_templates: dict[str, Template],
+) -> None:
+    for container in _containers(accounts_templates[names.VPC_STACK]).values():
+        for variable in container.get("Environment", []):
+            assert not any(word in variable["Name"] for word in ("PASSWORD", "SECRET", "USERNAME")), variable
+
+
+def test_execution_role_reads_admin_database_and_session_secrets_in_accounts_mode(
+    accounts_templates: dict[str, Template],
+) -> None:
+    template = accounts_templates[names.VPC_STACK]
+    statements = _role_statements(template, "TaskDefinitionExecutionRole")
+    read = {
+        json.dumps(r)
+        for s in statements
+        if any("secretsmanager" in a for a in as_list(s["Action"]))
+        for r in as_list(s["Resource"])
+    }
+    assert len(read) == 3
+    assert any(_secret_id(template, "mlflow-server-credentials") in r for r in read)
 
 
 def test_task_role_touches_only_the_artifact_bucket(vpc_template: Template) -> None:

@@ -16,8 +16,11 @@ VARIANTS = [
     {"removal_policy": "destroy"},
     {"sagemaker_domain_id": "d-abcdef123456"},
     {"az_count": 3, "nat_gateways": 3, "aurora_min_acu": 0.5},
+    {"auth_mode": "accounts", "user_profiles": "alice,bob"},
+    {"auth_mode": "accounts", "removal_policy": "destroy", "sagemaker_domain_id": "d-abcdef123456"},
     DAY_TWO_VARIANT,
     DOMAIN_CONTEXT,
+    {**DOMAIN_CONTEXT, "auth_mode": "accounts", "user_profiles": "alice,bob"},
 ]
 
 

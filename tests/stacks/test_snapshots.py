@@ -34,6 +34,14 @@ def test_template_matches_snapshot(
     assert normalise(templates[stack_name]) == snapshot_json
 
 
+@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.STUDIO_STACK])
+def test_accounts_mode_template_matches_snapshot(
+    stack_name: str, accounts_templates: dict[str, Any], snapshot_json: SnapshotAssertion
+) -> None:
+    """auth_mode=accounts with profiles alice and bob (the gateway stack does not change with the mode)."""
+    assert normalise(accounts_templates[stack_name]) == snapshot_json
+
+
 def test_normalise_hides_only_asset_hashes() -> None:
     digest = "a" * 64
     template = {"Image": f"repo:{digest}", "Name": "mlflow", "Short": "a" * 63}

@@ -2,8 +2,9 @@
 
 Active only when AWS_CALL_LOG names a file: the e2e tests put this directory on
 PYTHONPATH, so the notebook kernel and the train.py processes it starts record
-too. One JSON line per call: IAM service prefix, operation, region and the
-request parameters that name resources (bodies and long values dropped).
+too. One JSON line per call: IAM service prefix, operation, region, the
+request parameters that name resources (bodies and long values dropped), and
+the training job the process runs as, if any (its calls use the job's role).
 """
 
 import json
@@ -40,6 +41,7 @@ def _install():
                 "region": self.meta.region_name,
                 "params": _clean(api_params),
                 "pid": os.getpid(),
+                "job": os.environ.get("TRAINING_JOB_NAME"),
             }
         )
         with open(_LOG, "a", encoding="utf-8") as log:

@@ -1,0 +1,161 @@
+"""The Lambda that creates and deletes MLflow users for the Studio profiles (accounts mode).
+
+It runs in the private subnets and talks to MLflow through the internal ALB
+with the admin login it reads from Secrets Manager, so the admin credential
+never leaves AWS: CloudFormation only ever sees a user name and a secret ARN.
+"""
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.components.security_groups import closed_security_group
+
+HANDLER_DIR = Path(__file__).resolve().parents[1] / "functions" / "mlflow_accounts"
+# What CloudFormation calls the resources this provider serves.
+RESOURCE_TYPE = "Custom::MlflowAccount"
+
+
+class MlflowAccountProvisioner(Construct):
+    """Function ``index.on_event`` (ResourceProperties Username, UserSecretArn) behind a CDK Provider.
+
+    Environment: ``ADMIN_SECRET_ARN`` (the server credentials secret, MLflow's
+    admin in accounts mode) and ``MLFLOW_URL`` (the internal ALB, its listener's
+    scheme and default port). With a custom domain the listener is HTTPS on a
+    certificate for that domain, not for the ALB's DNS name: then
+    ``MLFLOW_TLS_SERVER_NAME`` holds the name to send as SNI and to verify the
+    certificate against. Each user secret it may read is granted with
+    :meth:`allow_reading`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        load_balancer: elbv2.IApplicationLoadBalancer,
+        load_balancer_port: int,
+        load_balancer_scheme: str,
+        load_balancer_server_name: str | None,
+        admin_secret: secretsmanager.ISecret,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.security_group = closed_security_group(
+            self, "SecurityGroup", vpc=vpc, description="MLflow account provisioner: the MLflow ALB and AWS APIs"
+        )
+        # Egress here plus the matching ingress on the ALB's group.
+        self.security_group.connections.allow_to(
+            load_balancer, ec2.Port.tcp(load_balancer_port), "Account provisioner to the MLflow ALB"
+        )
+        # Secrets Manager through the NAT gateway.
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs")
+
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="MLflow account provisioner: admin login, the profiles' secrets, its logs, its VPC ENIs",
+            # Inline, so the function is created only once its role may manage its ENIs.
+            inline_policies={
+                "Provisioner": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            sid="WriteOwnLogs",
+                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                            resources=[self.log_group.log_group_arn],
+                        ),
+                        iam.PolicyStatement(
+                            sid="ManageVpcNetworkInterfaces",
+                            actions=[
+                                "ec2:CreateNetworkInterface",
+                                "ec2:DescribeNetworkInterfaces",
+                                "ec2:DescribeSubnets",
+                                "ec2:DeleteNetworkInterface",
+                                "ec2:AssignPrivateIpAddresses",
+                                "ec2:UnassignPrivateIpAddresses",
+                            ],
+                            resources=["*"],
+                        ),
+                        iam.PolicyStatement(
+                            sid="ReadAdminLogin",
+                            actions=["secretsmanager:GetSecretValue"],
+                            resources=[admin_secret.secret_arn],
+                        ),
+                    ]
+                )
+            },
+        )
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler="index.on_event",
+            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
+            description="Creates, updates and deletes the MLflow user of a SageMaker Studio profile",
+            role=self.role,
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            environment={
+                "ADMIN_SECRET_ARN": admin_secret.secret_arn,
+                "MLFLOW_URL": f"{load_balancer_scheme}://{load_balancer.load_balancer_dns_name}",
+                **({"MLFLOW_TLS_SERVER_NAME": load_balancer_server_name} if load_balancer_server_name else {}),
+            },
+            # Long enough to wait out an MLflow task restart behind the ALB.
+            timeout=Duration.minutes(3),
+            memory_size=256,
+            log_group=self.log_group,
+        )
+
+        self.provider_log_group = logs.LogGroup(
+            self, "ProviderLogs", retention=log_retention, removal_policy=removal_policy
+        )
+        # The CDK framework function only invokes ours (the Provider adds that permission).
+        self.provider_role = iam.Role(
+            self,
+            "ProviderRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="CloudFormation custom resource framework for MLflow accounts: invoke the provisioner",
+            inline_policies={
+                "Logs": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                            resources=[self.provider_log_group.log_group_arn],
+                        )
+                    ]
+                )
+            },
+        )
+        self.provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=self.function,
+            framework_on_event_role=self.provider_role,
+            log_group=self.provider_log_group,
+        )
+        self.service_token = self.provider.service_token
+
+        self._user_logins: iam.PolicyStatement | None = None
+
+    def allow_reading(self, secret: secretsmanager.ISecret) -> None:
+        """The function sets the user's password from this secret (one statement for all of them)."""
+        if self._user_logins is None:
+            self._user_logins = iam.PolicyStatement(sid="ReadUserLogins", actions=["secretsmanager:GetSecretValue"])
+            self.role.add_to_policy(self._user_logins)
+        self._user_logins.add_resources(secret.secret_arn)

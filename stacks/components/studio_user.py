@@ -1,0 +1,95 @@
+"""One Studio user profile with its own roles and, in accounts mode, its own MLflow user."""
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
+from stacks.components.mlflow_user_account import MlflowUserAccount
+from stacks.components.studio_domain import StudioDomain
+from stacks.components.studio_execution_role import StudioExecutionRole
+from stacks.components.workload_roles import TrainingRole
+
+
+class StudioUser(Construct):
+    """Execution role, training role, MLflow login and the user profile of one Studio user.
+
+    With ``provisioner`` (accounts mode) the user gets a generated login in
+    ``user_secret_name`` and an MLflow account of the profile's name; without it
+    (shared mode) both roles read the shared ``shared_secret``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        profile: str,
+        domain: StudioDomain,
+        shared_secret: secretsmanager.ISecret,
+        shared_secret_name: str,
+        provisioner: MlflowAccountProvisioner | None,
+        user_secret_name: str,
+        serving_role: iam.IRole,
+        studio_access_policy: iam.IManagedPolicy,
+        training_access_policy: iam.IManagedPolicy,
+        output_stack_names: list[str],
+        serving_repository_arn: str,
+        allowed_instance_types: list[str],
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile
+        self.account: MlflowUserAccount | None = None
+        secret, secret_name = shared_secret, shared_secret_name
+        if provisioner is not None:
+            self.account = MlflowUserAccount(
+                self,
+                "Mlflow",
+                username=profile,
+                secret_name=user_secret_name,
+                provisioner=provisioner,
+                removal_policy=removal_policy,
+            )
+            secret, secret_name = self.account.secret, user_secret_name
+
+        self.training_role = TrainingRole(
+            self,
+            "Training",
+            profile=profile,
+            credentials_secret_arn=secret.secret_arn,
+            credentials_secret_name=secret_name,
+            storage_policy=training_access_policy,
+            output_stack_names=output_stack_names,
+        )
+        self.execution_role = StudioExecutionRole(
+            self,
+            "ExecutionRole",
+            profile=profile,
+            credentials_secret_arn=secret.secret_arn,
+            credentials_secret_name=secret_name,
+            training_role=self.training_role.role,
+            serving_role=serving_role,
+            artifact_access_policy=studio_access_policy,
+            output_stack_names=output_stack_names,
+            allowed_instance_types=allowed_instance_types,
+            serving_repository_arn=serving_repository_arn,
+        )
+        self.execution_role.allow_studio_in_domain(domain.domain_id)
+        self.credentials_secret_name = secret_name
+
+        if self.account is not None:
+            self.account.restrict_reading_to([self.execution_role.role, self.training_role.role])
+
+        self.user_profile = sagemaker.CfnUserProfile(
+            self,
+            "Profile",
+            domain_id=domain.domain_id,
+            user_profile_name=profile,
+            user_settings=sagemaker.CfnUserProfile.UserSettingsProperty(
+                execution_role=self.execution_role.role.role_arn,
+                security_groups=[domain.security_group.security_group_id] if domain.security_group else None,
+            ),
+        )

@@ -1,0 +1,134 @@
+"""The roles SageMaker workloads run as: one per profile for training jobs, one for model serving.
+
+The Studio execution role passes them; it is never passed itself. A training
+job holds at most its user's MLflow login; a model-serving container holds no
+MLflow login, cannot write MLflow's artifacts and reads only the model data
+MLflow's SageMaker deployment uploaded.
+"""
+
+from aws_cdk import ArnFormat, Stack, Tags
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from stacks import names
+from stacks.components.mlflow_lookup import mlflow_lookup_statements
+
+_ECR_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+# SageMaker's scikit-learn framework images live in AWS-owned accounts per region.
+FRAMEWORK_REPOSITORIES = ["sagemaker-scikit-learn"]
+
+
+def _log_group_arn(scope: Construct, group: str) -> str:
+    return Stack.of(scope).format_arn(
+        service="logs", resource="log-group", resource_name=group, arn_format=ArnFormat.COLON_RESOURCE_NAME
+    )
+
+
+def _sagemaker_role(scope: Construct, construct_id: str, description: str, policy: iam.IManagedPolicy) -> iam.Role:
+    return iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        description=description,
+        managed_policies=[policy],
+    )
+
+
+def _runtime_statements(scope: Construct, log_group: str, repositories: list[str]) -> list[iam.PolicyStatement]:
+    """Pull the container image, write the workload's logs and metrics."""
+    return [
+        iam.PolicyStatement(sid="PullImages", actions=_ECR_PULL_ACTIONS, resources=repositories),
+        iam.PolicyStatement(
+            sid="RegistryLogin",
+            # No resource-level permissions for this action.
+            actions=["ecr:GetAuthorizationToken"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="WriteLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[_log_group_arn(scope, log_group)],
+        ),
+        iam.PolicyStatement(
+            sid="WriteMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        ),
+    ]
+
+
+class TrainingRole(Construct):
+    """What one profile's training jobs run as: that user's MLflow login, job code and output, logs.
+
+    Tagged with the login's secret name (``mlflow:credentials-secret``), which
+    the training script finds through its own role (`lab/source_dir/mlflow_setup.py`).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        profile: str,
+        credentials_secret_arn: str,
+        credentials_secret_name: str,
+        storage_policy: iam.IManagedPolicy,
+        output_stack_names: list[str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = _sagemaker_role(
+            self, "Role", f"SageMaker training jobs of Studio profile {profile}: MLflow as that user", storage_policy
+        )
+        Tags.of(self.role).add(names.ROLE_TAG_CREDENTIALS_SECRET, credentials_secret_name)
+        statements = [
+            *mlflow_lookup_statements(
+                self,
+                credentials_secret_arn=credentials_secret_arn,
+                own_role_arn=self.role.role_arn,
+                output_stack_names=output_stack_names,
+            ),
+            *_runtime_statements(
+                self,
+                "/aws/sagemaker/TrainingJobs*",
+                [
+                    Stack.of(self).format_arn(
+                        service="ecr",
+                        resource="repository",
+                        resource_name=repo,
+                        account="*",
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                    for repo in FRAMEWORK_REPOSITORIES
+                ],
+            ),
+        ]
+        self.policy = iam.Policy(self, "Policy", statements=statements)
+        self.policy.attach_to_role(self.role)
+        self.wildcard_resources = _wildcards(statements)
+
+
+class ServingRole(Construct):
+    """What SageMaker models and endpoints of the workflow run as: no MLflow login at all."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        storage_policy: iam.IManagedPolicy,
+        serving_repository_arn: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = _sagemaker_role(
+            self, "Role", "SageMaker models of the MLflow workflow: model data and serving image only", storage_policy
+        )
+        statements = _runtime_statements(self, "/aws/sagemaker/Endpoints/*", [serving_repository_arn])
+        self.policy = iam.Policy(self, "Policy", statements=statements)
+        self.policy.attach_to_role(self.role)
+        self.wildcard_resources = _wildcards(statements)
+
+
+def _wildcards(statements: list[iam.PolicyStatement]) -> list[str]:
+    """Name-scoped wildcard resources, each acknowledged on its own (stacks/nag_acknowledgments.py)."""
+    return [r for s in statements for r in s.resources if r != "*" and "*" in r]

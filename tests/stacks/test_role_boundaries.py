@@ -1,0 +1,118 @@
+"""What each SageMaker role may not do, in accounts mode with two profiles, by evaluating its policies.
+
+The synthesized policies (intrinsics resolved by tests/lab/cfn_policies.py)
+against requests a role must be refused (tests/lab/iam_policy.py): another
+profile's login, the MLflow admin's login, MLflow's artifact prefix, passing
+another profile's roles. The flow test (tests/integration/test_studio_role_covers_flow.py)
+shows the same policies allow everything the workflow needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks import names
+from tests.lab.cfn_policies import AppResolver, Environment, role_statements
+from tests.lab.iam_policy import Request, evaluate
+from tests.stacks.helpers import Template, resources
+
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+BUCKET = "artifact-bucket"
+TO_SAGEMAKER = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+
+
+def _secret_arn(name: str) -> str:
+    return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"  # as the resolver derives it
+
+
+@pytest.fixture(scope="module")
+def roles(accounts_templates: dict[str, Template]) -> dict[str, dict[str, Any]]:
+    """"alice/ExecutionRole", ..., "ServingRole" -> {"arn", "statements"}."""
+    vpc = accounts_templates[names.VPC_STACK]
+    (bucket_id,) = [b for b in resources(vpc, "AWS::S3::Bucket") if "Artifacts" in b]
+    resolver = AppResolver(
+        accounts_templates,
+        Environment(account=ACCOUNT, region=REGION, bindings={(names.VPC_STACK, bucket_id): {"Ref": BUCKET}}),
+    )
+    studio = accounts_templates[names.STUDIO_STACK]
+    found = {}
+    for logical_id, role in resources(studio, "AWS::IAM::Role").items():
+        principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        if principal != {"Service": "sagemaker.amazonaws.com"} or "DefaultRole" in logical_id:
+            continue
+        kind = next(k for k in ("ExecutionRole", "TrainingRole", "ServingRole") if k in logical_id)
+        profile = next((p for p in ("alice", "bob") if f"User{p}" in logical_id), None)
+        key = f"{profile}/{kind}" if profile else kind
+        found[key] = {
+            "arn": resolver.attributes(names.STUDIO_STACK, logical_id)["Arn"],
+            "statements": role_statements(resolver, names.STUDIO_STACK, logical_id),
+        }
+    assert set(found) == {
+        "alice/ExecutionRole", "alice/TrainingRole", "bob/ExecutionRole", "bob/TrainingRole", "ServingRole",
+    }  # fmt: skip
+    return found
+
+
+def _decide(roles: dict[str, dict[str, Any]], role: str, request: Request) -> str:
+    return evaluate(roles[role]["statements"], request)
+
+
+LOGIN = {profile: _secret_arn(f"mlflow-server-credentials/users/{profile}/login") for profile in ("alice", "bob")}
+ADMIN = _secret_arn("mlflow-server-credentials")
+
+
+@pytest.mark.parametrize("profile", ["alice", "bob"])
+def test_a_profile_reads_its_own_login_and_no_other(roles, profile: str) -> None:
+    other = "bob" if profile == "alice" else "alice"
+    for kind in ("ExecutionRole", "TrainingRole"):
+        role = f"{profile}/{kind}"
+        assert _decide(roles, role, Request("secretsmanager:GetSecretValue", LOGIN[profile])) == "Allow"
+        assert _decide(roles, role, Request("secretsmanager:GetSecretValue", LOGIN[other])) != "Allow"
+
+
+def test_no_sagemaker_role_reads_the_admin_login(roles) -> None:
+    for role in roles:
+        assert _decide(roles, role, Request("secretsmanager:GetSecretValue", ADMIN)) != "Allow", role
+
+
+def test_the_serving_role_reads_no_login_at_all(roles) -> None:
+    for secret in (ADMIN, *LOGIN.values()):
+        assert _decide(roles, "ServingRole", Request("secretsmanager:GetSecretValue", secret)) != "Allow"
+
+
+@pytest.mark.parametrize(
+    "action", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion", "s3:PutObjectTagging"]
+)
+def test_every_role_is_denied_mlflows_artifact_prefix(roles, action: str) -> None:
+    """Explicitly: a policy added later cannot open it by accident."""
+    for key in ("mlflow-artifacts/1/abc/artifacts/model/model.pkl", "mlflow-artifacts/1/abc/artifacts/m/model.tar.gz"):
+        request = Request(action, f"arn:aws:s3:::{BUCKET}/{key}")
+        for role in roles:
+            assert _decide(roles, role, request) == "Deny", (role, request)
+
+
+def test_each_profile_passes_only_its_own_training_role_and_the_serving_role(roles) -> None:
+    for profile, other in (("alice", "bob"), ("bob", "alice")):
+        studio = f"{profile}/ExecutionRole"
+        passes = {
+            target: _decide(roles, studio, Request("iam:PassRole", roles[target]["arn"], TO_SAGEMAKER))
+            for target in roles
+        }
+        assert {target for target, decision in passes.items() if decision == "Allow"} == {
+            f"{profile}/TrainingRole",
+            "ServingRole",
+        }, passes
+        # The other profile's training role would hand out the other user's login.
+        assert passes[f"{other}/TrainingRole"] != "Allow"
+
+
+def test_workload_roles_write_only_their_own_keys(roles) -> None:
+    code = Request("s3:PutObject", f"arn:aws:s3:::{BUCKET}/sagemaker/mlflow-train-1/output/model.tar.gz")
+    model_data = Request("s3:GetObject", f"arn:aws:s3:::{BUCKET}/mlflow-demo-1-model-x/model.tar.gz")
+    assert _decide(roles, "alice/TrainingRole", code) == "Allow"
+    assert _decide(roles, "ServingRole", code) != "Allow"
+    assert _decide(roles, "ServingRole", model_data) == "Allow"
+    assert _decide(roles, "ServingRole", Request("s3:PutObject", model_data.resource)) != "Allow"
+    assert _decide(roles, "alice/TrainingRole", model_data) != "Allow"
