@@ -166,7 +166,11 @@ class Postgres:
             return False
 
     def ensure_database(self, name: str, owner: str, password: str) -> None:
-        """Create (or update) a login role and its database, like Aurora's secret."""
+        """Create (or update) a login role and its database, like Aurora's secret.
+
+        The role may create databases, as Aurora's master user may: in
+        accounts mode the MLflow entrypoint creates the users' database.
+        """
         from psycopg2 import sql
         from psycopg2.extensions import encrypt_password
 
@@ -179,7 +183,7 @@ class Postgres:
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,))
                 verb = "ALTER" if cur.fetchone() else "CREATE"
                 cur.execute(
-                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
                         sql.Identifier(owner), sql.Literal(verifier)
                     )
                 )
@@ -244,7 +248,12 @@ class HttpService:
 
 
 class MotoServer(HttpService):
-    """moto in multi-service server mode: S3, Secrets Manager, SageMaker, ..."""
+    """moto in multi-service server mode: S3, Secrets Manager, SageMaker, ...
+
+    S3 answers browsers' CORS requests as the real one does, from the
+    bucket's CORS rules only: moto's server otherwise allows every origin
+    on every response, which would hide a missing or wrong rule.
+    """
 
     what = "moto server"
     probe_path = "/moto-api/"
@@ -254,7 +263,7 @@ class MotoServer(HttpService):
         self.process = ManagedProcess(
             "moto",
             [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
-            env={**base_env(), **FAKE_AWS},
+            env={**base_env(), **FAKE_AWS, "MOTO_DISABLE_GLOBAL_CORS": "true"},
             log_path=log_dir / "moto.log",
         )
 
@@ -270,8 +279,17 @@ class MotoServer(HttpService):
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )  # fmt: skip
 
-    def create_bucket(self, name: str) -> None:
-        self.client("s3").create_bucket(Bucket=name)
+    def create_bucket(self, name: str, *, cors_origins: list[str] | None = None) -> None:
+        """A bucket (kept if it exists), with the deployment's CORS rule for `cors_origins`."""
+        from stacks.components.artifact_cors import artifact_cors_rules
+
+        s3 = self.client("s3")
+        if name not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=name)
+        if cors_origins:
+            s3.put_bucket_cors(
+                Bucket=name, CORSConfiguration={"CORSRules": artifact_cors_rules(cors_origins)}
+            )
 
 
 class MlflowServer(HttpService):
@@ -283,17 +301,24 @@ class MlflowServer(HttpService):
 
     def __init__(
         self, workdir: Path, *, log_dir: Path, env: dict[str, str],
-        port: int | None = None, workers: int | None = None,
+        port: int | None = None, workers: int | None = None, log_name: str = "mlflow.log",
     ) -> None:  # fmt: skip
         self.port = port or free_port()
-        server_env = {**base_env(), "HOME": str(workdir), **env, "MLFLOW_PORT": str(self.port)}
+        workdir.mkdir(parents=True, exist_ok=True)
+        server_env = {
+            **base_env(), "HOME": str(workdir),
+            # The task's writable volume; the entrypoint writes nowhere else.
+            "MLFLOW_RUNTIME_DIR": str(workdir.resolve() / "runtime"),
+            # As in the image: no bytecode caches written next to docker/mlflow's files.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **env, "MLFLOW_PORT": str(self.port),
+        }  # fmt: skip
         if workers is not None:
             server_env["MLFLOW_WORKERS"] = str(workers)
         self.process = ManagedProcess(
             "mlflow", [sys.executable, MLFLOW_ENTRYPOINT], env=server_env,
-            log_path=log_dir / "mlflow.log", cwd=workdir,
+            log_path=log_dir / log_name, cwd=workdir,
         )  # fmt: skip
-        workdir.mkdir(parents=True, exist_ok=True)
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole process tree (server, uvicorn, workers)."""
@@ -316,16 +341,19 @@ class NginxProxy(HttpService):
     start_timeout = 30.0
 
     def __init__(
-        self, workdir: Path, *, log_dir: Path, username: str, password: str,
-        upstream_port: int, port: int | None = None,
+        self, workdir: Path, *, log_dir: Path, username: str | None = None,
+        password: str | None = None, upstream_port: int, port: int | None = None,
+        auth_mode: str = "shared",
     ) -> None:  # fmt: skip
         self.port = port or free_port()
         run_as = run_as_user()
         workdir = private_dir(workdir, run_as)
+        credentials = {"MLFLOW_USERNAME": username, "MLFLOW_PASSWORD": password}
         env = {
             **base_env(),
-            "MLFLOW_USERNAME": username,
-            "MLFLOW_PASSWORD": password,
+            "MLFLOW_AUTH_MODE": auth_mode,
+            # The task passes the credentials to nginx in shared mode only.
+            **({k: v for k, v in credentials.items() if v} if auth_mode == "shared" else {}),
             "NGINX_PORT": str(self.port),
             "NGINX_LISTEN_ADDRESS": LOOPBACK,
             "MLFLOW_UPSTREAM": f"{LOOPBACK}:{upstream_port}",

@@ -39,7 +39,13 @@ def test_foreign_host_names_are_still_rejected(mlflow_stack: MlflowStack) -> Non
 
 @pytest.mark.parametrize(
     "origin, expected",
-    [(f"https://{API_GATEWAY_HOST}", 200), ("https://attacker.example", 403)],
+    [
+        (f"https://{API_GATEWAY_HOST}", 200),
+        ("https://attacker.example", 403),
+        # Another API Gateway API in the same region: MLflow's own CORS
+        # allowlist (*.execute-api.<region>.amazonaws.com) admits it, nginx not.
+        ("https://f6g7h8i9j0.execute-api.us-east-1.amazonaws.com", 403),
+    ],
 )
 def test_ui_writes_from_the_api_gateway_origin_only(
     mlflow_stack: MlflowStack, origin: str, expected: int
@@ -47,8 +53,10 @@ def test_ui_writes_from_the_api_gateway_origin_only(
     response = requests.post(
         mlflow_stack.proxy_url + "/ajax-api/2.0/mlflow/experiments/search",
         json={"max_results": 1},
-        headers={"Host": API_GATEWAY_HOST, "Origin": origin},
+        # What API Gateway's integration sends on (parameter mapping).
+        headers={"Host": ALB_HOSTS[0], "X-Public-Host": API_GATEWAY_HOST,
+                 "X-Public-Proto": "https", "Origin": origin},
         auth=(mlflow_stack.username, mlflow_stack.password),
         timeout=30,
-    )
+    )  # fmt: skip
     assert response.status_code == expected
