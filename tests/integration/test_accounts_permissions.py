@@ -73,40 +73,62 @@ def owned(accounts: Accounts, accounts_stack: MlflowStack, tmp_path_factory: pyt
     )  # fmt: skip
 
 
-def reads(owned: Owned) -> dict[str, tuple[str, str, dict]]:
+Spec = tuple[str, str, dict]
+
+
+def get(path: str, **params: str) -> Spec:
+    return ("GET", path, {"params": params} if params else {})
+
+
+def post(path: str, body: dict) -> Spec:
+    return ("POST", path, {"json": body})
+
+
+def reads(owned: Owned) -> dict[str, Spec]:
     """Every way to read A's things: REST API, artifact proxy and presigned URLs."""
-    run, exp = owned.run_id, owned.experiment_id
+    run, exp, model, files = owned.run_id, owned.experiment_id, owned.model_name, owned.artifact_dir
+    proxy = "/api/2.0/mlflow-artifacts"
     return {
-        "experiment": ("GET", "/api/2.0/mlflow/experiments/get", {"params": {"experiment_id": exp}}),
-        "run": ("GET", "/api/2.0/mlflow/runs/get", {"params": {"run_id": run}}),
-        "metric history": ("GET", "/api/2.0/mlflow/metrics/get-history", {"params": {"run_id": run, "metric_key": "loss"}}),
-        "registered model": ("GET", "/api/2.0/mlflow/registered-models/get", {"params": {"name": owned.model_name}}),
-        "model version": ("GET", "/api/2.0/mlflow/model-versions/get", {"params": {"name": owned.model_name, "version": "1"}}),
-        "logged model": ("GET", f"/api/2.0/mlflow/logged-models/{owned.model_id}", {}),
-        "list run artifacts": ("GET", "/api/2.0/mlflow/artifacts/list", {"params": {"run_id": run}}),
-        "UI artifact download": ("GET", "/get-artifact", {"params": {"run_uuid": run, "path": "small.txt"}}),
-        "model version artifact": ("GET", "/model-versions/get-artifact", {"params": {"name": owned.model_name, "version": "1", "path": "MLmodel"}}),
-        "proxied artifact download": ("GET", f"/api/2.0/mlflow-artifacts/artifacts/{owned.artifact_dir}/small.txt", {}),
-        "proxied artifact listing": ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"params": {"path": owned.artifact_dir}}),
-        "presigned download URL": ("GET", f"/api/2.0/mlflow-artifacts/presigned/{owned.artifact_dir}/big.bin", {}),
-        "presigned download URL (run API)": ("POST", "/api/2.0/mlflow/artifacts/presigned-download-url", {"json": {"run_id": run, "path": "big.bin"}}),
-        "logged model artifact": ("GET", f"/api/2.0/mlflow-artifacts/artifacts/{exp}/models/{owned.model_id}/artifacts/MLmodel", {}),
-    }  # fmt: skip
+        "experiment": get("/api/2.0/mlflow/experiments/get", experiment_id=exp),
+        "run": get("/api/2.0/mlflow/runs/get", run_id=run),
+        "metric history": get("/api/2.0/mlflow/metrics/get-history", run_id=run, metric_key="loss"),
+        "registered model": get("/api/2.0/mlflow/registered-models/get", name=model),
+        "model version": get("/api/2.0/mlflow/model-versions/get", name=model, version="1"),
+        "logged model": get(f"/api/2.0/mlflow/logged-models/{owned.model_id}"),
+        "list run artifacts": get("/api/2.0/mlflow/artifacts/list", run_id=run),
+        "UI artifact download": get("/get-artifact", run_uuid=run, path="small.txt"),
+        "model version artifact": get("/model-versions/get-artifact", name=model, version="1", path="MLmodel"),
+        "proxied artifact download": get(f"{proxy}/artifacts/{files}/small.txt"),
+        "proxied artifact listing": get(f"{proxy}/artifacts", path=files),
+        "presigned download URL": get(f"{proxy}/presigned/{files}/big.bin"),
+        "presigned download URL (run API)": post(
+            "/api/2.0/mlflow/artifacts/presigned-download-url", {"run_id": run, "path": "big.bin"}
+        ),
+        "logged model artifact": get(f"{proxy}/artifacts/{exp}/models/{owned.model_id}/artifacts/MLmodel"),
+    }
 
 
-def writes(owned: Owned) -> dict[str, tuple[str, str, dict]]:
+def writes(owned: Owned) -> dict[str, Spec]:
     """Every way to change A's things, artifacts included."""
-    run, exp = owned.run_id, owned.experiment_id
+    run, exp, files = owned.run_id, owned.experiment_id, owned.artifact_dir
+    proxy = "/api/2.0/mlflow-artifacts"
+    metric = {"key": "m", "value": 1, "timestamp": 0, "step": 0}
     return {
-        "log metrics": ("POST", "/api/2.0/mlflow/runs/log-batch", {"json": {"run_id": run, "metrics": [{"key": "m", "value": 1, "timestamp": 0, "step": 0}]}}),
-        "tag experiment": ("POST", "/api/2.0/mlflow/experiments/set-experiment-tag", {"json": {"experiment_id": exp, "key": "k", "value": "v"}}),
-        "create run": ("POST", "/api/2.0/mlflow/runs/create", {"json": {"experiment_id": exp}}),
-        "rename model": ("POST", "/api/2.0/mlflow/registered-models/update", {"json": {"name": owned.model_name, "description": "mine"}}),
-        "proxied artifact upload": ("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{owned.artifact_dir}/injected.txt", {"data": b"x"}),
-        "proxied artifact delete": ("DELETE", f"/api/2.0/mlflow-artifacts/artifacts/{owned.artifact_dir}/small.txt", {}),
-        "multipart upload": ("POST", f"/api/2.0/mlflow-artifacts/mpu/create/{owned.artifact_dir}", {"json": {"path": "injected.bin", "num_parts": 1}}),
-        "presigned upload URL": ("POST", "/api/2.0/mlflow/artifacts/presigned-upload-url", {"json": {"run_id": run, "path": "injected.bin"}}),
-    }  # fmt: skip
+        "log metrics": post("/api/2.0/mlflow/runs/log-batch", {"run_id": run, "metrics": [metric]}),
+        "tag experiment": post(
+            "/api/2.0/mlflow/experiments/set-experiment-tag", {"experiment_id": exp, "key": "k", "value": "v"}
+        ),
+        "create run": post("/api/2.0/mlflow/runs/create", {"experiment_id": exp}),
+        "describe model": post(
+            "/api/2.0/mlflow/registered-models/update", {"name": owned.model_name, "description": "mine"}
+        ),
+        "proxied artifact upload": ("PUT", f"{proxy}/artifacts/{files}/injected.txt", {"data": b"x"}),
+        "proxied artifact delete": ("DELETE", f"{proxy}/artifacts/{files}/small.txt", {}),
+        "multipart upload": post(f"{proxy}/mpu/create/{files}", {"path": "injected.bin", "num_parts": 1}),
+        "presigned upload URL": post(
+            "/api/2.0/mlflow/artifacts/presigned-upload-url", {"run_id": run, "path": "injected.bin"}
+        ),
+    }
 
 
 # MLflow 3.17 mints these only for runs whose artifact location is s3://... (experiments
@@ -115,7 +137,7 @@ def writes(owned: Owned) -> dict[str, tuple[str, str, dict]]:
 ALLOWED_STATUS = {"presigned download URL (run API)": 400}
 
 
-def call(stack: MlflowStack, account: Account, spec: tuple[str, str, dict]) -> requests.Response:
+def call(stack: MlflowStack, account: Account, spec: Spec) -> requests.Response:
     method, path, kwargs = spec
     return api(stack, method, path, account, **kwargs)
 
@@ -179,8 +201,10 @@ def test_after_a_grant_the_client_downloads_byte_exact(
     granted: Owned, accounts_stack: MlflowStack, tmp_path: Path
 ) -> None:
     with as_mlflow_user(accounts_stack, granted.b):
-        small = mlflow.artifacts.download_artifacts(run_id=granted.run_id, artifact_path="small.txt", dst_path=str(tmp_path))
-        big = mlflow.artifacts.download_artifacts(run_id=granted.run_id, artifact_path="big.bin", dst_path=str(tmp_path))
+        small, big = (
+            mlflow.artifacts.download_artifacts(run_id=granted.run_id, artifact_path=name, dst_path=str(tmp_path))
+            for name in ("small.txt", "big.bin")
+        )
         model = mlflow.sklearn.load_model(f"models:/{granted.model_name}/1")
     assert sha256(Path(small)) == granted.small_sha256
     assert sha256(Path(big)) == granted.big_sha256
