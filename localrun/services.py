@@ -234,6 +234,10 @@ class HttpService:
 
     def start(self, timeout: float | None = None) -> None:
         self.process.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Until the probe succeeds (fails early if the process exits)."""
         wait_until(
             lambda: self.is_ready(http_status(f"{self.url}{self.probe_path}")),
             timeout=timeout or self.start_timeout, what=self.what, process=self.process,
