@@ -22,9 +22,8 @@ import pytest
 
 from localrun.services import MotoServer
 from localrun.stack import MlflowStack
+from tests.integration.big_transfers import BIG_FILE_BYTES
 from tests.integration.mlflow_users import Accounts, as_mlflow_user
-
-BIG_FILE_BYTES = 200 * 1024 * 1024
 
 
 @pytest.fixture(scope="session")
