@@ -6,16 +6,11 @@ import pytest
 import requests
 
 from localrun.stack import MlflowStack
+from tests.integration.public_urls import ALB_HOSTS, API_GATEWAY_HOST, redirect_location
 
 pytestmark = pytest.mark.integration
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
-# The stack runs with AWS_REGION=us-east-1, as ECS sets it in the task.
-API_GATEWAY_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
-ALB_HOSTS = [
-    "internal-mlflow-alb-1234567890.us-east-1.elb.amazonaws.com",
-    "internal-mlflow-alb-1234567890.us-east-1.elb.amazonaws.com:80",
-]
 
 
 def get(stack: MlflowStack, host: str) -> requests.Response:
@@ -60,3 +55,24 @@ def test_ui_writes_from_the_api_gateway_origin_only(
         timeout=30,
     )  # fmt: skip
     assert response.status_code == expected
+
+
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        # Through API Gateway: HTTPS at the edge, plain HTTP on every hop after it.
+        ({"Host": ALB_HOSTS[0], "X-Public-Host": API_GATEWAY_HOST, "X-Public-Proto": "https"},
+         f"https://{API_GATEWAY_HOST}"),
+        # Reached directly (make local): the host and scheme the client used.
+        ({}, None),
+    ],
+)  # fmt: skip
+def test_mlflow_builds_absolute_urls_with_the_public_scheme_and_host(
+    mlflow_stack: MlflowStack, headers: dict[str, str], expected: str | None
+) -> None:
+    """MLflow (werkzeug) answers a path with doubled slashes with an absolute redirect,
+    built from the scheme uvicorn takes from X-Forwarded-Proto (it trusts nginx on
+    127.0.0.1) and the Host nginx sends."""
+    status, location = redirect_location(mlflow_stack, "/api/2.0/mlflow//experiments/search?max_results=1", headers)
+    assert status == 308
+    assert location == f"{expected or mlflow_stack.proxy_url}/api/2.0/mlflow/experiments/search?max_results=1"
