@@ -15,6 +15,7 @@ class Traffic:
     requests: list[str]
     bytes_in: int
     bytes_out: int
+    largest_response: int
 
 
 class ProxyLog:
@@ -33,4 +34,5 @@ class ProxyLog:
             requests=[m["request"] for m in matches],
             bytes_in=sum(int(m["received"]) for m in matches),
             bytes_out=sum(int(m["sent"]) for m in matches),
+            largest_response=max((int(m["sent"]) for m in matches), default=0),
         )
