@@ -39,8 +39,10 @@ diff: install
 destroy: install
 	npx cdk destroy --all
 
+# `make local AUTH_MODE=accounts` runs MLflow's own users and permissions.
+AUTH_MODE ?= shared
 local: install
-	$(BIN)/python -m localrun
+	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE)
 
 bench: install
 	$(BIN)/python benchmarks/proxy_overhead.py

@@ -67,6 +67,8 @@ def private_dir(path: Path, owner: tuple[int, int] | None) -> Path:
     the system temp dir instead, removed at exit, and `path` becomes a symlink
     to it so its files are still found next to the logs.
     """
+    if path.is_symlink() and not path.exists():
+        path.unlink()  # its temporary target went with an earlier run
     if owner is None or _reachable_by_others(path.parent):
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         real = path

@@ -296,6 +296,38 @@ class MotoServer(HttpService):
             )
 
 
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def save_bucket(self, bucket: str, directory: Path) -> int:
+        """Copy every object of `bucket` into `directory` (which then holds nothing else)."""
+        s3 = self.client("s3")
+        staging = directory.with_name(directory.name + ".saving")
+        shutil.rmtree(staging, ignore_errors=True)
+        count = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                target = staging / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+                count += 1
+        staging.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
+        return count
+
+    def restore_bucket(self, bucket: str, directory: Path) -> int:
+        """Upload what `save_bucket` left in `directory` (moto keeps nothing between runs)."""
+        if not directory.is_dir():
+            return 0
+        s3 = self.client("s3")
+        files = [path for path in directory.rglob("*") if path.is_file()]
+        for path in files:
+            s3.upload_file(str(path), bucket, path.relative_to(directory).as_posix())
+        return len(files)
+
+
 class MlflowServer(HttpService):
     """docker/mlflow/entrypoint.py on loopback, with the environment ECS gives it."""
 
