@@ -10,7 +10,15 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test deploy diff destroy local bench lint clean
+.PHONY: install system-packages synth test preflight deploy diff destroy rotate-password cost local bench lint clean
+
+# Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
+# PRESET=<name> (presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
+CDK_ARGS ?=
+PRESET ?=
+PRESET_ARGS = $(if $(PRESET),$(shell $(BIN)/python -m presets $(PRESET) || echo PRESET_ERROR))
+SETTINGS = $(if $(findstring PRESET_ERROR,$(PRESET_ARGS)),$(error invalid PRESET=$(PRESET), see the line above),$(PRESET_ARGS) $(CDK_ARGS))
+COST_OUT := cdk.out.cost
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -20,32 +28,61 @@ $(PY_STAMP): requirements.txt requirements-dev.txt docker/mlflow/requirements.tx
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# nginx, PostgreSQL, ... from apt when missing (scripts/system-packages.txt is the list).
+system-packages:
+	scripts/install-system-packages.sh
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# `cdk synth` and `cdk diff` take every stack by default; only deploy and destroy know --all.
 synth: install
-	npx cdk synth --all --quiet
+	npx cdk synth --quiet $(SETTINGS)
 
-test: install
+test: install system-packages
 	$(BIN)/python -m pytest
 
-deploy: install
-	npx cdk deploy --all
+# Credentials, region, Docker engine and CDK bootstrap, each problem on one line.
+preflight: install
+	$(BIN)/python -m tools.preflight
+
+deploy: preflight
+	npx cdk deploy --all $(SETTINGS)
 
 diff: install
-	npx cdk diff --all
+	npx cdk diff $(SETTINGS)
 
+# The CLI asks for confirmation on a terminal; FORCE=1 confirms in advance (CI, scripts).
 destroy: install
-	npx cdk destroy --all
+ifeq ($(FORCE),1)
+	$(BIN)/python -m tools.preflight --only credentials
+	npx cdk destroy --all --force $(SETTINGS)
+else
+	@if [ ! -t 0 ]; then \
+	  echo "make destroy: no terminal to confirm on; to delete the stacks without a question, run: make destroy FORCE=1" >&2; \
+	  exit 1; \
+	fi
+	$(BIN)/python -m tools.preflight --only credentials
+	npx cdk destroy --all $(SETTINGS)
+endif
+
+# New generated password in the credentials secret, then a rolling restart of the tasks.
+rotate-password: install
+	$(BIN)/python -m tools.rotate_password
+
+# Synthesizes with the same settings as deploy, then prices the templates.
+cost: install
+	npx cdk synth --quiet --output $(COST_OUT) $(SETTINGS)
+	$(BIN)/python -m cost $(COST_OUT)
 
 # `make local AUTH_MODE=accounts` runs MLflow's own users and permissions.
 AUTH_MODE ?= shared
-local: install
+local: install system-packages
 	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE)
 
-bench: install
+bench: install system-packages
 	$(BIN)/python benchmarks/proxy_overhead.py
 
 clean:
-	rm -rf cdk.out .pytest_cache
+	rm -rf cdk.out $(COST_OUT) .pytest_cache

@@ -5,7 +5,9 @@ of the whole MLflow process tree (entrypoint/`mlflow server`, uvicorn and its
 workers) and of nginx: after start, peak under concurrent log-batch load
 through the proxy, and after the load. RSS sums count shared pages once per
 process, so they overstate what the cgroup (Fargate's limit) sees; PSS is
-the fair share. Sizing uses the RSS peak, the safe side, with 30% headroom.
+the fair share. Sizing uses the RSS peak, the safe side, with 30% headroom:
+the figures measured with this script, and the model made from them, live in
+stacks/task_sizing.py (the configuration checks mlflow_workers against it).
 
     python benchmarks/server_memory.py [--workers 2] [--mlflow-defaults]
 """
@@ -29,9 +31,10 @@ import requests  # noqa: E402
 from localrun.load import create_runs, log_batches  # noqa: E402
 from localrun.process import ManagedProcess  # noqa: E402
 from localrun.stack import running_stack  # noqa: E402
+from stacks import task_sizing  # noqa: E402
 
 MIB = 1024 * 1024
-HEADROOM = 0.30
+HEADROOM = task_sizing.HEADROOM
 # Fargate memory choices (MiB) per CPU setting.
 FARGATE_MEMORY = {512: range(1024, 4097, 1024), 1024: range(2048, 8193, 1024)}
 
@@ -150,6 +153,8 @@ def main() -> None:
     print(f"nginx           {fmt(nginx_idle)} after start, {fmt(nginx_peak.peak)} peak")
     need = (mlflow_peak.peak[0] + nginx_peak.peak[0]) / MIB / (1 - HEADROOM)
     print(f"task memory for {HEADROOM:.0%} headroom over the RSS peak: >= {math.ceil(need)} MiB")
+    estimate, model = task_sizing.peak_mib(workers or 2), task_sizing.memory_needed_mib(workers or 2)
+    print(f"  stacks/task_sizing.py estimates {estimate} MiB at peak, {model} MiB with headroom")
     for cpu, choices in FARGATE_MEMORY.items():
         fit = next((m for m in choices if m >= need), None)
         print(f"  smallest Fargate size with cpu={cpu}: {fit or 'none'} MiB")

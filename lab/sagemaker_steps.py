@@ -29,7 +29,6 @@ PINNED_REQUIREMENTS = LAB_DIR.parent / "docker" / "mlflow" / "requirements.txt"
 NAME_PREFIX = "mlflow-"
 S3_PREFIX = "sagemaker"
 SERVING_REPOSITORY = "mlflow-pyfunc"
-IMAGE_BUILD_PROJECT = "mlflow-pyfunc-image-build"
 
 # SageMaker's scikit-learn 1.4-2 image (Python 3.10, which MLflow 3 needs) is
 # published by one AWS account per region.
@@ -244,9 +243,9 @@ def serving_image_uri(session: boto3.session.Session, mlflow_version: str) -> st
         ][0]
     except (ecr.exceptions.ImageNotFoundException, ecr.exceptions.RepositoryNotFoundException):
         raise WorkflowError(
-            f"No {SERVING_REPOSITORY}:{mlflow_version} image in ECR yet. Build it once with "
-            f"`aws codebuild start-build --project-name {IMAGE_BUILD_PROJECT}` and wait for the "
-            "build to finish (about 10 minutes)."
+            f"No {SERVING_REPOSITORY}:{mlflow_version} image in ECR. `make deploy` builds it for the MLflow "
+            "version pinned in docker/mlflow/requirements.txt; this clone pins one the deployed stacks do not "
+            "have: ask whoever deployed them to deploy this version, or use a clone at the deployed version."
         ) from None
     region = session.region_name
     return f"{image['registryId']}.dkr.ecr.{region}.amazonaws.com/{SERVING_REPOSITORY}:{mlflow_version}"

@@ -82,25 +82,27 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8080, help="proxy port, if free")
     parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
     parser.add_argument("--auth-mode", default="shared", help=f"one of {', '.join(AUTH_MODES)} (default shared)")
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where data persists (default .local-run)")
     args = parser.parse_args()
     if args.auth_mode not in AUTH_MODES:
         parser.error(f"--auth-mode must be one of {', '.join(AUTH_MODES)}, got {args.auth_mode!r}")
 
-    # Traversable, not listable: PostgreSQL and nginx run as `nobody` when we
-    # are root and must reach their own (private) directories in here, or
-    # they would get temporary ones and the data would not outlive the run.
-    STATE_DIR.mkdir(exist_ok=True)
-    STATE_DIR.chmod(0o711)
-    state = local_state(STATE_DIR)
-    moto = MotoServer(log_dir=STATE_DIR / "logs")
+    state_dir = args.state_dir.absolute()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # Run as root, PostgreSQL runs as `nobody` and must pass through to its
+    # data directory: others may traverse the state dir (not list it); what
+    # is inside keeps its own private modes.
+    state_dir.chmod(0o711)
+    state = local_state(state_dir)
+    moto = MotoServer(log_dir=state_dir / "logs")
     stack = MlflowStack(
-        STATE_DIR, moto=moto, auth_mode=args.auth_mode, durable=True, sqlite_fallback=True,
+        state_dir, moto=moto, auth_mode=args.auth_mode, durable=True, sqlite_fallback=True,
         workers=args.workers, db_superuser_password=state["db_superuser_password"],
         secret_key=state["flask_secret_key"], proxy_port=preferred_port(args.port), bucket=BUCKET,
     )  # fmt: skip
-    saved_objects = STATE_DIR / "s3" / BUCKET
+    saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"
-    print(f"Starting nginx + MLflow ({backend}, {args.auth_mode} mode), logs in {stack.log_dir} ...", flush=True)
+    print(f"Starting nginx + MLflow ({backend}) in {args.auth_mode} mode, logs in {stack.log_dir} ...", flush=True)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         moto.start()

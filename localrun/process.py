@@ -7,6 +7,7 @@ runs never collide.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import pwd
 import shutil
@@ -19,6 +20,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from localrun import readonly
 
 LOOPBACK = "127.0.0.1"
 
@@ -58,30 +61,54 @@ def run_as_user() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def private_dir(path: Path, owner: tuple[int, int] | None) -> Path:
+# Where durable data of a server that cannot reach its directory in the repo
+# lives instead (only when running as root: servers then run as `nobody`).
+DURABLE_ROOT = Path("/var/lib/mlflow-localrun")
+
+
+def private_dir(
+    path: Path, owner: tuple[int, int] | None, *, durable: bool = False, durable_root: Path = DURABLE_ROOT
+) -> Path:
     """A 0700 directory for a server that runs as `owner`; returns its real path.
 
     The owner must be able to reach it for as long as the server runs. When an
-    ancestor of `path` is closed to other users, as pytest's temp root is (and
-    every new pytest session resets it to 0700), the directory is made under
-    the system temp dir instead, removed at exit, and `path` becomes a symlink
-    to it so its files are still found next to the logs.
+    ancestor of `path` is closed to other users (pytest's temp root, a repo
+    under /root), the directory is made elsewhere and `path` becomes a symlink
+    to it, so its files are still found next to the logs: for `durable` data
+    (`make local`'s database) a fixed place under `durable_root` that the next
+    run finds again, otherwise a temp dir removed at exit.
     """
     if path.is_symlink() and not path.exists():
-        path.unlink()  # its temporary target went with an earlier run
-    if owner is None or _reachable_by_others(path.parent):
+        # Left by an earlier run whose temp dir is gone: the data went with it.
+        path.unlink()
+    if path.is_symlink():
+        real = path.resolve()
+    elif owner is None or _reachable_by_others(path.parent):
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         real = path
-    elif path.is_symlink():
-        real = path.resolve()
     else:
-        real = Path(tempfile.mkdtemp(prefix=f"localrun-{path.name}-"))
-        atexit.register(shutil.rmtree, real, ignore_errors=True)
+        if durable:
+            real = _durable_home(path, durable_root)
+        else:
+            real = Path(tempfile.mkdtemp(prefix=f"localrun-{path.name}-"))
+            atexit.register(shutil.rmtree, real, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.symlink_to(real, target_is_directory=True)
     real.chmod(0o700)
     if owner is not None:
         os.chown(real, *owner)
+    return real
+
+
+def _durable_home(path: Path, root: Path) -> Path:
+    """The same directory for the same `path` on every run: root/<hash of path>/<name>."""
+    key = hashlib.sha256(str(path.absolute()).encode()).hexdigest()[:16]
+    parent = root / key
+    parent.mkdir(parents=True, exist_ok=True)
+    for directory in (root, parent):
+        directory.chmod(0o711)  # others may pass through, not list
+    real = parent / path.name
+    real.mkdir(exist_ok=True, mode=0o700)
     return real
 
 
@@ -131,6 +158,7 @@ class ManagedProcess:
         run_as: tuple[int, int] | None = None,
         stop_signal: int = signal.SIGTERM,
         cwd: Path | None = None,
+        readonly_root: Sequence[Path] | None = None,
     ) -> None:
         self.name = name
         self.argv = [str(arg) for arg in argv]
@@ -139,7 +167,15 @@ class ManagedProcess:
         self.run_as = run_as
         self.stop_signal = stop_signal
         self.cwd = cwd
+        # Writable directories when the process runs with a read-only root
+        # filesystem, as its container does (localrun/readonly.py).
+        self.readonly_root = list(readonly_root) if readonly_root is not None else None
         self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sandboxed(self) -> bool:
+        """Runs with a read-only root filesystem (asked for, and possible on this machine)."""
+        return self.readonly_root is not None and readonly.available()
 
     @property
     def pid(self) -> int | None:
@@ -162,11 +198,15 @@ class ManagedProcess:
             if self.run_as is not None:
                 # nginx reopens /dev/stdout, i.e. this file, as its own user.
                 os.chown(self.log_path, *self.run_as)
-            user = {}
-            if self.run_as is not None:
+            argv, user = self.argv, {}
+            if self.sandboxed:
+                assert self.readonly_root is not None
+                # The sandbox mounts as root, then drops to run_as itself.
+                argv = readonly.wrap(self.argv, self.readonly_root, self.run_as)
+            elif self.run_as is not None:
                 user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
             self._popen = subprocess.Popen(
-                self.argv,
+                argv,
                 env=self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,

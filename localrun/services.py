@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from localrun.process import (
@@ -83,15 +84,17 @@ class Postgres:
 
     def __init__(
         self, workdir: Path, *, log_dir: Path, superuser_password: str,
-        port: int | None = None, durable: bool = False,
+        port: int | None = None, durable: bool = False, settings: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.bindir = postgres_bindir()
         self.log_dir = log_dir
         self.superuser_password = superuser_password
         self.port = port or free_port()
         self.durable = durable
+        # Extra server settings (e.g. ssl=on and its files for the TLS tests).
+        self.settings = dict(settings or {})
         self.run_as = run_as_user()
-        self.workdir = private_dir(workdir, self.run_as)
+        self.workdir = private_dir(workdir, self.run_as, durable=durable)
         self.data_dir = self.workdir / "data"
         self.process: ManagedProcess | None = None
 
@@ -137,6 +140,7 @@ class Postgres:
         if not self.durable:
             # Test data is disposable: trade crash safety for speed.
             settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        settings += [f"{name}={value}" for name, value in self.settings.items()]
         argv = [self.bindir / "postgres", "-D", self.data_dir]
         for setting in settings:
             argv += ["-c", setting]
@@ -337,23 +341,24 @@ class MlflowServer(HttpService):
 
     def __init__(
         self, workdir: Path, *, log_dir: Path, env: dict[str, str],
-        port: int | None = None, workers: int | None = None, log_name: str = "mlflow.log",
+        port: int | None = None, workers: int | None = None, writable: Sequence[Path] = (),
+        log_name: str = "mlflow.log",
     ) -> None:  # fmt: skip
         self.port = port or free_port()
-        workdir.mkdir(parents=True, exist_ok=True)
-        server_env = {
-            **base_env(), "HOME": str(workdir),
-            # The task's writable volume; the entrypoint writes nowhere else.
-            "MLFLOW_RUNTIME_DIR": str(workdir.resolve() / "runtime"),
-            # As in the image: no bytecode caches written next to docker/mlflow's files.
-            "PYTHONDONTWRITEBYTECODE": "1",
-            **env, "MLFLOW_PORT": str(self.port),
-        }  # fmt: skip
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (workdir / "tmp").mkdir(exist_ok=True, mode=0o700)
+        # The image's scratch is /tmp: HOME and MLFLOW_RUNTIME_DIR are /tmp/mlflow
+        # there. Natively all three live in workdir, the one writable directory
+        # (plus `writable`: a SQLite file's directory).
+        scratch = {"HOME": str(workdir), "MLFLOW_RUNTIME_DIR": str(workdir), "TMPDIR": str(workdir / "tmp")}
+        # As in the image: no bytecode caches written next to docker/mlflow's files.
+        server_env = {**base_env(), **scratch, "PYTHONDONTWRITEBYTECODE": "1", **env, "MLFLOW_PORT": str(self.port)}
         if workers is not None:
             server_env["MLFLOW_WORKERS"] = str(workers)
+        self.workdir = workdir
         self.process = ManagedProcess(
             "mlflow", [sys.executable, MLFLOW_ENTRYPOINT], env=server_env,
-            log_path=log_dir / log_name, cwd=workdir,
+            log_path=log_dir / log_name, cwd=workdir, readonly_root=[workdir, *writable],
         )  # fmt: skip
 
     def rss_bytes(self) -> int:
@@ -396,9 +401,10 @@ class NginxProxy(HttpService):
             "NGINX_RUNTIME_DIR": str(workdir / "runtime"),
             "NGINX_BIN": str(nginx_binary()),
         }
+        self.workdir = workdir
         self.process = ManagedProcess(
             "nginx", [NGINX_ENTRYPOINT], env=env, log_path=log_dir / "nginx.log",
-            run_as=run_as, cwd=workdir,
+            run_as=run_as, cwd=workdir, readonly_root=[workdir],
         )  # fmt: skip
 
     def is_ready(self, status: int) -> bool:

@@ -80,7 +80,7 @@ class MlflowStack:
             raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
         self.root = root
         self.log_dir = root / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.moto = moto
         self.auth_mode = auth_mode
         self.db_idle_timeout = db_idle_timeout
@@ -96,6 +96,8 @@ class MlflowStack:
         self.artifacts_destination = f"s3://{self.bucket}/{ARTIFACT_PREFIX}"
         self.postgres: Postgres | None = None
         self.db_env: dict[str, str]
+        # What MLflow may write besides its scratch (the task's S3 and Aurora).
+        self.data_dirs: list[Path] = []
         try:
             self.postgres = Postgres(
                 root / "postgres", log_dir=self.log_dir, durable=durable,
@@ -105,7 +107,13 @@ class MlflowStack:
         except ServiceError:
             if not sqlite_fallback:
                 raise
-            self.db_env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{(root / 'mlflow.db').resolve()}"}
+            # In a directory of its own: SQLite writes a journal next to the file
+            # (and accounts mode keeps its users' database there too).
+            (root / "sqlite").mkdir(exist_ok=True, mode=0o700)
+            if (root / "mlflow.db").exists() and not (root / "sqlite" / "mlflow.db").exists():
+                (root / "mlflow.db").rename(root / "sqlite" / "mlflow.db")  # where earlier versions kept it
+            self.db_env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{(root / 'sqlite' / 'mlflow.db').resolve()}"}
+            self.data_dirs.append(root / "sqlite")
         self.mlflow = self.new_mlflow_server(name="mlflow", port=None)
         self.nginx = self._new_nginx(port=proxy_port)
 
@@ -118,7 +126,8 @@ class MlflowStack:
             "DB_NAME": db_name,
             "DB_USERNAME": self.db_user,
             "DB_PASSWORD": self.db_password,
-            # Local PostgreSQL speaks no TLS; Aurora does (the default).
+            # Local PostgreSQL speaks no TLS; Aurora requires it and the
+            # entrypoint verifies its certificate (verify-full, the default).
             "DB_SSLMODE": "disable",
         }
         if self.db_idle_timeout is not None:
@@ -152,7 +161,7 @@ class MlflowStack:
         """One more MLflow task's server (its own runtime dir and log), same settings."""
         return MlflowServer(
             self.root / name, log_dir=self.log_dir, log_name=f"{name}.log", port=port,
-            workers=workers or self.workers, env=self.server_env(db_env),
+            workers=workers or self.workers, env=self.server_env(db_env), writable=self.data_dirs,
         )  # fmt: skip
 
     def _new_nginx(self, *, port: int | None) -> NginxProxy:

@@ -1,4 +1,4 @@
-"""Builds the three stacks and wires cross-stack values as constructor arguments."""
+"""Builds the four stacks and wires cross-stack values as constructor arguments."""
 
 from dataclasses import dataclass
 
@@ -6,8 +6,10 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks import names
+from stacks.components.function_logs import own_function_log_groups
 from stacks.config import ProjectConfig
 from stacks.http_gateway_stack import HttpGatewayStack
+from stacks.mlflow_monitoring_stack import MLflowMonitoringStack
 from stacks.mlflow_vpc_stack import MLflowVpcStack
 from stacks.nag_acknowledgments import acknowledge_findings
 from stacks.sagemaker_studio_user_stack import SageMakerStudioUserStack
@@ -17,6 +19,7 @@ from stacks.sagemaker_studio_user_stack import SageMakerStudioUserStack
 class ProjectStacks:
     vpc: MLflowVpcStack
     gateway: HttpGatewayStack
+    monitoring: MLflowMonitoringStack
     studio: SageMakerStudioUserStack
 
 
@@ -33,7 +36,21 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         listener=vpc.listener,
         load_balancer=vpc.load_balancer,
         load_balancer_port=vpc.load_balancer_port,
+        certificate=vpc.certificate,
         description=f"{description}: HTTPS API",
+    )
+    monitoring = MLflowMonitoringStack(
+        app,
+        names.MONITORING_STACK,
+        config=config,
+        api_stage=gateway.stage,
+        load_balancer=vpc.load_balancer,
+        target_group=vpc.tracking.target_group,
+        service=vpc.tracking.service,
+        database=vpc.database.cluster,
+        artifact_bucket=vpc.artifact_bucket,
+        request_metrics_filter_id=vpc.storage.request_metrics_filter_id,
+        description=f"{description}: alarms and dashboard",
     )
     studio = SageMakerStudioUserStack(
         app,
@@ -49,7 +66,11 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
     # The profile is only useful once the tracking URL exists.
     studio.add_stack_dependency(gateway)
 
+    stacks = ProjectStacks(vpc=vpc, gateway=gateway, monitoring=monitoring, studio=studio)
+    # Last, so every Lambda function any construct added is covered, in every stack.
+    for stack in (child for child in app.node.children if isinstance(child, cdk.Stack)):
+        own_function_log_groups(stack, retention=config.log_retention, removal_policy=config.cdk_removal_policy)
+
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    stacks = ProjectStacks(vpc=vpc, gateway=gateway, studio=studio)
     acknowledge_findings(stacks)
     return stacks

@@ -15,18 +15,24 @@ table, which a test keeps in step with the code.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticUndefined
+
+from stacks import task_sizing
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -69,6 +75,26 @@ _SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 _ARN_SUFFIX = re.compile(r"-.{6}\Z", re.DOTALL)  # what Secrets Manager appends to secret ARNs
 _DOMAIN_ID = re.compile(r"d-[a-z0-9]{12}")
 _PROFILE_NAME = re.compile(r"[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}")
+# One address: a local part, "@", a domain with a dot (SNS rejects anything else at deploy time).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_HOSTED_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
+_CERTIFICATE_NAME_MAX = 64  # ACM: the certificate's first (and here only) name, in octets
+_DOMAIN_KEYS = ("domain_name", "hosted_zone_id", "hosted_zone_name")
+
+
+@dataclass(frozen=True)
+class CustomDomainSettings:
+    """domain_name with the Route 53 zone that holds it (validated together by ProjectConfig)."""
+
+    name: str
+    zone_id: str
+    zone_name: str
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.name}"
 
 
 class ConfigError(ValueError):
@@ -87,6 +113,16 @@ def _describe(values: range | tuple[int, ...]) -> str:
     if isinstance(values, range):
         return f"{values[0]}-{values[-1]} in steps of {values.step}"
     return ", ".join(map(str, values))
+
+
+def _smallest_task(cpu: int, memory_mib: int) -> str:
+    """The smallest Fargate size with at least ``memory_mib``, keeping ``cpu`` if it can."""
+    for task_cpu in [cpu, *(c for c in _FARGATE_MEMORY if c > cpu)]:
+        fitting = [size for size in _FARGATE_MEMORY[task_cpu] if size >= memory_mib]
+        if fitting:
+            prefix = "" if task_cpu == cpu else f"task_cpu={task_cpu} and "
+            return f"{prefix}task_memory_mib={fitting[0]}"
+    return "no Fargate size"
 
 
 def _message(key: str, value: Any, problem: str, allowed: str) -> str:
@@ -129,18 +165,21 @@ class ProjectConfig(BaseModel):
         1, "1 to az_count", "NAT gateways; private tasks need egress to pull images and reach AWS APIs", ge=1, le=3
     )
     task_cpu: int = setting(1024, _describe(tuple(_FARGATE_MEMORY)), "Fargate task CPU units")
-    # Measured (benchmarks/server_memory.py): MLflow with 2 workers peaks near 860 MiB
-    # under load, nginx near 14 MiB; 2048 MiB keeps more than 30% headroom.
+    # Must hold mlflow_workers with headroom: the measured figures are in stacks/task_sizing.py.
     task_memory_mib: int = setting(
-        2048, "a size Fargate pairs with task_cpu", "Fargate task memory (MiB), shared by nginx and MLflow"
+        2048,
+        "a size Fargate pairs with task_cpu, enough for mlflow_workers",
+        "Fargate task memory (MiB), shared by nginx and MLflow",
     )
     desired_task_count: int = setting(
         2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy", ge=1, le=20
     )
     min_task_count: int = setting(2, "1-20, at most max_task_count", "autoscaling floor", ge=1, le=20)
-    max_task_count: int = setting(4, "1-20", "autoscaling ceiling", ge=1, le=20)
+    max_task_count: int = setting(4, "1-20, at least min_task_count", "autoscaling ceiling", ge=1, le=20)
     cpu_scaling_target_percent: int = setting(60, "10-90", "average CPU the service scales to hold", ge=10, le=90)
-    mlflow_workers: int = setting(2, "1-16", "MLflow server worker processes per task", ge=1, le=16)
+    mlflow_workers: int = setting(
+        2, "1-16, as many as task_memory_mib holds", "MLflow server worker processes per task", ge=1, le=16
+    )
     aurora_min_acu: float = setting(
         0.0, "0-256 in steps of 0.5", "Aurora capacity floor; 0 pauses the cluster when idle", allow_inf_nan=False
     )
@@ -159,6 +198,19 @@ class ProjectConfig(BaseModel):
         "retain keeps bucket, database (deletion protection, final snapshot) "
         "and secrets when the stack is deleted; destroy is for dev",
     )
+    # A week of point-in-time restore covers a mistake noticed after a weekend; Aurora
+    # does not charge for backup storage up to the cluster's own size, which a week of
+    # MLflow metadata stays within.
+    backup_retention_days: int = setting(
+        7, "1-35", "days of Aurora automated backups: how far back a point-in-time restore reaches", ge=1, le=35
+    )
+    artifact_version_retention_days: int = setting(
+        90,
+        "1-3650",
+        "days S3 keeps an overwritten or deleted artifact's old version: how far back artifacts can be restored",
+        ge=1,
+        le=3650,
+    )
     credentials_secret_name: str = setting(
         "mlflow-server-credentials",
         "1-512 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters",
@@ -174,6 +226,27 @@ class ProjectConfig(BaseModel):
         100.0, "more than 0, at most 10000", "HTTP API steady-state requests per second", gt=0, le=10000
     )
     api_throttle_burst_limit: int = setting(200, "1-5000", "HTTP API burst size in requests", ge=1, le=5000)
+    domain_name: str | None = setting(
+        None,
+        "empty, or a DNS name of at most 64 characters: hosted_zone_name or a name under it",
+        "custom domain of the tracking URL (https://<domain_name>); needs hosted_zone_id and hosted_zone_name",
+    )
+    hosted_zone_id: str | None = setting(
+        None, "empty, or Z and 1-31 uppercase letters or digits", "Route 53 public hosted zone holding domain_name"
+    )
+    hosted_zone_name: str | None = setting(
+        None, "empty, or a DNS name", "name of the hosted zone hosted_zone_id (imported as is: no lookup)"
+    )
+    alarm_email: str | None = setting(
+        None,
+        "empty, or one email address",
+        "address subscribed to the alarm topic (AWS emails a confirmation link first); empty subscribes nobody",
+    )
+    allowed_instance_types: list[str] = setting(
+        ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"],
+        "one or more SageMaker training or endpoint instance types, e.g. ml.m5.large",
+        "instance types Studio users may train on and deploy endpoints to (caps their cost)",
+    )
 
     # --- coercion of context values ----------------------------------------
 
@@ -195,12 +268,20 @@ class ProjectConfig(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("sagemaker_domain_id", mode="before")
+    @field_validator("sagemaker_domain_id", "alarm_email", *_DOMAIN_KEYS, mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         """cdk.json cannot hold null for a -c override: an empty string means "not set"."""
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("domain_name", "hosted_zone_name", mode="before")
+    @classmethod
+    def _dns_name_form(cls, value: Any) -> Any:
+        """DNS names are case-insensitive and may be written fully qualified: compare them in one form."""
+        if isinstance(value, str):
+            return value.strip().rstrip(".").lower()
         return value
 
     # --- one rule per setting ----------------------------------------------
@@ -265,6 +346,21 @@ class ProjectConfig(BaseModel):
             raise _Invalid("is not a SageMaker domain id")
         return value
 
+    @field_validator("allowed_instance_types")
+    @classmethod
+    def _check_instance_types(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise _Invalid("is empty")
+        known = sagemaker_instance_types()
+        for name in value:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise _Invalid(f"has {name!r}, which is not a SageMaker training or endpoint instance type{hint}")
+        if len(set(value)) != len(value):
+            raise _Invalid("lists an instance type twice")
+        return value
+
     @field_validator("user_profile_name")
     @classmethod
     def _check_profile_name(cls, value: str) -> str:
@@ -272,53 +368,188 @@ class ProjectConfig(BaseModel):
             raise _Invalid("is not a SageMaker user profile name")
         return value
 
+    @field_validator("alarm_email")
+    @classmethod
+    def _check_alarm_email(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 254 or not _EMAIL.fullmatch(value)):
+            raise _Invalid("is not an email address")
+        return value
+
+    @field_validator("domain_name", "hosted_zone_name")
+    @classmethod
+    def _check_dns_name(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return value
+        if not _is_dns_name(value):
+            raise _Invalid("is not a DNS name")
+        if info.field_name == "domain_name" and len(value) > _CERTIFICATE_NAME_MAX:
+            raise _Invalid(f"is longer than {_CERTIFICATE_NAME_MAX} characters, the most an ACM certificate's name has")
+        return value
+
+    @field_validator("hosted_zone_id")
+    @classmethod
+    def _check_hosted_zone_id(cls, value: str | None) -> str | None:
+        if value is not None and not _HOSTED_ZONE_ID.fullmatch(value):
+            raise _Invalid("is not a Route 53 hosted zone id")
+        return value
+
     # --- rules between settings --------------------------------------------
+    # A rule between two settings names the one the user changed: `-c
+    # max_task_count=1` is about max_task_count, even though min_task_count=2
+    # is what it collides with.
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> ProjectConfig:
-        if self.nat_gateways > self.az_count:
+    def _check_combinations(self, info: ValidationInfo) -> ProjectConfig:
+        changed = _changed_keys(self, info)
+        self._check_nat_gateways(changed)
+        self._check_task_size(changed)
+        self._check_task_counts(changed)
+        self._check_aurora_capacity(changed)
+        self._check_custom_domain()
+        return self
+
+    def _check_nat_gateways(self, changed: _Changed) -> None:
+        if self.nat_gateways <= self.az_count:
+            return
+        if changed.blame("nat_gateways", "az_count") == "az_count":
             raise _Invalid(
-                f"is more than az_count={self.az_count}",
-                key="nat_gateways",
-                value=self.nat_gateways,
-                allowed=f"1-{self.az_count}, at most one per AZ",
+                f"is less than nat_gateways={self.nat_gateways}",
+                key="az_count",
+                value=self.az_count,
+                allowed=f"{self.nat_gateways}-3 (one AZ per NAT gateway)",
             )
+        raise _Invalid(
+            f"is more than az_count={self.az_count}",
+            key="nat_gateways",
+            value=self.nat_gateways,
+            allowed=f"1-{self.az_count}, at most one per AZ",
+        )
+
+    def _check_task_size(self, changed: _Changed) -> None:
         memory = _FARGATE_MEMORY[self.task_cpu]
         if self.task_memory_mib not in memory:
+            if changed.blame("task_memory_mib", "task_cpu") == "task_cpu":
+                cpus = [cpu for cpu, sizes in _FARGATE_MEMORY.items() if self.task_memory_mib in sizes]
+                raise _Invalid(
+                    f"is not accepted by Fargate with task_memory_mib={self.task_memory_mib}",
+                    key="task_cpu",
+                    value=self.task_cpu,
+                    allowed=f"{', '.join(map(str, cpus)) or 'none'} with task_memory_mib={self.task_memory_mib}",
+                )
             raise _Invalid(
                 f"is not accepted by Fargate with task_cpu={self.task_cpu}",
                 key="task_memory_mib",
                 value=self.task_memory_mib,
                 allowed=_describe(memory),
             )
+        needed = task_sizing.memory_needed_mib(self.mlflow_workers)
+        if self.task_memory_mib >= needed:
+            return
+        estimate = (
+            f"{needed} MiB or more (measured peak about {task_sizing.peak_mib(self.mlflow_workers)} MiB "
+            f"plus {task_sizing.HEADROOM:.0%} headroom)"
+        )
+        if changed.blame("mlflow_workers", "task_memory_mib") == "task_memory_mib":
+            raise _Invalid(
+                f"is too small for mlflow_workers={self.mlflow_workers}, which need {estimate}",
+                key="task_memory_mib",
+                value=self.task_memory_mib,
+                allowed=f"{_smallest_task(self.task_cpu, needed)} or more, or fewer mlflow_workers",
+            )
+        most = task_sizing.max_workers(self.task_memory_mib)
+        fitting = {0: "none", 1: "1"}.get(most, f"1-{most}")
+        raise _Invalid(
+            f"needs a task of {estimate}, more than task_memory_mib={self.task_memory_mib}",
+            key="mlflow_workers",
+            value=self.mlflow_workers,
+            allowed=f"{fitting} with task_memory_mib={self.task_memory_mib}; {self.mlflow_workers} "
+            f"with {_smallest_task(self.task_cpu, needed)} or more",
+        )
+
+    def _check_task_counts(self, changed: _Changed) -> None:
         if self.min_task_count > self.max_task_count:
+            if changed.blame("min_task_count", "max_task_count") == "max_task_count":
+                raise _Invalid(
+                    f"is less than min_task_count={self.min_task_count}",
+                    key="max_task_count",
+                    value=self.max_task_count,
+                    allowed=f"{self.min_task_count}-20",
+                )
             raise _Invalid(
                 f"is more than max_task_count={self.max_task_count}",
                 key="min_task_count",
                 value=self.min_task_count,
                 allowed=f"1-{self.max_task_count}",
             )
-        if not self.min_task_count <= self.desired_task_count <= self.max_task_count:
+        desired = self.desired_task_count
+        if self.min_task_count <= desired <= self.max_task_count:
+            return
+        bound = "min_task_count" if desired < self.min_task_count else "max_task_count"
+        if changed.blame("desired_task_count", bound) == "min_task_count":
             raise _Invalid(
-                "is outside the autoscaling range",
-                key="desired_task_count",
-                value=self.desired_task_count,
-                allowed=f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)",
+                f"is more than desired_task_count={desired}",
+                key="min_task_count",
+                value=self.min_task_count,
+                allowed=f"1-{desired} (at most desired_task_count)",
             )
-        if self.aurora_min_acu > self.aurora_max_acu:
+        if changed.blame("desired_task_count", bound) == "max_task_count":
             raise _Invalid(
-                f"is more than aurora_max_acu={self.aurora_max_acu:g}",
-                key="aurora_min_acu",
-                value=self.aurora_min_acu,
-                allowed=f"0-{self.aurora_max_acu:g} in steps of 0.5",
+                f"is less than desired_task_count={desired}",
+                key="max_task_count",
+                value=self.max_task_count,
+                allowed=f"{desired}-20 (at least desired_task_count)",
             )
-        return self
+        raise _Invalid(
+            "is outside the autoscaling range",
+            key="desired_task_count",
+            value=desired,
+            allowed=f"{self.min_task_count}-{self.max_task_count} (min_task_count to max_task_count)",
+        )
+
+    def _check_aurora_capacity(self, changed: _Changed) -> None:
+        if self.aurora_min_acu <= self.aurora_max_acu:
+            return
+        if changed.blame("aurora_min_acu", "aurora_max_acu") == "aurora_max_acu":
+            raise _Invalid(
+                f"is less than aurora_min_acu={self.aurora_min_acu:g}",
+                key="aurora_max_acu",
+                value=self.aurora_max_acu,
+                allowed=f"{max(self.aurora_min_acu, 1):g}-256 in steps of 0.5",
+            )
+        raise _Invalid(
+            f"is more than aurora_max_acu={self.aurora_max_acu:g}",
+            key="aurora_min_acu",
+            value=self.aurora_min_acu,
+            allowed=f"0-{self.aurora_max_acu:g} in steps of 0.5",
+        )
+
+    def _check_custom_domain(self) -> None:
+        """A custom domain needs its zone (id and name, imported without a lookup) and must sit in it."""
+        given = [key for key in _DOMAIN_KEYS if getattr(self, key) is not None]
+        if given and len(given) < len(_DOMAIN_KEYS):
+            missing = [key for key in _DOMAIN_KEYS if key not in given]
+            raise _Invalid(
+                f"is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not",
+                key=given[0],
+                value=getattr(self, given[0]),
+                allowed="all three of domain_name, hosted_zone_id, hosted_zone_name, or none",
+            )
+        zone = self.hosted_zone_name
+        if self.domain_name is not None and zone is not None:
+            if self.domain_name != zone and not self.domain_name.endswith(f".{zone}"):
+                raise _Invalid(
+                    f"is not inside hosted_zone_name={zone}",
+                    key="domain_name",
+                    value=self.domain_name,
+                    allowed=f"{zone} or a name ending in .{zone}",
+                )
 
     # --- construction --------------------------------------------------------
 
     def __init__(self, **values: Any) -> None:
+        # pydantic's documented way to hand a validation context to __init__.
         try:
-            super().__init__(**values)
+            self.__pydantic_validator__.validate_python(values, self_instance=self, context=_CONTEXT.get())
         except ValidationError as error:
             raise ConfigError(_one_line(error, values, type(self).documented())) from None
 
@@ -334,7 +565,8 @@ class ProjectConfig(BaseModel):
                 raise ConfigError(
                     f"Invalid configuration: unknown context key {key!r}{hint}; allowed keys: {', '.join(known)}."
                 )
-        return cls(**ours)
+        with _validation_context({"changed": _changed_from(ours, _base_context())}):
+            return cls(**ours)
 
     @classmethod
     def documented(cls) -> dict[str, tuple[Any, str, str]]:
@@ -375,9 +607,94 @@ class ProjectConfig(BaseModel):
         return self.sagemaker_domain_id is None
 
     @property
+    def custom_domain(self) -> CustomDomainSettings | None:
+        """The domain and its zone when domain_name is set (ACM certificate, API custom domain, HTTPS to the ALB)."""
+        if self.domain_name is None or self.hosted_zone_id is None or self.hosted_zone_name is None:
+            return None
+        return CustomDomainSettings(self.domain_name, self.hosted_zone_id, self.hosted_zone_name)
+
+    @property
     def log_retention(self) -> logs.RetentionDays:
         """The enum CDK log groups want (jsii's Python enum does not carry the day count)."""
         return logs.RetentionDays[_LOG_RETENTION[self.log_retention_days]]
+
+
+@functools.cache
+def sagemaker_instance_types() -> frozenset[str]:
+    """Instance types SageMaker accepts for training jobs and endpoints, from botocore's API model."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shapes = ("TrainingInstanceType", "ProductionVariantInstanceType")
+    return frozenset(name for shape in shapes for name in model.shape_for(shape).enum)
+
+
+# --- which settings the user changed ------------------------------------------
+
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("project_config_context", default=None)
+
+
+@contextmanager
+def _validation_context(context: dict[str, Any]) -> Iterator[None]:
+    token = _CONTEXT.set(context)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _same(value: Any, base: Any) -> bool:
+    """`-c key=value` arrives as a string: "4" is the same setting as cdk.json's 4."""
+    return bool(value == base or str(value).strip() == str(base).strip())
+
+
+def _base_context() -> dict[str, Any]:
+    """cdk.json's settings, which `-c` overrides; the code defaults if cdk.json cannot be read."""
+    try:
+        return cdk_json_context(CDK_JSON)
+    except (OSError, ValueError, KeyError):
+        return {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
+
+
+def _changed_from(values: Mapping[str, Any], base: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(key for key, value in values.items() if key not in base or not _same(value, base[key]))
+
+
+class _Changed:
+    """Which settings to blame for a conflict: first those overridden on the command line
+    (differing from cdk.json), then those differing from the code defaults (cdk.json edited)."""
+
+    def __init__(self, *tiers: frozenset[str]) -> None:
+        self.tiers = tiers
+
+    def blame(self, usual: str, other: str) -> str:
+        """``usual`` unless only ``other`` was changed."""
+        for tier in self.tiers:
+            if usual in tier:
+                return usual
+            if other in tier:
+                return other
+        return usual
+
+
+def _changed_keys(config: ProjectConfig, info: ValidationInfo) -> _Changed:
+    defaults = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
+    current = {name: getattr(config, name) for name in defaults}
+    from_defaults = _changed_from(current, defaults)
+    given = (info.context or {}).get("changed")
+    explicit = frozenset(given) if given is not None else frozenset(config.model_fields_set) & from_defaults
+    return _Changed(explicit, from_defaults)
+
+
+def _is_dns_name(value: str) -> bool:
+    """At least two labels of letters, digits and inner hyphens; not an IP address; 253 characters at most."""
+    labels = value.split(".")
+    return (
+        len(value) <= 253
+        and len(labels) >= 2
+        and all(_DNS_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
 
 
 def allowed(key: str) -> str:

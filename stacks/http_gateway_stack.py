@@ -3,18 +3,24 @@
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks import names
+from stacks.components.custom_domain import CustomDomain
 from stacks.components.http_gateway import HttpGateway
 from stacks.config import ProjectConfig
 
 
 class HttpGatewayStack(Stack):
-    """VPC link and HTTP API in front of the internal ALB; publishes the tracking URL."""
+    """VPC link and HTTP API in front of the internal ALB; publishes the tracking URL.
+
+    ``certificate`` (the VPC stack's, for ``config.domain_name``) is given exactly
+    when a custom domain is configured: the API then answers only on that domain.
+    """
 
     def __init__(
         self,
@@ -27,9 +33,11 @@ class HttpGatewayStack(Stack):
         listener: elbv2.IApplicationListener,
         load_balancer: ec2.IConnectable,
         load_balancer_port: int,
+        certificate: acm.ICertificate | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        domain = config.custom_domain
 
         self.gateway = HttpGateway(
             self,
@@ -39,12 +47,33 @@ class HttpGatewayStack(Stack):
             listener=listener,
             load_balancer=load_balancer,
             load_balancer_port=load_balancer_port,
+            alb_server_name=domain.name if domain else None,
+            disable_default_endpoint=domain is not None,
             rate_limit=config.api_throttle_rate_limit,
             burst_limit=config.api_throttle_burst_limit,
             log_retention=config.log_retention,
             removal_policy=config.cdk_removal_policy,
         )
-        self.tracking_url = self.gateway.url
+        self.custom_domain = (
+            CustomDomain(
+                self,
+                "CustomDomain",
+                domain_name=domain.name,
+                zone_id=domain.zone_id,
+                zone_name=domain.zone_name,
+                certificate=certificate,
+                api=self.gateway.api,
+                stage=self.gateway.stage,
+            )
+            if domain is not None and certificate is not None
+            else None
+        )
+        if self.custom_domain is not None:
+            self.tracking_url = self.custom_domain.url
+        else:
+            assert self.gateway.url is not None, "the execute-api endpoint is on whenever there is no custom domain"
+            self.tracking_url = self.gateway.url
+        self.stage = self.gateway.stage
 
         self.tracking_url_parameter = ssm.StringParameter(
             self,

@@ -9,10 +9,14 @@ from constructs import Construct
 from stacks import names
 from stacks.components.artifact_store import ArtifactStore
 from stacks.components.database import MetadataDatabase
+from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.network import Network
 from stacks.components.server_credentials import ServerCredentials
-from stacks.components.tracking_service import ALB_PORT, TrackingService
+from stacks.components.tracking_service import TrackingService
 from stacks.config import ProjectConfig
+
+# Basic auth in nginx with the one generated user (DESIGN.md: auth_mode `shared`).
+AUTH_MODE = "shared"
 
 
 class MLflowVpcStack(Stack):
@@ -33,7 +37,11 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
         )
         self.storage = ArtifactStore(
-            self, "Storage", removal_policy=removal, access_log_retention=Duration.days(config.log_retention_days)
+            self,
+            "Storage",
+            removal_policy=removal,
+            access_log_retention=Duration.days(config.log_retention_days),
+            noncurrent_version_retention=Duration.days(config.artifact_version_retention_days),
         )
         self.credentials = ServerCredentials(
             self, "Credentials", secret_name=config.credentials_secret_name, removal_policy=removal
@@ -47,8 +55,17 @@ class MLflowVpcStack(Stack):
             min_capacity=config.aurora_min_acu,
             max_capacity=config.aurora_max_acu,
             auto_pause=config.aurora_auto_pause,
+            backup_retention=Duration.days(config.backup_retention_days),
             removal_policy=removal,
             log_retention=retention,
+        )
+        domain = config.custom_domain
+        self.domain_certificate = (
+            DomainCertificate(
+                self, "DomainCertificate", domain_name=domain.name, zone_id=domain.zone_id, zone_name=domain.zone_name
+            )
+            if domain
+            else None
         )
         self.tracking = TrackingService(
             self,
@@ -71,7 +88,11 @@ class MLflowVpcStack(Stack):
             cpu_target_percent=config.cpu_scaling_target_percent,
             log_retention=retention,
             removal_policy=removal,
+            domain_certificate=self.domain_certificate,
         )
+        if self.database.protection_release is not None:
+            # The ALB is protected under retain too; `cdk destroy` lifts both.
+            self.database.protection_release.add_load_balancer(self.tracking.load_balancer)
 
         # What the other stacks need, as attributes (passed on in app.py).
         self.vpc = self.network.vpc
@@ -80,7 +101,8 @@ class MLflowVpcStack(Stack):
         self.credentials_secret = self.credentials.secret
         self.listener = self.tracking.listener
         self.load_balancer = self.tracking.load_balancer
-        self.load_balancer_port = ALB_PORT
+        self.load_balancer_port = self.tracking.listener_port
+        self.certificate = self.domain_certificate.certificate if self.domain_certificate else None
 
         ssm.StringParameter(
             self,
@@ -95,3 +117,12 @@ class MLflowVpcStack(Stack):
         CfnOutput(self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name).override_logical_id(
             names.OUTPUT_CREDENTIALS_SECRET
         )
+        # For `make rotate-password`: which tasks to restart, and whether the secret is nginx's password.
+        for key, value in (
+            (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
+            (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
+            (names.OUTPUT_AUTH_MODE, AUTH_MODE),
+            # Names the final snapshot after `cdk destroy` (README, Teardown).
+            (names.OUTPUT_DATABASE_CLUSTER, self.database.cluster.cluster_identifier),
+        ):
+            CfnOutput(self, key, value=value).override_logical_id(key)

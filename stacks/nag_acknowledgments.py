@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         vpc.credentials.secret,
         "SMG4",
         "nginx reads the basic-auth password once when a task starts, so an automatic rotation "
-        "would lock clients out of running tasks; rotate by updating the secret and forcing a new "
-        "deployment (README, 'Rotating credentials').",
+        "would lock clients out of running tasks; `make rotate-password` updates the secret and "
+        "forces a new deployment (README, 'Rotating the password').",
     )
     acknowledge(
         vpc.database.secret_resource,
@@ -116,20 +117,36 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are "
         "limited to the CDK asset repository.",
     )
-    # CDK's own singleton that sets the retention of Aurora's PostgreSQL log group.
+
+    # aws-cdk-lib's singleton behind the Aurora log group's LogRetention.
     log_retention = next(child for child in vpc.node.children if child.node.id.startswith("LogRetention"))
     acknowledge(
         log_retention,
         "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "aws-cdk-lib's LogRetention function (sets the Aurora log group's retention) uses the AWS "
-        "managed basic execution policy for its own logs.",
+        "aws-cdk-lib's LogRetention function (sets the Aurora log group's retention and deletes it "
+        "with the stack under removal_policy=destroy) uses the AWS managed basic execution policy.",
     )
     acknowledge(
         log_retention,
         "IAM5[Resource::*]",
-        "aws-cdk-lib's LogRetention function sets retention on log groups whose names RDS chooses "
-        "at runtime, so its policy cannot name them in advance.",
+        "aws-cdk-lib's LogRetention function manages a log group whose name RDS derives from the "
+        "cluster identifier CloudFormation generates, so its policy cannot name it in advance.",
     )
+    if not vpc.database.deletion_protection:
+        # Under destroy the function may also delete that one group: its ARN ends in ':*'.
+        acknowledge_wildcards(
+            log_retention,
+            [
+                vpc.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=f"{vpc.database.log_group_name}:*",
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            "Deleting a log group is allowed on the Aurora cluster's own PostgreSQL log group only; "
+            "the ':*' suffix is how IAM names a log group's streams.",
+        )
 
 
 def _gateway_stack(stacks: ProjectStacks) -> None:
@@ -173,6 +190,27 @@ def _studio_stack(stacks: ProjectStacks) -> None:
         ],
         "CodeBuild's default project policy: each build creates log streams and test reports named after the project.",
     )
+
+    # The deploy-time build: aws-cdk-lib's custom-resource provider framework.
+    invoke_reason = (
+        "aws-cdk-lib's custom-resource provider grants lambda:InvokeFunction on each function it calls "
+        "and on its versions (<function ARN>:*); the functions are this construct's own."
+    )
+    for framework_role in build.framework_roles:
+        acknowledge_wildcards(framework_role, [f"{fn.function_arn}:*" for fn in build.handlers], invoke_reason)
+    waiter = build.provider.node.find_child("waiter-state-machine")
+    framework_functions = [build.provider.node.find_child(f"framework-{n}") for n in ("isComplete", "onTimeout")]
+    assert all(isinstance(fn, lambda_.Function) for fn in framework_functions)
+    acknowledge_wildcards(
+        waiter, [f"{fn.function_arn}:*" for fn in framework_functions], invoke_reason  # type: ignore[attr-defined]
+    )
+    waiter_reason = (
+        "The provider's waiter only calls the build-status function every 30 s until the serving image "
+        "build ends; that function logs each check and CodeBuild logs the build itself, so state-machine "
+        "{what} would add cost without adding information."
+    )
+    acknowledge(waiter, "SF1", waiter_reason.format(what="execution logs"))
+    acknowledge(waiter, "SF2", waiter_reason.format(what="X-Ray traces"))
 
     role = studio.execution_role
     acknowledge(

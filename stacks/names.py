@@ -9,15 +9,28 @@ from typing import Final
 VPC_STACK: Final = "MLflowVpcStack"
 GATEWAY_STACK: Final = "HttpGatewayStack"
 STUDIO_STACK: Final = "SageMakerStudioUserStack"
+MONITORING_STACK: Final = "MLflowMonitoringStack"
+# In deployment order (`cdk list` prints them so).
+ALL_STACKS: Final = (VPC_STACK, GATEWAY_STACK, MONITORING_STACK, STUDIO_STACK)
 
 # CloudFormation output keys (the lab helper reads TrackingUrl by this key).
 OUTPUT_TRACKING_URL: Final = "TrackingUrl"
 OUTPUT_ARTIFACT_BUCKET: Final = "ArtifactBucketName"
 OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"
+# What `make rotate-password` needs: the service to restart and how it authenticates.
+OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
+OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
+OUTPUT_AUTH_MODE: Final = "AuthMode"
+OUTPUT_DATABASE_CLUSTER: Final = "DatabaseClusterIdentifier"
 OUTPUT_STUDIO_ROLE: Final = "StudioExecutionRoleArn"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILE: Final = "StudioUserProfileName"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
+OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
+OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
+
+# CloudWatch dashboard of the request path.
+DASHBOARD_NAME: Final = "mlflow"
 
 # SSM parameters, readable without CloudFormation permissions.
 SSM_PREFIX: Final = "/mlflow"

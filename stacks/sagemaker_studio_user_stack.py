@@ -48,8 +48,8 @@ class SageMakerStudioUserStack(Stack):
             credentials_secret=credentials_secret,
             artifact_access_policy=artifact_access_policy,
             output_stack_names=output_stack_names,
+            allowed_instance_types=config.allowed_instance_types,
             serving_repository_arn=self.image_build.repository.repository_arn,
-            image_build_project_arn=self.image_build.project.project_arn,
         )
         self.studio = StudioDomain(
             self,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,15 @@ CDK = ROOT / "node_modules" / ".bin" / "cdk"
 
 
 def _offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "CDK_DEFAULT_ACCOUNT"}
+    """No AWS credentials or config, and nothing that quiets jsii: what a user's shell has."""
+    dropped = ("AWS_", "CDK_DEFAULT_ACCOUNT", "JSII_SILENCE_WARNING", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # cdk.json runs python3
         AWS_EC2_METADATA_DISABLED="true",
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         CDK_DISABLE_CLI_TELEMETRY="true",
-        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
     )
     return env
 
@@ -34,6 +36,7 @@ def _cdk(*args: str) -> subprocess.CompletedProcess[str]:
         [str(CDK), *args, "--no-notices"],
         cwd=ROOT,
         env=_offline_env(),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=300,
@@ -49,21 +52,71 @@ def test_pinned_cli_version() -> None:
     assert result.stdout.startswith(pinned)
 
 
-def test_cli_synthesizes_exactly_three_stacks_offline(tmp_path: Path) -> None:
-    out = tmp_path / "cdk.out"
-    result = _cdk("synth", "--all", "--quiet", "--output", str(out))
+@pytest.fixture(scope="module")
+def cli_synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The README's `npx cdk synth`, run once: (its result, the cloud assembly it wrote)."""
+    out = tmp_path_factory.mktemp("cli") / "cdk.out"
+    return _cdk("synth", "--quiet", "--output", str(out)), out
+
+
+def test_cli_synthesizes_exactly_the_four_stacks_offline(
+    cli_synth: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    result, out = cli_synth
     assert result.returncode == 0, result.stdout + result.stderr
     listed = _cdk("list", "--output", str(tmp_path / "list.out"))
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split() == [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK]
+    assert listed.stdout.split() == list(names.ALL_STACKS)
     assert sorted(p.name for p in out.glob("*.template.json")) == sorted(
-        f"{name}.template.json" for name in (names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK)
+        f"{name}.template.json" for name in names.ALL_STACKS
     )
     assert not (ROOT / "cdk.context.json").exists(), "synth must not perform context lookups"
 
 
+def test_synth_without_make_prints_no_banner_and_no_warning(
+    cli_synth: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """The app silences jsii's Node end-of-life banner itself; no option is ignored."""
+    result, _ = cli_synth
+    output = result.stdout + result.stderr
+    assert "end-of-life" not in output and "b'" not in output, output
+    assert "Unknown option" not in output, output
+    assert result.stdout == "", "--quiet prints no template"
+
+
+def _make_cdk_commands(*targets: str) -> dict[str, list[str]]:
+    """The CDK CLI arguments each make target runs (`make -n`: print, do not run)."""
+    commands = {}
+    for target in targets:
+        dry = subprocess.run(
+            ["make", "-n", "--no-print-directory", "-C", str(ROOT), target, "FORCE=1"],
+            env=_offline_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        (line,) = [line for line in dry.stdout.splitlines() if line.startswith("npx cdk ")]
+        commands[target] = shlex.split(line)[2:]
+    return commands
+
+
+def test_make_targets_pass_only_options_the_pinned_cli_knows(
+    cli_synth: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Each target's CLI command, run against the synthesized assembly offline (it stops at credentials)."""
+    _, assembly = cli_synth
+    commands = _make_cdk_commands("synth", "diff", "deploy", "destroy")
+    assert commands["synth"][0] == "synth" and "--all" not in commands["synth"] + commands["diff"]
+    for target, args in commands.items():
+        result = _cdk(*args, "--app", str(assembly))
+        output = result.stdout + result.stderr
+        assert "Unknown option" not in output, f"make {target}: {output}"
+        assert "end-of-life" not in output, f"make {target}: {output}"
+
+
 def test_bad_configuration_stops_synth_with_one_clear_line(tmp_path: Path) -> None:
-    result = _cdk("synth", "--all", "--quiet", "-c", "task_memory_mib=3000", "--output", str(tmp_path / "o"))
+    result = _cdk("synth", "--quiet", "-c", "task_memory_mib=3000", "--output", str(tmp_path / "o"))
     assert result.returncode != 0
     assert "error: Invalid configuration: task_memory_mib=3000" in result.stderr
     assert "Traceback" not in result.stderr and "jsii" not in result.stderr.lower()

@@ -1,7 +1,11 @@
 """The README's configuration table documents every key with its real default."""
 
+import os
 import re
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from stacks.config import ProjectConfig
 
@@ -24,6 +28,85 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     for name in documented:
         assert name in rows, f"README configuration table lacks {name}"
         value = getattr(defaults, name)
-        shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+        if isinstance(value, list):  # as given with -c key=a,b
+            shown = ",".join(value)
+        else:
+            shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
         assert rows[name] == shown, f"{name}: README says {rows[name]!r}, code says {shown!r}"
     assert set(rows) == set(documented)
+
+
+def test_alarms_table_matches_the_thresholds_in_code() -> None:
+    from stacks.alarm_thresholds import ALARMS
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Alarms\n") : text.index("\n## ", text.index("## Alarms\n") + 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| `mlflow-")]
+    assert rows == [rule.readme_row() for rule in ALARMS]
+
+
+# --- the credentials commands -------------------------------------------------
+
+FAKE_AWS = """#!/bin/sh
+# Stands in for the AWS CLI (not installed here): answers the three reads of the
+# README's block like a deployed project, or fails on FAIL_ON like the real CLI
+# does without credentials (message on stderr, non-zero exit, nothing on stdout).
+if [ "$1 $2" = "$FAIL_ON" ]; then
+    echo "Unable to locate credentials. You can configure credentials by running \\"aws configure\\"." >&2
+    exit 253
+fi
+case "$1 $2" in
+    "ssm get-parameter") echo "https://abc123.execute-api.eu-west-1.amazonaws.com" ;;
+    "cloudformation describe-stacks") echo "team-mlflow-login" ;;
+    "secretsmanager get-secret-value")
+        case "$*" in *"--secret-id team-mlflow-login"*) ;; *) echo "ResourceNotFoundException" >&2; exit 254 ;; esac
+        echo '{"username": "mlflow", "password": "s3cret"}' ;;
+    *) echo "unexpected: $*" >&2; exit 252 ;;
+esac
+"""
+
+
+def _run_credentials_block(tmp_path, fail_on: str = "") -> subprocess.CompletedProcess[str]:
+    section = README.read_text(encoding="utf-8").split("## Getting the URL and the credentials", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    fake = tmp_path / "aws"
+    fake.write_text(FAKE_AWS, encoding="utf-8")
+    fake.chmod(0o755)
+    script = block + '\necho "URI=${MLFLOW_TRACKING_URI-unset} USER=${MLFLOW_TRACKING_USERNAME-unset}"' \
+        ' "PASSWORD=${MLFLOW_TRACKING_PASSWORD-unset}"\n'  # fmt: skip
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "FAIL_ON": fail_on, "HOME": str(tmp_path)}
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_credentials_block_exports_the_three_variables(tmp_path) -> None:
+    result = _run_credentials_block(tmp_path)
+    assert result.stdout == ("URI=https://abc123.execute-api.eu-west-1.amazonaws.com USER=mlflow PASSWORD=s3cret\n"), (
+        result.stderr
+    )
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "failing", ["ssm get-parameter", "cloudformation describe-stacks", "secretsmanager get-secret-value"]
+)
+def test_credentials_block_stops_with_a_message_when_a_command_fails(tmp_path, failing: str) -> None:
+    result = _run_credentials_block(tmp_path, fail_on=failing)
+    assert result.stdout == "URI=unset USER=unset PASSWORD=unset\n", "it carried on after a failed command"
+    assert result.stderr.splitlines()[-1] == (
+        "Could not read the MLflow URL or credentials (see the error above): check AWS_REGION and your AWS credentials"
+    )
+
+
+def test_prerequisites_name_the_aws_cli_v2() -> None:
+    assert "[AWS CLI v2]" in README.read_text(encoding="utf-8").split("## Configuration")[0]
+
+
+def test_configuration_table_and_teardown_say_the_same_about_retain() -> None:
+    """What `removal_policy=retain` keeps, in the table row and in the Teardown section."""
+    text = README.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `removal_policy` |"))
+    teardown = text.split("## Teardown", 1)[1].split("**With `-c removal_policy=destroy`**", 1)[0]
+    for kept in ("final snapshot", "buckets", "secret", "log group", "`mlflow-pyfunc`"):
+        assert kept in row and kept in teardown, kept
+    for where in (row, teardown):
+        assert "deletion-protected" in where or "deletion protection" in where

@@ -10,7 +10,10 @@ can reach it.
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME, DB_USERNAME, DB_PASSWORD
       the Aurora PostgreSQL database (fields of the generated secret)
-  DB_SSLMODE            libpq sslmode (default require: Aurora speaks TLS)
+  DB_SSLMODE            libpq sslmode (default verify-full: TLS, and the server's
+                        certificate must be signed by the CA bundle and name DB_HOST)
+  DB_SSLROOTCERT        CA bundle for verify-ca/verify-full (default: the RDS
+                        bundle the image downloads at build time)
   DB_IDLE_SESSION_TIMEOUT
       seconds after which PostgreSQL closes an idle pooled connection
       (default 60), so an idle server holds none and Aurora can pause
@@ -59,6 +62,11 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_WORKERS = "2"
 DEFAULT_RUNTIME_DIR = "/tmp/mlflow"
 DB_VARIABLES = ("DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD")
+# Amazon RDS's certificate bundle for all commercial regions; the Dockerfile
+# downloads it here when the image is built.
+DEFAULT_SSLROOTCERT = "/opt/mlflow/rds-global-bundle.pem"
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
 AUTH_MODES = ("shared", "accounts")
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CREDENTIAL_CACHES = ("validated", "mlflow-ttl", "none")
@@ -97,7 +105,7 @@ def _database_uri(env: Mapping[str, str], name: str, *, with_password: bool) -> 
     user = quote(env["DB_USERNAME"], safe="")
     if with_password:
         user += ":" + quote(env["DB_PASSWORD"], safe="")
-    sslmode = quote(env.get("DB_SSLMODE") or "require", safe="")
+    tls = tls_parameters(env)
     idle = env.get("DB_IDLE_SESSION_TIMEOUT") or "60"
     if not idle.isdigit() or int(idle) < 1:
         raise ConfigError(f"DB_IDLE_SESSION_TIMEOUT must be a positive number, got {idle!r}")
@@ -108,8 +116,32 @@ def _database_uri(env: Mapping[str, str], name: str, *, with_password: bool) -> 
     options = quote(f"-c idle_session_timeout={int(idle) * 1000}", safe="")
     return (
         f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}"
-        f"?sslmode={sslmode}&options={options}"
+        f"?{tls}&options={options}"
     )
+
+
+def tls_parameters(env: Mapping[str, str]) -> str:
+    """libpq's sslmode (and CA bundle) as URI query parameters.
+
+    verify-full by default: `require` encrypts but accepts any certificate, so
+    anyone on the path could pose as the database and collect the password.
+    """
+    sslmode = env.get("DB_SSLMODE") or "verify-full"
+    if sslmode not in SSLMODES:
+        raise ConfigError(f"DB_SSLMODE must be one of {', '.join(SSLMODES)}, got {sslmode!r}")
+    if sslmode not in VERIFYING_SSLMODES:
+        return f"sslmode={sslmode}"
+    rootcert = env.get("DB_SSLROOTCERT") or DEFAULT_SSLROOTCERT
+    return f"sslmode={sslmode}&sslrootcert={quote(rootcert, safe='/')}"
+
+
+def check_tls_files(env: Mapping[str, str]) -> None:
+    """Fail before starting when the CA bundle a verifying sslmode needs is missing."""
+    if not env.get("DB_HOST") or (env.get("DB_SSLMODE") or "verify-full") not in VERIFYING_SSLMODES:
+        return
+    rootcert = env.get("DB_SSLROOTCERT") or DEFAULT_SSLROOTCERT
+    if not os.path.isfile(rootcert):
+        raise ConfigError(f"DB_SSLROOTCERT {rootcert} is not a file; it must hold the CA bundle of the database")
 
 
 def backend_store_uri(env: Mapping[str, str]) -> str:
@@ -454,6 +486,7 @@ def main() -> None:
         env = dict(os.environ)
         server_env = server_environment(env)
         argv = server_argv(server_env)
+        check_tls_files(env)
         prepare_runtime_dir(env, server_env)
     except ConfigError as error:
         log(f"{error}; refusing to start")

@@ -7,6 +7,10 @@ from constructs import Construct
 
 from stacks import names
 
+# S3 request metrics (CloudWatch, 1-minute) for the whole artifact bucket; the
+# alarms and the dashboard select them by this filter id.
+REQUEST_METRICS_FILTER_ID = "EntireBucket"
+
 
 def _secure_bucket(
     scope: Construct,
@@ -16,6 +20,7 @@ def _secure_bucket(
     lifecycle_rules: list[s3.LifecycleRule],
     versioned: bool = False,
     access_logs: s3.IBucket | None = None,
+    metrics: list[s3.BucketMetrics] | None = None,
 ) -> s3.Bucket:
     """A private, TLS-only, encrypted bucket; emptied on delete only in dev."""
     return s3.Bucket(
@@ -32,11 +37,17 @@ def _secure_bucket(
         server_access_logs_bucket=access_logs,
         server_access_logs_prefix="s3/artifacts/" if access_logs else None,
         lifecycle_rules=lifecycle_rules,
+        metrics=metrics,
     )
 
 
 class ArtifactStore(Construct):
-    """The artifact bucket plus the bucket that receives its server access logs."""
+    """The artifact bucket plus the bucket that receives its server access logs.
+
+    Versioning keeps every overwritten or deleted artifact as a noncurrent
+    version for ``noncurrent_version_retention``: that is how far back an
+    artifact can be restored. Request metrics feed the 4xx/5xx alarms.
+    """
 
     def __init__(
         self,
@@ -45,6 +56,7 @@ class ArtifactStore(Construct):
         *,
         removal_policy: RemovalPolicy,
         access_log_retention: Duration,
+        noncurrent_version_retention: Duration,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -74,10 +86,12 @@ class ArtifactStore(Construct):
                 ),
                 s3.LifecycleRule(
                     id="expire-noncurrent-versions",
-                    noncurrent_version_expiration=Duration.days(90),
+                    noncurrent_version_expiration=noncurrent_version_retention,
                 ),
             ],
+            metrics=[s3.BucketMetrics(id=REQUEST_METRICS_FILTER_ID)],
         )
+        self.request_metrics_filter_id = REQUEST_METRICS_FILTER_ID
 
         self.workflow_object_arns = [
             self.bucket.arn_for_objects(f"{names.SAGEMAKER_RESOURCE_PREFIX}*"),

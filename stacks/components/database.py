@@ -1,11 +1,12 @@
 """MLflow's backend store: Aurora PostgreSQL Serverless v2 in isolated subnets."""
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, Fn, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from stacks.components.deletion_protection_release import DeletionProtectionRelease
 from stacks.components.security_groups import closed_security_group
 
 # Serverless v2 with auto-pause (0 ACU) needs 16.3 or later in the 16 line.
@@ -19,6 +20,12 @@ class MetadataDatabase(Construct):
     Its security group starts with no rules: whoever needs the database opens
     a path through ``cluster.connections``. The isolated subnets have no route
     to or from the internet.
+
+    On stack deletion: with ``RemovalPolicy.DESTROY`` the cluster goes; with
+    any other policy it is protected from deletion while it lives and deleted
+    with a final snapshot when the stack is deleted (a running cluster kept
+    behind would hold network interfaces in the VPC and keep costing). Its
+    password secret and PostgreSQL log group follow the removal policy.
     """
 
     def __init__(
@@ -32,6 +39,7 @@ class MetadataDatabase(Construct):
         min_capacity: float,
         max_capacity: float,
         auto_pause: Duration | None,
+        backup_retention: Duration,
         removal_policy: RemovalPolicy,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -43,10 +51,21 @@ class MetadataDatabase(Construct):
             self, "SecurityGroup", vpc=vpc, description="Aurora for MLflow: reachable only from the MLflow tasks"
         )
 
+        engine = rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION)
+        # The server refuses connections without TLS; the MLflow task verifies
+        # the server's certificate against the RDS CA bundle in its image.
+        self.parameter_group = rds.ParameterGroup(
+            self,
+            "Parameters",
+            engine=engine,
+            description="MLflow metadata cluster: TLS required",
+            parameters={"rds.force_ssl": "1"},
+        )
         self.cluster = rds.DatabaseCluster(
             self,
             "Cluster",
-            engine=rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION),
+            engine=engine,
+            parameter_group=self.parameter_group,
             # The generated password may hold URL-special characters; the
             # mlflow entrypoint URL-encodes it when it builds the database URI.
             credentials=rds.Credentials.from_generated_secret("mlflow_admin"),
@@ -60,13 +79,39 @@ class MetadataDatabase(Construct):
             vpc_subnets=subnets,
             security_groups=[self.security_group],
             storage_encrypted=True,
-            backup=rds.BackupProps(retention=Duration.days(7 if retain else 1)),
+            # Automated backups: the window a point-in-time restore can reach.
+            backup=rds.BackupProps(retention=backup_retention),
             deletion_protection=retain,
             removal_policy=RemovalPolicy.SNAPSHOT if retain else RemovalPolicy.DESTROY,
             cloudwatch_logs_exports=["postgresql"],
-            cloudwatch_logs_retention=log_retention,
             copy_tags_to_snapshot=True,
         )
+        # RDS creates /aws/rds/cluster/<id>/postgresql itself on first use, so
+        # no LogGroup resource can own it (an existing deployment already has
+        # it, and a fixed cluster name would replace the database). A
+        # LogRetention sets its retention, creating it if missing, and deletes
+        # it with the stack under the destroy policy. The writer depends on it:
+        # the group exists before any instance logs, and on deletion the
+        # instance is gone before the group is removed.
+        self.log_group_name = Fn.join("", ["/aws/rds/cluster/", self.cluster.cluster_identifier, "/postgresql"])
+        self.log_retention = logs.LogRetention(
+            self,
+            "PostgresqlLogRetention",
+            log_group_name=self.log_group_name,
+            retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        writer = self.cluster.node.find_child("Writer")
+        writer.node.add_dependency(self.log_retention)
+        self.protection_release = None
+        if retain:
+            self.protection_release = DeletionProtectionRelease(
+                self,
+                "ProtectionRelease",
+                cluster=self.cluster,
+                log_retention=log_retention,
+                removal_policy=removal_policy,
+            )
         if self.cluster.secret is None:  # pragma: no cover - generated credentials always make one
             raise RuntimeError("Aurora cluster was created without a credentials secret")
         # The attachment (host, port, dbname filled in) is what the task reads.

@@ -55,6 +55,10 @@ class HttpGateway(Construct):
 
     Authentication happens in nginx (basic auth), which the API forwards to
     unchanged; API Gateway adds TLS, throttling and access logs in front.
+    With ``alb_server_name`` the ALB listener is HTTPS and the integration
+    verifies that its certificate carries this name (it is also the SNI name).
+    ``disable_default_endpoint`` turns off the execute-api URL when a custom
+    domain serves the API, so clients cannot go around it.
     """
 
     def __init__(
@@ -67,6 +71,8 @@ class HttpGateway(Construct):
         listener: elbv2.IApplicationListener,
         load_balancer: ec2.IConnectable,
         load_balancer_port: int,
+        alb_server_name: str | None,
+        disable_default_endpoint: bool,
         rate_limit: float,
         burst_limit: int,
         log_retention: logs.RetentionDays,
@@ -93,8 +99,14 @@ class HttpGateway(Construct):
             api_name="mlflow",
             description="MLflow tracking server (basic auth in nginx behind the VPC link)",
             create_default_stage=False,
+            # None (not False) leaves the property out of the template: the default stays as it was.
+            disable_execute_api_endpoint=disable_default_endpoint or None,
             default_integration=integrations.HttpAlbIntegration(
-                "Alb", listener, vpc_link=self.vpc_link, method=apigw.HttpMethod.ANY
+                "Alb",
+                listener,
+                vpc_link=self.vpc_link,
+                method=apigw.HttpMethod.ANY,
+                secure_server_name=alb_server_name,
             ),
         )
 
@@ -111,5 +123,6 @@ class HttpGateway(Construct):
             access_log_settings=_AccessLogSettings(self.access_log_group),
         )
 
-        # The $default stage is served at the API's root, so this is the tracking URI.
-        self.url = self.api.api_endpoint
+        # The $default stage is served at the API's root, so this is the tracking URI
+        # (None when the execute-api endpoint is off: a custom domain gives the URI).
+        self.url = None if disable_default_endpoint else self.api.api_endpoint

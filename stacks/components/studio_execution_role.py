@@ -10,13 +10,11 @@ from stacks import names
 # Training, model, endpoint-config and endpoint resources the workflow creates.
 _SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
 _SAGEMAKER_WORKFLOW_ACTIONS = [
-    "sagemaker:CreateTrainingJob",
     "sagemaker:DescribeTrainingJob",
     "sagemaker:StopTrainingJob",
     "sagemaker:CreateModel",
     "sagemaker:DescribeModel",
     "sagemaker:DeleteModel",
-    "sagemaker:CreateEndpointConfig",
     "sagemaker:DescribeEndpointConfig",
     "sagemaker:DeleteEndpointConfig",
     "sagemaker:CreateEndpoint",
@@ -27,6 +25,13 @@ _SAGEMAKER_WORKFLOW_ACTIONS = [
     "sagemaker:AddTags",
     "sagemaker:ListTags",
 ]
+# The two calls that choose instances, i.e. what a user spends per hour; both
+# carry the sagemaker:InstanceTypes key (other actions do not, so the
+# condition lives on its own statement).
+_INSTANCE_TYPE_ACTIONS = {
+    "sagemaker:CreateTrainingJob": "training-job",
+    "sagemaker:CreateEndpointConfig": "endpoint-config",
+}
 # Actions Studio's own UI performs as the execution role inside the domain.
 _STUDIO_UI_ACTIONS = [
     "sagemaker:DescribeDomain",
@@ -75,8 +80,8 @@ class StudioExecutionRole(Construct):
         credentials_secret: secretsmanager.ISecret,
         artifact_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
+        allowed_instance_types: list[str],
         serving_repository_arn: str,
-        image_build_project_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -121,6 +126,20 @@ class StudioExecutionRole(Construct):
                     arn("sagemaker", kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}*")
                     for kind in _SAGEMAKER_WORKFLOW_RESOURCES
                 ],
+            ),
+            iam.PolicyStatement(
+                sid="TrainAndHostOnAllowedInstanceTypes",
+                actions=list(_INSTANCE_TYPE_ACTIONS),
+                resources=[
+                    arn("sagemaker", kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}*")
+                    for kind in _INSTANCE_TYPE_ACTIONS.values()
+                ],
+                conditions={
+                    # Every instance type in the request is an allowed one ...
+                    "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": allowed_instance_types},
+                    # ... and there is one (ForAllValues alone passes a request without the key).
+                    "Null": {"sagemaker:InstanceTypes": "false"},
+                },
             ),
             iam.PolicyStatement(
                 sid="ListWithoutResourceScope",
@@ -174,11 +193,6 @@ class StudioExecutionRole(Construct):
                 resources=["*"],
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             ),
-            iam.PolicyStatement(
-                sid="StartServingImageBuild",
-                actions=["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
-                resources=[image_build_project_arn],
-            ),
         ]
         self.policy = iam.Policy(self, "WorkflowPolicy", statements=statements)
         self.policy.attach_to_role(role)
@@ -203,12 +217,10 @@ class StudioExecutionRole(Construct):
 
     def _track_wildcards(self, statements: list[iam.PolicyStatement]) -> None:
         """Remember name-scoped wildcard resources so each can be acknowledged on its own."""
-        self.wildcard_resources += [
-            resource
-            for statement in statements
-            for resource in statement.resources
-            if resource != "*" and "*" in resource
-        ]
+        for statement in statements:
+            for resource in statement.resources:
+                if resource != "*" and "*" in resource and resource not in self.wildcard_resources:
+                    self.wildcard_resources.append(resource)
 
     def _slash_arn(self, service: str, resource: str, name: str, *, account: str | None = None) -> str:
         return Stack.of(self).format_arn(

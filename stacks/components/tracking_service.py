@@ -15,10 +15,16 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.security_groups import closed_security_group
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
-ALB_PORT = 80
+HTTP_PORT = 80
+HTTPS_PORT = 443
+# TLS 1.3 and 1.2 with forward-secret AES-GCM ciphers only, hybrid post-quantum key exchange offered.
+TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
+# Each container's only writable path (a task volume; the root filesystem is read-only).
+SCRATCH_PATH = "/tmp"
 
 
 class TrackingService(Construct):
@@ -27,6 +33,15 @@ class TrackingService(Construct):
     Only nginx's port is published; MLflow binds to 127.0.0.1 inside the task
     and is reachable through nginx alone. Secrets reach the containers only
     as ECS secrets, never as plain environment variables.
+
+    With ``domain_certificate`` the ALB listens with HTTPS (port 443) on that
+    certificate instead of HTTP (port 80), and MLflow is told its public domain.
+    Code inside the VPC that calls MLflow without API Gateway connects to
+    ``load_balancer.load_balancer_dns_name`` with ``listener_scheme`` and
+    ``listener_port``; with HTTPS it verifies the certificate against (and
+    sends as SNI) ``server_name``, because the ALB's own DNS name is not on
+    the certificate. The ALB's security group admits it with
+    ``load_balancer.connections.allow_from(peer, ec2.Port.tcp(listener_port))``.
     """
 
     def __init__(
@@ -52,6 +67,7 @@ class TrackingService(Construct):
         cpu_target_percent: int,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        domain_certificate: DomainCertificate | None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -108,6 +124,10 @@ class TrackingService(Construct):
                 start_period=Duration.seconds(120),
             ),
         )
+
+        if domain_certificate is not None:
+            # Added to MLflow's allowed hosts and CORS origins by the entrypoint.
+            mlflow.add_environment("MLFLOW_PUBLIC_DOMAIN", domain_certificate.domain_name)
 
         nginx = self._add_container(
             "nginx",
@@ -174,12 +194,27 @@ class TrackingService(Construct):
             drop_invalid_header_fields=True,
             # API Gateway gives up after 30 s; keep the ALB's idle timeout just above it.
             idle_timeout=Duration.seconds(35),
+            # Kept data needs its front door kept too: no deletion by accident.
+            deletion_protection=removal_policy != RemovalPolicy.DESTROY,
         )
 
         # open=False: the listener must not add a 0.0.0.0/0 ingress rule.
-        self.listener = self.load_balancer.add_listener(
-            "Http", port=ALB_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
-        )
+        if domain_certificate is None:
+            self.listener_scheme, self.listener_port, self.server_name = "http", HTTP_PORT, None
+            self.listener = self.load_balancer.add_listener(
+                "Http", port=HTTP_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
+            )
+        else:
+            self.listener_scheme, self.listener_port = "https", HTTPS_PORT
+            self.server_name = domain_certificate.domain_name
+            self.listener = self.load_balancer.add_listener(
+                "Https",
+                port=HTTPS_PORT,
+                protocol=elbv2.ApplicationProtocol.HTTPS,
+                certificates=[elbv2.ListenerCertificate.from_certificate_manager(domain_certificate.certificate)],
+                ssl_policy=TLS_POLICY,
+                open=False,
+            )
         self.target_group = self.listener.add_targets(
             "Nginx",
             port=names.NGINX_PORT,
@@ -217,12 +252,20 @@ class TrackingService(Construct):
     ) -> ecs.ContainerDefinition:
         """An essential container built from docker/<name>, logging to its own group."""
         group = logs.LogGroup(self, f"{name.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
-        return self.task_definition.add_container(
+        container = self.task_definition.add_container(
             name,
             image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=ecr_assets.Platform.LINUX_AMD64),
             essential=True,
             # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
             stop_timeout=Duration.seconds(30),
             logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=group),
+            # Nothing in the image can be changed at run time; the one writable
+            # place is the container's own scratch volume at /tmp (the image's
+            # VOLUME /tmp gives it owner and contents), not shared with the other container.
+            readonly_root_filesystem=True,
             **options,
         )
+        scratch = f"{name}-tmp"
+        self.task_definition.add_volume(name=scratch)
+        container.add_mount_points(ecs.MountPoint(container_path=SCRATCH_PATH, source_volume=scratch, read_only=False))
+        return container

@@ -59,17 +59,63 @@ def test_every_copied_file_exists(image: str) -> None:
             words = args.split()
         if any(word.startswith("--from") for word in words):
             continue
+        # Remote sources (ADD <url>) are fetched at build time.
         sources = [word for word in words if not word.startswith("--")][:-1]
+        sources = [source for source in sources if not source.startswith("https://")]
         for source in sources:
             assert (path.parent / source).exists(), f"{path}: COPY source {source} is missing"
 
 
+def base_images(path: Path) -> list[str]:
+    """The FROM images, with ${ARG} references replaced by the ARG defaults declared before them."""
+    args: dict[str, str] = {}
+    images = []
+    for keyword, rest in instructions(path):
+        if keyword == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            args[name.strip()] = value.strip()
+        elif keyword == "FROM":
+            image = rest.split()[0]
+            images.append(re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image))
+    return images
+
+
 @pytest.mark.parametrize("image", IMAGES)
 def test_base_image_is_pinned(image: str) -> None:
-    bases = [args for keyword, args in instructions(dockerfile(image)) if keyword == "FROM"]
+    bases = base_images(dockerfile(image))
+    assert bases
     for base in bases:
-        name, _, tag = base.split()[0].partition(":")
+        name, _, tag = base.partition(":")
         assert re.match(r"\d+\.\d+\.\d+", tag), f"{base}: pin an exact version"
+
+
+# The nginx stable line the proxy is built on, and its first patch release
+# without a published vulnerability (it fixes those published for the earlier ones).
+NGINX_LINE = (1, 30)
+NGINX_FIRST_SAFE_PATCH = 7
+
+
+def test_nginx_is_the_patched_stable_release() -> None:
+    (base,) = base_images(dockerfile("nginx"))
+    name, _, tag = base.partition(":")
+    assert name == "nginx" and tag.endswith("-trixie"), base
+    major, minor, patch = (int(part) for part in tag.removesuffix("-trixie").split("."))
+    assert (major, minor) == NGINX_LINE, f"{base}: moving to another nginx line is a deliberate change"
+    assert patch >= NGINX_FIRST_SAFE_PATCH, f"{base} has published vulnerabilities; use 1.30.{NGINX_FIRST_SAFE_PATCH}+"
+
+
+def test_nginx_version_is_pinned_in_one_place() -> None:
+    text = dockerfile("nginx").read_text()
+    (pin,) = re.findall(r"^ARG NGINX_VERSION=(\S+)$", text, re.MULTILINE)
+    assert ("FROM", "nginx:${NGINX_VERSION}-trixie") in instructions(dockerfile("nginx"))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    mentions = [
+        name for name in tracked
+        if not name.startswith("tests/") and pin in (REPO / name).read_text(errors="ignore")
+    ]  # fmt: skip
+    assert mentions == ["docker/nginx/Dockerfile"], f"nginx {pin} is repeated in {mentions}"
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -103,3 +149,22 @@ def test_entrypoints_are_executable_or_run_by_an_interpreter() -> None:
     assert ("ENTRYPOINT", '["python", "/opt/mlflow/entrypoint.py"]') in instructions(
         dockerfile("mlflow")
     )
+
+
+@pytest.mark.parametrize(
+    ("image", "uid", "runtime"), [("nginx", "101", "/tmp/nginx"), ("mlflow", "10001", "/tmp/mlflow")]
+)
+def test_scratch_volume_belongs_to_the_user(image: str, uid: str, runtime: str) -> None:
+    """Read-only root: /tmp is the task volume, which ECS fills from the image's VOLUME /tmp."""
+    found = instructions(dockerfile(image))
+    volume = found.index(("VOLUME", '["/tmp"]'))
+    # Nothing changes /tmp after the VOLUME (Docker would drop it from the volume).
+    assert not any(k == "RUN" and "/tmp" in a for k, a in found[volume + 1 :])
+    setup = " ".join(a for k, a in found[:volume] if k == "RUN")
+    assert f"install -d -o {uid} -g {uid} -m 0700 {runtime}" in setup and f"chown {uid}:{uid} /tmp" in setup
+    assert [a for k, a in found if k == "USER"][-1] == f"{uid}:{uid}"
+    env = " ".join(a for k, a in found if k == "ENV")
+    if image == "nginx":
+        assert f"NGINX_RUNTIME_DIR={runtime}" in env
+    else:
+        assert f"HOME={runtime}" in env and f"MLFLOW_RUNTIME_DIR={runtime}" in env

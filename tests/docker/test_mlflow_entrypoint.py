@@ -51,7 +51,9 @@ def test_password_with_reserved_characters_survives_the_uri(entrypoint: ModuleTy
     assert (url.host, url.port, url.database, url.username) == (
         ENV["DB_HOST"], 5432, "mlflow", "mlflow_admin",
     )  # fmt: skip
-    assert url.query["sslmode"] == "require", "Aurora connections default to TLS"
+    # TLS with the server's certificate checked against the RDS bundle in the image.
+    assert url.query["sslmode"] == "verify-full"
+    assert url.query["sslrootcert"] == entrypoint.DEFAULT_SSLROOTCERT == "/opt/mlflow/rds-global-bundle.pem"
     assert url.query["options"] == "-c idle_session_timeout=60000"
 
 
@@ -262,3 +264,33 @@ def test_refuses_to_start_with_a_clear_message(
     assert len(result.stderr.strip().splitlines()) == 1
     assert PASSWORD not in result.stderr + result.stdout
     assert ADMIN_PASSWORD not in result.stderr + result.stdout
+
+
+def test_tls_settings(entrypoint: ModuleType, tmp_path) -> None:
+    bundle = tmp_path / "ca bundle.pem"
+    url = make_url(entrypoint.backend_store_uri({**ENV, "DB_SSLROOTCERT": str(bundle)}))
+    assert (url.query["sslmode"], url.query["sslrootcert"]) == ("verify-full", str(bundle))
+    url = make_url(entrypoint.backend_store_uri({**ENV, "DB_SSLMODE": "verify-ca"}))
+    assert url.query["sslrootcert"] == entrypoint.DEFAULT_SSLROOTCERT
+    # The local stack's switch: no TLS, and no CA bundle to look for.
+    url = make_url(entrypoint.backend_store_uri({**ENV, "DB_SSLMODE": "disable"}))
+    assert url.query["sslmode"] == "disable" and "sslrootcert" not in url.query
+    with pytest.raises(entrypoint.ConfigError, match="DB_SSLMODE must be one of"):
+        entrypoint.backend_store_uri({**ENV, "DB_SSLMODE": "verify-full&sslmode=disable"})
+
+
+def test_the_image_ships_the_ca_bundle_where_the_entrypoint_looks(entrypoint: ModuleType) -> None:
+    dockerfile = (MLFLOW_ENTRYPOINT.parent / "Dockerfile").read_text()
+    source = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+    assert f"ADD --chmod=0644 {source} {entrypoint.DEFAULT_SSLROOTCERT}" in dockerfile
+
+
+def test_refuses_to_start_without_the_ca_bundle(tmp_path) -> None:
+    missing = tmp_path / "no-bundle.pem"
+    result = subprocess.run(
+        [sys.executable, MLFLOW_ENTRYPOINT], env={**ENV, "DB_SSLROOTCERT": str(missing)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 64
+    assert f"DB_SSLROOTCERT {missing} is not a file" in result.stderr and "refusing to start" in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout

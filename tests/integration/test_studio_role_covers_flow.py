@@ -69,7 +69,7 @@ def role_policy(studio_aws) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def mapper(studio_aws, mlflow_stack) -> FlowMapper:
-    test_prefix = mlflow_stack.artifact_root.split("/", 3)[3].strip("/") + "/"
+    test_prefix = mlflow_stack.artifacts_destination.split("/", 3)[3].strip("/") + "/"
     deployed_prefix = names.ARTIFACT_PREFIX + "/"
     secrets = {"mlflow-server-credentials": studio_aws.secret_arn}
 
@@ -97,7 +97,7 @@ def flow_requests(notebook_run, mapper: FlowMapper) -> list[Request]:
     calls = notebook_run.calls
     requests = [r for call in calls for r in mapper.requests_for_call(call)]
     requests += mapper.service_side_requests(calls)
-    requests += mapper.online_only_requests(calls, names.SERVING_IMAGE_BUILD_PROJECT)
+    requests += mapper.online_only_requests(calls)
     return list(dict.fromkeys(requests))  # unique, in order
 
 
@@ -154,6 +154,16 @@ def test_calls_outside_the_flow_are_denied(studio_aws, role_policy):
         Request("sagemaker:CreateEndpoint", f"arn:aws:sagemaker:{r}:{a}:endpoint/production-model"),
         Request("sagemaker:DeleteModel", f"arn:aws:sagemaker:{r}:{a}:model/someone-elses-model"),
         Request("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:{r}:{a}:training-job/bitcoin-miner"),
+        Request(
+            "sagemaker:CreateTrainingJob",
+            f"arn:aws:sagemaker:{r}:{a}:training-job/mlflow-big",
+            {"sagemaker:InstanceTypes": ["ml.p4d.24xlarge"]},
+        ),
+        Request(
+            "sagemaker:CreateEndpointConfig",
+            f"arn:aws:sagemaker:{r}:{a}:endpoint-config/mlflow-big",
+            {"sagemaker:InstanceTypes": ["ml.m5.large", "ml.g5.48xlarge"]},
+        ),
         Request("sagemaker:InvokeEndpoint", f"arn:aws:sagemaker:{r}:{a}:endpoint/production-model"),
         Request("iam:PassRole", studio_aws.role_arn, {"iam:PassedToService": "ec2.amazonaws.com"}),
         Request("iam:PassRole", f"arn:aws:iam::{a}:role/Admin", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
@@ -162,6 +172,9 @@ def test_calls_outside_the_flow_are_denied(studio_aws, role_policy):
         Request("ecr:BatchGetImage", f"arn:aws:ecr:{r}:{a}:repository/private-team-image"),
         Request("ecr:PutImage", f"arn:aws:ecr:{r}:{a}:repository/mlflow-pyfunc"),
         Request("codebuild:StartBuild", f"arn:aws:codebuild:{r}:{a}:project/other-project"),
+        # The serving image build runs privileged and pushes what endpoints pull: only the deploy starts it.
+        Request("codebuild:StartBuild", f"arn:aws:codebuild:{r}:{a}:project/{names.SERVING_IMAGE_BUILD_PROJECT}"),
+        Request("ecr:PutImage", f"arn:aws:ecr:{r}:{a}:repository/{names.SERVING_IMAGE_REPOSITORY}"),
     ]
     allowed = [req for req in outside if evaluate(role_policy, req) == "Allow"]
     assert not allowed, "the Studio role allows more than the flow needs:\n" + "\n".join(map(str, allowed))

@@ -7,7 +7,7 @@ Three sources, all derived from what actually ran:
 - what SageMaker itself does with the passed role for the recorded training
   job and model (fetch code and model data, write output, pull images, logs);
 - the calls that only happen online: invoking the endpoint (offline the
-  notebook scores locally) and starting the serving image build (README).
+  notebook scores locally).
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ _SAGEMAKER_RESOURCES = (
     ("TrainingJob", "TrainingJobName", "training-job"),
     ("Model", "ModelName", "model"),
 )
+
+
+def instance_types_context(operation: str, params: dict[str, Any]) -> dict[str, str | list[str]]:
+    """The sagemaker:InstanceTypes key IAM sees for a call that chooses instances (none for others)."""
+    if operation == "CreateTrainingJob":
+        config = params["ResourceConfig"]
+        groups = config.get("InstanceGroups") or [config]
+        return {"sagemaker:InstanceTypes": [group["InstanceType"] for group in groups]}
+    if operation == "CreateEndpointConfig":
+        variants = params["ProductionVariants"]
+        types = [variant["InstanceType"] for variant in variants if "InstanceType" in variant]
+        return {"sagemaker:InstanceTypes": types} if types else {}
+    return {}
 
 
 class FlowMapper:
@@ -111,7 +124,7 @@ class FlowMapper:
         _, name_field, kind = match
         # SageMaker ARNs carry resource names in lower case.
         resource = self.arn("sagemaker", f"{kind}/{params[name_field].lower()}")
-        requests = [Request(f"sagemaker:{op}", resource, why=why)]
+        requests = [Request(f"sagemaker:{op}", resource, instance_types_context(op, params), why=why)]
         if op in ("CreateEndpoint", "UpdateEndpoint"):
             # Conservatively also on the configuration the endpoint is built from.
             config = self.arn("sagemaker", f"endpoint-config/{params['EndpointConfigName'].lower()}")
@@ -184,19 +197,8 @@ class FlowMapper:
         ]
 
     # -- online-only steps ------------------------------------------------------------
-    def online_only_requests(self, calls: Iterable[dict[str, Any]], build_project: str) -> list[Request]:
-        requests = [
-            Request(
-                "codebuild:StartBuild",
-                self.arn("codebuild", f"project/{build_project}"),
-                why="README: build the serving image",
-            ),
-            Request(
-                "codebuild:BatchGetBuilds",
-                self.arn("codebuild", f"project/{build_project}"),
-                why="README: watch the build",
-            ),
-        ]
+    def online_only_requests(self, calls: Iterable[dict[str, Any]]) -> list[Request]:
+        requests = []
         for call in calls:
             if call["service"] == "sagemaker" and call["operation"] == "CreateEndpoint":
                 endpoint = call["params"]["EndpointName"].lower()

@@ -6,8 +6,11 @@ wildcards), Resource and NotResource (case-sensitive `*` / `?` wildcards), and
 the condition operators the project's policies use: StringEquals,
 StringNotEquals, StringLike, StringNotLike, ArnEquals, ArnLike, Bool (single
 valued keys, case-insensitive key names; a missing key fails the condition
-except for the negated operators, as in IAM). Anything else raises, so a
-policy the evaluator cannot read fails the test instead of passing it.
+except for the negated operators, as in IAM), the set qualifiers
+ForAllValues: / ForAnyValue: with StringEquals or StringLike for multivalued
+keys (ForAllValues holds when the key is missing or empty, ForAnyValue does
+not), and Null. Anything else raises, so a policy the evaluator cannot read
+fails the test instead of passing it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ class Request:
 
     action: str
     resource: str
-    context: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # Single-valued keys map to a string, multivalued ones (sagemaker:InstanceTypes) to a list.
+    context: dict[str, str | list[str]] = field(default_factory=dict, hash=False, compare=False)
     why: str = field(default="", compare=False)  # which flow step needs it, for messages
 
     def __str__(self) -> str:
@@ -48,27 +52,45 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool:
+def _condition_holds(condition: dict[str, Any], context: dict[str, str | list[str]]) -> bool:
     lowered = {k.lower(): v for k, v in context.items()}
     for operator, tests in condition.items():
+        qualifier, _, base = operator.rpartition(":")
         for key, expected in tests.items():
             actual = lowered.get(key.lower())
             values = [str(v) for v in _as_list(expected)]
-            if operator in ("StringEquals", "ArnEquals"):
-                ok = actual is not None and actual in values
-            elif operator == "StringNotEquals":
-                ok = actual is None or actual not in values
-            elif operator in ("StringLike", "ArnLike"):
-                ok = actual is not None and any(wildcard_match(v, actual) for v in values)
-            elif operator == "StringNotLike":
-                ok = actual is None or not any(wildcard_match(v, actual) for v in values)
-            elif operator == "Bool":
-                ok = actual is not None and actual.lower() in [v.lower() for v in values]
+            if base == "Null" and not qualifier:
+                ok = (actual is None) == (values[0].lower() == "true")
+            elif qualifier in ("ForAllValues", "ForAnyValue"):
+                if base not in ("StringEquals", "StringLike"):
+                    raise NotImplementedError(f"condition operator {operator} is not supported")
+                matches = [_matches(base, str(item), values) for item in _as_list(actual or [])]
+                ok = all(matches) if qualifier == "ForAllValues" else any(matches)
+            elif qualifier:
+                raise NotImplementedError(f"condition operator {operator} is not supported")
+            elif isinstance(actual, list):
+                raise ValueError(f"{key} is multivalued: {operator} needs ForAllValues: or ForAnyValue:")
+            elif operator in ("StringEquals", "ArnEquals", "StringLike", "ArnLike", "Bool"):
+                ok = actual is not None and _matches(operator, actual, values)
+            elif operator in ("StringNotEquals", "StringNotLike"):
+                positive = operator.replace("Not", "")
+                ok = actual is None or not _matches(positive, actual, values)
             else:
                 raise NotImplementedError(f"condition operator {operator} is not supported")
             if not ok:
                 return False
     return True
+
+
+def _matches(operator: str, actual: str, values: list[str]) -> bool:
+    """Does one context value satisfy a positive operator against any of the policy's values?"""
+    if operator in ("StringEquals", "ArnEquals"):
+        return actual in values
+    if operator in ("StringLike", "ArnLike"):
+        return any(wildcard_match(v, actual) for v in values)
+    if operator == "Bool":
+        return actual.lower() in [v.lower() for v in values]
+    raise NotImplementedError(f"condition operator {operator} is not supported")
 
 
 def statement_applies(statement: dict[str, Any], request: Request) -> bool:

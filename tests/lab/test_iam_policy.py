@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from stacks import names
 from tests.lab.cfn_policies import AppResolver, Environment, Unresolvable, role_statements
 from tests.lab.iam_policy import Request, evaluate
 
@@ -243,3 +244,110 @@ def test_mapper_names_the_resource_each_call_is_authorized_on():
     assert m.requests_for_call({"service": "sts", "operation": "GetCallerIdentity", "params": {}}) == []
     with pytest.raises(KeyError):
         m.requests_for_call({"service": "ec2", "operation": "RunInstances", "params": {}})
+
+
+SET_POLICY = [
+    {
+        "Effect": "Allow",
+        "Action": "sagemaker:CreateTrainingJob",
+        "Resource": "*",
+        "Condition": {
+            "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": ["ml.m5.large", "ml.c5.xlarge"]},
+            "Null": {"sagemaker:InstanceTypes": "false"},
+        },
+    },
+    {
+        "Effect": "Allow",
+        "Action": "sagemaker:CreateEndpointConfig",
+        "Resource": "*",
+        "Condition": {"ForAnyValue:StringLike": {"sagemaker:InstanceTypes": "ml.g5.*"}},
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "types", "decision"),
+    [
+        ("sagemaker:CreateTrainingJob", ["ml.m5.large"], "Allow"),
+        ("sagemaker:CreateTrainingJob", ["ml.m5.large", "ml.c5.xlarge"], "Allow"),
+        ("sagemaker:CreateTrainingJob", ["ml.m5.large", "ml.p4d.24xlarge"], "ImplicitDeny"),  # all must match
+        ("sagemaker:CreateTrainingJob", None, "ImplicitDeny"),  # Null=false: the key must be present
+        ("sagemaker:CreateEndpointConfig", ["ml.m5.large", "ml.g5.xlarge"], "Allow"),  # any may match
+        ("sagemaker:CreateEndpointConfig", ["ml.m5.large"], "ImplicitDeny"),
+        ("sagemaker:CreateEndpointConfig", None, "ImplicitDeny"),  # ForAnyValue needs the key
+    ],
+)
+def test_set_operators_and_null(action, types, decision):
+    context = {} if types is None else {"sagemaker:InstanceTypes": types}
+    assert evaluate(SET_POLICY, Request(action, "arn:x", context)) == decision
+
+
+def test_for_all_values_alone_passes_a_request_without_the_key():
+    """Why the Studio role pairs ForAllValues with Null: IAM's ForAllValues is true for a missing key."""
+    only_for_all = {"ForAllValues:StringEquals": {"sagemaker:InstanceTypes": ["ml.m5.large"]}}
+    policy = [{**SET_POLICY[0], "Condition": only_for_all}]
+    assert evaluate(policy, Request("sagemaker:CreateTrainingJob", "arn:x")) == "Allow"
+
+
+def test_multivalued_key_needs_a_set_operator():
+    policy = [{"Effect": "Allow", "Action": "*", "Resource": "*",
+               "Condition": {"StringEquals": {"sagemaker:InstanceTypes": "ml.m5.large"}}}]  # fmt: skip
+    with pytest.raises(ValueError, match="multivalued"):
+        evaluate(policy, Request("sagemaker:CreateTrainingJob", "arn:x", {"sagemaker:InstanceTypes": ["ml.m5.large"]}))
+
+
+@pytest.fixture(scope="module")
+def studio_role_policy() -> list[dict]:
+    """The synthesized Studio execution role with the default configuration."""
+    from tests.synth import synth_templates
+
+    templates = synth_templates()
+    studio = templates[names.STUDIO_STACK]
+    (role_id,) = [
+        logical
+        for logical, res in studio["Resources"].items()
+        if res["Type"] == "AWS::IAM::Role"
+        and res["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        == {"Service": "sagemaker.amazonaws.com"}
+    ]
+    return role_statements(AppResolver(templates, Environment()), names.STUDIO_STACK, role_id)
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "decision"),
+    [
+        ("CreateTrainingJob", {"ResourceConfig": {"InstanceType": "ml.m5.large"}}, "Allow"),
+        ("CreateTrainingJob", {"ResourceConfig": {"InstanceType": "ml.p4d.24xlarge"}}, "ImplicitDeny"),
+        ("CreateEndpointConfig", {"ProductionVariants": [{"InstanceType": "ml.m5.large"}]}, "Allow"),
+        ("CreateEndpointConfig", {"ProductionVariants": [{"InstanceType": "ml.g5.48xlarge"}]}, "ImplicitDeny"),
+        # One costly variant next to a cheap one is refused too.
+        (
+            "CreateEndpointConfig",
+            {"ProductionVariants": [{"InstanceType": "ml.m5.large"}, {"InstanceType": "ml.p5.48xlarge"}]},
+            "ImplicitDeny",
+        ),
+        # Serverless variants name no instance type: refused, the cap could not apply.
+        ("CreateEndpointConfig", {"ProductionVariants": [{"ServerlessConfig": {"MaxConcurrency": 1}}]}, "ImplicitDeny"),
+    ],
+)
+def test_studio_role_caps_instance_types(studio_role_policy, operation, params, decision):
+    from tests.lab.flow_requests import instance_types_context
+
+    kind = "training-job" if operation == "CreateTrainingJob" else "endpoint-config"
+    resource = f"arn:aws:sagemaker:us-east-1:123456789012:{kind}/mlflow-demo-1"
+    request = Request(f"sagemaker:{operation}", resource, instance_types_context(operation, params))
+    assert evaluate(studio_role_policy, request) == decision
+
+
+def test_actions_without_the_instance_types_key_keep_working(studio_role_policy):
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:{}/mlflow-demo-1"
+    for action, kind in [
+        ("sagemaker:DescribeTrainingJob", "training-job"),
+        ("sagemaker:StopTrainingJob", "training-job"),
+        ("sagemaker:DescribeEndpointConfig", "endpoint-config"),
+        ("sagemaker:DeleteEndpointConfig", "endpoint-config"),
+        ("sagemaker:CreateModel", "model"),
+        ("sagemaker:CreateEndpoint", "endpoint"),
+        ("sagemaker:InvokeEndpoint", "endpoint"),
+    ]:
+        assert evaluate(studio_role_policy, Request(action, arn.format(kind))) == "Allow", action

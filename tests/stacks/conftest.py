@@ -22,6 +22,11 @@ def gateway_template(templates: dict[str, Template]) -> Template:
 
 
 @pytest.fixture(scope="session")
+def monitoring_template(templates: dict[str, Template]) -> Template:
+    return templates[names.MONITORING_STACK]
+
+
+@pytest.fixture(scope="session")
 def studio_template(templates: dict[str, Template]) -> Template:
     return templates[names.STUDIO_STACK]
 

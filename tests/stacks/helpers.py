@@ -85,3 +85,17 @@ def render(value: Any) -> str:
     if function == "Fn::GetStackOutput":
         return "${%s:%s}" % (argument["StackName"], argument["OutputName"])
     raise ValueError(f"cannot render {value}")
+
+
+# A configured custom domain: the variant the domain tests, cdk-nag and cfn-lint synthesize.
+DOMAIN = "mlflow.example.com"
+HOSTED_ZONE_ID = "Z0123456789ABCDEFGHIJ"
+DOMAIN_CONTEXT = {"domain_name": DOMAIN, "hosted_zone_id": HOSTED_ZONE_ID, "hosted_zone_name": "example.com"}
+
+
+def follow_output(value: Any, templates: dict[str, Template]) -> Any:
+    """A cross-stack reference (Fn::GetStackOutput) replaced by the producing stack's output value."""
+    if isinstance(value, dict) and "Fn::GetStackOutput" in value:
+        reference = value["Fn::GetStackOutput"]
+        return templates[reference["StackName"]]["Outputs"][reference["OutputName"]]["Value"]
+    return value

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from stacks import names
+from tests.stacks.helpers import DOMAIN_CONTEXT
 from tests.synth import synth_directory
 
 # Warnings we accept, each for a reason that holds for every occurrence.
@@ -29,9 +30,17 @@ def _lint(template: Path) -> list[dict]:
     return json.loads(result.stdout or "[]")
 
 
-@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK])
-def test_template_is_lint_clean(stack_name: str) -> None:
-    template = synth_directory() / f"{stack_name}.template.json"
+# (variant, stack): every stack by default; the stacks a custom domain changes with one.
+TEMPLATES = [({}, name) for name in names.ALL_STACKS] + [
+    (DOMAIN_CONTEXT, name) for name in (names.VPC_STACK, names.GATEWAY_STACK)
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stack_name"), TEMPLATES, ids=[f"{name}{'-domain' if o else ''}" for o, name in TEMPLATES]
+)
+def test_template_is_lint_clean(overrides: dict, stack_name: str) -> None:
+    template = synth_directory(**overrides) / f"{stack_name}.template.json"
     findings = _lint(template)
     unexpected = [
         f"{f['Rule']['Id']} {f['Message']}"

@@ -1,15 +1,19 @@
 """ProjectConfig: defaults, cdk.json, coercion of `-c key=value` strings, and one test per rule."""
 
+import json
 import re
+from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_logs as logs
 from pydantic import ValidationError
 
+from stacks import config as config_module
 from stacks.config import ConfigError, ProjectConfig, allowed, cdk_json_context, config_from_app, setting
 
 DEFAULTS = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
+ZONE = {"hosted_zone_id": "Z0123456789ABCDEFGHIJ", "hosted_zone_name": "example.com"}
 
 
 def test_defaults_are_valid() -> None:
@@ -67,9 +71,40 @@ def test_string_overrides_are_coerced() -> None:
     assert config.cdk_removal_policy == cdk.RemovalPolicy.DESTROY
 
 
+def test_alarm_email_is_optional_and_trimmed() -> None:
+    assert ProjectConfig().alarm_email is None
+    assert ProjectConfig.from_context({"alarm_email": ""}).alarm_email is None
+    assert (
+        ProjectConfig.from_context({"alarm_email": " ops+mlflow@example.co.uk "}).alarm_email
+        == "ops+mlflow@example.co.uk"
+    )
+
+
 def test_existing_domain_id_is_kept() -> None:
     config = ProjectConfig.from_context({"sagemaker_domain_id": "d-abc123def456"})
     assert config.sagemaker_domain_id == "d-abc123def456" and not config.creates_studio_domain
+
+
+def test_custom_domain_is_off_by_default_and_needs_its_zone() -> None:
+    assert ProjectConfig().custom_domain is None
+    empty = {"domain_name": "", "hosted_zone_id": " ", "hosted_zone_name": ""}
+    assert ProjectConfig.from_context(empty) == ProjectConfig()
+    config = ProjectConfig(domain_name="mlflow.example.com", **ZONE)
+    assert config.custom_domain is not None
+    assert (config.custom_domain.name, config.custom_domain.zone_id, config.custom_domain.zone_name) == (
+        "mlflow.example.com", "Z0123456789ABCDEFGHIJ", "example.com",
+    )
+    assert config.custom_domain.url == "https://mlflow.example.com"
+
+
+def test_domain_names_are_compared_in_one_form() -> None:
+    """DNS is case-insensitive and a trailing dot only says "fully qualified"."""
+    config = ProjectConfig(domain_name=" MLflow.Example.COM. ", hosted_zone_id="Z0123", hosted_zone_name="example.com.")
+    assert (config.domain_name, config.hosted_zone_name) == ("mlflow.example.com", "example.com")
+    # The zone apex itself, and a name exactly 64 characters long (ACM's limit), are fine.
+    assert ProjectConfig(domain_name="example.com", **ZONE).domain_name == "example.com"
+    longest = "x" * 53 + ".example.com"
+    assert len(longest) == 65 and ProjectConfig(domain_name=longest[1:], **ZONE).domain_name == longest[1:]
 
 
 def test_cdk_keys_are_ignored() -> None:
@@ -144,6 +179,34 @@ INVALID = [
     ({"mlflow_workers": None}, "mlflow_workers", "1-16"),
     ({"aurora_max_acu": False}, "aurora_max_acu", "1-256"),
     ({"user_profile_name": 7}, "user_profile_name", "1-63 letters"),
+    ({"domain_name": "mlflow.example.com"}, "domain_name", "all three of domain_name, hosted_zone_id"),
+    ({**ZONE}, "hosted_zone_id", "all three of domain_name, hosted_zone_id, hosted_zone_name, or none"),
+    ({"domain_name": "mlflow.example.com", "hosted_zone_name": "example.com"}, "domain_name", "or none"),
+    ({**ZONE, "domain_name": "mlflow.example.org"}, "domain_name", "example.com or a name ending in .example.com"),
+    ({**ZONE, "domain_name": "notexample.com"}, "domain_name", "example.com or a name ending in .example.com"),
+    ({**ZONE, "domain_name": "ml_flow.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "-mlflow.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "*.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "mlflow..example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "https://mlflow.example.com"}, "domain_name", "a DNS name of at most 64 characters"),
+    ({**ZONE, "domain_name": "x" * 53 + ".example.com"}, "domain_name", "at most 64 characters"),
+    ({**ZONE, "domain_name": 7}, "domain_name", "a DNS name"),
+    ({**ZONE, "domain_name": "localhost", "hosted_zone_name": "localhost"}, "domain_name", "a DNS name"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "z0123"}, "hosted_zone_id", "Z and 1-31"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "/hostedzone/Z0123"}, "hosted_zone_id", "Z and"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_id": "Z" + "1" * 32}, "hosted_zone_id", "Z and"),
+    ({**ZONE, "domain_name": "mlflow.example.com", "hosted_zone_name": "10.0.0.1"}, "hosted_zone_name", "a DNS name"),
+    ({"backup_retention_days": 0}, "backup_retention_days", "1-35"),
+    ({"backup_retention_days": "36"}, "backup_retention_days", "1-35"),
+    ({"backup_retention_days": "a week"}, "backup_retention_days", "1-35"),
+    ({"artifact_version_retention_days": 0}, "artifact_version_retention_days", "1-3650"),
+    ({"artifact_version_retention_days": 3651}, "artifact_version_retention_days", "1-3650"),
+    ({"alarm_email": "ops"}, "alarm_email", "one email address"),
+    ({"alarm_email": "ops@localhost"}, "alarm_email", "one email address"),
+    ({"alarm_email": "a@b.com,c@d.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": "o ps@example.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": "x" * 250 + "@example.com"}, "alarm_email", "one email address"),
+    ({"alarm_email": 5}, "alarm_email", "one email address"),
 ]
 
 
@@ -187,3 +250,77 @@ def test_list_settings_split_comma_strings_and_keep_json_lists() -> None:
     assert _WithList().names == ["a"]
     with pytest.raises(ConfigError, match=r"^Invalid configuration: names=5 is not a list; allowed: a comma-separated"):
         _WithList(names=5)
+
+
+# --- a rule between two settings names the one the user changed ---------------
+
+CHANGED_KEY_NAMED = [
+    # (cdk.json edits, -c overrides, key the message must name, hint of what is allowed)
+    ({}, {"max_task_count": "1"}, "max_task_count", "allowed: 2-20."),
+    ({}, {"min_task_count": "5"}, "min_task_count", "allowed: 1-4."),
+    ({}, {"min_task_count": "3"}, "min_task_count", "1-2 (at most desired_task_count)"),
+    ({}, {"desired_task_count": "1"}, "desired_task_count", "2-4 (min_task_count to max_task_count)"),
+    ({}, {"min_task_count": "1", "max_task_count": "1"}, "max_task_count", "2-20 (at least desired_task_count)"),
+    ({"desired_task_count": 1, "min_task_count": 1}, {"max_task_count": "0"}, "max_task_count", "1-20"),
+    ({}, {"nat_gateways": "3"}, "nat_gateways", "1-2, at most one per AZ"),
+    ({"az_count": 3, "nat_gateways": 3}, {"az_count": "2"}, "az_count", "3-3 (one AZ per NAT gateway)"),
+    ({}, {"task_memory_mib": "3000"}, "task_memory_mib", "2048-8192 in steps of 1024"),
+    ({}, {"task_cpu": "2048"}, "task_cpu", "256, 512, 1024 with task_memory_mib=2048"),
+    ({}, {"aurora_min_acu": "8"}, "aurora_min_acu", "0-4 in steps of 0.5"),
+    ({"aurora_min_acu": 2}, {"aurora_max_acu": "1"}, "aurora_max_acu", "2-256 in steps of 0.5"),
+    ({}, {"mlflow_workers": "16"}, "mlflow_workers", "1-4 with task_memory_mib=2048; 16 with task_memory_mib=7168"),
+    ({}, {"task_cpu": "512", "task_memory_mib": "1024"}, "task_memory_mib", "task_memory_mib=2048 or more"),
+    ({"mlflow_workers": 4}, {"task_cpu": "512", "task_memory_mib": "1024"}, "task_memory_mib", "fewer mlflow_workers"),
+    # cdk.json itself edited, nothing on the command line: the key that differs from the default.
+    ({"max_task_count": 1}, {}, "max_task_count", "allowed: 2-20."),
+    ({"mlflow_workers": 8}, {}, "mlflow_workers", "1-4 with task_memory_mib=2048"),
+    ({"task_memory_mib": 1024, "task_cpu": 512, "mlflow_workers": 1}, {"mlflow_workers": "2"}, "mlflow_workers", "1 "),
+]
+
+
+@pytest.mark.parametrize(
+    ("edits", "overrides", "key", "hint"),
+    CHANGED_KEY_NAMED,
+    ids=[f"{case[2]}-{i}" for i, case in enumerate(CHANGED_KEY_NAMED)],
+)
+def test_cross_setting_errors_name_the_setting_that_was_changed(
+    edits: dict, overrides: dict, key: str, hint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-c max_task_count=1` is reported as max_task_count, not as its neighbour min_task_count."""
+    edited = json.loads(config_module.CDK_JSON.read_text(encoding="utf-8"))
+    edited["context"].update(edits)
+    (tmp_path / "cdk.json").write_text(json.dumps(edited), encoding="utf-8")
+    monkeypatch.setattr(config_module, "CDK_JSON", tmp_path / "cdk.json")
+    with pytest.raises(ConfigError) as caught:
+        ProjectConfig.from_context({**edited["context"], **overrides})
+    message = str(caught.value)
+    assert message.startswith(f"Invalid configuration: {key}="), message
+    assert hint in message and "\n" not in message, message
+
+
+def test_direct_construction_names_the_argument_given() -> None:
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: max_task_count=1 is less than min_task_count=2"):
+        ProjectConfig(max_task_count=1)
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: min_task_count=6 is more than max_task_count=4"):
+        ProjectConfig(min_task_count=6, desired_task_count=4)
+
+
+def test_allowed_instance_types_default_is_cheap_and_covers_the_notebook() -> None:
+    allowed_types = ProjectConfig().allowed_instance_types
+    assert "ml.m5.large" in allowed_types  # the notebook trains and deploys on it
+    assert all(t.startswith(("ml.m5.", "ml.c5.", "ml.t")) and "24x" not in t for t in allowed_types)
+
+
+def test_allowed_instance_types_are_sagemaker_names() -> None:
+    config = ProjectConfig.from_context({"allowed_instance_types": "ml.g5.xlarge, ml.t2.medium"})
+    assert config.allowed_instance_types == ["ml.g5.xlarge", "ml.t2.medium"]
+    assert ProjectConfig(allowed_instance_types=["ml.p4d.24xlarge"]).allowed_instance_types == ["ml.p4d.24xlarge"]
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: allowed_instance_types='ml.m5.larg' has "
+                       r"'ml.m5.larg', which is not a SageMaker .* \(did you mean ml.m5.large\?\); allowed: one or"):
+        ProjectConfig.from_context({"allowed_instance_types": "ml.m5.larg"})
+    with pytest.raises(ConfigError, match="which is not a SageMaker"):
+        ProjectConfig(allowed_instance_types=["m5.large"])  # the EC2 name, not SageMaker's
+    with pytest.raises(ConfigError, match="is empty"):
+        ProjectConfig.from_context({"allowed_instance_types": ""})
+    with pytest.raises(ConfigError, match="lists an instance type twice"):
+        ProjectConfig(allowed_instance_types=["ml.m5.large", "ml.m5.large"])

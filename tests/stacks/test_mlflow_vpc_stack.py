@@ -15,7 +15,7 @@ from tests.stacks.helpers import (
     ref_id,
     resources,
 )
-from tests.synth import synth_templates
+from tests.synth import DAY_TWO_VARIANT, synth_templates
 
 
 def _subnet_types(template: Template) -> list[str]:
@@ -88,6 +88,26 @@ def test_artifact_bucket_is_private_encrypted_versioned_and_retained(vpc_templat
     assert bucket["DeletionPolicy"] == "Retain"
 
 
+def _noncurrent_days(template: Template) -> list[int]:
+    _, bucket = _artifact_bucket(template)
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    return [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules if "NoncurrentVersionExpiration" in r]
+
+
+def test_artifact_versions_are_kept_for_the_configured_days(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert _noncurrent_days(vpc_template) == [90]
+    template = synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK]  # artifact_version_retention_days=7
+    assert _noncurrent_days(template) == [7]
+    assert _artifact_bucket(template)[1]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_artifact_bucket_publishes_request_metrics(vpc_template: Template) -> None:
+    _, bucket = _artifact_bucket(vpc_template)
+    assert bucket["Properties"]["MetricsConfigurations"] == [{"Id": "EntireBucket"}]
+
+
 def test_artifact_bucket_denies_requests_without_tls(vpc_template: Template) -> None:
     bucket_id, _ = _artifact_bucket(vpc_template)
     policies = [
@@ -111,6 +131,8 @@ def test_dev_removal_policy_lets_data_go(dev_templates: dict[str, Template]) -> 
     _, cluster = only(template, "AWS::RDS::DBCluster")
     assert cluster["DeletionPolicy"] == "Delete"
     assert cluster["Properties"]["DeletionProtection"] is False
+    alb = props(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert {"Key": "deletion_protection.enabled", "Value": "true"} not in alb["LoadBalancerAttributes"]
 
 
 # --- database --------------------------------------------------------------
@@ -135,6 +157,27 @@ def test_aurora_is_serverless_v2_postgres_encrypted_and_protected(vpc_template: 
     instance = props(vpc_template, "AWS::RDS::DBInstance")
     assert instance["DBInstanceClass"] == "db.serverless"
     assert instance["PubliclyAccessible"] is False
+
+
+def test_aurora_refuses_connections_without_tls(vpc_template: Template) -> None:
+    group_id, group = only(vpc_template, "AWS::RDS::DBClusterParameterGroup")
+    assert group["Properties"]["Family"] == "aurora-postgresql16"
+    assert group["Properties"]["Parameters"] == {"rds.force_ssl": "1"}
+    cluster = props(vpc_template, "AWS::RDS::DBCluster")
+    assert cluster["DBClusterParameterGroupName"] == {"Ref": group_id}
+    # The task does not override the entrypoint's default (verify-full against the RDS bundle).
+    assert "DB_SSLMODE" not in {e["Name"] for e in _containers(vpc_template)["mlflow"]["Environment"]}
+
+
+def test_backup_retention_follows_configuration_under_both_removal_policies(
+    vpc_template: Template, dev_templates: dict[str, Template]
+) -> None:
+    assert props(vpc_template, "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    assert props(dev_templates[names.VPC_STACK], "AWS::RDS::DBCluster")["BackupRetentionPeriod"] == 7
+    cluster = only(synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK], "AWS::RDS::DBCluster")[1]  # 35 days
+    assert cluster["Properties"]["BackupRetentionPeriod"] == 35
+    # Retention changes nothing about the final snapshot and deletion protection under retain.
+    assert cluster["DeletionPolicy"] == "Snapshot" and cluster["Properties"]["DeletionProtection"] is True
 
 
 def test_aurora_password_is_generated_into_secrets_manager(vpc_template: Template) -> None:
@@ -210,6 +253,17 @@ def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Templa
     assert nginx_env["MLFLOW_UPSTREAM"] == f"127.0.0.1:{names.MLFLOW_PORT}"
 
 
+def test_containers_have_read_only_roots_and_own_scratch(vpc_template: Template) -> None:
+    containers = _containers(vpc_template)
+    volumes = props(vpc_template, "AWS::ECS::TaskDefinition")["Volumes"]
+    assert sorted(v["Name"] for v in volumes) == ["mlflow-tmp", "nginx-tmp"]
+    # Task-local (bind mount) volumes: no host path, no EFS, nothing outlives the task.
+    assert all(set(v) == {"Name"} for v in volumes)
+    for name, container in containers.items():
+        assert container["ReadonlyRootFilesystem"] is True, name
+        assert container["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": f"{name}-tmp"}]
+
+
 def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) -> None:
     containers = _containers(vpc_template)
     secret_names = {
@@ -281,6 +335,8 @@ def test_alb_is_internal_and_checks_elb_status_on_nginx(vpc_template: Template) 
     assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb[
         "LoadBalancerAttributes"
     ]
+    # removal_policy=retain (the default): the load balancer cannot be deleted by accident.
+    assert {"Key": "deletion_protection.enabled", "Value": "true"} in alb["LoadBalancerAttributes"]
     group = props(vpc_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     assert group["Port"] == names.NGINX_PORT
     assert group["TargetType"] == "ip"
@@ -407,3 +463,14 @@ def test_artifact_bucket_and_secret_are_published(vpc_template: Template) -> Non
     parameter = props(vpc_template, "AWS::SSM::Parameter")
     assert parameter["Name"] == names.SSM_ARTIFACT_BUCKET
     assert parameter["Value"] == {"Ref": bucket_id}
+
+
+def test_rotation_outputs_name_the_service_and_the_auth_mode(vpc_template: Template) -> None:
+    """`make rotate-password` restarts this cluster's service and needs to know how clients sign in."""
+    outputs = vpc_template["Outputs"]
+    cluster_id, _ = only(vpc_template, "AWS::ECS::Cluster")
+    service_id, _ = only(vpc_template, "AWS::ECS::Service")
+    assert outputs[names.OUTPUT_ECS_CLUSTER]["Value"] == {"Ref": cluster_id}
+    assert outputs[names.OUTPUT_ECS_SERVICE]["Value"] == {"Fn::GetAtt": [service_id, "Name"]}
+    assert outputs[names.OUTPUT_AUTH_MODE]["Value"] == "shared"
+    assert outputs[names.OUTPUT_CREDENTIALS_SECRET]["Value"] == "mlflow-server-credentials"

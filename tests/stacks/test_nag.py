@@ -6,21 +6,25 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
 
+from stacks import names
 from stacks.nag_acknowledgments import _nag_name
-from tests.synth import build_app, synth_templates
+from tests.stacks.helpers import DOMAIN_CONTEXT
+from tests.synth import DAY_TWO_VARIANT, build_app, synth_templates
 
 VARIANTS = [
     {},
     {"removal_policy": "destroy"},
     {"sagemaker_domain_id": "d-abcdef123456"},
     {"az_count": 3, "nat_gateways": 3, "aurora_min_acu": 0.5},
+    DAY_TWO_VARIANT,
+    DOMAIN_CONTEXT,
 ]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 def test_synth_passes_aws_solutions_checks(overrides: dict[str, Any]) -> None:
     # app.synth() raises ValidationFailed when any finding is unacknowledged.
-    assert len(synth_templates(**overrides)) == 3
+    assert set(synth_templates(**overrides)) == set(names.ALL_STACKS)
 
 
 def test_an_unacknowledged_finding_fails_synth() -> None:

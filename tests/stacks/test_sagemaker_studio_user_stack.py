@@ -97,9 +97,9 @@ def test_artifact_access_is_the_bucket_and_two_key_prefixes(vpc_template: Templa
 def test_sagemaker_actions_are_limited_to_mlflow_prefixed_resources(studio_template: Template) -> None:
     statement = statement_by_sid(studio_template, "ManageWorkflowSageMakerResources")
     assert {
-        "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+        "sagemaker:DescribeTrainingJob",
         "sagemaker:CreateModel", "sagemaker:DeleteModel",
-        "sagemaker:CreateEndpointConfig", "sagemaker:DeleteEndpointConfig",
+        "sagemaker:DeleteEndpointConfig",
         "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint",
         "sagemaker:InvokeEndpoint",
     } <= _actions(statement)
@@ -107,6 +107,22 @@ def test_sagemaker_actions_are_limited_to_mlflow_prefixed_resources(studio_templ
         f"{ARN}:sagemaker:{REGION_ACCOUNT}:{kind}/mlflow-*"
         for kind in ("training-job", "model", "endpoint-config", "endpoint")
     }
+
+
+def test_instances_are_chosen_only_from_the_allowed_types(studio_template: Template) -> None:
+    statement = statement_by_sid(studio_template, "TrainAndHostOnAllowedInstanceTypes")
+    assert _actions(statement) == {"sagemaker:CreateTrainingJob", "sagemaker:CreateEndpointConfig"}
+    assert _resources(statement) == {
+        f"{ARN}:sagemaker:{REGION_ACCOUNT}:{kind}/mlflow-*" for kind in ("training-job", "endpoint-config")
+    }
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]},
+        "Null": {"sagemaker:InstanceTypes": "false"},
+    }
+    # No other statement lets the role create either one without the condition.
+    for other in policy_statements(studio_template):
+        if other is not statement and other["Effect"] == "Allow":
+            assert not _actions(other) & _actions(statement), other.get("Sid")
 
 
 def test_pass_role_only_itself_only_to_sagemaker(studio_template: Template) -> None:
@@ -174,7 +190,14 @@ def test_new_domain_sits_in_the_project_vpc_private_subnets(studio_template: Tem
 
 @pytest.fixture(scope="module")
 def existing_domain_template() -> Template:
-    return synth_templates(sagemaker_domain_id="d-abcdef123456", user_profile_name="alice")[names.STUDIO_STACK]
+    return synth_templates(
+        sagemaker_domain_id="d-abcdef123456", user_profile_name="alice", allowed_instance_types="ml.g5.xlarge"
+    )[names.STUDIO_STACK]
+
+
+def test_allowed_instance_types_follow_configuration(existing_domain_template: Template) -> None:
+    statement = statement_by_sid(existing_domain_template, "TrainAndHostOnAllowedInstanceTypes")
+    assert statement["Condition"]["ForAllValues:StringEquals"] == {"sagemaker:InstanceTypes": ["ml.g5.xlarge"]}
 
 
 def test_existing_domain_gets_only_a_profile(existing_domain_template: Template) -> None:
@@ -192,15 +215,59 @@ def test_serving_image_build_uses_the_pinned_mlflow(studio_template: Template) -
     assert project["Name"] == names.SERVING_IMAGE_BUILD_PROJECT
     assert project["Environment"]["PrivilegedMode"] is True
     variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
-    assert variables["MLFLOW_VERSION"] == pinned_mlflow_version()
+    assert variables == {
+        "MLFLOW_VERSION": pinned_mlflow_version(),
+        "REPOSITORY": "mlflow-pyfunc",
+        "BASE_IMAGE_MIRROR": "public.ecr.aws/docker/library",
+    }
     buildspec = json.loads(project["Source"]["BuildSpec"])["phases"]
     assert buildspec["install"]["commands"] == ['pip install --quiet "mlflow==${MLFLOW_VERSION}"']
-    assert buildspec["build"]["commands"] == [
-        "mlflow sagemaker build-and-push-container --build --push --container mlflow-pyfunc"
-    ]
+    # What the build command does is run for real in test_serving_image_buildspec.py.
+    (command,) = buildspec["build"]["commands"]
+    assert 'mlflow sagemaker build-and-push-container --build --push --container "$REPOSITORY"' in command
     repository = props(studio_template, "AWS::ECR::Repository")
     assert repository["RepositoryName"] == "mlflow-pyfunc"
     assert repository["ImageScanningConfiguration"] == {"ScanOnPush": True}
+
+
+def test_serving_image_tags_cannot_be_replaced(studio_template: Template) -> None:
+    assert props(studio_template, "AWS::ECR::Repository")["ImageTagMutability"] == "IMMUTABLE"
+
+
+def test_deploy_builds_the_image_for_the_pinned_version(studio_template: Template) -> None:
+    (build_id, build), = resources(studio_template, "Custom::ServingImageBuild").items()
+    project_id, _ = only(studio_template, "AWS::CodeBuild::Project")
+    properties = build["Properties"]
+    # A new version in docker/mlflow/requirements.txt changes the properties: CloudFormation
+    # then sends an Update, which starts a build; nothing else does.
+    assert properties["MlflowVersion"] == pinned_mlflow_version()
+    assert properties["ProjectName"] == {"Ref": project_id}
+    assert project_id in build["DependsOn"]
+    assert build["Properties"]["ServiceTimeout"] == "3300"
+    functions = [
+        f for f in resources(studio_template, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler", "").startswith("index.")
+    ]  # fmt: skip
+    assert sorted(f["Properties"]["Handler"] for f in functions) == ["index.is_complete", "index.on_event"]
+    assert {f["Properties"]["Runtime"] for f in functions} == {"python3.14"}
+    # Their role may start and watch this one project, and write its own logs.
+    (trigger,) = {json.dumps(f["Properties"]["Role"]) for f in functions}
+    role_id = json.loads(trigger)["Fn::GetAtt"][0]
+    statements = [
+        s for p in resources(studio_template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]  # fmt: skip
+    codebuild = [s for s in statements if any(a.startswith("codebuild:") for a in _actions(s))]
+    assert len(codebuild) == 1 and _actions(codebuild[0]) == {"codebuild:StartBuild", "codebuild:BatchGetBuilds"}
+    assert _resources(codebuild[0]) == {"${%s.Arn}" % project_id}
+    assert all(a.startswith(("codebuild:", "logs:")) for s in statements for a in _actions(s))
+    assert "ManagedPolicyArns" not in studio_template["Resources"][role_id]["Properties"]
+
+
+def test_studio_users_cannot_start_the_privileged_build(studio_template: Template) -> None:
+    """StartBuild accepts a buildspec override: a user who may call it can push any image."""
+    for statement in _workflow_policy(studio_template):
+        assert not any(a.startswith("codebuild:") for a in _actions(statement)), statement.get("Sid")
 
 
 def test_build_role_pushes_only_to_the_serving_repository(studio_template: Template) -> None:
@@ -215,6 +282,8 @@ def test_build_role_pushes_only_to_the_serving_repository(studio_template: Templ
         if any(a.startswith("ecr:") and a != "ecr:GetAuthorizationToken" for a in _actions(statement)):
             assert _resources(statement) == {"${%s.Arn}" % repository_id}
     assert any("ecr:PutImage" in _actions(s) for s in statements)
+    # Newer Docker clients read the manifest back while pushing.
+    assert any("ecr:BatchGetImage" in _actions(s) for s in statements)
 
 
 def test_outputs_are_published_under_stable_keys(studio_template: Template) -> None:

@@ -27,7 +27,7 @@ def snapshot_json(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     return snapshot.use_extension(JSONSnapshotExtension)
 
 
-@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK])
+@pytest.mark.parametrize("stack_name", names.ALL_STACKS)
 def test_template_matches_snapshot(
     stack_name: str, templates: dict[str, Any], snapshot_json: SnapshotAssertion
 ) -> None:

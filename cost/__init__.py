@@ -1,0 +1,1 @@
+"""`make cost`: the monthly cost of the configured deployment, from its synthesized templates."""

@@ -1,0 +1,198 @@
+"""`make cost`: the estimator's arithmetic on templates from the real synth, the CLI and the README's figures."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+import presets
+from cost.estimate import GB, Estimate, Prices, estimate, render
+from tests.synth import synth_directory, synth_templates
+
+ROOT = Path(__file__).resolve().parents[2]
+PRICES = Prices.load()
+USD = PRICES.usd
+HOURS = 730
+# One default task (1 vCPU, 2 GB) for a month, from the price table by hand.
+TASK_MONTH = (1 * USD["fargate_vcpu_hour"] + 2 * USD["fargate_gb_hour"]) * HOURS
+
+
+@pytest.fixture(scope="module")
+def default() -> Estimate:
+    return estimate(synth_templates(), PRICES)
+
+
+@pytest.fixture(scope="module")
+def dev() -> Estimate:
+    return estimate(synth_templates(**presets.load("dev")), PRICES)
+
+
+def _others(result: Estimate, item: str) -> dict[str, float]:
+    return {line.item: line.usd for line in result.idle if line.item != item}
+
+
+# One synth with several independent changes (each synth takes seconds): one task fewer,
+# a 0.5 ACU floor for Aurora and a second NAT gateway.
+CHANGED = {"desired_task_count": 1, "min_task_count": 1, "aurora_min_acu": 0.5, "nat_gateways": 2}
+
+
+@pytest.fixture(scope="module")
+def changed() -> Estimate:
+    return estimate(synth_templates(**CHANGED), PRICES)
+
+
+def test_one_task_less_costs_exactly_one_task_less(default: Estimate, changed: Estimate) -> None:
+    assert default.line("Fargate tasks").usd == pytest.approx(2 * TASK_MONTH, abs=1e-9)
+    assert default.line("Fargate tasks").usd - changed.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
+    # Besides the lines the other two changes own, only what runs per task moves with the task count:
+    # Container Insights events and health-check flow logs.
+    moved = {k for k, v in _others(default, "Fargate tasks").items() if v != _others(changed, "Fargate tasks")[k]}
+    assert moved == {
+        "Container Insights",
+        "VPC flow logs (health checks)",
+        "Aurora Serverless v2 compute",
+        "NAT gateways",
+        "Public IPv4 addresses",
+    }
+
+
+def test_paused_aurora_leaves_only_storage(default: Estimate) -> None:
+    assert default.line("Aurora Serverless v2 compute").usd == 0
+    assert "paused when idle" in default.line("Aurora Serverless v2 compute").detail
+    assert default.line("Aurora storage").usd == pytest.approx(1 * USD["aurora_storage_gb_month"])
+    # Using it wakes the database: at least 0.5 ACU per hour of use.
+    assert [(line.item, line.usd) for line in default.per_active_hour] == [
+        ("Aurora awake", 0.5 * USD["aurora_acu_hour"])
+    ]
+
+
+def test_capacity_floor_and_nat_gateways_are_counted_from_the_templates(changed: Estimate) -> None:
+    result = changed
+    assert result.line("Aurora Serverless v2 compute").usd == pytest.approx(0.5 * USD["aurora_acu_hour"] * HOURS)
+    assert result.per_active_hour == []
+    assert result.line("NAT gateways").usd == pytest.approx(2 * USD["nat_gateway_hour"] * HOURS)
+    assert result.line("Public IPv4 addresses").usd == pytest.approx(2 * USD["public_ipv4_hour"] * HOURS)
+
+
+def test_idle_total_by_hand(default: Estimate) -> None:
+    # Counted by reading the templates once, written down here: 1 NAT + its address, 1 ALB, 2 tasks,
+    # 2 secrets, 1 key, 10 alarms reading 14 metrics (4 rate/difference alarms read 2 each), 1 dashboard.
+    container_insights = 38 * USD["custom_metric_month"] + 2 * HOURS * 60 * 3000 / GB * USD["logs_ingest_gb"]
+    health_checks = 2 * 2 * HOURS * 3600 / 15  # 2 ALB nodes x 2 tasks, every 15 s
+    expected = (
+        HOURS * (USD["nat_gateway_hour"] + USD["public_ipv4_hour"] + USD["alb_hour"])
+        + 2 * TASK_MONTH
+        + 1 * USD["aurora_storage_gb_month"]
+        + 2 * USD["secret_month"]
+        + 1 * USD["kms_key_month"]
+        + 14 * USD["alarm_metric_month"]
+        + 1 * USD["dashboard_month"]
+        + container_insights
+        + health_checks * 440 / GB * USD["logs_ingest_gb"]
+        + 10 * USD["s3_standard_gb_month"]
+    )
+    assert default.idle_total == pytest.approx(expected, abs=1e-6)
+    assert default.idle_total == pytest.approx(sum(line.usd for line in default.idle))
+
+
+def test_per_million_requests(default: Estimate) -> None:
+    lines = {line.item: line.usd for line in default.per_million_requests}
+    assert lines["API Gateway HTTP API"] == USD["http_api_million"]
+    assert lines["ALB capacity units"] == pytest.approx(1_000_000 / (25 * 3600) * USD["alb_lcu_hour"])
+    assert lines["CloudWatch Logs"] == pytest.approx(1_000_000 * 1100 / GB * USD["logs_ingest_gb"])
+
+
+def test_dev_preset_runs_one_task_and_pauses_aurora(default: Estimate, dev: Estimate) -> None:
+    assert dev.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
+    assert dev.line("NAT gateways").usd == pytest.approx(USD["nat_gateway_hour"] * HOURS)
+    assert dev.line("Aurora Serverless v2 compute").usd == 0
+    assert default.idle_total - dev.idle_total > TASK_MONTH
+
+
+# --- CLI ---------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    return subprocess.run(
+        [sys.executable, "-m", "cost", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_prints_every_item_of_a_synthesized_app(default: Estimate) -> None:
+    result = _cli(str(synth_directory()))
+    assert result.returncode == 0, result.stderr
+    for heading in ("Idle (deployed, nobody using it)", "Per million requests", "Not included:"):
+        assert heading in result.stdout
+    items = [line.item for line in default.idle + default.per_million_requests] + ["Total idle", "Total per million"]
+    for item in ("NAT gateways", "Application Load Balancer", "Fargate tasks", "Aurora Serverless v2 compute",
+                 "Aurora storage", "API Gateway HTTP API", "CloudWatch Logs", "Secrets Manager", "S3 artifacts",
+                 "VPC endpoints", "Total idle"):  # fmt: skip
+        assert item in items
+        assert re.search(rf"^  {re.escape(item)} +\d+\.\d\d", result.stdout, re.MULTILINE), item
+    assert f"Total idle {default.idle_total:.2f}" in " ".join(result.stdout.split())
+    assert f"{PRICES.region} list prices checked {PRICES.checked}" in result.stdout
+
+
+def test_cli_says_in_one_line_when_there_is_nothing_synthesized(tmp_path: Path) -> None:
+    result = _cli(str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(
+        f"error: cannot read a synthesized app in {tmp_path}"
+    )
+
+
+def test_make_cost_synthesizes_with_the_preset_and_the_overrides() -> None:
+    # Not the calling make's flags (make test runs this): a plain `make -n` of its own.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "cost", "PRESET=dev", "CDK_ARGS=-c mlflow_workers=3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    synth = next(line for line in result.stdout.splitlines() if line.startswith("npx cdk synth"))
+    assert "-c desired_task_count=1" in synth and "-c removal_policy=destroy" in synth
+    assert synth.endswith("-c mlflow_workers=3"), "CDK_ARGS come last, so they win over the preset"
+    assert result.stdout.splitlines()[-1].endswith("python -m cost cdk.out.cost")
+
+
+# --- price table and README ----------------------------------------------------
+
+
+def test_every_price_names_its_aws_source_and_unit() -> None:
+    data = json.loads((ROOT / "cost" / "prices.json").read_text())
+    assert data["region"] == "us-east-1" and date.fromisoformat(data["checked"])
+    for name, entry in data["prices"].items():
+        assert entry["usd"] > 0 and entry["unit"], name
+        assert entry["source"].startswith("https://aws.amazon.com/") and entry["source"].endswith("/pricing/"), name
+    for name, entry in data["assumptions"].items():
+        assert entry["value"] > 0 and len(entry["why"].split()) >= 6, name
+
+
+def _readme_block(marker: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- cost:{marker} -->\n```text\n(.*?)\n```", text, re.DOTALL)
+    assert match, f"README lacks the cost:{marker} block"
+    return match.group(1)
+
+
+def test_readme_shows_the_current_output_for_the_defaults_and_dev(default: Estimate, dev: Estimate) -> None:
+    stacks = list(synth_templates())
+    assert _readme_block("defaults") == render(default, PRICES, stacks)
+    assert _readme_block("dev") == render(dev, PRICES, stacks)

@@ -1,0 +1,32 @@
+"""Presets: named context files `make ... PRESET=<name>` turns into -c arguments."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import presets
+from stacks.config import ProjectConfig, cdk_json_context
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dev_preset_is_the_cheapest_sensible_deployment() -> None:
+    settings = presets.load("dev")
+    config = ProjectConfig.from_context({**cdk_json_context(), **settings})
+    assert (config.desired_task_count, config.min_task_count) == (1, 1)
+    assert config.nat_gateways == 1
+    assert config.auto_pause_enabled
+    assert config.destroy_on_removal
+
+
+def test_context_args_quote_each_setting() -> None:
+    assert presets.context_args({"a": 1, "b": "x", "c": ["p", "q"]}) == ["-c", "a=1", "-c", "b=x", "-c", "c=p,q"]
+
+
+def test_cli_prints_cdk_arguments_or_one_line_for_an_unknown_preset() -> None:
+    ok = subprocess.run([sys.executable, "-m", "presets", "dev"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and ok.stdout.startswith("-c desired_task_count=1 -c min_task_count=1")
+    bad = subprocess.run(
+        [sys.executable, "-m", "presets", "prod"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and bad.stderr == "error: no preset 'prod'; presets: dev\n"

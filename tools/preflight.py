@@ -1,0 +1,140 @@
+"""Checks, before `cdk deploy`, what it needs and would otherwise complain about late or vaguely.
+
+- AWS credentials and a region (the account and region the stacks go to);
+- a running Docker engine (the CDK builds the nginx and MLflow images);
+- the CDK bootstrap stack in that account and region, recent enough.
+
+Every problem is printed as one line that says what to do; the exit status is
+1 if there was any. `make deploy` runs it before the CDK CLI, `make destroy`
+runs the credentials check; run it alone with `make preflight`.
+
+    python -m tools.preflight [--only credentials] [--toolkit-stack-name CDKToolkit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tools.aws_account import AwsSetupError, cdk_session, resolve
+
+# The templates' CheckBootstrapVersion rule (aws-cdk-lib's DefaultStackSynthesizer)
+# refuses bootstrap versions below this (tests/tools/test_preflight.py pins it).
+MIN_BOOTSTRAP_VERSION = 6
+DEFAULT_TOOLKIT_STACK = "CDKToolkit"
+DOCKER_TIMEOUT_SECONDS = 20
+
+
+class CheckFailed(Exception):
+    """One failed check; the message is the line to print."""
+
+
+def check_docker(env: dict[str, str]) -> str:
+    """The Docker engine's version; the CDK uses CDK_DOCKER instead of `docker` when it is set."""
+    command = env.get("CDK_DOCKER") or "docker"
+    try:
+        result = subprocess.run(
+            [*shlex.split(command), "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT_SECONDS,
+            env=env,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise CheckFailed(
+            f"`{command}` is not installed: the CDK builds the two container images with Docker; "
+            "install Docker (or set CDK_DOCKER to a compatible command) and retry"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise CheckFailed(
+            f"`{command} info` did not answer within {DOCKER_TIMEOUT_SECONDS} s: restart the Docker engine and retry"
+        ) from None
+    version = result.stdout.strip()
+    if result.returncode != 0 or not version:
+        detail = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise CheckFailed(
+            f"the Docker engine is not running ({detail}): start it (Docker Desktop, or "
+            "`sudo systemctl start docker`) and retry"
+        )
+    return version
+
+
+def check_bootstrap(session: boto3.session.Session, account: str, region: str, stack_name: str) -> int:
+    """The bootstrap stack's version (its BootstrapVersion output)."""
+    bootstrap = f"run `npx cdk bootstrap aws://{account}/{region}`"
+    try:
+        stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            raise CheckFailed(
+                f"the CDK is not bootstrapped in account {account}, region {region} (no stack {stack_name}): "
+                f"{bootstrap} once, then retry"
+            ) from None
+        code = error.response.get("Error", {}).get("Code", "error")
+        raise CheckFailed(
+            f"cannot read the CDK bootstrap stack {stack_name} ({code}): the deploying identity needs "
+            "cloudformation:DescribeStacks"
+        ) from None
+    except BotoCoreError as error:
+        raise CheckFailed(f"cannot reach CloudFormation in region {region} ({error})") from None
+    stack = stacks[0]
+    status = stack["StackStatus"]
+    if not status.endswith("_COMPLETE") or status.startswith(("ROLLBACK", "DELETE")):
+        raise CheckFailed(
+            f"the CDK bootstrap stack {stack_name} in account {account}, region {region} is {status}: "
+            f"fix or delete it in the CloudFormation console, then {bootstrap}"
+        )
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
+    version = outputs.get("BootstrapVersion", "")
+    if not version.isdigit() or int(version) < MIN_BOOTSTRAP_VERSION:
+        raise CheckFailed(
+            f"the CDK bootstrap stack {stack_name} in account {account}, region {region} is version "
+            f"{version or 'unknown'}, these stacks need {MIN_BOOTSTRAP_VERSION} or later: {bootstrap} to upgrade it"
+        )
+    return int(version)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["credentials"], help="check only the AWS credentials and region")
+    parser.add_argument("--toolkit-stack-name", default=DEFAULT_TOOLKIT_STACK, help="the CDK bootstrap stack's name")
+    args = parser.parse_args(argv)
+
+    problems: list[str] = []
+    found: list[str] = []
+    session = cdk_session()
+    account = region = None
+    try:
+        account, region = resolve(session)
+        found.append(f"AWS account {account}, region {region}")
+    except AwsSetupError as error:
+        problems.append(str(error))
+    if args.only != "credentials":
+        try:
+            found.append(f"Docker engine {check_docker(dict(os.environ))}")
+        except CheckFailed as error:
+            problems.append(str(error))
+        if account and region:
+            try:
+                version = check_bootstrap(session, account, region, args.toolkit_stack_name)
+                found.append(f"CDK bootstrap version {version}")
+            except CheckFailed as error:
+                problems.append(str(error))
+
+    for problem in problems:
+        print(f"preflight: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"preflight: ok ({'; '.join(found)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
