@@ -76,8 +76,10 @@ cost: install
 	npx cdk synth --quiet --output $(COST_OUT) $(SETTINGS)
 	$(BIN)/python -m cost $(COST_OUT)
 
+# `make local AUTH_MODE=accounts` runs MLflow's own users and permissions.
+AUTH_MODE ?= shared
 local: install system-packages
-	$(BIN)/python -m localrun
+	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE)
 
 bench: install system-packages
 	$(BIN)/python benchmarks/proxy_overhead.py

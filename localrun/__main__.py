@@ -1,15 +1,20 @@
 """`make local`: the MLflow task (nginx + MLflow) on this machine, to try out.
 
-Same entrypoints and nginx config as the images. PostgreSQL stands in for
-Aurora (SQLite if the Debian package is missing) and artifacts go to a local
-directory; both persist in .local-run/ between runs. The basic-auth password
-is new each run. Ctrl-C stops everything.
+Same entrypoints and nginx config as the images, in either auth mode
+(`--auth-mode shared|accounts`; `make local AUTH_MODE=accounts`).
+PostgreSQL stands in for Aurora (SQLite if the Debian package is missing) and
+moto's S3 for the artifact bucket: MLflow serves the artifacts, large ones go
+between client and that S3 through presigned URLs, as deployed. The database
+and the bucket's objects persist in .local-run/ between runs (the objects are
+saved when the stack stops). The password printed (the shared user, or the
+admin in accounts mode) is new each run. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import signal
 import socket
 import sys
@@ -18,10 +23,11 @@ from pathlib import Path
 from types import FrameType
 
 from localrun.process import LOOPBACK, ServiceError, free_port
-from localrun.services import REPO_ROOT
-from localrun.stack import MlflowStack, new_password
+from localrun.services import REPO_ROOT, MotoServer
+from localrun.stack import AUTH_MODES, MlflowStack, artifact_transfer_settings, new_password
 
 STATE_DIR = REPO_ROOT / ".local-run"
+BUCKET = "mlflow-artifacts-local"
 
 
 def preferred_port(port: int) -> int:
@@ -34,28 +40,52 @@ def preferred_port(port: int) -> int:
             return free_port()
 
 
-def database_superuser_password(state_dir: Path) -> str:
-    """Kept in a private file: the PostgreSQL data directory outlives a run."""
+def local_state(state_dir: Path) -> dict[str, str]:
+    """Secrets that must outlive a run (the database's, the Flask key), in a private file."""
     state_file = state_dir / "state.json"
-    if state_file.exists():
-        return json.loads(state_file.read_text())["db_superuser_password"]
-    password = new_password()
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state_file.touch(mode=0o600)
-    state_file.write_text(json.dumps({"db_superuser_password": password}))
-    return password
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    fresh = {
+        "db_superuser_password": lambda: new_password(),
+        "flask_secret_key": lambda: secrets.token_hex(32),
+    }
+    if missing := [key for key in fresh if key not in state]:
+        state |= {key: fresh[key]() for key in missing}
+        state_file.touch(mode=0o600)
+        state_file.write_text(json.dumps(state))
+    return state
 
 
 def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def banner(stack: MlflowStack) -> str:
+    who = "admin (MLflow's auth app)" if stack.auth_mode == "accounts" else "the one user (nginx basic auth)"
+    settings = "".join(f"  export {name}={value}\n" for name, value in artifact_transfer_settings().items())
+    return (
+        f"\nMLflow is up at {stack.proxy_url} (auth mode {stack.auth_mode})\n"
+        f"  {who}\n"
+        f"  username: {stack.username}\n"
+        f"  password: {stack.password}\n"
+        f"  artifacts: {stack.artifacts_destination} on the local S3 at {stack.moto_endpoint}\n\n"
+        "For the mlflow client:\n"
+        f"  export MLFLOW_TRACKING_URI={stack.proxy_url}\n"
+        f"  export MLFLOW_TRACKING_USERNAME={stack.username}\n"
+        f"  export MLFLOW_TRACKING_PASSWORD='{stack.password}'\n"
+        f"{settings}\n"
+        "Press Ctrl-C to stop."
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="proxy port, if free")
     parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
+    parser.add_argument("--auth-mode", default="shared", help=f"one of {', '.join(AUTH_MODES)} (default shared)")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where data persists (default .local-run)")
     args = parser.parse_args()
+    if args.auth_mode not in AUTH_MODES:
+        parser.error(f"--auth-mode must be one of {', '.join(AUTH_MODES)}, got {args.auth_mode!r}")
 
     state_dir = args.state_dir.absolute()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -63,33 +93,29 @@ def main() -> int:
     # data directory: others may traverse the state dir (not list it); what
     # is inside keeps its own private modes.
     state_dir.chmod(0o711)
+    state = local_state(state_dir)
+    moto = MotoServer(log_dir=state_dir / "logs")
     stack = MlflowStack(
-        state_dir, durable=True, sqlite_fallback=True, workers=args.workers,
-        db_superuser_password=database_superuser_password(state_dir),
-        proxy_port=preferred_port(args.port),
+        state_dir, moto=moto, auth_mode=args.auth_mode, durable=True, sqlite_fallback=True,
+        workers=args.workers, db_superuser_password=state["db_superuser_password"],
+        secret_key=state["flask_secret_key"], proxy_port=preferred_port(args.port), bucket=BUCKET,
     )  # fmt: skip
+    saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"
-    print(f"Starting nginx + MLflow ({backend}), logs in {stack.log_dir} ...", flush=True)
+    print(f"Starting nginx + MLflow ({backend}) in {args.auth_mode} mode, logs in {stack.log_dir} ...", flush=True)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
+        moto.start()
+        moto.create_bucket(BUCKET)
+        moto.restore_bucket(BUCKET, saved_objects)
         stack.start()
     except ServiceError as error:
         print(f"could not start: {error}", file=sys.stderr)
+        moto.stop()
         return 1
     try:
-        print(
-            f"\nMLflow is up at {stack.proxy_url}\n"
-            f"  username: {stack.username}\n"
-            f"  password: {stack.password}\n"
-            f"  artifacts: {stack.artifact_root}\n\n"
-            "For the mlflow client:\n"
-            f"  export MLFLOW_TRACKING_URI={stack.proxy_url}\n"
-            f"  export MLFLOW_TRACKING_USERNAME={stack.username}\n"
-            f"  export MLFLOW_TRACKING_PASSWORD='{stack.password}'\n\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
-        )
-        while all(p.running for p in (stack.mlflow.process, stack.nginx.process)):
+        print(banner(stack), flush=True)
+        while all(p.running for p in (stack.mlflow.process, stack.nginx.process, moto.process)):
             time.sleep(1)
         print(f"A server exited unexpectedly; see {stack.log_dir}", file=sys.stderr)
         return 1
@@ -98,6 +124,10 @@ def main() -> int:
         return 0
     finally:
         stack.stop()
+        if moto.running:
+            count = moto.save_bucket(BUCKET, saved_objects)
+            print(f"Saved {count} artifact objects to {saved_objects}", flush=True)
+        moto.stop()
         print("Stopped.", flush=True)
 
 

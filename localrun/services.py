@@ -170,7 +170,11 @@ class Postgres:
             return False
 
     def ensure_database(self, name: str, owner: str, password: str) -> None:
-        """Create (or update) a login role and its database, like Aurora's secret."""
+        """Create (or update) a login role and its database, like Aurora's secret.
+
+        The role may create databases, as Aurora's master user may: in
+        accounts mode the MLflow entrypoint creates the users' database.
+        """
         from psycopg2 import sql
         from psycopg2.extensions import encrypt_password
 
@@ -183,7 +187,7 @@ class Postgres:
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,))
                 verb = "ALTER" if cur.fetchone() else "CREATE"
                 cur.execute(
-                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
                         sql.Identifier(owner), sql.Literal(verifier)
                     )
                 )
@@ -234,6 +238,10 @@ class HttpService:
 
     def start(self, timeout: float | None = None) -> None:
         self.process.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Until the probe succeeds (fails early if the process exits)."""
         wait_until(
             lambda: self.is_ready(http_status(f"{self.url}{self.probe_path}")),
             timeout=timeout or self.start_timeout, what=self.what, process=self.process,
@@ -248,7 +256,12 @@ class HttpService:
 
 
 class MotoServer(HttpService):
-    """moto in multi-service server mode: S3, Secrets Manager, SageMaker, ..."""
+    """moto in multi-service server mode: S3, Secrets Manager, SageMaker, ...
+
+    S3 answers browsers' CORS requests as the real one does, from the
+    bucket's CORS rules only: moto's server otherwise allows every origin
+    on every response, which would hide a missing or wrong rule.
+    """
 
     what = "moto server"
     probe_path = "/moto-api/"
@@ -258,7 +271,7 @@ class MotoServer(HttpService):
         self.process = ManagedProcess(
             "moto",
             [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
-            env={**base_env(), **FAKE_AWS},
+            env={**base_env(), **FAKE_AWS, "MOTO_DISABLE_GLOBAL_CORS": "true"},
             log_path=log_dir / "moto.log",
         )
 
@@ -274,8 +287,49 @@ class MotoServer(HttpService):
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )  # fmt: skip
 
-    def create_bucket(self, name: str) -> None:
-        self.client("s3").create_bucket(Bucket=name)
+    def create_bucket(self, name: str, *, cors_origins: list[str] | None = None) -> None:
+        """A bucket (kept if it exists), with the deployment's CORS rule for `cors_origins`."""
+        from stacks.components.artifact_cors import artifact_cors_rules
+
+        s3 = self.client("s3")
+        if name not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=name)
+        if cors_origins:
+            s3.put_bucket_cors(
+                Bucket=name, CORSConfiguration={"CORSRules": artifact_cors_rules(cors_origins)}
+            )
+
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def save_bucket(self, bucket: str, directory: Path) -> int:
+        """Copy every object of `bucket` into `directory` (which then holds nothing else)."""
+        s3 = self.client("s3")
+        staging = directory.with_name(directory.name + ".saving")
+        shutil.rmtree(staging, ignore_errors=True)
+        count = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                target = staging / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+                count += 1
+        staging.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
+        return count
+
+    def restore_bucket(self, bucket: str, directory: Path) -> int:
+        """Upload what `save_bucket` left in `directory` (moto keeps nothing between runs)."""
+        if not directory.is_dir():
+            return 0
+        s3 = self.client("s3")
+        files = [path for path in directory.rglob("*") if path.is_file()]
+        for path in files:
+            s3.upload_file(str(path), bucket, path.relative_to(directory).as_posix())
+        return len(files)
 
 
 class MlflowServer(HttpService):
@@ -288,21 +342,23 @@ class MlflowServer(HttpService):
     def __init__(
         self, workdir: Path, *, log_dir: Path, env: dict[str, str],
         port: int | None = None, workers: int | None = None, writable: Sequence[Path] = (),
+        log_name: str = "mlflow.log",
     ) -> None:  # fmt: skip
         self.port = port or free_port()
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (workdir / "tmp").mkdir(exist_ok=True, mode=0o700)
         # The image's scratch is /tmp: HOME and MLFLOW_RUNTIME_DIR are /tmp/mlflow
         # there. Natively all three live in workdir, the one writable directory
-        # (plus `writable`: a local artifact directory or SQLite file).
+        # (plus `writable`: a SQLite file's directory).
         scratch = {"HOME": str(workdir), "MLFLOW_RUNTIME_DIR": str(workdir), "TMPDIR": str(workdir / "tmp")}
-        server_env = {**base_env(), **scratch, **env, "MLFLOW_PORT": str(self.port)}
+        # As in the image: no bytecode caches written next to docker/mlflow's files.
+        server_env = {**base_env(), **scratch, "PYTHONDONTWRITEBYTECODE": "1", **env, "MLFLOW_PORT": str(self.port)}
         if workers is not None:
             server_env["MLFLOW_WORKERS"] = str(workers)
         self.workdir = workdir
         self.process = ManagedProcess(
             "mlflow", [sys.executable, MLFLOW_ENTRYPOINT], env=server_env,
-            log_path=log_dir / "mlflow.log", cwd=workdir, readonly_root=[workdir, *writable],
+            log_path=log_dir / log_name, cwd=workdir, readonly_root=[workdir, *writable],
         )  # fmt: skip
 
     def rss_bytes(self) -> int:
@@ -326,16 +382,19 @@ class NginxProxy(HttpService):
     start_timeout = 30.0
 
     def __init__(
-        self, workdir: Path, *, log_dir: Path, username: str, password: str,
-        upstream_port: int, port: int | None = None,
+        self, workdir: Path, *, log_dir: Path, username: str | None = None,
+        password: str | None = None, upstream_port: int, port: int | None = None,
+        auth_mode: str = "shared",
     ) -> None:  # fmt: skip
         self.port = port or free_port()
         run_as = run_as_user()
         workdir = private_dir(workdir, run_as)
+        credentials = {"MLFLOW_USERNAME": username, "MLFLOW_PASSWORD": password}
         env = {
             **base_env(),
-            "MLFLOW_USERNAME": username,
-            "MLFLOW_PASSWORD": password,
+            "MLFLOW_AUTH_MODE": auth_mode,
+            # The task passes the credentials to nginx in shared mode only.
+            **({k: v for k, v in credentials.items() if v} if auth_mode == "shared" else {}),
             "NGINX_PORT": str(self.port),
             "NGINX_LISTEN_ADDRESS": LOOPBACK,
             "MLFLOW_UPSTREAM": f"{LOOPBACK}:{upstream_port}",

@@ -1,19 +1,27 @@
-"""The whole MLflow task on loopback: PostgreSQL, MLflow, nginx (+ moto S3).
+"""The whole MLflow task on loopback: PostgreSQL, MLflow, nginx, with moto as S3.
 
 Wired the way the ECS task is: nginx is the only entry, MLflow listens on
 loopback, the database password reaches MLflow only through its entrypoint's
-environment, and clients write artifacts straight to the object store.
+environment, and MLflow serves the artifacts from the bucket (clients move
+large ones straight to and from S3 through presigned URLs).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 from localrun.process import ServiceError
-from localrun.services import FAKE_AWS, MlflowServer, MotoServer, NginxProxy, Postgres
+from localrun.services import FAKE_AWS, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
+
+AUTH_MODES = ("shared", "accounts")
+ARTIFACT_PREFIX = "mlflow-artifacts"
 
 
 def new_password(reserved: str = "") -> str:
@@ -21,8 +29,29 @@ def new_password(reserved: str = "") -> str:
     return secrets.token_urlsafe(18) + reserved
 
 
+@cache
+def lab_mlflow_setup() -> ModuleType:
+    """lab/source_dir/mlflow_setup.py: the client settings users get, for our clients too."""
+    path = REPO_ROOT / "lab" / "source_dir" / "mlflow_setup.py"
+    spec = importlib.util.spec_from_file_location("lab_mlflow_setup", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def artifact_transfer_settings() -> dict[str, str]:
+    """The MLflow client settings for artifacts through the proxy (from mlflow_setup.py)."""
+    return dict(lab_mlflow_setup().artifact_transfer_settings())
+
+
 class MlflowStack:
-    """Start, restart and stop the services; hand clients what they need."""
+    """Start, restart and stop the services; hand clients what they need.
+
+    `username`/`password` are the deployment's credentials secret: the one
+    user nginx checks in `shared` mode, MLflow's admin in `accounts` mode.
+    """
 
     db_name = "mlflow"
     db_user = "mlflow"
@@ -32,72 +61,114 @@ class MlflowStack:
         self,
         root: Path,
         *,
-        moto: MotoServer | None = None,
+        moto: MotoServer,
+        auth_mode: str = "shared",
         password: str | None = None,
         db_password: str | None = None,
         db_superuser_password: str | None = None,
+        secret_key: str | None = None,
+        default_permission: str | None = None,
         workers: int | None = None,
         durable: bool = False,
         db_idle_timeout: int | None = None,
         proxy_port: int | None = None,
         sqlite_fallback: bool = False,
         server_env: dict[str, str] | None = None,
+        bucket: str | None = None,
     ) -> None:
+        if auth_mode not in AUTH_MODES:
+            raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
         self.root = root
         self.log_dir = root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.moto = moto
+        self.auth_mode = auth_mode
         self.db_idle_timeout = db_idle_timeout
+        self.workers = workers
+        self.default_permission = default_permission
+        self.extra_server_env = dict(server_env or {})
         # Characters that break naive URL or header handling on purpose.
         self.password = password or new_password(":@%")
         self.db_password = db_password or new_password("@:/%#?&")
-        self.bucket = f"mlflow-artifacts-{secrets.token_hex(4)}"
+        # The Flask secret key every task shares (an ECS secret when deployed).
+        self.secret_key = secret_key or secrets.token_hex(32)
+        self.bucket = bucket or f"mlflow-artifacts-{secrets.token_hex(4)}"
+        self.artifacts_destination = f"s3://{self.bucket}/{ARTIFACT_PREFIX}"
         self.postgres: Postgres | None = None
-        db_env: dict[str, str]
+        self.db_env: dict[str, str]
         # What MLflow may write besides its scratch (the task's S3 and Aurora).
-        data_dirs: list[Path] = []
+        self.data_dirs: list[Path] = []
         try:
             self.postgres = Postgres(
                 root / "postgres", log_dir=self.log_dir, durable=durable,
                 superuser_password=db_superuser_password or new_password(),
             )  # fmt: skip
-            db_env = {
-                "DB_HOST": self.postgres.host,
-                "DB_PORT": str(self.postgres.port),
-                "DB_NAME": self.db_name,
-                "DB_USERNAME": self.db_user,
-                "DB_PASSWORD": self.db_password,
-                # Local PostgreSQL speaks no TLS; Aurora requires it and the
-                # entrypoint verifies its certificate (verify-full, the default).
-                "DB_SSLMODE": "disable",
-            }
-            if db_idle_timeout is not None:
-                db_env["DB_IDLE_SESSION_TIMEOUT"] = str(db_idle_timeout)
+            self.db_env = self.database_env(self.db_name)
         except ServiceError:
             if not sqlite_fallback:
                 raise
-            # In a directory of its own: SQLite writes a journal next to the file.
+            # In a directory of its own: SQLite writes a journal next to the file
+            # (and accounts mode keeps its users' database there too).
             (root / "sqlite").mkdir(exist_ok=True, mode=0o700)
             if (root / "mlflow.db").exists() and not (root / "sqlite" / "mlflow.db").exists():
                 (root / "mlflow.db").rename(root / "sqlite" / "mlflow.db")  # where earlier versions kept it
-            db_env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{root / 'sqlite' / 'mlflow.db'}"}
-            data_dirs.append(root / "sqlite")
-        if moto is not None:
-            self.artifact_root = f"s3://{self.bucket}/artifacts"
-            store_env = {**FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": moto.endpoint_url}
-        else:
-            (root / "artifacts").mkdir(exist_ok=True, mode=0o700)
-            self.artifact_root = str((root / "artifacts").resolve())
-            data_dirs.append(root / "artifacts")
-            store_env = {}
-        self.mlflow = MlflowServer(
-            root / "mlflow", log_dir=self.log_dir, workers=workers, writable=data_dirs,
-            env={**db_env, **store_env, "MLFLOW_ARTIFACT_ROOT": self.artifact_root,
-                 **(server_env or {})},
+            self.db_env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{(root / 'sqlite' / 'mlflow.db').resolve()}"}
+            self.data_dirs.append(root / "sqlite")
+        self.mlflow = self.new_mlflow_server(name="mlflow", port=None)
+        self.nginx = self._new_nginx(port=proxy_port)
+
+    def database_env(self, db_name: str) -> dict[str, str]:
+        """What ECS gives the MLflow container for the database `db_name`."""
+        assert self.postgres is not None
+        env = {
+            "DB_HOST": self.postgres.host,
+            "DB_PORT": str(self.postgres.port),
+            "DB_NAME": db_name,
+            "DB_USERNAME": self.db_user,
+            "DB_PASSWORD": self.db_password,
+            # Local PostgreSQL speaks no TLS; Aurora requires it and the
+            # entrypoint verifies its certificate (verify-full, the default).
+            "DB_SSLMODE": "disable",
+        }
+        if self.db_idle_timeout is not None:
+            env["DB_IDLE_SESSION_TIMEOUT"] = str(self.db_idle_timeout)
+        return env
+
+    def server_env(self, db_env: dict[str, str] | None = None) -> dict[str, str]:
+        """The MLflow container's environment in the current mode."""
+        env = {
+            **(db_env or self.db_env),
+            **FAKE_AWS,
+            # The server's S3 client (and the presigned URLs it signs) use moto.
+            "MLFLOW_S3_ENDPOINT_URL": self.moto.endpoint_url,
+            "MLFLOW_ARTIFACTS_DESTINATION": self.artifacts_destination,
+            "MLFLOW_AUTH_MODE": self.auth_mode,
+        }
+        if self.auth_mode == "accounts":
+            env |= {
+                "MLFLOW_AUTH_ADMIN_USERNAME": self.username,
+                "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": self.secret_key,
+            }
+            if self.default_permission:
+                env["MLFLOW_AUTH_DEFAULT_PERMISSION"] = self.default_permission
+        return env | self.extra_server_env
+
+    def new_mlflow_server(
+        self, *, name: str, port: int | None, db_env: dict[str, str] | None = None,
+        workers: int | None = None,
+    ) -> MlflowServer:  # fmt: skip
+        """One more MLflow task's server (its own runtime dir and log), same settings."""
+        return MlflowServer(
+            self.root / name, log_dir=self.log_dir, log_name=f"{name}.log", port=port,
+            workers=workers or self.workers, env=self.server_env(db_env), writable=self.data_dirs,
         )  # fmt: skip
-        self.nginx = NginxProxy(
-            root / "nginx", log_dir=self.log_dir, username=self.username,
-            password=self.password, upstream_port=self.mlflow.port, port=proxy_port,
+
+    def _new_nginx(self, *, port: int | None) -> NginxProxy:
+        return NginxProxy(
+            self.root / "nginx", log_dir=self.log_dir, username=self.username,
+            password=self.password, upstream_port=self.mlflow.port, port=port,
+            auth_mode=self.auth_mode,
         )  # fmt: skip
 
     @property
@@ -109,19 +180,21 @@ class MlflowStack:
         return self.mlflow.url
 
     @property
-    def moto_endpoint(self) -> str | None:
-        return self.moto.endpoint_url if self.moto else None
+    def moto_endpoint(self) -> str:
+        return self.moto.endpoint_url
 
-    def client_env(self) -> dict[str, str]:
-        """What a real MLflow client needs to log through the proxy."""
-        env = {
+    @property
+    def nginx_log(self) -> Path:
+        return self.log_dir / "nginx.log"
+
+    def client_env(self, username: str | None = None, password: str | None = None) -> dict[str, str]:
+        """What a real MLflow client needs to log through the proxy: no AWS credentials."""
+        return {
             "MLFLOW_TRACKING_URI": self.proxy_url,
-            "MLFLOW_TRACKING_USERNAME": self.username,
-            "MLFLOW_TRACKING_PASSWORD": self.password,
+            "MLFLOW_TRACKING_USERNAME": username or self.username,
+            "MLFLOW_TRACKING_PASSWORD": password or self.password,
+            **artifact_transfer_settings(),
         }
-        if self.moto is not None:
-            env |= {**FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": self.moto.endpoint_url}
-        return env
 
     def log_files(self) -> list[Path]:
         return sorted(self.log_dir.glob("*.log"))
@@ -131,8 +204,8 @@ class MlflowStack:
             if self.postgres is not None:
                 self.postgres.start()
                 self.postgres.ensure_database(self.db_name, self.db_user, self.db_password)
-            if self.moto is not None:
-                self.moto.create_bucket(self.bucket)
+            # The UI opens presigned URLs from the proxy's origin.
+            self.moto.create_bucket(self.bucket, cors_origins=[self.proxy_url])
             self.mlflow.start()
             self.nginx.start()
         except BaseException:
@@ -156,6 +229,18 @@ class MlflowStack:
 
     def restart_nginx(self) -> None:
         self.nginx.restart()
+
+    def switch_auth_mode(self, auth_mode: str) -> None:
+        """Redeploy both containers in another mode, on the same data and ports."""
+        if auth_mode not in AUTH_MODES:
+            raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
+        self.nginx.stop()
+        self.mlflow.stop()
+        self.auth_mode = auth_mode
+        self.mlflow = self.new_mlflow_server(name="mlflow", port=self.mlflow.port)
+        self.nginx = self._new_nginx(port=self.nginx.port)
+        self.mlflow.start()
+        self.nginx.start()
 
 
 @contextmanager

@@ -17,3 +17,20 @@ def pytest_collection_modifyitems(items: list) -> None:
     for item in items:
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
+    """Print where tests left files for people to look at (recorded as `screenshot`)."""
+    paths = sorted(
+        {
+            value
+            for reports in terminalreporter.stats.values()
+            for report in reports
+            for name, value in getattr(report, "user_properties", [])
+            if name == "screenshot"
+        }
+    )
+    if paths:
+        terminalreporter.write_sep("-", "screenshots")
+        for path in paths:
+            terminalreporter.write_line(str(path))

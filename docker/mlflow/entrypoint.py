@@ -1,10 +1,11 @@
 """Start the MLflow tracking server the way this deployment needs it.
 
 The image runs this file; the integration tests and `make local` run the very
-same file natively. It builds the database URI itself (so the password never
-appears on a command line), upgrades the schema, then replaces itself with
-`mlflow server` bound to loopback: only the nginx container of the task can
-reach it.
+same file natively. It builds the database URIs itself (so no password
+appears on a command line), migrates the schemas once under a PostgreSQL
+advisory lock (tasks starting together never race), then replaces itself
+with `mlflow server` bound to loopback: only the nginx container of the task
+can reach it.
 
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME, DB_USERNAME, DB_PASSWORD
@@ -16,12 +17,32 @@ Environment:
   DB_IDLE_SESSION_TIMEOUT
       seconds after which PostgreSQL closes an idle pooled connection
       (default 60), so an idle server holds none and Aurora can pause
-  MLFLOW_ARTIFACT_ROOT  s3://bucket/prefix; clients write artifacts there
-                        directly, the server never proxies them
+  MLFLOW_ARTIFACTS_DESTINATION
+      s3://bucket/prefix; MLflow serves artifacts from there (new
+      experiments get `mlflow-artifacts:/<id>`), large transfers go
+      between client and S3 through presigned URLs it issues
+  MLFLOW_AUTH_MODE      shared (default: nginx checks the one shared user) or
+                        accounts (MLflow's basic-auth app: users, permissions)
   MLFLOW_WORKERS        uvicorn worker processes (default 2)
   MLFLOW_PORT           loopback port (default 5000)
+  MLFLOW_PUBLIC_DOMAIN  optional custom domain: joins the allowed hosts/origins
+  MLFLOW_RUNTIME_DIR    the only directory this writes to (default /tmp/mlflow)
   MLFLOW_BACKEND_STORE_URI
       only when DB_HOST is unset: a ready URI for local runs (e.g. SQLite)
+accounts mode also reads:
+  MLFLOW_AUTH_ADMIN_USERNAME, MLFLOW_AUTH_ADMIN_PASSWORD
+      the admin (fields of the credentials secret); created on first start,
+      its password reset from the secret on every start
+  MLFLOW_FLASK_SERVER_SECRET_KEY
+      shared by every task, so each accepts what another issued
+  MLFLOW_AUTH_DEFAULT_PERMISSION
+      READ (default), EDIT, MANAGE or NO_PERMISSIONS: what a user may do on
+      experiments and models nobody granted them
+  MLFLOW_AUTH_DB_NAME   the users' database in the same server (default
+                        mlflow_auth), created on first start
+  MLFLOW_AUTH_CREDENTIAL_CACHE
+      validated (default), mlflow-ttl or none: how password checks are cached
+      (see credential_cache.py; the other two exist to measure against)
 MLflow's own MLFLOW_SERVER_ALLOWED_HOSTS, MLFLOW_SERVER_CORS_ALLOWED_ORIGINS
 and the switches set in `server_environment` may be overridden too.
 """
@@ -31,40 +52,59 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 HOST = "127.0.0.1"
+HERE = Path(__file__).resolve().parent
 DEFAULT_WORKERS = "2"
+DEFAULT_RUNTIME_DIR = "/tmp/mlflow"
 DB_VARIABLES = ("DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD")
 # Amazon RDS's certificate bundle for all commercial regions; the Dockerfile
 # downloads it here when the image is built.
 DEFAULT_SSLROOTCERT = "/opt/mlflow/rds-global-bundle.pem"
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING_SSLMODES = ("verify-ca", "verify-full")
+AUTH_MODES = ("shared", "accounts")
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+CREDENTIAL_CACHES = ("validated", "mlflow-ttl", "none")
+DEFAULT_AUTH_DB = "mlflow_auth"
+# pg_advisory_lock key every task of this deployment agrees on ("mlflowdb").
+MIGRATION_LOCK_KEY = 0x6D6C666C6F776462
+_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class ConfigError(Exception):
     """The environment does not describe a server we can start."""
 
 
-def backend_store_uri(env: Mapping[str, str]) -> str:
-    """The SQLAlchemy URI for the database, with user and password URL-encoded.
+def auth_mode(env: Mapping[str, str]) -> str:
+    mode = env.get("MLFLOW_AUTH_MODE") or "shared"
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"MLFLOW_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {mode!r}")
+    return mode
 
-    Encoding every reserved character (`@:/%#?&` ...) keeps a generated
-    password from being read as part of the host, path or query.
-    """
-    if not env.get("DB_HOST") and env.get("MLFLOW_BACKEND_STORE_URI"):
-        return env["MLFLOW_BACKEND_STORE_URI"]
-    missing = [name for name in DB_VARIABLES if not env.get(name)]
+
+def runtime_dir(env: Mapping[str, str]) -> Path:
+    path = env.get("MLFLOW_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
+    if not path.startswith("/"):
+        raise ConfigError(f"MLFLOW_RUNTIME_DIR must be an absolute path, got {path!r}")
+    return Path(path)
+
+
+def _database_uri(env: Mapping[str, str], name: str, *, with_password: bool) -> str:
+    missing = [variable for variable in DB_VARIABLES if not env.get(variable)]
     if missing:
         raise ConfigError(f"missing database settings: {', '.join(missing)}")
     port = env.get("DB_PORT") or "5432"
     if not port.isdigit():
         raise ConfigError(f"DB_PORT must be a number, got {port!r}")
     user = quote(env["DB_USERNAME"], safe="")
-    password = quote(env["DB_PASSWORD"], safe="")
-    name = quote(env["DB_NAME"], safe="")
+    if with_password:
+        user += ":" + quote(env["DB_PASSWORD"], safe="")
     tls = tls_parameters(env)
     idle = env.get("DB_IDLE_SESSION_TIMEOUT") or "60"
     if not idle.isdigit() or int(idle) < 1:
@@ -75,7 +115,7 @@ def backend_store_uri(env: Mapping[str, str]) -> str:
     # at 0 ACU when no connection is open.
     options = quote(f"-c idle_session_timeout={int(idle) * 1000}", safe="")
     return (
-        f"postgresql+psycopg2://{user}:{password}@{env['DB_HOST']}:{port}/{name}"
+        f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}"
         f"?{tls}&options={options}"
     )
 
@@ -104,6 +144,40 @@ def check_tls_files(env: Mapping[str, str]) -> None:
         raise ConfigError(f"DB_SSLROOTCERT {rootcert} is not a file; it must hold the CA bundle of the database")
 
 
+def backend_store_uri(env: Mapping[str, str]) -> str:
+    """The SQLAlchemy URI for the database, with user and password URL-encoded.
+
+    Encoding every reserved character (`@:/%#?&` ...) keeps a generated
+    password from being read as part of the host, path or query.
+    """
+    if not env.get("DB_HOST") and env.get("MLFLOW_BACKEND_STORE_URI"):
+        return env["MLFLOW_BACKEND_STORE_URI"]
+    return _database_uri(env, env.get("DB_NAME", ""), with_password=True)
+
+
+def auth_database_name(env: Mapping[str, str]) -> str:
+    name = env.get("MLFLOW_AUTH_DB_NAME") or DEFAULT_AUTH_DB
+    if not _DB_NAME.fullmatch(name) or name == env.get("DB_NAME"):
+        raise ConfigError(
+            "MLFLOW_AUTH_DB_NAME must be 1-63 lowercase letters, digits or _ (not starting "
+            f"with a digit) and differ from DB_NAME, got {name!r}"
+        )
+    return name
+
+
+def auth_database_uri(env: Mapping[str, str]) -> str:
+    """The users' database: same server and login, no password in the URI.
+
+    The URI goes into the auth app's ini file; libpq takes the password from
+    PGPASSWORD in the server's environment instead, so no file holds it.
+    """
+    if not env.get("DB_HOST") and env.get("MLFLOW_BACKEND_STORE_URI", "").startswith("sqlite:///"):
+        # Local runs without PostgreSQL: a second SQLite file next to the first.
+        main = Path(env["MLFLOW_BACKEND_STORE_URI"].removeprefix("sqlite:///"))
+        return f"sqlite:///{main.with_name(auth_database_name(env) + '.db')}"
+    return _database_uri(env, auth_database_name(env), with_password=False)
+
+
 def redacted(uri: str) -> str:
     """The URI with its password replaced, fit for a log line."""
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", uri)
@@ -115,34 +189,121 @@ def aws_region(env: Mapping[str, str]) -> str:
     return region if re.fullmatch(r"[a-z0-9-]+", region) else "*"
 
 
+def public_domain(env: Mapping[str, str]) -> str | None:
+    domain = (env.get("MLFLOW_PUBLIC_DOMAIN") or "").strip().lower()
+    if domain and not _HOSTNAME.fullmatch(domain):
+        raise ConfigError(f"MLFLOW_PUBLIC_DOMAIN must be a DNS name like mlflow.example.com, got {domain!r}")
+    return domain or None
+
+
 def default_allowed_hosts(env: Mapping[str, str]) -> str:
     """Host headers MLflow accepts: its defaults plus the AWS front doors.
 
     MLflow 3 rejects unknown Host headers (DNS-rebinding protection). Clients
-    reach this server as the API Gateway host name and the ALB's host name;
-    the ALB health check uses the task's private IP, which MLflow's defaults
-    (loopback and private ranges) already cover.
+    reach this server as the API Gateway host name (or the custom domain) and
+    the ALB's host name; the ALB health check uses the task's private IP,
+    which MLflow's defaults (loopback and private ranges) already cover.
     """
     from mlflow.server.security_utils import get_default_allowed_hosts
 
     region = aws_region(env)
-    aws = [f"*.execute-api.{region}.amazonaws.com", f"*.{region}.elb.amazonaws.com"]
-    return ",".join([*get_default_allowed_hosts(), *aws, *(f"{h}:*" for h in aws)])
+    public = [f"*.execute-api.{region}.amazonaws.com", f"*.{region}.elb.amazonaws.com"]
+    if domain := public_domain(env):
+        public.append(domain)
+    return ",".join([*get_default_allowed_hosts(), *public, *(f"{h}:*" for h in public)])
+
+
+def default_cors_origins(env: Mapping[str, str]) -> str:
+    """Origins MLflow accepts state-changing browser requests from.
+
+    nginx already refuses any Origin other than this deployment's own; this
+    list is MLflow's second line and names the possible public origins.
+    """
+    origins = [f"https://*.execute-api.{aws_region(env)}.amazonaws.com"]
+    if domain := public_domain(env):
+        origins.append(f"https://{domain}")
+    return ",".join(origins)
+
+
+def default_permission(env: Mapping[str, str]) -> str:
+    permission = env.get("MLFLOW_AUTH_DEFAULT_PERMISSION") or "READ"
+    if permission not in PERMISSIONS:
+        raise ConfigError(
+            f"MLFLOW_AUTH_DEFAULT_PERMISSION must be one of {', '.join(PERMISSIONS)}, got {permission!r}"
+        )
+    return permission
+
+
+def credential_cache(env: Mapping[str, str]) -> str:
+    cache = env.get("MLFLOW_AUTH_CREDENTIAL_CACHE") or "validated"
+    if cache not in CREDENTIAL_CACHES:
+        raise ConfigError(
+            f"MLFLOW_AUTH_CREDENTIAL_CACHE must be one of {', '.join(CREDENTIAL_CACHES)}, got {cache!r}"
+        )
+    return cache
+
+
+def auth_config(env: Mapping[str, str]) -> str:
+    """The basic-auth app's ini file (MLFLOW_AUTH_CONFIG_PATH): nothing secret in it."""
+    cache = credential_cache(env)
+    function = (
+        "credential_cache:authenticate_request"
+        if cache == "validated"
+        else "mlflow.server.auth:authenticate_request_basic_auth"
+    )
+    settings = {
+        "default_permission": default_permission(env),
+        # configparser reads % as interpolation: the URI's escapes are doubled.
+        "database_uri": auth_database_uri(env).replace("%", "%%"),
+        "admin_username": env["MLFLOW_AUTH_ADMIN_USERNAME"],
+        "authorization_function": function,
+        "grant_default_workspace_access": "false",
+        # MLflow's own cache keeps a deleted user valid on other workers and
+        # tasks for the TTL; the validated cache forgets at once.
+        "auth_cache_ttl_seconds": "60" if cache == "mlflow-ttl" else "0",
+    }
+    lines = ["# Written by entrypoint.py at every start; see its docstring.", "[mlflow]"]
+    lines += [f"{key} = {value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def check_accounts_settings(env: Mapping[str, str]) -> None:
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        if not env.get(name):
+            raise ConfigError(f"{name} is missing or empty; accounts mode needs it")
+    if len(env["MLFLOW_AUTH_ADMIN_PASSWORD"]) < 12:
+        raise ConfigError("MLFLOW_AUTH_ADMIN_PASSWORD must be at least 12 characters (MLflow's rule)")
+    if re.search(r"[:\s]", env["MLFLOW_AUTH_ADMIN_USERNAME"]):
+        raise ConfigError("MLFLOW_AUTH_ADMIN_USERNAME must not contain ':' or whitespace")
+    default_permission(env)
+    credential_cache(env)
+    auth_database_name(env)
 
 
 def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The environment `mlflow server` runs with."""
     result = dict(env)
+    mode = auth_mode(env)
+    result["MLFLOW_AUTH_MODE"] = mode
     result["MLFLOW_BACKEND_STORE_URI"] = backend_store_uri(env)
-    # The database password now lives only inside the URI above.
-    result.pop("DB_PASSWORD", None)
+    runtime = runtime_dir(env)
+    # The database password now lives only inside the URI above (and, in
+    # accounts mode, in PGPASSWORD for the users' database).
+    password = result.pop("DB_PASSWORD", None)
+    if mode == "accounts":
+        check_accounts_settings(env)
+        result["MLFLOW_AUTH_CONFIG_PATH"] = str(runtime / "basic_auth.ini")
+        if password and env.get("DB_HOST"):
+            result["PGPASSWORD"] = password
+        # Needed only to create the admin, which happens before `mlflow
+        # server` starts: the long-running server never holds it.
+        result.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
+        # credential_cache.py sits next to this file.
+        result["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
     result.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", default_allowed_hosts(env))
-    # The UI's own POSTs carry the API Gateway origin; MLflow blocks
+    # The UI's own POSTs carry the public origin; MLflow blocks
     # state-changing cross-origin requests from anywhere else.
-    result.setdefault(
-        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",
-        f"https://*.execute-api.{aws_region(env)}.amazonaws.com",
-    )
+    result.setdefault("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", default_cors_origins(env))
     # The job runner (huey consumers for GenAI scorers, prompt optimisation
     # and trace rollups) starts extra processes worth hundreds of MB; this
     # deployment tracks experiments and models and uses none of it.
@@ -155,61 +316,190 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     # --poolclass NullPool: about 50 vs 110 req/s). The server-side idle
     # timeout in the URI frees idle connections instead.
     result.setdefault("PYTHONUNBUFFERED", "1")
+    # Proxied uploads and downloads buffer in temporary files: keep them in
+    # the one writable directory (the image's root filesystem is read-only).
+    result["TMPDIR"] = str(runtime / "tmp")
+    # Presigned URLs are signed for a region; ECS sets AWS_REGION.
+    if env.get("AWS_REGION"):
+        result.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
+    public_domain(env)
     return result
 
 
 def server_argv(env: Mapping[str, str]) -> list[str]:
     """The `mlflow server` command line: nothing secret in it."""
-    artifact_root = env.get("MLFLOW_ARTIFACT_ROOT")
-    if not artifact_root:
-        raise ConfigError("MLFLOW_ARTIFACT_ROOT is missing (e.g. s3://bucket/prefix)")
+    destination = env.get("MLFLOW_ARTIFACTS_DESTINATION")
+    if not destination:
+        raise ConfigError("MLFLOW_ARTIFACTS_DESTINATION is missing (e.g. s3://bucket/mlflow-artifacts)")
     workers = env.get("MLFLOW_WORKERS") or DEFAULT_WORKERS
     port = env.get("MLFLOW_PORT") or "5000"
     if not workers.isdigit() or int(workers) < 1:
         raise ConfigError(f"MLFLOW_WORKERS must be a positive number, got {workers!r}")
     if not port.isdigit():
         raise ConfigError(f"MLFLOW_PORT must be a number, got {port!r}")
-    return [
+    argv = [
         sys.executable, "-m", "mlflow", "server",
         "--host", HOST,
         "--port", port,
         "--workers", workers,
-        "--default-artifact-root", artifact_root,
-        # Clients read and write artifacts in S3 with their own IAM role; the
-        # 10 MB API Gateway limit would break proxied uploads anyway.
-        "--no-serve-artifacts",
+        # Artifacts go through MLflow, so its permissions govern them too;
+        # large ones go straight to S3 through presigned URLs it issues.
+        "--serve-artifacts",
+        "--artifacts-destination", destination,
+        "--default-artifact-root", "mlflow-artifacts:/",
     ]  # fmt: skip
-
-
-def upgrade_schema(uri: str) -> None:
-    """Create or migrate the tables before serving, as `mlflow db upgrade` does.
-
-    The command runs in this process so the URI is not an argument of any
-    process.
-    """
-    from mlflow.db import upgrade
-
-    upgrade.main(args=[uri], standalone_mode=False)
+    if auth_mode(env) == "accounts":
+        argv += ["--app-name", "basic-auth"]
+    return argv
 
 
 def log(message: str) -> None:
     print(f"mlflow entrypoint: {message}", file=sys.stderr, flush=True)
 
 
+@contextmanager
+def migration_lock(uri: str) -> Iterator[None]:
+    """Hold PostgreSQL's advisory lock: one task migrates, the others wait and find it done."""
+    if not uri.startswith("postgresql"):
+        yield  # SQLite: one local process, nothing to race
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            # Migrations may outlast the idle timeouts of this waiting session.
+            conn.execute(sqlalchemy.text("SET idle_session_timeout = 0"))
+            conn.execute(sqlalchemy.text("SET idle_in_transaction_session_timeout = 0"))
+            log("waiting for the schema migration lock")
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
+def upgrade_tracking_schema(uri: str) -> None:
+    """Create or migrate the tracking tables, as `mlflow db upgrade` does, in this process."""
+    from mlflow.store.db import utils as db_utils
+
+    engine = db_utils.create_sqlalchemy_engine_with_retry(uri)
+    try:
+        head = db_utils._get_latest_schema_revision()
+        current = None if db_utils._is_empty_database(engine) else db_utils._get_schema_version(engine)
+        if current == head:
+            log(f"tracking schema is current ({head})")
+            return
+        if current is None:
+            db_utils._initialize_tables(engine)
+        else:
+            db_utils._upgrade_db(engine)
+        log(f"tracking schema migrated from {current or 'an empty database'} to {head}")
+    finally:
+        engine.dispose()
+
+
+def ensure_auth_database(env: Mapping[str, str]) -> None:
+    """Create the users' database in the same server on first start."""
+    if not env.get("DB_HOST"):
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    name = auth_database_name(env)
+    engine = sqlalchemy.create_engine(backend_store_uri(env), poolclass=NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            exists = conn.execute(
+                sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not exists:
+                # The name passed _DB_NAME's check, so quoting it is enough.
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+                log(f"created database {name}")
+    finally:
+        engine.dispose()
+
+
+def bootstrap_auth_store(env: Mapping[str, str]) -> None:
+    """Migrate the users' schema and create (or re-key) the admin, with MLflow's own code."""
+    import sqlalchemy
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from mlflow.server.auth.db import utils as auth_db_utils
+
+    uri = auth_database_uri(env)
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_auth"})
+            before = context.get_current_revision()
+    finally:
+        engine.dispose()
+    head = ScriptDirectory.from_config(auth_db_utils._get_alembic_config(uri)).get_current_head()
+
+    # Reads MLFLOW_AUTH_CONFIG_PATH, which main() has written.
+    from mlflow.server import auth
+
+    auth.bootstrap_admin_user()  # migrations, then the admin if it does not exist
+    if before != head:
+        log(f"auth schema migrated from {before or 'an empty database'} to {head}")
+    else:
+        log(f"auth schema is current ({head})")
+    username, password = env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    if not auth.store.authenticate_user(username, password, use_primary=True):
+        # The secret is the admin's source of truth: rotating it and
+        # restarting the tasks rotates the admin's password.
+        auth.store.update_user(username, password=password, is_admin=True)
+        log(f"admin {username}: password set from MLFLOW_AUTH_ADMIN_PASSWORD")
+
+
+def prepare_runtime_dir(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    runtime = runtime_dir(env)
+    (runtime / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
+    runtime.chmod(0o700)
+    if auth_mode(env) == "accounts":
+        path = Path(server_env["MLFLOW_AUTH_CONFIG_PATH"])
+        path.write_text(auth_config(env))
+        path.chmod(0o600)
+
+
+def migrate(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    """Every schema change of a rollout, done by exactly one task."""
+    uri = server_env["MLFLOW_BACKEND_STORE_URI"]
+    with migration_lock(uri):
+        upgrade_tracking_schema(uri)
+        if auth_mode(env) == "accounts":
+            ensure_auth_database(env)
+            # MLflow's auth module reads its settings from the environment.
+            os.environ.update(
+                {k: v for k, v in server_env.items() if k in ("MLFLOW_AUTH_CONFIG_PATH", "PGPASSWORD")}
+            )
+            bootstrap_auth_store(env)
+
+
 def main() -> None:
     try:
-        env = server_environment(os.environ)
-        argv = server_argv(env)
-        check_tls_files(os.environ)
+        env = dict(os.environ)
+        server_env = server_environment(env)
+        argv = server_argv(server_env)
+        check_tls_files(env)
+        prepare_runtime_dir(env, server_env)
     except ConfigError as error:
         log(f"{error}; refusing to start")
         sys.exit(64)
-    uri = env["MLFLOW_BACKEND_STORE_URI"]
-    log(f"backend {redacted(uri)}, artifacts {argv[argv.index('--default-artifact-root') + 1]}")
-    log("upgrading the database schema")
-    upgrade_schema(uri)
+    except OSError as error:
+        log(f"cannot write to MLFLOW_RUNTIME_DIR ({error.strerror}); refusing to start")
+        sys.exit(64)
+    uri = server_env["MLFLOW_BACKEND_STORE_URI"]
+    mode = auth_mode(env)
+    log(f"mode {mode}, backend {redacted(uri)}, artifacts {server_env['MLFLOW_ARTIFACTS_DESTINATION']}")
+    migrate(env, server_env)
     log(f"serving on {HOST}:{argv[argv.index('--port') + 1]}")
-    os.execve(sys.executable, argv, env)
+    os.execve(sys.executable, argv, server_env)
 
 
 if __name__ == "__main__":

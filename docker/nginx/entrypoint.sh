@@ -1,11 +1,14 @@
 #!/bin/sh
-# Starts nginx as the authenticating front door of the MLflow task.
+# Starts nginx as the front door of the MLflow task.
 #
 # The image runs this script; the integration tests and `make local` run the
 # very same script natively, choosing the nginx binary and runtime directory.
 #
 # Environment:
-#   MLFLOW_USERNAME, MLFLOW_PASSWORD  required, the one basic-auth user
+#   MLFLOW_AUTH_MODE      shared (default): nginx checks the one basic-auth
+#                         user; accounts: MLflow checks its own users, nginx
+#                         hands the Authorization header through
+#   MLFLOW_USERNAME, MLFLOW_PASSWORD  shared mode only, the one basic-auth user
 #   NGINX_PORT            listening port (default 8080)
 #   NGINX_LISTEN_ADDRESS  listening address (default: all; tests use 127.0.0.1)
 #   MLFLOW_UPSTREAM       MLflow's host:port (default 127.0.0.1:5000)
@@ -28,13 +31,29 @@ NGINX_PORT=${NGINX_PORT:-8080}
 NGINX_LISTEN_ADDRESS=${NGINX_LISTEN_ADDRESS:-}
 MLFLOW_UPSTREAM=${MLFLOW_UPSTREAM:-127.0.0.1:5000}
 
-# Never serve MLflow unauthenticated: no credentials, no proxy.
-[ -n "${MLFLOW_USERNAME:-}" ] ||
-    fail "MLFLOW_USERNAME is missing or empty; refusing to start without basic-auth credentials"
-[ -n "${MLFLOW_PASSWORD:-}" ] ||
-    fail "MLFLOW_PASSWORD is missing or empty; refusing to start without basic-auth credentials"
-case $MLFLOW_USERNAME in
-    *:* | *[[:space:]]*) fail "MLFLOW_USERNAME must not contain ':' or whitespace" ;;
+MLFLOW_AUTH_MODE=${MLFLOW_AUTH_MODE:-shared}
+case $MLFLOW_AUTH_MODE in
+    shared)
+        # Never serve MLflow unauthenticated: no credentials, no proxy.
+        [ -n "${MLFLOW_USERNAME:-}" ] ||
+            fail "MLFLOW_USERNAME is missing or empty; refusing to start without basic-auth credentials"
+        [ -n "${MLFLOW_PASSWORD:-}" ] ||
+            fail "MLFLOW_PASSWORD is missing or empty; refusing to start without basic-auth credentials"
+        case $MLFLOW_USERNAME in
+            *:* | *[[:space:]]*) fail "MLFLOW_USERNAME must not contain ':' or whitespace" ;;
+        esac
+        # nginx asks for the password file's user on every path but one, and
+        # keeps the credentials from MLflow.
+        auth_basic='"MLflow"'
+        upstream_authorization='""'
+        ;;
+    accounts)
+        # MLflow's auth app checks every request itself (it answers 401 with
+        # the challenge), so nginx must hand the credentials through.
+        auth_basic=off
+        upstream_authorization='$http_authorization'
+        ;;
+    *) fail "MLFLOW_AUTH_MODE must be shared or accounts, got '$MLFLOW_AUTH_MODE'" ;;
 esac
 
 # Values substituted into the config are checked first, so no environment
@@ -83,6 +102,7 @@ done
 # well as on the test machines; the Dockerfile checks it at build time. The
 # password is read from the environment, never from argv, so it does not
 # show in the process list.
+if [ "$MLFLOW_AUTH_MODE" = shared ]; then
 perl -e '
     my @alphabet = ("a" .. "z", "A" .. "Z", "0" .. "9", ".", "/");
     open(my $random, "<:raw", "/dev/urandom") or die "cannot read /dev/urandom\n";
@@ -94,13 +114,23 @@ perl -e '
         or die "this libcrypt cannot make SHA-512-crypt hashes\n";
     print "$ENV{MLFLOW_USERNAME}:$hash\n";
 ' >"$NGINX_RUNTIME_DIR/htpasswd" || fail "could not write the password file"
+else
+    rm -f "$NGINX_RUNTIME_DIR/htpasswd"
+fi
 
 sed -e "s|@NGINX_LISTEN@|$listen|g" \
     -e "s|@MLFLOW_UPSTREAM@|$MLFLOW_UPSTREAM|g" \
+    -e "s|@AUTH_BASIC@|$auth_basic|g" \
+    -e "s|@UPSTREAM_AUTHORIZATION@|$upstream_authorization|g" \
     "$NGINX_TEMPLATE" >"$NGINX_RUNTIME_DIR/nginx.conf"
 
 # nginx needs neither secret: keep the plain password out of its environment.
 unset MLFLOW_PASSWORD
-printf 'nginx entrypoint: user %s, listening on %s, upstream %s\n' \
-    "$MLFLOW_USERNAME" "$listen" "$MLFLOW_UPSTREAM" >&2
+if [ "$MLFLOW_AUTH_MODE" = shared ]; then
+    who="user $MLFLOW_USERNAME"
+else
+    who="users checked by MLflow"
+fi
+printf 'nginx entrypoint: mode %s (%s), listening on %s, upstream %s\n' \
+    "$MLFLOW_AUTH_MODE" "$who" "$listen" "$MLFLOW_UPSTREAM" >&2
 exec "$NGINX_BIN" -p "$NGINX_RUNTIME_DIR/" -c "$NGINX_RUNTIME_DIR/nginx.conf" -e stderr

@@ -47,6 +47,27 @@ _ACCESS_DENIED_CODES = {
 }
 
 
+# The tracking server serves the artifacts; API Gateway in front of it carries
+# at most 10 MB per request and waits at most 30 s. With these, MLflow's client
+# moves every file of 5 MiB or more straight between itself and S3 through
+# presigned URLs the server issues (parts of 32 MiB, in parallel), downloads
+# every artifact that way, and sends only smaller files through the API.
+MIB = 1024 * 1024
+ARTIFACT_TRANSFER_SETTINGS = {
+    "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "true",
+    "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(5 * MIB),
+    "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": str(5 * MIB),
+    "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(32 * MIB),
+    "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": str(32 * MIB),
+}
+
+
+def artifact_transfer_settings() -> dict[str, str]:
+    """MLflow client settings that keep artifact requests through the API under its limits."""
+    return dict(ARTIFACT_TRANSFER_SETTINGS)
+
+
 class MlflowSetupError(RuntimeError):
     """Raised with one message that says what was looked for and what to check."""
 
@@ -239,7 +260,8 @@ def configure_mlflow(
     session: boto3.session.Session | None = None,
     environ: MutableMapping[str, str] | None = None,
 ) -> MlflowConnection:
-    """Set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD from the deployed stacks.
+    """Set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD from the deployed stacks,
+    and the artifact transfer settings (`artifact_transfer_settings()`).
 
     The URL comes from the gateway stack's output, or from the SSM parameter
     when `tracking_url_parameter` is given (e.g. "/mlflow/tracking-url"), for
@@ -264,6 +286,8 @@ def configure_mlflow(
     env["MLFLOW_TRACKING_URI"] = url
     env["MLFLOW_TRACKING_USERNAME"] = username
     env["MLFLOW_TRACKING_PASSWORD"] = password
+    for name, value in artifact_transfer_settings().items():
+        env.setdefault(name, value)  # a value you set yourself wins
     return MlflowConnection(
         tracking_uri=url,
         username=username,

@@ -1,10 +1,12 @@
-"""docker/mlflow/entrypoint.py: database URI, server command, defaults."""
+"""docker/mlflow/entrypoint.py: database URIs, server command, auth settings, defaults."""
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -20,8 +22,17 @@ ENV = {
     "DB_NAME": "mlflow",
     "DB_USERNAME": "mlflow_admin",
     "DB_PASSWORD": PASSWORD,
-    "MLFLOW_ARTIFACT_ROOT": "s3://bucket/mlflow",
+    "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/mlflow-artifacts",
     "AWS_REGION": "eu-west-1",
+}
+ADMIN_PASSWORD = "admin:pass@word%with-length"
+ACCOUNTS = {
+    **ENV,
+    "MLFLOW_AUTH_MODE": "accounts",
+    "MLFLOW_AUTH_ADMIN_USERNAME": "mlflow",
+    "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret-key-0123456789",
+    "MLFLOW_AUTH_DEFAULT_PERMISSION": "NO_PERMISSIONS",
 }
 
 
@@ -66,14 +77,128 @@ def test_missing_database_setting_is_an_error(entrypoint: ModuleType, missing: s
         entrypoint.backend_store_uri({**ENV, missing: ""})
 
 
-def test_server_command_line_is_loopback_with_direct_artifacts(entrypoint: ModuleType) -> None:
+def test_server_command_line_is_loopback_serving_artifacts(entrypoint: ModuleType) -> None:
     argv = entrypoint.server_argv(entrypoint.server_environment(ENV))
     joined = " ".join(argv)
     assert "--host 127.0.0.1" in joined and "--port 5000" in joined
     assert "--workers 2" in joined
-    assert "--default-artifact-root s3://bucket/mlflow" in joined
-    assert "--no-serve-artifacts" in argv
+    assert "--serve-artifacts" in argv
+    assert "--artifacts-destination s3://bucket/mlflow-artifacts" in joined
+    assert "--default-artifact-root mlflow-artifacts:/" in joined
+    assert "--app-name" not in argv, "shared mode: nginx authenticates"
     assert "postgresql" not in joined and "p%40ss" not in joined and PASSWORD not in joined
+
+
+def test_accounts_mode_runs_mlflows_auth_app(entrypoint: ModuleType) -> None:
+    argv = entrypoint.server_argv(entrypoint.server_environment(ACCOUNTS))
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    assert "--serve-artifacts" in argv
+    joined = " ".join(argv)
+    assert ADMIN_PASSWORD not in joined and PASSWORD not in joined
+
+
+def test_accounts_environment_keeps_passwords_out_of_the_server(entrypoint: ModuleType) -> None:
+    env = entrypoint.server_environment(ACCOUNTS)
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in env, "the admin exists before the server starts"
+    assert "DB_PASSWORD" not in env
+    assert env["PGPASSWORD"] == PASSWORD  # libpq's source for the users' database
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/tmp/mlflow/basic_auth.ini"
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == ACCOUNTS["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert str(Path(MLFLOW_ENTRYPOINT).parent) in env["PYTHONPATH"].split(":")
+    assert env["TMPDIR"].startswith("/tmp/mlflow/")
+
+
+def test_auth_ini_names_the_users_database_without_a_password(entrypoint: ModuleType) -> None:
+    text = entrypoint.auth_config(ACCOUNTS)
+    assert PASSWORD not in text and "p%40ss" not in text and ADMIN_PASSWORD not in text
+    parser = configparser.ConfigParser()  # as MLflow reads it
+    parser.read_string(text)
+    section = parser["mlflow"]
+    url = make_url(section["database_uri"])
+    assert (url.host, url.database, url.username, url.password) == (
+        ENV["DB_HOST"], "mlflow_auth", "mlflow_admin", None,
+    )  # fmt: skip
+    assert url.query["options"] == "-c idle_session_timeout=60000"
+    assert section["default_permission"] == "NO_PERMISSIONS"
+    assert section["admin_username"] == "mlflow"
+    assert section["authorization_function"] == "credential_cache:authenticate_request"
+    assert section["auth_cache_ttl_seconds"] == "0"
+
+
+@pytest.mark.parametrize(
+    "cache, function, ttl",
+    [
+        ("none", "mlflow.server.auth:authenticate_request_basic_auth", "0"),
+        ("mlflow-ttl", "mlflow.server.auth:authenticate_request_basic_auth", "60"),
+    ],
+)
+def test_credential_cache_alternatives(entrypoint: ModuleType, cache: str, function: str, ttl: str) -> None:
+    parser = configparser.ConfigParser()
+    parser.read_string(entrypoint.auth_config({**ACCOUNTS, "MLFLOW_AUTH_CREDENTIAL_CACHE": cache}))
+    assert parser["mlflow"]["authorization_function"] == function
+    assert parser["mlflow"]["auth_cache_ttl_seconds"] == ttl
+
+
+def test_users_database_name(entrypoint: ModuleType) -> None:
+    assert make_url(entrypoint.auth_database_uri(ACCOUNTS)).database == "mlflow_auth"
+    named = {**ACCOUNTS, "MLFLOW_AUTH_DB_NAME": "team_users"}
+    assert make_url(entrypoint.auth_database_uri(named)).database == "team_users"
+    for bad in ("Users", "users; DROP", "mlflow", "1users"):
+        with pytest.raises(entrypoint.ConfigError, match="MLFLOW_AUTH_DB_NAME"):
+            entrypoint.auth_database_uri({**ACCOUNTS, "MLFLOW_AUTH_DB_NAME": bad})
+
+
+def test_runtime_dir_is_the_only_place_written(entrypoint: ModuleType, tmp_path: Path) -> None:
+    env = {**ACCOUNTS, "MLFLOW_RUNTIME_DIR": str(tmp_path / "runtime")}
+    server_env = entrypoint.server_environment(env)
+    entrypoint.prepare_runtime_dir(env, server_env)
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert written == ["runtime", "runtime/basic_auth.ini", "runtime/tmp"]
+    ini = tmp_path / "runtime" / "basic_auth.ini"
+    assert ini.stat().st_mode & 0o077 == 0
+    assert (tmp_path / "runtime").stat().st_mode & 0o077 == 0
+    assert server_env["MLFLOW_AUTH_CONFIG_PATH"] == str(ini)
+
+
+def test_public_domain_joins_hosts_and_origins(entrypoint: ModuleType) -> None:
+    env = entrypoint.server_environment({**ENV, "MLFLOW_PUBLIC_DOMAIN": "mlflow.example.com"})
+    hosts = env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    assert is_allowed_host_header(hosts, "mlflow.example.com")
+    assert is_allowed_host_header(hosts, "mlflow.example.com:443")
+    assert not is_allowed_host_header(hosts, "other.example.com")
+    origins = env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"].split(",")
+    assert not should_block_cors_request("https://mlflow.example.com", "POST", origins)
+    with pytest.raises(entrypoint.ConfigError, match="MLFLOW_PUBLIC_DOMAIN"):
+        entrypoint.server_environment({**ENV, "MLFLOW_PUBLIC_DOMAIN": "https://x.example.com/"})
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"MLFLOW_AUTH_MODE": "sso"}, "MLFLOW_AUTH_MODE must be one of shared, accounts"),
+        ({"MLFLOW_AUTH_MODE": "Accounts"}, "MLFLOW_AUTH_MODE must be one of"),
+        ({"MLFLOW_FLASK_SERVER_SECRET_KEY": ""}, "MLFLOW_FLASK_SERVER_SECRET_KEY is missing"),
+        ({"MLFLOW_AUTH_ADMIN_USERNAME": ""}, "MLFLOW_AUTH_ADMIN_USERNAME is missing"),
+        ({"MLFLOW_AUTH_ADMIN_PASSWORD": ""}, "MLFLOW_AUTH_ADMIN_PASSWORD is missing"),
+        ({"MLFLOW_AUTH_ADMIN_PASSWORD": "short"}, "at least 12 characters"),
+        ({"MLFLOW_AUTH_DEFAULT_PERMISSION": "WRITE"}, "MLFLOW_AUTH_DEFAULT_PERMISSION must be one of"),
+        ({"MLFLOW_AUTH_CREDENTIAL_CACHE": "forever"}, "MLFLOW_AUTH_CREDENTIAL_CACHE must be one of"),
+    ],
+)
+def test_bad_accounts_settings_are_one_line_errors(
+    entrypoint: ModuleType, overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(entrypoint.ConfigError, match=message) as error:
+        entrypoint.server_environment({**ACCOUNTS, **overrides})
+    assert "\n" not in str(error.value)
+    assert ADMIN_PASSWORD not in str(error.value)
+
+
+@pytest.mark.parametrize("permission", ["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"])
+def test_default_permissions(entrypoint: ModuleType, permission: str) -> None:
+    parser = configparser.ConfigParser()
+    parser.read_string(entrypoint.auth_config({**ACCOUNTS, "MLFLOW_AUTH_DEFAULT_PERMISSION": permission}))
+    assert parser["mlflow"]["default_permission"] == permission
 
 
 def test_server_environment_carries_the_uri_not_the_password(entrypoint: ModuleType) -> None:
@@ -118,15 +243,27 @@ def test_cors_allows_the_api_gateway_origin_only(entrypoint: ModuleType) -> None
     assert should_block_cors_request("https://attacker.example", "POST", origins)
 
 
-@pytest.mark.parametrize("missing", ["DB_PASSWORD", "MLFLOW_ARTIFACT_ROOT"])
-def test_refuses_to_start_with_a_clear_message(missing: str) -> None:
-    env = {k: v for k, v in ENV.items() if k != missing}
+@pytest.mark.parametrize(
+    "base, missing",
+    [
+        (ENV, "DB_PASSWORD"),
+        (ENV, "MLFLOW_ARTIFACTS_DESTINATION"),
+        (ACCOUNTS, "MLFLOW_FLASK_SERVER_SECRET_KEY"),
+        (ACCOUNTS, "MLFLOW_AUTH_ADMIN_PASSWORD"),
+    ],
+)
+def test_refuses_to_start_with_a_clear_message(
+    base: dict[str, str], missing: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in base.items() if k != missing} | {"MLFLOW_RUNTIME_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, MLFLOW_ENTRYPOINT], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 64
     assert missing in result.stderr and "refusing to start" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert PASSWORD not in result.stderr + result.stdout
+    assert ADMIN_PASSWORD not in result.stderr + result.stdout
 
 
 def test_tls_settings(entrypoint: ModuleType, tmp_path) -> None:

@@ -132,10 +132,70 @@ def test_rendered_config_is_valid_and_keeps_the_limits(stub: Path) -> None:
         'proxy_set_header Authorization "";',
     ]:
         assert directive in config
-    assert "$http_authorization" not in config
+    assert "proxy_set_header Authorization $http_authorization" not in config
     result = subprocess.run(
         [nginx_binary(), "-t", "-p", f"{runtime}/", "-c", str(runtime / "nginx.conf"),
          "-e", "stderr"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def render(stub: Path, **overrides: str | None) -> str:
+    result = run(stub, **overrides)
+    assert result.returncode == 0, result.stderr
+    return (stub.parent / "runtime" / "nginx.conf").read_text()
+
+
+def nginx_accepts(stub: Path) -> None:
+    runtime = stub.parent / "runtime"
+    result = subprocess.run(
+        [nginx_binary(), "-t", "-p", f"{runtime}/", "-c", str(runtime / "nginx.conf"),
+         "-e", "stderr"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_shared_mode_is_the_default_and_asks_for_credentials(stub: Path) -> None:
+    config = render(stub)
+    assert 'auth_basic "MLflow";' in config
+    assert 'proxy_set_header Authorization "";' in config
+    assert render(stub, MLFLOW_AUTH_MODE="shared") == config
+
+
+def test_accounts_mode_needs_no_credentials_and_passes_them_through(stub: Path) -> None:
+    result = run(stub, MLFLOW_AUTH_MODE="accounts", MLFLOW_USERNAME=None, MLFLOW_PASSWORD=None)
+    assert result.returncode == 0, result.stderr
+    assert "mode accounts" in result.stderr
+    runtime = stub.parent / "runtime"
+    config = (runtime / "nginx.conf").read_text()
+    assert "auth_basic off;" in config
+    assert "proxy_set_header Authorization $http_authorization;" in config
+    assert not (runtime / "htpasswd").exists()
+    # The same limits, health path and header handling as in shared mode.
+    for directive in [
+        "client_max_body_size 10m;",
+        "proxy_read_timeout 30s;",
+        "location = /elb-status {",
+        "gzip on;",
+        "proxy_set_header Host $public_host;",
+        "if ($cross_site_write) {",
+    ]:
+        assert directive in config
+    nginx_accepts(stub)
+
+
+def test_switching_to_accounts_removes_the_old_password_file(stub: Path) -> None:
+    assert run(stub).returncode == 0
+    assert (stub.parent / "runtime" / "htpasswd").exists()
+    assert run(stub, MLFLOW_AUTH_MODE="accounts").returncode == 0
+    assert not (stub.parent / "runtime" / "htpasswd").exists()
+
+
+@pytest.mark.parametrize("mode", ["sso", "Accounts", "shared; include x"])
+def test_unknown_mode_is_refused(stub: Path, mode: str) -> None:
+    result = run(stub, MLFLOW_AUTH_MODE=mode)
+    assert result.returncode != 0
+    assert "MLFLOW_AUTH_MODE must be shared or accounts" in result.stderr
+    assert not (stub.parent / "argv").exists()

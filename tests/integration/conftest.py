@@ -3,20 +3,27 @@
 `moto_server` is one moto process in multi-service mode (S3 here; other
 suites use its Secrets Manager, CloudFormation, SageMaker, ... APIs).
 `mlflow_stack` is PostgreSQL + MLflow + nginx started from the images' own
-entrypoints. Missing nginx or PostgreSQL binaries fail the run (they are
-apt packages CI installs), they never skip it.
+entrypoints in `shared` mode; `accounts_stack` the same in `accounts` mode
+(MLflow's auth app, default permission NO_PERMISSIONS). `accounts` hands
+out the admin (from the stack's secret) and new users (helpers in
+mlflow_users.py). Modules that use `accounts_stack` carry
+`pytestmark = [..., ACCOUNTS_GROUP]`, so they run on one worker and share one
+stack. Missing nginx or PostgreSQL binaries fail the
+run (they are apt packages CI installs), they never skip it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
-import mlflow
 import pytest
 
 from localrun.services import MotoServer
 from localrun.stack import MlflowStack
+from tests.integration.big_transfers import BIG_FILE_BYTES
+from tests.integration.mlflow_users import Accounts, as_mlflow_user
 
 
 @pytest.fixture(scope="session")
@@ -42,17 +49,37 @@ def mlflow_stack(
     stack.stop()
 
 
+@pytest.fixture(scope="session")
+def accounts_stack(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
+) -> Iterator[MlflowStack]:
+    """The task in accounts mode; its `username`/`password` are the admin's (the secret's)."""
+    stack = MlflowStack(
+        tmp_path_factory.mktemp("accounts-stack"), moto=moto_server, auth_mode="accounts",
+        default_permission="NO_PERMISSIONS",
+    )  # fmt: skip
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def accounts(accounts_stack: MlflowStack) -> Accounts:
+    return Accounts(accounts_stack)
+
+
 @pytest.fixture(scope="module")
 def client_env(mlflow_stack: MlflowStack) -> Iterator[dict[str, str]]:
-    """Point the in-process MLflow client (and boto3) at the proxy and moto."""
-    env = mlflow_stack.client_env()
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    yield env
-    mlflow.set_tracking_uri(None)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    """Point the in-process MLflow client at the shared-mode proxy as its one user."""
+    with as_mlflow_user(mlflow_stack):
+        yield mlflow_stack.client_env()
+
+
+@pytest.fixture(scope="session")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 MB of random bytes, made once per worker: 20x what the proxy lets through."""
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    with open(path, "wb") as handle:
+        for _ in range(BIG_FILE_BYTES // (8 << 20)):
+            handle.write(os.urandom(8 << 20))
+    return path

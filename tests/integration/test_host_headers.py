@@ -6,16 +6,11 @@ import pytest
 import requests
 
 from localrun.stack import MlflowStack
+from tests.integration.public_urls import ALB_HOSTS, API_GATEWAY_HOST, redirect_location
 
 pytestmark = pytest.mark.integration
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
-# The stack runs with AWS_REGION=us-east-1, as ECS sets it in the task.
-API_GATEWAY_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
-ALB_HOSTS = [
-    "internal-mlflow-alb-1234567890.us-east-1.elb.amazonaws.com",
-    "internal-mlflow-alb-1234567890.us-east-1.elb.amazonaws.com:80",
-]
 
 
 def get(stack: MlflowStack, host: str) -> requests.Response:
@@ -39,7 +34,13 @@ def test_foreign_host_names_are_still_rejected(mlflow_stack: MlflowStack) -> Non
 
 @pytest.mark.parametrize(
     "origin, expected",
-    [(f"https://{API_GATEWAY_HOST}", 200), ("https://attacker.example", 403)],
+    [
+        (f"https://{API_GATEWAY_HOST}", 200),
+        ("https://attacker.example", 403),
+        # Another API Gateway API in the same region: MLflow's own CORS
+        # allowlist (*.execute-api.<region>.amazonaws.com) admits it, nginx not.
+        ("https://f6g7h8i9j0.execute-api.us-east-1.amazonaws.com", 403),
+    ],
 )
 def test_ui_writes_from_the_api_gateway_origin_only(
     mlflow_stack: MlflowStack, origin: str, expected: int
@@ -47,8 +48,31 @@ def test_ui_writes_from_the_api_gateway_origin_only(
     response = requests.post(
         mlflow_stack.proxy_url + "/ajax-api/2.0/mlflow/experiments/search",
         json={"max_results": 1},
-        headers={"Host": API_GATEWAY_HOST, "Origin": origin},
+        # What API Gateway's integration sends on (parameter mapping).
+        headers={"Host": ALB_HOSTS[0], "X-Public-Host": API_GATEWAY_HOST,
+                 "X-Public-Proto": "https", "Origin": origin},
         auth=(mlflow_stack.username, mlflow_stack.password),
         timeout=30,
-    )
+    )  # fmt: skip
     assert response.status_code == expected
+
+
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        # Through API Gateway: HTTPS at the edge, plain HTTP on every hop after it.
+        ({"Host": ALB_HOSTS[0], "X-Public-Host": API_GATEWAY_HOST, "X-Public-Proto": "https"},
+         f"https://{API_GATEWAY_HOST}"),
+        # Reached directly (make local): the host and scheme the client used.
+        ({}, None),
+    ],
+)  # fmt: skip
+def test_mlflow_builds_absolute_urls_with_the_public_scheme_and_host(
+    mlflow_stack: MlflowStack, headers: dict[str, str], expected: str | None
+) -> None:
+    """MLflow (werkzeug) answers a path with doubled slashes with an absolute redirect,
+    built from the scheme uvicorn takes from X-Forwarded-Proto (it trusts nginx on
+    127.0.0.1) and the Host nginx sends."""
+    status, location = redirect_location(mlflow_stack, "/api/2.0/mlflow//experiments/search?max_results=1", headers)
+    assert status == 308
+    assert location == f"{expected or mlflow_stack.proxy_url}/api/2.0/mlflow/experiments/search?max_results=1"

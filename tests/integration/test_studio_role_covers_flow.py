@@ -82,7 +82,7 @@ def policies(studio_aws) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def mapper(studio_aws, mlflow_stack, moto_server) -> FlowMapper:
-    test_prefix = mlflow_stack.artifact_root.split("/", 3)[3].strip("/") + "/"
+    test_prefix = mlflow_stack.artifacts_destination.split("/", 3)[3].strip("/") + "/"
     deployed_prefix = names.ARTIFACT_PREFIX + "/"
     secrets = {SECRET_NAME: studio_aws.secret_arn}
 

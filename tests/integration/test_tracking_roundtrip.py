@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from localrun.services import MotoServer
 from localrun.stack import MlflowStack
+from tests.integration.proxy_log import ProxyLog, Traffic
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +38,7 @@ class Logged:
     model_version: str
     probe: np.ndarray
     predictions: np.ndarray
+    proxy_traffic: Traffic
 
 
 def sha256(path: Path) -> str:
@@ -48,7 +50,9 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def logged(client_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Logged:
+def logged(
+    client_env: dict[str, str], mlflow_stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory
+) -> Logged:
     """Log one run of every kind of data the notebook produces."""
     client = MlflowClient()
     experiment_id = client.create_experiment("proxy-roundtrip")
@@ -68,7 +72,9 @@ def logged(client_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         )
         blob = tmp_path_factory.mktemp("upload") / "blob.bin"
         blob.write_bytes(os.urandom(ARTIFACT_BYTES))
+        proxy_log = ProxyLog(mlflow_stack.nginx_log)
         mlflow.log_artifact(str(blob), artifact_path="data")
+        proxy_traffic = proxy_log.since()
 
         features, labels = make_classification(n_samples=200, n_features=6, random_state=0)
         model = LogisticRegression(max_iter=200).fit(features, labels)
@@ -88,6 +94,7 @@ def logged(client_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         model_version=str(info.registered_model_version),
         probe=features[:10],
         predictions=model.predict_proba(features[:10]),
+        proxy_traffic=proxy_traffic,
     )
 
 
@@ -121,14 +128,15 @@ def test_everything_logged_through_the_proxy_reads_back(logged: Logged, tmp_path
 def test_artifacts_went_straight_to_s3(
     logged: Logged, mlflow_stack: MlflowStack, moto_server: MotoServer
 ) -> None:
-    """The 50 MB file is in the bucket, and nginx (10 MB limit) never saw it."""
+    """The 50 MB file is in the bucket under MLflow's prefix; nginx (10 MB limit) carried
+    only the calls that set up the presigned upload, not the file."""
     s3 = moto_server.client("s3")
-    listing = s3.list_objects_v2(Bucket=mlflow_stack.bucket, Prefix="artifacts/")
+    listing = s3.list_objects_v2(Bucket=mlflow_stack.bucket, Prefix="mlflow-artifacts/")
     sizes = {item["Key"]: item["Size"] for item in listing.get("Contents", [])}
-    key = f"artifacts/{logged.experiment_id}/{logged.run_id}/artifacts/data/blob.bin"
+    key = f"mlflow-artifacts/{logged.experiment_id}/{logged.run_id}/artifacts/data/blob.bin"
     assert sizes.get(key) == ARTIFACT_BYTES
-    nginx_log = (mlflow_stack.log_dir / "nginx.log").read_text()
-    assert "blob.bin" not in nginx_log
+    assert logged.proxy_traffic.bytes_in < 1024 * 1024, logged.proxy_traffic.requests
+    assert any("/mlflow-artifacts/mpu/create/" in r for r in logged.proxy_traffic.requests)
 
 
 def test_everything_survives_restarts(

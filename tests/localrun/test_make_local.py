@@ -1,8 +1,9 @@
 """`make local` keeps its data between runs, for root (servers drop to `nobody`) and for any other user.
 
-Two real runs of `python -m localrun` each: start, log a run through the
-proxy, stop with SIGTERM (as Ctrl-C or `docker stop` would), start again and
-find the run.
+Two real runs of `python -m localrun` each: start in shared mode, log a run
+and an artifact through the proxy, stop with SIGTERM (as Ctrl-C or `docker
+stop` would), start again in accounts mode (`make local AUTH_MODE=accounts`)
+and find both, as the admin it prints.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ AS_ANOTHER_USER = ["unshare", "--user", "--map-user=1000", "--map-group=1000"] i
 class LocalRun:
     """One `python -m localrun` process, as root or as another user."""
 
-    def __init__(self, state_dir: Path, prefix: list[str]) -> None:
+    def __init__(self, state_dir: Path, prefix: list[str], auth_mode: str = "shared") -> None:
         self.state_dir = state_dir
         self.prefix = prefix
+        self.auth_mode = auth_mode
         self.output: list[str] = []
 
     def __enter__(self) -> LocalRun:
@@ -50,7 +52,7 @@ class LocalRun:
                "HOME": str(self.state_dir.parent)}  # fmt: skip
         self.process = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "localrun", "--state-dir", str(self.state_dir),
-             "--port", str(free_port()), "--workers", "1"],
+             "--port", str(free_port()), "--workers", "1", "--auth-mode", self.auth_mode],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 240
@@ -62,6 +64,7 @@ class LocalRun:
             assert time.monotonic() < deadline, "".join(self.output)
         text = "".join(self.output)
         assert "Starting nginx + MLflow (PostgreSQL)" in text, text
+        assert f"(auth mode {self.auth_mode})" in text, text
         self.url = re.search(r"export MLFLOW_TRACKING_URI=(\S+)", text).group(1)
         self.auth = (re.search(r"username: (\S+)", text).group(1), re.search(r"password: (\S+)", text).group(1))
         return self
@@ -70,6 +73,13 @@ class LocalRun:
         response = requests.request(method, f"{self.url}/api/2.0/mlflow/{path}", auth=self.auth, timeout=30, **kwargs)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def artifact(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        response = requests.request(
+            method, f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{path}", auth=self.auth, timeout=30, **kwargs
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response
 
     def __exit__(self, *exc: object) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -85,12 +95,16 @@ def two_runs(state_dir: Path, prefix: list[str]) -> None:
         experiment = first.api("POST", "experiments/create", json={"name": name})["experiment_id"]
         run = first.api("POST", "runs/create", json={"experiment_id": experiment})["run"]["info"]["run_id"]
         first.api("POST", "runs/log-metric", json={"run_id": run, "key": "accuracy", "value": 0.93, "timestamp": 0})
-    with LocalRun(state_dir, prefix) as second:
+        first.artifact("PUT", f"{experiment}/{run}/artifacts/notes.txt", data=b"kept in the local S3\n")
+    with LocalRun(state_dir, prefix, auth_mode="accounts") as second:
+        assert "admin (MLflow's auth app)" in "".join(second.output)
         assert second.auth[1] != first.auth[1], "a new password each run"
         found = second.api("GET", "experiments/get-by-name", params={"experiment_name": name})
         assert found["experiment"]["experiment_id"] == experiment
         metrics = second.api("GET", "runs/get", params={"run_id": run})["run"]["data"]["metrics"]
         assert [(m["key"], m["value"]) for m in metrics] == [("accuracy", 0.93)]
+        notes = second.artifact("GET", f"{experiment}/{run}/artifacts/notes.txt")
+        assert notes.content == b"kept in the local S3\n"
     postgres = state_dir / "postgres"
     assert postgres.is_dir() and not postgres.is_symlink(), "the database lives in the state dir"
     assert (postgres / "data" / "PG_VERSION").exists()
