@@ -368,7 +368,7 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
         Line(
             "VPC endpoints",
             f"{endpoint_azs} interface endpoint-AZs x {hours:g} h x {_money(usd['vpc_interface_endpoint_hour'])}"
-            f"; {gateway_endpoints} gateway endpoints (free)",
+            f"; {gateway_endpoints} gateway endpoint{'' if gateway_endpoints == 1 else 's'} (free)",
             endpoint_azs * hours * usd["vpc_interface_endpoint_hour"],
         )
     )

@@ -76,8 +76,8 @@ def owned(accounts: Accounts, accounts_stack: MlflowStack, tmp_path_factory: pyt
 Spec = tuple[str, str, dict]
 
 
-def get(path: str, **params: str) -> Spec:
-    return ("GET", path, {"params": params} if params else {})
+def get(url: str, /, **params: str) -> Spec:
+    return ("GET", url, {"params": params} if params else {})
 
 
 def post(path: str, body: dict) -> Spec:

@@ -85,11 +85,12 @@ def test_train_script_configures_itself_and_logs_through_the_proxy(flow, mlflow_
     assert run.info.run_name == "e2e" and run.data.params["C"] == "0.5"
     nginx_log = next(p for p in mlflow_stack.log_files() if p.name.startswith("nginx")).read_text()
     assert f"{flow.aws.username} " in nginx_log and "POST /api/2.0/mlflow/runs/create" in nginx_log
-    # The model went straight to the artifact bucket (S3 in moto), not through the API.
+    # MLflow serves the model's artifacts; their bytes are in the artifact bucket (S3 in moto).
     model_id = run.outputs.model_outputs[0].model_id
     logged = direct.get_logged_model(model_id)
-    assert logged.artifact_location.startswith(f"s3://{flow.aws.bucket}/")
-    prefix = logged.artifact_location.split("/", 3)[3]
+    assert logged.artifact_location.startswith("mlflow-artifacts:/")
+    destination = mlflow_stack.artifacts_destination.removeprefix(f"s3://{flow.aws.bucket}/").strip("/")
+    prefix = f"{destination}/{logged.artifact_location.removeprefix('mlflow-artifacts:/')}"
     s3 = mlflow_stack.moto.client("s3")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=flow.aws.bucket, Prefix=prefix)["Contents"]}
     assert f"{prefix}/MLmodel" in keys and f"{prefix}/input_example.json" in keys

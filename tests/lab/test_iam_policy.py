@@ -303,13 +303,9 @@ def studio_role_policy() -> list[dict]:
 
     templates = synth_templates()
     studio = templates[names.STUDIO_STACK]
-    (role_id,) = [
-        logical
-        for logical, res in studio["Resources"].items()
-        if res["Type"] == "AWS::IAM::Role"
-        and res["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
-        == {"Service": "sagemaker.amazonaws.com"}
-    ]
+    # The role the (default, first) user profile's notebooks run as.
+    (profile,) = [res for res in studio["Resources"].values() if res["Type"] == "AWS::SageMaker::UserProfile"]
+    role_id = profile["Properties"]["UserSettings"]["ExecutionRole"]["Fn::GetAtt"][0]
     return role_statements(AppResolver(templates, Environment()), names.STUDIO_STACK, role_id)
 
 

@@ -75,6 +75,7 @@ def test_configures_from_stack_output_and_secret(aws, capsys, caplog):
         "MLFLOW_TRACKING_URI": URL,  # trailing slash dropped
         "MLFLOW_TRACKING_USERNAME": "mlflow",
         "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+        **mlflow_setup.artifact_transfer_settings(),
     }
     assert (conn.region, conn.url_source) == (REGION, "stack HttpGatewayStack output TrackingUrl")
     # Not running as a role here: the secret MLflowVpcStack names.

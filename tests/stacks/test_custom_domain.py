@@ -222,7 +222,7 @@ def test_account_provisioner_reaches_the_https_listener_by_its_certificate_name(
     (function,) = [
         f["Properties"]
         for f in resources(studio, "AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == "index.on_event"
+        if "ADMIN_SECRET_ARN" in f["Properties"].get("Environment", {}).get("Variables", {})
     ]
     environment = function["Environment"]["Variables"]
     assert environment["MLFLOW_URL"]["Fn::Join"][1][0] == "https://"
