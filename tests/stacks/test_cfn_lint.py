@@ -41,19 +41,23 @@ STACKS = list(names.ALL_STACKS)
 
 
 @functools.lru_cache(maxsize=None)
-def _lint_variant(variant: str) -> dict[str, list[dict]]:
-    """Stack name -> findings; one cfn-lint run per app (its start-up dominates the time)."""
-    directory = synth_directory(**VARIANTS[variant])
-    findings = _lint(*(directory / f"{stack}.template.json" for stack in STACKS))
-    by_stack = {s: [f for f in findings if Path(f["Filename"]).name == f"{s}.template.json"] for s in STACKS}
-    assert sum(map(len, by_stack.values())) == len(findings), "a finding names no template of the app"
-    return by_stack
+def _lint_all() -> dict[tuple[str, str], list[dict]]:
+    """(variant, stack) -> findings; one cfn-lint run for every app (its start-up dominates the time)."""
+    templates = {
+        (variant, stack): synth_directory(**overrides) / f"{stack}.template.json"
+        for variant, overrides in VARIANTS.items()
+        for stack in STACKS
+    }
+    findings = _lint(*templates.values())
+    by_template = {key: [f for f in findings if Path(f["Filename"]) == path] for key, path in templates.items()}
+    assert sum(map(len, by_template.values())) == len(findings), "a finding names no template of the apps"
+    return by_template
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("stack_name", STACKS)
 def test_template_is_lint_clean(stack_name: str, variant: str) -> None:
-    findings = _lint_variant(variant)[stack_name]
+    findings = _lint_all()[variant, stack_name]
     unexpected = [
         f"{f['Rule']['Id']} {f['Message']}"
         for f in findings
