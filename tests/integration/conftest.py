@@ -43,6 +43,9 @@ def mlflow_stack(
         # Short, so the idle-connection test is quick and every test also
         # exercises MLflow reconnecting after PostgreSQL closed its connections.
         db_idle_timeout=3,
+        # One uvicorn worker: each one imports MLflow anew (seconds of CPU per start or
+        # restart). The accounts stack keeps the default two, which its cache tests need.
+        workers=1,
     )  # fmt: skip
     stack.start()
     yield stack
