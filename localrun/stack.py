@@ -136,7 +136,8 @@ class MlflowStack:
         if self.oidc is not None:
             self.sso_client = OidcClient(
                 SSO_CLIENT_ID, self.sso_client.client_secret,
-                redirect_uris=(f"{self.proxy_url}/callback",), post_logout_redirect_uris=(f"{self.proxy_url}/",),
+                redirect_uris=(f"{self.proxy_url}/callback",),
+                post_logout_redirect_uris=(f"{self.proxy_url}/oidc/ui/auth",),
             )  # fmt: skip
             self.oidc.add_client(self.sso_client)
 
