@@ -76,7 +76,8 @@ cost: install
 	npx cdk synth --quiet --output $(COST_OUT) $(SETTINGS)
 	$(BIN)/python -m cost $(COST_OUT)
 
-# `make local AUTH_MODE=accounts` runs MLflow's own users and permissions.
+# `make local AUTH_MODE=accounts` runs MLflow's own users and permissions, AUTH_MODE=sso
+# a local OpenID provider and the OIDC plugin (it prints how to sign in).
 AUTH_MODE ?= shared
 local: install system-packages
 	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE)
