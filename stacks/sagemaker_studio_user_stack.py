@@ -10,6 +10,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.serving_image_build import ServingImageBuild
 from stacks.components.studio_domain import StudioDomain
@@ -27,6 +28,8 @@ class SageMakerStudioUserStack(Stack):
     One ``StudioUser`` per configured profile; in accounts mode each gets its
     own MLflow user, created by the account provisioner with the admin login
     (``credentials_secret``), which only the provisioner and the tasks read.
+    In sso mode each gets its own OAuth client instead, in ``identity`` (the
+    Cognito pool) or, with an external issuer, filled in by its administrator.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class SageMakerStudioUserStack(Stack):
         training_access_policy: iam.IManagedPolicy,
         serving_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
+        identity: CognitoIdentity | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -99,6 +103,9 @@ class SageMakerStudioUserStack(Stack):
                 shared_secret_name=config.credentials_secret_name,
                 provisioner=self.provisioner,
                 user_secret_name=config.user_secret_name(profile),
+                sso=config.sso_enabled,
+                identity=identity,
+                oauth_secret_name=config.oauth_client_secret_name(profile),
                 serving_role=self.serving_role.role,
                 studio_access_policy=studio_access_policy,
                 training_access_policy=training_access_policy,
