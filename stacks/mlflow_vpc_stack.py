@@ -20,7 +20,8 @@ from stacks.config import ProjectConfig
 
 
 class MLflowVpcStack(Stack):
-    """Everything that runs inside the project VPC."""
+    """Everything that runs inside the project VPC, and in sso mode the identity provider its tasks trust
+    (the Cognito pool, or what the stack knows of an external issuer)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: ProjectConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)

@@ -385,17 +385,6 @@ def test_sso_variants_pass_aws_solutions_checks(
         assert set(templates) == set(names.ALL_STACKS)
 
 
-def test_cognito_findings_are_acknowledged_with_reasons() -> None:
-    from tests.stacks.test_nag import _acknowledgments
-    from tests.synth import build_app
-
-    app, _ = build_app(auth_mode="sso")
-    found = _acknowledgments(app)
-    pool = [where for where in found if "/Identity/UserPool" in where]
-    assert {w.rsplit("-", 1)[1] for w in pool} == {"COG2", "COG8"}
-    assert any("UiClientSecret" in where and where.endswith("SMG4") for where in found)
-
-
 def test_task_role_reads_no_secret(sso_templates: dict[str, Template]) -> None:
     statement = statement_by_sid(sso_templates[names.VPC_STACK], "ReadWriteArtifacts")
     task_policy = next(
