@@ -107,6 +107,9 @@ class CognitoIdentity(Construct):
             if allowed_group is not None
             else None
         )
+        # Kept with the pool under retain: who is an admin is data too.
+        for group in filter(None, (self.admin_group, self.allowed_group)):
+            group.apply_removal_policy(removal_policy)
         # The account id makes the default prefix unique (prefixes are global per region).
         prefix = domain_prefix if domain_prefix is not None else Fn.join("-", ["mlflow", Aws.ACCOUNT_ID])
         self.domain = self.user_pool.add_domain(
@@ -129,7 +132,6 @@ class CognitoIdentity(Construct):
         settings = self.ui_client_settings(public_url)
         for key, value in settings.items():
             self.ui_client.add_property_override(key, value)
-        # Federated providers are added to the pool by hand (README); built-in ones need nothing.
         self.public_url = public_url
         self.client_secret = secretsmanager.Secret(
             self,

@@ -100,8 +100,11 @@ def test_pool_admits_only_users_an_admin_creates_and_offers_totp(sso_templates: 
 def test_admin_group_and_default_domain_and_api_scope(sso_templates: dict[str, Template]) -> None:
     vpc = sso_templates[names.VPC_STACK]
     pool_id = only(vpc, POOL)[0]
-    groups = [r["Properties"] for r in resources(vpc, "AWS::Cognito::UserPoolGroup").values()]
-    assert [(g["GroupName"], ref_id(g["UserPoolId"])) for g in groups] == [("mlflow-admins", pool_id)]
+    groups = list(resources(vpc, "AWS::Cognito::UserPoolGroup").values())
+    assert [(g["Properties"]["GroupName"], ref_id(g["Properties"]["UserPoolId"])) for g in groups] == [
+        ("mlflow-admins", pool_id)
+    ]
+    assert groups[0]["DeletionPolicy"] == "Retain"  # kept with the pool: who is an admin is data too
     domain = props(vpc, "AWS::Cognito::UserPoolDomain")
     assert render(domain["Domain"]) == "mlflow-${AWS::AccountId}"
     server = props(vpc, "AWS::Cognito::UserPoolResourceServer")
@@ -119,6 +122,7 @@ def test_optional_group_providers_and_prefix_reach_the_pool(sso_domain: dict[str
     # removal_policy=destroy: the pool goes with the stack.
     _, pool = only(vpc, POOL)
     assert pool["Properties"]["DeletionProtection"] == "INACTIVE" and pool["DeletionPolicy"] == "Delete"
+    assert {r["DeletionPolicy"] for r in resources(vpc, "AWS::Cognito::UserPoolGroup").values()} == {"Delete"}
 
 
 # --- the UI client and its one secret ------------------------------------------------
