@@ -396,3 +396,16 @@ def test_task_role_reads_no_secret(sso_templates: dict[str, Template]) -> None:
         if statement in r["Properties"]["PolicyDocument"]["Statement"]
     )
     assert "secretsmanager" not in json.dumps(task_policy)
+
+
+def test_registration_call_is_a_valid_update_user_pool_client_request(sso_templates: dict[str, Template]) -> None:
+    """The call's parameters match Cognito's API model (botocore's), so a misspelt field fails here, not at deploy."""
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("cognito-idp")
+    shape = model.operation_model("UpdateUserPoolClient").input_shape
+    parameters = _registration(sso_templates[names.GATEWAY_STACK])["parameters"]
+    validate_parameters(parameters, shape)  # raises ParamValidationError on an unknown or mistyped field
+    with pytest.raises(Exception, match="Unknown parameter"):
+        validate_parameters({**parameters, "CallbackUrls": parameters["CallbackURLs"]}, shape)
