@@ -70,7 +70,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         training_access_policy=vpc.storage.training_access_policy,
         serving_access_policy=vpc.storage.serving_access_policy,
         output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK],
-        identity=vpc.identity if isinstance(vpc.identity, CognitoIdentity) else None,
+        machine_clients=vpc.machine_clients,
         description=f"{description}: SageMaker Studio users",
     )
     # The profile is only useful once the tracking URL exists.

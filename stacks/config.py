@@ -108,6 +108,7 @@ _DISCOVERY_PATH = "/.well-known/openid-configuration"
 _GROUP_NAME = re.compile(r"[^,\x00-\x1f\x7f]{1,128}")
 # Cognito identity provider names: COGNITO (the pool's own users), Google, Facebook,
 # LoginWithAmazon, SignInWithApple, or the name given to a SAML / OIDC provider (1-32 characters).
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~+/=-]{1,128}")
 _IDENTITY_PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 # Cognito hosted UI prefixes: lowercase letters, digits, inner hyphens; never these words.
 _DOMAIN_PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -286,6 +287,12 @@ class ProjectConfig(BaseModel):
         "empty, or a group name like oidc_admin_group",
         "sso mode: only members of this group may sign in (created in the pool with cognito); empty lets "
         "everybody the provider authenticates in",
+    )
+    oidc_machine_clients: list[str] = setting(
+        [],
+        "0-50 distinct OAuth client ids of 1-128 letters, digits and . _ ~ + / = -",
+        "sso mode: clients whose client-credentials tokens act as MLflow users named by the client id "
+        "(pipelines; with external also the Studio profiles' clients); Cognito's Studio clients are added by the stack",
     )
     cognito_identity_providers: list[str] = setting(
         ["COGNITO"],
@@ -493,7 +500,20 @@ class ProjectConfig(BaseModel):
             raise _Invalid("is not a group name")
         return value
 
-    @field_validator("cognito_identity_providers", mode="before")
+    @field_validator("oidc_machine_clients")
+    @classmethod
+    def _check_machine_clients(cls, value: list[str]) -> list[str]:
+        value = [client.strip() for client in value]
+        if len(value) > 50:
+            raise _Invalid(f"has {len(value)} clients")
+        bad = next((client for client in value if not _CLIENT_ID.fullmatch(client)), None)
+        if bad is not None:
+            raise _Invalid(f"holds {bad!r}, which is not an OAuth client id")
+        if len(set(value)) != len(value):
+            raise _Invalid("names a client twice")
+        return value
+
+    @field_validator("cognito_identity_providers", "oidc_machine_clients", mode="before")
     @classmethod
     def _provider_names_are_strings(cls, value: Any) -> Any:
         if isinstance(value, list) and not all(isinstance(item, str) for item in value):

@@ -13,6 +13,7 @@ from stacks.components.database import MetadataDatabase
 from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.external_issuer import ExternalIssuer
 from stacks.components.network import Network
+from stacks.components.oauth_client_login import CognitoMachineClient
 from stacks.components.server_credentials import ServerCredentials
 from stacks.components.session_key import SessionKey
 from stacks.components.tracking_service import OidcSettings, TrackingService
@@ -153,6 +154,8 @@ class MLflowVpcStack(Stack):
         self, config: ProjectConfig
     ) -> tuple[CognitoIdentity | ExternalIssuer | None, OidcSettings | None]:
         """sso mode: the Cognito pool this stack creates, or the external issuer it is told about."""
+        # Studio profile -> its Cognito app client (sso mode with Cognito), for the Studio stack.
+        self.machine_clients: dict[str, CognitoMachineClient] = {}
         if not config.sso_enabled:
             return None, None
         if config.cognito_enabled:
@@ -178,10 +181,25 @@ class MLflowVpcStack(Stack):
                 client_secret_name=config.oidc_client_secret_name,
             )
             groups_claim = None
+        if isinstance(identity, CognitoIdentity):
+            # Each Studio profile's app client, here because the tasks must know the client ids
+            # (the Studio stack puts each client's secret into the profile's own secret).
+            for profile in config.user_profiles:
+                client = identity.add_machine_client(self, f"StudioClient{profile}", name=f"studio-{profile}")
+                self.machine_clients[profile] = CognitoMachineClient(
+                    user_pool_id=identity.user_pool.user_pool_id,
+                    user_pool_arn=identity.user_pool.user_pool_arn,
+                    client_id=client.ref,
+                    token_url=identity.token_url,
+                )
         return identity, OidcSettings(
             discovery_url=identity.discovery_url,
             client_secret=identity.client_secret,
             admin_group=config.oidc_admin_group,
             allowed_group=config.oidc_allowed_group,
             groups_claim=groups_claim,
+            machine_clients=(
+                *(client.client_id for client in self.machine_clients.values()),
+                *config.oidc_machine_clients,
+            ),
         )

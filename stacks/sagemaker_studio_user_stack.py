@@ -1,5 +1,6 @@
 """SageMakerStudioUserStack: the Studio users, their roles and MLflow logins, the serving-image build."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -10,8 +11,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
-from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
+from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient
 from stacks.components.serving_image_build import ServingImageBuild
 from stacks.components.studio_domain import StudioDomain
 from stacks.components.studio_user import StudioUser
@@ -28,8 +29,9 @@ class SageMakerStudioUserStack(Stack):
     One ``StudioUser`` per configured profile; in accounts mode each gets its
     own MLflow user, created by the account provisioner with the admin login
     (``credentials_secret``), which only the provisioner and the tasks read.
-    In sso mode each gets its own OAuth client instead, in ``identity`` (the
-    Cognito pool) or, with an external issuer, filled in by its administrator.
+    In sso mode each profile gets an OAuth client secret instead: for its
+    Cognito app client in ``machine_clients`` (made in the VPC stack, where the
+    tasks learn the client ids), or to be filled in for an external issuer.
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class SageMakerStudioUserStack(Stack):
         training_access_policy: iam.IManagedPolicy,
         serving_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
-        identity: CognitoIdentity | None = None,
+        machine_clients: Mapping[str, CognitoMachineClient] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -93,6 +95,19 @@ class SageMakerStudioUserStack(Stack):
             if config.accounts_enabled
             else None
         )
+        machine_clients = machine_clients or {}
+        first_client = next(iter(machine_clients.values()), None)
+        self.client_secret_reader = (
+            ClientSecretReader(
+                self,
+                "CognitoClientSecrets",
+                user_pool_arn=first_client.user_pool_arn,
+                log_retention=config.log_retention,
+                removal_policy=removal,
+            )
+            if first_client is not None
+            else None
+        )
         self.users = [
             StudioUser(
                 self,
@@ -104,7 +119,8 @@ class SageMakerStudioUserStack(Stack):
                 provisioner=self.provisioner,
                 user_secret_name=config.user_secret_name(profile),
                 sso=config.sso_enabled,
-                identity=identity,
+                cognito_client=machine_clients.get(profile),
+                client_secret_reader=self.client_secret_reader,
                 oauth_secret_name=config.oauth_client_secret_name(profile),
                 serving_role=self.serving_role.role,
                 studio_access_policy=studio_access_policy,

@@ -196,4 +196,6 @@ class CognitoIdentity(Construct):
             access_token_validity=60,
             token_validity_units=cognito.CfnUserPoolClient.TokenValidityUnitsProperty(access_token="minutes"),
         )
+        # The scope must exist first (the resource server is in the same stack, unreferenced otherwise).
+        client.add_dependency(self.api.node.default_child)
         return client

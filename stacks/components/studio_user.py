@@ -6,10 +6,9 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.mlflow_user_account import MlflowUserAccount
-from stacks.components.oauth_client_login import OAuthClientLogin
+from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient, OAuthClientLogin
 from stacks.components.studio_domain import StudioDomain
 from stacks.components.studio_execution_role import StudioExecutionRole
 from stacks.components.workload_roles import TrainingRole
@@ -20,9 +19,10 @@ class StudioUser(Construct):
 
     With ``provisioner`` (accounts mode) the user gets a generated login in
     ``user_secret_name`` and an MLflow account of the profile's name; with
-    ``sso`` an OAuth client in ``oauth_secret_name`` (its own Cognito app client
-    when ``identity`` is given); otherwise (shared mode) both roles read the
-    shared ``shared_secret``. The execution role's tag names whichever it is.
+    ``sso`` an OAuth client in ``oauth_secret_name`` (its Cognito app client
+    ``cognito_client``, made in the VPC stack, or one an external provider's
+    administrator fills in); otherwise (shared mode) both roles read the shared
+    ``shared_secret``. Both roles' tags name whichever it is.
     """
 
     def __init__(
@@ -37,7 +37,8 @@ class StudioUser(Construct):
         provisioner: MlflowAccountProvisioner | None,
         user_secret_name: str,
         sso: bool,
-        identity: CognitoIdentity | None,
+        cognito_client: CognitoMachineClient | None,
+        client_secret_reader: ClientSecretReader | None,
         oauth_secret_name: str,
         serving_role: iam.IRole,
         studio_access_policy: iam.IManagedPolicy,
@@ -58,7 +59,8 @@ class StudioUser(Construct):
                 "OAuth",
                 profile=profile,
                 secret_name=oauth_secret_name,
-                identity=identity,
+                cognito=cognito_client,
+                reader=client_secret_reader,
                 removal_policy=removal_policy,
             )
             secret, secret_name = self.oauth_login.secret, oauth_secret_name

@@ -39,6 +39,8 @@ class OidcSettings:
     allowed_group: str | None
     # The claim the provider lists groups in (Cognito: cognito:groups), when not the usual "groups".
     groups_claim: str | None = None
+    # App client ids whose client-credentials tokens act as MLflow users of that name (Studio profiles).
+    machine_clients: tuple[str, ...] = ()
 
 
 class TrackingService(Construct):
@@ -163,6 +165,8 @@ class TrackingService(Construct):
                 mlflow_environment["OIDC_ALLOWED_GROUP"] = oidc.allowed_group
             if oidc.groups_claim is not None:
                 mlflow_environment["OIDC_GROUPS_CLAIM"] = oidc.groups_claim
+            if oidc.machine_clients:
+                mlflow_environment["OIDC_MACHINE_CLIENTS"] = ",".join(oidc.machine_clients)
             mlflow_secrets |= {
                 "OIDC_CLIENT_ID": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_id"),
                 "OIDC_CLIENT_SECRET": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_secret"),

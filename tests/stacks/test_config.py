@@ -200,6 +200,10 @@ INVALID = [
     ({"cognito_identity_providers": "My SAML"}, "cognito_identity_providers", "1-32 letters"),
     ({"cognito_identity_providers": ["COGNITO", 3]}, "cognito_identity_providers", "1-10 distinct names"),
     ({"cognito_identity_providers": ",".join(f"P{i}" for i in range(11))}, "cognito_identity_providers", "1-10"),
+    ({"oidc_machine_clients": "ci bot"}, "oidc_machine_clients", "OAuth client ids of 1-128"),
+    ({"oidc_machine_clients": "a,b,a"}, "oidc_machine_clients", "0-50 distinct"),
+    ({"oidc_machine_clients": ["a", 1]}, "oidc_machine_clients", "0-50 distinct"),
+    ({"oidc_machine_clients": ",".join(f"c{i}" for i in range(51))}, "oidc_machine_clients", "0-50"),
     ({"cognito_domain_prefix": "MLflow"}, "cognito_domain_prefix", "lowercase letters"),
     ({"cognito_domain_prefix": "mlflow-"}, "cognito_domain_prefix", "inner hyphens"),
     ({"cognito_domain_prefix": "team-aws-mlflow"}, "cognito_domain_prefix", "without aws, amazon or cognito"),
@@ -290,7 +294,10 @@ def test_sso_settings_with_cognito_and_with_an_external_issuer() -> None:
     assert cognito.cognito_domain_prefix is None and cognito.oidc_discovery_url is None
     assert cognito.oauth_client_secret_name("bob") == "mlflow-server-credentials/users/bob/oauth"
 
-    external = ProjectConfig.from_context({**EXTERNAL, "oidc_admin_group": "MLflow Admins"})
+    external = ProjectConfig.from_context(
+        {**EXTERNAL, "oidc_admin_group": "MLflow Admins", "oidc_machine_clients": "0oa1ci, 0oa2studio"}
+    )
+    assert external.oidc_machine_clients == ["0oa1ci", "0oa2studio"]
     assert external.sso_enabled and not external.cognito_enabled
     assert external.oidc_client_secret_name == "mlflow/oidc"
     assert external.oidc_admin_group == "MLflow Admins"  # spaces are fine at other providers

@@ -46,6 +46,7 @@ def sso_domain() -> dict[str, Template]:
         oidc_admin_group="ml-platform",
         cognito_identity_providers="COGNITO,Google",
         cognito_domain_prefix="team-mlflow",
+        oidc_machine_clients="ci-nightly,ci-weekly",
         removal_policy="destroy",
     )
 
@@ -119,6 +120,11 @@ def test_optional_group_providers_and_prefix_reach_the_pool(sso_domain: dict[str
     assert _ui_client(vpc)[1]["Properties"]["SupportedIdentityProviders"] == ["COGNITO", "Google"]
     environment = _environment(_container(vpc, "mlflow"))
     assert (environment["OIDC_ADMIN_GROUP"], environment["OIDC_ALLOWED_GROUP"]) == ("ml-platform", "mlflow-users")
+    # The Studio profile's client first, then the pipelines' clients from the configuration.
+    studio_client = next(
+        k for k, r in resources(vpc, CLIENT).items() if r["Properties"]["ClientName"] == "studio-mlflow-user"
+    )
+    assert render(environment["OIDC_MACHINE_CLIENTS"]) == f"${{{studio_client}}},ci-nightly,ci-weekly"
     # removal_policy=destroy: the pool goes with the stack.
     _, pool = only(vpc, POOL)
     assert pool["Properties"]["DeletionProtection"] == "INACTIVE" and pool["DeletionPolicy"] == "Delete"
@@ -250,26 +256,56 @@ def test_outputs_say_where_tokens_come_from(sso_templates: dict[str, Template]) 
 # --- Studio profiles: one client-credentials client each -----------------------------
 
 
-def test_each_profile_gets_its_own_client_credentials_client_and_secret(sso_templates: dict[str, Template]) -> None:
-    studio = sso_templates[names.STUDIO_STACK]
-    clients = {r["Properties"]["ClientName"]: (k, r["Properties"]) for k, r in resources(studio, CLIENT).items()}
-    assert set(clients) == {"studio-alice", "studio-bob"}
-    for profile, (client_id, client) in ((p, clients[f"studio-{p}"]) for p in ("alice", "bob")):
+def test_each_profile_gets_its_own_client_credentials_client_the_tasks_know(
+    sso_templates: dict[str, Template],
+) -> None:
+    vpc = sso_templates[names.VPC_STACK]
+    clients = {r["Properties"]["ClientName"]: (k, r["Properties"]) for k, r in resources(vpc, CLIENT).items()}
+    assert set(clients) == {"mlflow-ui", "studio-alice", "studio-bob"}
+    for profile in ("alice", "bob"):
+        client = clients[f"studio-{profile}"][1]
         assert client["GenerateSecret"] is True
-        assert client["AllowedOAuthFlows"] == ["client_credentials"]
+        assert client["AllowedOAuthFlows"] == ["client_credentials"] and client["AllowedOAuthFlowsUserPoolClient"]
         assert client["AllowedOAuthScopes"] == ["mlflow/api"]
+    # The server creates an MLflow user for each of these clients (their tokens name no person).
+    machine_clients = render(_environment(_container(vpc, "mlflow"))["OIDC_MACHINE_CLIENTS"])
+    assert machine_clients == "${%s},${%s}" % (clients["studio-alice"][0], clients["studio-bob"][0])
+    assert not resources(sso_templates[names.STUDIO_STACK], CLIENT)
+
+
+def test_each_profile_secret_holds_its_client_by_reference(sso_templates: dict[str, Template]) -> None:
+    studio = sso_templates[names.STUDIO_STACK]
+    for profile in ("alice", "bob"):
         secret_id, secret = next(
-            (k, r["Properties"]) for k, r in resources(studio, SECRET).items()
+            (k, r["Properties"])
+            for k, r in resources(studio, SECRET).items()
             if r["Properties"]["Name"] == f"mlflow-server-credentials/users/{profile}/oauth"
         )
         value = render(secret["SecretString"])
         assert re.fullmatch(
-            rf'\{{"client_id":"\$\{{{client_id}\}}","client_secret":"\$\{{{client_id}\.ClientSecret\}}",'
+            rf'\{{"client_id":"\$\{{MLflowVpcStack:PublishOutputRefStudioClient{profile}[0-9A-F]+\}}",'
+            rf'"client_secret":"\$\{{CognitoClientSecretsLookup{profile}[0-9A-F]+\.UserPoolClient\.ClientSecret\}}",'
             r'"token_url":"https://\$\{MLflowVpcStack:[^}]+\}\.auth\.\$\{AWS::Region\}\.amazoncognito\.com/oauth2/token",'
             r'"scope":"mlflow/api"\}',
             value,
         ), value
         _assert_only_the_profile_reads(studio, secret_id, profile)
+
+
+def test_client_secret_lookup_returns_only_the_secret_and_logs_nothing(sso_templates: dict[str, Template]) -> None:
+    studio = sso_templates[names.STUDIO_STACK]
+    lookups = [r for r in resources(studio, "Custom::AWS").values() if "DescribeUserPoolClient" in json.dumps(r)]
+    assert len(lookups) == 2
+    for lookup in lookups:
+        call = json.loads(render(lookup["Properties"]["Create"]))
+        assert call["outputPaths"] == ["UserPoolClient.ClientSecret"] and call["logApiResponseData"] is False
+        assert call["parameters"]["ClientId"].startswith("${MLflowVpcStack:PublishOutputRefStudioClient")
+    cognito = [s for s in policy_statements(studio) if "cognito" in json.dumps(s["Action"])]
+    assert {s["Action"] for s in cognito} == {"cognito-idp:DescribeUserPoolClient"}
+    pool = only(sso_templates[names.VPC_STACK], POOL)[0]
+    assert len(cognito) == 2 and all(
+        render(s["Resource"]).startswith(f"${{MLflowVpcStack:PublishOutputFnGetAtt{pool}Arn") for s in cognito
+    )
 
 
 def _assert_only_the_profile_reads(studio: Template, secret_id: str, profile: str) -> None:
@@ -321,6 +357,7 @@ def test_external_issuer_client_comes_from_the_named_secret(external: dict[str, 
     mlflow = _container(vpc, "mlflow")
     assert _environment(mlflow)["OIDC_DISCOVERY_URL"] == EXTERNAL_ISSUER_CONTEXT["oidc_discovery_url"]
     assert "OIDC_GROUPS_CLAIM" not in _environment(mlflow)
+    assert "OIDC_MACHINE_CLIENTS" not in _environment(mlflow)  # none configured; the profiles' ids are the admin's
     arn = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:team/mlflow-oidc"
     secrets = _secrets(mlflow)
     assert secrets["OIDC_CLIENT_ID"] == f"{arn}:client_id::"
@@ -409,3 +446,11 @@ def test_registration_call_is_a_valid_update_user_pool_client_request(sso_templa
     validate_parameters(parameters, shape)  # raises ParamValidationError on an unknown or mistyped field
     with pytest.raises(Exception, match="Unknown parameter"):
         validate_parameters({**parameters, "CallbackUrls": parameters["CallbackURLs"]}, shape)
+
+
+def test_profile_clients_are_created_after_the_scope_they_ask_for(sso_templates: dict[str, Template]) -> None:
+    vpc = sso_templates[names.VPC_STACK]
+    server = only(vpc, "AWS::Cognito::UserPoolResourceServer")[0]
+    for client in resources(vpc, CLIENT).values():
+        if client["Properties"]["ClientName"].startswith("studio-"):
+            assert server in client.get("DependsOn", []), client
