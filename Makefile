@@ -45,7 +45,7 @@ test: install system-packages
 
 # Credentials, region, Docker engine and CDK bootstrap, each problem on one line.
 preflight: install
-	$(BIN)/python -m tools.preflight
+	$(BIN)/python -m tools.preflight $(SETTINGS)
 
 deploy: preflight
 	npx cdk deploy --all $(SETTINGS)

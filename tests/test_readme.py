@@ -29,7 +29,7 @@ def test_every_config_key_is_documented_with_its_default() -> None:
         assert name in rows, f"README configuration table lacks {name}"
         value = getattr(defaults, name)
         if isinstance(value, list):  # as given with -c key=a,b
-            shown = ",".join(value)
+            shown = ",".join(value) or '""'
         else:
             shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
         assert rows[name] == shown, f"{name}: README says {rows[name]!r}, code says {shown!r}"

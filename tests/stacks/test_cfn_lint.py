@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stacks import names
-from tests.stacks.helpers import DOMAIN_CONTEXT
+from tests.stacks.helpers import DOMAIN_CONTEXT, SSO_CONTEXT
 from tests.synth import synth_directory
 
 # Warnings we accept, each for a reason that holds for every occurrence.
@@ -34,7 +34,14 @@ def _lint(*templates: Path) -> list[dict]:
 # The default app, accounts mode with two profiles (the same overrides the stack tests
 # synthesize), and both with a custom domain (HTTPS listener, custom domain name).
 ACCOUNTS = {"auth_mode": "accounts", "user_profiles": "alice,bob"}
-VARIANTS = {"defaults": {}, "accounts": ACCOUNTS, "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS}}
+# sso with Cognito: pool, clients, the gateway's sign-in URL registration (an external
+# issuer adds no resource type of its own: an imported secret, a plain one per profile).
+VARIANTS = {
+    "defaults": {},
+    "accounts": ACCOUNTS,
+    "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS},
+    "sso": SSO_CONTEXT,
+}
 
 
 STACKS = list(names.ALL_STACKS)
