@@ -114,6 +114,11 @@ def change_admin_password(
     try:
         admin.change_own_password(old, password)
     except MlflowAdminError as error:
+        if error.status == 0:  # no answer: the change may have happened
+            raise RotationError(
+                f"changing the admin's password got no answer ({error}); the secret keeps the old one: restart "
+                f"the tasks ({_restart_hint(cluster, service)}), which set the admin's password from the secret"
+            ) from None
         raise RotationError(f"changing the admin's password failed: {error}; nothing changed") from None
     return MlflowAdmin(url, username, password), old
 

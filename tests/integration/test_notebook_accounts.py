@@ -48,7 +48,7 @@ def test_notebook_used_the_profiles_own_login(accounts_notebook_run, accounts_st
     assert accounts_studio_aws.password not in out and accounts_stack.password not in out
 
 
-def test_no_process_read_the_admins_secret(accounts_notebook_run, accounts_studio_aws):
+def test_no_process_read_the_admins_secret(accounts_notebook_run):
     reads = [c for c in accounts_notebook_run.calls if c["operation"] == "GetSecretValue"]
     # The notebook as the execution role, the training job's process as the training role.
     assert {c["job"] is None for c in reads} == {True, False}
