@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install system-packages synth test preflight deploy diff destroy rotate-password cost local bench lint clean
+.PHONY: install system-packages synth test preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
@@ -84,6 +84,10 @@ local: install system-packages
 
 bench: install system-packages
 	$(BIN)/python benchmarks/proxy_overhead.py
+
+# accounts vs shared log-batch throughput, presigned 200 MB transfers vs plain S3 (about 10 minutes).
+bench-accounts: install system-packages
+	$(BIN)/python -u benchmarks/accounts_and_artifacts.py
 
 clean:
 	rm -rf cdk.out $(COST_OUT) .pytest_cache
