@@ -51,7 +51,10 @@ sso mode also reads (and maps to the plugin's settings, see sso_settings()):
   OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
                         the MLflow app client (secret: an ECS secret)
   OIDC_AUDIENCE         the `aud` code's bearer tokens must carry (default
-                        OIDC_CLIENT_ID)
+                        OIDC_CLIENT_ID; for a Cognito issuer, unchecked unless
+                        set: Cognito's client-credentials tokens carry no `aud`,
+                        and every app client of the stack's pool is this
+                        deployment's, so the issuer check binds them already)
   OIDC_ADMIN_GROUP      members are MLflow admins (default mlflow-admins)
   OIDC_ALLOWED_GROUP    optional: only its members (and admins) may sign in;
                         unset, a member of any group may
@@ -350,15 +353,18 @@ def sso_settings(env: Mapping[str, str]) -> dict[str, str]:
     issuer = oidc_issuer(env)
     admin_group = env.get("OIDC_ADMIN_GROUP") or DEFAULT_ADMIN_GROUP
     allowed_group = env.get("OIDC_ALLOWED_GROUP") or ""
-    groups_claim = env.get("OIDC_GROUPS_CLAIM") or ("cognito:groups" if _COGNITO_ISSUER.fullmatch(issuer) else "groups")
+    cognito = bool(_COGNITO_ISSUER.fullmatch(issuer))
+    groups_claim = env.get("OIDC_GROUPS_CLAIM") or ("cognito:groups" if cognito else "groups")
+    audience = env.get("OIDC_AUDIENCE") or ("" if cognito else env["OIDC_CLIENT_ID"])
     settings = {
         "OIDC_DISCOVERY_URL": env["OIDC_DISCOVERY_URL"].strip(),
         "OIDC_CLIENT_ID": env["OIDC_CLIENT_ID"],
         "OIDC_CLIENT_SECRET": env["OIDC_CLIENT_SECRET"],
         # Bearer tokens: signature (the provider's JWKS, asymmetric algorithms
-        # only), expiry (required), issuer and audience are all checked.
+        # only), expiry (required), issuer and audience are all checked (the
+        # audience only where tokens carry one, see OIDC_AUDIENCE above).
         "OIDC_ISSUER": issuer,
-        "OIDC_AUDIENCE": env.get("OIDC_AUDIENCE") or env["OIDC_CLIENT_ID"],
+        **({"OIDC_AUDIENCE": audience} if audience else {}),
         "OIDC_USERNAME_FIELD": USERNAME_CLAIMS,
         "OIDC_GROUPS_ATTRIBUTE": groups_claim,
         "OIDC_ADMIN_GROUP_NAME": admin_group,

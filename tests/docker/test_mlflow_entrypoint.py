@@ -309,9 +309,11 @@ def test_refuses_to_start_without_the_ca_bundle(tmp_path) -> None:
 def test_sso_mode_runs_the_oidc_plugin_with_its_settings(entrypoint: ModuleType) -> None:
     env = entrypoint.server_environment(SSO)
     assert entrypoint.server_argv(env)[-2:] == ["--app-name", "oidc-auth"]
-    # Tokens must name the discovery URL's issuer and the app client as audience.
+    # Tokens must name the discovery URL's issuer. Cognito's client-credentials tokens carry
+    # no `aud`, so with the stack's own pool the audience is not checked unless configured.
     assert env["OIDC_ISSUER"] == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc123"
-    assert env["OIDC_AUDIENCE"] == "ui-client-id"
+    assert "OIDC_AUDIENCE" not in env
+    assert entrypoint.server_environment({**SSO, "OIDC_AUDIENCE": "x"})["OIDC_AUDIENCE"] == "x"
     assert env["OIDC_GROUPS_ATTRIBUTE"] == "cognito:groups"
     assert env["OIDC_ADMIN_GROUP_NAME"] == "mlflow-admins"
     assert (env["OIDC_GROUP_NAME"], env["OIDC_GROUP_NAME_PATTERN"]) == ("mlflow-admins", "*")
@@ -335,6 +337,11 @@ def test_sso_groups_and_audience_follow_the_settings(entrypoint: ModuleType) -> 
     assert (env["OIDC_GROUP_NAME"], env["OIDC_GROUP_NAME_PATTERN"]) == ("data-science", "")
     assert env["OIDC_ADMIN_GROUP_NAME"] == "ml-admins"
     assert env["OIDC_AUDIENCE"] == "api://mlflow"
+    # Any other issuer: tokens must be for the MLflow app client unless told otherwise.
+    other = entrypoint.server_environment({
+        **SSO, "OIDC_DISCOVERY_URL": "https://login.example.com/realms/x/.well-known/openid-configuration",
+    })  # fmt: skip
+    assert other["OIDC_AUDIENCE"] == SSO["OIDC_CLIENT_ID"]
 
 
 @pytest.mark.parametrize(
