@@ -73,6 +73,8 @@ SSO_ADMIN = OidcUser("olga", "olga-Passw0rd", "olga@example.com", "Olga", (SSO_A
 SSO_OUTSIDER = OidcUser("mallory", "mallory-Passw0rd", "mallory@example.com", "Mallory", ("contractors",))
 SSO_MACHINE = "studio-alice"
 SSO_SHORT_LIVED = "short-lived"
+# Another profile's app client: a machine user with no grants (the notebook test's colleague).
+SSO_COLLEAGUE = "studio-bob"
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +83,7 @@ def sso_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer)
     stack = MlflowStack(
         tmp_path_factory.mktemp("sso-stack"), moto=moto_server, auth_mode="sso",
         default_permission="NO_PERMISSIONS", oidc_users=[SSO_USER, SSO_ADMIN, SSO_OUTSIDER],
-        machine_clients=[SSO_MACHINE, SSO_SHORT_LIVED],
+        machine_clients=[SSO_MACHINE, SSO_SHORT_LIVED, SSO_COLLEAGUE],
     )  # fmt: skip
     assert stack.oidc is not None
     from localrun.oidc import OidcClient

@@ -17,6 +17,11 @@ coexist in one process), against the session's accounts_stack, the profile
 with its own generated login whose MLflow user the account provisioner
 (stacks/functions/mlflow_accounts) created as the admin.
 
+`sso_studio_aws` / `sso_notebook_run` are the same for sso mode (a third
+region, against the session's sso_stack): the profile's secret holds a
+client-credentials app client of the stack's OpenID provider, one the server
+knows as a machine user (OIDC_MACHINE_CLIENTS).
+
 Test modules import these fixtures by name.
 """
 
@@ -153,6 +158,8 @@ _STUDIO_AWS = pytest.StashKey[Any]()
 _NOTEBOOK_RUN = pytest.StashKey[Any]()
 _ACCOUNTS_STUDIO_AWS = pytest.StashKey[Any]()
 _ACCOUNTS_NOTEBOOK_RUN = pytest.StashKey[Any]()
+_SSO_STUDIO_AWS = pytest.StashKey[Any]()
+_SSO_NOTEBOOK_RUN = pytest.StashKey[Any]()
 
 
 @dataclass(frozen=True)
@@ -361,6 +368,40 @@ def provision_account(moto_server, *, mlflow_url: str, admin_secret_arn: str, aw
             boto3.DEFAULT_SESSION = None
 
 
+# sso mode: the same profile, its secret an app client (ProjectConfig.oauth_client_secret_name),
+# in a third region; its roles are named apart from the accounts ones (IAM is global).
+SSO = StudioNames(
+    region="eu-west-1",
+    role=f"mlflow-sso-{PROFILE}-execution-role",
+    training_role=f"mlflow-sso-{PROFILE}-training-role",
+    serving_role=f"mlflow-sso-{PROFILE}-serving-role",
+    server_secret=SECRET_NAME,
+    login_secret=f"{SECRET_NAME}/users/{PROFILE}/oauth",
+)
+
+
+@pytest.fixture(scope="session")
+def sso_studio_aws(request, sso_stack, moto_server) -> StudioAws:
+    """The sso-mode deployment: the profile's secret holds its app client of the stack's OpenID provider."""
+    return once_per_session(request, _SSO_STUDIO_AWS, lambda: _create_sso_studio_aws(sso_stack, moto_server))
+
+
+def _create_sso_studio_aws(sso_stack, moto_server) -> StudioAws:
+    assert sso_stack.oidc is not None and PROFILE in sso_stack.machine_clients
+    client = sso_stack.oidc.clients[PROFILE]
+    aws = create_studio_aws(sso_stack, moto_server, SSO, login=(client.client_id, client.client_secret))
+    # What SageMakerStudioUserStack's deploy-time lookup writes into the profile's secret.
+    login = {
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "token_url": sso_stack.oidc.token_url,
+        "scope": "mlflow",
+    }
+    secrets_manager = moto_server.client("secretsmanager", region_name=SSO.region)
+    secrets_manager.put_secret_value(SecretId=SSO.login_secret, SecretString=json.dumps(login))
+    return aws
+
+
 @contextmanager
 def studio_env(aws: StudioAws, call_log: Path | None = None) -> Iterator[dict[str, str]]:
     """This process (and its children) as a Studio kernel: role credentials, moto, no MLflow vars."""
@@ -441,3 +482,9 @@ def accounts_notebook_run(
     return once_per_session(
         request, _ACCOUNTS_NOTEBOOK_RUN, lambda: execute_notebook(accounts_studio_aws, tmp_path_factory)
     )
+
+
+@pytest.fixture(scope="session")
+def sso_notebook_run(request, sso_studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
+    """The same notebook, run by the sso-mode profile with its app client's tokens (once)."""
+    return once_per_session(request, _SSO_NOTEBOOK_RUN, lambda: execute_notebook(sso_studio_aws, tmp_path_factory))
