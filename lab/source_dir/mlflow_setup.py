@@ -43,6 +43,10 @@ TRACKING_URL_PARAMETER = "/mlflow/tracking-url"
 ARTIFACT_BUCKET_PARAMETER = "/mlflow/artifact-bucket"
 # The tag on the execution and training roles that names their MLflow login's secret.
 CREDENTIALS_SECRET_TAG = "mlflow:credentials-secret"
+# The OAuth client sso mode needs; MLflow does not bring it, so the training job's
+# requirements.txt lists it (sagemaker_steps.write_training_requirements). The
+# range is the one the server's mlflow-oidc-auth plugin accepts.
+OAUTH_CLIENT_REQUIREMENT = "Authlib>=1.8,<2"
 
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
@@ -282,8 +286,14 @@ def read_login(session: boto3.session.Session, region: str, secret_name: str) ->
 
 def client_credentials_token(login: dict[str, str]) -> str:
     """An access token for the login's app client (OAuth2 client-credentials grant)."""
-    from authlib.common.errors import AuthlibBaseError
-    from authlib.integrations.requests_client import OAuth2Session
+    try:
+        from authlib.common.errors import AuthlibBaseError
+        from authlib.integrations.requests_client import OAuth2Session
+    except ImportError:
+        raise MlflowSetupError(
+            f"The MLflow login is an app client (sso mode), which needs the OAuth client Authlib: "
+            f"pip install '{OAUTH_CLIENT_REQUIREMENT}'"
+        ) from None
     from requests import RequestException
 
     client = OAuth2Session(login["client_id"], login["client_secret"], scope=login.get("scope"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +81,16 @@ def test_sso_login_problems_are_one_line_errors(aws, provider: OidcProvider, fie
     text = str(error.value)
     assert "\n" not in text
     assert secret not in text and "not-the-secret-value" not in text
+
+
+def test_without_authlib_the_error_says_what_to_install(aws, provider: OidcProvider, monkeypatch) -> None:
+    """Studio kernels and training containers lack Authlib unless it is installed: one line says which."""
+    secret = deploy_sso(aws, provider)
+    for name in ("authlib", "authlib.common.errors", "authlib.integrations.requests_client"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
+    expected = r"needs the OAuth client Authlib: pip install 'Authlib>=1.8,<2'$"
+    with pytest.raises(MlflowSetupError, match=expected) as error:
+        configure_mlflow(
+            tracking_url_parameter="/mlflow/tracking-url", secret_name=SECRET_NAME, session=aws, environ={}
+        )
+    assert "\n" not in str(error.value) and secret not in str(error.value)

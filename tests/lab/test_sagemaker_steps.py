@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import re
@@ -11,6 +12,7 @@ import boto3
 import mlflow
 import pytest
 import sagemaker_steps as steps
+from packaging.requirements import Requirement
 
 from tests.lab.conftest import REGION
 
@@ -30,10 +32,16 @@ def test_pin_missing_is_an_error(tmp_path):
         steps.pinned_mlflow_requirement(path)
 
 
-def test_training_requirements_repeat_the_pin(tmp_path):
+def test_training_requirements_repeat_the_pin_and_bring_the_oauth_client(tmp_path):
     written = steps.write_training_requirements(tmp_path)
     lines = [line for line in written.read_text().splitlines() if not line.startswith("#")]
-    assert lines == [steps.pinned_mlflow_requirement()]
+    # The job's container has neither MLflow nor Authlib; in sso mode train.py needs both.
+    assert lines == [steps.pinned_mlflow_requirement(), "Authlib>=1.8,<2"]
+    requirement = Requirement(lines[1])
+    assert importlib.metadata.version(requirement.name) in requirement.specifier
+    # The same range the server's OIDC plugin accepts.
+    plugin = [Requirement(r) for r in importlib.metadata.requires("mlflow-oidc-auth") or []]
+    assert [r.specifier for r in plugin if r.name.lower() == "authlib"] == [requirement.specifier]
 
 
 def test_unique_name_is_prefixed_and_short():
