@@ -106,7 +106,7 @@ class UpgradeResult:
         return f"{head} PASS: {schema}; data unchanged ({counts(self.after)}); {old}"
 
 
-def _server_env(postgres: Postgres, db_name: str, user: str, password: str, moto: MotoServer, bucket: str) -> dict:
+def shared_mode_env(postgres: Postgres, db_name: str, user: str, password: str, moto: MotoServer, bucket: str) -> dict:
     """The MLflow container's environment (shared mode), pointed at the loopback services."""
     return {
         "DB_HOST": postgres.host,
@@ -178,7 +178,7 @@ def check_upgrade(
     bucket = f"upgrade-check-{suffix}"
     postgres.ensure_database(db_name, user, password)
     moto.create_bucket(bucket)
-    env = _server_env(postgres, db_name, user, password, moto, bucket)
+    env = shared_mode_env(postgres, db_name, user, password, moto, bucket)
 
     def server(name: str, python: Path) -> MlflowServer:
         return MlflowServer(
