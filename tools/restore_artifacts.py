@@ -73,6 +73,11 @@ def _history(s3: Any, bucket: str, prefix: str) -> dict[str, list[dict[str, Any]
     return history
 
 
+def _same_bytes(latest: dict[str, Any], version: dict[str, Any]) -> bool:
+    """The current object already holds that version's bytes (e.g. restored before)."""
+    return not latest.get("DeleteMarker") and (latest["ETag"], latest["Size"]) == (version["ETag"], version["Size"])
+
+
 def restore_to_time(
     s3: Any, bucket: str, when: datetime, *, prefix: str = names.ARTIFACT_PREFIX + "/", dry_run: bool = False
 ) -> RestoreSummary:
@@ -84,7 +89,7 @@ def restore_to_time(
             summary.written_later.append(key)
         elif at_time.get("DeleteMarker"):
             summary.absent_at_time.append(key)
-        elif at_time["IsLatest"]:
+        elif at_time["IsLatest"] or _same_bytes(entries[0], at_time):
             summary.unchanged += 1
         else:
             summary.restored.append(key)
