@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install system-packages mlflow-previous synth test upgrade-check preflight deploy diff destroy rotate-password cost local bench lint clean
+.PHONY: install system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
@@ -55,6 +55,10 @@ test: install system-packages mlflow-previous
 upgrade-check: install system-packages
 	@if [ -z "$(VERSION)" ]; then echo "make upgrade-check: give the MLflow release to try, e.g. make upgrade-check VERSION=3.18.0" >&2; exit 2; fi
 	$(BIN)/python -m localrun.upgrade_check $(VERSION)
+
+# The README's restore procedure rehearsed on loopback (backup, destroy, restore, compare).
+restore-drill: install system-packages
+	$(BIN)/python -m pytest -n 0 -q tests/integration/test_restore_drill.py
 
 # Credentials, region, Docker engine and CDK bootstrap, each problem on one line.
 preflight: install
