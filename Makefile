@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench lint clean
+.PHONY: install system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
@@ -62,7 +62,7 @@ restore-drill: install system-packages
 
 # Credentials, region, Docker engine and CDK bootstrap, each problem on one line.
 preflight: install
-	$(BIN)/python -m tools.preflight
+	$(BIN)/python -m tools.preflight $(SETTINGS)
 
 deploy: preflight
 	npx cdk deploy --all $(SETTINGS)
@@ -93,13 +93,18 @@ cost: install
 	npx cdk synth --quiet --output $(COST_OUT) $(SETTINGS)
 	$(BIN)/python -m cost $(COST_OUT)
 
-# `make local AUTH_MODE=accounts` runs MLflow's own users and permissions.
+# `make local AUTH_MODE=accounts` runs MLflow's own users and permissions, AUTH_MODE=sso
+# a local OpenID provider and the OIDC plugin (it prints how to sign in).
 AUTH_MODE ?= shared
 local: install system-packages
 	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE)
 
 bench: install system-packages
 	$(BIN)/python benchmarks/proxy_overhead.py
+
+# accounts vs shared log-batch throughput, presigned 200 MB transfers vs plain S3 (about 10 minutes).
+bench-accounts: install system-packages
+	$(BIN)/python -u benchmarks/accounts_and_artifacts.py
 
 clean:
 	rm -rf cdk.out $(COST_OUT) .pytest_cache

@@ -1,7 +1,8 @@
 """`make local`: the MLflow task (nginx + MLflow) on this machine, to try out.
 
 Same entrypoints and nginx config as the images, in either auth mode
-(`--auth-mode shared|accounts`; `make local AUTH_MODE=accounts`).
+(`--auth-mode shared|accounts|sso`; `make local AUTH_MODE=sso` adds a local
+OpenID provider with a test admin and user, whose logins it prints).
 PostgreSQL stands in for Aurora (SQLite if the Debian package is missing) and
 moto's S3 for the artifact bucket: MLflow serves the artifacts, large ones go
 between client and that S3 through presigned URLs, as deployed. The database
@@ -22,9 +23,17 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from localrun.oidc import OidcUser
 from localrun.process import LOOPBACK, ServiceError, free_port
 from localrun.services import REPO_ROOT, MotoServer
-from localrun.stack import AUTH_MODES, MlflowStack, artifact_transfer_settings, new_password
+from localrun.stack import (
+    AUTH_MODES,
+    SSO_ADMIN_GROUP,
+    SSO_ALLOWED_GROUP,
+    MlflowStack,
+    artifact_transfer_settings,
+    new_password,
+)
 
 STATE_DIR = REPO_ROOT / ".local-run"
 BUCKET = "mlflow-artifacts-local"
@@ -59,7 +68,35 @@ def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+LOCAL_SSO_USERS = [
+    OidcUser("admin", "admin-Passw0rd", "admin@example.com", "Local admin", (SSO_ADMIN_GROUP,)),
+    OidcUser("user", "user-Passw0rd", "user@example.com", "Local user", (SSO_ALLOWED_GROUP,)),
+]
+LOCAL_MACHINE_CLIENT = "local-code"
+
+
+def sso_banner(stack: MlflowStack) -> str:
+    assert stack.oidc is not None
+    client = stack.oidc.clients[LOCAL_MACHINE_CLIENT]
+    people = "".join(
+        f"  {u.username} / {u.password}  ({u.email}, group {u.groups[0]})\n" for u in LOCAL_SSO_USERS
+    )
+    return (
+        f"\nMLflow is up at {stack.proxy_url} (auth mode sso)\n"
+        f"Open it in a browser and sign in at the local OpenID provider ({stack.oidc.issuer}) as:\n{people}"
+        f"  artifacts: {stack.artifacts_destination} on the local S3 at {stack.moto_endpoint}\n\n"
+        f"For code, a token of app client {client.client_id} (MLflow user {client.client_id}):\n"
+        f"  export MLFLOW_TRACKING_URI={stack.proxy_url}\n"
+        f"  export MLFLOW_TRACKING_TOKEN=$(curl -s -u {client.client_id}:{client.client_secret} "
+        f"-d grant_type=client_credentials -d scope=mlflow {stack.oidc.token_url} | python3 -c "
+        "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n\n"
+        "Press Ctrl-C to stop."
+    )
+
+
 def banner(stack: MlflowStack) -> str:
+    if stack.auth_mode == "sso":
+        return sso_banner(stack)
     who = "admin (MLflow's auth app)" if stack.auth_mode == "accounts" else "the one user (nginx basic auth)"
     settings = "".join(f"  export {name}={value}\n" for name, value in artifact_transfer_settings().items())
     return (
@@ -99,6 +136,7 @@ def main() -> int:
         state_dir, moto=moto, auth_mode=args.auth_mode, durable=True, sqlite_fallback=True,
         workers=args.workers, db_superuser_password=state["db_superuser_password"],
         secret_key=state["flask_secret_key"], proxy_port=preferred_port(args.port), bucket=BUCKET,
+        oidc_users=LOCAL_SSO_USERS, machine_clients=[LOCAL_MACHINE_CLIENT],
     )  # fmt: skip
     saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"
@@ -115,7 +153,9 @@ def main() -> int:
         return 1
     try:
         print(banner(stack), flush=True)
-        while all(p.running for p in (stack.mlflow.process, stack.nginx.process, moto.process)):
+        servers = [stack.mlflow.process, stack.nginx.process, moto.process]
+        servers += [stack.oidc.process] if stack.oidc else []
+        while all(p.running for p in servers):
             time.sleep(1)
         print(f"A server exited unexpectedly; see {stack.log_dir}", file=sys.stderr)
         return 1

@@ -279,11 +279,11 @@ class MotoServer(HttpService):
     def endpoint_url(self) -> str:
         return self.url
 
-    def client(self, service: str):  # noqa: ANN201 - a boto3 client
+    def client(self, service: str, *, region_name: str | None = None):  # noqa: ANN201 - a boto3 client
         import boto3
 
         return boto3.client(
-            service, endpoint_url=self.endpoint_url, region_name=FAKE_AWS["AWS_REGION"],
+            service, endpoint_url=self.endpoint_url, region_name=region_name or FAKE_AWS["AWS_REGION"],
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )  # fmt: skip
 

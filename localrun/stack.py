@@ -17,10 +17,15 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
-from localrun.process import ServiceError
+from localrun.oidc import OidcClient, OidcProvider, OidcUser
+from localrun.process import ServiceError, free_port
 from localrun.services import FAKE_AWS, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
 
-AUTH_MODES = ("shared", "accounts")
+AUTH_MODES = ("shared", "accounts", "sso")
+# sso mode: the MLflow app client at the local OpenID provider, and its groups.
+SSO_CLIENT_ID = "mlflow"
+SSO_ADMIN_GROUP = "mlflow-admins"
+SSO_ALLOWED_GROUP = "mlflow-users"
 ARTIFACT_PREFIX = "mlflow-artifacts"
 
 
@@ -75,6 +80,8 @@ class MlflowStack:
         sqlite_fallback: bool = False,
         server_env: dict[str, str] | None = None,
         bucket: str | None = None,
+        oidc_users: list[OidcUser] | None = None,
+        machine_clients: list[str] | None = None,
     ) -> None:
         if auth_mode not in AUTH_MODES:
             raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
@@ -114,8 +121,25 @@ class MlflowStack:
                 (root / "mlflow.db").rename(root / "sqlite" / "mlflow.db")  # where earlier versions kept it
             self.db_env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{(root / 'sqlite' / 'mlflow.db').resolve()}"}
             self.data_dirs.append(root / "sqlite")
+        # sso: the local OpenID provider (Cognito's part), its users and app clients.
+        self.oidc: OidcProvider | None = None
+        self.machine_clients = list(machine_clients or [])
+        if auth_mode == "sso":
+            self.oidc = OidcProvider(
+                root / "oidc", log_dir=self.log_dir, users=list(oidc_users or []),
+                clients=[OidcClient(client_id) for client_id in self.machine_clients],
+                audience=SSO_CLIENT_ID, port=free_port(),
+            )  # fmt: skip
+            self.sso_client = OidcClient(SSO_CLIENT_ID)  # redirect URIs added below
         self.mlflow = self.new_mlflow_server(name="mlflow", port=None)
         self.nginx = self._new_nginx(port=proxy_port)
+        if self.oidc is not None:
+            self.sso_client = OidcClient(
+                SSO_CLIENT_ID, self.sso_client.client_secret,
+                redirect_uris=(f"{self.proxy_url}/callback",),
+                post_logout_redirect_uris=(f"{self.proxy_url}/oidc/ui/auth",),
+            )  # fmt: skip
+            self.oidc.add_client(self.sso_client)
 
     def database_env(self, db_name: str) -> dict[str, str]:
         """What ECS gives the MLflow container for the database `db_name`."""
@@ -149,6 +173,21 @@ class MlflowStack:
                 "MLFLOW_AUTH_ADMIN_USERNAME": self.username,
                 "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": self.secret_key,
+            }
+            if self.default_permission:
+                env["MLFLOW_AUTH_DEFAULT_PERMISSION"] = self.default_permission
+        if self.auth_mode == "sso":
+            assert self.oidc is not None
+            env |= {
+                "OIDC_DISCOVERY_URL": self.oidc.discovery_url,
+                "OIDC_CLIENT_ID": self.sso_client.client_id,
+                "OIDC_CLIENT_SECRET": self.sso_client.client_secret,
+                "OIDC_ADMIN_GROUP": SSO_ADMIN_GROUP,
+                "OIDC_ALLOWED_GROUP": SSO_ALLOWED_GROUP,
+                "OIDC_MACHINE_CLIENTS": ",".join(self.machine_clients),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": self.secret_key,
+                # Local runs are plain http: a Secure cookie would never come back.
+                "SESSION_COOKIE_SECURE": "false",
             }
             if self.default_permission:
                 env["MLFLOW_AUTH_DEFAULT_PERMISSION"] = self.default_permission
@@ -204,6 +243,8 @@ class MlflowStack:
             if self.postgres is not None:
                 self.postgres.start()
                 self.postgres.ensure_database(self.db_name, self.db_user, self.db_password)
+            if self.oidc is not None:
+                self.oidc.start()
             # The UI opens presigned URLs from the proxy's origin.
             self.moto.create_bucket(self.bucket, cors_origins=[self.proxy_url])
             self.mlflow.start()
@@ -214,7 +255,8 @@ class MlflowStack:
 
     def stop(self) -> None:
         """Stop in reverse order; never leave a process behind."""
-        for stop in (self.nginx.stop, self.mlflow.stop, self.postgres and self.postgres.stop):
+        oidc, postgres = self.oidc and self.oidc.stop, self.postgres and self.postgres.stop
+        for stop in (self.nginx.stop, self.mlflow.stop, oidc, postgres):
             if stop:
                 stop()
 

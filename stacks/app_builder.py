@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks import names
+from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.function_logs import own_function_log_groups
 from stacks.config import ProjectConfig
 from stacks.http_gateway_stack import HttpGatewayStack
@@ -38,6 +39,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         load_balancer_port=vpc.load_balancer_port,
         artifact_bucket=vpc.artifact_bucket,
         certificate=vpc.certificate,
+        identity=vpc.identity if isinstance(vpc.identity, CognitoIdentity) else None,
         description=f"{description}: HTTPS API",
     )
     monitoring = MLflowMonitoringStack(
@@ -68,6 +70,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         training_access_policy=vpc.storage.training_access_policy,
         serving_access_policy=vpc.storage.serving_access_policy,
         output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK],
+        machine_clients=vpc.machine_clients,
         description=f"{description}: SageMaker Studio users",
     )
     # The profile is only useful once the tracking URL exists.

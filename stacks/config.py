@@ -81,7 +81,8 @@ _PROFILE_NAME = re.compile(r"[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}")
 # the profile, the account); 20 keeps the Studio stack far below CloudFormation's
 # 500-resource limit and the deploy short.
 MAX_USER_PROFILES = 20
-AUTH_MODES = ("shared", "accounts")
+AUTH_MODES = ("shared", "accounts", "sso")
+OIDC_PROVIDERS = ("cognito", "external")
 # MLflow's auth app: permissions a user has on what nobody granted them explicitly.
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 # Keys that were renamed: a clear message instead of "unknown key".
@@ -99,6 +100,19 @@ _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HOSTED_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
 _CERTIFICATE_NAME_MAX = 64  # ACM: the certificate's first (and here only) name, in octets
 _DOMAIN_KEYS = ("domain_name", "hosted_zone_id", "hosted_zone_name")
+# sso mode: what only an external issuer uses, and what only the Cognito pool uses.
+_EXTERNAL_KEYS = ("oidc_discovery_url", "oidc_client_secret_name")
+_COGNITO_KEYS = ("cognito_identity_providers", "cognito_domain_prefix")
+_DISCOVERY_PATH = "/.well-known/openid-configuration"
+# A group name as an identity provider puts it in a token: no commas (lists), no control characters.
+_GROUP_NAME = re.compile(r"[^,\x00-\x1f\x7f]{1,128}")
+# Cognito identity provider names: COGNITO (the pool's own users), Google, Facebook,
+# LoginWithAmazon, SignInWithApple, or the name given to a SAML / OIDC provider (1-32 characters).
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~+/=-]{1,128}")
+_IDENTITY_PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+# Cognito hosted UI prefixes: lowercase letters, digits, inner hyphens; never these words.
+_DOMAIN_PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_RESERVED_PREFIX_WORDS = ("aws", "amazon", "cognito")
 
 
 @dataclass(frozen=True)
@@ -238,13 +252,59 @@ class ProjectConfig(BaseModel):
         "shared",
         ", ".join(AUTH_MODES),
         "shared: one login checked by nginx; accounts: MLflow's own users and permissions, "
-        "one MLflow user per Studio profile",
+        "one MLflow user per Studio profile; sso: people sign in with an OIDC provider, code sends its tokens",
     )
     default_permission: str = setting(
         "READ",
         ", ".join(PERMISSIONS),
-        "accounts mode: what every user may do on experiments and models nobody granted them "
+        "accounts and sso modes: what every user may do on experiments and models nobody granted them "
         "(creators get MANAGE on their own)",
+    )
+    oidc_provider: str = setting(
+        "cognito",
+        ", ".join(OIDC_PROVIDERS),
+        "sso mode: cognito creates a Cognito user pool with hosted sign-in; external uses your OIDC issuer",
+    )
+    oidc_discovery_url: str | None = setting(
+        None,
+        f"empty, or an https URL ending in {_DISCOVERY_PATH} (required with oidc_provider=external)",
+        "sso mode with an external issuer: its OpenID Connect discovery document",
+    )
+    oidc_client_secret_name: str | None = setting(
+        None,
+        "empty, or 1-180 of A-Z a-z 0-9 / _ + = . @ -, not ending in a hyphen and 6 characters "
+        "(required with oidc_provider=external)",
+        "sso mode with an external issuer: the secret you created holding the UI client's "
+        "JSON fields client_id and client_secret",
+    )
+    oidc_admin_group: str = setting(
+        "mlflow-admins",
+        "1-128 characters without commas (no spaces with cognito)",
+        "sso mode: members of this group are MLflow admins (created in the pool with cognito)",
+    )
+    oidc_allowed_group: str | None = setting(
+        None,
+        "empty, or a group name like oidc_admin_group",
+        "sso mode: only members of this group may sign in (created in the pool with cognito); empty lets "
+        "everybody the provider authenticates in",
+    )
+    oidc_machine_clients: list[str] = setting(
+        [],
+        "0-50 distinct OAuth client ids of 1-128 letters, digits and . _ ~ + / = -",
+        "sso mode: clients whose client-credentials tokens act as MLflow users named by the client id "
+        "(pipelines; with external also the Studio profiles' clients); Cognito's Studio clients are added by the stack",
+    )
+    cognito_identity_providers: list[str] = setting(
+        ["COGNITO"],
+        "1-10 distinct names: COGNITO (the pool's own users) and/or providers added to the pool "
+        "(Google, SignInWithApple, or the name of a SAML or OIDC provider), 1-32 letters, digits, . _ -",
+        "sso mode with cognito: where the hosted sign-in page sends people",
+    )
+    cognito_domain_prefix: str | None = setting(
+        None,
+        "empty, or 1-63 lowercase letters, digits and inner hyphens without aws, amazon or cognito",
+        "sso mode with cognito: hosted sign-in at https://<prefix>.auth.<region>.amazoncognito.com; "
+        "empty uses mlflow-<account id>",
     )
     sagemaker_domain_id: str | None = setting(
         None, "empty, or d- and 12 lowercase letters or digits", "existing Studio domain to use; empty creates one"
@@ -300,7 +360,15 @@ class ProjectConfig(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("sagemaker_domain_id", "alarm_email", *_DOMAIN_KEYS, mode="before")
+    @field_validator(
+        "sagemaker_domain_id",
+        "alarm_email",
+        "oidc_allowed_group",
+        *_DOMAIN_KEYS,
+        *_EXTERNAL_KEYS,
+        "cognito_domain_prefix",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         """cdk.json cannot hold null for a -c override: an empty string means "not set"."""
@@ -396,10 +464,87 @@ class ProjectConfig(BaseModel):
     @field_validator("auth_mode")
     @classmethod
     def _check_auth_mode(cls, value: str) -> str:
-        if value == "sso":
-            raise _Invalid("is not available yet (single sign-on arrives in a later release)")
         if value not in AUTH_MODES:
             raise _Invalid("is not an authentication mode")
+        return value
+
+    @field_validator("oidc_provider")
+    @classmethod
+    def _check_oidc_provider(cls, value: str) -> str:
+        if value not in OIDC_PROVIDERS:
+            raise _Invalid("is not an OIDC provider choice")
+        return value
+
+    @field_validator("oidc_discovery_url")
+    @classmethod
+    def _check_discovery_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme, _, rest = value.partition("://")
+        host = rest.split("/", 1)[0]
+        if scheme != "https" or not value.endswith(_DISCOVERY_PATH) or not _is_dns_name(host.lower()):
+            raise _Invalid("is not an https discovery URL")
+        return value
+
+    @field_validator("oidc_client_secret_name")
+    @classmethod
+    def _check_client_secret_name(cls, value: str | None) -> str | None:
+        if value is not None and (not _SECRET_NAME.fullmatch(value) or _ARN_SUFFIX.search(value)):
+            raise _Invalid("is not a usable Secrets Manager name")
+        return value
+
+    @field_validator("oidc_admin_group", "oidc_allowed_group")
+    @classmethod
+    def _check_group(cls, value: str | None) -> str | None:
+        if value is not None and not _GROUP_NAME.fullmatch(value):
+            raise _Invalid("is not a group name")
+        return value
+
+    @field_validator("oidc_machine_clients")
+    @classmethod
+    def _check_machine_clients(cls, value: list[str]) -> list[str]:
+        value = [client.strip() for client in value]
+        if len(value) > 50:
+            raise _Invalid(f"has {len(value)} clients")
+        bad = next((client for client in value if not _CLIENT_ID.fullmatch(client)), None)
+        if bad is not None:
+            raise _Invalid(f"holds {bad!r}, which is not an OAuth client id")
+        if len(set(value)) != len(value):
+            raise _Invalid("names a client twice")
+        return value
+
+    @field_validator("cognito_identity_providers", "oidc_machine_clients", mode="before")
+    @classmethod
+    def _provider_names_are_strings(cls, value: Any) -> Any:
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise _Invalid("holds something that is not a name")
+        return value
+
+    @field_validator("cognito_identity_providers")
+    @classmethod
+    def _check_identity_providers(cls, value: list[str]) -> list[str]:
+        value = [name.strip() for name in value]
+        if not value:
+            raise _Invalid("is empty")
+        if len(value) > 10:
+            raise _Invalid(f"has {len(value)} providers")
+        bad = next((name for name in value if not _IDENTITY_PROVIDER.fullmatch(name)), None)
+        if bad is not None:
+            raise _Invalid(f"holds {bad!r}, which is not a Cognito identity provider name")
+        if len(set(value)) != len(value):
+            raise _Invalid("names a provider twice")
+        return value
+
+    @field_validator("cognito_domain_prefix")
+    @classmethod
+    def _check_domain_prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not _DOMAIN_PREFIX.fullmatch(value):
+            raise _Invalid("is not a Cognito domain prefix")
+        reserved = next((word for word in _RESERVED_PREFIX_WORDS if word in value), None)
+        if reserved is not None:
+            raise _Invalid(f"contains {reserved!r}, which Cognito reserves")
         return value
 
     @field_validator("default_permission")
@@ -484,7 +629,61 @@ class ProjectConfig(BaseModel):
         self._check_aurora_capacity(changed)
         self._check_custom_domain()
         self._check_profiles_against_admin()
+        self._check_sso()
         return self
+
+    def _check_sso(self) -> None:
+        """An external issuer needs its discovery URL and client secret; Cognito-only keys need Cognito."""
+        if not self.sso_enabled:
+            return
+        if self.oidc_provider == "external":
+            missing = next((key for key in _EXTERNAL_KEYS if getattr(self, key) is None), None)
+            if missing is not None:
+                raise _Invalid(
+                    "is empty, but oidc_provider=external needs it",
+                    key=missing,
+                    value="",
+                    allowed=allowed(missing).removeprefix("empty, or "),
+                )
+            if self.cognito_domain_prefix is not None:
+                raise _Invalid(
+                    "is only used with oidc_provider=cognito",
+                    key="cognito_domain_prefix",
+                    value=self.cognito_domain_prefix,
+                    allowed="empty with oidc_provider=external",
+                )
+            if self.cognito_identity_providers != ["COGNITO"]:
+                raise _Invalid(
+                    "is only used with oidc_provider=cognito (federate in your own provider instead)",
+                    key="cognito_identity_providers",
+                    value=self.cognito_identity_providers,
+                    allowed="COGNITO (the default) with oidc_provider=external",
+                )
+            return
+        given = next((key for key in _EXTERNAL_KEYS if getattr(self, key) is not None), None)
+        if given is not None:
+            raise _Invalid(
+                "is only used with oidc_provider=external",
+                key=given,
+                value=getattr(self, given),
+                allowed="empty with oidc_provider=cognito, or set oidc_provider=external",
+            )
+        for key in ("oidc_admin_group", "oidc_allowed_group"):
+            group = getattr(self, key)
+            if group is not None and any(character.isspace() for character in group):
+                raise _Invalid(
+                    "has a space, which Cognito group names cannot",
+                    key=key,
+                    value=group,
+                    allowed="a name without spaces with oidc_provider=cognito",
+                )
+        if self.oidc_allowed_group == self.oidc_admin_group:
+            raise _Invalid(
+                "is the admin group too",
+                key="oidc_allowed_group",
+                value=self.oidc_allowed_group,
+                allowed=f"empty or a group other than oidc_admin_group={self.oidc_admin_group}",
+            )
 
     def _check_profiles_against_admin(self) -> None:
         admin = next((p for p in self.user_profiles if p.lower() == names.SERVER_USERNAME), None)
@@ -698,6 +897,28 @@ class ProjectConfig(BaseModel):
     def accounts_enabled(self) -> bool:
         """MLflow's auth app decides who may do what; each Studio profile gets its own MLflow user."""
         return self.auth_mode == "accounts"
+
+    @property
+    def sso_enabled(self) -> bool:
+        """People sign in with an OIDC provider; code sends bearer tokens from it."""
+        return self.auth_mode == "sso"
+
+    @property
+    def cognito_enabled(self) -> bool:
+        """sso mode with the Cognito user pool the stack creates."""
+        return self.sso_enabled and self.oidc_provider == "cognito"
+
+    @property
+    def sessions_enabled(self) -> bool:
+        """MLflow itself signs sessions (accounts and sso modes): every task needs the same key."""
+        return self.auth_mode in ("accounts", "sso")
+
+    def oauth_client_secret_name(self, profile: str) -> str:
+        """Secrets Manager name of one profile's OAuth client (sso mode): client_id, client_secret, token_url, scope.
+
+        As long as :meth:`user_secret_name` at most, so it fits the role tag the lab reads it from.
+        """
+        return f"{self.credentials_secret_name}/users/{profile}/oauth"
 
     def user_secret_name(self, profile: str) -> str:
         """Secrets Manager name of one profile's MLflow login (accounts mode).

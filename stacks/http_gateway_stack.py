@@ -12,6 +12,8 @@ from constructs import Construct
 
 from stacks import names
 from stacks.components.artifact_bucket_cors import ArtifactBucketCors
+from stacks.components.callback_registration import CallbackRegistration
+from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.custom_domain import CustomDomain
 from stacks.components.http_gateway import HttpGateway
 from stacks.config import ProjectConfig
@@ -25,6 +27,10 @@ class HttpGatewayStack(Stack):
 
     Also lets the MLflow UI, served from this API's origin, fetch artifacts
     through the presigned S3 URLs MLflow issues (CORS rule on the bucket).
+
+    ``identity`` (sso mode with Cognito) is the VPC stack's user pool: without
+    a custom domain, this stack registers the API's sign-in URLs on its UI
+    client (the VPC stack cannot name them; see ``CognitoIdentity``).
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class HttpGatewayStack(Stack):
         load_balancer_port: int,
         artifact_bucket: s3.IBucket,
         certificate: acm.ICertificate | None,
+        identity: CognitoIdentity | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -92,12 +99,25 @@ class HttpGatewayStack(Stack):
             removal_policy=config.cdk_removal_policy,
         )
 
+        self.callback_registration = (
+            CallbackRegistration(
+                self,
+                "SignInUrls",
+                identity=identity,
+                public_url=origin,
+                role=self.artifact_cors.role,
+                log_group=self.artifact_cors.log_group,
+            )
+            if identity is not None and identity.public_url is None
+            else None
+        )
+
         self.tracking_url_parameter = ssm.StringParameter(
             self,
             "TrackingUrlParameter",
             parameter_name=names.SSM_TRACKING_URL,
             string_value=self.tracking_url,
-            description="MLflow tracking URI (HTTPS, basic auth)",
+            description="MLflow tracking URI (HTTPS)",
         )
         CfnOutput(
             self, names.OUTPUT_TRACKING_URL, value=self.tracking_url, description="MLflow tracking URI"

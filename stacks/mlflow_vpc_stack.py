@@ -8,17 +8,21 @@ from constructs import Construct
 
 from stacks import names
 from stacks.components.artifact_store import ArtifactStore
+from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.database import MetadataDatabase
 from stacks.components.domain_certificate import DomainCertificate
+from stacks.components.external_issuer import ExternalIssuer
 from stacks.components.network import Network
+from stacks.components.oauth_client_login import CognitoMachineClient
 from stacks.components.server_credentials import ServerCredentials
 from stacks.components.session_key import SessionKey
-from stacks.components.tracking_service import TrackingService
+from stacks.components.tracking_service import OidcSettings, TrackingService
 from stacks.config import ProjectConfig
 
 
 class MLflowVpcStack(Stack):
-    """Everything that runs inside the project VPC."""
+    """Everything that runs inside the project VPC, and in sso mode the identity provider its tasks trust
+    (the Cognito pool, or what the stack knows of an external issuer)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: ProjectConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -45,10 +49,10 @@ class MLflowVpcStack(Stack):
             self,
             "Credentials",
             secret_name=config.credentials_secret_name,
-            accounts=config.accounts_enabled,
+            auth_mode=config.auth_mode,
             removal_policy=removal,
         )
-        self.session_key = SessionKey(self, "SessionKey") if config.accounts_enabled else None
+        self.session_key = SessionKey(self, "SessionKey") if config.sessions_enabled else None
         self.database = MetadataDatabase(
             self,
             "Database",
@@ -70,6 +74,7 @@ class MLflowVpcStack(Stack):
             if domain
             else None
         )
+        self.identity, oidc = self._identity_provider(config)
         self.tracking = TrackingService(
             self,
             "Tracking",
@@ -85,6 +90,7 @@ class MLflowVpcStack(Stack):
             auth_mode=config.auth_mode,
             default_permission=config.default_permission,
             session_key=self.session_key.secret if self.session_key else None,
+            oidc=oidc,
             cpu=config.task_cpu,
             memory_mib=config.task_memory_mib,
             workers=config.mlflow_workers,
@@ -112,6 +118,15 @@ class MLflowVpcStack(Stack):
         self.load_balancer_server_name = self.tracking.server_name
         self.certificate = self.domain_certificate.certificate if self.domain_certificate else None
 
+        if isinstance(self.identity, CognitoIdentity):
+            for key, value in (
+                (names.OUTPUT_USER_POOL_ID, self.identity.user_pool.user_pool_id),
+                (names.OUTPUT_SIGN_IN_URL, self.identity.sign_in_url),
+                (names.OUTPUT_TOKEN_URL, self.identity.token_url),
+                (names.OUTPUT_API_SCOPE, names.API_SCOPE),
+            ):
+                CfnOutput(self, key, value=value).override_logical_id(key)
+
         ssm.StringParameter(
             self,
             "ArtifactBucketParameter",
@@ -134,3 +149,57 @@ class MLflowVpcStack(Stack):
             (names.OUTPUT_DATABASE_CLUSTER, self.database.cluster.cluster_identifier),
         ):
             CfnOutput(self, key, value=value).override_logical_id(key)
+
+    def _identity_provider(
+        self, config: ProjectConfig
+    ) -> tuple[CognitoIdentity | ExternalIssuer | None, OidcSettings | None]:
+        """sso mode: the Cognito pool this stack creates, or the external issuer it is told about."""
+        # Studio profile -> its Cognito app client (sso mode with Cognito), for the Studio stack.
+        self.machine_clients: dict[str, CognitoMachineClient] = {}
+        if not config.sso_enabled:
+            return None, None
+        if config.cognito_enabled:
+            domain = config.custom_domain
+            identity: CognitoIdentity | ExternalIssuer = CognitoIdentity(
+                self,
+                "Identity",
+                domain_prefix=config.cognito_domain_prefix,
+                identity_providers=config.cognito_identity_providers,
+                admin_group=config.oidc_admin_group,
+                allowed_group=config.oidc_allowed_group,
+                # Known here only with a custom domain; otherwise the gateway stack registers it.
+                public_url=domain.url if domain else None,
+                removal_policy=config.cdk_removal_policy,
+            )
+            groups_claim: str | None = "cognito:groups"
+        else:
+            assert config.oidc_discovery_url is not None and config.oidc_client_secret_name is not None
+            identity = ExternalIssuer(
+                self,
+                "ExternalIssuer",
+                discovery_url=config.oidc_discovery_url,
+                client_secret_name=config.oidc_client_secret_name,
+            )
+            groups_claim = None
+        if isinstance(identity, CognitoIdentity):
+            # Each Studio profile's app client, here because the tasks must know the client ids
+            # (the Studio stack puts each client's secret into the profile's own secret).
+            for profile in config.user_profiles:
+                client = identity.add_machine_client(self, f"StudioClient{profile}", name=f"studio-{profile}")
+                self.machine_clients[profile] = CognitoMachineClient(
+                    user_pool_id=identity.user_pool.user_pool_id,
+                    user_pool_arn=identity.user_pool.user_pool_arn,
+                    client_id=client.ref,
+                    token_url=identity.token_url,
+                )
+        return identity, OidcSettings(
+            discovery_url=identity.discovery_url,
+            client_secret=identity.client_secret,
+            admin_group=config.oidc_admin_group,
+            allowed_group=config.oidc_allowed_group,
+            groups_claim=groups_claim,
+            machine_clients=(
+                *(client.client_id for client in self.machine_clients.values()),
+                *config.oidc_machine_clients,
+            ),
+        )

@@ -14,6 +14,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
+from stacks.components.cognito_identity import CognitoIdentity
+
 if TYPE_CHECKING:
     from stacks.app_builder import ProjectStacks
 
@@ -70,6 +72,8 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
             "tasks run would split them into two keys and sign users out. A new deployment of the "
             "stack (or deleting the value and forcing a new ECS deployment) replaces it.",
         )
+    if isinstance(vpc.identity, CognitoIdentity):
+        _cognito(vpc.identity)
     acknowledge(
         vpc.database.secret_resource,
         "SMG4",
@@ -170,13 +174,41 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         )
 
 
+def _cognito(identity: CognitoIdentity) -> None:
+    pool = identity.user_pool
+    acknowledge(
+        pool,
+        "COG2",
+        "MFA is optional so that people who arrive through a federated provider (Google, the company's "
+        "SAML or OIDC identity provider) are not asked for a second Cognito factor on top of their "
+        "provider's own; the pool's own users can enrol a TOTP app, and an admin can require it "
+        "(README, Single sign-on).",
+    )
+    acknowledge(
+        pool,
+        "COG8",
+        "The Essentials plan (the first 10,000 monthly active users free) instead of Plus, which bills "
+        "every active user: Plus adds threat protection for the pool's own passwords, which does not "
+        "cover federated sign-ins, where the company's identity provider applies its own risk checks. "
+        "Switching the pool to Plus later is a one-line change without losing users.",
+    )
+    acknowledge(
+        identity.client_secret,
+        "SMG4",
+        "The value is the UI app client's secret, which Cognito generates and CloudFormation copies "
+        "here; a Secrets Manager rotation could not change it at Cognito. Replacing the client (a new "
+        "deployment with a renamed client) creates a new secret and the tasks read it when they restart.",
+    )
+
+
 def _gateway_stack(stacks: ProjectStacks) -> None:
     acknowledge(
         stacks.gateway.gateway.api,
         "APIG4",
-        "Authentication happens in nginx: HTTP basic auth on every path except the exact "
-        "/elb-status health path. HTTP APIs have no basic-auth authorizer, and MLflow clients "
-        "only speak basic auth or bearer tokens, so the API forwards the Authorization header.",
+        "Authentication happens behind the API on every path except the exact /elb-status health "
+        "path: nginx's basic auth (shared mode), MLflow's auth app (accounts) or its OIDC plugin, "
+        "which also runs the browser sign-in (sso). HTTP APIs have no basic-auth authorizer, and "
+        "MLflow clients only speak basic auth or bearer tokens, so the API forwards the Authorization header.",
     )
 
 
@@ -258,6 +290,14 @@ def _studio_stack(stacks: ProjectStacks) -> None:
                 "The MLflow user's password lives in MLflow's auth database, set by the account "
                 "provisioner from this secret; a rotation here would not reach MLflow. Change it with "
                 "MLflow's update-password API and put the same value here (README, accounts mode).",
+            )
+        if user.oauth_login is not None:
+            acknowledge(
+                user.oauth_login.secret,
+                "SMG4",
+                "The value is an OAuth client's secret issued by the identity provider (Cognito generates it "
+                "for the profile's app client; an external provider's administrator puts theirs here); a "
+                "Secrets Manager rotation could not change it at the provider.",
             )
     _workload_role(studio.serving_role, "model endpoints", "their log groups /aws/sagemaker/Endpoints/<name>")
     if studio.provisioner is not None:

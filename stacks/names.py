@@ -28,6 +28,11 @@ OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
 OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
 OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
+# sso mode with Cognito: where people and pipelines get their tokens (README, Single sign-on).
+OUTPUT_USER_POOL_ID: Final = "CognitoUserPoolId"
+OUTPUT_SIGN_IN_URL: Final = "CognitoSignInUrl"
+OUTPUT_TOKEN_URL: Final = "OidcTokenUrl"
+OUTPUT_API_SCOPE: Final = "OidcApiScope"
 
 # CloudWatch dashboard of the request path.
 DASHBOARD_NAME: Final = "mlflow"
@@ -53,6 +58,13 @@ DATABASE_NAME: Final = "mlflow"
 SERVER_USERNAME: Final = "mlflow"
 # accounts mode: MLflow's auth app keeps its users in this database of the same cluster.
 AUTH_DATABASE_NAME: Final = "mlflow_auth"
+# sso mode with Cognito: the resource server and scope code asks for with the
+# client-credentials grant (Studio profiles, pipelines): "<identifier>/<scope>".
+API_RESOURCE_SERVER: Final = "mlflow"
+API_SCOPE_NAME: Final = "api"
+API_SCOPE: Final = f"{API_RESOURCE_SERVER}/{API_SCOPE_NAME}"
+# OIDC paths on the public host (the server derives the redirect URI from the host it is called by).
+OIDC_CALLBACK_PATH: Final = "/callback"
 
 # Serving image: `mlflow sagemaker build-and-push-container` pushes here and
 # MLflow's SageMaker deployment client pulls from here by default.

@@ -1,5 +1,6 @@
 """SageMakerStudioUserStack: the Studio users, their roles and MLflow logins, the serving-image build."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -11,6 +12,7 @@ from constructs import Construct
 
 from stacks import names
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
+from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient
 from stacks.components.serving_image_build import ServingImageBuild
 from stacks.components.studio_domain import StudioDomain
 from stacks.components.studio_user import StudioUser
@@ -27,6 +29,9 @@ class SageMakerStudioUserStack(Stack):
     One ``StudioUser`` per configured profile; in accounts mode each gets its
     own MLflow user, created by the account provisioner with the admin login
     (``credentials_secret``), which only the provisioner and the tasks read.
+    In sso mode each profile gets an OAuth client secret instead: for its
+    Cognito app client in ``machine_clients`` (made in the VPC stack, where the
+    tasks learn the client ids), or to be filled in for an external issuer.
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class SageMakerStudioUserStack(Stack):
         training_access_policy: iam.IManagedPolicy,
         serving_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
+        machine_clients: Mapping[str, CognitoMachineClient] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -89,6 +95,19 @@ class SageMakerStudioUserStack(Stack):
             if config.accounts_enabled
             else None
         )
+        machine_clients = machine_clients or {}
+        first_client = next(iter(machine_clients.values()), None)
+        self.client_secret_reader = (
+            ClientSecretReader(
+                self,
+                "CognitoClientSecrets",
+                user_pool_arn=first_client.user_pool_arn,
+                log_retention=config.log_retention,
+                removal_policy=removal,
+            )
+            if first_client is not None
+            else None
+        )
         self.users = [
             StudioUser(
                 self,
@@ -99,6 +118,10 @@ class SageMakerStudioUserStack(Stack):
                 shared_secret_name=config.credentials_secret_name,
                 provisioner=self.provisioner,
                 user_secret_name=config.user_secret_name(profile),
+                sso=config.sso_enabled,
+                cognito_client=machine_clients.get(profile),
+                client_secret_reader=self.client_secret_reader,
+                oauth_secret_name=config.oauth_client_secret_name(profile),
                 serving_role=self.serving_role.role,
                 studio_access_policy=studio_access_policy,
                 training_access_policy=training_access_policy,

@@ -29,7 +29,7 @@ def test_every_config_key_is_documented_with_its_default() -> None:
         assert name in rows, f"README configuration table lacks {name}"
         value = getattr(defaults, name)
         if isinstance(value, list):  # as given with -c key=a,b
-            shown = ",".join(value)
+            shown = ",".join(value) or '""'
         else:
             shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
         assert rows[name] == shown, f"{name}: README says {rows[name]!r}, code says {shown!r}"
@@ -110,3 +110,14 @@ def test_configuration_table_and_teardown_say_the_same_about_retain() -> None:
         assert kept in row and kept in teardown, kept
     for where in (row, teardown):
         assert "deletion-protected" in where or "deletion protection" in where
+
+
+def test_artifact_client_settings_are_the_ones_configure_mlflow_sets() -> None:
+    """The Artifacts section's table and export line say what lab/source_dir/mlflow_setup.py sets."""
+    from localrun.stack import artifact_transfer_settings
+
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Artifacts: through MLflow", 1)[1].split("\n## ", 1)[0]
+    table = dict(re.findall(r"^\| `(MLFLOW_[A-Z_]+)` \| `([^`]+)` \|$", section, re.M))
+    exported = dict(re.findall(r"(MLFLOW_[A-Z_]+)=(\S+)", re.search(r"```bash\n(.*?)```", section, re.S).group(1)))
+    assert table == exported == artifact_transfer_settings()

@@ -2,22 +2,29 @@
 
 - AWS credentials and a region (the account and region the stacks go to);
 - a running Docker engine (the CDK builds the nginx and MLflow images);
-- the CDK bootstrap stack in that account and region, recent enough.
+- the CDK bootstrap stack in that account and region, recent enough;
+- in sso mode with an external issuer, the secret ``oidc_client_secret_name``
+  names: it exists and holds ``client_id`` and ``client_secret`` (the tasks
+  could not start without them, and ECS would say so only after a long wait).
 
 Every problem is printed as one line that says what to do; the exit status is
 1 if there was any. `make deploy` runs it before the CDK CLI, `make destroy`
 runs the credentials check; run it alone with `make preflight`.
 
-    python -m tools.preflight [--only credentials] [--toolkit-stack-name CDKToolkit]
+    python -m tools.preflight [--only credentials] [--toolkit-stack-name CDKToolkit] [-c key=value ...]
+
+``-c`` takes the same settings as the CDK CLI (make passes its CDK_ARGS and PRESET).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +36,7 @@ from tools.aws_account import AwsSetupError, cdk_session, resolve
 MIN_BOOTSTRAP_VERSION = 6
 DEFAULT_TOOLKIT_STACK = "CDKToolkit"
 DOCKER_TIMEOUT_SECONDS = 20
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
 class CheckFailed(Exception):
@@ -101,10 +109,66 @@ def check_bootstrap(session: boto3.session.Session, account: str, region: str, s
     return int(version)
 
 
+def settings(overrides: list[str], cdk_json: Path = CDK_JSON) -> dict[str, object]:
+    """cdk.json's context with ``key=value`` overrides, as the CDK CLI combines them (values unchecked:
+    synth validates them; reading cdk.json keeps this tool free of the CDK's start-up time)."""
+    context = dict(json.loads(cdk_json.read_text(encoding="utf-8"))["context"])
+    for override in overrides:
+        key, _, value = override.partition("=")
+        context[key.strip()] = value
+    return context
+
+
+def external_oidc_secret(context: dict[str, object]) -> str | None:
+    """The secret the tasks read the external issuer's client from, when the settings use one."""
+    name = str(context.get("oidc_client_secret_name") or "").strip()
+    if context.get("auth_mode") == "sso" and context.get("oidc_provider") == "external" and name:
+        return name
+    return None
+
+
+def check_oidc_client_secret(session: boto3.session.Session, name: str, account: str, region: str) -> None:
+    """The secret exists and its JSON has non-empty client_id and client_secret (values never printed)."""
+    where = f"in account {account}, region {region}"
+    try:
+        value = session.client("secretsmanager").get_secret_value(SecretId=name)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "error")
+        if code == "ResourceNotFoundException":
+            raise CheckFailed(
+                f"the secret {name} (oidc_client_secret_name) does not exist {where}: create it with your "
+                "provider's client_id and client_secret (README, Single sign-on) and retry"
+            ) from None
+        raise CheckFailed(
+            f"cannot read the secret {name} (oidc_client_secret_name) {where} ({code}): the deploying "
+            "identity needs secretsmanager:GetSecretValue on it (and kms:Decrypt for its key) to check it"
+        ) from None
+    except BotoCoreError as error:
+        raise CheckFailed(f"cannot reach Secrets Manager in region {region} ({error})") from None
+    try:
+        fields = json.loads(value.get("SecretString") or "")
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        raise CheckFailed(
+            f"the secret {name} (oidc_client_secret_name) is not a JSON object: store "
+            '{"client_id": ..., "client_secret": ...} in it (README, Single sign-on)'
+        )
+    missing = [key for key in ("client_id", "client_secret") if not isinstance(fields.get(key), str) or not fields[key]]
+    if missing:
+        raise CheckFailed(
+            f"the secret {name} (oidc_client_secret_name) has no {' and no '.join(missing)}: store "
+            '{"client_id": ..., "client_secret": ...} in it (README, Single sign-on)'
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["credentials"], help="check only the AWS credentials and region")
     parser.add_argument("--toolkit-stack-name", default=DEFAULT_TOOLKIT_STACK, help="the CDK bootstrap stack's name")
+    parser.add_argument(
+        "-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="a setting, as for the CDK CLI"
+    )
     args = parser.parse_args(argv)
 
     problems: list[str] = []
@@ -127,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                 found.append(f"CDK bootstrap version {version}")
             except CheckFailed as error:
                 problems.append(str(error))
+            secret_name = external_oidc_secret(settings(args.context))
+            if secret_name is not None:
+                try:
+                    check_oidc_client_secret(session, secret_name, account, region)
+                    found.append(f"OIDC client secret {secret_name}")
+                except CheckFailed as error:
+                    problems.append(str(error))
 
     for problem in problems:
         print(f"preflight: {problem}", file=sys.stderr)

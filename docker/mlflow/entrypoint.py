@@ -21,8 +21,10 @@ Environment:
       s3://bucket/prefix; MLflow serves artifacts from there (new
       experiments get `mlflow-artifacts:/<id>`), large transfers go
       between client and S3 through presigned URLs it issues
-  MLFLOW_AUTH_MODE      shared (default: nginx checks the one shared user) or
-                        accounts (MLflow's basic-auth app: users, permissions)
+  MLFLOW_AUTH_MODE      shared (default: nginx checks the one shared user),
+                        accounts (MLflow's basic-auth app: users, permissions) or
+                        sso (the mlflow-oidc-auth plugin: people sign in at an
+                        OpenID provider, code sends its bearer tokens)
   MLFLOW_WORKERS        uvicorn worker processes (default 2)
   MLFLOW_PORT           loopback port (default 5000)
   MLFLOW_PUBLIC_DOMAIN  optional custom domain: joins the allowed hosts/origins
@@ -43,6 +45,26 @@ accounts mode also reads:
   MLFLOW_AUTH_CREDENTIAL_CACHE
       validated (default), mlflow-ttl or none: how password checks are cached
       (see credential_cache.py; the other two exist to measure against)
+sso mode also reads (and maps to the plugin's settings, see sso_settings()):
+  OIDC_DISCOVERY_URL    the provider's /.well-known/openid-configuration; the
+                        issuer every token must carry is derived from it
+  OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
+                        the MLflow app client (secret: an ECS secret)
+  OIDC_AUDIENCE         the `aud` code's bearer tokens must carry (default
+                        OIDC_CLIENT_ID; for a Cognito issuer, unchecked unless
+                        set: Cognito's client-credentials tokens carry no `aud`,
+                        and every app client of the stack's pool is this
+                        deployment's, so the issuer check binds them already)
+  OIDC_ADMIN_GROUP      members are MLflow admins (default mlflow-admins)
+  OIDC_ALLOWED_GROUP    optional: only its members (and admins) may sign in;
+                        unset, a member of any group may
+  OIDC_GROUPS_CLAIM     the ID token claim listing groups (default
+                        cognito:groups for a Cognito issuer, groups otherwise)
+  OIDC_MACHINE_CLIENTS  optional, comma-separated app client ids whose
+                        client-credentials tokens act as MLflow users of that
+                        name (Studio profiles, pipelines); created on start
+  MLFLOW_FLASK_SERVER_SECRET_KEY, MLFLOW_AUTH_DEFAULT_PERMISSION as above
+  MLFLOW_AUTH_DB_NAME   the plugin's users' database (default mlflow_oidc_auth)
 MLflow's own MLFLOW_SERVER_ALLOWED_HOSTS, MLFLOW_SERVER_CORS_ALLOWED_ORIGINS
 and the switches set in `server_environment` may be overridden too.
 """
@@ -67,10 +89,17 @@ DB_VARIABLES = ("DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD")
 DEFAULT_SSLROOTCERT = "/opt/mlflow/rds-global-bundle.pem"
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING_SSLMODES = ("verify-ca", "verify-full")
-AUTH_MODES = ("shared", "accounts")
+AUTH_MODES = ("shared", "accounts", "sso")
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CREDENTIAL_CACHES = ("validated", "mlflow-ttl", "none")
-DEFAULT_AUTH_DB = "mlflow_auth"
+DEFAULT_AUTH_DB = {"accounts": "mlflow_auth", "sso": "mlflow_oidc_auth"}
+DEFAULT_ADMIN_GROUP = "mlflow-admins"
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+_COGNITO_ISSUER = re.compile(r"https://cognito-idp\.[a-z0-9-]+\.amazonaws\.com/[A-Za-z0-9_-]+")
+# Claims a bearer token's user is named by, in order: a person's email (ID
+# tokens), else their preferred_username, else the app client's id (a
+# client-credentials token of Cognito or most IdPs carries only `client_id`).
+USERNAME_CLAIMS = "email,preferred_username,client_id"
 # pg_advisory_lock key every task of this deployment agrees on ("mlflowdb").
 MIGRATION_LOCK_KEY = 0x6D6C666C6F776462
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -156,7 +185,7 @@ def backend_store_uri(env: Mapping[str, str]) -> str:
 
 
 def auth_database_name(env: Mapping[str, str]) -> str:
-    name = env.get("MLFLOW_AUTH_DB_NAME") or DEFAULT_AUTH_DB
+    name = env.get("MLFLOW_AUTH_DB_NAME") or DEFAULT_AUTH_DB.get(auth_mode(env), DEFAULT_AUTH_DB["accounts"])
     if not _DB_NAME.fullmatch(name) or name == env.get("DB_NAME"):
         raise ConfigError(
             "MLFLOW_AUTH_DB_NAME must be 1-63 lowercase letters, digits or _ (not starting "
@@ -280,6 +309,91 @@ def check_accounts_settings(env: Mapping[str, str]) -> None:
     auth_database_name(env)
 
 
+def oidc_issuer(env: Mapping[str, str]) -> str:
+    """The issuer tokens must name: the discovery URL without its well-known suffix (OIDC Discovery 1.0, 4)."""
+    url = (env.get("OIDC_DISCOVERY_URL") or "").strip()
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url) or not url.endswith(DISCOVERY_SUFFIX):
+        raise ConfigError(
+            "OIDC_DISCOVERY_URL must be the provider's https://.../.well-known/openid-configuration URL, "
+            f"got {url!r}"
+        )
+    return url.removesuffix(DISCOVERY_SUFFIX)
+
+
+def machine_clients(env: Mapping[str, str]) -> list[str]:
+    clients = [c.strip() for c in (env.get("OIDC_MACHINE_CLIENTS") or "").split(",") if c.strip()]
+    for client in clients:
+        if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{1,128}", client):
+            raise ConfigError(f"OIDC_MACHINE_CLIENTS must list app client ids separated by commas, got {client!r}")
+    return clients
+
+
+def check_sso_settings(env: Mapping[str, str]) -> None:
+    for name in ("OIDC_DISCOVERY_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        if not (env.get(name) or "").strip():
+            raise ConfigError(f"{name} is missing or empty; sso mode needs it")
+    issuer = oidc_issuer(env)
+    if not issuer.startswith("https://") and not re.match(r"http://(127\.0\.0\.1|localhost)[:/]", issuer + "/"):
+        raise ConfigError(f"OIDC_DISCOVERY_URL must use https (plain http only on loopback), got {issuer!r}")
+    for name in ("OIDC_ADMIN_GROUP", "OIDC_ALLOWED_GROUP", "OIDC_GROUPS_CLAIM"):
+        if re.search(r"[,\s]", env.get(name) or ""):
+            raise ConfigError(f"{name} must be one name without commas or spaces, got {env[name]!r}")
+    default_permission(env)
+    auth_database_name(env)
+    machine_clients(env)
+
+
+def sso_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """Our sso settings as the mlflow-oidc-auth plugin's (11.x) configuration names.
+
+    The plugin reads its settings from the environment. Everything here is
+    either derived or a plain setting; the two secrets (client secret, Flask
+    key) are only renamed.
+    """
+    issuer = oidc_issuer(env)
+    admin_group = env.get("OIDC_ADMIN_GROUP") or DEFAULT_ADMIN_GROUP
+    allowed_group = env.get("OIDC_ALLOWED_GROUP") or ""
+    cognito = bool(_COGNITO_ISSUER.fullmatch(issuer))
+    groups_claim = env.get("OIDC_GROUPS_CLAIM") or ("cognito:groups" if cognito else "groups")
+    audience = env.get("OIDC_AUDIENCE") or ("" if cognito else env["OIDC_CLIENT_ID"])
+    settings = {
+        "OIDC_DISCOVERY_URL": env["OIDC_DISCOVERY_URL"].strip(),
+        "OIDC_CLIENT_ID": env["OIDC_CLIENT_ID"],
+        "OIDC_CLIENT_SECRET": env["OIDC_CLIENT_SECRET"],
+        # Bearer tokens: signature (the provider's JWKS, asymmetric algorithms
+        # only), expiry (required), issuer and audience are all checked (the
+        # audience only where tokens carry one, see OIDC_AUDIENCE above).
+        "OIDC_ISSUER": issuer,
+        **({"OIDC_AUDIENCE": audience} if audience else {}),
+        "OIDC_USERNAME_FIELD": USERNAME_CLAIMS,
+        "OIDC_GROUPS_ATTRIBUTE": groups_claim,
+        "OIDC_ADMIN_GROUP_NAME": admin_group,
+        # The plugin admits a person only through a group: the allowed one,
+        # or (none configured) any group the provider asserts.
+        "OIDC_GROUP_NAME": allowed_group or admin_group,
+        "OIDC_GROUP_NAME_PATTERN": "" if allowed_group else "*",
+        # Signed-cookie key and the key the server-side sessions' tokens are
+        # encrypted with (derived from it): the same on every task, so a
+        # session started on one task is honoured by all.
+        "SECRET_KEY": env["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+        "DEFAULT_MLFLOW_PERMISSION": default_permission(env),
+        "OIDC_USERS_DB_URI": auth_database_uri(env),
+        # nginx (same task, loopback) sets X-Forwarded-Proto/Host from the
+        # public origin: the redirect URI becomes <public origin>/callback.
+        "TRUSTED_PROXIES": "127.0.0.1/32",
+        # Opening the tracking URL goes straight to the provider's sign-in.
+        "AUTOMATIC_LOGIN_REDIRECT": "true",
+        # Tokens never create users or make admins: people are created when
+        # they sign in, code's users by OIDC_MACHINE_CLIENTS (or an admin).
+        "OIDC_PROVISION_ON_BEARER_AUTH": "false",
+        "OIDC_TRUST_BEARER_GROUP_CLAIMS": "false",
+    }
+    # Deployed, the public origin is https (API Gateway); `make local` on
+    # plain http turns this off explicitly.
+    settings["SESSION_COOKIE_SECURE"] = env.get("SESSION_COOKIE_SECURE") or "true"
+    return settings
+
+
 def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The environment `mlflow server` runs with."""
     result = dict(env)
@@ -300,6 +414,14 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
         result.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
         # credential_cache.py sits next to this file.
         result["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
+    if mode == "sso":
+        check_sso_settings(env)
+        result |= sso_settings(env)
+        if password and env.get("DB_HOST"):
+            result["PGPASSWORD"] = password
+        # The plugin's own names carry them now.
+        result.pop("OIDC_ADMIN_GROUP", None)
+        result.pop("OIDC_ALLOWED_GROUP", None)
     result.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", default_allowed_hosts(env))
     # The UI's own POSTs carry the public origin; MLflow blocks
     # state-changing cross-origin requests from anywhere else.
@@ -350,6 +472,8 @@ def server_argv(env: Mapping[str, str]) -> list[str]:
     ]  # fmt: skip
     if auth_mode(env) == "accounts":
         argv += ["--app-name", "basic-auth"]
+    elif auth_mode(env) == "sso":
+        argv += ["--app-name", "oidc-auth"]
     return argv
 
 
@@ -457,6 +581,40 @@ def bootstrap_auth_store(env: Mapping[str, str]) -> None:
         log(f"admin {username}: password set from MLFLOW_AUTH_ADMIN_PASSWORD")
 
 
+def bootstrap_sso_store(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    """Migrate the plugin's schema and create the users code acts as."""
+    # The plugin reads its configuration from the environment at import.
+    os.environ.update({k: v for k, v in server_env.items() if k in sso_settings(env) or k == "PGPASSWORD"})
+    import sqlalchemy
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from mlflow_oidc_auth.db import utils as oidc_db_utils
+
+    uri = server_env["OIDC_USERS_DB_URI"]
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            before = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    head = ScriptDirectory.from_config(oidc_db_utils._get_alembic_config(uri)).get_current_head()
+    from mlflow_oidc_auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(uri)  # migrates to head when behind
+    log(f"sso users schema migrated from {before or 'an empty database'} to {head}" if before != head
+        else f"sso users schema is current ({head})")  # fmt: skip
+    for client_id in machine_clients(env):
+        if not store.has_user(client_id):
+            # A service account signs in only with its provider's tokens.
+            store.create_user(
+                client_id, client_id, is_admin=False, is_service_account=True,
+                service_account_source="default",
+            )  # fmt: skip
+            log(f"created user {client_id} for that app client's tokens")
+    store.engine.dispose()
+
+
 def prepare_runtime_dir(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
     runtime = runtime_dir(env)
     (runtime / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -479,6 +637,9 @@ def migrate(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
                 {k: v for k, v in server_env.items() if k in ("MLFLOW_AUTH_CONFIG_PATH", "PGPASSWORD")}
             )
             bootstrap_auth_store(env)
+        elif auth_mode(env) == "sso":
+            ensure_auth_database(env)
+            bootstrap_sso_store(env, server_env)
 
 
 def main() -> None:

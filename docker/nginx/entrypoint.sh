@@ -7,7 +7,9 @@
 # Environment:
 #   MLFLOW_AUTH_MODE      shared (default): nginx checks the one basic-auth
 #                         user; accounts: MLflow checks its own users, nginx
-#                         hands the Authorization header through
+#                         hands the Authorization header through; sso: the
+#                         same, and requests without one reach MLflow too
+#                         (browsers sign in there, with a session cookie)
 #   MLFLOW_USERNAME, MLFLOW_PASSWORD  shared mode only, the one basic-auth user
 #   NGINX_PORT            listening port (default 8080)
 #   NGINX_LISTEN_ADDRESS  listening address (default: all; tests use 127.0.0.1)
@@ -46,14 +48,24 @@ case $MLFLOW_AUTH_MODE in
         # keeps the credentials from MLflow.
         auth_basic='"MLflow"'
         upstream_authorization='""'
+        require_credentials=1
         ;;
     accounts)
         # MLflow's auth app checks every request itself (it answers 401 with
         # the challenge), so nginx must hand the credentials through.
         auth_basic=off
         upstream_authorization='$http_authorization'
+        require_credentials=1
         ;;
-    *) fail "MLFLOW_AUTH_MODE must be shared or accounts, got '$MLFLOW_AUTH_MODE'" ;;
+    sso)
+        # The OIDC plugin checks every request: a browser's session cookie or
+        # code's bearer token. A browser without a session must reach it to
+        # be sent to the identity provider (and come back to /callback).
+        auth_basic=off
+        upstream_authorization='$http_authorization'
+        require_credentials=0
+        ;;
+    *) fail "MLFLOW_AUTH_MODE must be shared, accounts or sso, got '$MLFLOW_AUTH_MODE'" ;;
 esac
 
 # Values substituted into the config are checked first, so no environment
@@ -122,6 +134,7 @@ sed -e "s|@NGINX_LISTEN@|$listen|g" \
     -e "s|@MLFLOW_UPSTREAM@|$MLFLOW_UPSTREAM|g" \
     -e "s|@AUTH_BASIC@|$auth_basic|g" \
     -e "s|@UPSTREAM_AUTHORIZATION@|$upstream_authorization|g" \
+    -e "s|@REQUIRE_CREDENTIALS@|$require_credentials|g" \
     "$NGINX_TEMPLATE" >"$NGINX_RUNTIME_DIR/nginx.conf"
 
 # nginx needs neither secret: keep the plain password out of its environment.

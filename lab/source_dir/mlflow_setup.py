@@ -12,7 +12,15 @@ name in the tag `mlflow:credentials-secret`; without that tag (another role, a
 laptop) the `CredentialsSecretName` output of MLflowVpcStack names the
 server's login. In accounts mode each Studio profile has its own login.
 
-The password is never printed, logged or put into an exception message.
+In sso mode the profile's secret holds an OAuth2 app client instead
+(`client_id`, `client_secret`, `token_url`, optional `scope`): the helper gets
+an access token with the client-credentials grant (authlib, a maintained
+OAuth client) and exports it as MLFLOW_TRACKING_TOKEN; MLflow's server knows
+the profile as the user named by that client id. Tokens expire (Cognito: one
+hour by default): call `configure_mlflow()` again for a fresh one.
+
+The password, client secret and token are never printed, logged or put into
+an exception message.
 """
 
 from __future__ import annotations
@@ -83,11 +91,14 @@ class MlflowConnection:
     password: str = field(repr=False)
     secret_name: str = ""
     secret_source: str = ""
+    # sso mode: the bearer token (and no password).
+    token: str = field(default="", repr=False)
 
     def __str__(self) -> str:
+        how = "bearer token of app client" if self.token else "user"
         return (
             f"MLflow tracking URI {self.tracking_uri} (from {self.url_source}), "
-            f"user {self.username!r} (secret {self.secret_name!r}, from {self.secret_source})"
+            f"{how} {self.username!r} (secret {self.secret_name!r}, from {self.secret_source})"
         )
 
 
@@ -224,6 +235,14 @@ def read_parameter(session: boto3.session.Session, region: str, name: str) -> st
 
 def read_credentials(session: boto3.session.Session, region: str, secret_name: str) -> tuple[str, str]:
     """(username, password) from the secret's JSON `{"username": ..., "password": ...}`."""
+    login = read_login(session, region, secret_name)
+    if "client_id" in login:
+        raise MlflowSetupError(f"Secrets Manager secret {secret_name!r} holds an app client, not a password")
+    return login["username"], login["password"]
+
+
+def read_login(session: boto3.session.Session, region: str, secret_name: str) -> dict[str, str]:
+    """The secret's login: `username`/`password`, or (sso) `client_id`/`client_secret`/`token_url`[/`scope`]."""
     what = f"Secrets Manager secret {secret_name!r} in {region}"
     try:
         secret = session.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_name)
@@ -244,10 +263,45 @@ def read_credentials(session: boto3.session.Session, region: str, secret_name: s
         data = None  # the decoder's error holds the secret text: do not chain it
     if not isinstance(data, dict):
         raise malformed
+    if "client_id" in data:
+        fields = {key: data.get(key) for key in ("client_id", "client_secret", "token_url")}
+        if not all(isinstance(value, str) and value for value in fields.values()):
+            raise MlflowSetupError(
+                f"{what} is malformed: an sso login needs non-empty string fields 'client_id', "
+                "'client_secret' and 'token_url' (and optionally 'scope')."
+            )
+        if not str(fields["token_url"]).startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise MlflowSetupError(f"{what}: token_url must be an https URL")
+        scope = data.get("scope")
+        return {**fields, **({"scope": scope} if isinstance(scope, str) and scope else {})}  # type: ignore[dict-item]
     username, password = data.get("username"), data.get("password")
     if not (isinstance(username, str) and username and isinstance(password, str) and password):
         raise malformed
-    return username, password
+    return {"username": username, "password": password}
+
+
+def client_credentials_token(login: dict[str, str]) -> str:
+    """An access token for the login's app client (OAuth2 client-credentials grant)."""
+    from authlib.common.errors import AuthlibBaseError
+    from authlib.integrations.requests_client import OAuth2Session
+    from requests import RequestException
+
+    client = OAuth2Session(login["client_id"], login["client_secret"], scope=login.get("scope"))
+    try:
+        token = client.fetch_token(login["token_url"], grant_type="client_credentials", timeout=30)
+    except (AuthlibBaseError, RequestException, ValueError) as exc:
+        # The error names the problem (invalid_client, ...) but never the secret.
+        reason = getattr(exc, "error", None) or type(exc).__name__
+        raise MlflowSetupError(
+            f"Could not get a token for app client {login['client_id']!r} from {login['token_url']} ({reason}). "
+            "Check the client id and secret in the profile's secret."
+        ) from None
+    finally:
+        client.close()
+    access_token = token.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise MlflowSetupError(f"The token endpoint {login['token_url']} returned no access_token")
+    return access_token
 
 
 def configure_mlflow(
@@ -260,8 +314,8 @@ def configure_mlflow(
     session: boto3.session.Session | None = None,
     environ: MutableMapping[str, str] | None = None,
 ) -> MlflowConnection:
-    """Set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD from the deployed stacks,
-    and the artifact transfer settings (`artifact_transfer_settings()`).
+    """Set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD (sso: _TOKEN) from the
+    deployed stacks, and the artifact transfer settings (`artifact_transfer_settings()`).
 
     The URL comes from the gateway stack's output, or from the SSM parameter
     when `tracking_url_parameter` is given (e.g. "/mlflow/tracking-url"), for
@@ -281,11 +335,22 @@ def configure_mlflow(
         secret_source = "argument secret_name"
     else:
         secret_name, secret_source = find_credentials_secret(session, region)
-    username, password = read_credentials(session, region, secret_name)
+    login = read_login(session, region, secret_name)
     env = os.environ if environ is None else environ
     env["MLFLOW_TRACKING_URI"] = url
-    env["MLFLOW_TRACKING_USERNAME"] = username
-    env["MLFLOW_TRACKING_PASSWORD"] = password
+    token = ""
+    if "client_id" in login:
+        # sso: a bearer token; a leftover password must not be sent instead.
+        token = client_credentials_token(login)
+        username, password = login["client_id"], ""
+        env["MLFLOW_TRACKING_TOKEN"] = token
+        env.pop("MLFLOW_TRACKING_USERNAME", None)
+        env.pop("MLFLOW_TRACKING_PASSWORD", None)
+    else:
+        username, password = login["username"], login["password"]
+        env["MLFLOW_TRACKING_USERNAME"] = username
+        env["MLFLOW_TRACKING_PASSWORD"] = password
+        env.pop("MLFLOW_TRACKING_TOKEN", None)
     for name, value in artifact_transfer_settings().items():
         env.setdefault(name, value)  # a value you set yourself wins
     return MlflowConnection(
@@ -296,6 +361,7 @@ def configure_mlflow(
         password=password,
         secret_name=secret_name,
         secret_source=secret_source,
+        token=token,
     )
 
 

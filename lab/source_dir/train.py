@@ -12,6 +12,7 @@ if it is already set (e.g. by the notebook) and the same AWS lookup otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -27,6 +28,11 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+# What the serving container installs: the versions that trained the model. MLflow would
+# infer the same list by loading the model again in a second Python process, which costs
+# seconds of CPU on every run.
+MODEL_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
 
 DEFAULT_EXPERIMENT = "sagemaker-studio-demo"
 
@@ -105,6 +111,7 @@ def train(args: argparse.Namespace) -> str:
             name="model",
             signature=infer_signature(x_train, model.predict(x_train)),
             input_example=x_train.head(3),
+            pip_requirements=[f"{name}=={importlib.metadata.version(name)}" for name in MODEL_PACKAGES],
         )
     print(f"run {run.info.run_id}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     if args.model_dir:

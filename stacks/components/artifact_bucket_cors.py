@@ -37,7 +37,9 @@ class ArtifactBucketCors(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Sets the MLflow artifact bucket's CORS rule for this deployment's origin",
+            # The stack's one AWS SDK custom-resource function runs as this role (CallbackRegistration too).
+            description="Deploy-time AWS API calls of the gateway stack: the artifact bucket's CORS rule "
+            "(and the Cognito UI client's sign-in URLs in sso mode)",
             inline_policies={
                 "Logs": iam.PolicyDocument(
                     statements=[

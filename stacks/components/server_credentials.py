@@ -15,8 +15,9 @@ class ServerCredentials(Construct):
     CloudFormation generates the password; the ECS task reads it at start
     through ECS secrets. In ``shared`` mode nginx checks it and Studio users
     read it with their execution role; in ``accounts`` mode it is MLflow's
-    admin, read only by the tasks and the account provisioner. The value
-    stays the same when the mode changes, so a deployment can switch.
+    admin, read only by the tasks and the account provisioner; in ``sso``
+    mode nothing reads it (people and code sign in with the OIDC provider).
+    The value stays the same when the mode changes, so a deployment can switch.
     """
 
     def __init__(
@@ -25,7 +26,7 @@ class ServerCredentials(Construct):
         construct_id: str,
         *,
         secret_name: str,
-        accounts: bool,
+        auth_mode: str,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -33,11 +34,10 @@ class ServerCredentials(Construct):
             self,
             "Secret",
             secret_name=secret_name,
-            description=(
-                "Admin user of MLflow's auth app (accounts mode)"
-                if accounts
-                else "Basic-auth user for the MLflow tracking server (nginx in front of MLflow)"
-            ),
+            description={
+                "accounts": "Admin user of MLflow's auth app (accounts mode)",
+                "sso": "MLflow login of the shared and accounts modes, unused in sso mode (kept for a switch back)",
+            }.get(auth_mode, "Basic-auth user for the MLflow tracking server (nginx in front of MLflow)"),
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=f'{{"username": "{USERNAME}"}}',
                 generate_string_key="password",

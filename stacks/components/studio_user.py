@@ -8,6 +8,7 @@ from constructs import Construct
 
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.mlflow_user_account import MlflowUserAccount
+from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient, OAuthClientLogin
 from stacks.components.studio_domain import StudioDomain
 from stacks.components.studio_execution_role import StudioExecutionRole
 from stacks.components.workload_roles import TrainingRole
@@ -17,8 +18,11 @@ class StudioUser(Construct):
     """Execution role, training role, MLflow login and the user profile of one Studio user.
 
     With ``provisioner`` (accounts mode) the user gets a generated login in
-    ``user_secret_name`` and an MLflow account of the profile's name; without it
-    (shared mode) both roles read the shared ``shared_secret``.
+    ``user_secret_name`` and an MLflow account of the profile's name; with
+    ``sso`` an OAuth client in ``oauth_secret_name`` (its Cognito app client
+    ``cognito_client``, made in the VPC stack, or one an external provider's
+    administrator fills in); otherwise (shared mode) both roles read the shared
+    ``shared_secret``. Both roles' tags name whichever it is.
     """
 
     def __init__(
@@ -32,6 +36,10 @@ class StudioUser(Construct):
         shared_secret_name: str,
         provisioner: MlflowAccountProvisioner | None,
         user_secret_name: str,
+        sso: bool,
+        cognito_client: CognitoMachineClient | None,
+        client_secret_reader: ClientSecretReader | None,
+        oauth_secret_name: str,
         serving_role: iam.IRole,
         studio_access_policy: iam.IManagedPolicy,
         training_access_policy: iam.IManagedPolicy,
@@ -43,7 +51,19 @@ class StudioUser(Construct):
         super().__init__(scope, construct_id)
         self.profile = profile
         self.account: MlflowUserAccount | None = None
+        self.oauth_login: OAuthClientLogin | None = None
         secret, secret_name = shared_secret, shared_secret_name
+        if sso:
+            self.oauth_login = OAuthClientLogin(
+                self,
+                "OAuth",
+                profile=profile,
+                secret_name=oauth_secret_name,
+                cognito=cognito_client,
+                reader=client_secret_reader,
+                removal_policy=removal_policy,
+            )
+            secret, secret_name = self.oauth_login.secret, oauth_secret_name
         if provisioner is not None:
             self.account = MlflowUserAccount(
                 self,
@@ -82,6 +102,8 @@ class StudioUser(Construct):
 
         if self.account is not None:
             self.account.restrict_reading_to([self.execution_role.role, self.training_role.role])
+        if self.oauth_login is not None:
+            self.oauth_login.restrict_reading_to([self.execution_role.role, self.training_role.role])
 
         self.user_profile = sagemaker.CfnUserProfile(
             self,

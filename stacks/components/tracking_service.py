@@ -1,5 +1,6 @@
 """The MLflow tracking server: one Fargate task (nginx + mlflow) behind an internal ALB."""
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,21 @@ TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 SCRATCH_PATH = "/tmp"
 
 
+@dataclass(frozen=True)
+class OidcSettings:
+    """What the MLflow container needs in sso mode (the OIDC plugin's settings)."""
+
+    discovery_url: str
+    # JSON fields client_id and client_secret: the UI's client at the provider.
+    client_secret: secretsmanager.ISecret
+    admin_group: str
+    allowed_group: str | None
+    # The claim the provider lists groups in (Cognito: cognito:groups), when not the usual "groups".
+    groups_claim: str | None = None
+    # App client ids whose client-credentials tokens act as MLflow users of that name (Studio profiles).
+    machine_clients: tuple[str, ...] = ()
+
+
 class TrackingService(Construct):
     """ECS cluster, task definition, service and internal load balancer.
 
@@ -37,7 +53,10 @@ class TrackingService(Construct):
     ``auth_mode`` decides who checks credentials: in ``shared`` mode nginx
     (basic auth with ``server_credentials``), in ``accounts`` mode MLflow's
     auth app, whose admin is ``server_credentials`` and whose sessions are
-    signed with ``session_key`` (required in that mode).
+    signed with ``session_key`` (required in that mode). In ``sso`` mode the
+    MLflow container signs people in with the OIDC provider of ``oidc``
+    (required in that mode) and signs sessions with ``session_key`` too; nginx
+    checks nothing, as in ``accounts`` mode.
 
     With ``domain_certificate`` the ALB listens with HTTPS (port 443) on that
     certificate instead of HTTP (port 80), and MLflow is told its public domain.
@@ -66,6 +85,7 @@ class TrackingService(Construct):
         auth_mode: str,
         default_permission: str,
         session_key: secretsmanager.ISecret | None,
+        oidc: OidcSettings | None,
         cpu: int,
         memory_mib: int,
         workers: int,
@@ -78,9 +98,11 @@ class TrackingService(Construct):
         domain_certificate: DomainCertificate | None,
     ) -> None:
         super().__init__(scope, construct_id)
-        accounts = auth_mode == "accounts"
-        if accounts and session_key is None:
-            raise ValueError("accounts mode needs a session key secret")
+        accounts, sso = auth_mode == "accounts", auth_mode == "sso"
+        if (accounts or sso) and session_key is None:
+            raise ValueError(f"{auth_mode} mode needs a session key secret")
+        if sso and oidc is None:
+            raise ValueError("sso mode needs the OIDC provider's settings")
 
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
 
@@ -132,6 +154,24 @@ class TrackingService(Construct):
                 "MLFLOW_AUTH_ADMIN_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": ecs.Secret.from_secrets_manager(session_key),
             }
+        elif sso:
+            assert session_key is not None and oidc is not None
+            mlflow_environment |= {
+                "MLFLOW_AUTH_DEFAULT_PERMISSION": default_permission,
+                "OIDC_DISCOVERY_URL": oidc.discovery_url,
+                "OIDC_ADMIN_GROUP": oidc.admin_group,
+            }
+            if oidc.allowed_group is not None:
+                mlflow_environment["OIDC_ALLOWED_GROUP"] = oidc.allowed_group
+            if oidc.groups_claim is not None:
+                mlflow_environment["OIDC_GROUPS_CLAIM"] = oidc.groups_claim
+            if oidc.machine_clients:
+                mlflow_environment["OIDC_MACHINE_CLIENTS"] = ",".join(oidc.machine_clients)
+            mlflow_secrets |= {
+                "OIDC_CLIENT_ID": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_id"),
+                "OIDC_CLIENT_SECRET": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_secret"),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": ecs.Secret.from_secrets_manager(session_key),
+            }
         else:
             nginx_secrets = {
                 "MLFLOW_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
@@ -173,7 +213,7 @@ class TrackingService(Construct):
                 "MLFLOW_UPSTREAM": f"127.0.0.1:{names.MLFLOW_PORT}",
                 "MLFLOW_AUTH_MODE": auth_mode,
             },
-            # In accounts mode nginx checks nothing itself and needs no credential.
+            # In accounts and sso modes nginx checks nothing itself and needs no credential.
             secrets=nginx_secrets or None,
         )
         nginx.add_container_dependencies(

@@ -35,6 +35,16 @@ ACCOUNTS = {
     "MLFLOW_AUTH_DEFAULT_PERMISSION": "NO_PERMISSIONS",
 }
 
+CLIENT_SECRET = "oidc-client-secret-value"
+SSO = {
+    **ENV,
+    "MLFLOW_AUTH_MODE": "sso",
+    "OIDC_DISCOVERY_URL": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc123/.well-known/openid-configuration",
+    "OIDC_CLIENT_ID": "ui-client-id",
+    "OIDC_CLIENT_SECRET": CLIENT_SECRET,
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret-key-0123456789",
+}
+
 
 @pytest.fixture(scope="module")
 def entrypoint() -> ModuleType:
@@ -175,7 +185,7 @@ def test_public_domain_joins_hosts_and_origins(entrypoint: ModuleType) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"MLFLOW_AUTH_MODE": "sso"}, "MLFLOW_AUTH_MODE must be one of shared, accounts"),
+        ({"MLFLOW_AUTH_MODE": "oidc"}, "MLFLOW_AUTH_MODE must be one of shared, accounts, sso"),
         ({"MLFLOW_AUTH_MODE": "Accounts"}, "MLFLOW_AUTH_MODE must be one of"),
         ({"MLFLOW_FLASK_SERVER_SECRET_KEY": ""}, "MLFLOW_FLASK_SERVER_SECRET_KEY is missing"),
         ({"MLFLOW_AUTH_ADMIN_USERNAME": ""}, "MLFLOW_AUTH_ADMIN_USERNAME is missing"),
@@ -294,3 +304,61 @@ def test_refuses_to_start_without_the_ca_bundle(tmp_path) -> None:
     assert result.returncode == 64
     assert f"DB_SSLROOTCERT {missing} is not a file" in result.stderr and "refusing to start" in result.stderr
     assert PASSWORD not in result.stderr + result.stdout
+
+
+def test_sso_mode_runs_the_oidc_plugin_with_its_settings(entrypoint: ModuleType) -> None:
+    env = entrypoint.server_environment(SSO)
+    assert entrypoint.server_argv(env)[-2:] == ["--app-name", "oidc-auth"]
+    # Tokens must name the discovery URL's issuer. Cognito's client-credentials tokens carry
+    # no `aud`, so with the stack's own pool the audience is not checked unless configured.
+    assert env["OIDC_ISSUER"] == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc123"
+    assert "OIDC_AUDIENCE" not in env
+    assert entrypoint.server_environment({**SSO, "OIDC_AUDIENCE": "x"})["OIDC_AUDIENCE"] == "x"
+    assert env["OIDC_GROUPS_ATTRIBUTE"] == "cognito:groups"
+    assert env["OIDC_ADMIN_GROUP_NAME"] == "mlflow-admins"
+    assert (env["OIDC_GROUP_NAME"], env["OIDC_GROUP_NAME_PATTERN"]) == ("mlflow-admins", "*")
+    assert env["OIDC_USERNAME_FIELD"].split(",")[-1] == "client_id"
+    assert env["SECRET_KEY"] == SSO["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert env["SESSION_COOKIE_SECURE"] == "true"
+    assert env["OIDC_PROVISION_ON_BEARER_AUTH"] == env["OIDC_TRUST_BEARER_GROUP_CLAIMS"] == "false"
+    assert env["TRUSTED_PROXIES"] == "127.0.0.1/32"
+    users_db = make_url(env["OIDC_USERS_DB_URI"])
+    assert (users_db.database, users_db.password) == ("mlflow_oidc_auth", None)
+    assert env["PGPASSWORD"] == PASSWORD and "DB_PASSWORD" not in env
+
+
+def test_sso_groups_and_audience_follow_the_settings(entrypoint: ModuleType) -> None:
+    env = entrypoint.server_environment({
+        **SSO, "OIDC_DISCOVERY_URL": "https://login.example.com/realms/x/.well-known/openid-configuration",
+        "OIDC_ALLOWED_GROUP": "data-science", "OIDC_ADMIN_GROUP": "ml-admins", "OIDC_AUDIENCE": "api://mlflow",
+    })  # fmt: skip
+    assert env["OIDC_ISSUER"] == "https://login.example.com/realms/x"
+    assert env["OIDC_GROUPS_ATTRIBUTE"] == "groups"
+    assert (env["OIDC_GROUP_NAME"], env["OIDC_GROUP_NAME_PATTERN"]) == ("data-science", "")
+    assert env["OIDC_ADMIN_GROUP_NAME"] == "ml-admins"
+    assert env["OIDC_AUDIENCE"] == "api://mlflow"
+    # Any other issuer: tokens must be for the MLflow app client unless told otherwise.
+    other = entrypoint.server_environment({
+        **SSO, "OIDC_DISCOVERY_URL": "https://login.example.com/realms/x/.well-known/openid-configuration",
+    })  # fmt: skip
+    assert other["OIDC_AUDIENCE"] == SSO["OIDC_CLIENT_ID"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"OIDC_CLIENT_SECRET": ""}, "OIDC_CLIENT_SECRET is missing"),
+        ({"OIDC_CLIENT_ID": " "}, "OIDC_CLIENT_ID is missing"),
+        ({"MLFLOW_FLASK_SERVER_SECRET_KEY": ""}, "MLFLOW_FLASK_SERVER_SECRET_KEY is missing"),
+        ({"OIDC_DISCOVERY_URL": "https://idp.example.com/"}, "OIDC_DISCOVERY_URL must be"),
+        ({"OIDC_DISCOVERY_URL": "http://idp.example.com/.well-known/openid-configuration"}, "must use https"),
+        ({"OIDC_ALLOWED_GROUP": "a,b"}, "OIDC_ALLOWED_GROUP must be one name"),
+        ({"OIDC_MACHINE_CLIENTS": "abc,has space"}, "OIDC_MACHINE_CLIENTS must list"),
+        ({"MLFLOW_AUTH_DEFAULT_PERMISSION": "ALL"}, "MLFLOW_AUTH_DEFAULT_PERMISSION must be one of"),
+    ],
+)
+def test_bad_sso_settings_are_one_line_errors(entrypoint: ModuleType, overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(entrypoint.ConfigError, match=message) as error:
+        entrypoint.server_environment({**SSO, **overrides})
+    assert "\n" not in str(error.value)
+    assert CLIENT_SECRET not in str(error.value)

@@ -193,9 +193,20 @@ def test_switching_to_accounts_removes_the_old_password_file(stub: Path) -> None
     assert not (stub.parent / "runtime" / "htpasswd").exists()
 
 
-@pytest.mark.parametrize("mode", ["sso", "Accounts", "shared; include x"])
+def test_sso_mode_passes_requests_without_credentials_to_the_oidc_plugin(stub: Path) -> None:
+    """A browser without a session must reach MLflow to be sent to the identity provider."""
+    accounts = render(stub, MLFLOW_AUTH_MODE="accounts", MLFLOW_USERNAME=None, MLFLOW_PASSWORD=None)
+    sso = render(stub, MLFLOW_AUTH_MODE="sso", MLFLOW_USERNAME=None, MLFLOW_PASSWORD=None)
+    assert '"" 1;' in accounts and '"" 0;' in sso
+    # Otherwise exactly accounts mode: Authorization through, same-origin rule, /elb-status.
+    assert sso.replace('"" 0;', '"" 1;') == accounts
+    assert not (stub.parent / "runtime" / "htpasswd").exists()
+    nginx_accepts(stub)
+
+
+@pytest.mark.parametrize("mode", ["oidc", "Accounts", "shared; include x"])
 def test_unknown_mode_is_refused(stub: Path, mode: str) -> None:
     result = run(stub, MLFLOW_AUTH_MODE=mode)
     assert result.returncode != 0
-    assert "MLFLOW_AUTH_MODE must be shared or accounts" in result.stderr
+    assert "MLFLOW_AUTH_MODE must be shared, accounts or sso" in result.stderr
     assert not (stub.parent / "argv").exists()

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from localrun.oidc import OidcUser
 from localrun.services import MotoServer
-from localrun.stack import MlflowStack
+from localrun.stack import SSO_ADMIN_GROUP, SSO_ALLOWED_GROUP, MlflowStack
 from tests.integration.big_transfers import BIG_FILE_BYTES
 from tests.integration.mlflow_users import Accounts, as_mlflow_user
 
@@ -43,6 +44,9 @@ def mlflow_stack(
         # Short, so the idle-connection test is quick and every test also
         # exercises MLflow reconnecting after PostgreSQL closed its connections.
         db_idle_timeout=3,
+        # One uvicorn worker: each one imports MLflow anew (seconds of CPU per start or
+        # restart). The accounts stack keeps the default two, which its cache tests need.
+        workers=1,
     )  # fmt: skip
     stack.start()
     yield stack
@@ -58,6 +62,32 @@ def accounts_stack(
         tmp_path_factory.mktemp("accounts-stack"), moto=moto_server, auth_mode="accounts",
         default_permission="NO_PERMISSIONS",
     )  # fmt: skip
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+# sso mode's people at the local OpenID provider, and the app clients code uses.
+SSO_USER = OidcUser("alice", "alice-Passw0rd", "alice@example.com", "Alice", (SSO_ALLOWED_GROUP,))
+SSO_ADMIN = OidcUser("olga", "olga-Passw0rd", "olga@example.com", "Olga", (SSO_ADMIN_GROUP,))
+SSO_OUTSIDER = OidcUser("mallory", "mallory-Passw0rd", "mallory@example.com", "Mallory", ("contractors",))
+SSO_MACHINE = "studio-alice"
+SSO_SHORT_LIVED = "short-lived"
+
+
+@pytest.fixture(scope="session")
+def sso_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[MlflowStack]:
+    """The task in sso mode with its OpenID provider; default permission NO_PERMISSIONS."""
+    stack = MlflowStack(
+        tmp_path_factory.mktemp("sso-stack"), moto=moto_server, auth_mode="sso",
+        default_permission="NO_PERMISSIONS", oidc_users=[SSO_USER, SSO_ADMIN, SSO_OUTSIDER],
+        machine_clients=[SSO_MACHINE, SSO_SHORT_LIVED],
+    )  # fmt: skip
+    assert stack.oidc is not None
+    from localrun.oidc import OidcClient
+
+    # Its tokens live one second (the expiry test).
+    stack.oidc.add_client(OidcClient(SSO_SHORT_LIVED, access_token_ttl=1))
     stack.start()
     yield stack
     stack.stop()

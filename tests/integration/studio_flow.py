@@ -11,14 +11,23 @@ role, with every AWS call going to moto. `notebook_run` executes the lab
 notebook once per session with RUN_OFFLINE=true and records every AWS call it
 and its child processes make (aws_call_recorder/sitecustomize.py).
 
+`accounts_studio_aws` / `accounts_notebook_run` are the same for accounts
+mode: the deployment in another region of the same moto server (so both
+coexist in one process), against the session's accounts_stack, the profile
+with its own generated login whose MLflow user the account provisioner
+(stacks/functions/mlflow_accounts) created as the admin.
+
 Test modules import these fixtures by name.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import secrets
 import shutil
+import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +38,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from localrun.services import FAKE_AWS, REPO_ROOT
 from tests.lab import LAB_DIR  # also puts lab/ and lab/source_dir on sys.path
 
 # isort: split
@@ -141,25 +151,63 @@ def once_per_session(request: pytest.FixtureRequest, key: pytest.StashKey[Any], 
 
 _STUDIO_AWS = pytest.StashKey[Any]()
 _NOTEBOOK_RUN = pytest.StashKey[Any]()
+_ACCOUNTS_STUDIO_AWS = pytest.StashKey[Any]()
+_ACCOUNTS_NOTEBOOK_RUN = pytest.StashKey[Any]()
+
+
+@dataclass(frozen=True)
+class StudioNames:
+    """Where one fake deployment lives in moto: its region, the profile's roles, the secrets.
+
+    `server_secret` is MLflowVpcStack's credentials secret (its
+    CredentialsSecretName output); `login_secret` is the one the profile's
+    roles are tagged with: the same in shared mode, the profile's own in
+    accounts mode.
+    """
+
+    region: str
+    role: str
+    training_role: str
+    serving_role: str
+    server_secret: str
+    login_secret: str
+
+
+SHARED = StudioNames("us-east-1", ROLE_NAME, TRAINING_ROLE_NAME, SERVING_ROLE_NAME, SECRET_NAME, SECRET_NAME)
 
 
 @pytest.fixture(scope="session")
 def studio_aws(request, mlflow_stack, moto_server) -> StudioAws:
     """What the three stacks give a Studio user, created in moto (once per session)."""
-    return once_per_session(request, _STUDIO_AWS, lambda: _create_studio_aws(mlflow_stack, moto_server))
+    return once_per_session(
+        request,
+        _STUDIO_AWS,
+        lambda: create_studio_aws(
+            mlflow_stack, moto_server, SHARED, login=(mlflow_stack.username, mlflow_stack.password)
+        ),
+    )
 
 
-def _create_studio_aws(mlflow_stack, moto_server) -> StudioAws:
+def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[str, str]) -> StudioAws:
+    """The fake deployment in `where`, the profile's roles reading `login` from `where.login_secret`.
+
+    The server secret holds the stack's own credentials (nginx's user in shared
+    mode, MLflow's admin in accounts mode).
+    """
     aws = StudioAws(
         endpoint_url=moto_server.endpoint_url,
-        region="us-east-1",
+        region=where.region,
         account="123456789012",
-        bucket=mlflow_stack.bucket,
-        tracking_url=mlflow_stack.proxy_url,
-        username=mlflow_stack.username,
-        password=mlflow_stack.password,
+        bucket=stack.bucket,
+        tracking_url=stack.proxy_url,
+        username=login[0],
+        password=login[1],
+        secret_name=where.login_secret,
     )
     iam, sts = moto_server.client("iam"), moto_server.client("sts")
+
+    def client(service: str):  # noqa: ANN202 - a boto3 client in this deployment's region
+        return moto_server.client(service, region_name=where.region)
 
     def role(name: str, tags: dict[str, str]) -> str:
         trust = {
@@ -180,49 +228,48 @@ def _create_studio_aws(mlflow_stack, moto_server) -> StudioAws:
         return iam.get_role(RoleName=name)["Role"]["Arn"]
 
     # As SageMakerStudioUserStack tags them (stacks/components/studio_execution_role.py, workload_roles.py).
-    aws.serving_role_arn = role(SERVING_ROLE_NAME, {})
-    aws.training_role_arn = role(TRAINING_ROLE_NAME, {"mlflow:credentials-secret": SECRET_NAME})
+    aws.serving_role_arn = role(where.serving_role, {})
+    aws.training_role_arn = role(where.training_role, {"mlflow:credentials-secret": where.login_secret})
     aws.role_arn = role(
-        ROLE_NAME,
+        where.role,
         {
-            "mlflow:credentials-secret": SECRET_NAME,
+            "mlflow:credentials-secret": where.login_secret,
             "mlflow:training-role": aws.training_role_arn,
             "mlflow:serving-role": aws.serving_role_arn,
         },
     )
     aws.credentials = sts.assume_role(RoleArn=aws.role_arn, RoleSessionName="SageMaker")["Credentials"]
 
-    secrets = moto_server.client("secretsmanager")
-    for name, value in (
-        (SECRET_NAME, {"username": aws.username, "password": aws.password}),
-        (OTHER_SECRET_NAME, {"password": "not-for-studio"}),
-    ):
+    secrets = client("secretsmanager")
+    for name, value in {
+        where.server_secret: {"username": stack.username, "password": stack.password},
+        where.login_secret: {"username": aws.username, "password": aws.password},
+        OTHER_SECRET_NAME: {"password": "not-for-studio"},
+    }.items():
         try:
             secrets.create_secret(Name=name, SecretString=json.dumps(value))
         except Exception as error:  # noqa: BLE001
             if not _exists(error):
                 raise
             secrets.put_secret_value(SecretId=name, SecretString=json.dumps(value))
-    aws.secret_arn = secrets.describe_secret(SecretId=SECRET_NAME)["ARN"]
+    aws.secret_arn = secrets.describe_secret(SecretId=where.login_secret)["ARN"]
     aws.other_secret_arn = secrets.describe_secret(SecretId=OTHER_SECRET_NAME)["ARN"]
 
-    cfn = moto_server.client("cloudformation")
-    for stack, template in (
+    cfn = client("cloudformation")
+    for stack_name, template in (
         ("HttpGatewayStack", gateway_template(aws.tracking_url)),
-        ("MLflowVpcStack", outputs_template({"CredentialsSecretName": SECRET_NAME})),
+        ("MLflowVpcStack", outputs_template({"CredentialsSecretName": where.server_secret})),
         ("SageMakerStudioUserStack", outputs_template({"ServingRoleArn": aws.serving_role_arn})),
     ):
         try:
-            cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+            cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
         except Exception as error:  # noqa: BLE001
             if not _exists(error):
                 raise
     aws.gateway_stack_id = cfn.describe_stacks(StackName="HttpGatewayStack")["Stacks"][0]["StackId"]
-    moto_server.client("ssm").put_parameter(
-        Name="/mlflow/artifact-bucket", Value=aws.bucket, Type="String", Overwrite=True
-    )
+    client("ssm").put_parameter(Name="/mlflow/artifact-bucket", Value=aws.bucket, Type="String", Overwrite=True)
 
-    ecr = moto_server.client("ecr")
+    ecr = client("ecr")
     try:
         ecr.create_repository(repositoryName="mlflow-pyfunc")
     except Exception as error:  # noqa: BLE001
@@ -248,6 +295,70 @@ def _create_studio_aws(mlflow_stack, moto_server) -> StudioAws:
         if not _exists(error):
             raise
     return aws
+
+
+# Accounts mode: a profile with its own MLflow user, in another region of the
+# same moto server, so both fake deployments coexist in one process (-n 0).
+PROFILE = "studio-alice"
+ACCOUNTS = StudioNames(
+    region="us-west-2",
+    role=f"mlflow-{PROFILE}-execution-role",
+    training_role=f"mlflow-{PROFILE}-training-role",
+    serving_role=f"mlflow-{PROFILE}-serving-role",
+    server_secret=SECRET_NAME,  # MLflow's admin in accounts mode
+    login_secret=f"{SECRET_NAME}/users/{PROFILE}/login",  # ProjectConfig.user_secret_name
+)
+ACCOUNTS_HANDLER = REPO_ROOT / "stacks" / "functions" / "mlflow_accounts" / "index.py"
+
+
+@pytest.fixture(scope="session")
+def accounts_studio_aws(request, accounts_stack, moto_server) -> StudioAws:
+    """The accounts-mode deployment: the profile's generated login, its MLflow user made by the provisioner."""
+    return once_per_session(
+        request, _ACCOUNTS_STUDIO_AWS, lambda: _create_accounts_studio_aws(accounts_stack, moto_server)
+    )
+
+
+def _create_accounts_studio_aws(accounts_stack, moto_server) -> StudioAws:
+    # Like the profile's secret SageMakerStudioUserStack generates: 32 letters and digits.
+    password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+    aws = create_studio_aws(accounts_stack, moto_server, ACCOUNTS, login=(PROFILE, password))
+    admin_secret_arn = moto_server.client("secretsmanager", region_name=ACCOUNTS.region).describe_secret(
+        SecretId=ACCOUNTS.server_secret
+    )["ARN"]
+    provision_account(moto_server, mlflow_url=accounts_stack.proxy_url, admin_secret_arn=admin_secret_arn, aws=aws)
+    return aws
+
+
+def provision_account(moto_server, *, mlflow_url: str, admin_secret_arn: str, aws: StudioAws) -> None:
+    """Create the profile's MLflow user as the stack's custom resource does: its handler, as Lambda runs it."""
+    import boto3
+
+    spec = importlib.util.spec_from_file_location("mlflow_accounts_handler", ACCOUNTS_HANDLER)
+    assert spec and spec.loader
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    lambda_env = {
+        **FAKE_AWS,
+        "AWS_REGION": aws.region,
+        "AWS_DEFAULT_REGION": aws.region,
+        "AWS_ENDPOINT_URL": moto_server.endpoint_url,
+        "ADMIN_SECRET_ARN": admin_secret_arn,
+        "MLFLOW_URL": mlflow_url,  # the internal load balancer when deployed
+    }
+    event = {
+        "RequestType": "Create",
+        "ResourceType": "Custom::MlflowAccount",
+        "ResourceProperties": {"Username": aws.username, "UserSecretArn": aws.secret_arn},
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in lambda_env.items():
+            patch.setenv(name, value)
+        boto3.DEFAULT_SESSION = None
+        try:
+            handler.on_event(event, None)
+        finally:
+            boto3.DEFAULT_SESSION = None
 
 
 @contextmanager
@@ -302,10 +413,11 @@ def copy_lab(target: Path) -> Path:
 @pytest.fixture(scope="session")
 def notebook_run(request, studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
     """The lab notebook executed cell by cell, offline, with its AWS calls recorded (once)."""
-    return once_per_session(request, _NOTEBOOK_RUN, lambda: _execute_notebook(studio_aws, tmp_path_factory))
+    return once_per_session(request, _NOTEBOOK_RUN, lambda: execute_notebook(studio_aws, tmp_path_factory))
 
 
-def _execute_notebook(studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
+def execute_notebook(studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
+    """Run the lab notebook as `studio_aws`'s profile, in a copy of lab/, recording its AWS calls."""
     root = tmp_path_factory.mktemp("notebook")
     lab = copy_lab(root)
     call_log = root / "aws-calls.jsonl"
@@ -319,3 +431,13 @@ def _execute_notebook(studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFa
         ).execute()
     nbformat.write(notebook, root / "executed.ipynb")  # kept for debugging a failure
     return NotebookRun(notebook=notebook, calls=read_calls(call_log), workdir=lab)
+
+
+@pytest.fixture(scope="session")
+def accounts_notebook_run(
+    request, accounts_studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory
+) -> NotebookRun:
+    """The same notebook, run by the accounts-mode profile with its own MLflow login (once)."""
+    return once_per_session(
+        request, _ACCOUNTS_NOTEBOOK_RUN, lambda: execute_notebook(accounts_studio_aws, tmp_path_factory)
+    )

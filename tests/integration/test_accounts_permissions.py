@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from localrun.stack import MlflowStack
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts, api, as_mlflow_user
+from tests.test_readme import README
 
 pytestmark = [pytest.mark.integration, ACCOUNTS_GROUP]
 
@@ -228,3 +231,32 @@ def test_wrong_credentials_are_401(owned: Owned, accounts_stack: MlflowStack, wh
                    params={"experiment_id": owned.experiment_id})  # fmt: skip
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+def test_the_readmes_admin_example_adds_a_user_and_grants(accounts: Accounts, accounts_stack: MlflowStack) -> None:
+    """The Python block of README's "Other users and grants", run as the admin, does what it says."""
+    section = README.read_text(encoding="utf-8").split("**Other users and grants**", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    alice = accounts.new_user("alice")
+    model = "breast-cancer-classifier-alice"  # the name in the example
+    with as_mlflow_user(accounts_stack, alice):
+        client = MlflowClient()
+        experiment_id = client.create_experiment(f"alice-{alice.username}")
+        client.create_registered_model(model)
+    bot = Account("ci-bot", secrets.token_urlsafe(16))
+    with as_mlflow_user(accounts_stack, accounts.admin):
+        exec(example, {"ci_bot_password": bot.password, "experiment_id": experiment_id})  # noqa: S102
+    try:
+        with as_mlflow_user(accounts_stack, bot):
+            client = MlflowClient()
+            run = client.create_run(experiment_id)  # EDIT on the experiment
+            client.log_param(run.info.run_id, "written-by", "ci-bot")
+            assert client.get_registered_model(model).name == model  # READ on the model
+            for refused in (
+                lambda: client.update_registered_model(model, description="changed"),
+                lambda: client.delete_experiment(experiment_id),  # EDIT does not delete
+            ):
+                with pytest.raises(MlflowException, match="PERMISSION_DENIED|Permission denied"):
+                    refused()
+    finally:
+        accounts.delete_user(bot)

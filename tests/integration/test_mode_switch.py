@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
+from mlflow.exceptions import MlflowException
+from mlflow.server.auth.client import AuthServiceClient
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from localrun.services import FAKE_AWS, MotoServer
 from localrun.stack import MlflowStack
-from tests.integration.mlflow_users import as_mlflow_user
+from tests.integration.mlflow_users import Account, as_mlflow_user
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +142,22 @@ def test_experiments_with_s3_locations_work_for_clients_with_iam_access(
             run_id=switched.legacy_run_id, artifact_path="legacy.txt", dst_path=str(tmp_path)
         )
     assert sha256(Path(path)) == switched.legacy_sha256
+
+
+def test_old_experiments_are_read_only_for_other_users_until_the_admin_grants(
+    switched: Before, stack: MlflowStack
+) -> None:
+    """They have no owner: default_permission (READ, the default) applies, as the README says."""
+    user = Account(f"after-{secrets.token_hex(3)}", secrets.token_urlsafe(16))
+    with as_mlflow_user(stack):
+        admin = AuthServiceClient(stack.proxy_url)
+        admin.create_user(user.username, user.password)
+    with as_mlflow_user(stack, user):
+        client = MlflowClient()
+        assert client.get_run(switched.run_id).data.params == {"alpha": "0.5"}
+        with pytest.raises(MlflowException, match="PERMISSION_DENIED|Permission denied"):
+            client.create_run(switched.experiment_id)
+    with as_mlflow_user(stack):
+        admin.grant_user_permission(user.username, "experiment", switched.experiment_id, "MANAGE")
+    with as_mlflow_user(stack, user):
+        assert MlflowClient().create_run(switched.experiment_id).info.experiment_id == switched.experiment_id

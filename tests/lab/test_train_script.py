@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -43,6 +44,11 @@ def test_local_run_logs_params_metrics_and_model(tracking):
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     example = model.input_example
     assert len(example) == 3 and set(model.predict(example)) <= {0, 1}
+    # The serving container installs exactly what trained the model, MLflow included.
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/requirements.txt"))
+    pins = set(requirements.read_text().split())
+    for name in (*train.MODEL_PACKAGES, "mlflow"):
+        assert f"{name}=={importlib.metadata.version(name)}" in pins, (name, pins)
 
 
 def test_runs_as_training_job_script(tracking, tmp_path):

@@ -3,6 +3,7 @@
 import pytest
 
 from stacks import names
+from tests.stacks.helpers import SSO_CONTEXT
 from tests.synth import Template, synth_templates
 
 
@@ -41,3 +42,9 @@ def dev_templates() -> dict[str, Template]:
 def accounts_templates() -> dict[str, Template]:
     """auth_mode=accounts with two Studio profiles."""
     return synth_templates(auth_mode="accounts", user_profiles="alice,bob")
+
+
+@pytest.fixture(scope="session")
+def sso_templates() -> dict[str, Template]:
+    """auth_mode=sso with the Cognito pool and two Studio profiles."""
+    return synth_templates(**SSO_CONTEXT)

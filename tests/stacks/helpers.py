@@ -93,6 +93,17 @@ HOSTED_ZONE_ID = "Z0123456789ABCDEFGHIJ"
 DOMAIN_CONTEXT = {"domain_name": DOMAIN, "hosted_zone_id": HOSTED_ZONE_ID, "hosted_zone_name": "example.com"}
 
 
+# sso mode with the stack's Cognito pool (snapshots, cfn-lint and the sso stack tests share this synth).
+SSO_CONTEXT = {"auth_mode": "sso", "user_profiles": "alice,bob"}
+# sso mode with an external issuer: nothing but its discovery URL and its secret's name in the config.
+EXTERNAL_ISSUER_CONTEXT = {
+    "auth_mode": "sso",
+    "oidc_provider": "external",
+    "oidc_discovery_url": "https://login.example.com/oauth2/default/.well-known/openid-configuration",
+    "oidc_client_secret_name": "team/mlflow-oidc",
+}
+
+
 def follow_output(value: Any, templates: dict[str, Template]) -> Any:
     """A cross-stack reference (Fn::GetStackOutput) replaced by the producing stack's output value."""
     if isinstance(value, dict) and "Fn::GetStackOutput" in value:

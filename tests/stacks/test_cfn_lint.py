@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stacks import names
-from tests.stacks.helpers import DOMAIN_CONTEXT
+from tests.stacks.helpers import DOMAIN_CONTEXT, SSO_CONTEXT
 from tests.synth import synth_directory
 
 # Warnings we accept, each for a reason that holds for every occurrence.
@@ -34,26 +34,37 @@ def _lint(*templates: Path) -> list[dict]:
 # The default app, accounts mode with two profiles (the same overrides the stack tests
 # synthesize), and both with a custom domain (HTTPS listener, custom domain name).
 ACCOUNTS = {"auth_mode": "accounts", "user_profiles": "alice,bob"}
-VARIANTS = {"defaults": {}, "accounts": ACCOUNTS, "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS}}
+# sso with Cognito: pool, clients, the gateway's sign-in URL registration (an external
+# issuer adds no resource type of its own: an imported secret, a plain one per profile).
+VARIANTS = {
+    "defaults": {},
+    "accounts": ACCOUNTS,
+    "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS},
+    "sso": SSO_CONTEXT,
+}
 
 
 STACKS = list(names.ALL_STACKS)
 
 
 @functools.lru_cache(maxsize=None)
-def _lint_variant(variant: str) -> dict[str, list[dict]]:
-    """Stack name -> findings; one cfn-lint run per app (its start-up dominates the time)."""
-    directory = synth_directory(**VARIANTS[variant])
-    findings = _lint(*(directory / f"{stack}.template.json" for stack in STACKS))
-    by_stack = {s: [f for f in findings if Path(f["Filename"]).name == f"{s}.template.json"] for s in STACKS}
-    assert sum(map(len, by_stack.values())) == len(findings), "a finding names no template of the app"
-    return by_stack
+def _lint_all() -> dict[tuple[str, str], list[dict]]:
+    """(variant, stack) -> findings; one cfn-lint run for every app (its start-up dominates the time)."""
+    templates = {
+        (variant, stack): synth_directory(**overrides) / f"{stack}.template.json"
+        for variant, overrides in VARIANTS.items()
+        for stack in STACKS
+    }
+    findings = _lint(*templates.values())
+    by_template = {key: [f for f in findings if Path(f["Filename"]) == path] for key, path in templates.items()}
+    assert sum(map(len, by_template.values())) == len(findings), "a finding names no template of the apps"
+    return by_template
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("stack_name", STACKS)
 def test_template_is_lint_clean(stack_name: str, variant: str) -> None:
-    findings = _lint_variant(variant)[stack_name]
+    findings = _lint_all()[variant, stack_name]
     unexpected = [
         f"{f['Rule']['Id']} {f['Message']}"
         for f in findings

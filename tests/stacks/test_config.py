@@ -123,6 +123,14 @@ def test_every_log_retention_value_maps_to_the_cdk_enum() -> None:
         assert isinstance(ProjectConfig(log_retention_days=int(days)).log_retention, logs.RetentionDays)
 
 
+SSO = {"auth_mode": "sso"}
+EXTERNAL = {
+    "auth_mode": "sso",
+    "oidc_provider": "external",
+    "oidc_discovery_url": "https://login.example.com/.well-known/openid-configuration",
+    "oidc_client_secret_name": "mlflow/oidc",
+}
+
 INVALID = [
     # (overrides, key named in the message, hint of what is allowed)
     ({"task_mem": 4096}, "task_mem", "did you mean task_memory_mib"),
@@ -166,9 +174,40 @@ INVALID = [
     ({"sagemaker_domain_id": "d-ABC123DEF456"}, "sagemaker_domain_id", "d- and 12 lowercase"),
     ({"sagemaker_domain_id": "domain-1"}, "sagemaker_domain_id", "d- and 12 lowercase"),
     ({"credentials_secret_name": "x" * 181}, "credentials_secret_name", "1-180 of"),
-    ({"auth_mode": "sso"}, "auth_mode", "shared, accounts"),
-    ({"auth_mode": "Accounts"}, "auth_mode", "shared, accounts"),
-    ({"auth_mode": ""}, "auth_mode", "shared, accounts"),
+    ({"auth_mode": "SSO"}, "auth_mode", "shared, accounts, sso"),
+    ({"auth_mode": "Accounts"}, "auth_mode", "shared, accounts, sso"),
+    ({"auth_mode": ""}, "auth_mode", "shared, accounts, sso"),
+    ({"oidc_provider": "okta"}, "oidc_provider", "cognito, external"),
+    ({**SSO, "oidc_provider": "external"}, "oidc_discovery_url", "an https URL ending in /.well-known/"),
+    ({**EXTERNAL, "oidc_client_secret_name": ""}, "oidc_client_secret_name", "not ending in a hyphen"),
+    ({**EXTERNAL, "oidc_client_secret_name": "mlflow/oidc-client"}, "oidc_client_secret_name", "not ending in"),
+    ({**EXTERNAL, "oidc_discovery_url": "http://login.example.com/.well-known/openid-configuration"},
+     "oidc_discovery_url", "an https URL"),
+    ({**EXTERNAL, "oidc_discovery_url": "https://login.example.com/"}, "oidc_discovery_url", "an https URL"),
+    ({**EXTERNAL, "oidc_discovery_url": "https:///.well-known/openid-configuration"}, "oidc_discovery_url", "https"),
+    ({**EXTERNAL, "cognito_domain_prefix": "team-mlflow"}, "cognito_domain_prefix", "empty with oidc_provider"),
+    ({**EXTERNAL, "cognito_identity_providers": "Google"}, "cognito_identity_providers", "COGNITO (the default)"),
+    ({**SSO, "oidc_discovery_url": EXTERNAL["oidc_discovery_url"]}, "oidc_discovery_url", "set oidc_provider=external"),
+    ({**SSO, "oidc_client_secret_name": "mlflow/oidc"}, "oidc_client_secret_name", "set oidc_provider=external"),
+    ({**SSO, "oidc_admin_group": "MLflow Admins"}, "oidc_admin_group", "without spaces with oidc_provider=cognito"),
+    ({**SSO, "oidc_allowed_group": "data science"}, "oidc_allowed_group", "without spaces"),
+    ({**SSO, "oidc_allowed_group": "mlflow-admins"}, "oidc_allowed_group", "other than oidc_admin_group"),
+    ({"oidc_admin_group": "a,b"}, "oidc_admin_group", "1-128 characters without commas"),
+    ({"oidc_admin_group": ""}, "oidc_admin_group", "1-128 characters"),
+    ({"oidc_admin_group": "x" * 129}, "oidc_admin_group", "1-128 characters"),
+    ({"cognito_identity_providers": ""}, "cognito_identity_providers", "1-10 distinct names"),
+    ({"cognito_identity_providers": "COGNITO,Google,Google"}, "cognito_identity_providers", "1-10 distinct"),
+    ({"cognito_identity_providers": "My SAML"}, "cognito_identity_providers", "1-32 letters"),
+    ({"cognito_identity_providers": ["COGNITO", 3]}, "cognito_identity_providers", "1-10 distinct names"),
+    ({"cognito_identity_providers": ",".join(f"P{i}" for i in range(11))}, "cognito_identity_providers", "1-10"),
+    ({"oidc_machine_clients": "ci bot"}, "oidc_machine_clients", "OAuth client ids of 1-128"),
+    ({"oidc_machine_clients": "a,b,a"}, "oidc_machine_clients", "0-50 distinct"),
+    ({"oidc_machine_clients": ["a", 1]}, "oidc_machine_clients", "0-50 distinct"),
+    ({"oidc_machine_clients": ",".join(f"c{i}" for i in range(51))}, "oidc_machine_clients", "0-50"),
+    ({"cognito_domain_prefix": "MLflow"}, "cognito_domain_prefix", "lowercase letters"),
+    ({"cognito_domain_prefix": "mlflow-"}, "cognito_domain_prefix", "inner hyphens"),
+    ({"cognito_domain_prefix": "team-aws-mlflow"}, "cognito_domain_prefix", "without aws, amazon or cognito"),
+    ({"cognito_domain_prefix": "mycognito"}, "cognito_domain_prefix", "without aws, amazon or cognito"),
     ({"default_permission": "read"}, "default_permission", "READ, EDIT, MANAGE, NO_PERMISSIONS"),
     ({"default_permission": "ALL"}, "default_permission", "READ, EDIT, MANAGE, NO_PERMISSIONS"),
     ({"user_profiles": "-user"}, "user_profiles", "1-63 letters"),
@@ -245,9 +284,32 @@ def test_renamed_key_says_what_it_became() -> None:
         )
 
 
-def test_sso_is_refused_until_it_exists() -> None:
-    with pytest.raises(ConfigError, match=r"auth_mode='sso' is not available yet"):
-        ProjectConfig(auth_mode="sso")
+def test_sso_settings_with_cognito_and_with_an_external_issuer() -> None:
+    cognito = ProjectConfig.from_context(
+        {**SSO, "cognito_identity_providers": "COGNITO, Google,CorpSAML", "oidc_allowed_group": "mlflow-users"}
+    )
+    assert cognito.sso_enabled and cognito.cognito_enabled and cognito.sessions_enabled
+    assert cognito.cognito_identity_providers == ["COGNITO", "Google", "CorpSAML"]
+    assert (cognito.oidc_admin_group, cognito.oidc_allowed_group) == ("mlflow-admins", "mlflow-users")
+    assert cognito.cognito_domain_prefix is None and cognito.oidc_discovery_url is None
+    assert cognito.oauth_client_secret_name("bob") == "mlflow-server-credentials/users/bob/oauth"
+
+    external = ProjectConfig.from_context(
+        {**EXTERNAL, "oidc_admin_group": "MLflow Admins", "oidc_machine_clients": "0oa1ci, 0oa2studio"}
+    )
+    assert external.oidc_machine_clients == ["0oa1ci", "0oa2studio"]
+    assert external.sso_enabled and not external.cognito_enabled
+    assert external.oidc_client_secret_name == "mlflow/oidc"
+    assert external.oidc_admin_group == "MLflow Admins"  # spaces are fine at other providers
+
+    # The sso keys wait unused in other modes; cdk.json can keep them while the mode changes.
+    assert not ProjectConfig.from_context({**EXTERNAL, "auth_mode": "accounts"}).sso_enabled
+    assert not ProjectConfig().sessions_enabled and ProjectConfig(auth_mode="accounts").sessions_enabled
+
+
+def test_profile_oauth_secret_name_fits_the_role_tag_like_the_login_name() -> None:
+    config = ProjectConfig(credentials_secret_name="x" * 180, user_profiles=["p" * 63])
+    assert len(config.oauth_client_secret_name("p" * 63)) <= len(config.user_secret_name("p" * 63)) <= 256
 
 
 def test_accounts_settings_and_profiles() -> None:

@@ -42,6 +42,14 @@ def test_accounts_mode_template_matches_snapshot(
     assert normalise(accounts_templates[stack_name]) == snapshot_json
 
 
+@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK])
+def test_sso_mode_template_matches_snapshot(
+    stack_name: str, sso_templates: dict[str, Any], snapshot_json: SnapshotAssertion
+) -> None:
+    """auth_mode=sso with the Cognito pool and profiles alice and bob (the gateway registers the sign-in URLs)."""
+    assert normalise(sso_templates[stack_name]) == snapshot_json
+
+
 def test_normalise_hides_only_asset_hashes() -> None:
     digest = "a" * 64
     template = {"Image": f"repo:{digest}", "Name": "mlflow", "Short": "a" * 63}

@@ -207,3 +207,52 @@ def test_make_destroy_checks_credentials_first(fake_cli: tuple[Path, Path]) -> N
     result = _make("destroy", tool_env(None, [bin_dir], AWS_REGION=REGION), "FORCE=1")
     assert result.returncode != 0 and "preflight: no AWS credentials found" in result.stderr
     assert not record.exists()
+
+
+# --- sso mode with an external issuer: its client secret ------------------------------
+
+EXTERNAL = [
+    "-c", "auth_mode=sso", "-c", "oidc_provider=external",
+    "-c", "oidc_discovery_url=https://login.example.com/.well-known/openid-configuration",
+    "-c", "oidc_client_secret_name=team/mlflow-oidc",
+]  # fmt: skip
+
+
+def test_external_issuer_secret_must_exist_and_hold_the_client(aws: MotoServer, tmp_path: Path) -> None:
+    _bootstrap(aws)
+    fake_command(tmp_path, "docker", RUNNING_ENGINE)
+    env = tool_env(aws, [tmp_path])
+    where = f"in account {ACCOUNT}, region {REGION}"
+
+    assert _problem_lines(_preflight(env, *EXTERNAL)) == [
+        f"preflight: the secret team/mlflow-oidc (oidc_client_secret_name) does not exist {where}: create it "
+        "with your provider's client_id and client_secret (README, Single sign-on) and retry"
+    ]
+
+    secrets = client(aws, "secretsmanager")
+    secrets.create_secret(Name="team/mlflow-oidc", SecretString=json.dumps({"client_id": "mlflow-ui"}))
+    result = _preflight(env, *EXTERNAL)
+    assert _problem_lines(result) == [
+        "preflight: the secret team/mlflow-oidc (oidc_client_secret_name) has no client_secret: store "
+        '{"client_id": ..., "client_secret": ...} in it (README, Single sign-on)'
+    ]
+
+    value = "s3cret-value-never-printed"
+    secrets.put_secret_value(
+        SecretId="team/mlflow-oidc", SecretString=json.dumps({"client_id": "mlflow-ui", "client_secret": value})
+    )
+    result = _preflight(env, *EXTERNAL)
+    assert result.returncode == 0, result.stderr
+    assert "OIDC client secret team/mlflow-oidc" in result.stdout
+    assert value not in result.stdout + result.stderr
+    # Without sso (the keys may stay in cdk.json), the secret is not looked at.
+    secrets.delete_secret(SecretId="team/mlflow-oidc", ForceDeleteWithoutRecovery=True)
+    assert _preflight(env, *EXTERNAL, "-c", "auth_mode=accounts").returncode == 0
+
+
+def test_make_preflight_passes_the_settings_on(aws: MotoServer, tmp_path: Path) -> None:
+    _bootstrap(aws)
+    fake_command(tmp_path, "docker", RUNNING_ENGINE)
+    result = _make("preflight", tool_env(aws, [tmp_path]), f"CDK_ARGS={' '.join(EXTERNAL)}")
+    assert result.returncode != 0
+    assert "preflight: the secret team/mlflow-oidc (oidc_client_secret_name) does not exist" in result.stderr

@@ -98,7 +98,23 @@ def test_a_secret_of_another_shape_is_not_touched(aws: MotoServer) -> None:
     assert _secret(aws) == "just-a-password" and _deployment_id(aws) == before
 
 
-def test_accounts_mode_is_refused_before_anything_changes(aws: MotoServer) -> None:
+def test_another_mode_is_refused_before_anything_changes(aws: MotoServer) -> None:
+    outputs = {
+        names.OUTPUT_CREDENTIALS_SECRET: SECRET,
+        names.OUTPUT_ECS_CLUSTER: CLUSTER,
+        names.OUTPUT_ECS_SERVICE: SERVICE,
+        names.OUTPUT_AUTH_MODE: "sso",
+    }
+    _deployed(aws, outputs=outputs)
+    before = _deployment_id(aws)
+    result = _rotate(aws)
+    assert result.returncode == 1
+    assert result.stderr.startswith("rotate-password: auth_mode is sso: ") and result.stderr.count("\n") == 1
+    assert json.loads(_secret(aws))["password"] == OLD_PASSWORD and _deployment_id(aws) == before
+
+
+def test_accounts_mode_without_the_gateway_stack_changes_nothing(aws: MotoServer) -> None:
+    """Accounts mode reaches MLflow at the gateway's TrackingUrl (tests/integration has the real round trip)."""
     outputs = {
         names.OUTPUT_CREDENTIALS_SECRET: SECRET,
         names.OUTPUT_ECS_CLUSTER: CLUSTER,
@@ -106,9 +122,11 @@ def test_accounts_mode_is_refused_before_anything_changes(aws: MotoServer) -> No
         names.OUTPUT_AUTH_MODE: "accounts",
     }
     _deployed(aws, outputs=outputs)
+    before = _deployment_id(aws)
     result = _rotate(aws)
-    assert result.returncode == 1 and "auth_mode is accounts" in result.stderr
-    assert json.loads(_secret(aws))["password"] == OLD_PASSWORD
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"rotate-password: cannot read stack {names.GATEWAY_STACK} (")
+    assert json.loads(_secret(aws))["password"] == OLD_PASSWORD and _deployment_id(aws) == before
 
 
 @pytest.mark.parametrize("missing", [names.OUTPUT_ECS_CLUSTER, names.OUTPUT_ECS_SERVICE])

@@ -1,0 +1,89 @@
+"""The lab notebook in accounts mode: a Studio profile with its own MLflow user runs it end to end.
+
+The profile's login is a generated secret its roles are tagged with; its
+MLflow user was made by the account provisioner (the stack's custom resource
+handler) as the admin; the server runs MLflow's auth app with default
+permission NO_PERMISSIONS (the session's accounts_stack). Nothing in the
+notebook changes between modes.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from tests.integration import studio_flow
+from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts
+from tests.integration.studio_flow import ACCOUNTS, PROFILE
+
+# On the worker that holds the session's accounts_stack (and its moto server).
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, ACCOUNTS_GROUP]
+
+accounts_studio_aws = studio_flow.accounts_studio_aws
+accounts_notebook_run = studio_flow.accounts_notebook_run
+
+EXPERIMENT = f"sagemaker-studio-demo-{PROFILE}"
+MODEL = f"breast-cancer-classifier-{PROFILE}"
+
+
+def test_every_cell_ran(accounts_notebook_run):
+    code = [c for c in accounts_notebook_run.notebook.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code)
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[0].get("evalue") if errors else ""
+
+
+def test_notebook_used_the_profiles_own_login(accounts_notebook_run, accounts_studio_aws, accounts_stack):
+    out = accounts_notebook_run.outputs()
+    assert (
+        f"user {PROFILE!r} (secret {ACCOUNTS.login_secret!r}, from tag mlflow:credentials-secret of role "
+        f"{ACCOUNTS.role})" in out
+    )
+    assert f"experiment      {EXPERIMENT}" in out
+    assert re.search(r"predictions: \[[01](, [01]){4}\]", out)
+    assert re.search(r"endpoint mlflow-demo-\S+ deleted", out)
+    assert accounts_studio_aws.password not in out and accounts_stack.password not in out
+
+
+def test_no_process_read_the_admins_secret(accounts_notebook_run):
+    reads = [c for c in accounts_notebook_run.calls if c["operation"] == "GetSecretValue"]
+    # The notebook as the execution role, the training job's process as the training role.
+    assert {c["job"] is None for c in reads} == {True, False}
+    assert {c["params"]["SecretId"] for c in reads} == {ACCOUNTS.login_secret}
+
+
+def test_runs_and_model_belong_to_the_profile(
+    accounts_notebook_run, accounts_studio_aws, accounts: Accounts, accounts_stack
+):
+    other = accounts.new_user("colleague")
+    with accounts.client() as admin:
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        runs = client.search_runs([experiment.experiment_id])
+        versions = client.search_model_versions(f"name='{MODEL}'")
+        # Whoever creates an experiment or a registered model gets MANAGE on it; with default
+        # permission NO_PERMISSIONS nobody else has any: had the admin's login done the work,
+        # the profile would have none either.
+        for resource_type, resource_id in (("experiment", experiment.experiment_id), ("registered_model", MODEL)):
+            assert admin.get_user_permission(PROFILE, resource_type, resource_id).permission == "MANAGE"
+            assert admin.get_user_permission(other.username, resource_type, resource_id).permission == (
+                "NO_PERMISSIONS"
+            )
+    names = {r.info.run_name for r in runs}
+    assert {"local-c0.01", "local-c0.1"} <= names
+    (job_run,) = [r for r in runs if "sagemaker.training_job_name" in r.data.tags]
+    assert versions and {v.run_id for v in versions} <= {r.info.run_id for r in runs}
+
+    # The profile's login reads them; the colleague does not.
+    profile = Account(PROFILE, accounts_studio_aws.password)
+    for who, expected in ((profile, 200), (other, 403)):
+        for path, params in (
+            ("/api/2.0/mlflow/experiments/get", {"experiment_id": experiment.experiment_id}),
+            ("/api/2.0/mlflow/runs/get", {"run_id": job_run.info.run_id}),
+            ("/api/2.0/mlflow/registered-models/get", {"name": MODEL}),
+        ):
+            response = requests.get(accounts_stack.proxy_url + path, params=params, auth=who.auth, timeout=30)
+            assert response.status_code == expected, (who.username, path, response.text[:200])

@@ -1,0 +1,251 @@
+"""sso mode end to end: people sign in at a real OpenID provider, code sends bearer tokens.
+
+One stack (conftest `sso_stack`: PostgreSQL, MLflow with the mlflow-oidc-auth
+plugin, nginx, npm `oidc-provider` on loopback) serves the module. Debian's
+Chromium, driven by Playwright, signs people in on the provider's page;
+screenshots are kept under .test-output/sso/. Code's tokens come from the
+client-credentials grant; forged and misdirected ones must be refused before
+any MLflow handler runs (nothing lands in MLflow's database).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from localrun.oidc import OidcClient, OidcProvider, OidcUser
+from localrun.services import MlflowServer
+from localrun.stack import SSO_CLIENT_ID, MlflowStack
+from tests.integration.conftest import SSO_ADMIN, SSO_MACHINE, SSO_OUTSIDER, SSO_SHORT_LIVED, SSO_USER
+from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
+
+SHOTS = SCREENSHOTS.parent / "sso"
+TIMEOUT_MS = 60_000
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=100"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def experiment_rows(stack: MlflowStack, name: str) -> int:
+    """Experiments called `name` in MLflow's own database."""
+    assert stack.postgres is not None
+    conn = stack.postgres.connect(stack.db_name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM experiments WHERE name = %s", (name,))
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def scene(sso_stack: MlflowStack) -> dict[str, str]:
+    """Two experiments the machine user created (so it manages them); nobody else was granted any."""
+    assert sso_stack.oidc is not None
+    token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in (f"granted-to-alice-{tag}", f"machine-only-{tag}"):
+        response = requests.post(
+            sso_stack.proxy_url + "/api/2.0/mlflow/experiments/create", json={"name": name},
+            headers=bearer(token), timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        ids[name] = response.json()["experiment_id"]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def sign_in(browser, stack: MlflowStack, user: OidcUser):  # noqa: ANN001, ANN201 - Playwright objects
+    """A fresh browser opens the tracking URL, is sent to the provider and signs in there."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(stack.proxy_url + "/", wait_until="domcontentloaded")
+    assert stack.oidc is not None and page.url.startswith(stack.oidc.url + "/interaction/"), page.url
+    page.locator('input[name="login"]').fill(user.username)
+    page.locator('input[name="password"]').fill(user.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: url.startswith(stack.proxy_url), wait_until="commit")
+    return page
+
+
+def shot(page, name: str, record_property) -> None:  # noqa: ANN001 - Playwright page, pytest fixture
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    record_property("screenshot", str(path))
+
+
+def api(page, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:  # noqa: ANN001
+    """A request from the page itself, as the UI makes them (its session cookie, its origin)."""
+    script = """async ([method, path, body]) => {
+        const r = await fetch(path, {method, headers: {'Content-Type': 'application/json'},
+                                     body: body ? JSON.stringify(body) : undefined});
+        let data = {}; try { data = await r.json(); } catch (e) {}
+        return [r.status, data];
+    }"""
+    status, data = page.evaluate(script, [method, path, body])
+    return status, data
+
+
+def test_an_admin_grants_and_a_person_sees_only_what_was_granted(
+    browser, sso_stack: MlflowStack, scene: dict[str, str], record_property
+) -> None:
+    granted, private = scene
+    # People exist in MLflow from their first sign-in on.
+    alice = sign_in(browser, sso_stack, SSO_USER)
+    admin = sign_in(browser, sso_stack, SSO_ADMIN)
+    assert api(admin, "GET", "ajax-api/2.0/mlflow/users/current")[1]["username"] == SSO_ADMIN.email
+    status, body = api(
+        admin, "POST", f"ajax-api/2.0/mlflow/permissions/users/{SSO_USER.email}/experiments/{scene[granted]}",
+        {"permission": "READ"},
+    )  # fmt: skip
+    assert status == 200, body
+
+    alice.goto(sso_stack.proxy_url + "/#/experiments", wait_until="commit")
+    alice.reload(wait_until="commit")
+    alice.get_by_text(granted).first.wait_for()
+    assert alice.get_by_text(private).count() == 0
+    shot(alice, "alice-sees-the-granted-experiment", record_property)
+    assert api(alice, "GET", "ajax-api/2.0/mlflow/users/current")[1]["username"] == SSO_USER.email
+    names = {e["name"] for e in api(alice, "GET", "ajax-api" + SEARCH[4:])[1].get("experiments", [])}
+    assert granted in names and private not in names
+    # Not an admin: she may not grant herself the other one.
+    status, _ = api(
+        alice, "POST", f"ajax-api/2.0/mlflow/permissions/users/{SSO_USER.email}/experiments/{scene[private]}",
+        {"permission": "READ"},
+    )  # fmt: skip
+    assert status == 403
+    alice.context.close()
+    admin.context.close()
+
+
+def test_a_person_outside_the_allowed_group_is_refused(browser, sso_stack: MlflowStack, record_property) -> None:
+    page = sign_in(browser, sso_stack, SSO_OUTSIDER)
+    page.wait_for_load_state()
+    shot(page, "outsider-refused", record_property)
+    assert page.context.request.get(sso_stack.proxy_url + SEARCH).status == 401
+    page.context.close()
+
+
+def test_a_session_holds_on_another_task_and_ends_at_sign_out(browser, sso_stack: MlflowStack) -> None:
+    """Another task (same database, same secret key) honours the session; after sign-out none does."""
+    page = sign_in(browser, sso_stack, SSO_USER)
+    request = page.context.request
+    second: MlflowServer = sso_stack.new_mlflow_server(name="mlflow-task-2", port=None)
+    second.start()
+    try:
+        # The browser's cookie is for 127.0.0.1 (any port): the other task gets it too.
+        assert request.get(second.url + SEARCH).status == 200
+        # MLflow ends its session, then the provider's (it asks first).
+        page.goto(sso_stack.proxy_url + "/logout", wait_until="domcontentloaded")
+        page.get_by_role("button", name="Yes, sign me out").click()
+        page.wait_for_url(sso_stack.proxy_url + "/oidc/ui/auth**", wait_until="commit")
+        assert request.get(second.url + SEARCH).status == 401
+        assert request.get(sso_stack.proxy_url + SEARCH).status == 401
+    finally:
+        second.stop()
+        page.context.close()
+
+
+def test_a_valid_token_acts_as_its_app_clients_user(sso_stack: MlflowStack, scene: dict[str, str]) -> None:
+    assert sso_stack.oidc is not None
+    token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
+    me = requests.get(sso_stack.proxy_url + "/api/2.0/mlflow/users/current", headers=bearer(token), timeout=30)
+    assert (me.status_code, me.json()["username"]) == (200, SSO_MACHINE)
+    experiment_id = next(iter(scene.values()))
+    run = requests.post(
+        sso_stack.proxy_url + "/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id},
+        headers=bearer(token), timeout=30,
+    )  # fmt: skip
+    assert run.status_code == 200, run.text
+    # What it created is its own (MANAGE); another app client's user sees none of it.
+    grant = requests.get(
+        f"{sso_stack.proxy_url}/api/2.0/mlflow/permissions/users/{SSO_MACHINE}/experiments/{experiment_id}",
+        headers=bearer(token), timeout=30,
+    )  # fmt: skip
+    assert grant.json()["experiment_permission"]["permission"] == "MANAGE"
+    other = sso_stack.oidc.client_credentials_token(SSO_SHORT_LIVED)
+    get_run = f"/api/2.0/mlflow/runs/get?run_id={run.json()['run']['info']['run_id']}"
+    assert requests.get(sso_stack.proxy_url + get_run, headers=bearer(other), timeout=30).status_code == 403
+
+
+def _b64(data: dict | bytes) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _claims(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+@pytest.fixture(scope="module")
+def foreign_provider(sso_stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """Another issuer with the same client names and audience: its tokens are not ours."""
+    workdir = tmp_path_factory.mktemp("foreign-oidc")
+    provider = OidcProvider(
+        workdir, log_dir=workdir, users=[], clients=[OidcClient(SSO_MACHINE)], audience=SSO_CLIENT_ID
+    )
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+def bad_tokens(stack: MlflowStack, foreign: OidcProvider) -> dict[str, str]:
+    assert stack.oidc is not None
+    good = stack.oidc.client_credentials_token(SSO_MACHINE)
+    header, payload, signature = good.split(".")
+    expired = stack.oidc.client_credentials_token(SSO_SHORT_LIVED)
+    claims = _claims(good)
+    tokens = {
+        "wrong audience": stack.oidc.client_credentials_token(SSO_MACHINE, resource="urn:other:api"),
+        "foreign issuer": foreign.client_credentials_token(SSO_MACHINE),
+        # Someone else's name on our client's signature.
+        "tampered": f"{header}.{_b64({**claims, 'client_id': SSO_SHORT_LIVED, 'sub': SSO_SHORT_LIVED})}.{signature}",
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
+        "garbage": "not-a-jwt",
+    }
+    time.sleep(max(0.0, _claims(expired)["exp"] - time.time()) + 1.5)
+    tokens["expired"] = expired
+    return tokens
+
+
+def test_forged_expired_and_misdirected_tokens_get_401_and_reach_no_handler(
+    sso_stack: MlflowStack, foreign_provider: OidcProvider
+) -> None:
+    assert sso_stack.oidc is not None
+    tokens = bad_tokens(sso_stack, foreign_provider)
+    for problem, token in tokens.items():
+        name = f"made-with-{problem.replace(' ', '-')}-{secrets.token_hex(3)}"
+        response = requests.post(
+            sso_stack.proxy_url + "/api/2.0/mlflow/experiments/create", json={"name": name},
+            headers=bearer(token), timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 401, (problem, response.status_code, response.text)
+        assert experiment_rows(sso_stack, name) == 0, problem
+    # The short-lived client's user exists: a fresh token of it works, expiry alone refused it.
+    fresh = sso_stack.oidc.client_credentials_token(SSO_SHORT_LIVED)
+    assert requests.get(sso_stack.proxy_url + SEARCH, headers=bearer(fresh), timeout=30).status_code == 200
