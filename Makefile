@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install system-packages synth test preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
+.PHONY: install system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
@@ -32,6 +32,12 @@ $(PY_STAMP): requirements.txt requirements-dev.txt docker/mlflow/requirements.tx
 system-packages:
 	scripts/install-system-packages.sh
 
+# The MLflow release before the pinned one, in a venv cached under .venv
+# (localrun/mlflow_versions.py): the upgrade test starts it. Once from the
+# package index (about 25 s), nothing after that.
+mlflow-previous: install
+	$(BIN)/python -m localrun.mlflow_versions
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
@@ -40,8 +46,19 @@ $(NODE_STAMP): package.json package-lock.json
 synth: install
 	npx cdk synth --quiet $(SETTINGS)
 
-test: install system-packages
+test: install system-packages mlflow-previous
 	$(BIN)/python -m pytest
+
+# Try MLflow VERSION on a copy of the deployment on loopback before moving the
+# pin: the pinned version logs a sample, two VERSION servers migrate the schema
+# together, the sample must be unchanged (localrun/upgrade_check.py).
+upgrade-check: install system-packages
+	@if [ -z "$(VERSION)" ]; then echo "make upgrade-check: give the MLflow release to try, e.g. make upgrade-check VERSION=3.18.0" >&2; exit 2; fi
+	$(BIN)/python -m localrun.upgrade_check $(VERSION)
+
+# The README's restore procedure rehearsed on loopback (backup, destroy, restore, compare).
+restore-drill: install system-packages
+	$(BIN)/python -m pytest -n 0 -q tests/integration/test_restore_drill.py
 
 # Credentials, region, Docker engine and CDK bootstrap, each problem on one line.
 preflight: install

@@ -342,8 +342,9 @@ class MlflowServer(HttpService):
     def __init__(
         self, workdir: Path, *, log_dir: Path, env: dict[str, str],
         port: int | None = None, workers: int | None = None, writable: Sequence[Path] = (),
-        log_name: str = "mlflow.log",
+        log_name: str = "mlflow.log", python: Path | None = None,
     ) -> None:  # fmt: skip
+        """`python`: the interpreter to run the entrypoint with (another MLflow version's venv)."""
         self.port = port or free_port()
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (workdir / "tmp").mkdir(exist_ok=True, mode=0o700)
@@ -353,11 +354,13 @@ class MlflowServer(HttpService):
         scratch = {"HOME": str(workdir), "MLFLOW_RUNTIME_DIR": str(workdir), "TMPDIR": str(workdir / "tmp")}
         # As in the image: no bytecode caches written next to docker/mlflow's files.
         server_env = {**base_env(), **scratch, "PYTHONDONTWRITEBYTECODE": "1", **env, "MLFLOW_PORT": str(self.port)}
+        python = python or Path(sys.executable)
+        server_env["PATH"] = f"{python.parent}{os.pathsep}{server_env['PATH']}"
         if workers is not None:
             server_env["MLFLOW_WORKERS"] = str(workers)
         self.workdir = workdir
         self.process = ManagedProcess(
-            "mlflow", [sys.executable, MLFLOW_ENTRYPOINT], env=server_env,
+            "mlflow", [python, MLFLOW_ENTRYPOINT], env=server_env,
             log_path=log_dir / log_name, cwd=workdir, readonly_root=[workdir, *writable],
         )  # fmt: skip
 

@@ -137,7 +137,9 @@ def test_a_failing_apt_get_stops_with_one_line_of_ours(tmp_path: Path) -> None:
 
 def test_make_test_and_ci_use_it() -> None:
     makefile = (REPO / "Makefile").read_text()
-    assert "test: install system-packages\n" in makefile
+    # The previous MLflow release (for the upgrade test) is prepared the same way.
+    assert "test: install system-packages mlflow-previous\n" in makefile
+    assert "mlflow-previous: install\n\t$(BIN)/python -m localrun.mlflow_versions\n" in makefile
     assert "\tscripts/install-system-packages.sh\n" in makefile
     ci = (REPO / ".ci" / "run").read_text()
     assert "exec make test" in ci and "apt-get" not in ci

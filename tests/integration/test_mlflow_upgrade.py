@@ -1,0 +1,87 @@
+"""Upgrading MLflow keeps every item and migrates the schema exactly once.
+
+The previous release (localrun.mlflow_versions.PREVIOUS_MLFLOW_VERSION, in a
+cached venv) serves a fresh database and bucket; the real client logs runs,
+metrics, params, tags, a deleted run, artifacts, a logged model and a
+registered model with versions and an alias. Then two servers of the pinned
+version start at the same moment on that database while the old one still
+runs (localrun/upgrade_check.py, the same check `make upgrade-check` runs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+from localrun.mlflow_inventory import ALIAS, REGISTERED_MODEL
+from localrun.mlflow_versions import PREVIOUS_MLFLOW_VERSION
+from localrun.services import MotoServer
+from localrun.stack import MlflowStack
+from localrun.upgrade_check import NEW_SERVERS, UpgradeResult, check_upgrade
+from stacks.mlflow_version import pinned_mlflow_version
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def upgrade(
+    mlflow_stack: MlflowStack, moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> UpgradeResult:
+    assert mlflow_stack.postgres is not None
+    return check_upgrade(
+        postgres=mlflow_stack.postgres, moto=moto_server, workdir=tmp_path_factory.mktemp("upgrade"),
+        old_version=PREVIOUS_MLFLOW_VERSION, new_version=pinned_mlflow_version(),
+    )  # fmt: skip
+
+
+def test_the_previous_release_is_older_than_the_pin() -> None:
+    assert Version(PREVIOUS_MLFLOW_VERSION) < Version(pinned_mlflow_version())
+
+
+def test_the_schema_moves_from_the_old_head_to_the_new_one(upgrade: UpgradeResult) -> None:
+    # Otherwise nothing would have been migrated and the test would prove little.
+    assert upgrade.migration_path, "the previous release has the pinned one's schema: choose an older one"
+    assert upgrade.old_revision not in upgrade.migration_path
+    assert upgrade.new_revision == upgrade.expected_revision == upgrade.migration_path[-1]
+
+
+def test_servers_starting_together_migrate_once(upgrade: UpgradeResult) -> None:
+    logs = "\n".join(upgrade.server_logs)
+    assert len(upgrade.server_logs) == NEW_SERVERS
+    assert logs.count(f"tracking schema migrated from {upgrade.old_revision} to {upgrade.new_revision}") == 1, logs
+    assert logs.count(f"tracking schema is current ({upgrade.new_revision})") == NEW_SERVERS - 1, logs
+    # The database saw each step once: no second server re-ran one.
+    assert upgrade.steps_in_database_log == upgrade.migration_path
+    assert "Traceback" not in logs
+
+
+def test_every_item_is_unchanged(upgrade: UpgradeResult) -> None:
+    before = upgrade.before
+    assert len(before["runs"]) == 3
+    assert [run["lifecycle_stage"] for run in before["runs"].values()].count("deleted") == 1
+    assert all(len(run["history"]["loss"]) == 4 for run in before["runs"].values() if run["artifacts"] is not None)
+    assert all(len(run["artifacts"]) == 6 for run in before["runs"].values() if run["artifacts"] is not None)
+    assert len(next(iter(before["logged_models"].values()))["artifacts"]) == 3
+    model = before["registered_models"][REGISTERED_MODEL]
+    assert model["aliases"] == {ALIAS: "2"} and sorted(model["versions"]) == ["1", "2"]
+    assert upgrade.after == before
+
+
+def test_the_old_server_keeps_serving_during_the_rollout(upgrade: UpgradeResult) -> None:
+    assert upgrade.old_server_status_after == 200
+    assert upgrade.old_server_reads_after
+
+
+def test_the_verdict_passes(upgrade: UpgradeResult) -> None:
+    assert upgrade.problems() == []
+    assert f"MLflow {PREVIOUS_MLFLOW_VERSION} -> {pinned_mlflow_version()}: PASS" in upgrade.verdict()
+
+
+def test_server_logs_are_kept(upgrade: UpgradeResult) -> None:
+    assert upgrade.log_dir is not None and isinstance(upgrade.log_dir, Path)
+    assert {path.name for path in upgrade.log_dir.glob("mlflow-*.log")} == {
+        f"mlflow-{PREVIOUS_MLFLOW_VERSION}.log",
+        *(f"mlflow-{pinned_mlflow_version()}-{i}.log" for i in range(NEW_SERVERS)),
+    }

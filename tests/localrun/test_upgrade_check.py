@@ -1,0 +1,83 @@
+"""`make upgrade-check`'s verdict and its one-line refusals (the full run is in tests/integration)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from localrun import mlflow_versions, upgrade_check
+from localrun.upgrade_check import UpgradeResult
+from stacks.mlflow_version import pinned_mlflow_version
+
+SAMPLE = {
+    "experiments": {"1": {"name": "e"}},
+    "runs": {"r1": {"artifacts": {"notes.txt": "ab12"}, "metrics": {"loss": 0.5}}},
+    "logged_models": {},
+    "registered_models": {"m": {"aliases": {"champion": "2"}, "versions": {"1": {}, "2": {}}}},
+}
+
+
+def passing() -> UpgradeResult:
+    return UpgradeResult(
+        old_version="3.16.1", new_version="3.17.2", old_revision="a", new_revision="c", expected_revision="c",
+        migration_path=["b", "c"], steps_in_database_log=["b", "c"],
+        server_logs=["tracking schema migrated from a to c", "tracking schema is current (c)"],
+        old_server_status_after=200, old_server_reads_after=True,
+        before=copy.deepcopy(SAMPLE), after=copy.deepcopy(SAMPLE),
+    )  # fmt: skip
+
+
+def test_a_clean_upgrade_passes() -> None:
+    result = passing()
+    assert result.problems() == []
+    assert result.verdict().startswith("upgrade check MLflow 3.16.1 -> 3.17.2: PASS: schema a -> c (2 migrations")
+    assert "old server kept serving reads" in result.verdict()
+
+
+def test_a_changed_artifact_fails() -> None:
+    result = passing()
+    result.after["runs"]["r1"]["artifacts"]["notes.txt"] = "ffff"
+    assert result.problems() == ["data changed by the upgrade: runs"]
+    assert ": FAIL: data changed by the upgrade: runs" in result.verdict()
+
+
+def test_a_second_migration_fails() -> None:
+    result = passing()
+    result.server_logs[1] = "tracking schema migrated from a to c"
+    result.steps_in_database_log = ["b", "c", "b", "c"]
+    problems = result.problems()
+    assert "2 servers migrated the schema, expected 1" in problems
+    assert any(problem.startswith("PostgreSQL's log shows migration steps") for problem in problems)
+
+
+def test_a_schema_short_of_the_new_head_fails() -> None:
+    result = passing()
+    result.new_revision = "b"
+    assert result.problems() == ["alembic_version is b, MLflow 3.17.2's head is c"]
+
+
+def test_an_old_server_failing_on_the_new_schema_is_a_warning() -> None:
+    result = passing()
+    result.old_server_reads_after = False
+    assert result.problems() == []
+    assert "PASS" in result.verdict() and "WARNING: the old server failed reads" in result.verdict()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["3.18"], "VERSION must be an MLflow release like 3.18.0, got '3.18'"),
+        ([pinned_mlflow_version()], f"MLflow {pinned_mlflow_version()} is the version to upgrade from"),
+        # Asks the package index (like pip); nothing is left behind.
+        (["99.0.0"], "MLflow 99.0.0 cannot be installed from the package index: Could not find a version"),
+    ],
+)
+def test_versions_that_cannot_be_checked_get_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mlflow_versions, "cache_root", lambda: tmp_path)
+    assert upgrade_check.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("upgrade check: ") and message in err[-1]
+    assert not list(tmp_path.glob("mlflow-99*"))
