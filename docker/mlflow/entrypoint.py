@@ -254,22 +254,19 @@ def default_cors_origins(env: Mapping[str, str]) -> str:
     return ",".join(origins)
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def default_permission(env: Mapping[str, str]) -> str:
-    permission = env.get("MLFLOW_AUTH_DEFAULT_PERMISSION") or "READ"
-    if permission not in PERMISSIONS:
-        raise ConfigError(
-            f"MLFLOW_AUTH_DEFAULT_PERMISSION must be one of {', '.join(PERMISSIONS)}, got {permission!r}"
-        )
-    return permission
+    return _choice(env, "MLFLOW_AUTH_DEFAULT_PERMISSION", "READ", PERMISSIONS)
 
 
 def credential_cache(env: Mapping[str, str]) -> str:
-    cache = env.get("MLFLOW_AUTH_CREDENTIAL_CACHE") or "validated"
-    if cache not in CREDENTIAL_CACHES:
-        raise ConfigError(
-            f"MLFLOW_AUTH_CREDENTIAL_CACHE must be one of {', '.join(CREDENTIAL_CACHES)}, got {cache!r}"
-        )
-    return cache
+    return _choice(env, "MLFLOW_AUTH_CREDENTIAL_CACHE", "validated", CREDENTIAL_CACHES)
 
 
 def auth_config(env: Mapping[str, str]) -> str:

@@ -441,6 +441,13 @@ class NotebookRun:
                 texts.append(output.get("data", {}).get("text/plain", ""))
         return "\n".join(texts)
 
+    def assert_every_cell_ran(self) -> None:
+        """Every code cell executed, and none raised (the first error's message if one did)."""
+        code = [c for c in self.notebook.cells if c.cell_type == "code"]
+        assert all(c.execution_count for c in code)
+        errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+        assert not errors, errors[0].get("evalue") if errors else ""
+
 
 def copy_lab(target: Path) -> Path:
     """The notebook's view of the repo (lab/ and the MLflow pin), so it writes nothing in it."""

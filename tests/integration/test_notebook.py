@@ -31,10 +31,7 @@ def test_committed_notebook_has_no_outputs_and_one_switch():
 
 
 def test_every_cell_ran(notebook_run):
-    code = [c for c in notebook_run.notebook.cells if c.cell_type == "code"]
-    assert all(c.execution_count for c in code)
-    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    notebook_run.assert_every_cell_ran()
 
 
 def test_notebook_reports_each_step(notebook_run, studio_aws):

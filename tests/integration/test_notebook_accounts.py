@@ -30,10 +30,7 @@ MODEL = f"breast-cancer-classifier-{PROFILE}"
 
 
 def test_every_cell_ran(accounts_notebook_run):
-    code = [c for c in accounts_notebook_run.notebook.cells if c.cell_type == "code"]
-    assert all(c.execution_count for c in code)
-    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
-    assert not errors, errors[0].get("evalue") if errors else ""
+    accounts_notebook_run.assert_every_cell_ran()
 
 
 def test_notebook_used_the_profiles_own_login(accounts_notebook_run, accounts_studio_aws, accounts_stack):

@@ -34,10 +34,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_every_cell_ran(sso_notebook_run):
-    code = [c for c in sso_notebook_run.notebook.cells if c.cell_type == "code"]
-    assert all(c.execution_count for c in code)
-    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
-    assert not errors, errors[0].get("evalue") if errors else ""
+    sso_notebook_run.assert_every_cell_ran()
 
 
 def test_notebook_used_the_profiles_app_client_and_printed_no_secret(sso_notebook_run, sso_studio_aws, sso_stack):
