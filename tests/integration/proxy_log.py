@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,3 +37,14 @@ class ProxyLog:
             bytes_out=sum(int(m["sent"]) for m in matches),
             largest_response=max((int(m["sent"]) for m in matches), default=0),
         )
+
+
+def logged_text(path: Path, needle: str, timeout: float = 10.0) -> str:
+    """The log once it holds `needle`: nginx writes a line only after its response went out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(errors="replace")
+        if needle in text or time.monotonic() > deadline:
+            assert needle in text, f"{needle!r} never reached {path}"
+            return text
+        time.sleep(0.05)
