@@ -14,7 +14,9 @@ password check itself is MLflow's own `authenticate_request_basic_auth`.
 
 Plugged in with the auth app's documented setting
 `authorization_function = credential_cache:authenticate_request`
-(entrypoint.py writes it, with MLflow's TTL cache off).
+(entrypoint.py writes it, with MLflow's TTL cache off). Importing this module
+also gives the auth app its one-row run lookup and per-request user lookup (auth_lookups.py), so the
+default `validated` setting carries both savings.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ import secrets
 import threading
 from collections import OrderedDict
 
+import auth_lookups
 from flask import Response, g, request
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.server import auth as mlflow_auth
-from mlflow.server.auth.db.models import SqlUser
 from werkzeug.datastructures import Authorization
+
+auth_lookups.install()
 
 MAX_ENTRIES = 10_000
 # Keys hold an HMAC of the password under a per-process random key, never the
@@ -39,9 +45,13 @@ _lock = threading.Lock()
 
 def _stored_password_hash(username: str) -> str | None:
     """The user's current password hash, or None when the user does not exist."""
-    with mlflow_auth.store.ManagedSessionMaker() as session:
-        row = session.query(SqlUser.password_hash).filter(SqlUser.username == username).one_or_none()
-    return row[0] if row else None
+    try:
+        # Read once per request (auth_lookups.py): the admin and permission checks reuse it.
+        return mlflow_auth.store.get_user(username).password_hash
+    except MlflowException as error:
+        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
 
 
 def _check(authorization: Authorization) -> Authorization | Response:

@@ -143,10 +143,7 @@ def _database_uri(env: Mapping[str, str], name: str, *, with_password: bool) -> 
     # connection just for being idle, and Aurora Serverless v2 only pauses
     # at 0 ACU when no connection is open.
     options = quote(f"-c idle_session_timeout={int(idle) * 1000}", safe="")
-    return (
-        f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}"
-        f"?{tls}&options={options}"
-    )
+    return f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}?{tls}&options={options}"
 
 
 def tls_parameters(env: Mapping[str, str]) -> str:
@@ -311,8 +308,7 @@ def oidc_issuer(env: Mapping[str, str]) -> str:
     url = (env.get("OIDC_DISCOVERY_URL") or "").strip()
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url) or not url.endswith(DISCOVERY_SUFFIX):
         raise ConfigError(
-            "OIDC_DISCOVERY_URL must be the provider's https://.../.well-known/openid-configuration URL, "
-            f"got {url!r}"
+            f"OIDC_DISCOVERY_URL must be the provider's https://.../.well-known/openid-configuration URL, got {url!r}"
         )
     return url.removesuffix(DISCOVERY_SUFFIX)
 
@@ -630,9 +626,7 @@ def migrate(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
         if auth_mode(env) == "accounts":
             ensure_auth_database(env)
             # MLflow's auth module reads its settings from the environment.
-            os.environ.update(
-                {k: v for k, v in server_env.items() if k in ("MLFLOW_AUTH_CONFIG_PATH", "PGPASSWORD")}
-            )
+            os.environ.update({k: v for k, v in server_env.items() if k in ("MLFLOW_AUTH_CONFIG_PATH", "PGPASSWORD")})
             bootstrap_auth_store(env)
         elif auth_mode(env) == "sso":
             ensure_auth_database(env)

@@ -62,15 +62,17 @@ _ACCESS_DENIED_CODES = {
 # The tracking server serves the artifacts; API Gateway in front of it carries
 # at most 10 MB per request and waits at most 30 s. With these, MLflow's client
 # moves every file of 5 MiB or more straight between itself and S3 through
-# presigned URLs the server issues (parts of 32 MiB, in parallel), downloads
-# every artifact that way, and sends only smaller files through the API.
+# presigned URLs the server issues (uploads in parts of 8 MiB, downloads in
+# ranges of 32 MiB, several at a time), and sends only smaller files through
+# the API. Small upload parts keep all of the client's upload threads (two per
+# CPU) busy to the end; 32 MiB parts left most of them idle for the last wave.
 MIB = 1024 * 1024
 ARTIFACT_TRANSFER_SETTINGS = {
     "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
     "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "true",
     "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(5 * MIB),
     "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": str(5 * MIB),
-    "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(32 * MIB),
+    "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(8 * MIB),
     "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": str(32 * MIB),
 }
 
