@@ -2,18 +2,20 @@
 
 import os
 
+import pytest
+
 # Node 20 is past end of life for jsii, which prints a banner on every import.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list) -> None:
     """Under `-n`, keep each module on one worker (its module fixtures start once).
 
     Modules that share a session's worth of work (the executed Studio notebook)
-    set one `xdist_group` themselves and run on the same worker.
+    set one `xdist_group` themselves and run on the same worker. tryfirst:
+    xdist reads the groups in its own hook, which would otherwise run first.
     """
-    import pytest
-
     for item in items:
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -1,0 +1,14 @@
+"""The suite's own settings hold (tests/conftest.py)."""
+
+import os
+
+import pytest
+
+
+def test_each_module_is_one_xdist_group(request: pytest.FixtureRequest) -> None:
+    """Module fixtures (a server, a drill) start once only if xdist keeps the module on one worker."""
+    mark = request.node.get_closest_marker("xdist_group")
+    assert mark is not None and mark.args[0] == __name__
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # xdist appends the group it scheduled by; without it the module's tests were spread out.
+        assert request.node.nodeid.endswith(f"@{__name__}")
