@@ -8,6 +8,7 @@ against exactly those calls. Every name the flow creates starts with
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import os
@@ -84,6 +85,38 @@ def pinned_mlflow_requirement(path: Path = PINNED_REQUIREMENTS) -> str:
 
 def pinned_mlflow_version(path: Path = PINNED_REQUIREMENTS) -> str:
     return pinned_mlflow_requirement(path).split("==", 1)[1]
+
+
+def kernel_requirements(region: str | None = None, session: boto3.session.Session | None = None) -> list[str]:
+    """What the notebook's kernel needs: the server's MLflow pin, and in sso mode the OAuth client.
+
+    sso mode is what configure_mlflow() goes by: this profile's MLflow login
+    (the same secret it reads) is an app client, whose token it gets with
+    Authlib. In shared and accounts modes the login is a password: the pin only.
+    """
+    session = session or boto3.session.Session()
+    region = mlflow_setup.resolve_region(region, session)
+    secret_name, _ = mlflow_setup.find_credentials_secret(session, region)
+    requirements = [pinned_mlflow_requirement()]
+    if "client_id" in mlflow_setup.read_login(session, region, secret_name):
+        requirements.append(mlflow_setup.OAUTH_CLIENT_REQUIREMENT)
+    return requirements
+
+
+def unmet_requirements(requirements: list[str]) -> list[str]:
+    """Those of ``requirements`` no installed distribution satisfies (what pip must install)."""
+    from packaging.requirements import Requirement
+
+    unmet = []
+    for text in requirements:
+        requirement = Requirement(text)
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(text)
+    return unmet
 
 
 def write_training_requirements(source_dir: Path = SOURCE_DIR) -> Path:

@@ -33,6 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticUndefined
 
 from stacks import names, task_sizing
+from stacks.federation import (
+    CLIENT_SECRET_FIELD,
+    FEDERATION_TYPES,
+    GOOGLE_PROVIDER_NAME,
+    RESERVED_PROVIDER_NAMES,
+    FederatedProvider,
+)
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -103,6 +110,14 @@ _DOMAIN_KEYS = ("domain_name", "hosted_zone_id", "hosted_zone_name")
 # sso mode: what only an external issuer uses, and what only the Cognito pool uses.
 _EXTERNAL_KEYS = ("oidc_discovery_url", "oidc_client_secret_name")
 _COGNITO_KEYS = ("cognito_identity_providers", "cognito_domain_prefix")
+# cognito_federation: the keys each provider type takes besides name and type (required, optional).
+_FEDERATION_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "google": (("client_id", "client_secret_name"), ()),
+    "oidc": (("issuer_url", "client_id", "client_secret_name"), ("scopes",)),
+    "saml": (("metadata_url",), ()),
+}
+# An OAuth scope token (RFC 6749): printable ASCII without space, double quote or backslash.
+_SCOPE = re.compile(r"[!#-\[\]-~]{1,256}")
 _DISCOVERY_PATH = "/.well-known/openid-configuration"
 # A group name as an identity provider puts it in a token: no commas (lists), no control characters.
 _GROUP_NAME = re.compile(r"[^,\x00-\x1f\x7f]{1,128}")
@@ -296,9 +311,18 @@ class ProjectConfig(BaseModel):
     )
     cognito_identity_providers: list[str] = setting(
         ["COGNITO"],
-        "1-10 distinct names: COGNITO (the pool's own users) and/or providers added to the pool "
-        "(Google, SignInWithApple, or the name of a SAML or OIDC provider), 1-32 letters, digits, . _ -",
-        "sso mode with cognito: where the hosted sign-in page sends people",
+        "1-10 distinct names (0 with cognito_federation): COGNITO (the pool's own users) and/or providers "
+        "added to the pool by hand (Google, SignInWithApple, or the name of a SAML or OIDC provider), "
+        "1-32 letters, digits, . _ -",
+        "sso mode with cognito: where the hosted sign-in page sends people, besides cognito_federation's providers",
+    )
+    cognito_federation: list[FederatedProvider] = setting(
+        [],
+        "a JSON list of 0-10 providers, each {name, type} plus for google: client_id, client_secret_name "
+        "(name Google); oidc: issuer_url (https), client_id, client_secret_name, optional scopes with openid; "
+        "saml: metadata_url (https); names of 1-32 letters, digits, . _ - not in cognito_identity_providers",
+        "sso mode with cognito: identity providers the stack adds to the pool and offers on the sign-in page; "
+        f"a client secret is read from field {CLIENT_SECRET_FIELD} of the secret client_secret_name",
     )
     cognito_domain_prefix: str | None = setting(
         None,
@@ -356,7 +380,7 @@ class ProjectConfig(BaseModel):
     def _comma_lists(cls, value: Any, info: Any) -> Any:
         """`-c key=a,b` gives one string; a list setting splits it (cdk.json may hold a JSON list)."""
         annotation = cls.model_fields[info.field_name].annotation
-        if isinstance(value, str) and getattr(annotation, "__origin__", None) is list:
+        if isinstance(value, str) and getattr(annotation, "__args__", None) == (str,):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
@@ -524,8 +548,6 @@ class ProjectConfig(BaseModel):
     @classmethod
     def _check_identity_providers(cls, value: list[str]) -> list[str]:
         value = [name.strip() for name in value]
-        if not value:
-            raise _Invalid("is empty")
         if len(value) > 10:
             raise _Invalid(f"has {len(value)} providers")
         bad = next((name for name in value if not _IDENTITY_PROVIDER.fullmatch(name)), None)
@@ -534,6 +556,29 @@ class ProjectConfig(BaseModel):
         if len(set(value)) != len(value):
             raise _Invalid("names a provider twice")
         return value
+
+    @field_validator("cognito_federation", mode="before")
+    @classmethod
+    def _check_federation(cls, value: Any) -> Any:
+        """`-c cognito_federation='[...]'` arrives as JSON text; each item is checked for its type's keys."""
+        if isinstance(value, str):
+            if not value.strip():
+                return []
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise _Invalid("is not JSON") from None
+        if not isinstance(value, list):
+            raise _Invalid("is not a list of provider definitions")
+        if len(value) > 10:
+            raise _Invalid(f"has {len(value)} providers")
+        providers = [_federated_provider(item) for item in value]
+        seen: set[str] = set()
+        for provider in providers:
+            if provider.name in seen:
+                raise _Invalid(f"names provider {provider.name!r} twice")
+            seen.add(provider.name)
+        return providers
 
     @field_validator("cognito_domain_prefix")
     @classmethod
@@ -630,7 +675,36 @@ class ProjectConfig(BaseModel):
         self._check_custom_domain()
         self._check_profiles_against_admin()
         self._check_sso()
+        self._check_federation_names()
         return self
+
+    def _check_federation_names(self) -> None:
+        """The sign-in page offers both lists: at least one provider, none twice; federation needs the pool."""
+        if not self.cognito_identity_providers and not self.cognito_federation:
+            raise _Invalid(
+                "is empty and cognito_federation defines no provider",
+                key="cognito_identity_providers",
+                value=self.cognito_identity_providers,
+                allowed=allowed("cognito_identity_providers"),
+            )
+        if not self.cognito_federation:
+            return
+        shown = [provider.name for provider in self.cognito_federation]
+        if not self.cognito_enabled:
+            raise _Invalid(
+                "is only used with auth_mode=sso and oidc_provider=cognito",
+                key="cognito_federation",
+                value=shown,
+                allowed="[] (the default), or set auth_mode=sso with oidc_provider=cognito",
+            )
+        twice = next((name for name in shown if name in self.cognito_identity_providers), None)
+        if twice is not None:
+            raise _Invalid(
+                f"defines {twice!r}, which cognito_identity_providers lists too",
+                key="cognito_federation",
+                value=shown,
+                allowed="provider names not in cognito_identity_providers (that list is for providers added by hand)",
+            )
 
     def _check_sso(self) -> None:
         """An external issuer needs its discovery URL and client secret; Cognito-only keys need Cognito."""
@@ -1017,6 +1091,59 @@ def _is_dns_name(value: str) -> bool:
         and all(_DNS_LABEL.fullmatch(label) for label in labels)
         and not labels[-1].isdigit()
     )
+
+
+def _federated_provider(item: Any) -> FederatedProvider:
+    """One item of cognito_federation, checked for what its type needs (a problem names the provider)."""
+    if not isinstance(item, Mapping):
+        raise _Invalid("holds something that is not a provider definition (a JSON object)")
+    name, kind = item.get("name"), item.get("type")
+    if kind not in FEDERATION_TYPES:
+        raise _Invalid(f"gives provider {name!r} the type {kind!r}, which is not {', '.join(FEDERATION_TYPES)}")
+    required, optional = _FEDERATION_KEYS[kind]
+    unknown = sorted(set(item) - {"name", "type", *required, *optional})
+    if unknown:
+        raise _Invalid(f"gives {kind} provider {name!r} the key {unknown[0]!r}, which that type does not take")
+    for key in ("name", *required):
+        if not isinstance(item.get(key), str) or not item[key].strip():
+            raise _Invalid(f"gives {kind} provider {name!r} no {key} (a non-empty string)")
+    fields = {key: item[key].strip() for key in ("name", "type", *required)}
+    name = fields["name"]
+    if kind == "google":
+        if name != GOOGLE_PROVIDER_NAME:
+            raise _Invalid(f"names a google provider {name!r}; Cognito names it {GOOGLE_PROVIDER_NAME}")
+    elif not _IDENTITY_PROVIDER.fullmatch(name) or name in RESERVED_PROVIDER_NAMES:
+        raise _Invalid(f"names the {kind} provider {name!r}, which is not a name Cognito accepts for it")
+    if "client_id" in fields and not _CLIENT_ID.fullmatch(fields["client_id"]):
+        raise _Invalid(
+            f"gives {kind} provider {name!r} the client_id {fields['client_id']!r}, which is not an OAuth client id"
+        )
+    secret = fields.get("client_secret_name")
+    if secret is not None and (not _SECRET_NAME.fullmatch(secret) or _ARN_SUFFIX.search(secret)):
+        raise _Invalid(
+            f"gives {kind} provider {name!r} the client_secret_name {secret!r}, "
+            "which is not a usable Secrets Manager name"
+        )
+    for key in ("issuer_url", "metadata_url"):
+        if key in fields and not _is_https_url(fields[key]):
+            raise _Invalid(f"gives {kind} provider {name!r} the {key} {fields[key]!r}, which is not an https URL")
+    if "scopes" in item:
+        scopes = item["scopes"]
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        if not isinstance(scopes, list) or not all(isinstance(s, str) and _SCOPE.fullmatch(s) for s in scopes):
+            raise _Invalid(f"gives {kind} provider {name!r} scopes that are not a list of OAuth scopes")
+        if "openid" not in scopes:
+            raise _Invalid(f"gives {kind} provider {name!r} scopes without openid, which Cognito asks for")
+        fields["scopes"] = tuple(dict.fromkeys(scopes))
+    return FederatedProvider(**fields)
+
+
+def _is_https_url(value: str) -> bool:
+    """https://, a DNS name (no port, no credentials), any path."""
+    scheme, _, rest = value.partition("://")
+    host = rest.split("/", 1)[0]
+    return scheme == "https" and _is_dns_name(host.lower()) and not any(c.isspace() for c in value)
 
 
 def allowed(key: str) -> str:

@@ -165,6 +165,7 @@ class MLflowVpcStack(Stack):
                 "Identity",
                 domain_prefix=config.cognito_domain_prefix,
                 identity_providers=config.cognito_identity_providers,
+                federation=config.cognito_federation,
                 admin_group=config.oidc_admin_group,
                 allowed_group=config.oidc_allowed_group,
                 # Known here only with a custom domain; otherwise the gateway stack registers it.

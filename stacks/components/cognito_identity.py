@@ -1,5 +1,6 @@
 """sso mode's identity provider when the stack makes one: a Cognito user pool with hosted sign-in."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Aws, Duration, Fn, RemovalPolicy, SecretValue
@@ -8,6 +9,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.identity_federation import IdentityFederation
+from stacks.federation import FederatedProvider
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 UI_CLIENT_NAME = "mlflow-ui"
@@ -21,9 +24,12 @@ class CognitoIdentity(Construct):
 
     People are created by an administrator (no self sign-up), sign in with
     their email address, may enrol a TOTP app for MFA, and reset passwords by
-    email; or they come through a provider federated into the pool (its name
-    in ``identity_providers``). Membership of ``admin_group`` makes an MLflow
-    admin; with ``allowed_group`` only its members may sign in.
+    email; or they come through a provider federated into the pool: one the
+    stack creates from ``federation`` (:class:`IdentityFederation`), or one
+    added by hand, named in ``identity_providers`` with ``COGNITO`` (the
+    pool's own users). The UI client offers both lists. Membership of
+    ``admin_group`` makes an MLflow admin; with ``allowed_group`` only its
+    members may sign in.
 
     The UI client is confidential (authorization code grant, scopes openid,
     email and profile). Its id and its secret, which Cognito generates, reach
@@ -53,14 +59,14 @@ class CognitoIdentity(Construct):
         construct_id: str,
         *,
         domain_prefix: str | None,
-        identity_providers: list[str],
+        identity_providers: Sequence[str],
+        federation: Sequence[FederatedProvider] = (),
         admin_group: str,
         allowed_group: str | None,
         public_url: str | None,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.identity_providers = identity_providers
         self.user_pool = cognito.UserPool(
             self,
             "UserPool",
@@ -126,9 +132,14 @@ class CognitoIdentity(Construct):
             ],
         )
 
+        self.federation = IdentityFederation(self, "Federation", user_pool=self.user_pool, providers=federation)
+        self.identity_providers = [*identity_providers, *self.federation.names]
+
         self.ui_client = cognito.CfnUserPoolClient(
             self, "UiClient", user_pool_id=self.user_pool.user_pool_id, generate_secret=True
         )
+        # A client may only offer providers that exist: the stack's own are created first.
+        self.ui_client.node.add_dependency(self.federation)
         settings = self.ui_client_settings(public_url)
         for key, value in settings.items():
             self.ui_client.add_property_override(key, value)

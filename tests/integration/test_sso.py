@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
 SHOTS = SCREENSHOTS.parent / "sso"
 TIMEOUT_MS = 60_000
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=100"
+# What mlflow-oidc-auth tells a person its group rules do not admit.
+REFUSAL = "User is not allowed to login"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -144,8 +146,12 @@ def test_an_admin_grants_and_a_person_sees_only_what_was_granted(
 
 def test_a_person_outside_the_allowed_group_is_refused(browser, sso_stack: MlflowStack, record_property) -> None:
     page = sign_in(browser, sso_stack, SSO_OUTSIDER)
-    page.wait_for_load_state()
+    # The plugin's sign-in page says why once it has rendered (before that it only says "Loading...").
+    refusal = page.get_by_text(REFUSAL)
+    refusal.first.wait_for(state="visible")
+    assert page.url.startswith(sso_stack.proxy_url + "/oidc/ui/auth"), page.url
     shot(page, "outsider-refused", record_property)
+    assert REFUSAL in page.locator("body").inner_text()
     assert page.context.request.get(sso_stack.proxy_url + SEARCH).status == 401
     page.context.close()
 

@@ -44,6 +44,32 @@ def test_training_requirements_repeat_the_pin_and_bring_the_oauth_client(tmp_pat
     assert [r.specifier for r in plugin if r.name.lower() == "authlib"] == [requirement.specifier]
 
 
+@pytest.mark.parametrize(
+    ("login", "extra"),
+    [
+        ({"username": "alice", "password": "pw"}, []),  # shared and accounts: a password, the pin only
+        ({"client_id": "studio-alice", "client_secret": "s", "token_url": "https://idp.example.com/token"},
+         ["Authlib>=1.8,<2"]),  # sso: an app client, whose token Authlib gets
+    ],
+    ids=["password", "app-client"],
+)  # fmt: skip
+def test_kernel_requirements_follow_the_profiles_login(aws, login, extra):
+    from tests.lab.test_mlflow_setup import as_role
+
+    aws.client("secretsmanager").create_secret(Name="mlflow/users/alice/x", SecretString=json.dumps(login))
+    studio = as_role(aws, "alice-studio", {"mlflow:credentials-secret": "mlflow/users/alice/x"})
+    assert steps.kernel_requirements(REGION, session=studio) == [steps.pinned_mlflow_requirement(), *extra]
+
+
+def test_unmet_requirements_are_what_pip_must_install():
+    mlflow_version = importlib.metadata.version("mlflow")
+    authlib = f"Authlib=={importlib.metadata.version('authlib')}"
+    assert steps.unmet_requirements([f"mlflow=={mlflow_version}", authlib]) == []
+    assert steps.unmet_requirements(["mlflow==0.0.1", "Authlib>=1.8,<2", "no-such-distribution==1"]) == [
+        "mlflow==0.0.1", "no-such-distribution==1",
+    ]  # fmt: skip
+
+
 def test_unique_name_is_prefixed_and_short():
     name = steps.unique_name("demo")
     assert re.fullmatch(r"mlflow-demo-\d{8}-\d{6}", name)

@@ -95,6 +95,24 @@ DOMAIN_CONTEXT = {"domain_name": DOMAIN, "hosted_zone_id": HOSTED_ZONE_ID, "host
 
 # sso mode with the stack's Cognito pool (snapshots, cfn-lint and the sso stack tests share this synth).
 SSO_CONTEXT = {"auth_mode": "sso", "user_profiles": "alice,bob"}
+# sso mode's federation: one provider of each type the stack creates in the Cognito pool.
+FEDERATION = [
+    {
+        "name": "Google",
+        "type": "google",
+        "client_id": "1234-abc.apps.googleusercontent.com",
+        "client_secret_name": "team/google-oauth",
+    },
+    {
+        "name": "CorpOIDC",
+        "type": "oidc",
+        "issuer_url": "https://login.example.com/tenant",
+        "client_id": "mlflow-web",
+        "client_secret_name": "team/corp-oidc",
+        "scopes": ["openid", "email"],
+    },
+    {"name": "CorpSAML", "type": "saml", "metadata_url": "https://idp.example.com/saml/metadata.xml"},
+]
 # sso mode with an external issuer: nothing but its discovery URL and its secret's name in the config.
 EXTERNAL_ISSUER_CONTEXT = {
     "auth_mode": "sso",

@@ -130,6 +130,11 @@ EXTERNAL = {
     "oidc_discovery_url": "https://login.example.com/.well-known/openid-configuration",
     "oidc_client_secret_name": "mlflow/oidc",
 }
+GOOGLE = {"name": "Google", "type": "google", "client_id": "1234.apps.googleusercontent.com",
+          "client_secret_name": "team/google"}  # fmt: skip
+OIDC = {"name": "Corp", "type": "oidc", "issuer_url": "https://login.example.com/tenant", "client_id": "mlflow",
+        "client_secret_name": "team/corp"}  # fmt: skip
+SAML = {"name": "CorpSAML", "type": "saml", "metadata_url": "https://idp.example.com/metadata.xml"}
 
 INVALID = [
     # (overrides, key named in the message, hint of what is allowed)
@@ -200,6 +205,31 @@ INVALID = [
     ({"cognito_identity_providers": "My SAML"}, "cognito_identity_providers", "1-32 letters"),
     ({"cognito_identity_providers": ["COGNITO", 3]}, "cognito_identity_providers", "1-10 distinct names"),
     ({"cognito_identity_providers": ",".join(f"P{i}" for i in range(11))}, "cognito_identity_providers", "1-10"),
+    ({**SSO, "cognito_federation": "[{"}, "cognito_federation", "a JSON list of 0-10 providers"),
+    ({**SSO, "cognito_federation": '{"name": "Google"}'}, "cognito_federation", "a JSON list"),
+    ({**SSO, "cognito_federation": ["Google"]}, "cognito_federation", "each {name, type}"),
+    ({**SSO, "cognito_federation": [{**GOOGLE, "name": "google"}]}, "cognito_federation", "(name Google)"),
+    ({**SSO, "cognito_federation": [{**SAML, "type": "ldap"}]}, "cognito_federation", "google, oidc, saml"),
+    ({**SSO, "cognito_federation": [{**GOOGLE, "client_secret_name": ""}]}, "cognito_federation", "client_secret"),
+    ({**SSO, "cognito_federation": [{**GOOGLE, "client_secret_name": "team/google-abcdef"}]},
+     "cognito_federation", "client_secret_name"),
+    ({**SSO, "cognito_federation": [{**GOOGLE, "client_secret": "s3cret"}]}, "cognito_federation", "google:"),
+    ({**SSO, "cognito_federation": [{**GOOGLE, "client_id": "a b"}]}, "cognito_federation", "client_id"),
+    ({**SSO, "cognito_federation": [{**OIDC, "issuer_url": "http://login.example.com"}]},
+     "cognito_federation", "issuer_url (https)"),
+    ({**SSO, "cognito_federation": [{**OIDC, "scopes": ["email"]}]}, "cognito_federation", "scopes with openid"),
+    ({**SSO, "cognito_federation": [{**OIDC, "name": "COGNITO"}]}, "cognito_federation", "1-32 letters"),
+    ({**SSO, "cognito_federation": [{**OIDC, "name": "Corp IdP"}]}, "cognito_federation", "1-32 letters"),
+    ({**SSO, "cognito_federation": [{**SAML, "metadata_url": "file:///etc/passwd"}]},
+     "cognito_federation", "metadata_url (https)"),
+    ({**SSO, "cognito_federation": [{k: v for k, v in OIDC.items() if k != "issuer_url"}]},
+     "cognito_federation", "issuer_url"),
+    ({**SSO, "cognito_federation": [SAML, SAML]}, "cognito_federation", "0-10 providers"),
+    ({**SSO, "cognito_federation": [{**SAML, "name": f"S{i}"} for i in range(11)]}, "cognito_federation", "0-10"),
+    ({**SSO, "cognito_federation": [GOOGLE], "cognito_identity_providers": "COGNITO,Google"},
+     "cognito_federation", "names not in cognito_identity_providers"),
+    ({"cognito_federation": [GOOGLE]}, "cognito_federation", "set auth_mode=sso with oidc_provider=cognito"),
+    ({**EXTERNAL, "cognito_federation": [SAML]}, "cognito_federation", "oidc_provider=cognito"),
     ({"oidc_machine_clients": "ci bot"}, "oidc_machine_clients", "OAuth client ids of 1-128"),
     ({"oidc_machine_clients": "a,b,a"}, "oidc_machine_clients", "0-50 distinct"),
     ({"oidc_machine_clients": ["a", 1]}, "oidc_machine_clients", "0-50 distinct"),
@@ -282,6 +312,23 @@ def test_renamed_key_says_what_it_became() -> None:
             "Invalid configuration: user_profile_name='alice' was renamed to user_profiles; "
             "allowed: a list of Studio user profile names, e.g. -c user_profiles=alice,bob."
         )
+
+
+def test_federation_from_a_json_string_or_a_list_with_or_without_the_pools_own_users() -> None:
+    config = ProjectConfig.from_context({**SSO, "cognito_federation": json.dumps([GOOGLE, OIDC, SAML])})
+    assert [(p.name, p.type) for p in config.cognito_federation] == [
+        ("Google", "google"), ("Corp", "oidc"), ("CorpSAML", "saml"),
+    ]  # fmt: skip
+    google, corp, saml = config.cognito_federation
+    assert (google.client_id, google.client_secret_name) == ("1234.apps.googleusercontent.com", "team/google")
+    assert corp.issuer_url == "https://login.example.com/tenant" and corp.scopes == ("openid", "email", "profile")
+    assert saml.metadata_url == "https://idp.example.com/metadata.xml" and saml.client_id is None
+    # Only federated sign-in: the pool's own users are not offered.
+    only_corp = ProjectConfig.from_context(
+        {**SSO, "cognito_identity_providers": "", "cognito_federation": [{**OIDC, "scopes": "openid email"}]}
+    )
+    assert only_corp.cognito_identity_providers == [] and only_corp.cognito_federation[0].scopes == ("openid", "email")
+    assert ProjectConfig.from_context({"cognito_federation": ""}).cognito_federation == []
 
 
 def test_sso_settings_with_cognito_and_with_an_external_issuer() -> None:

@@ -15,6 +15,7 @@ from tests.stacks.helpers import (
     DOMAIN,
     DOMAIN_CONTEXT,
     EXTERNAL_ISSUER_CONTEXT,
+    FEDERATION,
     Template,
     only,
     policy_statements,
@@ -29,6 +30,7 @@ from tests.synth import synth_templates
 POOL = "AWS::Cognito::UserPool"
 CLIENT = "AWS::Cognito::UserPoolClient"
 SECRET = "AWS::SecretsManager::Secret"
+PROVIDER = "AWS::Cognito::UserPoolIdentityProvider"
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +40,14 @@ def external() -> dict[str, Template]:
 
 @pytest.fixture(scope="module")
 def sso_domain() -> dict[str, Template]:
-    """sso on a custom domain, with the optional settings away from their defaults."""
+    """sso on a custom domain, with the optional settings away from their defaults (federation too)."""
     return synth_templates(
         **DOMAIN_CONTEXT,
         auth_mode="sso",
         oidc_allowed_group="mlflow-users",
         oidc_admin_group="ml-platform",
-        cognito_identity_providers="COGNITO,Google",
+        cognito_identity_providers="COGNITO,CorpByHand",
+        cognito_federation=json.dumps(FEDERATION),  # as `-c cognito_federation='[...]'` gives it
         cognito_domain_prefix="team-mlflow",
         oidc_machine_clients="ci-nightly,ci-weekly",
         removal_policy="destroy",
@@ -117,7 +120,10 @@ def test_optional_group_providers_and_prefix_reach_the_pool(sso_domain: dict[str
     groups = {r["Properties"]["GroupName"] for r in resources(vpc, "AWS::Cognito::UserPoolGroup").values()}
     assert groups == {"ml-platform", "mlflow-users"}
     assert props(vpc, "AWS::Cognito::UserPoolDomain")["Domain"] == "team-mlflow"
-    assert _ui_client(vpc)[1]["Properties"]["SupportedIdentityProviders"] == ["COGNITO", "Google"]
+    # The providers named in cognito_identity_providers, then those the stack creates.
+    assert _ui_client(vpc)[1]["Properties"]["SupportedIdentityProviders"] == [
+        "COGNITO", "CorpByHand", "Google", "CorpOIDC", "CorpSAML",
+    ]  # fmt: skip
     environment = _environment(_container(vpc, "mlflow"))
     assert (environment["OIDC_ADMIN_GROUP"], environment["OIDC_ALLOWED_GROUP"]) == ("ml-platform", "mlflow-users")
     # The Studio profile's client first, then the pipelines' clients from the configuration.
@@ -129,6 +135,82 @@ def test_optional_group_providers_and_prefix_reach_the_pool(sso_domain: dict[str
     _, pool = only(vpc, POOL)
     assert pool["Properties"]["DeletionProtection"] == "INACTIVE" and pool["DeletionPolicy"] == "Delete"
     assert {r["DeletionPolicy"] for r in resources(vpc, "AWS::Cognito::UserPoolGroup").values()} == {"Delete"}
+
+
+# --- providers federated into the pool by configuration ----------------------------
+
+
+def _providers(template: Template) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Provider name -> (logical id, properties)."""
+    return {r["Properties"]["ProviderName"]: (k, r["Properties"]) for k, r in resources(template, PROVIDER).items()}
+
+
+def test_federation_creates_one_provider_per_definition_in_the_pool(sso_domain: dict[str, Template]) -> None:
+    vpc = sso_domain[names.VPC_STACK]
+    providers = _providers(vpc)
+    assert {name: p["ProviderType"] for name, (_, p) in providers.items()} == {
+        "Google": "Google", "CorpOIDC": "OIDC", "CorpSAML": "SAML",
+    }  # fmt: skip
+    pool = only(vpc, POOL)[0]
+    assert {ref_id(p["UserPoolId"]) for _, p in providers.values()} == {pool}
+    google = providers["Google"][1]
+    assert google["ProviderDetails"]["client_id"] == "1234-abc.apps.googleusercontent.com"
+    assert set(google["ProviderDetails"]["authorize_scopes"].split()) == {"openid", "email", "profile"}
+    assert google["AttributeMapping"] == {"email": "email", "email_verified": "email_verified", "name": "name"}
+    oidc = providers["CorpOIDC"][1]
+    assert oidc["ProviderDetails"]["oidc_issuer"] == "https://login.example.com/tenant"
+    assert oidc["ProviderDetails"]["client_id"] == "mlflow-web"
+    assert oidc["ProviderDetails"]["authorize_scopes"] == "openid email"
+    assert oidc["AttributeMapping"] == {"email": "email", "name": "name"}
+    saml = providers["CorpSAML"][1]
+    assert saml["ProviderDetails"]["MetadataURL"] == "https://idp.example.com/saml/metadata.xml"
+    assert saml["AttributeMapping"]["email"] == "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+    assert "name" in saml["AttributeMapping"]
+
+
+def test_federated_client_secrets_are_secrets_manager_references(sso_domain: dict[str, Template]) -> None:
+    providers = _providers(sso_domain[names.VPC_STACK])
+    assert providers["Google"][1]["ProviderDetails"]["client_secret"] == (
+        "{{resolve:secretsmanager:team/google-oauth:SecretString:client_secret::}}"
+    )
+    assert providers["CorpOIDC"][1]["ProviderDetails"]["client_secret"] == (
+        "{{resolve:secretsmanager:team/corp-oidc:SecretString:client_secret::}}"
+    )
+    # Resolved by CloudFormation at deploy time: the stack neither creates nor reads those secrets.
+    for template in sso_domain.values():
+        text = json.dumps(template)
+        assert "team/google-oauth" not in text.replace("{{resolve:secretsmanager:team/google-oauth:", "")
+        assert "team/corp-oidc" not in text.replace("{{resolve:secretsmanager:team/corp-oidc:", "")
+
+
+def test_ui_client_is_created_after_the_providers_it_offers(sso_domain: dict[str, Template]) -> None:
+    vpc = sso_domain[names.VPC_STACK]
+    client = _ui_client(vpc)[1]
+    assert {k for k, _ in _providers(vpc).values()} <= set(client.get("DependsOn", []))
+
+
+def test_the_gateway_registration_offers_the_federated_providers_too() -> None:
+    """Without a domain the gateway stack's UpdateUserPoolClient sends ui_client_settings: it names them all."""
+    import aws_cdk as cdk
+
+    from stacks.components.cognito_identity import CognitoIdentity
+    from stacks.config import ProjectConfig
+
+    config = ProjectConfig(auth_mode="sso", cognito_federation=FEDERATION)
+    identity = CognitoIdentity(
+        cdk.Stack(cdk.App(), "Probe"),
+        "Identity",
+        domain_prefix=None,
+        identity_providers=config.cognito_identity_providers,
+        federation=config.cognito_federation,
+        admin_group="mlflow-admins",
+        allowed_group=None,
+        public_url=None,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    settings = identity.ui_client_settings("https://abc.execute-api.eu-west-1.amazonaws.com")
+    assert settings["SupportedIdentityProviders"] == ["COGNITO", "Google", "CorpOIDC", "CorpSAML"]
+    assert settings["AllowedOAuthFlowsUserPoolClient"] is True
 
 
 # --- the UI client and its one secret ------------------------------------------------
