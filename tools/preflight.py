@@ -5,7 +5,9 @@
 - the CDK bootstrap stack in that account and region, recent enough;
 - in sso mode with an external issuer, the secret ``oidc_client_secret_name``
   names: it exists and holds ``client_id`` and ``client_secret`` (the tasks
-  could not start without them, and ECS would say so only after a long wait).
+  could not start without them, and ECS would say so only after a long wait);
+- in sso mode with Cognito, each ``client_secret_name`` of ``cognito_federation``:
+  it exists and holds ``client_secret`` (CloudFormation resolves it mid-deploy).
 
 Every problem is printed as one line that says what to do; the exit status is
 1 if there was any. `make deploy` runs it before the CDK CLI, `make destroy`
@@ -29,6 +31,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from stacks.federation import CLIENT_SECRET_FIELD
 from tools.aws_account import AwsSetupError, cdk_session, resolve
 
 # The templates' CheckBootstrapVersion rule (aws-cdk-lib's DefaultStackSynthesizer)
@@ -127,38 +130,67 @@ def external_oidc_secret(context: dict[str, object]) -> str | None:
     return None
 
 
-def check_oidc_client_secret(session: boto3.session.Session, name: str, account: str, region: str) -> None:
-    """The secret exists and its JSON has non-empty client_id and client_secret (values never printed)."""
+def federation_secrets(context: dict[str, object]) -> list[tuple[str, str]]:
+    """(secret name, provider name) for each federated provider with a client secret, in sso mode with Cognito.
+
+    A malformed setting yields nothing here: synth reports it in one line.
+    """
+    if context.get("auth_mode") != "sso" or context.get("oidc_provider", "cognito") != "cognito":
+        return []
+    providers = context.get("cognito_federation") or []
+    if isinstance(providers, str):
+        try:
+            providers = json.loads(providers)
+        except ValueError:
+            return []
+    if not isinstance(providers, list):
+        return []
+    return [
+        (str(item["client_secret_name"]).strip(), str(item.get("name", "?")))
+        for item in providers
+        if isinstance(item, dict) and str(item.get("client_secret_name") or "").strip()
+    ]
+
+
+def check_client_secret(
+    session: boto3.session.Session,
+    name: str,
+    account: str,
+    region: str,
+    *,
+    source: str = "oidc_client_secret_name",
+    fields: tuple[str, ...] = ("client_id", "client_secret"),
+    readme: str = "README, Single sign-on",
+) -> None:
+    """The secret exists and its JSON has non-empty ``fields`` (values never printed)."""
     where = f"in account {account}, region {region}"
+    wanted = " and ".join(fields)
+    shape = "{" + ", ".join(f'"{field}": ...' for field in fields) + "}"
     try:
         value = session.client("secretsmanager").get_secret_value(SecretId=name)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
         if code == "ResourceNotFoundException":
             raise CheckFailed(
-                f"the secret {name} (oidc_client_secret_name) does not exist {where}: create it with your "
-                "provider's client_id and client_secret (README, Single sign-on) and retry"
+                f"the secret {name} ({source}) does not exist {where}: create it with your "
+                f"provider's {wanted} ({readme}) and retry"
             ) from None
         raise CheckFailed(
-            f"cannot read the secret {name} (oidc_client_secret_name) {where} ({code}): the deploying "
+            f"cannot read the secret {name} ({source}) {where} ({code}): the deploying "
             "identity needs secretsmanager:GetSecretValue on it (and kms:Decrypt for its key) to check it"
         ) from None
     except BotoCoreError as error:
         raise CheckFailed(f"cannot reach Secrets Manager in region {region} ({error})") from None
     try:
-        fields = json.loads(value.get("SecretString") or "")
+        stored = json.loads(value.get("SecretString") or "")
     except ValueError:
-        fields = None
-    if not isinstance(fields, dict):
-        raise CheckFailed(
-            f"the secret {name} (oidc_client_secret_name) is not a JSON object: store "
-            '{"client_id": ..., "client_secret": ...} in it (README, Single sign-on)'
-        )
-    missing = [key for key in ("client_id", "client_secret") if not isinstance(fields.get(key), str) or not fields[key]]
+        stored = None
+    if not isinstance(stored, dict):
+        raise CheckFailed(f"the secret {name} ({source}) is not a JSON object: store {shape} in it ({readme})")
+    missing = [key for key in fields if not isinstance(stored.get(key), str) or not stored[key]]
     if missing:
         raise CheckFailed(
-            f"the secret {name} (oidc_client_secret_name) has no {' and no '.join(missing)}: store "
-            '{"client_id": ..., "client_secret": ...} in it (README, Single sign-on)'
+            f"the secret {name} ({source}) has no {' and no '.join(missing)}: store {shape} in it ({readme})"
         )
 
 
@@ -191,11 +223,22 @@ def main(argv: list[str] | None = None) -> int:
                 found.append(f"CDK bootstrap version {version}")
             except CheckFailed as error:
                 problems.append(str(error))
-            secret_name = external_oidc_secret(settings(args.context))
+            context = settings(args.context)
+            secret_name = external_oidc_secret(context)
             if secret_name is not None:
                 try:
-                    check_oidc_client_secret(session, secret_name, account, region)
+                    check_client_secret(session, secret_name, account, region)
                     found.append(f"OIDC client secret {secret_name}")
+                except CheckFailed as error:
+                    problems.append(str(error))
+            for secret_name, provider in federation_secrets(context):
+                try:
+                    check_client_secret(
+                        session, secret_name, account, region,
+                        source=f"cognito_federation provider {provider}", fields=(CLIENT_SECRET_FIELD,),
+                        readme="README, Federating Google or your company's IdP",
+                    )  # fmt: skip
+                    found.append(f"{provider} client secret {secret_name}")
                 except CheckFailed as error:
                     problems.append(str(error))
 

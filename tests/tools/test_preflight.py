@@ -256,3 +256,39 @@ def test_make_preflight_passes_the_settings_on(aws: MotoServer, tmp_path: Path) 
     result = _make("preflight", tool_env(aws, [tmp_path]), f"CDK_ARGS={' '.join(EXTERNAL)}")
     assert result.returncode != 0
     assert "preflight: the secret team/mlflow-oidc (oidc_client_secret_name) does not exist" in result.stderr
+
+
+FEDERATION = [
+    "-c", "auth_mode=sso",
+    "-c", 'cognito_federation=[{"name": "Google", "type": "google", "client_id": "1-a.apps.googleusercontent.com",'
+    ' "client_secret_name": "team/google-oauth"}, {"name": "CorpSAML", "type": "saml",'
+    ' "metadata_url": "https://idp.example.com/saml/metadata.xml"}]',
+]  # fmt: skip
+
+
+def test_federated_providers_secrets_must_exist_and_hold_the_client_secret(aws: MotoServer, tmp_path: Path) -> None:
+    _bootstrap(aws)
+    fake_command(tmp_path, "docker", RUNNING_ENGINE)
+    env = tool_env(aws, [tmp_path])
+    where = f"in account {ACCOUNT}, region {REGION}"
+
+    # SAML has no client secret: only Google's is looked for.
+    assert _problem_lines(_preflight(env, *FEDERATION)) == [
+        f"preflight: the secret team/google-oauth (cognito_federation provider Google) does not exist {where}: "
+        "create it with your provider's client_secret (README, Federating Google or your company's IdP) and retry"
+    ]
+    secrets = client(aws, "secretsmanager")
+    secrets.create_secret(Name="team/google-oauth", SecretString="plain text")
+    assert _problem_lines(_preflight(env, *FEDERATION)) == [
+        "preflight: the secret team/google-oauth (cognito_federation provider Google) is not a JSON object: "
+        'store {"client_secret": ...} in it (README, Federating Google or your company\'s IdP)'
+    ]
+    value = "g00gle-s3cret-never-printed"
+    secrets.put_secret_value(SecretId="team/google-oauth", SecretString=json.dumps({"client_secret": value}))
+    result = _preflight(env, *FEDERATION)
+    assert result.returncode == 0, result.stderr
+    assert "Google client secret team/google-oauth" in result.stdout
+    assert value not in result.stdout + result.stderr
+    # Outside sso mode the setting may stay in cdk.json: its secrets are not looked at.
+    secrets.delete_secret(SecretId="team/google-oauth", ForceDeleteWithoutRecovery=True)
+    assert _preflight(env, *FEDERATION, "-c", "auth_mode=accounts").returncode == 0
