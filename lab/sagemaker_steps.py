@@ -98,7 +98,7 @@ def kernel_requirements(region: str | None = None, session: boto3.session.Sessio
     region = mlflow_setup.resolve_region(region, session)
     secret_name, _ = mlflow_setup.find_credentials_secret(session, region)
     requirements = [pinned_mlflow_requirement()]
-    if "client_id" in mlflow_setup.read_login(session, region, secret_name):
+    if mlflow_setup.is_app_client(mlflow_setup.read_login(session, region, secret_name)):
         requirements.append(mlflow_setup.OAUTH_CLIENT_REQUIREMENT)
     return requirements
 

@@ -239,10 +239,15 @@ def read_parameter(session: boto3.session.Session, region: str, name: str) -> st
     return value.strip()
 
 
+def is_app_client(login: dict[str, str]) -> bool:
+    """An sso login (an app client that gets bearer tokens), not a username and password."""
+    return "client_id" in login
+
+
 def read_credentials(session: boto3.session.Session, region: str, secret_name: str) -> tuple[str, str]:
     """(username, password) from the secret's JSON `{"username": ..., "password": ...}`."""
     login = read_login(session, region, secret_name)
-    if "client_id" in login:
+    if is_app_client(login):
         raise MlflowSetupError(f"Secrets Manager secret {secret_name!r} holds an app client, not a password")
     return login["username"], login["password"]
 
@@ -351,7 +356,7 @@ def configure_mlflow(
     env = os.environ if environ is None else environ
     env["MLFLOW_TRACKING_URI"] = url
     token = ""
-    if "client_id" in login:
+    if is_app_client(login):
         # sso: a bearer token; a leftover password must not be sent instead.
         token = client_credentials_token(login)
         username, password = login["client_id"], ""
