@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import string
@@ -440,6 +441,12 @@ class NotebookRun:
                 texts.append(output.get("text", ""))
                 texts.append(output.get("data", {}).get("text/plain", ""))
         return "\n".join(texts)
+
+    def assert_model_served_and_removed(self) -> None:
+        """The deployed model answered the sample and its endpoint was deleted afterwards."""
+        out = self.outputs()
+        assert re.search(r"predictions: \[[01](, [01]){4}\]", out)
+        assert re.search(r"endpoint mlflow-demo-\S+ deleted", out)
 
     def assert_every_cell_ran(self) -> None:
         """Every code cell executed, and none raised (the first error's message if one did)."""

@@ -41,8 +41,7 @@ def test_notebook_reports_each_step(notebook_run, studio_aws):
     assert f"secret {studio_aws.secret_name!r}, from tag mlflow:credentials-secret of role" in out
     assert studio_aws.password not in out
     assert re.search(r"endpoint mlflow-demo-\d{8}-\d{6}: InService", out)
-    assert re.search(r"predictions: \[[01](, [01]){4}\]", out)
-    assert re.search(r"endpoint mlflow-demo-\S+ deleted", out)
+    notebook_run.assert_model_served_and_removed()
 
 
 def test_runs_and_registered_model_are_in_mlflow(notebook_run, studio_aws, mlflow_stack):
