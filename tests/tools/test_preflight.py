@@ -33,6 +33,13 @@ def _bootstrap(aws: MotoServer, version: str = "28") -> None:
     client(aws, "cloudformation").create_stack(StackName="CDKToolkit", TemplateBody=json.dumps(template))
 
 
+def _ready(aws: MotoServer, tmp_path: Path) -> dict[str, str]:
+    """The environment of a deployer whose account is bootstrapped and whose Docker engine runs."""
+    _bootstrap(aws)
+    fake_command(tmp_path, "docker", RUNNING_ENGINE)
+    return tool_env(aws, [tmp_path])
+
+
 def _preflight(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tools.preflight", *args],
@@ -54,9 +61,7 @@ def _problem_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def test_a_ready_setup_passes_with_one_line(aws: MotoServer, tmp_path: Path) -> None:
-    _bootstrap(aws)
-    fake_command(tmp_path, "docker", RUNNING_ENGINE)
-    result = _preflight(tool_env(aws, [tmp_path]))
+    result = _preflight(_ready(aws, tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
         f"preflight: ok (AWS account {ACCOUNT}, region {REGION}; Docker engine 27.3.1; CDK bootstrap version 28)\n"
@@ -219,9 +224,7 @@ EXTERNAL = [
 
 
 def test_external_issuer_secret_must_exist_and_hold_the_client(aws: MotoServer, tmp_path: Path) -> None:
-    _bootstrap(aws)
-    fake_command(tmp_path, "docker", RUNNING_ENGINE)
-    env = tool_env(aws, [tmp_path])
+    env = _ready(aws, tmp_path)
     where = f"in account {ACCOUNT}, region {REGION}"
 
     assert _problem_lines(_preflight(env, *EXTERNAL)) == [
@@ -251,9 +254,7 @@ def test_external_issuer_secret_must_exist_and_hold_the_client(aws: MotoServer, 
 
 
 def test_make_preflight_passes_the_settings_on(aws: MotoServer, tmp_path: Path) -> None:
-    _bootstrap(aws)
-    fake_command(tmp_path, "docker", RUNNING_ENGINE)
-    result = _make("preflight", tool_env(aws, [tmp_path]), f"CDK_ARGS={' '.join(EXTERNAL)}")
+    result = _make("preflight", _ready(aws, tmp_path), f"CDK_ARGS={' '.join(EXTERNAL)}")
     assert result.returncode != 0
     assert "preflight: the secret team/mlflow-oidc (oidc_client_secret_name) does not exist" in result.stderr
 
@@ -267,9 +268,7 @@ FEDERATION = [
 
 
 def test_federated_providers_secrets_must_exist_and_hold_the_client_secret(aws: MotoServer, tmp_path: Path) -> None:
-    _bootstrap(aws)
-    fake_command(tmp_path, "docker", RUNNING_ENGINE)
-    env = tool_env(aws, [tmp_path])
+    env = _ready(aws, tmp_path)
     where = f"in account {ACCOUNT}, region {REGION}"
 
     # SAML has no client secret: only Google's is looked for.
