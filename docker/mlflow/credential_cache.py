@@ -28,8 +28,6 @@ from collections import OrderedDict
 
 import auth_lookups
 from flask import Response, g, request
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.server import auth as mlflow_auth
 from werkzeug.datastructures import Authorization
 
@@ -45,13 +43,10 @@ _lock = threading.Lock()
 
 def _stored_password_hash(username: str) -> str | None:
     """The user's current password hash, or None when the user does not exist."""
-    try:
-        # Read once per request (auth_lookups.py): the admin and permission checks reuse it.
-        return mlflow_auth.store.get_user(username).password_hash
-    except MlflowException as error:
-        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
-            return None
-        raise
+    # Read once per request (auth_lookups.py): the admin and permission checks reuse it. The
+    # auth app's own _fetch_or_none: None when the user does not exist, other failures raised.
+    user = mlflow_auth._fetch_or_none(mlflow_auth.store.get_user, username)
+    return user.password_hash if user is not None else None
 
 
 def _check(authorization: Authorization) -> Authorization | Response:
