@@ -10,7 +10,8 @@ log-batch call it guards (py-spy, benchmarks/accounts_and_artifacts.py).
 The auth module gets its store from ``_get_tracking_store``; :func:`install`
 points that name, in the auth module only, at a view of the same store whose
 ``get_run`` reads the run's own row (every ``RunInfo`` field, current, no
-cache) and nothing else. A missing run raises the store's own
+cache; an unnamed run's name is not filled in from its tags, which the auth
+app never reads) and nothing else. A missing run raises the store's own
 RESOURCE_DOES_NOT_EXIST, so the auth app still denies it as before. The
 handlers that serve runs keep the real store.
 
