@@ -14,6 +14,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.components.artifact_cors import artifact_cors_rules
+from stacks.components.lambda_logs import lambda_role_logging_to
 
 
 class ArtifactBucketCors(Construct):
@@ -33,23 +34,13 @@ class ArtifactBucketCors(Construct):
         self.rules = artifact_cors_rules(origins)
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
         # Our own role, so the function logs only to its group (no AWS managed policy).
-        self.role = iam.Role(
+        # The stack's one AWS SDK custom-resource function runs as this role (CallbackRegistration too).
+        self.role = lambda_role_logging_to(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            # The stack's one AWS SDK custom-resource function runs as this role (CallbackRegistration too).
+            log_group=self.log_group,
             description="Deploy-time AWS API calls of the gateway stack: the artifact bucket's CORS rule "
             "(and the Cognito UI client's sign-in URLs in sso mode)",
-            inline_policies={
-                "Logs": iam.PolicyDocument(
-                    statements=[
-                        iam.PolicyStatement(
-                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[self.log_group.log_group_arn],
-                        )
-                    ]
-                )
-            },
         )
         call = cr.AwsSdkCall(
             service="S3",

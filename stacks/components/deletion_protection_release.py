@@ -10,6 +10,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from stacks.components.lambda_logs import write_own_logs
+
 HANDLER = Path(__file__).resolve().parent / "handlers" / "release_deletion_protection.py"
 RESOURCE_TYPE = "Custom::ReleaseDeletionProtection"
 
@@ -54,11 +56,7 @@ class DeletionProtectionRelease(Construct):
                             actions=["rds:ModifyDBCluster"],
                             resources=[cluster.cluster_arn],
                         ),
-                        iam.PolicyStatement(
-                            sid="WriteOwnLogs",
-                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[self.log_group.log_group_arn],
-                        ),
+                        write_own_logs(self.log_group, sid="WriteOwnLogs"),
                     ]
                 )
             },

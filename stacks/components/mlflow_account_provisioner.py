@@ -17,6 +17,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.components.lambda_logs import lambda_role_logging_to, write_own_logs
 from stacks.components.security_groups import closed_security_group
 
 HANDLER_DIR = Path(__file__).resolve().parents[1] / "functions" / "mlflow_accounts"
@@ -73,11 +74,7 @@ class MlflowAccountProvisioner(Construct):
             inline_policies={
                 "Provisioner": iam.PolicyDocument(
                     statements=[
-                        iam.PolicyStatement(
-                            sid="WriteOwnLogs",
-                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[self.log_group.log_group_arn],
-                        ),
+                        write_own_logs(self.log_group, sid="WriteOwnLogs"),
                         iam.PolicyStatement(
                             sid="ManageVpcNetworkInterfaces",
                             actions=[
@@ -126,21 +123,11 @@ class MlflowAccountProvisioner(Construct):
             self, "ProviderLogs", retention=log_retention, removal_policy=removal_policy
         )
         # The CDK framework function only invokes ours (the Provider adds that permission).
-        self.provider_role = iam.Role(
+        self.provider_role = lambda_role_logging_to(
             self,
             "ProviderRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            log_group=self.provider_log_group,
             description="CloudFormation custom resource framework for MLflow accounts: invoke the provisioner",
-            inline_policies={
-                "Logs": iam.PolicyDocument(
-                    statements=[
-                        iam.PolicyStatement(
-                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[self.provider_log_group.log_group_arn],
-                        )
-                    ]
-                )
-            },
         )
         self.provider = cr.Provider(
             self,

@@ -11,6 +11,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks import names
+from stacks.components.lambda_logs import lambda_role_logging_to
 
 # The JSON fields the lab helper reads (lab/source_dir/mlflow_setup.py).
 FIELDS = ("client_id", "client_secret", "token_url", "scope")
@@ -48,21 +49,11 @@ class ClientSecretReader(Construct):
         self.user_pool_arn = user_pool_arn
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
         # Our own role, so the function logs only to its group (no AWS managed policy).
-        self.role = iam.Role(
+        self.role = lambda_role_logging_to(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            log_group=self.log_group,
             description="Reads the Studio profiles' Cognito app client secrets into their secrets at deploy time",
-            inline_policies={
-                "Logs": iam.PolicyDocument(
-                    statements=[
-                        iam.PolicyStatement(
-                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[self.log_group.log_group_arn],
-                        )
-                    ]
-                )
-            },
         )
         self.lookups: list[cr.AwsCustomResource] = []
 

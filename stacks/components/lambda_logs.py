@@ -1,0 +1,29 @@
+"""The one permission every deploy-time Lambda role here starts from: writing to its own log group.
+
+Our roles carry no AWS managed policy (its log permissions cover every log
+group in the account); each function logs to a group the stack creates.
+"""
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+
+def write_own_logs(log_group: logs.ILogGroup, *, sid: str | None = None) -> iam.PolicyStatement:
+    """Create streams and put events in ``log_group`` only."""
+    return iam.PolicyStatement(
+        sid=sid, actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+    )
+
+
+def lambda_role_logging_to(
+    scope: Construct, construct_id: str, *, log_group: logs.ILogGroup, description: str
+) -> iam.Role:
+    """A Lambda role whose only permission is its inline ``Logs`` policy on ``log_group``."""
+    return iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=description,
+        inline_policies={"Logs": iam.PolicyDocument(statements=[write_own_logs(log_group)])},
+    )
