@@ -279,12 +279,15 @@ class MotoServer(HttpService):
     def endpoint_url(self) -> str:
         return self.url
 
-    def client(self, service: str, *, region_name: str | None = None):  # noqa: ANN201 - a boto3 client
+    def client(  # noqa: ANN201 - a boto3 client
+        self, service: str, *, region_name: str | None = None, config: object | None = None
+    ):
+        """`config`: a botocore Config (e.g. the client's checksum behaviour)."""
         import boto3
 
         return boto3.client(
             service, endpoint_url=self.endpoint_url, region_name=region_name or FAKE_AWS["AWS_REGION"],
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            aws_access_key_id="testing", aws_secret_access_key="testing", config=config,
         )  # fmt: skip
 
     def create_bucket(self, name: str, *, cors_origins: list[str] | None = None) -> None:

@@ -15,8 +15,8 @@ password check itself is MLflow's own `authenticate_request_basic_auth`.
 Plugged in with the auth app's documented setting
 `authorization_function = credential_cache:authenticate_request`
 (entrypoint.py writes it, with MLflow's TTL cache off). Importing this module
-also gives the auth app its one-row run lookup and per-request user lookup (auth_lookups.py), so the
-default `validated` setting carries both savings.
+also gives the auth app its cheaper lookups (auth_lookups.py: the run's own row, the user once per
+request, Core queries, remembered route matches), so the default `validated` setting carries them.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from flask import Flask
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.server import auth as mlflow_auth
+from mlflow.server.auth.sqlalchemy_store import RoleGrantRow
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 from localrun.services import MLFLOW_ENTRYPOINT
@@ -85,6 +87,7 @@ def installed(lookups: ModuleType, tracking_store: SqlAlchemyStore, monkeypatch:
     # monkeypatch puts MLflow's own objects back after the test.
     monkeypatch.setattr(mlflow_auth, "store", users)
     monkeypatch.setattr(mlflow_auth, "_get_tracking_store", lambda: tracking_store)
+    monkeypatch.setattr(mlflow_auth, "_scope_matches_native_route", mlflow_auth._scope_matches_native_route)
     lookups.install()
     lookups.install()  # a second import must not wrap twice
     return users
@@ -92,8 +95,10 @@ def installed(lookups: ModuleType, tracking_store: SqlAlchemyStore, monkeypatch:
 
 def test_install_gives_the_auth_module_both_lookups(lookups: ModuleType, installed: CountingUsers) -> None:
     assert isinstance(mlflow_auth._get_tracking_store(), lookups.RunInfoStore)
+    assert hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__")
     assert isinstance(mlflow_auth.store, lookups.RequestUserStore)
     assert not isinstance(mlflow_auth.store._store, lookups.RequestUserStore)
+    assert not hasattr(mlflow_auth._scope_matches_native_route.__wrapped__, "__wrapped__")
 
 
 def test_a_user_is_read_once_per_request_and_again_after_a_change(installed: CountingUsers) -> None:
@@ -123,8 +128,129 @@ def test_the_password_check_module_installs_them(
     """MLflow imports credential_cache (the ini's authorization_function) in each worker."""
     monkeypatch.setattr(mlflow_auth, "store", CountingUsers())
     monkeypatch.setattr(mlflow_auth, "_get_tracking_store", lambda: tracking_store)
+    monkeypatch.setattr(mlflow_auth, "_scope_matches_native_route", mlflow_auth._scope_matches_native_route)
     import credential_cache
 
     importlib.reload(credential_cache)
     assert isinstance(mlflow_auth.store, lookups.RequestUserStore)
     assert isinstance(mlflow_auth._get_tracking_store(), lookups.RunInfoStore)
+    assert hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__")
+
+
+@pytest.fixture(scope="module")
+def auth_store(tmp_path_factory: pytest.TempPathFactory) -> AuthStore:
+    """MLflow's own user store with users, per-resource grants and roles in two workspaces."""
+    store = AuthStore()
+    store.init_db(f"sqlite:///{tmp_path_factory.mktemp('auth') / 'auth.db'}")
+    for name in ("alice", "bob", "carol"):
+        store.create_user(name, "a-long-enough-password-1", is_admin=name == "carol")
+    store.create_experiment_permission("1", "alice", "READ")
+    store.create_experiment_permission("2", "alice", "MANAGE")
+    store.create_registered_model_permission("model-a", "alice", "EDIT")
+    store.create_experiment_permission("1", "bob", "DENY")
+    for workspace in ("default", "other"):
+        role = store.create_role(f"readers-{workspace}", workspace)
+        store.add_role_permission(role.id, "experiment", "*", "READ")
+        store.add_role_permission(role.id, "workspace", "*", "MANAGE")
+        store.assign_role_to_user(store.get_user("bob").id, role.id)
+    return store
+
+
+def test_a_user_reads_as_mlflows_get_user(lookups: ModuleType, auth_store: AuthStore) -> None:
+    for name in ("alice", "carol"):
+        mine, theirs = lookups.read_user(auth_store, name), auth_store.get_user(name)
+        assert vars(mine) == vars(theirs) and type(mine) is type(theirs)
+    assert lookups.read_user(auth_store, "carol").is_admin is True
+    with pytest.raises(MlflowException) as mine:
+        lookups.read_user(auth_store, "mallory")
+    with pytest.raises(MlflowException) as theirs:
+        auth_store.get_user("mallory")
+    assert (mine.value.error_code, mine.value.message) == (theirs.value.error_code, theirs.value.message)
+
+
+@pytest.mark.parametrize("types", [{"experiment"}, {"registered_model"}, {"experiment", "logged_model"}, set()])
+@pytest.mark.parametrize("workspace", ["default", "other", "none-such"])
+def test_grants_read_as_mlflows_list_grants(
+    lookups: ModuleType, auth_store: AuthStore, workspace: str, types: set[str]
+) -> None:
+    for name in ("alice", "bob", "carol"):
+        user_id = auth_store.get_user(name).id
+        mine = lookups.read_grants(auth_store, user_id, workspace, types)
+        assert sorted(mine) == sorted(auth_store.list_grants(user_id, workspace, types))
+        assert all(type(row) is RoleGrantRow for row in mine)
+    bob = auth_store.get_user("bob").id
+    if workspace != "none-such":  # the fixture's grants show up, so the comparison compares something
+        assert ("workspace", "*", "MANAGE") in lookups.read_grants(auth_store, bob, workspace, types)
+
+
+def test_an_unknown_resource_type_is_refused_like_mlflow(lookups: ModuleType, auth_store: AuthStore) -> None:
+    with pytest.raises(MlflowException) as mine:
+        lookups.read_grants(auth_store, 1, "default", {"experiments"})
+    with pytest.raises(MlflowException) as theirs:
+        auth_store.list_grants(1, "default", {"experiments"})
+    assert (mine.value.error_code, mine.value.message) == (theirs.value.error_code, theirs.value.message)
+
+
+def test_the_request_user_store_reads_grants_through_core(lookups: ModuleType, auth_store: AuthStore) -> None:
+    user_id = auth_store.get_user("alice").id
+    view = lookups.RequestUserStore(auth_store)
+    assert sorted(view.list_grants(user_id, "default", {"experiment"})) == sorted(
+        auth_store.list_grants(user_id, "default", {"experiment"})
+    )
+
+
+@pytest.fixture(scope="module")
+def native_routes() -> list:
+    from mlflow.server import app as flask_app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    return mlflow_auth._native_fastapi_routes(create_fastapi_app(flask_app))
+
+
+def scope(method: str, path: str, host: bytes = b"mlflow.example") -> dict:
+    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": [(b"host", host)]}
+
+
+ROUTE_CASES = [
+    scope("POST", "/api/2.0/mlflow/runs/log-batch"),
+    scope("GET", "/api/2.0/mlflow/experiments/get-by-name"),
+    scope("GET", "/health"),
+    scope("POST", "/health"),
+    scope("GET", "/api/3.0/mlflow/server-info"),
+    scope("GET", "/ajax-api/3.0/mlflow/server-info"),
+    scope("GET", "/api/3.0/mlflow/mcp-servers/some-server/versions/1"),
+    scope("PUT", "/api/3.0/mlflow/mcp-servers/some-server/versions/1"),
+    scope("GET", "/"),
+    scope("GET", "/static-files/index.html"),
+]
+
+
+def test_native_route_answers_are_mlflows(lookups: ModuleType, native_routes: list) -> None:
+    remembered = lookups.remembered_route_matches(mlflow_auth._scope_matches_native_route)
+    answers = [mlflow_auth._scope_matches_native_route(native_routes, case) for case in ROUTE_CASES]
+    assert True in answers and False in answers  # both kinds are compared
+    for _ in range(2):  # asked, then remembered
+        assert [remembered(native_routes, case) for case in ROUTE_CASES] == answers
+
+
+def test_a_route_answer_is_asked_once_per_key(lookups: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple] = []
+
+    def matches(routes: list, request: dict) -> bool:
+        asked.append((request["method"], request["path"], dict(request["headers"])[b"host"]))
+        return request["path"].startswith("/api/3.0")
+
+    remembered = lookups.remembered_route_matches(matches)
+    table = ["a route table"]
+    for _ in range(3):
+        assert remembered(table, scope("GET", "/api/3.0/x")) is True
+        assert remembered(table, scope("GET", "/api/2.0/x")) is False
+    assert len(asked) == 2
+    remembered(table, scope("POST", "/api/3.0/x"))  # another method, host or table is asked again
+    remembered(table, scope("GET", "/api/3.0/x", host=b"other.example"))
+    remembered(["another table"], scope("GET", "/api/3.0/x"))
+    assert len(asked) == 5
+    monkeypatch.setattr(lookups, "ROUTE_ANSWERS", 3)  # full: starts over rather than growing
+    remembered(table, scope("GET", "/api/3.0/y"))
+    remembered(table, scope("GET", "/api/3.0/x"))
+    assert len(asked) == 7
