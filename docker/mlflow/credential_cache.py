@@ -22,12 +22,14 @@ request, Core queries, remembered route matches), so the default `validated` set
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 import threading
 from collections import OrderedDict
 
 import auth_lookups
-from flask import Response, g, request
+from flask import Flask, Response, g, request
+from mlflow.server import app as mlflow_app
 from mlflow.server import auth as mlflow_auth
 from werkzeug.datastructures import Authorization
 
@@ -81,3 +83,28 @@ def authenticate_request() -> Authorization | Response:
         decided = (header, _check(authorization))
         g._credential_cache_decision = decided
     return decided[1]
+
+
+def current_user_as_basic_auth() -> Response:
+    """MLflow's `/users/current`, saying that sign-in is HTTP Basic (it is: MLflow's own check).
+
+    MLflow reports `is_basic_auth` only for its default authorization function, and its UI
+    offers "Logout" and "Change password" only when it is true.
+    """
+    response = mlflow_auth.get_current_user()
+    body = response.get_json(silent=True) if response.status_code == 200 else None
+    if isinstance(body, dict) and body.get("is_basic_auth") is False:
+        body["is_basic_auth"] = True
+        response.set_data(json.dumps(body))
+    return response
+
+
+def report_basic_auth(app: Flask) -> None:
+    """Serve `/users/current` (both its paths) through :func:`current_user_as_basic_auth`."""
+    for endpoint, view in list(app.view_functions.items()):
+        if view is mlflow_auth.get_current_user:
+            app.view_functions[endpoint] = current_user_as_basic_auth
+
+
+# MLflow imports this module at the first request, after its auth app added its routes.
+report_basic_auth(mlflow_app)

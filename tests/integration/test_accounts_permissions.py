@@ -152,6 +152,17 @@ def test_admin_comes_from_the_secret(accounts: Accounts, accounts_stack: MlflowS
     assert response.json()["user"]["is_admin"] is True
 
 
+@pytest.mark.parametrize("path", ["/api/2.0/mlflow/users/current", "/ajax-api/2.0/mlflow/users/current"])
+def test_sign_in_is_reported_as_basic_auth(owned: Owned, accounts_stack: MlflowStack, path: str) -> None:
+    """The UI offers Logout and Change password only when MLflow says the sign-in is HTTP Basic."""
+    response = api(accounts_stack, "GET", path, owned.a)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "user": {"id": response.json()["user"]["id"], "username": owned.a.username, "is_admin": False},
+        "is_basic_auth": True,
+    }
+
+
 def test_owner_reads_everything(owned: Owned, accounts_stack: MlflowStack) -> None:
     for name, spec in reads(owned).items():
         response = call(accounts_stack, owned.a, spec)

@@ -98,6 +98,16 @@ def test_b_sees_only_the_experiments_b_may_see(browser_page, scene: Scene, accou
     assert page.get_by_role("link", name="Default").count() == 0
 
 
+def test_b_can_log_out_and_change_the_password(browser_page, scene: Scene, accounts_stack: MlflowStack) -> None:
+    page = browser_page
+    page.goto(accounts_stack.proxy_url + "/#/account", wait_until="commit")
+    page.get_by_text(scene.b.username).first.wait_for()
+    page.get_by_role("button", name="Change password").wait_for()
+    page.get_by_role("button", name=f"Account menu for {scene.b.username}").click()
+    page.get_by_role("menuitem", name="Logout").wait_for()
+    page.keyboard.press("Escape")
+
+
 def test_b_opens_a_50_mb_artifact_from_the_run_view(
     browser_page, scene: Scene, accounts_stack: MlflowStack, record_property
 ) -> None:
