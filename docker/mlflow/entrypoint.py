@@ -380,6 +380,10 @@ def sso_settings(env: Mapping[str, str]) -> dict[str, str]:
         # they sign in, code's users by OIDC_MACHINE_CLIENTS (or an admin).
         "OIDC_PROVISION_ON_BEARER_AUTH": "false",
         "OIDC_TRUST_BEARER_GROUP_CLAIMS": "false",
+        # The plugin keeps permission decisions for 30 s in each worker and forgets them
+        # only in the worker that changed them: a revoked grant would still be honoured
+        # elsewhere. Off, so grants and revocations hold at once on every worker and task.
+        "PERMISSION_CACHE_TTL_SECONDS": "0",
     }
     # Deployed, the public origin is https (API Gateway); `make local` on
     # plain http turns this off explicitly.

@@ -321,6 +321,7 @@ def test_sso_mode_runs_the_oidc_plugin_with_its_settings(entrypoint: ModuleType)
     assert env["SECRET_KEY"] == SSO["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     assert env["SESSION_COOKIE_SECURE"] == "true"
     assert env["OIDC_PROVISION_ON_BEARER_AUTH"] == env["OIDC_TRUST_BEARER_GROUP_CLAIMS"] == "false"
+    assert env["PERMISSION_CACHE_TTL_SECONDS"] == "0"
     assert env["TRUSTED_PROXIES"] == "127.0.0.1/32"
     users_db = make_url(env["OIDC_USERS_DB_URI"])
     assert (users_db.database, users_db.password) == ("mlflow_oidc_auth", None)

@@ -141,6 +141,18 @@ def test_an_admin_grants_and_a_person_sees_only_what_was_granted(
         {"permission": "READ"},
     )  # fmt: skip
     assert status == 403
+    # Taking the grant back holds at once on another task too, which has just answered
+    # her with the grant (the plugin's permission cache is off).
+    second: MlflowServer = sso_stack.new_mlflow_server(name="mlflow-task-2", port=None)
+    second.start()
+    try:
+        get = f"{second.url}/ajax-api/2.0/mlflow/experiments/get?experiment_id={scene[granted]}"
+        assert alice.context.request.get(get).status == 200
+        path = f"ajax-api/2.0/mlflow/permissions/users/{SSO_USER.email}/experiments/{scene[granted]}"
+        assert api(admin, "DELETE", path)[0] == 200
+        assert alice.context.request.get(get).status == 403
+    finally:
+        second.stop()
     alice.context.close()
     admin.context.close()
 
