@@ -201,7 +201,7 @@ def remembered_route_matches(matches: RouteMatch) -> RouteMatch:
 
 
 def install() -> None:
-    """Give the auth module the three lookups (runs: a database store only; others keep theirs)."""
+    """Give the auth module its cheaper lookups (runs: MLflow's own database store only)."""
     if not hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__"):
         mlflow_auth._scope_matches_native_route = remembered_route_matches(mlflow_auth._scope_matches_native_route)
     if not isinstance(mlflow_auth.store, RequestUserStore):
