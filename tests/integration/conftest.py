@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from localrun.oidc import OidcUser
-from localrun.services import MotoServer
+from localrun.services import MlflowServer, MotoServer
 from localrun.stack import SSO_ADMIN_GROUP, SSO_ALLOWED_GROUP, MlflowStack
 from tests.integration.big_transfers import BIG_FILE_BYTES
 from tests.integration.mlflow_users import Accounts, as_mlflow_user
@@ -115,3 +115,13 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for _ in range(BIG_FILE_BYTES // (8 << 20)):
             handle.write(os.urandom(8 << 20))
     return path
+
+
+def another_task(stack: MlflowStack) -> Iterator[MlflowServer]:
+    """A second MLflow task of `stack` (same database, bucket and secret key), stopped afterwards."""
+    server = stack.new_mlflow_server(name="mlflow-task-2", port=None)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -17,6 +17,7 @@ import requests
 
 from localrun.services import MlflowServer
 from localrun.stack import MlflowStack
+from tests.integration.conftest import another_task
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts
 
 pytestmark = [pytest.mark.integration, ACCOUNTS_GROUP]
@@ -27,10 +28,7 @@ ASKS = 8  # per task: spread over all its workers
 
 @pytest.fixture(scope="module")
 def second_task(accounts_stack: MlflowStack) -> Iterator[MlflowServer]:
-    server = accounts_stack.new_mlflow_server(name="mlflow-task-2", port=None)
-    server.start()
-    yield server
-    server.stop()
+    yield from another_task(accounts_stack)
 
 
 def statuses(stack: MlflowStack, task: MlflowServer, account: Account) -> set[int]:

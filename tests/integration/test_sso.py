@@ -23,7 +23,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.services import MlflowServer
 from localrun.stack import SSO_CLIENT_ID, MlflowStack
-from tests.integration.conftest import SSO_ADMIN, SSO_MACHINE, SSO_OUTSIDER, SSO_SHORT_LIVED, SSO_USER
+from tests.integration.conftest import SSO_ADMIN, SSO_MACHINE, SSO_OUTSIDER, SSO_SHORT_LIVED, SSO_USER, another_task
 from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
@@ -94,6 +94,11 @@ def sign_in(browser, stack: MlflowStack, user: OidcUser):  # noqa: ANN001, ANN20
     return page
 
 
+@pytest.fixture(scope="module")
+def second_task(sso_stack: MlflowStack) -> Iterator[MlflowServer]:
+    yield from another_task(sso_stack)
+
+
 def shot(page, name: str, record_property) -> None:  # noqa: ANN001 - Playwright page, pytest fixture
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
@@ -114,7 +119,7 @@ def api(page, method: str, path: str, body: dict | None = None) -> tuple[int, di
 
 
 def test_an_admin_grants_and_a_person_sees_only_what_was_granted(
-    browser, sso_stack: MlflowStack, scene: dict[str, str], record_property
+    browser, sso_stack: MlflowStack, second_task: MlflowServer, scene: dict[str, str], record_property
 ) -> None:
     granted, private = scene
     # People exist in MLflow from their first sign-in on.
@@ -143,16 +148,11 @@ def test_an_admin_grants_and_a_person_sees_only_what_was_granted(
     assert status == 403
     # Taking the grant back holds at once on another task too, which has just answered
     # her with the grant (the plugin's permission cache is off).
-    second: MlflowServer = sso_stack.new_mlflow_server(name="mlflow-task-2", port=None)
-    second.start()
-    try:
-        get = f"{second.url}/ajax-api/2.0/mlflow/experiments/get?experiment_id={scene[granted]}"
-        assert alice.context.request.get(get).status == 200
-        path = f"ajax-api/2.0/mlflow/permissions/users/{SSO_USER.email}/experiments/{scene[granted]}"
-        assert api(admin, "DELETE", path)[0] == 200
-        assert alice.context.request.get(get).status == 403
-    finally:
-        second.stop()
+    get = f"{second_task.url}/ajax-api/2.0/mlflow/experiments/get?experiment_id={scene[granted]}"
+    assert alice.context.request.get(get).status == 200
+    path = f"ajax-api/2.0/mlflow/permissions/users/{SSO_USER.email}/experiments/{scene[granted]}"
+    assert api(admin, "DELETE", path)[0] == 200
+    assert alice.context.request.get(get).status == 403
     alice.context.close()
     admin.context.close()
 
@@ -169,15 +169,15 @@ def test_a_person_outside_the_allowed_group_is_refused(browser, sso_stack: Mlflo
     page.context.close()
 
 
-def test_a_session_holds_on_another_task_and_ends_at_sign_out(browser, sso_stack: MlflowStack) -> None:
+def test_a_session_holds_on_another_task_and_ends_at_sign_out(
+    browser, sso_stack: MlflowStack, second_task: MlflowServer
+) -> None:
     """Another task (same database, same secret key) honours the session; after sign-out none does."""
     page = sign_in(browser, sso_stack, SSO_USER)
     request = page.context.request
-    second: MlflowServer = sso_stack.new_mlflow_server(name="mlflow-task-2", port=None)
-    second.start()
     try:
         # The browser's cookie is for 127.0.0.1 (any port): the other task gets it too.
-        assert request.get(second.url + SEARCH).status == 200
+        assert request.get(second_task.url + SEARCH).status == 200
         # MLflow ends its session on every task. The plugin then sends the browser to the
         # provider's sign-out (which asks first) only from a worker that has loaded the
         # provider's discovery document (a worker that served a sign-in step): the README
@@ -192,10 +192,9 @@ def test_a_session_holds_on_another_task_and_ends_at_sign_out(browser, sso_stack
         if confirm.is_visible():
             confirm.click()
         page.wait_for_url(sso_stack.proxy_url + "/oidc/ui/auth**", wait_until="commit")
-        assert request.get(second.url + SEARCH).status == 401
+        assert request.get(second_task.url + SEARCH).status == 401
         assert request.get(sso_stack.proxy_url + SEARCH).status == 401
     finally:
-        second.stop()
         page.context.close()
 
 
