@@ -98,13 +98,18 @@ def test_b_sees_only_the_experiments_b_may_see(browser_page, scene: Scene, accou
     assert page.get_by_role("link", name="Default").count() == 0
 
 
-def test_b_can_log_out_and_change_the_password(browser_page, scene: Scene, accounts_stack: MlflowStack) -> None:
+def test_b_can_log_out_and_change_the_password(
+    browser_page, scene: Scene, accounts_stack: MlflowStack, record_property
+) -> None:
     page = browser_page
     page.goto(accounts_stack.proxy_url + "/#/account", wait_until="commit")
     page.get_by_text(scene.b.username).first.wait_for()
     page.get_by_role("button", name="Change password").wait_for()
     page.get_by_role("button", name=f"Account menu for {scene.b.username}").click()
     page.get_by_role("menuitem", name="Logout").wait_for()
+    screenshot = SCREENSHOTS / "accounts-user-b-account-page.png"
+    page.screenshot(path=str(screenshot))
+    record_property("screenshot", str(screenshot))
     page.keyboard.press("Escape")
 
 
