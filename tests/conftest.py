@@ -1,11 +1,29 @@
 """Suite-wide settings that must be in place before aws_cdk is imported."""
 
+import functools
 import os
 
+import botocore.loaders
+import botocore.session
 import pytest
 
 # Node 20 is past end of life for jsii, which prints a banner on every import.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+@functools.cache
+def _shared_loader(search_path: str | None) -> botocore.loaders.Loader:
+    """One botocore data loader per worker, for every session the tests and the code under test make.
+
+    Each new boto3 session otherwise parses its services' JSON models again
+    (tens of CPU-seconds a run: moto fixtures make a session per test).
+    Nothing changes the loaded models, so sharing them is what one long-lived
+    session does anyway.
+    """
+    return botocore.loaders.create_loader(search_path)
+
+
+botocore.session.create_loader = _shared_loader
 
 
 @pytest.hookimpl(tryfirst=True)

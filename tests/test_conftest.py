@@ -12,3 +12,12 @@ def test_each_module_is_one_xdist_group(request: pytest.FixtureRequest) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # xdist appends the group it scheduled by; without it the module's tests were spread out.
         assert request.node.nodeid.endswith(f"@{__name__}")
+
+
+
+def test_boto3_sessions_share_one_data_loader() -> None:
+    """Service models are parsed once per worker, not once per session (tests/conftest.py)."""
+    import boto3
+
+    first, second = boto3.session.Session(region_name="eu-west-1"), boto3.session.Session(region_name="eu-west-1")
+    assert first._session.get_component("data_loader") is second._session.get_component("data_loader")
