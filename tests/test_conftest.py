@@ -2,6 +2,7 @@
 
 import os
 
+import boto3
 import pytest
 
 
@@ -14,10 +15,7 @@ def test_each_module_is_one_xdist_group(request: pytest.FixtureRequest) -> None:
         assert request.node.nodeid.endswith(f"@{__name__}")
 
 
-
 def test_boto3_sessions_share_one_data_loader() -> None:
     """Service models are parsed once per worker, not once per session (tests/conftest.py)."""
-    import boto3
-
     first, second = boto3.session.Session(region_name="eu-west-1"), boto3.session.Session(region_name="eu-west-1")
     assert first._session.get_component("data_loader") is second._session.get_component("data_loader")
