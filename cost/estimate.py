@@ -374,6 +374,7 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
     )
     apis = sum(1 for _, api in _resources(templates, "AWS::ApiGatewayV2::Api") if api.get("ProtocolType") == "HTTP")
     idle.append(Line("API Gateway HTTP API", f"{apis} API, pay per request", 0.0))
+    idle.extend(_cognito_idle(templates, usd))
 
     # Per million requests.
     per = result.per_million_requests
@@ -401,7 +402,7 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
         )
     )
 
-    # Per hour somebody uses the server while Aurora would otherwise pause.
+    # Per hour somebody uses the server: Aurora awake instead of paused, code's access tokens.
     for cluster in _aurora_clusters(templates):
         if cluster.min_acu == 0:
             awake = 0.5 * cluster.instances * usd["aurora_acu_hour"]
@@ -413,7 +414,51 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
                     awake,
                 )
             )
+    if _m2m_clients(templates):
+        tokens = assumed["m2m_tokens_per_active_hour"]
+        result.per_active_hour.append(
+            Line(
+                "Cognito M2M tokens",
+                f"{tokens:g} token request per client-credentials client per hour its code works"
+                f" (a token lasts an hour) x {_money(usd['cognito_m2m_token'])}",
+                tokens * usd["cognito_m2m_token"],
+            )
+        )
     return result
+
+
+def _m2m_clients(templates: Mapping[str, Template]) -> int:
+    """App clients allowed the client-credentials grant: Cognito bills each per month, used or not."""
+    return sum(
+        1
+        for _, client in _resources(templates, "AWS::Cognito::UserPoolClient")
+        if "client_credentials" in client.get("AllowedOAuthFlows", [])
+    )
+
+
+def _cognito_idle(templates: Mapping[str, Template], usd: Mapping[str, float]) -> list[Line]:
+    """A user pool's people cost nothing while idle; its machine-to-machine app clients do."""
+    lines = []
+    for number, (_, pool) in enumerate(_resources(templates, "AWS::Cognito::UserPool"), start=1):
+        tier = pool.get("UserPoolTier", "ESSENTIALS")  # AWS's default for a new pool
+        detail = (
+            "Essentials plan: the first 10,000 monthly active users are free, then"
+            f" {_money(usd['cognito_essentials_mau'])} each"
+            if tier == "ESSENTIALS"
+            else f"{tier.title()} plan: billed per monthly active user (not estimated)"
+        )
+        lines.append(Line("Cognito user pool" + (f" #{number}" if number > 1 else ""), detail, 0.0))
+    m2m = _m2m_clients(templates)
+    if lines or m2m:
+        lines.append(
+            Line(
+                "Cognito M2M app clients",
+                f"{m2m} client-credentials app client{'' if m2m == 1 else 's'}"
+                f" x {_money(usd['cognito_m2m_client_month'])}",
+                m2m * usd["cognito_m2m_client_month"],
+            )
+        )
+    return lines
 
 
 # --- output ------------------------------------------------------------------
@@ -440,7 +485,7 @@ def render(result: Estimate, prices: Prices, stacks: list[str]) -> str:
     rows(result.per_million_requests)
     out.append(f"  {'Total per million':<{width}}  {result.per_million_total:>8.2f}")
     if result.per_active_hour:
-        out += ["", "Per hour of use (Aurora resumes from its pause)"]
+        out += ["", "Per hour of use"]
         rows(result.per_active_hour)
     out += ["", "Not included:"] + [f"  - {item}" for item in NOT_INCLUDED]
     return "\n".join(out)

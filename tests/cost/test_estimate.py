@@ -12,6 +12,7 @@ import pytest
 
 import presets
 from cost.estimate import GB, Estimate, Prices, estimate, render
+from tests.stacks.helpers import SSO_CONTEXT
 from tests.synth import synth_directory, synth_templates
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +113,34 @@ def test_dev_preset_runs_one_task_and_pauses_aurora(default: Estimate, dev: Esti
     assert dev.line("NAT gateways").usd == pytest.approx(USD["nat_gateway_hour"] * HOURS)
     assert dev.line("Aurora Serverless v2 compute").usd == 0
     assert default.idle_total - dev.idle_total > TASK_MONTH
+
+
+def test_sso_with_the_stacks_pool_adds_each_client_credentials_client_and_its_secret() -> None:
+    # Two Studio profiles: each gets an app client with the client-credentials grant and a secret.
+    sso = estimate(synth_templates(**SSO_CONTEXT), PRICES)
+    default = estimate(synth_templates(**{"user_profiles": SSO_CONTEXT["user_profiles"]}), PRICES)
+    assert sso.line("Cognito M2M app clients").usd == pytest.approx(2 * USD["cognito_m2m_client_month"])
+    assert sso.line("Cognito user pool").usd == 0
+    assert "first 10,000 monthly active users are free" in sso.line("Cognito user pool").detail
+    # Besides them, four secrets: the session key, the UI client's, and one per profile's client.
+    extra_secrets = sso.line("Secrets Manager").usd - default.line("Secrets Manager").usd
+    assert extra_secrets == pytest.approx(4 * USD["secret_month"])
+    assert sso.idle_total - default.idle_total == pytest.approx(2 * USD["cognito_m2m_client_month"] + extra_secrets)
+    assert [line.item for line in sso.per_active_hour] == ["Aurora awake", "Cognito M2M tokens"]
+    assert sso.per_active_hour[1].usd == pytest.approx(USD["cognito_m2m_token"])
+
+
+def test_without_a_user_pool_there_is_no_cognito_line(default: Estimate) -> None:
+    assert not [line for line in default.idle + default.per_active_hour if "Cognito" in line.item]
+
+
+def test_another_feature_plan_is_named_not_priced() -> None:
+    pool = {"Type": "AWS::Cognito::UserPool", "Properties": {"UserPoolTier": "PLUS"}}
+    client = {"Type": "AWS::Cognito::UserPoolClient", "Properties": {"AllowedOAuthFlows": ["code"]}}
+    result = estimate({"Stack": {"Resources": {"Pool": pool, "Client": client}}}, PRICES)
+    assert result.line("Cognito user pool").detail == "Plus plan: billed per monthly active user (not estimated)"
+    assert result.line("Cognito M2M app clients").usd == 0, "an authorization-code client is not billed per month"
+    assert not result.per_active_hour
 
 
 # --- CLI ---------------------------------------------------------------------
