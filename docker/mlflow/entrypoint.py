@@ -71,9 +71,11 @@ and the switches set in `server_environment` may be overridden too.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -288,6 +290,28 @@ def auth_config(env: Mapping[str, str]) -> str:
     lines = ["# Written by entrypoint.py at every start; see its docstring.", "[mlflow]"]
     lines += [f"{key} = {value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def load_credential_cache(server_env: Mapping[str, str]) -> None:
+    """Load the `validated` check now, as the server will at its first signed-in request.
+
+    credential_cache.py and auth_lookups.py reach into MLflow's auth app. On a
+    release that moved those internals the server would still start and pass
+    its health checks, then answer every signed-in request with 500; failing
+    here stops the task instead, and ECS rolls the deployment back.
+    """
+    # MLflow's auth module reads its ini file when imported.
+    os.environ["MLFLOW_AUTH_CONFIG_PATH"] = server_env["MLFLOW_AUTH_CONFIG_PATH"]
+    try:
+        with warnings.catch_warnings():  # the server process prints MLflow's import-time warnings itself
+            warnings.simplefilter("ignore")
+            importlib.import_module("credential_cache")
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(
+            f"credential_cache.py does not load on this MLflow ({type(error).__name__}: {error}), so its "
+            "auth app changed: deploy the MLflow version `make test` passed with, or set "
+            "MLFLOW_AUTH_CREDENTIAL_CACHE=mlflow-ttl"
+        ) from error
 
 
 def check_accounts_settings(env: Mapping[str, str]) -> None:
@@ -644,6 +668,8 @@ def main() -> None:
         argv = server_argv(server_env)
         check_tls_files(env)
         prepare_runtime_dir(env, server_env)
+        if auth_mode(env) == "accounts" and credential_cache(env) == "validated":
+            load_credential_cache(server_env)
     except ConfigError as error:
         log(f"{error}; refusing to start")
         sys.exit(64)

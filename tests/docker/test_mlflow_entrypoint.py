@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -272,6 +273,25 @@ def test_refuses_to_start_with_a_clear_message(
     assert result.returncode == 64
     assert missing in result.stderr and "refusing to start" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert PASSWORD not in result.stderr + result.stdout
+    assert ADMIN_PASSWORD not in result.stderr + result.stdout
+
+
+def test_accounts_mode_refuses_to_start_on_an_mlflow_whose_auth_internals_moved(tmp_path: Path) -> None:
+    # The image's files, except that auth_lookups.py imports a name this MLflow does not have,
+    # as it would after a release renamed one. The database is never reached: the check comes first.
+    app = tmp_path / "app"
+    shutil.copytree(MLFLOW_ENTRYPOINT.parent, app, ignore=shutil.ignore_patterns("__pycache__"))
+    (app / "auth_lookups.py").write_text("from mlflow.server.auth.sqlalchemy_store import GrantRowOfANewRelease\n")
+    env = {**ACCOUNTS, "DB_SSLMODE": "disable", "MLFLOW_RUNTIME_DIR": str(tmp_path / "runtime")}
+    result = subprocess.run(
+        [sys.executable, str(app / "entrypoint.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 64, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "credential_cache.py does not load on this MLflow (ImportError: cannot import name" in result.stderr
+    assert "'GrantRowOfANewRelease'" in result.stderr and result.stderr.rstrip().endswith("refusing to start")
+    assert "waiting for the schema migration lock" not in result.stdout + result.stderr
     assert PASSWORD not in result.stderr + result.stdout
     assert ADMIN_PASSWORD not in result.stderr + result.stdout
 
