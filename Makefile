@@ -50,8 +50,9 @@ test: install system-packages mlflow-previous
 	$(BIN)/python -m pytest
 
 # Try MLflow VERSION on a copy of the deployment on loopback before moving the
-# pin: the pinned version logs a sample, two VERSION servers migrate the schema
-# together, the sample must be unchanged (localrun/upgrade_check.py).
+# pin: the pinned version logs a sample (accounts mode: with a user and grants),
+# two VERSION servers migrate the schemas together, the sample and the grants
+# must be unchanged (localrun/upgrade_check.py).
 upgrade-check: install system-packages
 	@if [ -z "$(VERSION)" ]; then echo "make upgrade-check: give the MLflow release to try, e.g. make upgrade-check VERSION=3.18.0" >&2; exit 2; fi
 	$(BIN)/python -m localrun.upgrade_check $(VERSION)

@@ -7,6 +7,10 @@ experiments, runs with their metrics (every step), parameters and tags,
 a deleted run, run artifacts, a logged model with its files, a registered
 model with versions, tags and an alias. Artifacts are compared by SHA-256
 of what the server hands back, so a single flipped byte shows.
+
+In accounts mode the sample also has a user, `READER`, granted READ on the
+sample's experiment and registered model and nothing on a second, private
+experiment; `access()` asks the server what that user may do.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import requests
+
 EXPERIMENT = "day-two-sample"
+PRIVATE_EXPERIMENT = "day-two-private"
 REGISTERED_MODEL = "day-two-model"
 ALIAS = "champion"
+READER = "day-two-reader"
 
 
 def _write_files(directory: Path, seed: int) -> None:
@@ -164,3 +172,57 @@ def counts(snapshot: dict[str, Any]) -> str:
         f"{len(snapshot['logged_models'])} logged models, {len(snapshot['registered_models'])} registered "
         f"models with {versions} versions, {files} artifact files"
     )
+
+
+def _call(url: str, auth: tuple[str, str], method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(method, f"{url}/api/{path}", auth=auth, timeout=60, **kwargs)
+
+
+def log_sample_access(url: str, admin: tuple[str, str], reader_password: str) -> None:
+    """accounts mode: `READER` may read the sample's experiment and model; a private experiment is the admin's."""
+    experiment = _call(url, admin, "GET", "2.0/mlflow/experiments/get-by-name", params={"experiment_name": EXPERIMENT})
+    experiment_id = experiment.json()["experiment"]["experiment_id"]
+    calls = [
+        ("2.0/mlflow/users/create", {"username": READER, "password": reader_password}),
+        ("2.0/mlflow/experiments/create", {"name": PRIVATE_EXPERIMENT}),
+        # The calls the README shows an admin (AuthServiceClient.grant_user_permission).
+        ("3.0/mlflow/users/permissions/grant",
+         {"username": READER, "resource_type": "experiment", "resource_id": experiment_id, "permission": "READ"}),
+        ("3.0/mlflow/users/permissions/grant",
+         {"username": READER, "resource_type": "registered_model", "resource_id": REGISTERED_MODEL,
+          "permission": "READ"}),
+    ]  # fmt: skip
+    for path, body in calls:
+        response = _call(url, admin, "POST", path, json=body)
+        response.raise_for_status()
+
+
+def access(url: str, admin: tuple[str, str], reader_password: str) -> dict[str, int]:
+    """What `READER` gets from the server (HTTP statuses), and whether the admin still sees it as a user."""
+    reader = (READER, reader_password)
+    ids = {}
+    for name in (EXPERIMENT, PRIVATE_EXPERIMENT):
+        found = _call(url, admin, "GET", "2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+        ids[name] = found.json()["experiment"]["experiment_id"] if found.ok else ""
+    return {
+        "admin reads the reader's account": _call(
+            url, admin, "GET", "2.0/mlflow/users/get", params={"username": READER}
+        ).status_code,
+        "reader reads the granted experiment": _call(
+            url, reader, "GET", "2.0/mlflow/experiments/get", params={"experiment_id": ids[EXPERIMENT]}
+        ).status_code,
+        "reader reads the private experiment": _call(
+            url, reader, "GET", "2.0/mlflow/experiments/get", params={"experiment_id": ids[PRIVATE_EXPERIMENT]}
+        ).status_code,
+        # READ only: refused, so nothing is created.
+        "reader starts a run in the granted experiment": _call(
+            url, reader, "POST", "2.0/mlflow/runs/create", json={"experiment_id": ids[EXPERIMENT]}
+        ).status_code,
+        "reader reads the granted registered model": _call(
+            url, reader, "GET", "2.0/mlflow/registered-models/get", params={"name": REGISTERED_MODEL}
+        ).status_code,
+        "reader with a wrong password": _call(
+            url, (READER, reader_password + "x"), "GET", "2.0/mlflow/experiments/get",
+            params={"experiment_id": ids[EXPERIMENT]},
+        ).status_code,  # fmt: skip
+    }

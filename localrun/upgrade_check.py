@@ -3,16 +3,25 @@
 What a rollout of a new MLflow version does to a deployment, in small:
 
 1. a server of the running version (docker/mlflow/entrypoint.py, as in the
-   image) creates its schema in a fresh PostgreSQL database and serves
-   artifacts from an S3 bucket (moto); the real MLflow client logs a sample of
-   everything (localrun/mlflow_inventory.py) and reads it back;
-2. two servers of the new version start at the same moment against that
-   database while the old one keeps running, as the tasks of an ECS rollout
-   do: the entrypoint's advisory lock lets one of them migrate the schema,
-   the other waits and finds it current;
-3. the sample, read back through a new server, must be unchanged, the
-   database's `alembic_version` must have moved from the old head to the new
-   one, and PostgreSQL's statement log must show each migration step once.
+   image) in accounts mode creates its schemas in a fresh PostgreSQL database
+   (tracking) and the users' database next to it, and serves artifacts from
+   an S3 bucket (moto); the real MLflow client logs a sample of everything
+   (localrun/mlflow_inventory.py), including a user with grants, and reads it
+   back, with what that user may do;
+2. two servers of the new version start at the same moment against those
+   databases while the old one keeps running, as the tasks of an ECS rollout
+   do: the entrypoint's advisory lock lets one of them migrate the schemas,
+   the other waits and finds them current;
+3. the sample and the user's access, read back through a new server, must be
+   unchanged, `alembic_version` (and the users' `alembic_version_auth`) must
+   have moved from the old head to the new one, and PostgreSQL's statement
+   log must show each migration step once.
+
+Accounts mode is shared mode's server plus MLflow's auth app, so this covers
+both. The old server checks passwords with MLflow's own cached check
+(`mlflow-ttl`): the deployed `validated` check (credential_cache.py) is
+written against the pinned version and may not load on an older one. The
+new servers use `validated`, so a release it does not fit fails the check.
 
 `make upgrade-check VERSION=x.y.z` runs it from the pinned version to x.y.z;
 the test suite runs it from the previous release to the pinned one
@@ -27,13 +36,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localrun.mlflow_inventory import counts, inventory, log_sample_data
+from packaging.version import InvalidVersion, Version
+
+from localrun.mlflow_inventory import access, counts, inventory, log_sample_access, log_sample_data
 from localrun.mlflow_versions import PREVIOUS_MLFLOW_VERSION, VersionUnavailable, mlflow_python
-from localrun.process import ServiceError, http_status
+from localrun.process import ServiceError, environment, http_status
 from localrun.services import FAKE_AWS, MlflowServer, MotoServer, Postgres
 from localrun.stack import ARTIFACT_PREFIX, new_password
 from stacks.mlflow_version import pinned_mlflow_version
@@ -57,31 +69,53 @@ class UpgradeResult:
     old_server_reads_after: bool = False
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
+    # The users' database (accounts mode): the same checks on its own schema.
+    old_auth_revision: str = ""
+    new_auth_revision: str = ""
+    expected_auth_revision: str = ""
+    auth_migration_path: list[str] = field(default_factory=list)
+    auth_steps_in_database_log: list[str] = field(default_factory=list)
+    access_before: dict[str, int] = field(default_factory=dict)
+    access_after: dict[str, int] = field(default_factory=dict)
+    # Why a server of the new version did not start (its log's last line).
+    start_failures: list[str] = field(default_factory=list)
     log_dir: Path | None = None
 
-    def migrations_logged(self) -> int:
-        return sum(log.count("tracking schema migrated from") for log in self.server_logs)
+    def migrations_logged(self, schema: str = "tracking") -> int:
+        return sum(log.count(f"{schema} schema migrated from") for log in self.server_logs)
+
+    def _schema_problems(self, schema: str) -> list[str]:
+        """The same three checks for the tracking schema and the users' one ("auth")."""
+        if schema == "tracking":
+            label, table = "", "alembic_version"
+            new, expected, path = self.new_revision, self.expected_revision, self.migration_path
+            steps = self.steps_in_database_log
+        else:
+            label, table = "users' ", "alembic_version_auth"
+            new, expected, path = self.new_auth_revision, self.expected_auth_revision, self.auth_migration_path
+            steps = self.auth_steps_in_database_log
+        found = []
+        if new != expected:
+            found.append(f"{table} is {new or 'missing'}, MLflow {self.new_version}'s {label}schema head is {expected}")
+        if steps != path:
+            found.append(f"PostgreSQL's log shows {label}schema steps {steps}, expected each of {path} once")
+        runs, expected_runs = self.migrations_logged(schema), 1 if path else 0
+        if runs != expected_runs:
+            found.append(f"{runs} servers migrated the {label}schema, expected {expected_runs}")
+        return found
 
     def problems(self) -> list[str]:
-        found = []
-        if self.new_revision != self.expected_revision:
-            found.append(
-                f"alembic_version is {self.new_revision or 'missing'}, MLflow {self.new_version}'s head is "
-                f"{self.expected_revision}"
-            )
-        if self.steps_in_database_log != self.migration_path:
-            found.append(
-                f"PostgreSQL's log shows migration steps {self.steps_in_database_log}, expected each of "
-                f"{self.migration_path} once"
-            )
-        expected_runs = 1 if self.migration_path else 0
-        if self.migrations_logged() != expected_runs:
-            found.append(f"{self.migrations_logged()} servers migrated the schema, expected {expected_runs}")
+        if self.start_failures:
+            return [f"a server of MLflow {self.new_version} did not start: {self.start_failures[0]}"]
+        found = self._schema_problems("tracking") + self._schema_problems("auth")
         if any("Traceback" in log for log in self.server_logs):
             found.append("a new server logged a traceback")
         if self.before != self.after:
             changed = [key for key in self.before if self.before[key] != self.after.get(key)]
             found.append(f"data changed by the upgrade: {', '.join(changed)}")
+        if self.access_before != self.access_after:
+            changed = [key for key in self.access_before if self.access_before[key] != self.access_after.get(key)]
+            found.append(f"a user's access changed: {'; '.join(changed)}")
         return found
 
     def verdict(self) -> str:
@@ -90,12 +124,18 @@ class UpgradeResult:
         if problems:
             where = f" (server and database logs in {self.log_dir})" if self.log_dir else ""
             return f"{head} FAIL: {'; '.join(problems)}{where}"
-        steps = len(self.migration_path)
+        steps, auth_steps = len(self.migration_path), len(self.auth_migration_path)
         schema = (
             f"schema {self.old_revision} -> {self.new_revision} ({steps} migration{'s' * (steps != 1)}, "
             f"run once while {NEW_SERVERS} new servers started together)"
             if steps
             else f"schema unchanged ({self.new_revision}: no migrations)"
+        )
+        users = (
+            f"users' schema {self.old_auth_revision} -> {self.new_auth_revision} "
+            f"({auth_steps} migration{'s' * (auth_steps != 1)}, run once)"
+            if auth_steps
+            else f"users' schema unchanged ({self.new_auth_revision})"
         )
         old = (
             "the old server kept serving reads on the migrated schema"
@@ -103,7 +143,10 @@ class UpgradeResult:
             else "WARNING: the old server failed reads on the migrated schema (requests that reach old tasks "
             "fail until the rollout ends)"
         )
-        return f"{head} PASS: {schema}; data unchanged ({counts(self.after)}); {old}"
+        return (
+            f"{head} PASS: {schema}; {users}; data unchanged ({counts(self.after)}) and a reader's access "
+            f"unchanged ({len(self.access_after)} checks); {old}"
+        )
 
 
 def shared_mode_env(postgres: Postgres, db_name: str, user: str, password: str, moto: MotoServer, bucket: str) -> dict:
@@ -122,6 +165,24 @@ def shared_mode_env(postgres: Postgres, db_name: str, user: str, password: str, 
     }
 
 
+def accounts_mode_env(shared: dict[str, str], db_name: str, admin: tuple[str, str], secret_key: str) -> dict:
+    """The same container in accounts mode: MLflow's auth app, its users in `<db_name>_auth`."""
+    return {
+        **shared,
+        "MLFLOW_AUTH_MODE": "accounts",
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
+        "MLFLOW_AUTH_DEFAULT_PERMISSION": "NO_PERMISSIONS",
+        "MLFLOW_AUTH_DB_NAME": f"{db_name}_auth",
+    }
+
+
+def signed_in(username: str, password: str) -> AbstractContextManager[None]:
+    """The in-process MLflow client as this user (it reads its credentials from the environment)."""
+    return environment({"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password})
+
+
 def _query(postgres: Postgres, db_name: str, statement: str) -> list[tuple]:
     conn = postgres.connect(db_name)
     conn.autocommit = True
@@ -133,7 +194,11 @@ def _query(postgres: Postgres, db_name: str, statement: str) -> list[tuple]:
         conn.close()
 
 
-def _migration_path(python: Path, old_revision: str) -> dict[str, Any]:
+TRACKING_MIGRATIONS = "mlflow/store/db_migrations"
+AUTH_MIGRATIONS = "mlflow/server/auth/db/migrations"
+
+
+def _migration_path(python: Path, old_revision: str, scripts_dir: str = TRACKING_MIGRATIONS) -> dict[str, Any]:
     """The head of `python`'s MLflow and the revisions from `old_revision` up to it.
 
     Read from that version's alembic scripts, without importing its MLflow.
@@ -144,7 +209,7 @@ def _migration_path(python: Path, old_revision: str) -> dict[str, Any]:
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()  # fmt: skip
-    scripts = ScriptDirectory(str(Path(purelib) / "mlflow" / "store" / "db_migrations"))
+    scripts = ScriptDirectory(str(Path(purelib) / scripts_dir))
     head = scripts.get_current_head()
     path = [revision.revision for revision in scripts.iterate_revisions(head, old_revision or None)]
     return {"head": head, "path": path[::-1]}
@@ -164,6 +229,14 @@ def _reads(client: Any, before: dict[str, Any]) -> bool:
     )
 
 
+def _steps_logged(db_log: Path, offset: int, table: str) -> list[str]:
+    """The revisions PostgreSQL's statement log shows `table` set to, from `offset` on."""
+    marker = f"UPDATE {table} SET version_num='"
+    with open(db_log, encoding="utf-8", errors="replace") as handle:
+        handle.seek(offset)
+        return [line.split(marker, 1)[1].split("'", 1)[0] for line in handle if marker in line]
+
+
 def check_upgrade(
     *, postgres: Postgres, moto: MotoServer, workdir: Path, old_version: str, new_version: str
 ) -> UpgradeResult:
@@ -175,47 +248,62 @@ def check_upgrade(
     result = UpgradeResult(old_version=old_version, new_version=new_version, log_dir=workdir / "logs")
     suffix = secrets.token_hex(3)
     db_name, user, password = f"upgrade_{suffix}", f"upgrade_{suffix}", new_password("@:/%")
+    auth_db = f"{db_name}_auth"
     bucket = f"upgrade-check-{suffix}"
     postgres.ensure_database(db_name, user, password)
     moto.create_bucket(bucket)
-    env = shared_mode_env(postgres, db_name, user, password, moto, bucket)
+    admin, reader_password = ("admin", new_password()), new_password()
+    env = accounts_mode_env(
+        shared_mode_env(postgres, db_name, user, password, moto, bucket), db_name, admin, secrets.token_hex(24)
+    )
 
-    def server(name: str, python: Path) -> MlflowServer:
+    def server(name: str, python: Path, **extra: str) -> MlflowServer:
         return MlflowServer(
-            workdir / name, log_dir=workdir / "logs", log_name=f"{name}.log", env=env, workers=1, python=python
-        )
+            workdir / name, log_dir=workdir / "logs", log_name=f"{name}.log", env={**env, **extra}, workers=1,
+            python=python,
+        )  # fmt: skip
 
-    old = server(f"mlflow-{old_version}", old_python)
+    old = server(f"mlflow-{old_version}", old_python, MLFLOW_AUTH_CREDENTIAL_CACHE="mlflow-ttl")
     new = [server(f"mlflow-{new_version}-{index}", new_python) for index in range(NEW_SERVERS)]
     try:
         old.start()
-        client = MlflowClient(tracking_uri=old.url)
-        log_sample_data(client, workdir / "sample")
-        result.before = inventory(client)
+        with signed_in(*admin):
+            client = MlflowClient(tracking_uri=old.url)
+            log_sample_data(client, workdir / "sample")
+            log_sample_access(old.url, admin, reader_password)
+            result.before = inventory(client)
+        result.access_before = access(old.url, admin, reader_password)
         result.old_revision = _query(postgres, db_name, "SELECT version_num FROM alembic_version")[0][0]
+        result.old_auth_revision = _query(postgres, auth_db, "SELECT version_num FROM alembic_version_auth")[0][0]
         path = _migration_path(new_python, result.old_revision)
         result.expected_revision, result.migration_path = path["head"], path["path"]
+        path = _migration_path(new_python, result.old_auth_revision, AUTH_MIGRATIONS)
+        result.expected_auth_revision, result.auth_migration_path = path["head"], path["path"]
 
-        # From here on PostgreSQL logs every data-changing statement of this database.
-        _query(postgres, db_name, f"ALTER DATABASE {db_name} SET log_statement = 'mod'")
+        # From here on PostgreSQL logs every data-changing statement of both databases.
+        for each_db in (db_name, auth_db):
+            _query(postgres, each_db, f"ALTER DATABASE {each_db} SET log_statement = 'mod'")
         db_log = postgres.log_dir / "postgres.log"
         log_start = db_log.stat().st_size if db_log.exists() else 0
         for each in new:  # at the same moment, like the tasks of a rollout
             each.process.start()
-        for each in new:
-            each.wait_ready()
+        try:
+            for each in new:
+                each.wait_ready()
+        except ServiceError as error:
+            # The server's own last words (the entrypoint's one-line refusal, or a traceback's end).
+            result.start_failures.append(str(error).strip().splitlines()[-1])
+            return result
         result.old_server_status_after = http_status(f"{old.url}/health")
-        result.old_server_reads_after = _reads(MlflowClient(tracking_uri=old.url), result.before)
-        result.after = inventory(MlflowClient(tracking_uri=new[0].url))
+        with signed_in(*admin):
+            result.old_server_reads_after = _reads(MlflowClient(tracking_uri=old.url), result.before)
+            result.after = inventory(MlflowClient(tracking_uri=new[0].url))
+        result.access_after = access(new[-1].url, admin, reader_password)
         result.new_revision = _query(postgres, db_name, "SELECT version_num FROM alembic_version")[0][0]
+        result.new_auth_revision = _query(postgres, auth_db, "SELECT version_num FROM alembic_version_auth")[0][0]
         time.sleep(0.5)  # the logging collector's last lines
-        with open(db_log, encoding="utf-8", errors="replace") as handle:
-            handle.seek(log_start)
-            result.steps_in_database_log = [
-                line.split("SET version_num='", 1)[1].split("'", 1)[0]
-                for line in handle
-                if "UPDATE alembic_version SET version_num='" in line
-            ]
+        result.steps_in_database_log = _steps_logged(db_log, log_start, "alembic_version")
+        result.auth_steps_in_database_log = _steps_logged(db_log, log_start, "alembic_version_auth")
     finally:
         for each in (*new, old):
             each.stop()
@@ -236,6 +324,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.version == args.old:
         print(
             f"upgrade check: MLflow {args.version} is the version to upgrade from; give the release to try",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        older = Version(args.version) < Version(args.old)
+    except InvalidVersion:
+        older = False  # mlflow_python() below says what a release looks like
+    if older:
+        print(
+            f"upgrade check: MLflow {args.version} is older than {args.old}, the version to upgrade from; "
+            "give a newer release (to go back, see Rolling back in the README)",
             file=sys.stderr,
         )
         return 2

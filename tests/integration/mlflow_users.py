@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ import pytest
 import requests
 from mlflow.server.auth.client import AuthServiceClient
 
+from localrun.process import environment
 from localrun.stack import MlflowStack
 
 ACCOUNTS_GROUP = pytest.mark.xdist_group("accounts-stack")
@@ -39,18 +39,12 @@ def as_mlflow_user(stack: MlflowStack, account: Account | None = None) -> Iterat
     """The in-process MLflow client (and AuthServiceClient) as `account` (default: the secret's user)."""
     account = account or Account(stack.username, stack.password)
     env = stack.client_env(account.username, account.password)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    try:
-        yield account
-    finally:
-        mlflow.set_tracking_uri(None)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with environment(env):
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        try:
+            yield account
+        finally:
+            mlflow.set_tracking_uri(None)
 
 
 class Accounts:

@@ -1,11 +1,12 @@
-"""Upgrading MLflow keeps every item and migrates the schema exactly once.
+"""Upgrading MLflow keeps every item and every grant, and migrates each schema exactly once.
 
 The previous release (localrun.mlflow_versions.PREVIOUS_MLFLOW_VERSION, in a
-cached venv) serves a fresh database and bucket; the real client logs runs,
-metrics, params, tags, a deleted run, artifacts, a logged model and a
-registered model with versions and an alias. Then two servers of the pinned
-version start at the same moment on that database while the old one still
-runs (localrun/upgrade_check.py, the same check `make upgrade-check` runs).
+cached venv) serves a fresh database and bucket in accounts mode; the real
+client logs runs, metrics, params, tags, a deleted run, artifacts, a logged
+model and a registered model with versions and an alias, and the admin gives
+a user READ on some of it. Then two servers of the pinned version start at
+the same moment on those databases while the old one still runs
+(localrun/upgrade_check.py, the same check `make upgrade-check` runs).
 """
 
 from __future__ import annotations
@@ -55,6 +56,35 @@ def test_servers_starting_together_migrate_once(upgrade: UpgradeResult) -> None:
     # The database saw each step once: no second server re-ran one.
     assert upgrade.steps_in_database_log == upgrade.migration_path
     assert "Traceback" not in logs
+
+
+def test_the_users_schema_reaches_the_new_head_migrated_by_at_most_one_server(upgrade: UpgradeResult) -> None:
+    logs = "\n".join(upgrade.server_logs)
+    path = upgrade.auth_migration_path
+    assert upgrade.new_auth_revision == upgrade.expected_auth_revision == (path or [upgrade.old_auth_revision])[-1]
+    migrated = logs.count(f"auth schema migrated from {upgrade.old_auth_revision} to {upgrade.new_auth_revision}")
+    current = logs.count(f"auth schema is current ({upgrade.new_auth_revision})")
+    assert (migrated, current) == ((1, NEW_SERVERS - 1) if path else (0, NEW_SERVERS)), logs
+    assert upgrade.auth_steps_in_database_log == path
+
+
+def test_the_readers_grants_hold_on_the_new_version(upgrade: UpgradeResult) -> None:
+    assert upgrade.access_before == {
+        "admin reads the reader's account": 200,
+        "reader reads the granted experiment": 200,
+        "reader reads the private experiment": 403,
+        "reader starts a run in the granted experiment": 403,
+        "reader reads the granted registered model": 200,
+        "reader with a wrong password": 401,
+    }
+    assert upgrade.access_after == upgrade.access_before
+
+
+def test_the_new_servers_check_passwords_with_the_deployed_validated_check(upgrade: UpgradeResult) -> None:
+    assert upgrade.log_dir is not None
+    for index in range(NEW_SERVERS):
+        ini = upgrade.log_dir.parent / f"mlflow-{pinned_mlflow_version()}-{index}" / "basic_auth.ini"
+        assert "authorization_function = credential_cache:authenticate_request" in ini.read_text()
 
 
 def test_every_item_is_unchanged(upgrade: UpgradeResult) -> None:

@@ -25,6 +25,7 @@ from mlflow.server.auth.client import AuthServiceClient
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
+from localrun.process import environment
 from localrun.services import FAKE_AWS, MotoServer
 from localrun.stack import MlflowStack
 from tests.integration.mlflow_users import Account, as_mlflow_user
@@ -58,17 +59,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> 
 @contextmanager
 def with_iam_access(stack: MlflowStack) -> Iterator[None]:
     """A client that also has AWS credentials for the bucket (a Studio role before the move)."""
-    env = {**FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": stack.moto_endpoint}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with environment({**FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": stack.moto_endpoint}):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

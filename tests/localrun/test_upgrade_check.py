@@ -18,13 +18,19 @@ SAMPLE = {
 }
 
 
+ACCESS = {"reader reads the granted experiment": 200, "reader reads the private experiment": 403}
+
+
 def passing() -> UpgradeResult:
     return UpgradeResult(
         old_version="3.16.1", new_version="3.17.2", old_revision="a", new_revision="c", expected_revision="c",
         migration_path=["b", "c"], steps_in_database_log=["b", "c"],
-        server_logs=["tracking schema migrated from a to c", "tracking schema is current (c)"],
+        old_auth_revision="u1", new_auth_revision="u1", expected_auth_revision="u1",
+        server_logs=["tracking schema migrated from a to c\nauth schema is current (u1)",
+                     "tracking schema is current (c)\nauth schema is current (u1)"],
         old_server_status_after=200, old_server_reads_after=True,
-        before=copy.deepcopy(SAMPLE), after=copy.deepcopy(SAMPLE),
+        before=copy.deepcopy(SAMPLE), after=copy.deepcopy(SAMPLE), access_before=dict(ACCESS),
+        access_after=dict(ACCESS),
     )  # fmt: skip
 
 
@@ -32,7 +38,42 @@ def test_a_clean_upgrade_passes() -> None:
     result = passing()
     assert result.problems() == []
     assert result.verdict().startswith("upgrade check MLflow 3.16.1 -> 3.17.2: PASS: schema a -> c (2 migrations")
+    assert "; users' schema unchanged (u1); " in result.verdict()
+    assert "a reader's access unchanged (2 checks)" in result.verdict()
     assert "old server kept serving reads" in result.verdict()
+
+
+def test_a_users_schema_migrated_once_passes_and_says_so() -> None:
+    result = passing()
+    result.new_auth_revision = result.expected_auth_revision = "u2"
+    result.auth_migration_path = result.auth_steps_in_database_log = ["u2"]
+    result.server_logs[1] = "tracking schema is current (c)\nauth schema migrated from u1 to u2"
+    assert result.problems() == []
+    assert "users' schema u1 -> u2 (1 migration, run once)" in result.verdict()
+
+
+def test_a_users_schema_short_of_its_head_or_migrated_twice_fails() -> None:
+    result = passing()
+    result.expected_auth_revision, result.auth_migration_path, result.auth_steps_in_database_log = "u2", ["u2"], []
+    result.server_logs = [log.replace("auth schema is current (u1)", "auth schema migrated from u1 to u2")
+                          for log in result.server_logs]  # fmt: skip
+    assert result.problems() == [
+        "alembic_version_auth is u1, MLflow 3.17.2's users' schema head is u2",
+        "PostgreSQL's log shows users' schema steps [], expected each of ['u2'] once",
+        "2 servers migrated the users' schema, expected 1",
+    ]
+
+
+def test_a_grant_lost_in_the_upgrade_fails() -> None:
+    result = passing()
+    result.access_after["reader reads the granted experiment"] = 403
+    assert result.problems() == ["a user's access changed: reader reads the granted experiment"]
+
+
+def test_a_new_server_that_does_not_start_fails_with_its_reason() -> None:
+    result = UpgradeResult(old_version="3.17.2", new_version="3.18.0", start_failures=["... refusing to start"])
+    assert result.problems() == ["a server of MLflow 3.18.0 did not start: ... refusing to start"]
+    assert result.verdict().startswith("upgrade check MLflow 3.17.2 -> 3.18.0: FAIL: a server of MLflow 3.18.0")
 
 
 def test_a_changed_artifact_fails() -> None:
@@ -48,13 +89,13 @@ def test_a_second_migration_fails() -> None:
     result.steps_in_database_log = ["b", "c", "b", "c"]
     problems = result.problems()
     assert "2 servers migrated the schema, expected 1" in problems
-    assert any(problem.startswith("PostgreSQL's log shows migration steps") for problem in problems)
+    assert any(problem.startswith("PostgreSQL's log shows schema steps") for problem in problems)
 
 
 def test_a_schema_short_of_the_new_head_fails() -> None:
     result = passing()
     result.new_revision = "b"
-    assert result.problems() == ["alembic_version is b, MLflow 3.17.2's head is c"]
+    assert result.problems() == ["alembic_version is b, MLflow 3.17.2's schema head is c"]
 
 
 def test_an_old_server_failing_on_the_new_schema_is_a_warning() -> None:
@@ -69,6 +110,7 @@ def test_an_old_server_failing_on_the_new_schema_is_a_warning() -> None:
     [
         (["3.18"], "VERSION must be an MLflow release like 3.18.0, got '3.18'"),
         ([pinned_mlflow_version()], f"MLflow {pinned_mlflow_version()} is the version to upgrade from"),
+        (["3.0.0"], f"MLflow 3.0.0 is older than {pinned_mlflow_version()}, the version to upgrade from; give a newer"),
         # Asks the package index (like pip); nothing is left behind.
         (["99.0.0"], "MLflow 99.0.0 cannot be installed from the package index: Could not find a version"),
     ],
