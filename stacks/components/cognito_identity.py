@@ -208,5 +208,5 @@ class CognitoIdentity(Construct):
             token_validity_units=cognito.CfnUserPoolClient.TokenValidityUnitsProperty(access_token="minutes"),
         )
         # The scope must exist first (the resource server is in the same stack, unreferenced otherwise).
-        client.add_dependency(self.api.node.default_child)
+        client.add_resource_dependency(self.api.node.default_child)
         return client
