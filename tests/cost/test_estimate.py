@@ -221,6 +221,18 @@ def _readme_block(marker: str) -> str:
     return match.group(1)
 
 
+def test_readme_prices_sso_with_cognito_from_the_price_table() -> None:
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    per_profile = USD["cognito_m2m_client_month"] + USD["secret_month"]
+    assert (
+        f"`sso` mode with the stack's Cognito pool adds about ${per_profile:.2f} a month per Studio profile"
+        f" (its client-credentials app client and that client's secret) and ${2 * USD['secret_month']:.2f}"
+        " for the session key and the sign-in client's secret." in text
+    )
+    assert f"used or not (${USD['cognito_m2m_client_month']:.2f} each in us-east-1" in text
+    assert f"and each token request (${USD['cognito_m2m_token']:g})" in text
+
+
 def test_readme_shows_the_current_output_for_the_defaults_and_dev(default: Estimate, dev: Estimate) -> None:
     stacks = list(synth_templates())
     assert _readme_block("defaults") == render(default, PRICES, stacks)
