@@ -31,6 +31,7 @@ the test suite runs it from the previous release to the pinned one
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import subprocess
 import sys
@@ -344,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     except VersionUnavailable as error:
         print(f"upgrade check: {error}", file=sys.stderr)
         return 2
+    # The verdict is the output, not the MLflow client's links to each run it logs or its progress
+    # notes (read when mlflow is first imported; the servers get their own environment).
+    os.environ.update({"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"})
     workdir = Path(tempfile.mkdtemp(prefix="mlflow-upgrade-check-"))
     logs = workdir / "logs"
     try:
