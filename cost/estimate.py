@@ -374,7 +374,8 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
     )
     apis = sum(1 for _, api in _resources(templates, "AWS::ApiGatewayV2::Api") if api.get("ProtocolType") == "HTTP")
     idle.append(Line("API Gateway HTTP API", f"{apis} API, pay per request", 0.0))
-    idle.extend(_cognito_idle(templates, usd))
+    m2m_clients = _m2m_clients(templates)
+    idle.extend(_cognito_idle(templates, usd, m2m_clients))
 
     # Per million requests.
     per = result.per_million_requests
@@ -414,7 +415,7 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
                     awake,
                 )
             )
-    if _m2m_clients(templates):
+    if m2m_clients:
         tokens = assumed["m2m_tokens_per_active_hour"]
         result.per_active_hour.append(
             Line(
@@ -436,7 +437,7 @@ def _m2m_clients(templates: Mapping[str, Template]) -> int:
     )
 
 
-def _cognito_idle(templates: Mapping[str, Template], usd: Mapping[str, float]) -> list[Line]:
+def _cognito_idle(templates: Mapping[str, Template], usd: Mapping[str, float], m2m: int) -> list[Line]:
     """A user pool's people cost nothing while idle; its machine-to-machine app clients do."""
     lines = []
     for number, (_, pool) in enumerate(_resources(templates, "AWS::Cognito::UserPool"), start=1):
@@ -448,7 +449,6 @@ def _cognito_idle(templates: Mapping[str, Template], usd: Mapping[str, float]) -
             else f"{tier.title()} plan: billed per monthly active user (not estimated)"
         )
         lines.append(Line("Cognito user pool" + (f" #{number}" if number > 1 else ""), detail, 0.0))
-    m2m = _m2m_clients(templates)
     if lines or m2m:
         lines.append(
             Line(

@@ -178,10 +178,15 @@ def _call(url: str, auth: tuple[str, str], method: str, path: str, **kwargs: Any
     return requests.request(method, f"{url}/api/{path}", auth=auth, timeout=60, **kwargs)
 
 
+def _experiment_id(url: str, admin: tuple[str, str], name: str) -> str:
+    """The experiment's id, or "" when the server does not find it."""
+    found = _call(url, admin, "GET", "2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+    return found.json()["experiment"]["experiment_id"] if found.ok else ""
+
+
 def log_sample_access(url: str, admin: tuple[str, str], reader_password: str) -> None:
     """accounts mode: `READER` may read the sample's experiment and model; a private experiment is the admin's."""
-    experiment = _call(url, admin, "GET", "2.0/mlflow/experiments/get-by-name", params={"experiment_name": EXPERIMENT})
-    experiment_id = experiment.json()["experiment"]["experiment_id"]
+    experiment_id = _experiment_id(url, admin, EXPERIMENT)
     calls = [
         ("2.0/mlflow/users/create", {"username": READER, "password": reader_password}),
         ("2.0/mlflow/experiments/create", {"name": PRIVATE_EXPERIMENT}),
@@ -200,10 +205,7 @@ def log_sample_access(url: str, admin: tuple[str, str], reader_password: str) ->
 def access(url: str, admin: tuple[str, str], reader_password: str) -> dict[str, int]:
     """What `READER` gets from the server (HTTP statuses), and whether the admin still sees it as a user."""
     reader = (READER, reader_password)
-    ids = {}
-    for name in (EXPERIMENT, PRIVATE_EXPERIMENT):
-        found = _call(url, admin, "GET", "2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
-        ids[name] = found.json()["experiment"]["experiment_id"] if found.ok else ""
+    ids = {name: _experiment_id(url, admin, name) for name in (EXPERIMENT, PRIVATE_EXPERIMENT)}
     return {
         "admin reads the reader's account": _call(
             url, admin, "GET", "2.0/mlflow/users/get", params={"username": READER}

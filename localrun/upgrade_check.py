@@ -230,12 +230,17 @@ def _reads(client: Any, before: dict[str, Any]) -> bool:
     )
 
 
-def _steps_logged(db_log: Path, offset: int, table: str) -> list[str]:
-    """The revisions PostgreSQL's statement log shows `table` set to, from `offset` on."""
-    marker = f"UPDATE {table} SET version_num='"
+def _steps_logged(db_log: Path, offset: int, tables: tuple[str, ...]) -> dict[str, list[str]]:
+    """For each table, the revisions PostgreSQL's statement log shows it set to, from `offset` on."""
+    markers = {table: f"UPDATE {table} SET version_num='" for table in tables}
+    steps: dict[str, list[str]] = {table: [] for table in tables}
     with open(db_log, encoding="utf-8", errors="replace") as handle:
         handle.seek(offset)
-        return [line.split(marker, 1)[1].split("'", 1)[0] for line in handle if marker in line]
+        for line in handle:
+            for table, marker in markers.items():
+                if marker in line:
+                    steps[table].append(line.split(marker, 1)[1].split("'", 1)[0])
+    return steps
 
 
 def check_upgrade(
@@ -303,8 +308,9 @@ def check_upgrade(
         result.new_revision = _query(postgres, db_name, "SELECT version_num FROM alembic_version")[0][0]
         result.new_auth_revision = _query(postgres, auth_db, "SELECT version_num FROM alembic_version_auth")[0][0]
         time.sleep(0.5)  # the logging collector's last lines
-        result.steps_in_database_log = _steps_logged(db_log, log_start, "alembic_version")
-        result.auth_steps_in_database_log = _steps_logged(db_log, log_start, "alembic_version_auth")
+        steps = _steps_logged(db_log, log_start, ("alembic_version", "alembic_version_auth"))
+        result.steps_in_database_log = steps["alembic_version"]
+        result.auth_steps_in_database_log = steps["alembic_version_auth"]
     finally:
         for each in (*new, old):
             each.stop()
