@@ -16,7 +16,8 @@ Plugged in with the auth app's documented setting
 `authorization_function = credential_cache:authenticate_request`
 (entrypoint.py writes it, with MLflow's TTL cache off). Importing this module
 also gives the auth app its cheaper lookups (auth_lookups.py: the run's own row, the user once per
-request, Core queries, remembered route matches), so the default `validated` setting carries them.
+request, Core queries, remembered route matches) and the direct path for requests bound for Flask
+(asgi_fast_path.py), so the default `validated` setting carries them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import secrets
 import threading
 from collections import OrderedDict
 
+import asgi_fast_path
 import auth_lookups
 from flask import Flask, Response, g, request
 from mlflow.server import app as mlflow_app
@@ -34,6 +36,7 @@ from mlflow.server import auth as mlflow_auth
 from werkzeug.datastructures import Authorization
 
 auth_lookups.install()
+asgi_fast_path.install()
 
 MAX_ENTRIES = 10_000
 # Keys hold an HMAC of the password under a per-process random key, never the

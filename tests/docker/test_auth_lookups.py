@@ -15,6 +15,7 @@ from mlflow.server import auth as mlflow_auth
 from mlflow.server.auth.sqlalchemy_store import RoleGrantRow
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from starlette.middleware.base import BaseHTTPMiddleware
 
 from localrun.services import MLFLOW_ENTRYPOINT
 
@@ -125,16 +126,20 @@ def test_a_user_is_read_once_per_request_and_again_after_a_change(installed: Cou
 def test_the_password_check_module_installs_them(
     lookups: ModuleType, tracking_store: SqlAlchemyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MLflow imports credential_cache (the ini's authorization_function) in each worker."""
+    """MLflow imports credential_cache (the ini's authorization_function) in each worker; it installs
+    the cheaper lookups and the fast path for requests bound for Flask."""
     monkeypatch.setattr(mlflow_auth, "store", CountingUsers())
     monkeypatch.setattr(mlflow_auth, "_get_tracking_store", lambda: tracking_store)
     monkeypatch.setattr(mlflow_auth, "_scope_matches_native_route", mlflow_auth._scope_matches_native_route)
+    monkeypatch.setattr(BaseHTTPMiddleware, "__call__", BaseHTTPMiddleware.__call__)
+    import asgi_fast_path
     import credential_cache
 
     importlib.reload(credential_cache)
     assert isinstance(mlflow_auth.store, lookups.RequestUserStore)
     assert isinstance(mlflow_auth._get_tracking_store(), lookups.RunInfoStore)
     assert hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__")
+    assert BaseHTTPMiddleware.__call__ is asgi_fast_path._call
 
 
 @pytest.fixture(scope="module")
