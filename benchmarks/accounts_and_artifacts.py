@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
-from localrun.load import LoadResult, create_runs, log_batches  # noqa: E402
+from localrun.load import LoadResult, create_runs, log_batches, positive  # noqa: E402
 from localrun.services import MotoServer  # noqa: E402
 from localrun.stack import MlflowStack, artifact_transfer_settings  # noqa: E402
 
@@ -190,13 +190,13 @@ def artifact_benchmark(stack: MlflowStack, moto: MotoServer, args: argparse.Name
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=4)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
+    parser.add_argument("--clients", type=positive(int), default=8)
+    parser.add_argument("--seconds", type=positive(float), default=4)
+    parser.add_argument("--rounds", type=positive(int), default=10)
+    parser.add_argument("--workers", type=positive(int), default=None, help="MLflow workers (default 2)")
     parser.add_argument("--caches", default="validated,mlflow-ttl,none", help="credential caches to compare")
-    parser.add_argument("--artifact-mb", type=int, default=200)
-    parser.add_argument("--transfer-rounds", type=int, default=3)
+    parser.add_argument("--artifact-mb", type=positive(int), default=200)
+    parser.add_argument("--transfer-rounds", type=positive(int), default=3)
     parser.add_argument("--skip-log-batch", action="store_true")
     parser.add_argument("--skip-artifacts", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print every round's throughput")

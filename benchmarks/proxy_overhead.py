@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from localrun.load import LoadResult, create_runs, log_batches  # noqa: E402
+from localrun.load import LoadResult, create_runs, log_batches, positive  # noqa: E402
 from localrun.stack import running_stack  # noqa: E402
 
 
@@ -33,10 +33,10 @@ def merged(results: list[LoadResult]) -> LoadResult:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=8, help="length of one round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per path")
-    parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
+    parser.add_argument("--clients", type=positive(int), default=8, help="concurrent clients")
+    parser.add_argument("--seconds", type=positive(float), default=8, help="length of one round")
+    parser.add_argument("--rounds", type=positive(int), default=3, help="rounds per path")
+    parser.add_argument("--workers", type=positive(int), default=None, help="MLflow workers (default 2)")
     parser.add_argument(
         "--poolclass", default=None,
         help="MLFLOW_SQLALCHEMYSTORE_POOLCLASS for the server (default: MLflow's pool, "

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
-from localrun.load import create_runs, log_batches  # noqa: E402
+from localrun.load import create_runs, log_batches, positive  # noqa: E402
 from localrun.process import ManagedProcess  # noqa: E402
 from localrun.stack import running_stack  # noqa: E402
 from stacks import task_sizing  # noqa: E402
@@ -107,9 +107,9 @@ def fmt(pair: tuple[int, int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=20, help="length of the load")
+    parser.add_argument("--workers", type=positive(int), default=None, help="MLflow workers (default 2)")
+    parser.add_argument("--clients", type=positive(int), default=8)
+    parser.add_argument("--seconds", type=positive(float), default=20, help="length of the load")
     parser.add_argument(
         "--mlflow-defaults", action="store_true",
         help="run with MLflow's own defaults (job runner on, 4 workers) for comparison",
