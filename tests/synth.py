@@ -1,8 +1,10 @@
 """Synthesize the app the way `cdk synth` does, but in-process and offline."""
 
+import atexit
 import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,10 @@ Template = dict[str, Any]
 def build_app(**overrides: Any) -> tuple[cdk.App, ProjectStacks]:
     """A cdk.App with cdk.json's context (which cdk.App() alone does not read) plus overrides."""
     context = {**cdk_json_context(), **overrides}
-    app = cdk.App(context=context, outdir=tempfile.mkdtemp(prefix="cdk-test-"))
+    outdir = tempfile.mkdtemp(prefix="cdk-test-")
+    # Each assembly holds copies of the Docker contexts: removed when the test process ends.
+    atexit.register(shutil.rmtree, outdir, ignore_errors=True)
+    app = cdk.App(context=context, outdir=outdir)
     return app, build_stacks(app, config_from_app(app))
 
 
