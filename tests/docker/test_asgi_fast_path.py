@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from types import ModuleType
 
@@ -13,18 +12,13 @@ import pytest
 from mlflow.server import auth as mlflow_auth
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from localrun.services import MLFLOW_ENTRYPOINT
+from tests.docker.image_modules import image_module
 
 
 @pytest.fixture(scope="module")
 def fast_path() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(MLFLOW_ENTRYPOINT.parent))
-    try:
-        import asgi_fast_path
-
-        yield asgi_fast_path
-    finally:
-        sys.path.remove(str(MLFLOW_ENTRYPOINT.parent))
+    with image_module("asgi_fast_path") as module:
+        yield module
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -17,18 +16,13 @@ from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from localrun.services import MLFLOW_ENTRYPOINT
+from tests.docker.image_modules import image_module
 
 
 @pytest.fixture(scope="module")
 def lookups() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(MLFLOW_ENTRYPOINT.parent))
-    try:
-        import auth_lookups
-
-        yield auth_lookups
-    finally:
-        sys.path.remove(str(MLFLOW_ENTRYPOINT.parent))
+    with image_module("auth_lookups") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
