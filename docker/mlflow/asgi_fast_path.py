@@ -19,6 +19,13 @@ finds no validator for its path and method, and MLflow's own
 middleware's route snapshot, read from its closure). Any other request goes
 through the middleware as before.
 
+MLflow imports this module at the first signed-in request, when the FastAPI
+app and its middleware stack already exist and no reference to them is at
+hand, so :func:`install` sets the direct path on Starlette's
+``BaseHTTPMiddleware`` class; it acts only for the instance whose dispatch
+function is MLflow's permission middleware, and every other instance behaves
+as before.
+
 That condition is only right for the middleware it was read against, so
 :func:`install` first compares the SHA-256 of ``add_fastapi_permission_middleware``'s
 source with ``REVIEWED_SOURCE_SHA256``. On any other MLflow it changes nothing
@@ -69,7 +76,8 @@ def only_passes_on(dispatch: Callable[..., Any], scope: dict) -> bool:
     return not mlflow_auth._scope_matches_native_route(native_routes, scope)
 
 
-_through_middleware = BaseHTTPMiddleware.__call__
+# Starlette's own __call__, also when this module is loaded again after install().
+_through_middleware = getattr(BaseHTTPMiddleware.__call__, "through_middleware", BaseHTTPMiddleware.__call__)
 
 
 async def _call(self: BaseHTTPMiddleware, scope: dict, receive: Callable, send: Callable) -> None:
@@ -78,6 +86,9 @@ async def _call(self: BaseHTTPMiddleware, scope: dict, receive: Callable, send: 
         await self.app(scope, receive, send)
         return
     await _through_middleware(self, scope, receive, send)
+
+
+_call.through_middleware = _through_middleware  # type: ignore[attr-defined]
 
 
 def install() -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -149,3 +150,10 @@ def test_on_another_mlflow_nothing_changes(
 def test_install_patches_once(pristine: ModuleType) -> None:
     assert pristine.install() and pristine.install()
     assert BaseHTTPMiddleware.__call__ is pristine._call
+
+
+def test_loaded_again_it_still_ends_in_starlettes_own_call(pristine: ModuleType) -> None:
+    assert pristine.install()
+    reloaded = importlib.reload(pristine)
+    assert reloaded._through_middleware is BaseHTTPMiddleware.__call__.through_middleware
+    assert reloaded._through_middleware.__qualname__ == "BaseHTTPMiddleware.__call__"
