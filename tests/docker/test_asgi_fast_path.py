@@ -147,6 +147,16 @@ def test_on_another_mlflow_nothing_changes(
     ]
 
 
+def test_on_an_mlflow_without_that_middleware_nothing_changes_and_the_server_starts(
+    pristine: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delattr(mlflow_auth, "add_fastapi_permission_middleware")
+    with caplog.at_level(logging.WARNING, logger=pristine.__name__):
+        assert not pristine.install()  # no AttributeError: the entrypoint's load check would refuse to start
+    assert BaseHTTPMiddleware.__call__ is pristine._through_middleware
+    assert [record.getMessage() for record in caplog.records] == [pristine.NOT_REVIEWED]
+
+
 def test_install_patches_once(pristine: ModuleType) -> None:
     assert pristine.install() and pristine.install()
     assert BaseHTTPMiddleware.__call__ is pristine._call
