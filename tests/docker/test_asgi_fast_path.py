@@ -95,10 +95,8 @@ def test_every_request_gets_what_mlflows_middleware_gives_it(
 ) -> None:
     """No credentials: a request the middleware checks itself is refused there, with or without the
     fast path; one it hands on reaches the inner app (Flask, which checks it) either way."""
-    reached: list[str] = []
 
     async def inner(scope: dict, receive: Callable, send: Callable) -> None:
-        reached.append(scope["path"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"inner app"})
 

@@ -66,7 +66,6 @@ def test_every_copied_file_exists(image: str) -> None:
             assert (path.parent / source).exists(), f"{path}: COPY source {source} is missing"
 
 
-
 def test_every_module_of_the_mlflow_image_is_copied() -> None:
     """entrypoint.py and the modules MLflow imports from next to it (credential_cache.py and what it imports)."""
     path = dockerfile("mlflow")
@@ -74,6 +73,7 @@ def test_every_module_of_the_mlflow_image_is_copied() -> None:
     modules = {module.name for module in path.parent.glob("*.py")}
     assert not modules - copied, f"{path}: {sorted(modules - copied)} not copied into the image"
     assert {"entrypoint.py", "credential_cache.py", "auth_lookups.py", "asgi_fast_path.py"} <= modules
+
 
 def base_images(path: Path) -> list[str]:
     """The FROM images, with ${ARG} references replaced by the ARG defaults declared before them."""
