@@ -3,8 +3,8 @@
 Each request in accounts mode asks who the caller is, which experiment the
 run belongs to, and which grants the caller holds. Profiled with py-spy
 (benchmarks/accounts_and_artifacts.py), these checks cost two thirds of the
-log-batch call they guard. Nothing here is kept beyond one request, so a
-deleted user or a revoked grant takes effect at once on every task.
+log-batch call they guard. Nothing that can change is kept beyond one request,
+so a deleted user or a revoked grant takes effect at once on every task.
 
 **Runs.** To decide whether a caller may write to a run (log-batch,
 log-metric, ...), the auth app asks the tracking store for the run and uses
@@ -17,6 +17,17 @@ only, at a view of the same store whose ``get_run`` reads the run's own row
 from its tags, which the auth app never reads) and nothing else. A missing
 run raises the store's own RESOURCE_DOES_NOT_EXIST, so the auth app still
 denies it. The handlers that serve runs keep the real store.
+
+A run's experiment is fixed for the run's life (MLflow has no call that moves
+a run), and it is all the auth app reads of the run. So each process
+remembers it once read (at most ``RUN_EXPERIMENTS`` runs, then starts over),
+and a later ``get_run`` of that run costs no query: its info carries the run
+id and experiment id, and reads the row on first use of any other field, so
+every field still reads current. The one different answer: a run that
+``mlflow gc`` removed after a process remembered it is refused by that
+process only for callers without access to its experiment; others get the
+handler's "not found" instead of the auth app's 403, about a run they could
+read before.
 
 **Users and grants.** One request reads the caller's user up to three times
 (the password check, the admin check, the permission resolver). :func:`install`
@@ -43,6 +54,7 @@ then starts over).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -81,6 +93,31 @@ _USER = select(SqlUser.id, SqlUser.username, SqlUser.password_hash, SqlUser.is_a
 )
 
 
+RUN_EXPERIMENTS = 10_000
+
+# Per tracking store: run id -> experiment id, for runs read at least once.
+_run_experiments: weakref.WeakKeyDictionary[SqlAlchemyStore, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+class RunInfoOnDemand(RunInfo):
+    """A run's info that holds its id and experiment and reads every other field on first use."""
+
+    def __init__(self, run_id: str, experiment_id: str, read: Callable[[str], RunInfo]) -> None:
+        # RunInfo's own fields stay unset, so the first use of one reaches __getattr__.
+        self._run_id = run_id
+        self._experiment_id = experiment_id
+        self._read = read
+
+    def __getattr__(self, name: str) -> Any:
+        read = self.__dict__.get("_read")
+        if read is None or name.startswith("__"):
+            raise AttributeError(name)
+        fields = vars(read(self._run_id))  # a run removed since raises the store's not-found
+        del self.__dict__["_read"]
+        self.__dict__.update(fields)
+        return getattr(self, name)
+
+
 class RunInfoStore:
     """The tracking store, except that ``get_run`` returns the run's info and empty data."""
 
@@ -91,11 +128,23 @@ class RunInfoStore:
         return getattr(self._store, name)
 
     def get_run(self, run_id: str) -> Run:
+        experiments = _run_experiments.setdefault(self._store, {})
+        experiment_id = experiments.get(run_id)
+        if experiment_id is not None:
+            return Run(run_info=RunInfoOnDemand(run_id, experiment_id, self.read_info), run_data=RunData())
+        info = self.read_info(run_id)
+        if len(experiments) >= RUN_EXPERIMENTS:
+            experiments.clear()
+        experiments[run_id] = info.experiment_id
+        return Run(run_info=info, run_data=RunData())
+
+    def read_info(self, run_id: str) -> RunInfo:
+        """The run's own row, as the store's ``RunInfo``."""
         with self._store.engine.connect() as connection:
             row = connection.execute(_RUN_INFO, {"run_id": run_id}).one_or_none()
         if row is None:
             raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
-        info = RunInfo(
+        return RunInfo(
             run_id=row.run_uuid,
             run_name=row.name,
             experiment_id=str(row.experiment_id),
@@ -106,7 +155,6 @@ class RunInfoStore:
             lifecycle_stage=row.lifecycle_stage,
             artifact_uri=row.artifact_uri,
         )
-        return Run(run_info=info, run_data=RunData())
 
 
 def read_user(store: Any, username: str) -> User:

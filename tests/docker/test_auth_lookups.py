@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -14,6 +15,7 @@ from mlflow.server import auth as mlflow_auth
 from mlflow.server.auth.sqlalchemy_store import RoleGrantRow
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from sqlalchemy import event
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from tests.docker.image_modules import image_module
@@ -54,6 +56,85 @@ def test_everything_else_is_the_store(lookups: ModuleType, tracking_store: SqlAl
     view = lookups.RunInfoStore(tracking_store)
     experiment_id = tracking_store.create_experiment("delegated")
     assert view.get_experiment(experiment_id).name == "delegated"
+
+
+@pytest.fixture
+def statements(tracking_store: SqlAlchemyStore) -> Iterator[list[str]]:
+    """The SQL statements the tracking store's engine runs while the test runs."""
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    event.listen(tracking_store.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(tracking_store.engine, "before_cursor_execute", record)
+
+
+def test_a_runs_experiment_is_read_once_and_every_other_field_when_used(
+    lookups: ModuleType, tracking_store: SqlAlchemyStore, statements: list[str]
+) -> None:
+    experiment_id = tracking_store.create_experiment("remembered")
+    run_id = tracking_store.create_run(experiment_id, "alice", 1, [], "before").info.run_id
+    view = lookups.RunInfoStore(tracking_store)
+    assert view.get_run(run_id).info.status == "RUNNING"
+    statements.clear()
+
+    again = view.get_run(run_id)
+    assert (again.info.run_id, again.info.experiment_id) == (run_id, experiment_id)
+    assert statements == []  # the auth app's question costs no query
+    tracking_store.update_run_info(run_id, RunStatus.FINISHED, 5, "after")
+    statements.clear()
+    assert (again.info.status, again.info.run_name, again.info.end_time) == ("FINISHED", "after", 5)
+    assert len(statements) == 1  # the row, read once for all other fields, current
+    assert again.info.to_proto() == tracking_store.get_run(run_id).info.to_proto()
+    assert not again.data.metrics and not again.data.params
+
+
+def test_a_run_removed_after_it_was_remembered(lookups: ModuleType, tracking_store: SqlAlchemyStore) -> None:
+    """The documented difference: the experiment id still answers; any other field is the store's not-found."""
+    experiment_id = tracking_store.create_experiment("collected")
+    run_id = tracking_store.create_run(experiment_id, "alice", 1, [], "gone").info.run_id
+    view = lookups.RunInfoStore(tracking_store)
+    view.get_run(run_id)
+    tracking_store.delete_run(run_id)
+    tracking_store._hard_delete_run(run_id)  # what `mlflow gc` does
+
+    remembered = view.get_run(run_id)
+    assert remembered.info.experiment_id == experiment_id
+    with pytest.raises(MlflowException) as raised:
+        remembered.info.lifecycle_stage
+    assert raised.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(MlflowException):
+        lookups.RunInfoStore(tracking_store).get_run("f" * 32)
+
+
+def test_a_missing_run_is_never_remembered(
+    lookups: ModuleType, tracking_store: SqlAlchemyStore, statements: list[str]
+) -> None:
+    view = lookups.RunInfoStore(tracking_store)
+    for _ in range(2):
+        with pytest.raises(MlflowException):
+            view.get_run("e" * 32)
+    assert len(statements) == 2
+
+
+def test_remembered_runs_are_bounded_and_kept_per_store(
+    lookups: ModuleType, tracking_store: SqlAlchemyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lookups, "RUN_EXPERIMENTS", 2)
+    experiment_id = tracking_store.create_experiment("bounded")
+    runs = [tracking_store.create_run(experiment_id, "alice", 1, [], f"r{i}").info.run_id for i in range(3)]
+    lookups._run_experiments.pop(tracking_store, None)
+    view = lookups.RunInfoStore(tracking_store)
+    for run_id in runs:
+        view.get_run(run_id)
+    assert list(lookups._run_experiments[tracking_store]) == runs[2:]  # full at two: started over
+
+    other = SqlAlchemyStore(f"sqlite:///{tmp_path / 'other.db'}", str(tmp_path / "artifacts"))
+    with pytest.raises(MlflowException):
+        lookups.RunInfoStore(other).get_run(runs[2])  # another store's runs are not this one's
+    other.engine.dispose()
 
 
 class CountingUsers:
