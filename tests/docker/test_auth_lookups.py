@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -15,7 +16,7 @@ from mlflow.server import auth as mlflow_auth
 from mlflow.server.auth.sqlalchemy_store import RoleGrantRow
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from tests.docker.image_modules import image_module
@@ -58,17 +59,25 @@ def test_everything_else_is_the_store(lookups: ModuleType, tracking_store: SqlAl
     assert view.get_experiment(experiment_id).name == "delegated"
 
 
-@pytest.fixture
-def statements(tracking_store: SqlAlchemyStore) -> Iterator[list[str]]:
-    """The SQL statements the tracking store's engine runs while the test runs."""
+@contextmanager
+def recorded_statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements the engine runs inside the block."""
     seen: list[str] = []
 
     def record(conn: object, cursor: object, statement: str, *args: object) -> None:
         seen.append(statement)
 
-    event.listen(tracking_store.engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(tracking_store.engine, "before_cursor_execute", record)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def statements(tracking_store: SqlAlchemyStore) -> Iterator[list[str]]:
+    with recorded_statements(tracking_store.engine) as seen:
+        yield seen
 
 
 def test_a_runs_experiment_is_read_once_and_every_other_field_when_used(
@@ -233,6 +242,7 @@ def auth_store(tmp_path_factory: pytest.TempPathFactory) -> AuthStore:
         store.add_role_permission(role.id, "experiment", "*", "READ")
         store.add_role_permission(role.id, "workspace", "*", "MANAGE")
         store.assign_role_to_user(store.get_user("bob").id, role.id)
+    store.assign_role_to_user(store.get_user("carol").id, store.create_role("empty", "default").id)
     return store
 
 
@@ -277,6 +287,58 @@ def test_the_request_user_store_reads_grants_through_core(lookups: ModuleType, a
     assert sorted(view.list_grants(user_id, "default", {"experiment"})) == sorted(
         auth_store.list_grants(user_id, "default", {"experiment"})
     )
+
+
+@pytest.mark.parametrize("types", [{"experiment"}, {"registered_model"}, {"experiment", "run", "workspace"}, set()])
+@pytest.mark.parametrize("workspace", ["default", "other", "none-such"])
+def test_in_a_request_the_user_and_grants_are_one_query(
+    lookups: ModuleType, auth_store: AuthStore, workspace: str, types: set[str]
+) -> None:
+    view = lookups.RequestUserStore(auth_store)
+    expected = {name: sorted(auth_store.list_grants(auth_store.get_user(name).id, workspace, types))
+                for name in ("alice", "bob", "carol")}  # fmt: skip
+    for name in ("alice", "bob", "carol"):
+        with Flask(__name__).test_request_context("/"), recorded_statements(auth_store.engine) as statements:
+            user = view.get_user(name)
+            grants = view.list_grants(user.id, workspace, types)
+        assert len(statements) == 1  # the user's query answers both
+        assert vars(user) == vars(auth_store.get_user(name)) and sorted(grants) == expected[name]
+    if workspace != "none-such":
+        assert ("workspace", "*", "MANAGE") in expected["bob"]  # the comparison compares something
+
+
+def test_grants_read_with_the_user_are_forgotten_with_it(lookups: ModuleType, auth_store: AuthStore) -> None:
+    view = lookups.RequestUserStore(auth_store)
+    with Flask(__name__).test_request_context("/api/2.0/mlflow/runs/log-batch"):
+        alice, bob = view.get_user("alice"), auth_store.get_user("bob")
+        with pytest.raises(MlflowException) as refused:
+            view.list_grants(alice.id, "default", {"experiments"})  # still checked as MLflow does
+        assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+        with recorded_statements(auth_store.engine) as statements:
+            bob_grants = view.list_grants(bob.id, "default", {"experiment"})
+        assert len(statements) == 1  # another user's grants are asked for
+        assert sorted(bob_grants) == sorted(auth_store.list_grants(bob.id, "default", {"experiment"}))
+
+        role = view.create_role("writers", "default")
+        view.add_role_permission(role.id, "experiment", "7", "EDIT")
+        for change, held in ((view.assign_role_to_user, True), (view.unassign_role_from_user, False)):
+            change(alice.id, role.id)  # a change through the store forgets what this request read
+            assert (("experiment", "7", "EDIT") in view.list_grants(alice.id, "default", {"experiment"})) is held
+            with recorded_statements(auth_store.engine) as statements:
+                assert view.get_user("alice").id == alice.id
+                grants = view.list_grants(alice.id, "default", {"experiment"})
+            assert len(statements) == 1 and (("experiment", "7", "EDIT") in grants) is held
+
+
+def test_where_text_may_compare_loosely_grants_are_asked_for(
+    lookups: ModuleType, auth_store: AuthStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lookups, "EXACT_TEXT_MATCH", ("postgresql",))  # as if this SQLite store were MySQL
+    view = lookups.RequestUserStore(auth_store)
+    with Flask(__name__).test_request_context("/"), recorded_statements(auth_store.engine) as statements:
+        bob = view.get_user("bob")
+        grants = view.list_grants(bob.id, "other", {"experiment"})
+    assert len(statements) == 2 and sorted(grants) == sorted(auth_store.list_grants(bob.id, "other", {"experiment"}))
 
 
 @pytest.fixture(scope="module")
