@@ -15,8 +15,8 @@ password check itself is MLflow's own `authenticate_request_basic_auth`.
 Plugged in with the auth app's documented setting
 `authorization_function = credential_cache:authenticate_request`
 (entrypoint.py writes it, with MLflow's TTL cache off). Importing this module
-also gives the auth app its cheaper lookups (auth_lookups.py: the run's own row, the user once per
-request, Core queries, remembered route matches) and the direct path for requests bound for Flask
+also gives the auth app its cheaper lookups (auth_lookups.py: a run's experiment read once, the user with
+grants once per request, Core queries, remembered route matches) and the direct path for requests bound for Flask
 (asgi_fast_path.py), so the default `validated` setting carries them.
 """
 
