@@ -46,6 +46,7 @@ from nbclient import NotebookClient
 
 from localrun.services import FAKE_AWS, REPO_ROOT
 from tests.lab import LAB_DIR  # also puts lab/ and lab/source_dir on sys.path
+from tests.temporary_files import keep_temporary_files_in
 
 # isort: split
 import mlflow_setup  # noqa: F401  (needs the path above; re-exported for the tests)
@@ -404,8 +405,11 @@ def _create_sso_studio_aws(sso_stack, moto_server) -> StudioAws:
 
 
 @contextmanager
-def studio_env(aws: StudioAws, call_log: Path | None = None) -> Iterator[dict[str, str]]:
-    """This process (and its children) as a Studio kernel: role credentials, moto, no MLflow vars."""
+def studio_env(aws: StudioAws, call_log: Path | None = None, *, scratch: Path) -> Iterator[dict[str, str]]:
+    """This process (and its children) as a Studio kernel: role credentials, moto, no MLflow vars.
+
+    Temporary files go to `scratch`, a test directory (tests/temporary_files.py says why).
+    """
     import boto3
 
     env = aws.env(call_log)
@@ -414,6 +418,7 @@ def studio_env(aws: StudioAws, call_log: Path | None = None) -> Iterator[dict[st
             patch.delenv(name, raising=False)
         for name, value in env.items():
             patch.setenv(name, value)
+        keep_temporary_files_in(patch, scratch)  # this process, the kernel and what they start
         boto3.DEFAULT_SESSION = None  # no credentials cached from before
         try:
             yield env
@@ -477,7 +482,7 @@ def execute_notebook(studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFac
     lab = copy_lab(root)
     call_log = root / "aws-calls.jsonl"
     notebook = nbformat.read(lab / NOTEBOOK.name, as_version=4)
-    with studio_env(studio_aws, call_log):
+    with studio_env(studio_aws, call_log, scratch=root / "tmp"):
         NotebookClient(
             notebook,
             timeout=600,

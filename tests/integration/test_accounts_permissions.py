@@ -219,7 +219,7 @@ def test_after_a_grant_the_client_downloads_byte_exact(
             mlflow.artifacts.download_artifacts(run_id=granted.run_id, artifact_path=name, dst_path=str(tmp_path))
             for name in ("small.txt", "big.bin")
         )
-        model = mlflow.sklearn.load_model(f"models:/{granted.model_name}/1")
+        model = mlflow.sklearn.load_model(f"models:/{granted.model_name}/1", dst_path=str(tmp_path))
     assert sha256(Path(small)) == granted.small_sha256
     assert sha256(Path(big)) == granted.big_sha256
     assert list(model.predict([[0.0], [1.0]])) == [0, 1]

@@ -107,13 +107,13 @@ def test_the_secrets_user_is_now_mlflows_admin(switched: Before, stack: MlflowSt
     assert response.status_code == 200 and response.json()["user"]["is_admin"] is True
 
 
-def test_runs_and_models_are_kept(switched: Before, stack: MlflowStack) -> None:
+def test_runs_and_models_are_kept(switched: Before, stack: MlflowStack, tmp_path: Path) -> None:
     with as_mlflow_user(stack):
         client = MlflowClient()
         run = client.get_run(switched.run_id)
         assert run.data.params == {"alpha": "0.5"}
         assert [(m.step, m.value) for m in client.get_metric_history(switched.run_id, "loss")] == [(3, 0.25)]
-        model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/1")
+        model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/1", dst_path=str(tmp_path))
         assert list(model.predict([[0.0], [1.0]])) == [0, 1]
 
 

@@ -42,9 +42,9 @@ class Flow:
 
 
 @pytest.fixture(scope="module")
-def flow(studio_aws):
+def flow(studio_aws, tmp_path_factory):
     """This test process as a Studio kernel; state handed from step to step."""
-    with studio_env(studio_aws):
+    with studio_env(studio_aws, scratch=tmp_path_factory.mktemp("kernel-tmp")):
         yield Flow(aws=studio_aws)
         mlflow.set_tracking_uri(None)
 

@@ -117,7 +117,7 @@ def assert_everything_reads_back(logged: Logged, download_dir: Path) -> None:
 
     version = client.get_model_version(MODEL_NAME, logged.model_version)
     assert version.run_id == logged.run_id
-    loaded = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{logged.model_version}")
+    loaded = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{logged.model_version}", dst_path=str(download_dir))
     np.testing.assert_array_equal(loaded.predict_proba(logged.probe), logged.predictions)
 
 

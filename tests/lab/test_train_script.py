@@ -14,6 +14,8 @@ import pytest
 import train
 from mlflow import MlflowClient
 
+from tests.temporary_files import keep_temporary_files_in
+
 SCRIPT = Path(train.__file__)
 
 
@@ -23,6 +25,7 @@ def tracking(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # local artifacts land under tmp_path
+    keep_temporary_files_in(monkeypatch, tmp_path / "tmp")
     for var in ("TRAINING_JOB_NAME", "TRAINING_JOB_ARN", "SM_TRAINING_ENV", "SM_MODEL_DIR"):
         monkeypatch.delenv(var, raising=False)
     mlflow.set_tracking_uri(uri)
@@ -30,7 +33,7 @@ def tracking(tmp_path, monkeypatch) -> str:
     mlflow.set_tracking_uri(None)
 
 
-def test_local_run_logs_params_metrics_and_model(tracking):
+def test_local_run_logs_params_metrics_and_model(tracking, tmp_path):
     run_id = train.train(train.parse_args(["--c", "0.5", "--experiment-name", "unit"]))
     run = MlflowClient().get_run(run_id)
     assert run.data.params["C"] == "0.5" and run.data.params["dataset"] == "breast_cancer"
@@ -41,7 +44,7 @@ def test_local_run_logs_params_metrics_and_model(tracking):
     info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
     assert info.signature.inputs.input_names()[0] == "mean radius"
     assert info.saved_input_example_info is not None
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model", dst_path=str(tmp_path))
     example = model.input_example
     assert len(example) == 3 and set(model.predict(example)) <= {0, 1}
     # The serving container installs exactly what trained the model, MLflow included.
