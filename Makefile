@@ -13,10 +13,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 .PHONY: install system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
-# PRESET=<name> (presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
+# PRESET=<name> (tools/presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
 CDK_ARGS ?=
 PRESET ?=
-PRESET_ARGS = $(if $(PRESET),$(shell $(BIN)/python -m presets $(PRESET) || echo PRESET_ERROR))
+PRESET_ARGS = $(if $(PRESET),$(shell $(BIN)/python -m tools.presets $(PRESET) || echo PRESET_ERROR))
 SETTINGS = $(if $(findstring PRESET_ERROR,$(PRESET_ARGS)),$(error invalid PRESET=$(PRESET), see the line above),$(PRESET_ARGS) $(CDK_ARGS))
 COST_OUT := cdk.out.cost
 
@@ -28,9 +28,9 @@ $(PY_STAMP): requirements.txt requirements-dev.txt docker/mlflow/requirements.tx
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# nginx, PostgreSQL, ... from apt when missing (scripts/system-packages.txt is the list).
+# nginx, PostgreSQL, ... from apt when missing (tools/system-packages.txt is the list).
 system-packages:
-	scripts/install-system-packages.sh
+	tools/install-system-packages.sh
 
 # The MLflow release before the pinned one, in a venv cached under .venv
 # (localrun/mlflow_versions.py): the upgrade test starts it. Once from the
@@ -92,7 +92,7 @@ rotate-password: install
 # Synthesizes with the same settings as deploy, then prices the templates.
 cost: install
 	npx cdk synth --quiet --output $(COST_OUT) $(SETTINGS)
-	$(BIN)/python -m cost $(COST_OUT)
+	$(BIN)/python -m tools.cost $(COST_OUT)
 
 # `make local AUTH_MODE=accounts` runs MLflow's own users and permissions, AUTH_MODE=sso
 # a local OpenID provider and the OIDC plugin (it prints how to sign in).

@@ -73,7 +73,7 @@ def scene(accounts: Accounts, accounts_stack: MlflowStack, tmp_path_factory: pyt
 @pytest.fixture(scope="module")
 def browser_page(scene: Scene) -> Iterator:
     if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium not found: apt-get install chromium (make test installs scripts/system-packages.txt)")
+        pytest.fail("Chromium not found: apt-get install chromium (make test installs tools/system-packages.txt)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -1,4 +1,4 @@
-"""python -m presets NAME: print the preset's settings as CDK CLI arguments (-c key=value ...).
+"""python -m tools.presets NAME: print the preset's settings as CDK CLI arguments (-c key=value ...).
 
 Exits 2 with one line when the preset does not exist. Its values are checked
 where every setting is: when the app synthesizes with them.
@@ -7,12 +7,12 @@ where every setting is: when the app synthesizes with them.
 import shlex
 import sys
 
-from presets import context_args, load
+from tools.presets import context_args, load
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m presets NAME", file=sys.stderr)
+        print("usage: python -m tools.presets NAME", file=sys.stderr)
         return 2
     try:
         settings = load(argv[0])

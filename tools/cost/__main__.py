@@ -1,4 +1,4 @@
-"""CLI: python -m cost [ASSEMBLY_DIR] [--prices FILE] -- prints the estimate of a synthesized app.
+"""CLI: python -m tools.cost [ASSEMBLY_DIR] [--prices FILE] -- prints the estimate of a synthesized app.
 
 `make cost` synthesizes the app first (with the same -c overrides and PRESET
 as `make deploy`) and points this at the result.
@@ -8,13 +8,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from cost.estimate import PRICES_FILE, Prices, estimate, load_assembly, render
+from tools.cost.estimate import PRICES_FILE, Prices, estimate, load_assembly, render
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cost", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.cost", description=__doc__.splitlines()[0])
     parser.add_argument("assembly", nargs="?", default="cdk.out", type=Path, help="cdk synth output (default cdk.out)")
-    parser.add_argument("--prices", default=PRICES_FILE, type=Path, help="price table (default cost/prices.json)")
+    parser.add_argument("--prices", default=PRICES_FILE, type=Path, help="price table (default tools/cost/prices.json)")
     args = parser.parse_args(argv)
     try:
         templates = load_assembly(args.assembly)

@@ -4,10 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import presets
 from stacks.config import ProjectConfig, cdk_json_context
+from tools import presets
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_dev_preset_is_the_cheapest_sensible_deployment() -> None:
@@ -24,9 +24,11 @@ def test_context_args_quote_each_setting() -> None:
 
 
 def test_cli_prints_cdk_arguments_or_one_line_for_an_unknown_preset() -> None:
-    ok = subprocess.run([sys.executable, "-m", "presets", "dev"], cwd=ROOT, capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        [sys.executable, "-m", "tools.presets", "dev"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert ok.returncode == 0 and ok.stdout.startswith("-c desired_task_count=1 -c min_task_count=1")
     bad = subprocess.run(
-        [sys.executable, "-m", "presets", "prod"], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "tools.presets", "prod"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and bad.stderr == "error: no preset 'prod'; presets: dev\n"

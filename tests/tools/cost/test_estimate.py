@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import presets
-from cost.estimate import GB, Estimate, Prices, estimate, render
 from tests.stacks.helpers import SSO_CONTEXT
 from tests.synth import synth_directory, synth_templates
+from tools import presets
+from tools.cost.estimate import GB, Estimate, Prices, estimate, render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PRICES = Prices.load()
 USD = PRICES.usd
 HOURS = 730
@@ -149,7 +149,7 @@ def test_another_feature_plan_is_named_not_priced() -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     return subprocess.run(
-        [sys.executable, "-m", "cost", *args],
+        [sys.executable, "-m", "tools.cost", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -198,14 +198,14 @@ def test_make_cost_synthesizes_with_the_preset_and_the_overrides() -> None:
     synth = next(line for line in result.stdout.splitlines() if line.startswith("npx cdk synth"))
     assert "-c desired_task_count=1" in synth and "-c removal_policy=destroy" in synth
     assert synth.endswith("-c mlflow_workers=3"), "CDK_ARGS come last, so they win over the preset"
-    assert result.stdout.splitlines()[-1].endswith("python -m cost cdk.out.cost")
+    assert result.stdout.splitlines()[-1].endswith("python -m tools.cost cdk.out.cost")
 
 
 # --- price table and README ----------------------------------------------------
 
 
 def test_every_price_names_its_aws_source_and_unit() -> None:
-    data = json.loads((ROOT / "cost" / "prices.json").read_text())
+    data = json.loads((ROOT / "tools" / "cost" / "prices.json").read_text())
     assert data["region"] == "us-east-1" and date.fromisoformat(data["checked"])
     for name, entry in data["prices"].items():
         assert entry["usd"] > 0 and entry["unit"], name

@@ -4,7 +4,7 @@ Everything that decides the bill is counted in the templates (NAT gateways,
 load balancers, the service's task size and floor, Aurora's capacity floor,
 secrets, keys, alarms, ...), so ``-c`` overrides and presets are reflected
 exactly as they would be deployed. Prices and usage assumptions come from
-cost/prices.json, one region at one date.
+tools/cost/prices.json, one region at one date.
 """
 
 from __future__ import annotations
@@ -468,7 +468,7 @@ def render(result: Estimate, prices: Prices, stacks: list[str]) -> str:
     """The estimate as the CLI prints it (and the README shows it)."""
     width = max(len(line.item) for line in result.idle + result.per_million_requests + result.per_active_hour)
     out = [
-        f"Estimated monthly cost: {prices.region} list prices checked {prices.checked} (cost/prices.json), "
+        f"Estimated monthly cost: {prices.region} list prices checked {prices.checked} (tools/cost/prices.json), "
         f"{prices.hours_per_month:g} h/month",
         f"Stacks: {', '.join(stacks)}",
         "",

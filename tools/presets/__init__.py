@@ -1,4 +1,4 @@
-"""Named sets of settings (presets/<name>.json) that `make ... PRESET=<name>` passes as `-c key=value`.
+"""Named sets of settings (tools/presets/<name>.json) that `make ... PRESET=<name>` passes as `-c key=value`.
 
 A preset is a plain context file: its keys are configuration keys, its values
 are checked by the same validation as cdk.json's when the app synthesizes.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the Debian/Ubuntu packages the test suite and `make local` need
-# (scripts/system-packages.txt), so that `make test` is the whole set-up.
+# (tools/system-packages.txt), so that `make test` is the whole set-up.
 #
 # Nothing happens when they are all installed. Otherwise apt-get installs the
 # missing ones, through sudo when not root. Where that is impossible (no

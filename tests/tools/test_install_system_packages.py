@@ -1,4 +1,4 @@
-"""scripts/install-system-packages.sh decides right: fake dpkg-query, apt-get, sudo and id on a bare PATH."""
+"""tools/install-system-packages.sh decides right: fake dpkg-query, apt-get, sudo and id on a bare PATH."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "install-system-packages.sh"
-PACKAGE_LIST = REPO / "scripts" / "system-packages.txt"
+SCRIPT = REPO / "tools" / "install-system-packages.sh"
+PACKAGE_LIST = REPO / "tools" / "system-packages.txt"
 # Real tools the script (and the fake dpkg-query: grep) use besides the faked ones.
 TOOLS = ("dirname", "sed", "tr", "grep")
 
@@ -140,7 +140,7 @@ def test_make_test_and_ci_use_it() -> None:
     # The previous MLflow release (for the upgrade test) is prepared the same way.
     assert "test: install system-packages mlflow-previous\n" in makefile
     assert "mlflow-previous: install\n\t$(BIN)/python -m localrun.mlflow_versions\n" in makefile
-    assert "\tscripts/install-system-packages.sh\n" in makefile
+    assert "\ttools/install-system-packages.sh\n" in makefile
     ci = (REPO / ".ci" / "run").read_text()
     assert "exec make test" in ci and "apt-get" not in ci
     assert os.access(SCRIPT, os.X_OK)
