@@ -253,7 +253,7 @@ class RequestUserStore:
                 g.setdefault(GRANTS_KEY, {})[user.id] = grants
                 users[username] = user
             else:
-                users[username] = self._store.get_user(username)
+                users[username] = read_user(self._store, username)
         return users[username]
 
     def list_grants(self, user_id: int, workspace: str, resource_types: Collection[str]) -> list[RoleGrantRow]:
