@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,11 @@ def client(moto: MotoServer, service: str):  # noqa: ANN201 - a boto3 client
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def run_from_root(argv: list[str], env: dict[str, str], *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``argv`` run from the repository's root, output captured as text; the test reads the exit code."""
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def fake_command(directory: Path, name: str, script: str) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from localrun.services import MotoServer
-from tests.tools.conftest import ACCOUNT, REGION, ROOT, client, fake_command, tool_env
+from tests.tools.conftest import ACCOUNT, REGION, ROOT, client, fake_command, run_from_root, tool_env
 
 RUNNING_ENGINE = "echo 27.3.1\n"
 STOPPED_ENGINE = (
@@ -41,15 +41,7 @@ def _ready(aws: MotoServer, tmp_path: Path) -> dict[str, str]:
 
 
 def _preflight(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.preflight", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_from_root([sys.executable, "-m", "tools.preflight", *args], env)
 
 
 def _problem_lines(result: subprocess.CompletedProcess[str]) -> list[str]:

@@ -8,17 +8,14 @@ import time
 from datetime import datetime, timezone
 
 from localrun.services import MotoServer
-from tests.tools.conftest import ROOT, client, tool_env
+from tests.tools.conftest import client, run_from_root, tool_env
 
 BUCKET = "mlflow-artifacts-bucket"
 KEY = "mlflow-artifacts/1/abc/artifacts/model.pkl"
 
 
 def run(moto: MotoServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.restore_artifacts", *args],
-        cwd=ROOT, env=tool_env(moto, []), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    return run_from_root([sys.executable, "-m", "tools.restore_artifacts", *args], tool_env(moto, []), timeout=60)
 
 
 def versioned_bucket_with_history(aws: MotoServer) -> tuple[object, str]:

@@ -12,7 +12,7 @@ import pytest
 
 from localrun.services import MotoServer
 from stacks import names
-from tests.tools.conftest import ACCOUNT, REGION, ROOT, client, tool_env
+from tests.tools.conftest import ACCOUNT, REGION, ROOT, client, run_from_root, tool_env
 
 SECRET = "team-mlflow-login"  # a non-default credentials_secret_name: the tool must take it from the output
 OLD_PASSWORD = "Old0Password0Of0Thirty0Two0Chars"
@@ -54,15 +54,7 @@ def _deployment_id(aws: MotoServer) -> str:
 
 
 def _rotate(aws: MotoServer) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.rotate_password"],
-        cwd=ROOT,
-        env=tool_env(aws, []),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_from_root([sys.executable, "-m", "tools.rotate_password"], tool_env(aws, []))
 
 
 def test_rotation_puts_a_new_password_and_restarts_the_tasks(aws: MotoServer) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.stacks.helpers import SSO_CONTEXT
 from tests.synth import synth_directory, synth_templates
+from tests.tools.conftest import run_from_root
 from tools import presets
 from tools.cost.estimate import GB, Estimate, Prices, estimate, render
 
@@ -148,15 +149,7 @@ def test_another_feature_plan_is_named_not_priced() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cost", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_from_root([sys.executable, "-m", "tools.cost", *args], env, timeout=60)
 
 
 def test_cli_prints_every_item_of_a_synthesized_app(default: Estimate) -> None:
@@ -185,14 +178,8 @@ def test_cli_says_in_one_line_when_there_is_nothing_synthesized(tmp_path: Path) 
 def test_make_cost_synthesizes_with_the_preset_and_the_overrides() -> None:
     # Not the calling make's flags (make test runs this): a plain `make -n` of its own.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-n", "cost", "PRESET=dev", "CDK_ARGS=-c mlflow_workers=3"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_from_root(
+        ["make", "--no-print-directory", "-n", "cost", "PRESET=dev", "CDK_ARGS=-c mlflow_workers=3"], env, timeout=60
     )
     assert result.returncode == 0, result.stderr
     synth = next(line for line in result.stdout.splitlines() if line.startswith("npx cdk synth"))
