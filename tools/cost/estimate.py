@@ -91,6 +91,11 @@ def _money(value: float) -> str:
     return f"${value:.{max(decimals, 2)}f}"
 
 
+def _hourly(item: str, count: int, hours: float, price: float) -> Line:
+    """Resources billed per hour each, whether used or not."""
+    return Line(item, f"{count} x {hours:g} h x {_money(price)}", count * hours * price)
+
+
 # --- reading templates -------------------------------------------------------
 
 
@@ -229,34 +234,14 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
     result = Estimate()
     idle = result.idle
 
-    nat = _count(templates, "AWS::EC2::NatGateway")
-    idle.append(
-        Line(
-            "NAT gateways",
-            f"{nat} x {hours:g} h x {_money(usd['nat_gateway_hour'])}",
-            nat * hours * usd["nat_gateway_hour"],
-        )
-    )
-    eips = _count(templates, "AWS::EC2::EIP")
-    idle.append(
-        Line(
-            "Public IPv4 addresses",
-            f"{eips} x {hours:g} h x {_money(usd['public_ipv4_hour'])}",
-            eips * hours * usd["public_ipv4_hour"],
-        )
-    )
+    idle.append(_hourly("NAT gateways", _count(templates, "AWS::EC2::NatGateway"), hours, usd["nat_gateway_hour"]))
+    idle.append(_hourly("Public IPv4 addresses", _count(templates, "AWS::EC2::EIP"), hours, usd["public_ipv4_hour"]))
     albs = sum(
         1
         for _, lb in _resources(templates, "AWS::ElasticLoadBalancingV2::LoadBalancer")
         if lb.get("Type", "application") == "application"
     )
-    idle.append(
-        Line(
-            "Application Load Balancer",
-            f"{albs} x {hours:g} h x {_money(usd['alb_hour'])}",
-            albs * hours * usd["alb_hour"],
-        )
-    )
+    idle.append(_hourly("Application Load Balancer", albs, hours, usd["alb_hour"]))
 
     services = _fargate_services(templates)
     idle_tasks = sum(s.idle_tasks for s in services)
