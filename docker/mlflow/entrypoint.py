@@ -81,6 +81,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from request_guard import SOURCE_PATTERN
+
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORKERS = "2"
@@ -96,6 +98,9 @@ PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CREDENTIAL_CACHES = ("validated", "mlflow-ttl", "none")
 DEFAULT_AUTH_DB = {"accounts": "mlflow_auth", "sso": "mlflow_oidc_auth"}
 DEFAULT_ADMIN_GROUP = "mlflow-admins"
+# The `mlflow.app` entry point of deployment_app.py (mlflow_deployment-1.0.dist-info).
+APP_NAME = "deployment"
+
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 _COGNITO_ISSUER = re.compile(r"https://cognito-idp\.[a-z0-9-]+\.amazonaws\.com/[A-Za-z0-9_-]+")
 # Claims a bearer token's user is named by, in order: a person's email (ID
@@ -433,8 +438,6 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
         # Needed only to create the admin, which happens before `mlflow
         # server` starts: the long-running server never holds it.
         result.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
-        # credential_cache.py sits next to this file.
-        result["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
     if mode == "sso":
         check_sso_settings(env)
         result |= sso_settings(env)
@@ -443,6 +446,15 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
         # The plugin's own names carry them now.
         result.pop("OIDC_ADMIN_GROUP", None)
         result.pop("OIDC_ALLOWED_GROUP", None)
+    # deployment_app.py, request_guard.py, credential_cache.py and the entry point
+    # that names the app sit next to this file.
+    result["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
+    # MLflow 3 surfaces this deployment keeps off unless asked for: the AI gateway stores
+    # provider keys and calls out from the server; custom scorers run user code in it.
+    result.setdefault("MLFLOW_ENABLE_AI_GATEWAY", "false")
+    result.setdefault("MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS", "false")
+    # MLflow's own check of model version sources, behind request_guard.py's (the same rule).
+    result.setdefault("MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", SOURCE_PATTERN)
     result.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", default_allowed_hosts(env))
     # The UI's own POSTs carry the public origin; MLflow blocks
     # state-changing cross-origin requests from anywhere else.
@@ -491,11 +503,9 @@ def server_argv(env: Mapping[str, str]) -> list[str]:
         "--artifacts-destination", destination,
         "--default-artifact-root", "mlflow-artifacts:/",
     ]  # fmt: skip
-    if auth_mode(env) == "accounts":
-        argv += ["--app-name", "basic-auth"]
-    elif auth_mode(env) == "sso":
-        argv += ["--app-name", "oidc-auth"]
-    return argv
+    # deployment_app.py: the mode's own app (MLflow's, its basic-auth app, or the OIDC
+    # plugin) behind request_guard.py, in every mode.
+    return [*argv, "--app-name", APP_NAME]
 
 
 def log(message: str) -> None:

@@ -67,12 +67,20 @@ def test_every_copied_file_exists(image: str) -> None:
 
 
 def test_every_module_of_the_mlflow_image_is_copied() -> None:
-    """entrypoint.py and the modules MLflow imports from next to it (credential_cache.py and what it imports)."""
+    """entrypoint.py, the modules MLflow imports from next to it, and the entry point naming the app."""
     path = dockerfile("mlflow")
-    copied = {word for keyword, args in instructions(path) if keyword == "COPY" for word in args.split()}
-    modules = {module.name for module in path.parent.glob("*.py")}
+    copied = {word.rstrip("/") for keyword, args in instructions(path) if keyword == "COPY" for word in args.split()}
+    modules = {module.name for module in path.parent.glob("*.py")} | {
+        entry.name for entry in path.parent.glob("*.dist-info")
+    }
     assert not modules - copied, f"{path}: {sorted(modules - copied)} not copied into the image"
-    assert {"entrypoint.py", "credential_cache.py", "auth_lookups.py", "asgi_fast_path.py"} <= modules
+    assert {"entrypoint.py", "deployment_app.py", "request_guard.py", "mlflow_deployment-1.0.dist-info"} <= modules
+    # The folder keeps its name in the image: MLflow finds the app by it (importlib.metadata).
+    assert any(
+        keyword == "COPY"
+        and args.split()[-2:] == ["mlflow_deployment-1.0.dist-info", "/opt/mlflow/mlflow_deployment-1.0.dist-info/"]
+        for keyword, args in instructions(path)
+    )
 
 
 def base_images(path: Path) -> list[str]:
@@ -117,9 +125,7 @@ def test_nginx_version_is_pinned_in_one_place() -> None:
     text = dockerfile("nginx").read_text()
     (pin,) = re.findall(r"^ARG NGINX_VERSION=(\S+)$", text, re.MULTILINE)
     assert ("FROM", "nginx:${NGINX_VERSION}-trixie") in instructions(dockerfile("nginx"))
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     mentions = [
         name for name in tracked
         if not name.startswith("tests/") and pin in (REPO / name).read_text(errors="ignore")
@@ -155,9 +161,7 @@ def test_mlflow_version_is_pinned_only_in_requirements() -> None:
 def test_entrypoints_are_executable_or_run_by_an_interpreter() -> None:
     nginx_entry = REPO / "docker" / "nginx" / "entrypoint.sh"
     assert nginx_entry.stat().st_mode & 0o111, "entrypoint.sh must be executable (git mode)"
-    assert ("ENTRYPOINT", '["python", "/opt/mlflow/entrypoint.py"]') in instructions(
-        dockerfile("mlflow")
-    )
+    assert ("ENTRYPOINT", '["python", "/opt/mlflow/entrypoint.py"]') in instructions(dockerfile("mlflow"))
 
 
 @pytest.mark.parametrize(

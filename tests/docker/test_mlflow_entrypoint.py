@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +15,7 @@ from mlflow.server.security_utils import is_allowed_host_header, should_block_co
 from sqlalchemy.engine import make_url
 
 from localrun.services import MLFLOW_ENTRYPOINT
+from tests.docker.image_modules import image_module
 
 PASSWORD = "p@ss:w/o%rd#?&x"
 ENV = {
@@ -48,12 +49,9 @@ SSO = {
 
 
 @pytest.fixture(scope="module")
-def entrypoint() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mlflow_entrypoint", MLFLOW_ENTRYPOINT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def entrypoint() -> Iterator[ModuleType]:
+    with image_module("entrypoint") as module:
+        yield module
 
 
 def test_password_with_reserved_characters_survives_the_uri(entrypoint: ModuleType) -> None:
@@ -96,13 +94,15 @@ def test_server_command_line_is_loopback_serving_artifacts(entrypoint: ModuleTyp
     assert "--serve-artifacts" in argv
     assert "--artifacts-destination s3://bucket/mlflow-artifacts" in joined
     assert "--default-artifact-root mlflow-artifacts:/" in joined
-    assert "--app-name" not in argv, "shared mode: nginx authenticates"
+    # Shared mode too: MLflow's own app (nginx authenticates), behind the request guard.
+    assert argv[-2:] == ["--app-name", "deployment"]
     assert "postgresql" not in joined and "p%40ss" not in joined and PASSWORD not in joined
 
 
 def test_accounts_mode_runs_mlflows_auth_app(entrypoint: ModuleType) -> None:
     argv = entrypoint.server_argv(entrypoint.server_environment(ACCOUNTS))
-    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    assert argv[argv.index("--app-name") + 1] == "deployment"
+    assert entrypoint.server_environment(ACCOUNTS)["MLFLOW_AUTH_MODE"] == "accounts"  # deployment_app picks basic-auth
     assert "--serve-artifacts" in argv
     joined = " ".join(argv)
     assert ADMIN_PASSWORD not in joined and PASSWORD not in joined
@@ -328,7 +328,8 @@ def test_refuses_to_start_without_the_ca_bundle(tmp_path) -> None:
 
 def test_sso_mode_runs_the_oidc_plugin_with_its_settings(entrypoint: ModuleType) -> None:
     env = entrypoint.server_environment(SSO)
-    assert entrypoint.server_argv(env)[-2:] == ["--app-name", "oidc-auth"]
+    assert entrypoint.server_argv(env)[-2:] == ["--app-name", "deployment"]
+    assert env["MLFLOW_AUTH_MODE"] == "sso"  # deployment_app picks the OIDC plugin
     # Tokens must name the discovery URL's issuer. Cognito's client-credentials tokens carry
     # no `aud`, so with the stack's own pool the audience is not checked unless configured.
     assert env["OIDC_ISSUER"] == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc123"

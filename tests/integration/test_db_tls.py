@@ -8,7 +8,6 @@ with the RDS bundle in the image.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -19,8 +18,9 @@ from types import ModuleType
 import pytest
 import sqlalchemy
 
-from localrun.services import MLFLOW_ENTRYPOINT, Postgres
+from localrun.services import Postgres
 from localrun.stack import new_password
+from tests.docker.image_modules import image_module
 
 pytestmark = pytest.mark.integration
 
@@ -82,12 +82,9 @@ def tls_postgres(tmp_path_factory: pytest.TempPathFactory, certificates: dict[st
 
 
 @pytest.fixture(scope="module")
-def entrypoint() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mlflow_entrypoint", MLFLOW_ENTRYPOINT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def entrypoint() -> Iterator[ModuleType]:
+    with image_module("entrypoint") as module:
+        yield module
 
 
 def connect(entrypoint: ModuleType, server: Postgres, **env: str) -> bool:

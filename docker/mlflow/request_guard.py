@@ -1,0 +1,365 @@
+"""Refuse requests whose identifiers or locations the permission checks could read otherwise.
+
+MLflow's permission checks (the basic-auth app, the OIDC plugin) look a grant up by the
+experiment id *as sent*, while the tracking store parses it as a number: `01`, `+1`, ` 1`
+or full-width digits reach experiment 1 past a DENY on "1". And a few fields let a user
+point the server's own S3 credentials at data of someone else: a model version's
+`source`, an experiment's `artifact_location`. This ASGI middleware sits in front of
+whichever app the auth mode runs (deployment_app.py) and refuses, before any of them
+sees the request:
+
+* an experiment id in any spelling but its canonical one (`0` or digits without a
+  leading zero), wherever the request carries one: query string, JSON body (snake or
+  camel case, nested, in lists), GraphQL arguments and variables, the OTLP experiment
+  header, the first segment of an artifact path;
+* an `artifact_location` on experiment creation: the server assigns locations;
+* a model version whose `source` is not a `runs:/`, `models:/` or `mlflow-artifacts:/`
+  URI the caller may read; readability is asked of the app itself, with the caller's own
+  credentials, so every mode's real permission check decides;
+* the single-URL presigned routes, which serve only runs whose artifacts live outside
+  the server-assigned `mlflow-artifacts:/` locations: nothing this deployment creates.
+
+It reads only public request data and calls only the wrapped app, no MLflow internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Digits as the store prints them; `[0-9]` (not `\d`) keeps other scripts' digits out.
+_CANONICAL_ID = re.compile(r"(?:0|[1-9][0-9]{0,18})")
+# Names that carry experiment ids, compared with case, `_`, `-` and `[]` removed.
+_ID_NAMES = frozenset({"experimentid", "experimentids"})
+_LOCATION_NAMES = frozenset({"artifactlocation"})
+# The OTLP endpoint names the experiment in this header.
+_ID_HEADERS = frozenset({b"x-mlflow-experiment-id"})
+# Routes under /api/2.0 and /ajax-api/2.0 (MLflow serves every one under both).
+_API = r"/(?:api|ajax-api)/[0-9.]+"
+_ARTIFACT_PATH = re.compile(
+    r"(?s)" + _API + r"/mlflow-artifacts/(?:artifacts|presigned|mpu/(?:create|complete|abort))(?:/(.*))?"
+)
+_ARTIFACT_LIST = re.compile(_API + r"/mlflow-artifacts/artifacts")
+_CREATE_EXPERIMENT = re.compile(_API + r"(?:/preview)?/mlflow/experiments/create")
+_CREATE_MODEL_VERSION = re.compile(_API + r"(?:/preview)?/mlflow/model-versions/create")
+_SINGLE_URL_PRESIGNED = re.compile(_API + r"(?:/preview)?/mlflow/artifacts/presigned-(?:upload|download)-url")
+_GRAPHQL = re.compile(r"(?:" + _API + r")?(?:/mlflow)?/graphql")
+# Request headers a readability check passes on: whatever signs the caller in, and what
+# the apps need to accept the request as this deployment's (host, forwarded origin).
+_IDENTITY_HEADERS = frozenset({b"authorization", b"cookie", b"host", b"x-forwarded-proto", b"x-forwarded-host",
+                               b"x-forwarded-for", b"x-real-ip"})  # fmt: skip
+_RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+# The sources MLflow's prompt registry writes for prompt versions (mlflow/prompt/constants.py); the
+# server refuses them for model versions itself, and anything else for prompts.
+PROMPT_SOURCES = frozenset({"dummy-source", "prompt-template"})
+# The same rule as a pattern, for MLflow's own MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX
+# (entrypoint.py sets it: a second line behind this module).
+SOURCE_PATTERN = r"^(runs:/|models:/|mlflow-artifacts:/|(dummy-source|prompt-template)$)"
+
+
+class Refused(Exception):
+    """A request this deployment refuses: the status and a message for the caller."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _name(key: str) -> str:
+    return re.sub(r"[^a-z]", "", key.lower())
+
+
+def is_canonical_id(value: object) -> bool:
+    """Whether `value` is an experiment id exactly as the store spells it (or a JSON integer)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0 <= value < 10**19
+    return isinstance(value, str) and _CANONICAL_ID.fullmatch(value) is not None
+
+
+def check_id(value: object, where: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if item is not None and not is_canonical_id(item):
+            raise Refused(
+                400, f"{where}: experiment ids are written as the server returns them (digits, no sign, "
+                f"spaces or leading zeros), got {item!r}",
+            )  # fmt: skip
+
+
+def check_query(query_string: bytes) -> list[tuple[str, str]]:
+    """The query's pairs (as Flask and Starlette decode them), after checking their ids."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    for key, value in pairs:
+        if _name(key) in _ID_NAMES:
+            check_id(value, f"query parameter {key!r}")
+    return pairs
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Check every key of every JSON object, duplicates included, as it is parsed."""
+    for key, value in pairs:
+        if _name(key) in _ID_NAMES:
+            check_id(value, f"field {key!r}")
+    return dict(pairs)
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON with its ids checked; None when it is not JSON (the app refuses it then)."""
+    try:
+        return json.loads(body, object_pairs_hook=_pairs_hook)
+    except (ValueError, RecursionError):
+        return None
+
+
+def check_graphql(document: object, variables: object = None) -> None:
+    """Experiment ids in a GraphQL document: literals, and the variables bound to them.
+
+    Variables are bound by the operation, not by name, so `$ids` standing where
+    `experimentIds` is expected is checked in `variables` (and in its default value).
+    """
+    if not isinstance(document, str):
+        return
+    from graphql import parse
+    from graphql.error import GraphQLError
+    from graphql.language import ListValueNode, VariableDefinitionNode, VariableNode, Visitor, visit
+
+    bound: set[str] = set()
+    defaults: dict[str, Any] = {}
+
+    def literal(node: Any) -> object:
+        if isinstance(node, ListValueNode):
+            return [literal(item) for item in node.values]
+        if isinstance(node, VariableNode):
+            bound.add(node.name.value)
+            return None
+        return getattr(node, "value", None)  # strings and ints: their text
+
+    def check(name: str, node: Any) -> None:
+        if _name(name) in _ID_NAMES:
+            # A GraphQL int literal is text too; the canonical check applies to both.
+            check_id(literal(node), f"GraphQL argument {name!r}")
+
+    class Collect(Visitor):
+        def enter_argument(self, node: Any, *_: Any) -> None:
+            check(node.name.value, node.value)
+
+        def enter_object_field(self, node: Any, *_: Any) -> None:
+            check(node.name.value, node.value)
+
+        def enter_variable_definition(self, node: VariableDefinitionNode, *_: Any) -> None:
+            if node.default_value is not None:
+                defaults[node.variable.name.value] = node.default_value
+
+    try:
+        visit(parse(document), Collect())
+    except GraphQLError:
+        return  # not GraphQL: the app refuses it
+    values = variables if isinstance(variables, dict) else {}
+    for name in sorted(bound):
+        check_id(values.get(name), f"GraphQL variable ${name}")
+        if name in defaults:
+            check_id(literal(defaults[name]), f"GraphQL variable ${name}")
+
+
+def check_artifact_path(path: str, where: str) -> None:
+    """An artifact path under mlflow-artifacts:/ starts with its experiment's id."""
+    first = path.lstrip("/").split("/", 1)[0]
+    if first:
+        check_id(first, where)
+
+
+def _safe_relative(path: str) -> bool:
+    """No `.`/`..` segment (also percent-encoded), backslash or empty segment."""
+    for candidate in (path, unquote(path)):
+        segments = candidate.split("/")
+        if "\\" in candidate or any(s in ("", ".", "..") for s in segments[:-1]) or segments[-1] in (".", ".."):
+            return False
+    return True
+
+
+def source_reads(source: object) -> list[tuple[str, dict[str, str]]]:
+    """The GET requests that must succeed, as the caller, for a model version `source`.
+
+    Raises Refused for any source that is not one of this server's own URIs.
+    """
+    if not isinstance(source, str) or not source:
+        raise Refused(400, "model version source is required")
+    if source in PROMPT_SOURCES:
+        return []
+    parts = urlsplit(source)
+    refuse = Refused(
+        400, "model version source must be a runs:/<run id>/<path>, models:/<name>/<version>, "
+        f"models:/<model id> or mlflow-artifacts:/<experiment id>/<path> URI of this server, got {source!r}",
+    )  # fmt: skip
+    if parts.netloc or parts.query or parts.fragment or not parts.path.startswith("/"):
+        raise refuse
+    rest = parts.path[1:]
+    if not rest or not _safe_relative(rest):
+        raise refuse
+    scheme = parts.scheme  # lower case: urlsplit folds it, as MLflow's own parsing does
+    if scheme == "runs":
+        run_id = rest.split("/", 1)[0]
+        if not _RUN_ID.fullmatch(run_id):
+            raise refuse
+        return [("/api/2.0/mlflow/runs/get", {"run_id": run_id})]
+    if scheme == "mlflow-artifacts":
+        experiment_id = rest.split("/", 1)[0]
+        if not is_canonical_id(experiment_id) or "/" not in rest:
+            raise refuse
+        return [("/api/2.0/mlflow/experiments/get", {"experiment_id": experiment_id})]
+    if scheme == "models":
+        segments = rest.split("/")
+        if len(segments) == 1 and "@" not in segments[0]:
+            return [(f"/api/2.0/mlflow/logged-models/{segments[0]}", {})]
+        if len(segments) in (1, 2):
+            name = segments[0].rsplit("@", 1)[0] if len(segments) == 1 else segments[0]
+            if name:
+                return [("/api/2.0/mlflow/registered-models/get", {"name": name})]
+    raise refuse
+
+
+def _route(path: str) -> str:
+    """The path as the routers match it: repeated and trailing slashes do not count."""
+    return re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+    chunks: list[bytes] = []
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks), messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+def _json_error(status: int, message: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    code = {400: "INVALID_PARAMETER_VALUE", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND"}[status]
+    body = json.dumps({"error_code": code, "message": message}).encode()
+    return body, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+
+class RequestGuard:
+    """ASGI middleware applying the checks above in front of `app`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            receive = await self.check(scope, receive)
+        except Refused as refused:
+            body, headers = _json_error(refused.status, refused.message)
+            await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    async def check(self, scope: Scope, receive: Receive) -> Receive:
+        """Raise Refused, or return the receive callable the app reads the body from."""
+        route = _route(scope["path"])
+        if _SINGLE_URL_PRESIGNED.fullmatch(route):
+            raise Refused(
+                404, "presigned single-URL routes are off here: this deployment serves artifacts through "
+                "/mlflow-artifacts (large ones through the multipart presigned routes)",
+            )  # fmt: skip
+        query = check_query(scope.get("query_string", b""))
+        for name, value in scope.get("headers", ()):
+            if name in _ID_HEADERS:
+                check_id(value.decode("latin-1"), f"header {name.decode()!r}")
+        artifact = _ARTIFACT_PATH.fullmatch(route)
+        if artifact:
+            check_artifact_path(artifact.group(1) or "", "artifact path")
+        if artifact or _ARTIFACT_LIST.fullmatch(route):
+            for key, value in query:
+                if key == "path":
+                    check_artifact_path(value, "artifact path")
+            return receive  # artifact bodies are files, not JSON
+        graphql = _GRAPHQL.fullmatch(route) is not None
+        if graphql:
+            variables = [parse_json(value.encode()) for key, value in query if key == "variables"] or [None]
+            for key, value in query:
+                if key == "query":
+                    for bound in variables:
+                        check_graphql(value, bound)
+        body, messages = await _read_body(receive)
+        document = parse_json(body) if body else None
+        if isinstance(document, str):
+            # Old clients post their JSON encoded twice, and MLflow decodes it again.
+            document = parse_json(document.encode())
+        if isinstance(document, dict):
+            if graphql:
+                check_graphql(document.get("query"), document.get("variables"))
+            if _CREATE_EXPERIMENT.fullmatch(route):
+                if any(_name(key) in _LOCATION_NAMES and value for key, value in document.items()):
+                    raise Refused(400, "artifact_location is assigned by the server; create the experiment without it")
+            if _CREATE_MODEL_VERSION.fullmatch(route):
+                await self.check_source(scope, document)
+        return _replay(messages, receive)
+
+    async def check_source(self, scope: Scope, document: dict[str, Any]) -> None:
+        for path, params in source_reads(document.get("source")):
+            status = await self.status_of(scope, path, params)
+            if status != 200:
+                raise Refused(
+                    403, f"model version source {document.get('source')!r}: you may not read it, or it does not exist",
+                )  # fmt: skip
+
+    async def status_of(self, scope: Scope, path: str, params: dict[str, str]) -> int:
+        """The status the app answers a GET of `path` with, asked with the caller's credentials."""
+        headers = [(name, value) for name, value in scope.get("headers", ()) if name in _IDENTITY_HEADERS]
+        sub: Scope = {
+            **scope, "method": "GET", "path": path, "raw_path": path.encode(),
+            "query_string": urlencode(params).encode(), "headers": [*headers, (b"accept", b"application/json")],
+        }  # fmt: skip
+        done = asyncio.Event()
+        status = 500
+        sent_request = False
+
+        async def sub_receive() -> Message:
+            nonlocal sent_request
+            if not sent_request:
+                sent_request = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def sub_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                done.set()
+
+        await self.app(sub, sub_receive, sub_send)
+        done.set()
+        return status

@@ -1,0 +1,301 @@
+"""docker/mlflow/request_guard.py and deployment_app.py without a server: what is refused, what passes intact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from localrun.services import MLFLOW_ENTRYPOINT
+from tests.docker.image_modules import image_module
+
+
+@pytest.fixture(scope="module")
+def guard() -> Iterator[ModuleType]:
+    with image_module("request_guard") as module:
+        yield module
+
+
+ODD = ["01", "+1", " 1", "1 ", "\t1", "1\n", "\uff11", "0_1", "1.0", "0x1", "", "-1", "٣", True, 1.0, -1, {"a": 1}]
+
+
+@pytest.mark.parametrize("value", ["0", "1", "12", "907199254740993", 0, 7])
+def test_canonical_ids_pass(guard: ModuleType, value: object) -> None:
+    assert guard.is_canonical_id(value)
+    guard.check_id(value, "x")
+    guard.check_id([value, value], "x")
+
+
+@pytest.mark.parametrize("value", ODD)
+def test_other_spellings_are_refused(guard: ModuleType, value: object) -> None:
+    assert not guard.is_canonical_id(value)
+    with pytest.raises(guard.Refused) as refused:
+        guard.check_id(["1", value], "field 'experiment_ids'")
+    assert refused.value.status == 400 and "field 'experiment_ids'" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "experiment_id",
+        "experiment_ids",
+        "experimentId",
+        "experimentIds",
+        "EXPERIMENT_ID",
+        "experiment_ids[]",
+        "experiment-id",
+    ],
+)
+def test_every_spelling_of_the_parameter_name_is_checked(guard: ModuleType, key: str) -> None:
+    from urllib.parse import urlencode
+
+    assert guard.check_query(urlencode({key: "1"}).encode()) == [(key, "1")]
+    with pytest.raises(guard.Refused):
+        guard.check_query(urlencode([("other", "x"), (key, "1"), (key, "01")]).encode())
+    with pytest.raises(guard.Refused):
+        guard.parse_json(json.dumps({"outer": [{"deeper": {key: ["2", "02"]}}]}).encode())
+
+
+def test_json_duplicates_and_other_encodings_are_checked(guard: ModuleType) -> None:
+    with pytest.raises(guard.Refused):  # the first of two keys (json keeps the last)
+        guard.parse_json(b'{"experiment_id": "01", "experiment_id": "1"}')
+    with pytest.raises(guard.Refused):
+        guard.parse_json(json.dumps({"experiment_ids": ["01"]}).encode("utf-16"))
+    assert guard.parse_json(b"\x89PNG not json") is None
+    assert guard.parse_json(b'{"experiment_id": "3", "name": "01"}') == {"experiment_id": "3", "name": "01"}
+
+
+@pytest.mark.parametrize(
+    "document, variables",
+    [
+        ('{ mlflowGetExperiment(input: {experimentId: "01"}) { experiment { name } } }', None),
+        ("mutation { mlflowSearchRuns(input: {experimentIds: [1.0]}) { runs { info { runId } } } }", None),
+        ('mutation { mlflowSearchRuns(input: {experimentIds: ["1", "+1"]}) { runs { info { runId } } } }', None),
+        (
+            "mutation m($ids: [String]) { mlflowSearchRuns(input: {experimentIds: $ids}) { runs { info { runId } } } }",
+            {"ids": ["01"]},
+        ),
+        ('query q($e: String = "01") { mlflowGetExperiment(input: {experimentId: $e}) { experiment { name } } }', {}),
+        (
+            "query q($i: MlflowGetExperimentInput) { mlflowGetExperiment(input: $i) { experiment { name } } }",
+            {"i": {"experimentId": "01"}},
+        ),
+    ],
+)
+def test_graphql_literals_and_bound_variables_are_checked(guard: ModuleType, document: str, variables: Any) -> None:
+    with pytest.raises(guard.Refused):
+        guard.check_graphql(document, variables)
+        guard.parse_json(json.dumps({"query": document, "variables": variables}).encode())
+
+
+def test_graphql_with_canonical_ids_passes(guard: ModuleType) -> None:
+    guard.check_graphql(
+        "mutation m($ids: [String]) { mlflowSearchRuns(input: {experimentIds: $ids}) { runs { info { runId } } } }",
+        {"ids": ["1", "0"]},
+    )
+    guard.check_graphql('{ mlflowGetExperiment(input: {experimentId: "12"}) { experiment { name } } }')
+    guard.check_graphql("not { graphql", None)  # the app answers a syntax error itself
+
+
+RUN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "source, reads",
+    [
+        (f"runs:/{RUN}/model", [("/api/2.0/mlflow/runs/get", {"run_id": RUN})]),
+        (f"runs:/{RUN}", [("/api/2.0/mlflow/runs/get", {"run_id": RUN})]),
+        (f"mlflow-artifacts:/3/{RUN}/artifacts/model", [("/api/2.0/mlflow/experiments/get", {"experiment_id": "3"})]),
+        ("models:/m-0123", [("/api/2.0/mlflow/logged-models/m-0123", {})]),
+        ("models:/churn/3", [("/api/2.0/mlflow/registered-models/get", {"name": "churn"})]),
+        ("models:/churn@champion", [("/api/2.0/mlflow/registered-models/get", {"name": "churn"})]),
+    ],
+)
+def test_sources_of_this_server_are_read_as_the_caller(guard: ModuleType, source: str, reads: list) -> None:
+    assert guard.source_reads(source) == reads
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "s3://bucket/mlflow-artifacts/1/run/artifacts",
+        "S3://bucket/x",
+        "file:///etc",
+        "/etc/passwd",
+        "relative/path",
+        "mlflow-artifacts://host/1/x",
+        "mlflow-artifacts:/01/x",
+        "mlflow-artifacts:/1",
+        "mlflow-artifacts:/1/../2/x",
+        "mlflow-artifacts:/1/%2e%2e/2/x",
+        "mlflow-artifacts:/1/a\\..\\b",
+        f"runs:/{RUN}/../x",
+        f"runs://{RUN}/x",
+        "runs:/../x",
+        "models://profile/m/1",
+        "models:/a/b/c",
+        "models:/@alias",
+        "http://169.254.169.254/latest",
+        "hdfs://x/y",
+        "",
+        None,
+        7,
+        f"runs:/{RUN}/x?y=1",
+        f"runs:/{RUN}/x#frag",
+    ],
+)
+def test_other_sources_are_refused(guard: ModuleType, source: object) -> None:
+    with pytest.raises(guard.Refused) as refused:
+        guard.source_reads(source)
+    assert refused.value.status == 400
+
+
+class Recorder:
+    """An ASGI app that records what reached it and answers 200 (or the given status for GETs)."""
+
+    def __init__(self, statuses: dict[str, int] | None = None) -> None:
+        self.calls: list[tuple[dict, bytes]] = []
+        self.statuses = statuses or {}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.calls.append((scope, body))
+        status = self.statuses.get(scope["path"], 200)
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def call(
+    app: Any, method: str, path: str, body: bytes = b"", query: bytes = b"", headers: list | None = None
+) -> tuple[int, bytes]:
+    chunks = [body[i : i + 7] for i in range(0, len(body), 7)] or [b""]
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": headers or []}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_passing_request_reaches_the_app_with_its_body_intact(guard: ModuleType) -> None:
+    inner = Recorder()
+    body = json.dumps({"run_id": "r", "metrics": [{"key": "k", "value": 1.5}] * 50}).encode()
+    assert call(guard.RequestGuard(inner), "POST", "/api/2.0/mlflow/runs/log-batch", body) == (200, b"ok")
+    assert inner.calls[0][1] == body
+    upload = os.urandom(1000)  # artifact bodies are not parsed
+    assert (
+        call(guard.RequestGuard(inner), "PUT", "/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/f", upload)[0] == 200
+    )
+    assert inner.calls[1][1] == upload
+
+
+@pytest.mark.parametrize(
+    "method, path, body, query, headers",
+    [
+        ("POST", "/api/2.0/mlflow/runs/search", b'{"experiment_ids": ["01"]}', b"", []),
+        ("GET", "/ajax-api/2.0/mlflow/experiments/get", b"", b"experiment_id=%2B1", []),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts/01/r/artifacts/f", b"", b"", []),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts", b"", b"path=%201/r/artifacts", []),
+        ("POST", "/api/2.0/mlflow-artifacts/mpu/create/1%0A/r/artifacts/f", b"", b"", []),
+        ("POST", "/v1/traces", b"\x0a\x00", b"", [(b"x-mlflow-experiment-id", b"01")]),
+        (
+            "GET",
+            "/graphql",
+            b"",
+            b"query=%7BmlflowGetExperiment(input%3A%7BexperimentId%3A%2201%22%7D)%7Bexperiment%7Bname%7D%7D%7D",
+            [],
+        ),
+        ("POST", "/api/2.0/mlflow/experiments/create", b'{"name": "x", "artifactLocation": "s3://b/1"}', b"", []),
+        (
+            "POST",
+            "/ajax-api/2.0/mlflow/model-versions/create",
+            b'{"name": "m", "source": "s3://b/1/r/artifacts"}',
+            b"",
+            [],
+        ),
+        ("POST", "/api/2.0/mlflow/artifacts/presigned-upload-url", b'{"run_id": "r", "path": "x"}', b"", []),
+        ("POST", "//ajax-api/2.0/mlflow/artifacts/presigned-download-url/", b'{"run_id": "r", "path": "x"}', b"", []),
+    ],
+)
+def test_refused_requests_never_reach_the_app(
+    guard: ModuleType, method: str, path: str, body: bytes, query: bytes, headers: list
+) -> None:
+    from urllib.parse import unquote
+
+    inner = Recorder()
+    status, answer = call(guard.RequestGuard(inner), method, unquote(path), body, query, headers)
+    assert status in (400, 404) and json.loads(answer)["message"]
+    assert inner.calls == []
+
+
+def test_model_version_source_is_asked_of_the_app_as_the_caller(guard: ModuleType) -> None:
+    inner = Recorder({"/api/2.0/mlflow/runs/get": 403})
+    identity = [
+        (b"authorization", b"Basic Yjpi"),
+        (b"cookie", b"session=s"),
+        (b"host", b"mlflow.example.com"),
+        (b"x-other", b"no"),
+    ]
+    body = json.dumps({"name": "m", "source": f"runs:/{RUN}/model", "run_id": RUN}).encode()
+    status, answer = call(
+        guard.RequestGuard(inner), "POST", "/api/2.0/mlflow/model-versions/create", body, headers=identity
+    )
+    assert status == 403 and b"you may not read it" in answer
+    ((asked, _),) = inner.calls  # only the check reached the app
+    assert (asked["method"], asked["path"], asked["query_string"]) == (
+        "GET",
+        "/api/2.0/mlflow/runs/get",
+        f"run_id={RUN}".encode(),
+    )
+    assert set(asked["headers"]) == {*identity[:3], (b"accept", b"application/json")}
+
+    allowed = Recorder()
+    assert (
+        call(guard.RequestGuard(allowed), "POST", "/api/2.0/mlflow/model-versions/create", body, headers=identity)[0]
+        == 200
+    )
+    assert [scope["path"] for scope, _ in allowed.calls] == [
+        "/api/2.0/mlflow/runs/get",
+        "/api/2.0/mlflow/model-versions/create",
+    ]
+    assert allowed.calls[1][1] == body
+
+
+def test_deployment_app_wraps_the_app_each_mode_would_serve() -> None:
+    """The wrapper serves exactly MLflow's own entry points (and the plain app in shared mode)."""
+    with image_module("deployment_app") as deployment_app:
+        stock = {entry.name: entry.value for entry in entry_points(group="mlflow.app")}
+        assert ":".join(deployment_app.INNER_APPS["accounts"][:2]) == stock["basic-auth"]
+        assert ":".join(deployment_app.INNER_APPS["sso"][:2]) == stock["oidc-auth"]
+        assert deployment_app.INNER_APPS["shared"][:2] == ("mlflow.server.fastapi_app", "app")
+
+
+def test_mlflow_finds_the_deployment_app_next_to_the_entrypoint() -> None:
+    """`mlflow server --app-name deployment` resolves through the dist-info folder, as a factory."""
+    code = (
+        "from mlflow.server import _find_app, _is_factory; app = _find_app('deployment'); print(app, _is_factory(app))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(MLFLOW_ENTRYPOINT.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == ["deployment_app:create_app", "True"]

@@ -1,0 +1,322 @@
+"""accounts mode, as a colleague with an ordinary account would try it: odd spellings and odd fields.
+
+User B reads every experiment through a role (`experiment` `*` READ) except E, on which B
+holds a DENY. MLflow's auth app looks grants up by the id as sent while the store parses it
+as a number, so `01`, `+1`, ` 1`, full-width digits, ... used to reach E past the DENY; the
+deployment's request guard (docker/mlflow/request_guard.py) refuses them on every route
+that carries an experiment id. B also owns a registered model and may create experiments:
+the two fields that could point the server's S3 credentials at E's files (a model
+version's `source`, an experiment's `artifact_location`) are refused too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from localrun.stack import MlflowStack
+from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts, api
+
+pytestmark = [pytest.mark.integration, ACCOUNTS_GROUP]
+
+SECRET = b"E's confidential notes\n"
+
+
+@dataclass
+class Denied:
+    b: Account
+    experiment_id: str
+    experiment_name: str
+    run_id: str
+    b_model: str
+    b_experiment_id: str
+
+    def spellings(self) -> list[str]:
+        """E's id as the store would parse it, written every way but the canonical one."""
+        e = self.experiment_id
+        full_width = "".join(chr(ord(c) - ord("0") + 0xFF10) for c in e)
+        return [
+            f"0{e}",
+            f"00{e}",
+            f"+{e}",
+            f" {e}",
+            f"{e} ",
+            f"\t{e}",
+            f"{e}\n",
+            full_width,
+            f"0_{e}",
+            f"{e[:1]}_{e[1:]}" if len(e) > 1 else f"0_0{e}",
+        ]
+
+    def leaks(self, response: requests.Response) -> bool:
+        """Whether a response carries anything of E."""
+        return any(marker in response.text for marker in (self.experiment_name, self.run_id, SECRET.decode().strip()))
+
+
+@pytest.fixture(scope="module")
+def denied(accounts: Accounts, accounts_stack: MlflowStack) -> Denied:
+    admin = accounts.admin
+    b = accounts.new_user("colleague")
+    name = f"confidential-{b.username}"
+    experiment_id = api(
+        accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", admin, json={"name": name}
+    ).json()["experiment_id"]
+    run = api(accounts_stack, "POST", "/api/2.0/mlflow/runs/create", admin, json={"experiment_id": experiment_id})
+    run_id = run.json()["run"]["info"]["run_id"]
+    upload = api(
+        accounts_stack, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/notes.txt",
+        admin, data=SECRET,
+    )  # fmt: skip
+    assert upload.status_code == 200, upload.text
+    with accounts.client() as client:
+        role = client.create_role("default", f"readers-{b.username}")
+        client.add_role_permission(role.id, "experiment", "*", "READ")
+        client.assign_role(b.username, role.id)
+        client.grant_user_permission(b.username, "experiment", experiment_id, "DENY")
+    b_model = f"b-model-{b.username}"
+    assert api(accounts_stack, "POST", "/api/2.0/mlflow/registered-models/create", b, json={"name": b_model}).ok
+    b_experiment = api(
+        accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", b, json={"name": f"b-{b.username}"}
+    )
+    return Denied(b, experiment_id, name, run_id, b_model, b_experiment.json()["experiment_id"])
+
+
+Probe = Callable[[MlflowStack, Denied, str], requests.Response]
+
+
+def _graphql(stack: MlflowStack, d: Denied, query: str, variables: dict | None = None) -> requests.Response:
+    return api(stack, "POST", "/graphql", d.b, json={"query": query, "variables": variables or {}})
+
+
+# Every route and parameter that carries an experiment id, each as B.
+PROBES: dict[str, Probe] = {
+    "experiments/get (query)": lambda s, d, e: api(
+        s, "GET", "/api/2.0/mlflow/experiments/get", d.b, params={"experiment_id": e}
+    ),
+    "experiments/get (ajax)": lambda s, d, e: api(
+        s, "GET", "/ajax-api/2.0/mlflow/experiments/get", d.b, params={"experiment_id": e}
+    ),
+    "runs/search (JSON)": lambda s, d, e: api(
+        s, "POST", "/api/2.0/mlflow/runs/search", d.b, json={"experiment_ids": [e]}
+    ),
+    "runs/search (camelCase)": lambda s, d, e: api(
+        s, "POST", "/api/2.0/mlflow/runs/search", d.b, json={"experimentIds": [e]}
+    ),
+    "runs/search (one id among allowed ones)": lambda s, d, e: api(
+        s, "POST", "/api/2.0/mlflow/runs/search", d.b, json={"experiment_ids": [d.b_experiment_id, e]}
+    ),
+    "runs/search (JSON encoded twice)": lambda s, d, e: api(
+        s,
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        d.b,
+        data=json.dumps(json.dumps({"experiment_ids": [e]})),
+        headers={"Content-Type": "application/json"},
+    ),
+    "runs/search (duplicate key)": lambda s, d, e: api(
+        s,
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        d.b,
+        data='{"experiment_ids": [%s], "experiment_ids": [%s]}' % (json.dumps(e), json.dumps(d.b_experiment_id)),
+        headers={"Content-Type": "application/json"},
+    ),
+    "runs/search (UTF-16 body)": lambda s, d, e: api(
+        s,
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        d.b,
+        data=json.dumps({"experiment_ids": [e]}).encode("utf-16"),
+        headers={"Content-Type": "application/json"},
+    ),
+    "runs/create": lambda s, d, e: api(s, "POST", "/api/2.0/mlflow/runs/create", d.b, json={"experiment_id": e}),
+    "experiments/update": lambda s, d, e: api(
+        s, "POST", "/api/2.0/mlflow/experiments/update", d.b, json={"experiment_id": e, "new_name": "taken-over"}
+    ),
+    "logged-models/search": lambda s, d, e: api(
+        s, "POST", "/api/2.0/mlflow/logged-models/search", d.b, json={"experiment_ids": [e]}
+    ),
+    "traces search (v3)": lambda s, d, e: api(
+        s,
+        "POST",
+        "/api/3.0/mlflow/traces/search",
+        d.b,
+        json={"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": e}}]},
+    ),
+    "GraphQL run search (argument)": lambda s, d, e: _graphql(
+        s, d, "mutation { mlflowSearchRuns(input: {experimentIds: [%s]}) { runs { info { runId } } } }" % json.dumps(e)
+    ),
+    "GraphQL run search (variables)": lambda s, d, e: _graphql(
+        s,
+        d,
+        "mutation q($ids: [String]) { mlflowSearchRuns(input: {experimentIds: $ids}) { runs { info { runId } } } }",
+        {"ids": [e]},
+    ),
+    "GraphQL experiment (argument)": lambda s, d, e: _graphql(
+        s, d, "query { mlflowGetExperiment(input: {experimentId: %s}) { experiment { name } } }" % json.dumps(e)
+    ),
+    "artifact download": lambda s, d, e: api(
+        s, "GET", f"/api/2.0/mlflow-artifacts/artifacts/{e}/{d.run_id}/artifacts/notes.txt", d.b
+    ),
+    "artifact listing": lambda s, d, e: api(
+        s, "GET", "/api/2.0/mlflow-artifacts/artifacts", d.b, params={"path": f"{e}/{d.run_id}/artifacts"}
+    ),
+    "artifact upload": lambda s, d, e: api(
+        s, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{e}/{d.run_id}/artifacts/planted.txt", d.b, data=b"x"
+    ),
+    "OTLP trace export (header)": lambda s, d, e: api(
+        s,
+        "POST",
+        "/v1/traces",
+        d.b,
+        data=b"",
+        headers={"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": e.encode()},
+    ),
+}
+
+
+def test_the_canonical_id_is_denied_on_every_route(accounts_stack: MlflowStack, denied: Denied) -> None:
+    """The DENY holds for E's own id: the baseline the odd spellings are compared with."""
+    for route, probe in PROBES.items():
+        response = probe(accounts_stack, denied, denied.experiment_id)
+        assert not denied.leaks(response), (route, response.status_code, response.text[:300])
+        if route not in ("OTLP trace export (header)",) and not route.startswith("GraphQL"):
+            assert response.status_code in (200, 403), (route, response.status_code, response.text[:300])
+
+
+@pytest.mark.parametrize("route", PROBES)
+def test_other_spellings_of_a_denied_experiment_are_refused(
+    route: str, accounts_stack: MlflowStack, denied: Denied
+) -> None:
+    probe = PROBES[route]
+    # HTTP drops white space around a header value (requests refuses to send it at all).
+    spellings = [s for s in denied.spellings() if s == s.strip()] if "header" in route else denied.spellings()
+    for spelling in spellings:
+        response = probe(accounts_stack, denied, spelling)
+        assert response.status_code == 400, (route, spelling, response.status_code, response.text[:300])
+        assert "experiment ids are written as the server returns them" in response.text, (route, spelling)
+        assert not denied.leaks(response), (route, spelling)
+
+
+def test_the_colleague_still_reads_what_the_role_grants(accounts_stack: MlflowStack, denied: Denied) -> None:
+    """The guard refuses spellings, not access: B's own experiment and the role's reads work."""
+    mine = api(
+        accounts_stack,
+        "GET",
+        "/api/2.0/mlflow/experiments/get",
+        denied.b,
+        params={"experiment_id": denied.b_experiment_id},
+    )
+    assert mine.status_code == 200, mine.text
+    default = api(accounts_stack, "POST", "/api/2.0/mlflow/runs/search", denied.b, json={"experiment_ids": ["0"]})
+    assert default.status_code == 200, default.text
+
+
+def _create_version(stack: MlflowStack, d: Denied, source: str) -> requests.Response:
+    return api(stack, "POST", "/api/2.0/mlflow/model-versions/create", d.b, json={"name": d.b_model, "source": source})
+
+
+def test_a_model_version_cannot_point_at_another_experiments_files(accounts_stack: MlflowStack, denied: Denied) -> None:
+    """B's own registered model, with a source inside E: nothing is created, nothing can be read."""
+    e, run = denied.experiment_id, denied.run_id
+    bucket_path = f"{accounts_stack.artifacts_destination}/{e}/{run}/artifacts"
+    foreign = {
+        # Other stores and schemes than this server's own: refused outright (400).
+        bucket_path: 400,
+        bucket_path.replace("s3://", "S3://"): 400,
+        f"s3://{accounts_stack.bucket}/": 400,
+        f"file:///{accounts_stack.root}": 400,
+        "/etc": 400,
+        f"mlflow-artifacts://{accounts_stack.bucket}/{e}/{run}/artifacts": 400,
+        f"mlflow-artifacts:/{denied.b_experiment_id}/../{e}/{run}/artifacts": 400,
+        f"mlflow-artifacts:/{denied.b_experiment_id}/%2e%2e/{e}/{run}/artifacts": 400,
+        f"mlflow-artifacts:/0{e}/{run}/artifacts": 400,
+        f"runs:/{run}/../../{e}": 400,
+        f"runs://{run}/artifacts": 400,
+        # This server's own URIs that B may not read: refused as B (403).
+        f"mlflow-artifacts:/{e}/{run}/artifacts": 403,
+        f"runs:/{run}/": 403,
+        f"RUNS:/{run}/": 403,
+        "models:/m-0123456789abcdef0123456789abcdef": 403,
+    }
+    for source, status in foreign.items():
+        response = _create_version(accounts_stack, denied, source)
+        assert response.status_code == status, (source, response.status_code, response.text[:300])
+    versions = api(
+        accounts_stack,
+        "GET",
+        "/api/2.0/mlflow/model-versions/search",
+        denied.b,
+        params={"filter": f"name='{denied.b_model}'"},
+    )
+    assert versions.json().get("model_versions", []) == [], versions.text
+
+
+def test_a_model_version_from_ones_own_run_is_created(accounts_stack: MlflowStack, denied: Denied) -> None:
+    run = api(
+        accounts_stack, "POST", "/api/2.0/mlflow/runs/create", denied.b, json={"experiment_id": denied.b_experiment_id}
+    )
+    run_id = run.json()["run"]["info"]["run_id"]
+    for source in (f"runs:/{run_id}/model", f"mlflow-artifacts:/{denied.b_experiment_id}/{run_id}/artifacts/model"):
+        response = api(
+            accounts_stack, "POST", "/api/2.0/mlflow/model-versions/create", denied.b,
+            json={"name": denied.b_model, "source": source, "run_id": run_id},
+        )  # fmt: skip
+        assert response.status_code == 200, (source, response.text)
+        assert response.json()["model_version"]["source"] == source
+
+
+def test_experiments_get_the_location_the_server_assigns(accounts_stack: MlflowStack, denied: Denied) -> None:
+    e = denied.experiment_id
+    for field in ("artifact_location", "artifactLocation"):
+        for location in (
+            f"{accounts_stack.artifacts_destination}/{e}",
+            f"mlflow-artifacts:/{e}",
+            "s3://elsewhere/x",
+            "/tmp/x",
+        ):
+            body = {"name": f"planted-{field}-{len(location)}-{denied.b.username}", field: location}
+            response = api(accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", denied.b, json=body)
+            assert response.status_code == 400, (field, location, response.text)
+            assert "artifact_location is assigned by the server" in response.text
+            listed = api(
+                accounts_stack,
+                "GET",
+                "/api/2.0/mlflow/experiments/get-by-name",
+                denied.b,
+                params={"experiment_name": body["name"]},
+            )
+            assert listed.status_code == 404, listed.text
+    assert (
+        api(
+            accounts_stack,
+            "GET",
+            "/api/2.0/mlflow/experiments/get",
+            denied.b,
+            params={"experiment_id": denied.b_experiment_id},
+        ).json()["experiment"]["artifact_location"]
+        == f"mlflow-artifacts:/{denied.b_experiment_id}"
+    )
+
+
+@pytest.mark.parametrize("prefix", ["/api/2.0", "/ajax-api/2.0"])
+@pytest.mark.parametrize("kind", ["upload", "download"])
+def test_single_url_presigned_routes_are_closed(
+    prefix: str, kind: str, accounts_stack: MlflowStack, denied: Denied
+) -> None:
+    """They serve only runs whose artifacts live outside the server-assigned locations, which nothing here makes."""
+    run = api(
+        accounts_stack, "POST", "/api/2.0/mlflow/runs/create", denied.b, json={"experiment_id": denied.b_experiment_id}
+    )
+    body = {"run_id": run.json()["run"]["info"]["run_id"], "path": "x.bin"}
+    for path in (
+        f"{prefix}/mlflow/artifacts/presigned-{kind}-url",
+        f"/{prefix}//mlflow/artifacts/presigned-{kind}-url/",
+    ):
+        response = api(accounts_stack, "POST", path, denied.b, json=body)
+        assert response.status_code == 404, (path, response.text)
+        assert "presigned single-URL routes are off" in response.text
