@@ -121,3 +121,23 @@ def test_artifact_client_settings_are_the_ones_configure_mlflow_sets() -> None:
     table = dict(re.findall(r"^\| `(MLFLOW_[A-Z_]+)` \| `([^`]+)` \|$", section, re.M))
     exported = dict(re.findall(r"(MLFLOW_[A-Z_]+)=(\S+)", re.search(r"```bash\n(.*?)```", section, re.S).group(1)))
     assert table == exported == artifact_transfer_settings()
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_and_anchor_resolves() -> None:
+    """Links to files of the repo exist; links to #anchors name a heading of the page."""
+    for page in [README, *sorted((README.parent / "docs").rglob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        anchors = {_anchor(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            if path:
+                assert (page.parent / path).exists(), f"{page.name}: link to missing {path}"
+            elif anchor:
+                assert anchor in anchors, f"{page.name}: no heading for #{anchor}"

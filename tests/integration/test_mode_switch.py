@@ -2,7 +2,8 @@
 
 A stack of its own starts in shared mode; everything a team has is logged
 through the proxy, including an experiment from before artifacts were served
-(artifact location s3://..., written by a client with IAM access). Then both
+(artifact location s3://..., written by a client with IAM access; the
+request guard no longer lets anyone create one, so it goes straight into the database). Then both
 containers are redeployed in accounts mode on the same database and bucket:
 the credentials secret's user is now MLflow's admin and reads it all back.
 """
@@ -22,12 +23,14 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from localrun.process import environment
 from localrun.services import FAKE_AWS, MotoServer
 from localrun.stack import MlflowStack
+from tests.docker.image_modules import image_module
 from tests.integration.mlflow_users import Account, as_mlflow_user
 
 pytestmark = pytest.mark.integration
@@ -63,6 +66,18 @@ def with_iam_access(stack: MlflowStack) -> Iterator[None]:
         yield
 
 
+def legacy_experiment(stack: MlflowStack, name: str, location: str) -> str:
+    """An experiment with a client-chosen s3:// location, written into the database as deployments
+    from before served artifacts (and before the request guard refused such locations) did."""
+    with image_module("entrypoint") as entrypoint:
+        uri = entrypoint.backend_store_uri(stack.db_env)
+    store = SqlAlchemyStore(uri, "mlflow-artifacts:/")
+    try:
+        return store.create_experiment(name, artifact_location=location)
+    finally:
+        store.engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def before(stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory) -> Before:
     files = tmp_path_factory.mktemp("switch-files")
@@ -81,10 +96,8 @@ def before(stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory) -> Befo
                                      pip_requirements=["scikit-learn"])  # fmt: skip
         legacy = (files / "legacy.txt")
         legacy.write_text("written straight to S3 before artifacts were served\n")
+        legacy_id = legacy_experiment(stack, "from-before-served-artifacts", f"s3://{stack.bucket}/legacy-artifacts")
         with with_iam_access(stack):
-            legacy_id = client.create_experiment(
-                "from-before-served-artifacts", artifact_location=f"s3://{stack.bucket}/legacy-artifacts"
-            )
             with mlflow.start_run(experiment_id=legacy_id) as legacy_run:
                 mlflow.log_artifact(str(legacy))
     return Before(
