@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
+.PHONY: install lock system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (tools/presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
@@ -20,13 +20,35 @@ PRESET_ARGS = $(if $(PRESET),$(shell $(BIN)/python -m tools.presets $(PRESET) ||
 SETTINGS = $(if $(findstring PRESET_ERROR,$(PRESET_ARGS)),$(error invalid PRESET=$(PRESET), see the line above),$(PRESET_ARGS) $(CDK_ARGS))
 COST_OUT := cdk.out.cost
 
+MLFLOW_REQUIREMENTS := docker/mlflow/requirements.txt
+MLFLOW_LOCK := docker/mlflow/requirements.lock
+LOCK_CONSTRAINTS := $(VENV)/mlflow-lock-constraints.txt
+
 install: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt docker/mlflow/requirements.txt
+# MLflow's side first, from the image's lock and exactly as the image installs
+# it; then the rest, with the lock as constraints (without its hashes, which
+# pip would demand of every package): a development package that needs another
+# version of a locked one fails the install instead of moving it.
+$(PY_STAMP): requirements.txt requirements-dev.txt $(MLFLOW_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes --no-deps --only-binary=:all: -r $(MLFLOW_LOCK)
+	$(BIN)/python -m tools.mlflow_lock constraints > $(LOCK_CONSTRAINTS)
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c $(LOCK_CONSTRAINTS)
 	touch $@
+
+# Compiles docker/mlflow/requirements.txt into the image's lock (needs the
+# package index; uv reads PyPI): one version of each package for Linux x86_64
+# and aarch64 alike (--universal, --fork-strategy fewest) on the image's Python
+# minor, with hashes. Pins already in the lock stay unless the change needs
+# them to move; UPGRADE=1 takes the newest release of everything. Then every
+# locked file is downloaded for both architectures, hashes checked.
+lock: $(PY_STAMP)
+	$(BIN)/uv pip compile --quiet --universal --fork-strategy fewest \
+	  --python-version $$($(BIN)/python -m tools.mlflow_lock image-python) \
+	  --generate-hashes $(if $(UPGRADE),--upgrade) $(MLFLOW_REQUIREMENTS) -o $(MLFLOW_LOCK)
+	$(BIN)/python -m tools.mlflow_lock check-wheels
 
 # nginx, PostgreSQL, ... from apt when missing (tools/system-packages.txt is the list).
 system-packages:

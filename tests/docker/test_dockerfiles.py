@@ -148,14 +148,16 @@ def test_nginx_image_listens_on_8080() -> None:
 
 
 def test_mlflow_version_is_pinned_only_in_requirements() -> None:
+    """requirements.lock repeats it, compiled from requirements.txt (tests/docker/test_lock.py holds them together)."""
     requirements = (REPO / "docker" / "mlflow" / "requirements.txt").read_text()
     assert re.search(r"^mlflow==\d+\.\d+\.\d+$", requirements, re.MULTILINE)
     assert "psycopg2" in requirements
+    pin_and_lock = {"requirements.txt", "requirements.lock"}
     for path in (REPO / "docker").rglob("*"):
-        if path.is_file() and path.name != "requirements.txt" and "__pycache__" not in path.parts:
+        if path.is_file() and path.name not in pin_and_lock and "__pycache__" not in path.parts:
             assert not re.search(r"mlflow[=~<>]=", path.read_text()), f"version repeated in {path}"
     build = instructions(dockerfile("mlflow"))
-    assert any(k == "RUN" and "-r /opt/mlflow/requirements.txt" in a for k, a in build)
+    assert any(k == "RUN" and "-r /opt/mlflow/requirements.lock" in a for k, a in build)
 
 
 def test_entrypoints_are_executable_or_run_by_an_interpreter() -> None:
