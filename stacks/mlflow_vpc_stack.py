@@ -101,6 +101,7 @@ class MLflowVpcStack(Stack):
             log_retention=retention,
             removal_policy=removal,
             domain_certificate=self.domain_certificate,
+            ai_gateway=config.ai_gateway,
         )
         if self.database.protection_release is not None:
             # The ALB is protected under retain too; `cdk destroy` lifts both.
