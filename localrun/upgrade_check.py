@@ -208,6 +208,7 @@ def shared_mode_env(postgres: Postgres, db_name: str, user: str, password: str, 
         "MLFLOW_S3_ENDPOINT_URL": moto.endpoint_url,
         "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{bucket}/{ARTIFACT_PREFIX}",
         "MLFLOW_AUTH_MODE": "shared",
+        "MLFLOW_ENABLE_AI_GATEWAY": "false",
     }
 
 
