@@ -119,8 +119,10 @@ cost: install
 # `make local AUTH_MODE=accounts` runs MLflow's own users and permissions, AUTH_MODE=sso
 # a local OpenID provider and the OIDC plugin (it prints how to sign in).
 AUTH_MODE ?= shared
+# `make local AI_GATEWAY=true` turns on MLflow's AI gateway, like the stack's ai_gateway setting.
+AI_GATEWAY ?= false
 local: install system-packages
-	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE)
+	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE) --ai-gateway $(AI_GATEWAY)
 
 bench: install system-packages
 	$(BIN)/python benchmarks/proxy_overhead.py

@@ -120,6 +120,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
     parser.add_argument("--auth-mode", default="shared", help=f"one of {', '.join(AUTH_MODES)} (default shared)")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where data persists (default .local-run)")
+    parser.add_argument(
+        "--ai-gateway", choices=("true", "false"), default="false",
+        help="MLflow's AI gateway, as the stack's ai_gateway setting (default false)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.auth_mode not in AUTH_MODES:
         parser.error(f"--auth-mode must be one of {', '.join(AUTH_MODES)}, got {args.auth_mode!r}")
@@ -136,7 +140,7 @@ def main() -> int:
         state_dir, moto=moto, auth_mode=args.auth_mode, durable=True, sqlite_fallback=True,
         workers=args.workers, db_superuser_password=state["db_superuser_password"],
         secret_key=state["flask_secret_key"], proxy_port=preferred_port(args.port), bucket=BUCKET,
-        oidc_users=LOCAL_SSO_USERS, machine_clients=[LOCAL_MACHINE_CLIENT],
+        oidc_users=LOCAL_SSO_USERS, machine_clients=[LOCAL_MACHINE_CLIENT], ai_gateway=args.ai_gateway == "true",
     )  # fmt: skip
     saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"

@@ -82,6 +82,7 @@ class MlflowStack:
         bucket: str | None = None,
         oidc_users: list[OidcUser] | None = None,
         machine_clients: list[str] | None = None,
+        ai_gateway: bool = False,
     ) -> None:
         if auth_mode not in AUTH_MODES:
             raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
@@ -94,6 +95,8 @@ class MlflowStack:
         self.workers = workers
         self.default_permission = default_permission
         self.extra_server_env = dict(server_env or {})
+        # As the stack's ai_gateway setting: MLflow's AI gateway only when asked for.
+        self.ai_gateway = ai_gateway
         # Characters that break naive URL or header handling on purpose.
         self.password = password or new_password(":@%")
         self.db_password = db_password or new_password("@:/%#?&")
@@ -167,6 +170,7 @@ class MlflowStack:
             "MLFLOW_S3_ENDPOINT_URL": self.moto.endpoint_url,
             "MLFLOW_ARTIFACTS_DESTINATION": self.artifacts_destination,
             "MLFLOW_AUTH_MODE": self.auth_mode,
+            "MLFLOW_ENABLE_AI_GATEWAY": "true" if self.ai_gateway else "false",
         }
         if self.auth_mode == "accounts":
             env |= {

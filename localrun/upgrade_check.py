@@ -8,14 +8,21 @@ What a rollout of a new MLflow version does to a deployment, in small:
    an S3 bucket (moto); the real MLflow client logs a sample of everything
    (localrun/mlflow_inventory.py), including a user with grants, and reads it
    back, with what that user may do;
-2. two servers of the new version start at the same moment against those
-   databases while the old one keeps running, as the tasks of an ECS rollout
-   do: the entrypoint's advisory lock lets one of them migrate the schemas,
-   the other waits and finds them current;
+2. the order a deploy that changes the MLflow version follows (README,
+   "Upgrading MLflow"; the upgrade gate in stacks/components/upgrade_gate.py):
+   a backup first (pg_dump of both databases, as the deploy's cluster
+   snapshot), then the old version's server stopped, no connection of it
+   left, then two servers of the new version started at the same moment, as
+   the tasks of the service scaled back up: the entrypoint's advisory lock
+   lets one of them migrate the schemas, the other waits and finds them
+   current. The check writes each step into PostgreSQL's own log as it
+   happens, so the log shows the order, and where the first write of a new
+   server and the migration fall in it;
 3. the sample and the user's access, read back through a new server, must be
    unchanged, `alembic_version` (and the users' `alembic_version_auth`) must
-   have moved from the old head to the new one, and PostgreSQL's statement
-   log must show each migration step once.
+   have moved from the old head to the new one, PostgreSQL's statement log
+   must show each migration step once and the steps in that order, and the
+   backup must restore into a fresh database at the old heads with every run.
 
 Accounts mode is shared mode's server plus MLflow's auth app, so this covers
 both. The old server checks passwords with MLflow's own cached check
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -46,12 +54,18 @@ from packaging.version import InvalidVersion, Version
 
 from localrun.mlflow_inventory import access, counts, inventory, log_sample_access, log_sample_data
 from localrun.mlflow_versions import PREVIOUS_MLFLOW_VERSION, VersionUnavailable, mlflow_python
-from localrun.process import ServiceError, environment, http_status
-from localrun.services import FAKE_AWS, MlflowServer, MotoServer, Postgres
+from localrun.process import ServiceError, environment
+from localrun.services import FAKE_AWS, MlflowServer, MotoServer, Postgres, base_env
 from localrun.stack import ARTIFACT_PREFIX, new_password
 from stacks.mlflow_version import pinned_mlflow_version
 
 NEW_SERVERS = 2
+# The upgrade's steps, in the order they must happen (each written into PostgreSQL's log as it does).
+BACKUP, OLD_STOPPED, FIRST_WRITE, MIGRATION, NEW_READY = (
+    "backup taken", "old server stopped", "first write of a new server", "migration", "new servers ready",
+)  # fmt: skip
+STEPS = (BACKUP, OLD_STOPPED, FIRST_WRITE, MIGRATION, NEW_READY)
+STEP_MARK = "upgrade-check step: "
 # What docker/mlflow/asgi_fast_path.py logs when the new MLflow's auth middleware is not the reviewed one.
 FAST_PATH_OFF = "is not the reviewed one (asgi_fast_path.py)"
 
@@ -68,8 +82,13 @@ class UpgradeResult:
     migration_path: list[str] = field(default_factory=list)
     steps_in_database_log: list[str] = field(default_factory=list)
     server_logs: list[str] = field(default_factory=list)
-    old_server_status_after: int = 0
-    old_server_reads_after: bool = False
+    # The steps in the order PostgreSQL's log shows them (STEPS), and the old server's connections
+    # still open once it had stopped.
+    step_order: list[str] = field(default_factory=list)
+    connections_after_stop: int = -1
+    # What the backup restores to: tracking and users' revisions, and how many runs.
+    backup_revisions: tuple[str, str] = ("", "")
+    backup_runs: int = -1
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
     # The users' database (accounts mode): the same checks on its own schema.
@@ -107,10 +126,32 @@ class UpgradeResult:
             found.append(f"{runs} servers migrated the {label}schema, expected {expected_runs}")
         return found
 
+    def expected_order(self) -> list[str]:
+        """STEPS without the migration when there was none, and without a first write when none came."""
+        migrated = bool(self.migration_path or self.auth_migration_path)
+        return [
+            step for step in STEPS
+            if (step != MIGRATION or migrated) and (step != FIRST_WRITE or FIRST_WRITE in self.step_order)
+        ]  # fmt: skip
+
+    def _order_problems(self) -> list[str]:
+        found = []
+        if self.step_order != self.expected_order():
+            found.append(f"PostgreSQL's log shows the steps {self.step_order}, expected {self.expected_order()}")
+        if self.connections_after_stop != 0:
+            found.append(f"{self.connections_after_stop} connections of the old server were left after it stopped")
+        expected_backup = (self.old_revision, self.old_auth_revision)
+        if self.backup_revisions != expected_backup or self.backup_runs != len(self.before.get("runs", {})):
+            found.append(
+                f"the backup restores to revisions {self.backup_revisions} with {self.backup_runs} runs, "
+                f"expected {expected_backup} with {len(self.before.get('runs', {}))}"
+            )
+        return found
+
     def problems(self) -> list[str]:
         if self.start_failures:
             return [f"a server of MLflow {self.new_version} did not start: {self.start_failures[0]}"]
-        found = self._schema_problems("tracking") + self._schema_problems("auth")
+        found = self._order_problems() + self._schema_problems("tracking") + self._schema_problems("auth")
         if any("Traceback" in log for log in self.server_logs):
             found.append("a new server logged a traceback")
         if self.before != self.after:
@@ -140,12 +181,7 @@ class UpgradeResult:
             if auth_steps
             else f"users' schema unchanged ({self.new_auth_revision})"
         )
-        old = (
-            "the old server kept serving reads on the migrated schema"
-            if self.old_server_status_after == 200 and self.old_server_reads_after
-            else "WARNING: the old server failed reads on the migrated schema (requests that reach old tasks "
-            "fail until the rollout ends)"
-        )
+        order = f"in PostgreSQL's log: {' < '.join(self.step_order)}"
         fast_path = (
             f"; NOTE: MLflow {self.new_version} changed the auth middleware that accounts mode skips for "
             "tracking calls, so it now runs for every request (same answers, more CPU per call) until "
@@ -155,7 +191,7 @@ class UpgradeResult:
         )
         return (
             f"{head} PASS: {schema}; {users}; data unchanged ({counts(self.after)}) and a reader's access "
-            f"unchanged ({len(self.access_after)} checks); {old}{fast_path}"
+            f"unchanged ({len(self.access_after)} checks); the backup restores to the old heads; {order}{fast_path}"
         )
 
 
@@ -172,6 +208,7 @@ def shared_mode_env(postgres: Postgres, db_name: str, user: str, password: str, 
         "MLFLOW_S3_ENDPOINT_URL": moto.endpoint_url,
         "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{bucket}/{ARTIFACT_PREFIX}",
         "MLFLOW_AUTH_MODE": "shared",
+        "MLFLOW_ENABLE_AI_GATEWAY": "false",
     }
 
 
@@ -225,18 +262,53 @@ def _migration_path(python: Path, old_revision: str, scripts_dir: str = TRACKING
     return {"head": head, "path": path[::-1]}
 
 
-def _reads(client: Any, before: dict[str, Any]) -> bool:
-    """Whether a server still lists the runs and models it knew (the old one, after the migration)."""
-    from mlflow.entities import ViewType
+def _mark(postgres: Postgres, db_name: str, step: str) -> None:
+    """Write a step into PostgreSQL's own log, between the statements of the servers."""
+    _query(postgres, db_name, f"DO $$ BEGIN RAISE LOG '{STEP_MARK}{step}'; END $$")
 
-    try:
-        runs = client.search_runs(sorted(before["experiments"]), run_view_type=ViewType.ALL)
-        models = client.search_registered_models()
-    except Exception:  # noqa: BLE001 - any failure means it no longer serves
-        return False
-    return {run.info.run_id for run in runs} == set(before["runs"]) and {model.name for model in models} == set(
-        before["registered_models"]
-    )
+
+def _order_logged(db_log: Path, offset: int) -> list[str]:
+    """The steps in the order PostgreSQL logged them: the check's marks, a new server's first
+    data-changing statement, and the first migration step (an UPDATE of either alembic table)."""
+    order: list[str] = []
+    with open(db_log, encoding="utf-8", errors="replace") as handle:
+        handle.seek(offset)
+        for line in handle:
+            if STEP_MARK in line:
+                order.append(line.split(STEP_MARK, 1)[1].strip())
+            elif "statement: " in line:
+                if FIRST_WRITE not in order:
+                    order.append(FIRST_WRITE)
+                if MIGRATION not in order and re.search(r"UPDATE alembic_version(_auth)? SET version_num=", line):
+                    order.append(MIGRATION)
+    return order
+
+
+def _backup(postgres: Postgres, databases: tuple[str, ...], directory: Path) -> dict[str, Path]:
+    """pg_dump of each database (custom format): what the deploy's cluster snapshot stands for."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The password reaches pg_dump through its environment, never its command line.
+    env = {**base_env(), "PGPASSWORD": postgres.superuser_password}
+    dumps = {}
+    for db_name in databases:
+        dumps[db_name] = directory / f"{db_name}.dump"
+        subprocess.run(
+            [postgres.bindir / "pg_dump", "-h", postgres.host, "-p", str(postgres.port), "-U", postgres.superuser,
+             "-d", db_name, "-Fc", "-f", dumps[db_name]],
+            env=env, check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    return dumps
+
+
+def _restore(postgres: Postgres, dump: Path, db_name: str) -> None:
+    """Restore a dump into a new database `db_name` (objects owned by the superuser)."""
+    _query(postgres, "postgres", f"CREATE DATABASE {db_name}")
+    env = {**base_env(), "PGPASSWORD": postgres.superuser_password}
+    subprocess.run(
+        [postgres.bindir / "pg_restore", "-h", postgres.host, "-p", str(postgres.port), "-U", postgres.superuser,
+         "-d", db_name, "--no-owner", "--exit-on-error", dump],
+        env=env, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
 
 
 def _steps_logged(db_log: Path, offset: int, tables: tuple[str, ...]) -> dict[str, list[str]]:
@@ -300,7 +372,16 @@ def check_upgrade(
             _query(postgres, each_db, f"ALTER DATABASE {each_db} SET log_statement = 'mod'")
         db_log = postgres.log_dir / "postgres.log"
         log_start = db_log.stat().st_size if db_log.exists() else 0
-        for each in new:  # at the same moment, like the tasks of a rollout
+
+        # 1. The backup, while the old version still serves (the deploy's snapshot).
+        dumps = _backup(postgres, (db_name, auth_db), workdir / "backup")
+        _mark(postgres, db_name, BACKUP)
+        # 2. Every writer of the old version stopped (the service scaled to 0): none of its connections left.
+        old.stop()
+        result.connections_after_stop = sum(postgres.count_connections(each_db) for each_db in (db_name, auth_db))
+        _mark(postgres, db_name, OLD_STOPPED)
+        # 3. The new version's servers start together (the service scaled back up); one migrates.
+        for each in new:
             each.process.start()
         try:
             for each in new:
@@ -309,9 +390,8 @@ def check_upgrade(
             # The server's own last words (the entrypoint's one-line refusal, or a traceback's end).
             result.start_failures.append(str(error).strip().splitlines()[-1])
             return result
-        result.old_server_status_after = http_status(f"{old.url}/health")
+        _mark(postgres, db_name, NEW_READY)
         with signed_in(*admin):
-            result.old_server_reads_after = _reads(MlflowClient(tracking_uri=old.url), result.before)
             result.after = inventory(MlflowClient(tracking_uri=new[0].url))
         result.access_after = access(new[-1].url, admin, reader_password)
         result.new_revision = _query(postgres, db_name, "SELECT version_num FROM alembic_version")[0][0]
@@ -320,6 +400,17 @@ def check_upgrade(
         steps = _steps_logged(db_log, log_start, ("alembic_version", "alembic_version_auth"))
         result.steps_in_database_log = steps["alembic_version"]
         result.auth_steps_in_database_log = steps["alembic_version_auth"]
+        result.step_order = _order_logged(db_log, log_start)
+
+        # The backup is restorable: it holds the old heads and every run.
+        restored, restored_auth = f"{db_name}_restored", f"{db_name}_restored_auth"
+        _restore(postgres, dumps[db_name], restored)
+        _restore(postgres, dumps[auth_db], restored_auth)
+        result.backup_revisions = (
+            _query(postgres, restored, "SELECT version_num FROM alembic_version")[0][0],
+            _query(postgres, restored_auth, "SELECT version_num FROM alembic_version_auth")[0][0],
+        )
+        result.backup_runs = _query(postgres, restored, "SELECT count(*) FROM runs")[0][0]
     finally:
         for each in (*new, old):
             each.stop()

@@ -363,6 +363,11 @@ class ProjectConfig(BaseModel):
         "one or more SageMaker training or endpoint instance types, e.g. ml.m5.large",
         "instance types Studio users may train on and deploy endpoints to (caps their cost)",
     )
+    ai_gateway: bool = setting(
+        False,
+        "true or false",
+        "MLflow's AI gateway: the server keeps LLM provider keys and calls providers for users; off unless true",
+    )
 
     # --- coercion of context values ----------------------------------------
 
@@ -373,6 +378,16 @@ class ProjectConfig(BaseModel):
         annotation = cls.model_fields[info.field_name].annotation
         if isinstance(value, bool) and annotation in (int, float):
             raise _Invalid("is not a whole number" if annotation is int else "is not a finite number")
+        return value
+
+    @field_validator("ai_gateway", mode="before")
+    @classmethod
+    def _true_or_false(cls, value: Any) -> Any:
+        """JSON true/false, or the words `-c key=true|false` gives; not 1, "yes" or "on"."""
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise _Invalid("is not true or false")
         return value
 
     @field_validator("*", mode="before")

@@ -17,7 +17,9 @@ from stacks.components.oauth_client_login import CognitoMachineClient
 from stacks.components.server_credentials import ServerCredentials
 from stacks.components.session_key import SessionKey
 from stacks.components.tracking_service import OidcSettings, TrackingService
+from stacks.components.upgrade_gate import UpgradeGate
 from stacks.config import ProjectConfig
+from stacks.mlflow_version import pinned_mlflow_version
 
 
 class MLflowVpcStack(Stack):
@@ -101,6 +103,18 @@ class MLflowVpcStack(Stack):
             log_retention=retention,
             removal_policy=removal,
             domain_certificate=self.domain_certificate,
+            ai_gateway=config.ai_gateway,
+        )
+        # A new MLflow version: snapshot, old tasks to 0, then the new ones (one migrates); README, "Upgrading MLflow".
+        self.upgrade_gate = UpgradeGate(
+            self,
+            "UpgradeGate",
+            mlflow_version=pinned_mlflow_version(),
+            database=self.database.cluster,
+            cluster=self.tracking.cluster,
+            service=self.tracking.service,
+            log_retention=retention,
+            removal_policy=removal,
         )
         if self.database.protection_release is not None:
             # The ALB is protected under retain too; `cdk destroy` lifts both.

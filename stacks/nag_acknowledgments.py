@@ -142,6 +142,25 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are "
         "limited to the CDK asset repository.",
     )
+    gate = vpc.upgrade_gate
+    acknowledge(
+        gate.role,
+        "IAM5[Resource::*]",
+        "ecs:ListTasks has no resource-level permissions; its condition on ecs:cluster keeps it to the "
+        "stack's own ECS cluster, which runs only the MLflow service.",
+    )
+    acknowledge_wildcards(
+        gate.role,
+        [gate.snapshot_arns],
+        "The upgrade gate names each snapshot it takes after the versions and the time of the upgrade, "
+        "so the name is known only then; the prefix keeps it off every other snapshot.",
+    )
+    acknowledge_wildcards(
+        gate.role,
+        [gate.service_arns, gate.task_arns],
+        "The MLflow service depends on the upgrade gate, so the gate's policy cannot name it; these "
+        "cover the services and tasks of the stack's own ECS cluster, which runs only the MLflow service.",
+    )
 
     # aws-cdk-lib's singleton behind the Aurora log group's LogRetention.
     log_retention = next(child for child in vpc.node.children if child.node.id.startswith("LogRetention"))

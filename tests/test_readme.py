@@ -28,7 +28,9 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     for name in documented:
         assert name in rows, f"README configuration table lacks {name}"
         value = getattr(defaults, name)
-        if isinstance(value, list):  # as given with -c key=a,b
+        if isinstance(value, bool):  # as given with -c key=true
+            shown = str(value).lower()
+        elif isinstance(value, list):  # as given with -c key=a,b
             shown = ",".join(value) or '""'
         else:
             shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))

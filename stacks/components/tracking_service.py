@@ -58,6 +58,8 @@ class TrackingService(Construct):
     (required in that mode) and signs sessions with ``session_key`` too; nginx
     checks nothing, as in ``accounts`` mode.
 
+    ``ai_gateway`` turns on MLflow's AI gateway (``MLFLOW_ENABLE_AI_GATEWAY``), off otherwise.
+
     With ``domain_certificate`` the ALB listens with HTTPS (port 443) on that
     certificate instead of HTTP (port 80), and MLflow is told its public domain.
     Code inside the VPC that calls MLflow without API Gateway connects to
@@ -96,6 +98,7 @@ class TrackingService(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         domain_certificate: DomainCertificate | None,
+        ai_gateway: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         accounts, sso = auth_mode == "accounts", auth_mode == "sso"
@@ -137,6 +140,9 @@ class TrackingService(Construct):
             "MLFLOW_WORKERS": str(workers),
             "MLFLOW_AUTH_MODE": auth_mode,
             "AWS_DEFAULT_REGION": Stack.of(self).region,
+            # MLflow 3 turns its AI gateway on by default: it stores LLM provider keys and calls
+            # providers from the server. Off unless the ai_gateway setting asks for it.
+            "MLFLOW_ENABLE_AI_GATEWAY": "true" if ai_gateway else "false",
         }
         mlflow_secrets = {
             "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),

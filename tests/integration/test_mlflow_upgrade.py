@@ -4,8 +4,9 @@ The previous release (localrun.mlflow_versions.PREVIOUS_MLFLOW_VERSION, in a
 cached venv) serves a fresh database and bucket in accounts mode; the real
 client logs runs, metrics, params, tags, a deleted run, artifacts, a logged
 model and a registered model with versions and an alias, and the admin gives
-a user READ on some of it. Then two servers of the pinned version start at
-the same moment on those databases while the old one still runs
+a user READ on some of it. Then the order of a deploy that changes the
+version: a backup of both databases, the old server stopped, two servers of
+the pinned version started at the same moment on those databases
 (localrun/upgrade_check.py, the same check `make upgrade-check` runs).
 """
 
@@ -20,7 +21,16 @@ from localrun.mlflow_inventory import ALIAS, REGISTERED_MODEL
 from localrun.mlflow_versions import PREVIOUS_MLFLOW_VERSION
 from localrun.services import MotoServer
 from localrun.stack import MlflowStack
-from localrun.upgrade_check import NEW_SERVERS, UpgradeResult, check_upgrade
+from localrun.upgrade_check import (
+    BACKUP,
+    FIRST_WRITE,
+    MIGRATION,
+    NEW_READY,
+    NEW_SERVERS,
+    OLD_STOPPED,
+    UpgradeResult,
+    check_upgrade,
+)
 from stacks.mlflow_version import pinned_mlflow_version
 
 pytestmark = pytest.mark.integration
@@ -99,9 +109,15 @@ def test_every_item_is_unchanged(upgrade: UpgradeResult) -> None:
     assert upgrade.after == before
 
 
-def test_the_old_server_keeps_serving_during_the_rollout(upgrade: UpgradeResult) -> None:
-    assert upgrade.old_server_status_after == 200
-    assert upgrade.old_server_reads_after
+def test_backup_then_old_server_stopped_then_migration_then_new_servers(upgrade: UpgradeResult) -> None:
+    # Read from PostgreSQL's log: the check's marks and the statements of the new servers, as logged.
+    assert upgrade.step_order == [BACKUP, OLD_STOPPED, FIRST_WRITE, MIGRATION, NEW_READY]
+    assert upgrade.connections_after_stop == 0
+
+
+def test_the_backup_restores_to_the_old_heads_with_every_run(upgrade: UpgradeResult) -> None:
+    assert upgrade.backup_revisions == (upgrade.old_revision, upgrade.old_auth_revision)
+    assert upgrade.backup_runs == len(upgrade.before["runs"]) == 3
 
 
 def test_the_verdict_passes(upgrade: UpgradeResult) -> None:

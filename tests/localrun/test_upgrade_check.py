@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from localrun import mlflow_versions, upgrade_check
-from localrun.upgrade_check import UpgradeResult
+from localrun.upgrade_check import BACKUP, FIRST_WRITE, MIGRATION, NEW_READY, OLD_STOPPED, STEPS, UpgradeResult
 from stacks.mlflow_version import pinned_mlflow_version
 from tests.docker.image_modules import image_module
 
@@ -29,7 +29,7 @@ def passing() -> UpgradeResult:
         old_auth_revision="u1", new_auth_revision="u1", expected_auth_revision="u1",
         server_logs=["tracking schema migrated from a to c\nauth schema is current (u1)",
                      "tracking schema is current (c)\nauth schema is current (u1)"],
-        old_server_status_after=200, old_server_reads_after=True,
+        step_order=list(STEPS), connections_after_stop=0, backup_revisions=("a", "u1"), backup_runs=1,
         before=copy.deepcopy(SAMPLE), after=copy.deepcopy(SAMPLE), access_before=dict(ACCESS),
         access_after=dict(ACCESS),
     )  # fmt: skip
@@ -41,7 +41,10 @@ def test_a_clean_upgrade_passes() -> None:
     assert result.verdict().startswith("upgrade check MLflow 3.16.1 -> 3.17.2: PASS: schema a -> c (2 migrations")
     assert "; users' schema unchanged (u1); " in result.verdict()
     assert "a reader's access unchanged (2 checks)" in result.verdict()
-    assert "old server kept serving reads" in result.verdict()
+    assert result.verdict().endswith(
+        "the backup restores to the old heads; in PostgreSQL's log: backup taken < old server stopped < "
+        "first write of a new server < migration < new servers ready"
+    )
 
 
 def test_a_users_schema_migrated_once_passes_and_says_so() -> None:
@@ -113,11 +116,48 @@ def test_a_new_mlflow_whose_auth_middleware_changed_passes_with_a_note() -> None
     )
 
 
-def test_an_old_server_failing_on_the_new_schema_is_a_warning() -> None:
+@pytest.mark.parametrize(
+    "order",
+    [
+        # Today's rolling update: the new servers migrate while the old one still runs.
+        [BACKUP, FIRST_WRITE, MIGRATION, NEW_READY, OLD_STOPPED],
+        # The backup after the old server stopped: not what the deploy does (its snapshot comes first).
+        [OLD_STOPPED, BACKUP, FIRST_WRITE, MIGRATION, NEW_READY],
+        # No backup at all.
+        [OLD_STOPPED, FIRST_WRITE, MIGRATION, NEW_READY],
+    ],
+)
+def test_steps_out_of_order_fail(order: list[str]) -> None:
     result = passing()
-    result.old_server_reads_after = False
+    result.step_order = order
+    assert result.problems() == [f"PostgreSQL's log shows the steps {order}, expected {list(STEPS)}"]
+
+
+def test_without_migrations_or_writes_the_order_needs_only_the_marks() -> None:
+    result = passing()
+    result.migration_path = result.steps_in_database_log = []
+    result.new_revision = result.expected_revision = result.old_revision
+    result.server_logs = ["tracking schema is current (a)\nauth schema is current (u1)"] * 2
+    result.step_order = [BACKUP, OLD_STOPPED, NEW_READY]
     assert result.problems() == []
-    assert "PASS" in result.verdict() and "WARNING: the old server failed reads" in result.verdict()
+    result.step_order = [BACKUP, OLD_STOPPED, MIGRATION, NEW_READY]  # a migration nobody expected
+    assert result.problems() == [
+        f"PostgreSQL's log shows the steps {result.step_order}, expected {[BACKUP, OLD_STOPPED, NEW_READY]}"
+    ]
+
+
+def test_an_old_server_still_connected_fails() -> None:
+    result = passing()
+    result.connections_after_stop = 3
+    assert result.problems() == ["3 connections of the old server were left after it stopped"]
+
+
+def test_a_backup_that_does_not_restore_to_the_old_heads_fails() -> None:
+    result = passing()
+    result.backup_revisions, result.backup_runs = ("c", "u1"), 1
+    assert result.problems() == [
+        "the backup restores to revisions ('c', 'u1') with 1 runs, expected ('a', 'u1') with 1"
+    ]
 
 
 @pytest.mark.parametrize(

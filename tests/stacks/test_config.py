@@ -71,6 +71,12 @@ def test_string_overrides_are_coerced() -> None:
     assert config.cdk_removal_policy == cdk.RemovalPolicy.DESTROY
 
 
+def test_ai_gateway_takes_json_booleans_and_the_words_of_a_c_override() -> None:
+    assert ProjectConfig().ai_gateway is False
+    for value, expected in ((True, True), (False, False), ("true", True), (" False ", False), ("TRUE", True)):
+        assert ProjectConfig.from_context({"ai_gateway": value}).ai_gateway is expected, value
+
+
 def test_alarm_email_is_optional_and_trimmed() -> None:
     assert ProjectConfig().alarm_email is None
     assert ProjectConfig.from_context({"alarm_email": ""}).alarm_email is None
@@ -289,6 +295,9 @@ INVALID = [
     ({"alarm_email": "o ps@example.com"}, "alarm_email", "one email address"),
     ({"alarm_email": "x" * 250 + "@example.com"}, "alarm_email", "one email address"),
     ({"alarm_email": 5}, "alarm_email", "one email address"),
+    ({"ai_gateway": "yes"}, "ai_gateway", "true or false"),
+    ({"ai_gateway": 1}, "ai_gateway", "true or false"),
+    ({"ai_gateway": ""}, "ai_gateway", "true or false"),
 ]
 
 

@@ -3,6 +3,8 @@
 import json
 from typing import Any
 
+import pytest
+
 from stacks import names
 from tests.stacks.helpers import (
     Template,
@@ -590,3 +592,14 @@ def test_rotation_outputs_name_the_service_and_the_auth_mode(vpc_template: Templ
     assert outputs[names.OUTPUT_ECS_SERVICE]["Value"] == {"Fn::GetAtt": [service_id, "Name"]}
     assert outputs[names.OUTPUT_AUTH_MODE]["Value"] == "shared"
     assert outputs[names.OUTPUT_CREDENTIALS_SECRET]["Value"] == "mlflow-server-credentials"
+
+
+# --- MLflow 3's AI gateway: off unless asked for ----------------------------
+
+
+@pytest.mark.parametrize(("context", "expected"), [({}, "false"), ({"ai_gateway": "true"}, "true")])
+def test_the_ai_gateway_is_off_unless_the_setting_turns_it_on(context: dict[str, str], expected: str) -> None:
+    template = synth_templates(**context)[names.VPC_STACK]
+    containers = _containers(template)
+    assert _environment(containers["mlflow"])["MLFLOW_ENABLE_AI_GATEWAY"] == expected
+    assert "MLFLOW_ENABLE_AI_GATEWAY" not in _environment(containers["nginx"])
