@@ -36,9 +36,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 
 
 @pytest.fixture(scope="session")
-def mlflow_stack(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
-) -> Iterator[MlflowStack]:
+def mlflow_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[MlflowStack]:
     stack = MlflowStack(
         tmp_path_factory.mktemp("mlflow-stack"), moto=moto_server,
         # Short, so the idle-connection test is quick and every test also
@@ -54,9 +52,7 @@ def mlflow_stack(
 
 
 @pytest.fixture(scope="session")
-def accounts_stack(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
-) -> Iterator[MlflowStack]:
+def accounts_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[MlflowStack]:
     """The task in accounts mode; its `username`/`password` are the admin's (the secret's)."""
     stack = MlflowStack(
         tmp_path_factory.mktemp("accounts-stack"), moto=moto_server, auth_mode="accounts",
@@ -75,6 +71,8 @@ SSO_MACHINE = "studio-alice"
 SSO_SHORT_LIVED = "short-lived"
 # Another profile's app client: a machine user with no grants (the notebook test's colleague).
 SSO_COLLEAGUE = "studio-bob"
+# An app client the tracing tests grant READ on one experiment (and nothing else).
+SSO_READER = "studio-carol"
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +81,7 @@ def sso_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer)
     stack = MlflowStack(
         tmp_path_factory.mktemp("sso-stack"), moto=moto_server, auth_mode="sso",
         default_permission="NO_PERMISSIONS", oidc_users=[SSO_USER, SSO_ADMIN, SSO_OUTSIDER],
-        machine_clients=[SSO_MACHINE, SSO_SHORT_LIVED, SSO_COLLEAGUE],
+        machine_clients=[SSO_MACHINE, SSO_SHORT_LIVED, SSO_COLLEAGUE, SSO_READER],
     )  # fmt: skip
     assert stack.oidc is not None
     from localrun.oidc import OidcClient

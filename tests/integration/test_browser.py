@@ -1,4 +1,4 @@
-"""A real browser as user B in accounts mode: sees only what B may see, opens a 50 MB artifact.
+"""A real browser as user B in accounts mode: sees only what B may see, opens a 50 MB artifact and a trace.
 
 Debian's Chromium, driven by Playwright (never a downloaded browser), signs
 in through the proxy with HTTP basic auth. In the run's artifact view the UI
@@ -6,8 +6,9 @@ asks MLflow for a presigned URL and fetches the file from the bucket, so the
 bytes never pass through nginx (or API Gateway, when deployed). The bucket's
 CORS rule (stacks/components/artifact_cors.py) is what lets a page from the
 proxy's origin read a presigned URL at all; that is checked in the browser
-too. A screenshot is kept under .test-output/ (its path is printed at the end
-of the run).
+too. A trace A's client logged through the proxy shows in the experiment's
+Traces tab and opens on its span. Screenshots are kept under .test-output/
+(their paths are printed at the end of the run).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from localrun.stack import MlflowStack
 from stacks.components.artifact_cors import artifact_cors_rules
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts, as_mlflow_user
 from tests.integration.proxy_log import ProxyLog
+from tests.integration.test_tracing import account_caller, tracing_as
 
 pytestmark = [pytest.mark.integration, ACCOUNTS_GROUP]
 
@@ -49,6 +51,8 @@ class Scene:
     experiment_id: str
     run_id: str
     sha256: str
+    trace_name: str
+    trace_question: str
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +69,17 @@ def scene(accounts: Accounts, accounts_stack: MlflowStack, tmp_path_factory: pyt
         client.create_experiment(hidden)
         with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_artifact(str(big))
+    trace_name, trace_question = f"answer-{tag}", f"what did A trace? {tag}"
+    with tracing_as(account_caller(accounts_stack, a), experiment_id):
+        with mlflow.start_span(name=trace_name) as span:
+            span.set_inputs({"question": trace_question})
+            span.set_outputs({"answer": "a span through the proxy"})
     with accounts.client(a) as owner:
         owner.grant_user_permission(b.username, "experiment", experiment_id, "READ")
-    return Scene(b, visible, hidden, experiment_id, run.info.run_id, hashlib.sha256(big.read_bytes()).hexdigest())
+    return Scene(
+        b, visible, hidden, experiment_id, run.info.run_id, hashlib.sha256(big.read_bytes()).hexdigest(),
+        trace_name=trace_name, trace_question=trace_question,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +182,24 @@ def test_the_buckets_cors_rule_lets_the_ui_read_presigned_urls(
             Bucket=accounts_stack.bucket,
             CORSConfiguration={"CORSRules": artifact_cors_rules([accounts_stack.proxy_url])},
         )
+
+
+def test_b_sees_the_trace_a_logged_in_the_traces_tab(
+    browser_page, scene: Scene, accounts_stack: MlflowStack, record_property
+) -> None:
+    """A trace A's client logged through the proxy lists in the experiment's Traces tab for B (READ),
+    and opens on its span."""
+    page = browser_page
+    page.goto(f"{accounts_stack.proxy_url}/#/experiments/{scene.experiment_id}/traces", wait_until="commit")
+    row = page.get_by_text(scene.trace_question).first
+    row.wait_for()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    listed = SCREENSHOTS / "accounts-user-b-traces-tab.png"
+    page.screenshot(path=str(listed))
+    # The tab's first-visit tip ("Detect Issues in Your Traces") covers the list until dismissed.
+    page.add_locator_handler(page.get_by_role("button", name="Got it"), lambda tip: tip.click())
+    row.click()
+    page.get_by_text(scene.trace_name).first.wait_for()
+    opened = SCREENSHOTS / "accounts-user-b-trace-view.png"
+    page.screenshot(path=str(opened))
+    record_property("screenshot", f"{listed} {opened}")
