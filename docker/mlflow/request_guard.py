@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -53,11 +56,14 @@ _ARTIFACT_LIST = re.compile(_API + r"/mlflow-artifacts/artifacts")
 _CREATE_EXPERIMENT = re.compile(_API + r"(?:/preview)?/mlflow/experiments/create")
 _CREATE_MODEL_VERSION = re.compile(_API + r"(?:/preview)?/mlflow/model-versions/create")
 _SINGLE_URL_PRESIGNED = re.compile(_API + r"(?:/preview)?/mlflow/artifacts/presigned-(?:upload|download)-url")
+_OTLP_TRACES = "/v1/traces"
+_START_TRACE = re.compile(_API + r"/mlflow/traces")
 _GRAPHQL = re.compile(r"(?:" + _API + r")?(?:/mlflow)?/graphql")
 # Request headers a readability check passes on: whatever signs the caller in, and what
 # the apps need to accept the request as this deployment's (host, forwarded origin).
 _IDENTITY_HEADERS = frozenset({b"authorization", b"cookie", b"host", b"x-forwarded-proto", b"x-forwarded-host",
                                b"x-forwarded-for", b"x-real-ip"})  # fmt: skip
+_logger = logging.getLogger(__name__)
 _RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 # The sources MLflow's prompt registry writes for prompt versions (mlflow/prompt/constants.py); the
 # server refuses them for model versions itself, and anything else for prompts.
@@ -231,6 +237,108 @@ def source_reads(source: object) -> list[tuple[str, dict[str, str]]]:
     raise refuse
 
 
+# OTLP caps: a batch naming more traces than this is refused (each costs a lookup).
+MAX_TRACES_PER_EXPORT = 1000
+
+
+def mlflow_trace_id(otel_trace_id: bytes) -> str:
+    """The id MLflow gives the trace of an OTLP trace id (`tr-` and 32 hex digits)."""
+    return "tr-" + format(int.from_bytes(otel_trace_id, "big"), "032x")
+
+
+def _json_trace_id(value: object) -> bytes:
+    """OTLP/JSON writes trace ids as hex; protobuf's JSON mapping as base64: either one, or refused."""
+    import base64
+    import binascii
+
+    if isinstance(value, str):
+        if re.fullmatch(r"[0-9A-Fa-f]{32}", value):
+            return bytes.fromhex(value)
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            decoded = b""
+        if len(decoded) == 16:
+            return decoded
+    raise Refused(400, f"OTLP trace id {value!r} is neither 32 hex digits nor 16 bytes in base64")
+
+
+def otlp_trace_ids(body: bytes, headers: dict[bytes, bytes]) -> set[str]:
+    """MLflow trace ids of the spans in an OTLP/HTTP export (protobuf or JSON, gzip or deflate)."""
+    import gzip
+    import zlib
+
+    encoding = headers.get(b"content-encoding", b"").decode("latin-1").strip().lower()
+    try:
+        if encoding == "gzip":
+            body = gzip.decompress(body)
+        elif encoding == "deflate":
+            try:
+                body = zlib.decompress(body)
+            except zlib.error:
+                body = zlib.decompress(body, -zlib.MAX_WBITS)
+        elif encoding not in ("", "identity"):
+            raise Refused(400, f"OTLP Content-Encoding {encoding!r} is not supported (gzip or deflate)")
+    except (OSError, EOFError, zlib.error) as error:
+        raise Refused(400, "OTLP body does not decompress") from error
+    media = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+    ids: set[str] = set()
+    if media == "application/json":
+        try:
+            document = json.loads(body)
+        except ValueError as error:
+            raise Refused(400, "OTLP body is not JSON") from error
+        for resource in _items(document, "resourceSpans", "resource_spans"):
+            for scope_spans in _items(resource, "scopeSpans", "scope_spans"):
+                for span in _items(scope_spans, "spans"):
+                    value = span.get("traceId", span.get("trace_id")) if isinstance(span, dict) else None
+                    ids.add(mlflow_trace_id(_json_trace_id(value)))
+    else:  # the app refuses other media types itself; protobuf is what clients send
+        from google.protobuf.message import DecodeError
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        request = ExportTraceServiceRequest()
+        try:
+            request.ParseFromString(body)
+        except DecodeError as error:
+            raise Refused(400, "OTLP body is not an ExportTraceServiceRequest") from error
+        ids = {
+            mlflow_trace_id(span.trace_id)
+            for resource in request.resource_spans
+            for scope_spans in resource.scope_spans
+            for span in scope_spans.spans
+        }
+    if len(ids) > MAX_TRACES_PER_EXPORT:
+        raise Refused(400, f"an OTLP export may carry spans of at most {MAX_TRACES_PER_EXPORT} traces")
+    return ids
+
+
+def _items(parent: object, *names: str) -> list[Any]:
+    if not isinstance(parent, dict):
+        return []
+    for name in names:
+        if isinstance(parent.get(name), list):
+            return parent[name]
+    return []
+
+
+def started_trace(document: dict[str, Any]) -> tuple[str | None, object]:
+    """(trace id, experiment id) of a StartTraceV3 body, in either field spelling."""
+
+    def field(parent: object, *names: str) -> Any:
+        if isinstance(parent, dict):
+            for name in names:
+                if name in parent:
+                    return parent[name]
+        return None
+
+    info = field(field(document, "trace"), "trace_info", "traceInfo")
+    trace_id = field(info, "trace_id", "traceId")
+    location = field(info, "trace_location", "traceLocation")
+    experiment = field(field(location, "mlflow_experiment", "mlflowExperiment"), "experiment_id", "experimentId")
+    return (trace_id if isinstance(trace_id, str) and trace_id else None), experiment
+
+
 def _route(path: str) -> str:
     """The path as the routers match it: repeated and trailing slashes do not count."""
     return re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
@@ -265,11 +373,56 @@ def _json_error(status: int, message: str) -> tuple[bytes, list[tuple[bytes, byt
     return body, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
 
+class TraceHomes:
+    """The experiment each trace id lives in, read from MLflow's tracking database.
+
+    One indexed SELECT on MLflow's `trace_info` table (its ORM model names the
+    table and columns; a release without them fails every lookup, closed, with a
+    503). A small pool of its own, pinged before use like MLflow's.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._query: Any = None
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def _prepare(self) -> None:
+        import sqlalchemy
+
+        try:
+            from mlflow.store.tracking.dbmodels.models import SqlTraceInfo
+
+            columns = SqlTraceInfo.__table__.c
+            query = sqlalchemy.select(columns.experiment_id).where(
+                columns.request_id == sqlalchemy.bindparam("trace_id")
+            )
+        except (ImportError, AttributeError) as error:
+            _logger.warning("request guard: MLflow's trace_info model moved (%s); trace writes are refused", error)
+            raise Refused(
+                503, "this server cannot tell which experiment a trace belongs to; trace writes are off"
+            ) from error
+        if not self.uri:
+            raise Refused(503, "MLFLOW_BACKEND_STORE_URI is not set; trace writes are off")
+        self._engine = sqlalchemy.create_engine(self.uri, pool_pre_ping=True, pool_size=2, max_overflow=2)
+        self._query = query
+
+    def experiment_of(self, trace_id: str) -> str | None:
+        """The id of the experiment holding `trace_id`, None when no trace has it."""
+        with self._lock:
+            if self._engine is None:
+                self._prepare()
+        with self._engine.connect() as connection:
+            row = connection.execute(self._query, {"trace_id": trace_id}).first()
+        return None if row is None else str(row[0])
+
+
 class RequestGuard:
     """ASGI middleware applying the checks above in front of `app`."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trace_homes: TraceHomes | None = None) -> None:
         self.app = app
+        self.trace_homes = trace_homes or TraceHomes(os.environ.get("MLFLOW_BACKEND_STORE_URI", ""))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -324,18 +477,27 @@ class RequestGuard:
                     raise Refused(400, "artifact_location is assigned by the server; create the experiment without it")
             if _CREATE_MODEL_VERSION.fullmatch(route):
                 await self.check_source(scope, document)
+            if _START_TRACE.fullmatch(route) and scope["method"] == "POST":
+                trace_id, experiment_id = started_trace(document)
+                if trace_id is not None:
+                    await self.check_trace_home(scope, trace_id, experiment_id)
+        if route == _OTLP_TRACES and scope["method"] == "POST":
+            headers = dict(scope.get("headers", ()))
+            experiment_id = headers.get(b"x-mlflow-experiment-id", b"").decode("latin-1")
+            for trace_id in sorted(otlp_trace_ids(body, headers)):
+                await self.check_trace_home(scope, trace_id, experiment_id)
         return _replay(messages, receive)
 
     async def check_source(self, scope: Scope, document: dict[str, Any]) -> None:
         for path, params in source_reads(document.get("source")):
-            status = await self.status_of(scope, path, params)
+            status, _ = await self.ask(scope, path, params)
             if status != 200:
                 raise Refused(
                     403, f"model version source {document.get('source')!r}: you may not read it, or it does not exist",
                 )  # fmt: skip
 
-    async def status_of(self, scope: Scope, path: str, params: dict[str, str]) -> int:
-        """The status the app answers a GET of `path` with, asked with the caller's credentials."""
+    async def ask(self, scope: Scope, path: str, params: dict[str, str]) -> tuple[int, bytes]:
+        """The app's answer (status, body) to a GET of `path`, asked with the caller's credentials."""
         headers = [(name, value) for name, value in scope.get("headers", ()) if name in _IDENTITY_HEADERS]
         sub: Scope = {
             **scope, "method": "GET", "path": path, "raw_path": path.encode(),
@@ -343,6 +505,7 @@ class RequestGuard:
         }  # fmt: skip
         done = asyncio.Event()
         status = 500
+        chunks: list[bytes] = []
         sent_request = False
 
         async def sub_receive() -> Message:
@@ -357,9 +520,23 @@ class RequestGuard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                done.set()
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    done.set()
 
         await self.app(sub, sub_receive, sub_send)
         done.set()
-        return status
+        return status, b"".join(chunks)
+
+    async def check_trace_home(self, scope: Scope, trace_id: str, experiment_id: object) -> None:
+        """A trace id that exists already must be in the experiment the request writes to.
+
+        MLflow's checks look only at the experiment the request names; its store then
+        writes spans into (or moves) the trace wherever it lives. Asking the app is no
+        use here: it answers 403 for a trace that does not exist (so that ids cannot be
+        probed), so the trace's experiment is read from the tracking database itself.
+        """
+        home = await asyncio.to_thread(self.trace_homes.experiment_of, trace_id)
+        if home is not None and home != str(experiment_id):
+            raise Refused(403, f"trace {trace_id} exists in another experiment; its spans and info stay there")

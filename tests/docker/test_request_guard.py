@@ -299,3 +299,132 @@ def test_mlflow_finds_the_deployment_app_next_to_the_entrypoint() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.split() == ["deployment_app:create_app", "True"]
+
+
+def _otlp(trace_ids: list[bytes]) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for trace_id in trace_ids:
+        spans.add(trace_id=trace_id, span_id=os.urandom(8), name="s")
+    return request.SerializeToString()
+
+
+def test_otlp_trace_ids_are_mlflows_trace_ids(guard: ModuleType) -> None:
+    import base64
+    import gzip
+    import zlib
+
+    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
+
+    ids = [os.urandom(16) for _ in range(3)] + [bytes(15) + b"\x01"]
+    expected = {generate_mlflow_trace_id_from_otel_trace_id(int.from_bytes(i, "big")) for i in ids}
+    protobuf = {b"content-type": b"application/x-protobuf"}
+    assert guard.otlp_trace_ids(_otlp(ids), protobuf) == expected
+    assert guard.otlp_trace_ids(gzip.compress(_otlp(ids)), {**protobuf, b"content-encoding": b"gzip"}) == expected
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    deflated = raw_deflate.compress(_otlp(ids)) + raw_deflate.flush()
+    assert guard.otlp_trace_ids(deflated, {**protobuf, b"content-encoding": b"deflate"}) == expected
+    as_json = {
+        "resourceSpans": [
+            {"scopeSpans": [{"spans": [{"traceId": ids[0].hex()}, {"trace_id": base64.b64encode(ids[1]).decode()}]}]}
+        ]
+    }
+    json_headers = {b"content-type": b"application/json; charset=utf-8"}
+    assert guard.otlp_trace_ids(json.dumps(as_json).encode(), json_headers) == {
+        generate_mlflow_trace_id_from_otel_trace_id(int.from_bytes(i, "big")) for i in ids[:2]
+    }
+
+
+@pytest.mark.parametrize(
+    "body, headers",
+    [
+        (b"\xff\xff not protobuf", {b"content-type": b"application/x-protobuf"}),
+        (b"not gzip", {b"content-type": b"application/x-protobuf", b"content-encoding": b"gzip"}),
+        (b"x", {b"content-type": b"application/x-protobuf", b"content-encoding": b"br"}),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "not-an-id"}]}]}]}',
+            {b"content-type": b"application/json"},
+        ),
+        (b"{", {b"content-type": b"application/json"}),
+    ],
+)
+def test_otlp_bodies_the_guard_cannot_read_are_refused(guard: ModuleType, body: bytes, headers: dict) -> None:
+    with pytest.raises(guard.Refused) as refused:
+        guard.otlp_trace_ids(body, headers)
+    assert refused.value.status == 400
+
+
+def test_start_trace_v3_bodies_in_either_spelling(guard: ModuleType) -> None:
+    snake = {
+        "trace": {"trace_info": {"trace_id": "tr-1", "trace_location": {"mlflow_experiment": {"experiment_id": "4"}}}}
+    }
+    camel = {"trace": {"traceInfo": {"traceId": "tr-1", "traceLocation": {"mlflowExperiment": {"experimentId": "4"}}}}}
+    assert guard.started_trace(snake) == guard.started_trace(camel) == ("tr-1", "4")
+    assert guard.started_trace({"trace": {"trace_info": {}}}) == (None, None)
+
+
+class Homes:
+    """A TraceHomes stand-in: trace id -> experiment id."""
+
+    def __init__(self, homes: dict[str, str]) -> None:
+        self.homes = homes
+
+    def experiment_of(self, trace_id: str) -> str | None:
+        return self.homes.get(trace_id)
+
+
+@pytest.mark.parametrize("path", ["/api/3.0/mlflow/traces", "/ajax-api/3.0/mlflow/traces"])
+def test_a_trace_that_exists_is_written_only_into_its_own_experiment(guard: ModuleType, path: str) -> None:
+    homes = Homes({"tr-" + "a" * 32: "1"})
+    start = {
+        "trace": {
+            "trace_info": {
+                "trace_id": "tr-" + "a" * 32,
+                "trace_location": {"mlflow_experiment": {"experiment_id": "2"}},
+            }
+        }
+    }
+    inner = Recorder()
+    assert call(guard.RequestGuard(inner, homes), "POST", path, json.dumps(start).encode())[0] == 403
+    start["trace"]["trace_info"]["trace_location"]["mlflow_experiment"]["experiment_id"] = "1"
+    assert call(guard.RequestGuard(inner, homes), "POST", path, json.dumps(start).encode())[0] == 200
+    start["trace"]["trace_info"]["trace_id"] = "tr-" + "b" * 32  # a new trace, anywhere the app allows
+    start["trace"]["trace_info"]["trace_location"]["mlflow_experiment"]["experiment_id"] = "2"
+    assert call(guard.RequestGuard(inner, homes), "POST", path, json.dumps(start).encode())[0] == 200
+    assert len(inner.calls) == 2
+
+    otlp = _otlp([b"\xaa" * 16, os.urandom(16)])
+    headers = [(b"content-type", b"application/x-protobuf"), (b"x-mlflow-experiment-id", b"2")]
+    assert call(guard.RequestGuard(inner, homes), "POST", "/v1/traces", otlp, headers=headers)[0] == 403
+    headers[1] = (b"x-mlflow-experiment-id", b"1")
+    assert call(guard.RequestGuard(inner, homes), "POST", "/v1/traces", otlp, headers=headers)[0] == 200
+
+
+def test_trace_homes_reads_mlflows_own_table(guard: ModuleType, tmp_path) -> None:  # noqa: ANN001
+    """Against a store MLflow made: a logged trace's experiment, None for an unknown id."""
+    from mlflow.entities import TraceInfo, TraceLocation, TraceState
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
+    experiment_id = store.create_experiment("traced")
+    trace_id = "tr-" + os.urandom(16).hex()
+    store.start_trace(
+        TraceInfo(
+            trace_id=trace_id,
+            trace_location=TraceLocation.from_experiment_id(experiment_id),
+            request_time=0,
+            state=TraceState.OK,
+        )  # fmt: skip
+    )
+    homes = guard.TraceHomes(uri)
+    assert homes.experiment_of(trace_id) == experiment_id
+    assert homes.experiment_of("tr-" + "0" * 32) is None
+
+
+def test_trace_homes_fails_closed_without_a_database(guard: ModuleType) -> None:
+    with pytest.raises(guard.Refused) as refused:
+        guard.TraceHomes("").experiment_of("tr-1")
+    assert refused.value.status == 503

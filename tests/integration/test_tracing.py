@@ -11,10 +11,10 @@ way. In accounts and sso mode a reader (READ on the experiment) and a stranger
 (nothing) must not write traces there by any route or spelling of the id, and
 the stranger must not read them by any route.
 
-Tests named `test_hole_*` show holes in MLflow 3.17.2 (and, for OTLP, in the
-mlflow-oidc-auth plugin too): they carry a strict xfail that names the hole, so
-they run, pass while the hole is there, and fail once something closes it (then
-drop the marker).
+Two holes of MLflow 3.17.2 (the OTLP one in the mlflow-oidc-auth plugin too) are
+closed by the deployment's request guard and tested here: a trace id that exists
+already may be written only into the experiment that holds it, by OTLP spans and
+by StartTraceV3 (docs/security/upstream.md).
 """
 
 from __future__ import annotations
@@ -500,16 +500,11 @@ def attribute(span: dict, key: str) -> str:
     return next(a["value"]["string_value"] for a in span["attributes"] if a["key"] == key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="HOLE (MLflow 3.17.2 auth app and mlflow-oidc-auth 10.2.0): /v1/traces checks only the "
-    "experiment in X-Mlflow-Experiment-Id, and the store upserts the spans into whichever experiment "
-    "already holds their trace id, so anyone who can write somewhere rewrites spans of any trace whose "
-    "id they know. Drop this marker once a request guard refuses such a request.",
-)
-def test_hole_otlp_rewrites_spans_of_a_trace_in_another_experiment(guarded: Scene) -> None:
-    """The reader knows the trace's ids (READ shows them) and may write only into its own experiment."""
+def test_otlp_cannot_rewrite_spans_of_a_trace_in_another_experiment(guarded: Scene) -> None:
+    """The reader knows the trace's ids (READ shows them) and may write only into its own experiment.
+
+    MLflow checks only the experiment in the header and upserts the spans wherever their trace lives.
+    """
     assert guarded.reader is not None
     trace_id, span_id = os.urandom(16), os.urandom(8)
     body, mlflow_trace_id = otlp_body("owners-span", "genuine", trace_id, span_id)
@@ -554,20 +549,7 @@ def check_start_trace_v3_cannot_move_the_trace(scene: Scene) -> None:
     assert response.status_code == 403, (response.status_code, response.text[:300])
 
 
-@pytest.mark.parametrize("guarded", [GUARDED_MODES[1]], indirect=True)
-def test_start_trace_v3_cannot_move_a_trace_out_of_its_experiment_sso(guarded: Scene) -> None:
-    """mlflow-oidc-auth requires UPDATE and DELETE on the experiment that holds an existing trace id."""
-    check_start_trace_v3_cannot_move_the_trace(guarded)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="HOLE (MLflow 3.17.2 auth app): StartTraceV3 checks only the experiment named in the body; "
-    "for a trace id that exists the store merges the body into that trace and re-homes it there, so a "
-    "READ user moves the owner's trace (spans and all) into an experiment of its own. Drop this "
-    "marker once a request guard refuses such a request.",
-)
-@pytest.mark.parametrize("guarded", [GUARDED_MODES[0]], indirect=True)
-def test_hole_start_trace_v3_moves_a_trace_out_of_its_experiment_accounts(guarded: Scene) -> None:
+def test_start_trace_v3_cannot_move_a_trace_out_of_its_experiment(guarded: Scene) -> None:
+    """mlflow-oidc-auth requires UPDATE and DELETE on the experiment that holds an existing trace id;
+    MLflow's auth app checks only the experiment in the body, and its store re-homes the trace."""
     check_start_trace_v3_cannot_move_the_trace(guarded)
