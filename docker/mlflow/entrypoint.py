@@ -453,6 +453,7 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     # provider keys and calls out from the server; custom scorers run user code in it.
     result.setdefault("MLFLOW_ENABLE_AI_GATEWAY", "false")
     result.setdefault("MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS", "false")
+    result["MLFLOW_ENABLE_REMOTE_ASSISTANT"] = "false"  # request_guard.py closes its routes as well
     # MLflow's own check of model version sources, behind request_guard.py's (the same rule).
     result.setdefault("MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", SOURCE_PATTERN)
     result.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", default_allowed_hosts(env))

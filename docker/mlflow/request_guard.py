@@ -17,7 +17,10 @@ sees the request:
   URI the caller may read; readability is asked of the app itself, with the caller's own
   credentials, so every mode's real permission check decides;
 * the single-URL presigned routes, which serve only runs whose artifacts live outside
-  the server-assigned `mlflow-artifacts:/` locations: nothing this deployment creates.
+  the server-assigned `mlflow-artifacts:/` locations: nothing this deployment creates;
+* a trace id that exists already, written into another experiment than its own (OTLP
+  spans, StartTraceV3);
+* the assistant's routes (MLflow's UI assistant, which trusts callers on loopback).
 
 It reads only public request data and calls only the wrapped app, no MLflow internals.
 """
@@ -56,6 +59,9 @@ _ARTIFACT_LIST = re.compile(_API + r"/mlflow-artifacts/artifacts")
 _CREATE_EXPERIMENT = re.compile(_API + r"(?:/preview)?/mlflow/experiments/create")
 _CREATE_MODEL_VERSION = re.compile(_API + r"(?:/preview)?/mlflow/model-versions/create")
 _SINGLE_URL_PRESIGNED = re.compile(_API + r"(?:/preview)?/mlflow/artifacts/presigned-(?:upload|download)-url")
+# MLflow 3's assistant runs a coding agent on the server for "local" callers, and every caller
+# of this server arrives from nginx on loopback: not offered here.
+_ASSISTANT = re.compile(r"(?s)" + _API + r"/mlflow/assistant(?:/.*)?")
 _OTLP_TRACES = "/v1/traces"
 _START_TRACE = re.compile(_API + r"/mlflow/traces")
 _GRAPHQL = re.compile(r"(?:" + _API + r")?(?:/mlflow)?/graphql")
@@ -445,6 +451,8 @@ class RequestGuard:
                 404, "presigned single-URL routes are off here: this deployment serves artifacts through "
                 "/mlflow-artifacts (large ones through the multipart presigned routes)",
             )  # fmt: skip
+        if _ASSISTANT.fullmatch(route):
+            raise Refused(404, "the MLflow assistant is not offered by this deployment")
         query = check_query(scope.get("query_string", b""))
         for name, value in scope.get("headers", ()):
             if name in _ID_HEADERS:

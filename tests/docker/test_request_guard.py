@@ -233,6 +233,8 @@ def test_a_passing_request_reaches_the_app_with_its_body_intact(guard: ModuleTyp
             [],
         ),
         ("POST", "/api/2.0/mlflow/artifacts/presigned-upload-url", b'{"run_id": "r", "path": "x"}', b"", []),
+        ("PUT", "/ajax-api/3.0/mlflow/assistant/config", b'{"providers": {}}', b"", []),
+        ("POST", "/ajax-api/3.0/mlflow/assistant//message", b"{}", b"", [(b"x-forwarded-for", b"127.0.0.1")]),
         ("POST", "//ajax-api/2.0/mlflow/artifacts/presigned-download-url/", b'{"run_id": "r", "path": "x"}', b"", []),
     ],
 )

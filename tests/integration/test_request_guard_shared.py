@@ -81,3 +81,14 @@ def test_the_ai_gateway_is_off(mlflow_stack: MlflowStack) -> None:
     )  # fmt: skip
     assert secret.status_code == 501, (secret.status_code, secret.text[:200])
     assert "AI Gateway feature is disabled" in secret.text
+
+
+def test_the_assistant_is_not_offered(mlflow_stack: MlflowStack) -> None:
+    """MLflow's assistant trusts callers on loopback, and nginx reaches MLflow from loopback."""
+    auth = (mlflow_stack.username, mlflow_stack.password)
+    for method, path in (("PUT", "/config"), ("POST", "/message"), ("GET", "/providers")):
+        response = requests.request(
+            method, f"{mlflow_stack.proxy_url}/ajax-api/3.0/mlflow/assistant{path}", json={},
+            headers={"X-Forwarded-For": "127.0.0.1"}, auth=auth, timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 404 and "not offered" in response.text, (path, response.text[:200])
