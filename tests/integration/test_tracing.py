@@ -310,7 +310,14 @@ def _scene(mode: str, request: pytest.FixtureRequest, chat: ChatStub) -> Scene:
     experiment_id = response.json()["experiment_id"]
     log = ProxyLog(stack.nginx_log)
     client_traces = log_with_client(owner, experiment_id, tag, chat)
-    proxy_requests = log.since().requests
+    # nginx writes a line only after its response went out: wait for the second trace's info.
+    deadline = time.monotonic() + 10
+    while True:
+        proxy_requests = log.since().requests
+        started = sum(r.startswith("POST /api/3.0/mlflow/traces ") for r in proxy_requests)
+        if started >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     body, otlp_trace = otlp_body(f"otlp-{tag}", tag)
     response = post_otlp(stack, owner, experiment_id, body)
     assert response.status_code == 200, response.text

@@ -86,8 +86,13 @@ def test_configures_from_stack_output_and_secret(aws, capsys, caplog):
 
 def test_sets_process_environment_by_default(aws, monkeypatch):
     deploy(aws)
-    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        monkeypatch.delenv(var, raising=False)
+    # setenv first, so that monkeypatch restores each variable (absent ones removed) after the
+    # test: configure_mlflow() writes them into this worker's environment, and later tests in the
+    # same process (the tracing tests' bearer tokens) must not sign in with them.
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                *mlflow_setup.artifact_transfer_settings()):  # fmt: skip
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     configure_mlflow()
     assert os.environ["MLFLOW_TRACKING_URI"] == URL
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == PASSWORD
