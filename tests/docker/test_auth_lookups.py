@@ -13,6 +13,7 @@ from flask import Flask
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.server import auth as mlflow_auth
+from mlflow.server import handlers as mlflow_handlers
 from mlflow.server.auth.sqlalchemy_store import RoleGrantRow
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -166,12 +167,18 @@ class CountingUsers:
         return list(self.users)
 
 
+def use_tracking_store(tracking_store: SqlAlchemyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's own _get_tracking_store (the reviewed one, put back after the test), answering `tracking_store`."""
+    monkeypatch.setattr(mlflow_auth, "_get_tracking_store", mlflow_auth._get_tracking_store)
+    monkeypatch.setattr(mlflow_handlers, "_tracking_store", tracking_store)
+
+
 @pytest.fixture
 def installed(lookups: ModuleType, tracking_store: SqlAlchemyStore, monkeypatch: pytest.MonkeyPatch) -> CountingUsers:
     users = CountingUsers()
     # monkeypatch puts MLflow's own objects back after the test.
     monkeypatch.setattr(mlflow_auth, "store", users)
-    monkeypatch.setattr(mlflow_auth, "_get_tracking_store", lambda: tracking_store)
+    use_tracking_store(tracking_store, monkeypatch)
     monkeypatch.setattr(mlflow_auth, "_scope_matches_native_route", mlflow_auth._scope_matches_native_route)
     lookups.install()
     lookups.install()  # a second import must not wrap twice
@@ -213,7 +220,7 @@ def test_the_password_check_module_installs_them(
     """MLflow imports credential_cache (the ini's authorization_function) in each worker; it installs
     the cheaper lookups and the fast path for requests bound for Flask."""
     monkeypatch.setattr(mlflow_auth, "store", CountingUsers())
-    monkeypatch.setattr(mlflow_auth, "_get_tracking_store", lambda: tracking_store)
+    use_tracking_store(tracking_store, monkeypatch)
     monkeypatch.setattr(mlflow_auth, "_scope_matches_native_route", mlflow_auth._scope_matches_native_route)
     monkeypatch.setattr(BaseHTTPMiddleware, "__call__", BaseHTTPMiddleware.__call__)
     import asgi_fast_path
