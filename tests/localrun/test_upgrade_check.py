@@ -104,7 +104,7 @@ def test_a_new_mlflow_whose_auth_internals_changed_passes_with_a_note(caplog: py
     assert "NOTE" not in passing().verdict()
     with image_module("asgi_fast_path") as fast_path, image_module("reviewed_source") as reviewed:
         logged = fast_path.NOT_REVIEWED  # what a new server logs at its first signed-in request
-        reviewed.is_reviewed(logging.getLogger("auth_lookups"), "auth_lookups.py: runs", {"x:y": ""}, "slower")
+        reviewed.is_reviewed(logging.getLogger("auth_lookups"), "auth_lookups.py: runs", {"x": {"y": ""}}, "slower")
     result = passing()
     result.server_logs[1] += "\n" + logged + "\n" + caplog.records[-1].getMessage()
     result.server_logs[0] += "\n" + logged  # each server says it, named once
