@@ -26,7 +26,7 @@ All variants run side by side (one stack each, one moto) and are measured in
 many short alternating rounds, so drift on a shared machine affects them alike.
 
     python benchmarks/accounts_and_artifacts.py [--clients 8] [--seconds 4] [--rounds 10]
-        [--caches validated,mlflow-ttl,none] [--without cache,runs,users,routes,fast-path]
+        [--caches validated,mlflow-ttl,none] [--without cache,runs,users]
         [--artifact-mb 200] [--transfer-rounds 3] [--verbose]
 """
 
@@ -220,8 +220,8 @@ def main() -> None:
     parser.add_argument("--workers", type=positive(int), default=None, help="MLflow workers (default 2)")
     parser.add_argument("--caches", default="validated,mlflow-ttl,none", help="credential caches to compare")
     parser.add_argument(
-        "--without", default="cache,runs,users,routes,fast-path",
-        help="patches of `validated` to measure: one variant each with only that one left out",
+        "--without", default="cache,runs,users",
+        help="patches of `validated` to measure: one variant each with only that one (or a+b: those) left out",
     )  # fmt: skip
     parser.add_argument("--artifact-mb", type=positive(int), default=200)
     parser.add_argument("--transfer-rounds", type=positive(int), default=3)
@@ -243,10 +243,11 @@ def main() -> None:
                 running.callback(stack.stop)
                 stacks[f"accounts ({cache})"] = stack
             if "validated" in args.caches.split(","):
-                for patch in filter(None, args.without.split(",")):
+                for patch in filter(None, args.without.split(",")):  # "a+b": a variant without both
                     stack = start_stack(
-                        root / f"accounts-without-{patch}", moto, "accounts", "validated", args.workers, off=patch
-                    )
+                        root / f"accounts-without-{patch}", moto, "accounts", "validated", args.workers,
+                        off=patch.replace("+", ","),
+                    )  # fmt: skip
                     running.callback(stack.stop)
                     stacks[f"{ALL_PATCHES}, without {patch}"] = stack
             log_batch_benchmark(stacks, args)

@@ -55,7 +55,7 @@ from localrun.stack import ARTIFACT_PREFIX, new_password
 from stacks.mlflow_version import pinned_mlflow_version
 
 NEW_SERVERS = 2
-# What docker/mlflow's patches (asgi_fast_path.py, auth_lookups.py, credential_cache.py) log when the new
+# What docker/mlflow's patches (auth_lookups.py, credential_cache.py) log when the new
 # MLflow's internals they rely on are not the reviewed ones: the module, and the patch where it has several.
 PATCH_LEFT_OUT = re.compile(r"is not the reviewed one \(([\w.]+\.py(?:: [\w-]+)?)")
 

@@ -45,22 +45,13 @@ here). The statements select what MLflow's ORM queries select; the tests
 compare the answers with MLflow's own ``get_user``, ``get_run`` and
 ``list_grants``.
 
-**Routes.** Every request that FastAPI hands to Flask (log-batch and all
-other tracking calls) first asks whether it matches one of the server's
-native FastAPI routes (MLFLOW_BASIC_AUTH_FAIL_CLOSED, on by default): a walk
-over a few hundred route patterns, about 0.4 ms of the event loop per
-request. The answer depends only on the route table, fixed once the app is
-built, and on the request's type, method, path, root path and host, so
-:func:`install` keeps it per such key (at most ``ROUTE_ANSWERS`` of them,
-then starts over).
-
-**Fences.** Each of the three (``runs``, ``users``, ``routes``) is right only
-for the MLflow code it was read against, listed in :data:`REVIEWED` with the
-SHA-256 of its source (reviewed_source.py): for runs, every auth function
-that calls ``get_run``; for users, the store's reads and its method names
-(which tell reads from changes); for routes, the matchers. :func:`install`
-leaves out each whose code differs, with one log line, and MLflow's own
-lookup serves.
+**Fences.** Each of the two (``runs``, ``users``) is right only for the
+MLflow code it was read against, listed in :data:`REVIEWED` with the SHA-256
+of its source (reviewed_source.py): for runs, every auth function that calls
+``get_run``; for users, the store's reads and its method names (which tell
+reads from changes). :func:`install` leaves out each whose code differs, with
+one log line, and MLflow's own lookup serves. Each was kept because leaving it
+out costs more than 5% of log-batch throughput (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -293,37 +284,6 @@ class RequestUserStore:
         return changing
 
 
-ROUTE_ANSWERS = 4096
-
-RouteMatch = Callable[[list, dict], bool]
-
-
-def route_key(scope: dict) -> tuple:
-    """What Starlette's and FastAPI's route matching reads from a request."""
-    host = next((value for name, value in scope.get("headers", ()) if name == b"host"), None)
-    return scope["type"], scope.get("method"), scope.get("root_path", ""), scope["path"], host
-
-
-def remembered_route_matches(matches: RouteMatch) -> RouteMatch:
-    """``matches(native_routes, scope)``, asked once per route table and request key."""
-    answers: dict[tuple, bool] = {}
-    tables: dict[int, list] = {}  # keeps each table alive, so its id() is never reused
-
-    @functools.wraps(matches)
-    def remembered(native_routes: list, scope: dict) -> bool:
-        key = (id(native_routes), *route_key(scope))
-        answer = answers.get(key)
-        if answer is None:
-            answer = matches(native_routes, scope)
-            if len(answers) >= ROUTE_ANSWERS:
-                answers.clear()
-            tables[id(native_routes)] = native_routes
-            answers[key] = answer
-        return answer
-
-    return remembered
-
-
 def _get_run_readers() -> str:
     """The source of every auth-app function that calls ``get_run`` (all must read only the info)."""
     readers = [
@@ -355,7 +315,7 @@ SOURCES = {
     f"mlflow.server.auth.sqlalchemy_store:{STORE_METHODS}": _store_methods,
 }
 
-# What each lookup relies on, read in MLflow 3.17.2 (and the FastAPI and Starlette it installs).
+# What each lookup relies on, read in MLflow 3.17.2.
 REVIEWED = {
     # Every get_run of the auth app reads only run.info.experiment_id; the store and its row.
     "runs": {
@@ -398,23 +358,6 @@ REVIEWED = {
             "RESOURCE_TYPE_WORKSPACE": "5f1ff5e33e45b7ddd59ba21ccdda7d697af43e920645ee748bf54ccef904fc90",
         },
     },
-    # What a native-route match reads of a request: type, method, root path, path, host.
-    "routes": {
-        "mlflow.server.auth": {
-            "_scope_matches_native_route": "3da0f7ca684b00b501cab743b36ec25f068f1dfbe25f2598914a1a63e05194c1",
-            "_native_fastapi_routes": "c77689c388ed3ff273ad1a790537d5471f87a0bce64e968103f518da9d5349de",
-        },
-        "fastapi.routing": {
-            "_IncludedRouter.matches": "fdf593d5442ed6742d59706da5dcfdc423560863c437b3b94607b553a6db5b45",
-            "APIRoute.matches": "b97ea9942fe14d7e56e3771bb35435fd03439e401142756bfd778aff3ba11aa3",
-        },
-        "starlette.routing": {
-            "Route.matches": "4de50d376de04a00d15c7a6a9b695a2f8d3717220ebcc7cf505e434a3cf55c51",
-        },
-        "starlette._utils": {
-            "get_route_path": "243011d2a68ca7fec43c3f1d4cecedfa2f8997d87ce97dbe1ac8c27013910889",
-        },
-    },
 }
 PATCHES = tuple(REVIEWED)
 _logger = logging.getLogger(__name__)
@@ -428,10 +371,6 @@ def is_reviewed(patch: str) -> bool:
 def install(off: Collection[str] = ()) -> set[str]:
     """Give the auth module the cheaper lookups that are not ``off`` and fit this MLflow; those installed."""
     installed = set()
-    if "routes" not in off and is_reviewed("routes"):
-        if not hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__"):
-            mlflow_auth._scope_matches_native_route = remembered_route_matches(mlflow_auth._scope_matches_native_route)
-        installed.add("routes")
     if "users" not in off and is_reviewed("users"):
         if not isinstance(mlflow_auth.store, RequestUserStore):
             mlflow_auth.store = RequestUserStore(mlflow_auth.store)

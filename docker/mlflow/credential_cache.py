@@ -18,8 +18,7 @@ is MLflow's own `authenticate_request_basic_auth`.
 Plugged in with the auth app's documented setting
 `authorization_function = credential_cache:authenticate_request`
 (entrypoint.py writes it, with MLflow's TTL cache off). Importing this module
-also gives the auth app its cheaper lookups (auth_lookups.py) and the direct
-path for requests bound for Flask (asgi_fast_path.py), so the default
+also gives the auth app its cheaper lookups (auth_lookups.py), so the default
 `validated` setting carries them.
 
 Each of these patches is installed only when the MLflow internals it relies
@@ -40,7 +39,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 
-import asgi_fast_path
 import auth_lookups
 import reviewed_source
 from flask import Flask, Response, g, request
@@ -48,8 +46,8 @@ from mlflow.server import app as mlflow_app
 from mlflow.server import auth as mlflow_auth
 from werkzeug.datastructures import Authorization
 
-# What MLFLOW_AUTH_PATCHES_OFF may name: this module's cache, auth_lookups' three, asgi_fast_path.
-PATCHES = ("cache", *auth_lookups.PATCHES, "fast-path")
+# What MLFLOW_AUTH_PATCHES_OFF may name: this module's cache and auth_lookups' two.
+PATCHES = ("cache", *auth_lookups.PATCHES)
 
 # What the cache relies on, read in MLflow 3.17.2: the check it remembers (MLflow's own, which reads
 # the user's row by name: password hash, and admin flag for the refused legacy password), the user
@@ -90,8 +88,6 @@ def patches_off(env: Mapping[str, str] = os.environ) -> set[str]:
 
 OFF = patches_off()
 auth_lookups.install(OFF)
-if "fast-path" not in OFF:
-    asgi_fast_path.install()
 CACHING = "cache" not in OFF and reviewed_source.is_reviewed(
     _logger, "credential_cache.py: cache", REVIEWED_FOR_CACHE,
     "every request's password is checked by MLflow's own check, correct but slower",

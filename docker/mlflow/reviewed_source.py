@@ -1,8 +1,8 @@
 """The MLflow internals a patch leans on, compared at start with the source it was reviewed against.
 
-credential_cache.py, auth_lookups.py and asgi_fast_path.py change how
-MLflow's basic-auth app looks things up, and each change is right only for
-the MLflow code it was read against. Each patch names that code (functions,
+credential_cache.py and auth_lookups.py change how MLflow's basic-auth app
+looks things up, and each change is right only for the MLflow code it was
+read against. Each patch names that code (functions,
 classes, constants, by ``module:qualified.name``) with the SHA-256 of its
 source as reviewed; :func:`is_reviewed` compares them with the installed
 MLflow before the patch is installed. Anything missing or different leaves

@@ -15,7 +15,6 @@ from flask import Flask, Response
 from mlflow.server import app as mlflow_app
 from mlflow.server import auth as mlflow_auth
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
-from starlette.middleware.base import BaseHTTPMiddleware
 from werkzeug.datastructures import Authorization
 
 from tests.docker.image_modules import image_module
@@ -29,16 +28,14 @@ LEGACY = mlflow_auth._LEGACY_DEFAULT_ADMIN_PASSWORD
 def modules() -> Iterator[dict[str, ModuleType]]:
     """The image's modules; credential_cache is loaded by each test that needs it (it installs patches)."""
     with image_module("reviewed_source") as reviewed, image_module("auth_lookups") as lookups:
-        with image_module("asgi_fast_path") as fast_path:
-            yield {"reviewed_source": reviewed, "auth_lookups": lookups, "asgi_fast_path": fast_path}
+        yield {"reviewed_source": reviewed, "auth_lookups": lookups}
 
 
 @pytest.fixture
 def pristine(modules: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch) -> None:
-    """MLflow's own auth module and Starlette for the test, put back after it whatever it installs."""
-    for name in ("store", "_get_tracking_store", "_scope_matches_native_route"):
+    """MLflow's own auth module and app for the test, put back after it whatever it installs."""
+    for name in ("store", "_get_tracking_store"):
         monkeypatch.setattr(mlflow_auth, name, getattr(mlflow_auth, name))
-    monkeypatch.setattr(BaseHTTPMiddleware, "__call__", modules["asgi_fast_path"]._through_middleware)
     monkeypatch.setattr(mlflow_app, "view_functions", dict(mlflow_app.view_functions))
 
 
@@ -85,22 +82,18 @@ def a_copy_of(function: object) -> object:
     return changed
 
 
-@pytest.mark.parametrize(
-    ("patch", "name"), [("runs", "_get_tracking_store"), ("routes", "_scope_matches_native_route")]
-)
-def test_a_changed_auth_function_leaves_that_lookup_out(
-    modules: dict[str, ModuleType], pristine: None, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, patch: str, name: str,
-) -> None:  # fmt: skip
+def test_a_changed_auth_function_leaves_the_run_lookup_out(
+    modules: dict[str, ModuleType], pristine: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     lookups = modules["auth_lookups"]
-    stock = a_copy_of(getattr(mlflow_auth, name))
-    monkeypatch.setattr(mlflow_auth, name, stock)
+    stock = a_copy_of(mlflow_auth._get_tracking_store)
+    monkeypatch.setattr(mlflow_auth, "_get_tracking_store", stock)
     with caplog.at_level(logging.WARNING):
-        assert lookups.install() == set(lookups.PATCHES) - {patch}
-    assert getattr(mlflow_auth, name) is stock  # MLflow's (changed) own function, not wrapped
-    assert isinstance(mlflow_auth.store, lookups.RequestUserStore)  # the others are installed
+        assert lookups.install() == {"users"}
+    assert mlflow_auth._get_tracking_store is stock  # MLflow's (changed) own function, not wrapped
+    assert isinstance(mlflow_auth.store, lookups.RequestUserStore)  # the other is installed
     assert [record.getMessage() for record in caplog.records] == [
-        f"MLflow's mlflow.server.auth:{name} is not the reviewed one (auth_lookups.py: {patch}): "
+        "MLflow's mlflow.server.auth:_get_tracking_store is not the reviewed one (auth_lookups.py: runs): "
         "MLflow's own lookups answer, correct but slower"
     ]
 
@@ -112,7 +105,7 @@ def test_a_changed_user_store_leaves_the_user_lookup_out(
     stock_store = mlflow_auth.store
     monkeypatch.setattr(AuthStore, "get_user", a_copy_of(AuthStore.get_user))
     with caplog.at_level(logging.WARNING):
-        assert lookups.install() == {"runs", "routes"}
+        assert lookups.install() == {"runs"}
     assert mlflow_auth.store is stock_store
     assert [record.getMessage() for record in caplog.records] == [
         "MLflow's mlflow.server.auth.sqlalchemy_store:SqlAlchemyStore.get_user is not the reviewed one "
@@ -236,11 +229,10 @@ def test_patches_left_out_on_purpose(
     modules: dict[str, ModuleType], users: AuthStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """MLFLOW_AUTH_PATCHES_OFF, for the benchmark: those patches are not installed, and nothing is logged."""
-    monkeypatch.setenv("MLFLOW_AUTH_PATCHES_OFF", "cache, users,fast-path,no-such-patch")
+    monkeypatch.setenv("MLFLOW_AUTH_PATCHES_OFF", "cache, users,no-such-patch")
     with caplog.at_level(logging.WARNING):
         cache = load_credential_cache(modules)
-    assert cache.OFF == {"cache", "users", "fast-path"} and not cache.CACHING
+    assert cache.OFF == {"cache", "users"} and not cache.CACHING
     assert mlflow_auth.store is users
-    assert BaseHTTPMiddleware.__call__ is modules["asgi_fast_path"]._through_middleware
-    assert hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__")  # "routes" is still installed
+    assert hasattr(mlflow_auth._get_tracking_store, "__wrapped__")  # "runs" is still installed
     assert caplog.records == []

@@ -32,18 +32,15 @@ def does_not_load(app: Path) -> None:
 
 
 def every_source_differs(app: Path) -> None:
-    for name, old, new in (
-        ("reviewed_source.py", "hashlib.sha256(text.encode())", "hashlib.sha256(text.encode() + b'a release')"),
-        ("asgi_fast_path.py", 'REVIEWED_SOURCE_SHA256 = "', 'REVIEWED_SOURCE_SHA256 = "0'),
-    ):
-        text = (app / name).read_text()
-        assert old in text
-        (app / name).write_text(text.replace(old, new))
+    text = (app / "reviewed_source.py").read_text()
+    old = "hashlib.sha256(text.encode())"
+    assert old in text
+    (app / "reviewed_source.py").write_text(text.replace(old, "hashlib.sha256(text.encode() + b'a release')"))
 
 
-EVERY_PATCH = {"credential_cache.py: cache", "credential_cache.py: current-user", "asgi_fast_path.py"} | {
-    f"auth_lookups.py: {patch}" for patch in ("runs", "users", "routes")
-}
+EVERY_PATCH = {
+    "credential_cache.py: cache", "credential_cache.py: current-user", "auth_lookups.py: runs", "auth_lookups.py: users"
+}  # fmt: skip
 # What is changed in the image's files -> the patches the task must say it left out.
 CHANGES = {
     "does not load": (does_not_load, {"credential_cache.py"}),
