@@ -9,6 +9,11 @@
    Also printed: each round's lowest and highest ratio, and the server-side
    CPU time per request (MLflow, nginx and PostgreSQL processes), which
    moves less with the machine's load than throughput does.
+   Each patch of MLflow's auth app that `validated` installs is measured
+   too: a variant per patch with only that one left out
+   (MLFLOW_AUTH_PATCHES_OFF, read by credential_cache.py), compared round by
+   round with the variant that has them all. A patch is worth keeping when
+   leaving it out costs at least 5% of the throughput.
 2. A 200 MB artifact uploaded and downloaded by the MLflow client through
    the proxy (presigned multipart transfers, settings from
    lab/source_dir/mlflow_setup.py), against boto3 uploading and downloading
@@ -21,7 +26,8 @@ All variants run side by side (one stack each, one moto) and are measured in
 many short alternating rounds, so drift on a shared machine affects them alike.
 
     python benchmarks/accounts_and_artifacts.py [--clients 8] [--seconds 4] [--rounds 10]
-        [--caches validated,mlflow-ttl,none] [--artifact-mb 200] [--transfer-rounds 3] [--verbose]
+        [--caches validated,mlflow-ttl,none] [--without cache,runs,users]
+        [--artifact-mb 200] [--transfer-rounds 3] [--verbose]
 """
 
 from __future__ import annotations
@@ -58,8 +64,15 @@ def merged(results: list[LoadResult]) -> LoadResult:
     )
 
 
-def start_stack(root: Path, moto: MotoServer, mode: str, cache: str | None, workers: int | None) -> MlflowStack:
+ALL_PATCHES = "accounts (validated)"
+
+
+def start_stack(
+    root: Path, moto: MotoServer, mode: str, cache: str | None, workers: int | None, off: str = ""
+) -> MlflowStack:
     env = {"MLFLOW_AUTH_CREDENTIAL_CACHE": cache} if cache else {}
+    if off:
+        env["MLFLOW_AUTH_PATCHES_OFF"] = off
     stack = MlflowStack(root, moto=moto, auth_mode=mode, workers=workers, server_env=env)
     stack.start()
     return stack
@@ -93,6 +106,11 @@ def server_cpu_seconds(stack: MlflowStack) -> float:
     return total
 
 
+def ratios(mine: list[LoadResult], theirs: list[LoadResult]) -> list[float]:
+    """Throughput ratio of each round (the variants of a round ran one after the other)."""
+    return [a.throughput / b.throughput for a, b in zip(mine, theirs)]
+
+
 def log_batch_benchmark(stacks: dict[str, MlflowStack], args: argparse.Namespace) -> None:
     targets = {}
     for name, stack in stacks.items():
@@ -114,20 +132,26 @@ def log_batch_benchmark(stacks: dict[str, MlflowStack], args: argparse.Namespace
                 print(f"round {round_number + 1} {name}: {results[name][-1].throughput:.1f} req/s", flush=True)
     total = {name: merged(parts) for name, parts in results.items()}
     print(f"\nMLflow log-batch through the proxy ({args.clients} clients, {args.rounds} x {args.seconds:.0f} s each)")
+    width = max(map(len, total)) + 2
     print(
-        f"{'variant':<22}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}"
-        f"{'vs shared':>11}{'rounds':>13}{'CPU ms/req':>12}"
+        f"{'variant':<{width}}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}"
+        f"{'vs shared':>11}{'rounds':>13}{'CPU ms/req':>12}{'all patches / this':>20}{'rounds':>13}"
     )
     shared = total["shared"].throughput
     for name, result in total.items():
-        per_round = [mine.throughput / theirs.throughput for mine, theirs in zip(results[name], results["shared"])]
+        per_round = ratios(results[name], results["shared"])
         cpu_ms = 1000 * cpu[name] / result.requests if result.requests else float("nan")
-        print(
-            f"{name:<22}{result.requests:>10}{result.errors:>8}{result.throughput:>10.1f}"
+        line = (
+            f"{name:<{width}}{result.requests:>10}{result.errors:>8}{result.throughput:>10.1f}"
             f"{result.p50_ms:>10.1f}{result.p95_ms:>10.1f}{result.throughput / shared:>11.3f}"
             f"{min(per_round):>7.2f}-{max(per_round):.2f}{cpu_ms:>12.1f}"
         )
+        if name.startswith(ALL_PATCHES + ", without") or name == "accounts (none)":
+            gain = ratios(results[ALL_PATCHES], results[name])
+            line += f"{total[ALL_PATCHES].throughput / result.throughput:>20.3f}{min(gain):>7.2f}-{max(gain):.2f}"
+        print(line)
     print("rounds: the lowest and highest ratio of a single round; CPU ms/req: server side (MLflow, nginx, PostgreSQL)")
+    print("all patches / this: what the patches left out in this variant are worth (keep one at >= 1.05)")
     print("goal: accounts/shared >= 0.9")
 
 
@@ -195,6 +219,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=positive(int), default=10)
     parser.add_argument("--workers", type=positive(int), default=None, help="MLflow workers (default 2)")
     parser.add_argument("--caches", default="validated,mlflow-ttl,none", help="credential caches to compare")
+    parser.add_argument(
+        "--without", default="cache,runs,users",
+        help="patches of `validated` to measure: one variant each with only that one (or a+b: those) left out",
+    )  # fmt: skip
     parser.add_argument("--artifact-mb", type=positive(int), default=200)
     parser.add_argument("--transfer-rounds", type=positive(int), default=3)
     parser.add_argument("--skip-log-batch", action="store_true")
@@ -214,6 +242,14 @@ def main() -> None:
                 stack = start_stack(root / f"accounts-{cache}", moto, "accounts", cache, args.workers)
                 running.callback(stack.stop)
                 stacks[f"accounts ({cache})"] = stack
+            if "validated" in args.caches.split(","):
+                for patch in filter(None, args.without.split(",")):  # "a+b": a variant without both
+                    stack = start_stack(
+                        root / f"accounts-without-{patch}", moto, "accounts", "validated", args.workers,
+                        off=patch.replace("+", ","),
+                    )  # fmt: skip
+                    running.callback(stack.stop)
+                    stacks[f"{ALL_PATCHES}, without {patch}"] = stack
             log_batch_benchmark(stacks, args)
         if not args.skip_artifacts:
             artifact_benchmark(stacks["shared"], moto, args, root / "transfers")

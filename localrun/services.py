@@ -345,9 +345,10 @@ class MlflowServer(HttpService):
     def __init__(
         self, workdir: Path, *, log_dir: Path, env: dict[str, str],
         port: int | None = None, workers: int | None = None, writable: Sequence[Path] = (),
-        log_name: str = "mlflow.log", python: Path | None = None,
+        log_name: str = "mlflow.log", python: Path | None = None, entrypoint: Path = MLFLOW_ENTRYPOINT,
     ) -> None:  # fmt: skip
-        """`python`: the interpreter to run the entrypoint with (another MLflow version's venv)."""
+        """`python`: the interpreter to run the entrypoint with (another MLflow version's venv);
+        `entrypoint`: the image's entrypoint.py (a changed copy of the image's files)."""
         self.port = port or free_port()
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (workdir / "tmp").mkdir(exist_ok=True, mode=0o700)
@@ -363,7 +364,7 @@ class MlflowServer(HttpService):
             server_env["MLFLOW_WORKERS"] = str(workers)
         self.workdir = workdir
         self.process = ManagedProcess(
-            "mlflow", [python, MLFLOW_ENTRYPOINT], env=server_env,
+            "mlflow", [python, entrypoint], env=server_env,
             log_path=log_dir / log_name, cwd=workdir, readonly_root=[workdir, *writable],
         )  # fmt: skip
 

@@ -19,7 +19,7 @@ from types import ModuleType
 
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.process import ServiceError, free_port
-from localrun.services import FAKE_AWS, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
+from localrun.services import FAKE_AWS, MLFLOW_ENTRYPOINT, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
 
 AUTH_MODES = ("shared", "accounts", "sso")
 # sso mode: the MLflow app client at the local OpenID provider, and its groups.
@@ -199,12 +199,14 @@ class MlflowStack:
 
     def new_mlflow_server(
         self, *, name: str, port: int | None, db_env: dict[str, str] | None = None,
-        workers: int | None = None,
+        workers: int | None = None, entrypoint: Path = MLFLOW_ENTRYPOINT,
     ) -> MlflowServer:  # fmt: skip
-        """One more MLflow task's server (its own runtime dir and log), same settings."""
+        """One more MLflow task's server (its own runtime dir and log), same settings (`entrypoint`:
+        another image's)."""
         return MlflowServer(
             self.root / name, log_dir=self.log_dir, log_name=f"{name}.log", port=port,
             workers=workers or self.workers, env=self.server_env(db_env), writable=self.data_dirs,
+            entrypoint=entrypoint,
         )  # fmt: skip
 
     def _new_nginx(self, *, port: int | None) -> NginxProxy:

@@ -28,7 +28,9 @@ Accounts mode is shared mode's server plus MLflow's auth app, so this covers
 both. The old server checks passwords with MLflow's own cached check
 (`mlflow-ttl`): the deployed `validated` check (credential_cache.py) is
 written against the pinned version and may not load on an older one. The
-new servers use `validated`, so a release it does not fit fails the check.
+new servers use `validated`; where the new release moved internals its
+patches were reviewed against, they serve with MLflow's own code instead,
+and the verdict names those patches.
 
 `make upgrade-check VERSION=x.y.z` runs it from the pinned version to x.y.z;
 the test suite runs it from the previous release to the pinned one
@@ -66,8 +68,9 @@ BACKUP, OLD_STOPPED, FIRST_WRITE, MIGRATION, NEW_READY = (
 )  # fmt: skip
 STEPS = (BACKUP, OLD_STOPPED, FIRST_WRITE, MIGRATION, NEW_READY)
 STEP_MARK = "upgrade-check step: "
-# What docker/mlflow/asgi_fast_path.py logs when the new MLflow's auth middleware is not the reviewed one.
-FAST_PATH_OFF = "is not the reviewed one (asgi_fast_path.py)"
+# What docker/mlflow's patches (auth_lookups.py, credential_cache.py) log when the new
+# MLflow's internals they rely on are not the reviewed ones: the module, and the patch where it has several.
+PATCH_LEFT_OUT = re.compile(r"is not the reviewed one \(([\w.]+\.py(?:: [\w-]+)?)")
 
 
 @dataclass
@@ -182,11 +185,12 @@ class UpgradeResult:
             else f"users' schema unchanged ({self.new_auth_revision})"
         )
         order = f"in PostgreSQL's log: {' < '.join(self.step_order)}"
+        left_out = sorted({patch for log in self.server_logs for patch in PATCH_LEFT_OUT.findall(log)})
         fast_path = (
-            f"; NOTE: MLflow {self.new_version} changed the auth middleware that accounts mode skips for "
-            "tracking calls, so it now runs for every request (same answers, more CPU per call) until "
-            "docker/mlflow/asgi_fast_path.py is reviewed against it (make test fails until then)"
-            if any(FAST_PATH_OFF in log for log in self.server_logs)
+            f"; NOTE: MLflow {self.new_version} changed internals that accounts mode's patches were reviewed "
+            f"against ({', '.join(left_out)} in docker/mlflow), so MLflow's own code serves instead (same answers, "
+            "more CPU per call) until they are reviewed against it (make test fails until then)"
+            if left_out
             else ""
         )
         return (

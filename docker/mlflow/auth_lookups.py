@@ -45,23 +45,26 @@ here). The statements select what MLflow's ORM queries select; the tests
 compare the answers with MLflow's own ``get_user``, ``get_run`` and
 ``list_grants``.
 
-**Routes.** Every request that FastAPI hands to Flask (log-batch and all
-other tracking calls) first asks whether it matches one of the server's
-native FastAPI routes (MLFLOW_BASIC_AUTH_FAIL_CLOSED, on by default): a walk
-over a few hundred route patterns, about 0.4 ms of the event loop per
-request. The answer depends only on the route table, fixed once the app is
-built, and on the request's type, method, path, root path and host, so
-:func:`install` keeps it per such key (at most ``ROUTE_ANSWERS`` of them,
-then starts over).
+**Fences.** Each of the two (``runs``, ``users``) is right only for the
+MLflow code it was read against, listed in :data:`REVIEWED` with the SHA-256
+of its source (reviewed_source.py): for runs, every auth function that calls
+``get_run``; for users, the store's reads and its method names (which tell
+reads from changes). :func:`install` leaves out each whose code differs, with
+one log line, and MLflow's own lookup serves. Each was kept because leaving it
+out costs more than 5% of log-batch throughput (README, Benchmarks).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import logging
+import types
 import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
+import reviewed_source
 from flask import g, has_request_context
 from mlflow.entities import Run, RunData, RunInfo
 from mlflow.exceptions import MlflowException
@@ -97,8 +100,11 @@ _USER = select(*_USER_COLUMNS).where(SqlUser.username == bindparam("username"))
 # One row per grant the user holds through a role (one row of NULL grant columns when none).
 _USER_WITH_GRANTS = (
     select(
-        *_USER_COLUMNS, SqlRole.workspace,
-        SqlRolePermission.resource_type, SqlRolePermission.resource_pattern, SqlRolePermission.permission,
+        *_USER_COLUMNS,
+        SqlRole.workspace,
+        SqlRolePermission.resource_type,
+        SqlRolePermission.resource_pattern,
+        SqlRolePermission.permission,
     )  # fmt: skip
     .outerjoin(SqlUserRoleAssignment, SqlUserRoleAssignment.user_id == SqlUser.id)
     .outerjoin(SqlRole, SqlRole.id == SqlUserRoleAssignment.role_id)
@@ -278,49 +284,106 @@ class RequestUserStore:
         return changing
 
 
-ROUTE_ANSWERS = 4096
-
-RouteMatch = Callable[[list, dict], bool]
-
-
-def route_key(scope: dict) -> tuple:
-    """What Starlette's and FastAPI's route matching reads from a request."""
-    host = next((value for name, value in scope.get("headers", ()) if name == b"host"), None)
-    return scope["type"], scope.get("method"), scope.get("root_path", ""), scope["path"], host
-
-
-def remembered_route_matches(matches: RouteMatch) -> RouteMatch:
-    """``matches(native_routes, scope)``, asked once per route table and request key."""
-    answers: dict[tuple, bool] = {}
-    tables: dict[int, list] = {}  # keeps each table alive, so its id() is never reused
-
-    @functools.wraps(matches)
-    def remembered(native_routes: list, scope: dict) -> bool:
-        key = (id(native_routes), *route_key(scope))
-        answer = answers.get(key)
-        if answer is None:
-            answer = matches(native_routes, scope)
-            if len(answers) >= ROUTE_ANSWERS:
-                answers.clear()
-            tables[id(native_routes)] = native_routes
-            answers[key] = answer
-        return answer
-
-    return remembered
+def _get_run_readers() -> str:
+    """The source of every auth-app function that calls ``get_run`` (all must read only the info)."""
+    readers = [
+        function for function in vars(mlflow_auth).values()
+        if isinstance(function, types.FunctionType) and function.__module__ == mlflow_auth.__name__
+        and "get_run" in _names(function.__code__)
+    ]  # fmt: skip
+    return "".join(inspect.getsource(function) for function in sorted(readers, key=lambda f: f.__name__))
 
 
-def install() -> None:
-    """Give the auth module its cheaper lookups (runs: MLflow's own database store only)."""
-    if not hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__"):
-        mlflow_auth._scope_matches_native_route = remembered_route_matches(mlflow_auth._scope_matches_native_route)
-    if not isinstance(mlflow_auth.store, RequestUserStore):
-        mlflow_auth.store = RequestUserStore(mlflow_auth.store)
-    original = getattr(mlflow_auth._get_tracking_store, "__wrapped__", mlflow_auth._get_tracking_store)
+def _names(code: types.CodeType) -> set[str]:
+    """The global and attribute names a function's code (nested functions included) uses."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
 
-    @functools.wraps(original)
-    def tracking_store_for_auth() -> Any:
-        store = original()
-        # Exactly MLflow's store: a subclass may scope its queries (workspaces) and keeps get_run.
-        return RunInfoStore(store) if type(store) is SqlAlchemyStore else store
 
-    mlflow_auth._get_tracking_store = tracking_store_for_auth
+def _store_methods() -> str:
+    """The auth store's public method names: RequestUserStore tells reads from changes by them."""
+    return "\n".join(sorted(name for name in dir(AuthStore) if not name.startswith("_")))
+
+
+GET_RUN_READERS = "<every function calling get_run>"  # in mlflow.server.auth
+STORE_METHODS = "SqlAlchemyStore.<public method names>"  # in mlflow.server.auth.sqlalchemy_store
+SOURCES = {
+    f"mlflow.server.auth:{GET_RUN_READERS}": _get_run_readers,
+    f"mlflow.server.auth.sqlalchemy_store:{STORE_METHODS}": _store_methods,
+}
+
+# What each lookup relies on, read in MLflow 3.17.2.
+REVIEWED = {
+    # Every get_run of the auth app reads only run.info.experiment_id; the store and its row.
+    "runs": {
+        "mlflow.server.auth": {
+            GET_RUN_READERS: "8db954f8410d2c42627f6760591e6735c6e919d2f0bfb1f711da99240721bace",
+            "_get_tracking_store": "eea82e3e7fa9039c879a40c667aad4071d14cd1fb93581f2bc4e8d21771618a2",
+            "_fetch_or_none": "cbbbdb9b3e128da56116c46dce8a71999c55f0898392182b82b61dacccd064ad",
+        },
+        "mlflow.store.tracking.sqlalchemy_store": {
+            "SqlAlchemyStore.get_run": "bd060906b88f7c597e60e513440ea6d7ec686e5aba60e32173419ba5074ae381",
+            "SqlAlchemyStore._get_run": "bdb42651147d8265678a5186998efa59cdb976644bfd3d1bb442b531d2d43ca1",
+        },
+        "mlflow.store.tracking.dbmodels.models": {
+            "SqlRun.to_mlflow_entity": "dd189709d05fa35f2f5eacded73f1b8c9b062e8a8d8797ea7ffd23654234b81e",
+        },
+        "mlflow.entities.run_info": {
+            "RunInfo.__init__": "52bcf6223d56725ad65f721765400b44b7b10021f1e1cd700018415d4137e93b",
+        },
+    },
+    # The user and its role grants as MLflow's store reads them, and which store calls only read.
+    "users": {
+        "mlflow.server.auth.sqlalchemy_store": {
+            STORE_METHODS: "0d65eafbf7c08c538f96616714d0dba3b4c04411c89f498cd35e0937a375e47f",
+            "SqlAlchemyStore.get_user": "d7a5d659abecfc5e7f7bdef106963911b368e3a7c870be7b23c1be4a79fb5b18",
+            "SqlAlchemyStore._get_user": "459b9df3037c82fc68f84d72636d9c1502670aec1a154860446b10ce21672e6d",
+            "SqlAlchemyStore.list_grants": "7da32bf8506919a05885bd006f76841a6446847392c9846b5d9f529218e80ba5",
+            "RoleGrantRow": "cd021558e293a2837a80dab592bf259b0a34fd2541c4ef5145037559213439eb",
+            "_validate_resource_type": "608ae48b1a921e6baa024f72c72276521ec9ed0ca2927a881541ea57d887d46e",
+        },
+        "mlflow.server.auth.db.models": {
+            "SqlUser": "e287d7977093b98a388825c78fc6f14761dfe6eb8d89e89afb811dcf489e8130",
+            "SqlRole": "e3cd61598cffc1e5167a62e68b3128bb1afc5e6fc4625208275ab52146e88e5b",
+            "SqlRolePermission": "6d0e0d9af88ee602f4de0b2f511fa860222e94c60b5eaef27273ba7b8b6d61e9",
+            "SqlUserRoleAssignment": "48895f838930e783e0ea766ce5f299727163973f9223bbf1c336a0e2e23c0e49",
+        },
+        "mlflow.server.auth.entities": {
+            "User": "3f5a84010c44f54be1ae1518045013556b3f833868ab6ecc2c3a92fbfaa3156c",
+        },
+        "mlflow.server.auth.permissions": {
+            "RESOURCE_TYPE_WORKSPACE": "5f1ff5e33e45b7ddd59ba21ccdda7d697af43e920645ee748bf54ccef904fc90",
+        },
+    },
+}
+PATCHES = tuple(REVIEWED)
+_logger = logging.getLogger(__name__)
+CONSEQUENCE = "MLflow's own lookups answer, correct but slower"
+
+
+def is_reviewed(patch: str) -> bool:
+    return reviewed_source.is_reviewed(_logger, f"auth_lookups.py: {patch}", REVIEWED[patch], CONSEQUENCE, SOURCES)
+
+
+def install(off: Collection[str] = ()) -> set[str]:
+    """Give the auth module the cheaper lookups that are not ``off`` and fit this MLflow; those installed."""
+    installed = set()
+    if "users" not in off and is_reviewed("users"):
+        if not isinstance(mlflow_auth.store, RequestUserStore):
+            mlflow_auth.store = RequestUserStore(mlflow_auth.store)
+        installed.add("users")
+    if "runs" not in off and is_reviewed("runs"):
+        original = getattr(mlflow_auth._get_tracking_store, "__wrapped__", mlflow_auth._get_tracking_store)
+
+        @functools.wraps(original)
+        def tracking_store_for_auth() -> Any:
+            store = original()
+            # Exactly MLflow's store: a subclass may scope its queries (workspaces) and keeps get_run.
+            return RunInfoStore(store) if type(store) is SqlAlchemyStore else store
+
+        mlflow_auth._get_tracking_store = tracking_store_for_auth
+        installed.add("runs")
+    return installed

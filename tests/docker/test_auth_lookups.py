@@ -13,11 +13,11 @@ from flask import Flask
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.server import auth as mlflow_auth
+from mlflow.server import handlers as mlflow_handlers
 from mlflow.server.auth.sqlalchemy_store import RoleGrantRow
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy import Engine, event
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from tests.docker.image_modules import image_module
 
@@ -166,13 +166,18 @@ class CountingUsers:
         return list(self.users)
 
 
+def use_tracking_store(tracking_store: SqlAlchemyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's own _get_tracking_store (the reviewed one, put back after the test), answering `tracking_store`."""
+    monkeypatch.setattr(mlflow_auth, "_get_tracking_store", mlflow_auth._get_tracking_store)
+    monkeypatch.setattr(mlflow_handlers, "_tracking_store", tracking_store)
+
+
 @pytest.fixture
 def installed(lookups: ModuleType, tracking_store: SqlAlchemyStore, monkeypatch: pytest.MonkeyPatch) -> CountingUsers:
     users = CountingUsers()
     # monkeypatch puts MLflow's own objects back after the test.
     monkeypatch.setattr(mlflow_auth, "store", users)
-    monkeypatch.setattr(mlflow_auth, "_get_tracking_store", lambda: tracking_store)
-    monkeypatch.setattr(mlflow_auth, "_scope_matches_native_route", mlflow_auth._scope_matches_native_route)
+    use_tracking_store(tracking_store, monkeypatch)
     lookups.install()
     lookups.install()  # a second import must not wrap twice
     return users
@@ -180,10 +185,9 @@ def installed(lookups: ModuleType, tracking_store: SqlAlchemyStore, monkeypatch:
 
 def test_install_gives_the_auth_module_both_lookups(lookups: ModuleType, installed: CountingUsers) -> None:
     assert isinstance(mlflow_auth._get_tracking_store(), lookups.RunInfoStore)
-    assert hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__")
+    assert not hasattr(mlflow_auth._get_tracking_store.__wrapped__, "__wrapped__")
     assert isinstance(mlflow_auth.store, lookups.RequestUserStore)
     assert not isinstance(mlflow_auth.store._store, lookups.RequestUserStore)
-    assert not hasattr(mlflow_auth._scope_matches_native_route.__wrapped__, "__wrapped__")
 
 
 def test_a_user_is_read_once_per_request_and_again_after_a_change(installed: CountingUsers) -> None:
@@ -211,19 +215,14 @@ def test_the_password_check_module_installs_them(
     lookups: ModuleType, tracking_store: SqlAlchemyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """MLflow imports credential_cache (the ini's authorization_function) in each worker; it installs
-    the cheaper lookups and the fast path for requests bound for Flask."""
+    the cheaper lookups."""
     monkeypatch.setattr(mlflow_auth, "store", CountingUsers())
-    monkeypatch.setattr(mlflow_auth, "_get_tracking_store", lambda: tracking_store)
-    monkeypatch.setattr(mlflow_auth, "_scope_matches_native_route", mlflow_auth._scope_matches_native_route)
-    monkeypatch.setattr(BaseHTTPMiddleware, "__call__", BaseHTTPMiddleware.__call__)
-    import asgi_fast_path
+    use_tracking_store(tracking_store, monkeypatch)
     import credential_cache
 
     importlib.reload(credential_cache)
     assert isinstance(mlflow_auth.store, lookups.RequestUserStore)
     assert isinstance(mlflow_auth._get_tracking_store(), lookups.RunInfoStore)
-    assert hasattr(mlflow_auth._scope_matches_native_route, "__wrapped__")
-    assert BaseHTTPMiddleware.__call__ is asgi_fast_path._call
 
 
 @pytest.fixture(scope="module")
@@ -340,60 +339,3 @@ def test_where_text_may_compare_loosely_grants_are_asked_for(
         grants = view.list_grants(bob.id, "other", {"experiment"})
     queries = [statement for statement in statements if statement.startswith("SELECT")]
     assert len(queries) == 2 and sorted(grants) == sorted(auth_store.list_grants(bob.id, "other", {"experiment"}))
-
-
-@pytest.fixture(scope="module")
-def native_routes() -> list:
-    from mlflow.server import app as flask_app
-    from mlflow.server.fastapi_app import create_fastapi_app
-
-    return mlflow_auth._native_fastapi_routes(create_fastapi_app(flask_app))
-
-
-def scope(method: str, path: str, host: bytes = b"mlflow.example") -> dict:
-    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": [(b"host", host)]}
-
-
-ROUTE_CASES = [
-    scope("POST", "/api/2.0/mlflow/runs/log-batch"),
-    scope("GET", "/api/2.0/mlflow/experiments/get-by-name"),
-    scope("GET", "/health"),
-    scope("POST", "/health"),
-    scope("GET", "/api/3.0/mlflow/server-info"),
-    scope("GET", "/ajax-api/3.0/mlflow/server-info"),
-    scope("GET", "/api/3.0/mlflow/mcp-servers/some-server/versions/1"),
-    scope("PUT", "/api/3.0/mlflow/mcp-servers/some-server/versions/1"),
-    scope("GET", "/"),
-    scope("GET", "/static-files/index.html"),
-]
-
-
-def test_native_route_answers_are_mlflows(lookups: ModuleType, native_routes: list) -> None:
-    remembered = lookups.remembered_route_matches(mlflow_auth._scope_matches_native_route)
-    answers = [mlflow_auth._scope_matches_native_route(native_routes, case) for case in ROUTE_CASES]
-    assert True in answers and False in answers  # both kinds are compared
-    for _ in range(2):  # asked, then remembered
-        assert [remembered(native_routes, case) for case in ROUTE_CASES] == answers
-
-
-def test_a_route_answer_is_asked_once_per_key(lookups: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[tuple] = []
-
-    def matches(routes: list, request: dict) -> bool:
-        asked.append((request["method"], request["path"], dict(request["headers"])[b"host"]))
-        return request["path"].startswith("/api/3.0")
-
-    remembered = lookups.remembered_route_matches(matches)
-    table = ["a route table"]
-    for _ in range(3):
-        assert remembered(table, scope("GET", "/api/3.0/x")) is True
-        assert remembered(table, scope("GET", "/api/2.0/x")) is False
-    assert len(asked) == 2
-    remembered(table, scope("POST", "/api/3.0/x"))  # another method, host or table is asked again
-    remembered(table, scope("GET", "/api/3.0/x", host=b"other.example"))
-    remembered(["another table"], scope("GET", "/api/3.0/x"))
-    assert len(asked) == 5
-    monkeypatch.setattr(lookups, "ROUTE_ANSWERS", 3)  # full: starts over rather than growing
-    remembered(table, scope("GET", "/api/3.0/y"))
-    remembered(table, scope("GET", "/api/3.0/x"))
-    assert len(asked) == 7

@@ -74,7 +74,13 @@ def test_every_module_of_the_mlflow_image_is_copied() -> None:
         entry.name for entry in path.parent.glob("*.dist-info")
     }
     assert not modules - copied, f"{path}: {sorted(modules - copied)} not copied into the image"
-    assert {"entrypoint.py", "deployment_app.py", "request_guard.py", "mlflow_deployment-1.0.dist-info"} <= modules
+    assert {
+        "entrypoint.py",
+        "deployment_app.py",
+        "request_guard.py",
+        "mlflow_deployment-1.0.dist-info",
+        "reviewed_source.py",
+    } <= modules
     # The folder keeps its name in the image: MLflow finds the app by it (importlib.metadata).
     assert any(
         keyword == "COPY"

@@ -60,8 +60,8 @@ class Accounts:
         with as_mlflow_user(self.stack, account or self.admin):
             yield AuthServiceClient(self.stack.proxy_url)
 
-    def new_user(self, prefix: str = "user") -> Account:
-        account = Account(f"{prefix}-{secrets.token_hex(3)}", secrets.token_urlsafe(16) + ":@%")
+    def new_user(self, prefix: str = "user", password: str | None = None) -> Account:
+        account = Account(f"{prefix}-{secrets.token_hex(3)}", password or secrets.token_urlsafe(16) + ":@%")
         with self.client() as admin:
             admin.create_user(account.username, account.password)
         return account

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from mlflow.server import auth as mlflow_auth
 
 from localrun.services import MlflowServer
 from localrun.stack import MlflowStack
@@ -24,6 +25,8 @@ pytestmark = [pytest.mark.integration, ACCOUNTS_GROUP]
 
 PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 ASKS = 8  # per task: spread over all its workers
+# The password older MLflow versions shipped for the admin, which MLflow refuses an admin since.
+LEGACY_DEFAULT_ADMIN_PASSWORD = mlflow_auth._LEGACY_DEFAULT_ADMIN_PASSWORD
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,21 @@ def test_a_changed_password_takes_effect_at_once_on_every_task(
         admin.update_user_password(old.username, new.password)
     assert statuses(accounts_stack, second_task, old) == {401}
     assert statuses(accounts_stack, second_task, new) == {200}
+
+
+def test_a_promoted_user_is_checked_again_at_once_on_every_task(
+    accounts: Accounts, accounts_stack: MlflowStack, second_task: MlflowServer
+) -> None:
+    """Promotion changes no password hash, yet MLflow refuses an admin the old public default
+    password (GHSA-gq3w-7jj3-x7gr): a sign-in remembered before must not outlive it."""
+    user = accounts.new_user("promoted", password=LEGACY_DEFAULT_ADMIN_PASSWORD)
+    assert statuses(accounts_stack, second_task, user) == {200}  # an ordinary user may have it
+    with accounts.client() as admin:
+        admin.update_user_admin(user.username, True)
+    assert statuses(accounts_stack, second_task, user) == {401}
+    with accounts.client() as admin:
+        admin.update_user_admin(user.username, False)
+    assert statuses(accounts_stack, second_task, user) == {200}
 
 
 def test_a_form_token_from_one_task_is_accepted_by_another(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 
@@ -102,17 +103,20 @@ def test_a_schema_short_of_the_new_head_fails() -> None:
     assert result.problems() == ["alembic_version is b, MLflow 3.17.2's schema head is c"]
 
 
-def test_a_new_mlflow_whose_auth_middleware_changed_passes_with_a_note() -> None:
+def test_a_new_mlflow_whose_auth_internals_changed_passes_with_a_note(caplog: pytest.LogCaptureFixture) -> None:
     assert "NOTE" not in passing().verdict()
-    with image_module("asgi_fast_path") as fast_path:
-        logged = fast_path.NOT_REVIEWED  # what a new server logs at its first signed-in request
+    with image_module("reviewed_source") as reviewed:  # what a new server logs for a patch left out
+        for patch in ("auth_lookups.py: runs", "credential_cache.py: cache"):
+            reviewed.is_reviewed(logging.getLogger("test"), patch, {"x": {"y": ""}}, "slower")
+    runs, cache = (record.getMessage() for record in caplog.records)
     result = passing()
-    result.server_logs[1] += "\n" + logged
+    result.server_logs[1] += "\n" + runs + "\n" + cache
+    result.server_logs[0] += "\n" + cache  # each server says it, named once
     assert result.problems() == []
     assert result.verdict().endswith(
-        "; NOTE: MLflow 3.17.2 changed the auth middleware that accounts mode skips for tracking calls, so it now "
-        "runs for every request (same answers, more CPU per call) until docker/mlflow/asgi_fast_path.py is "
-        "reviewed against it (make test fails until then)"
+        "; NOTE: MLflow 3.17.2 changed internals that accounts mode's patches were reviewed against "
+        "(auth_lookups.py: runs, credential_cache.py: cache in docker/mlflow), so MLflow's own code serves "
+        "instead (same answers, more CPU per call) until they are reviewed against it (make test fails until then)"
     )
 
 
