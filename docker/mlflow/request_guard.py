@@ -120,6 +120,18 @@ def check_query(query_string: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
+def may_name_ids(body: bytes) -> bool:
+    """False only when no JSON reading of `body` can hold an experiment-id key, so it needs no parse.
+
+    That is a UTF-8 object (JSON parsers read a body as UTF-16 or -32 when its first bytes hold
+    NULs) without "experiment" in any case and without `\\u` escapes, which could spell it.
+    """
+    head = body.lstrip()[:4]
+    if not head.startswith(b"{") or b"\x00" in head:
+        return True
+    return b"experiment" in body.lower() or b"\\u" in body
+
+
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """Check every key of every JSON object, duplicates included, as it is parsed."""
     for key, value in pairs:
@@ -473,7 +485,10 @@ class RequestGuard:
                     for bound in variables:
                         check_graphql(value, bound)
         body, messages = await _read_body(receive)
-        document = parse_json(body) if body else None
+        reads_document = graphql or any(
+            pattern.fullmatch(route) for pattern in (_CREATE_EXPERIMENT, _CREATE_MODEL_VERSION, _START_TRACE)
+        )
+        document = parse_json(body) if body and (reads_document or may_name_ids(body)) else None
         if isinstance(document, str):
             # Old clients post their JSON encoded twice, and MLflow decodes it again.
             document = parse_json(document.encode())

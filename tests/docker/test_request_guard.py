@@ -430,3 +430,22 @@ def test_trace_homes_fails_closed_without_a_database(guard: ModuleType) -> None:
     with pytest.raises(guard.Refused) as refused:
         guard.TraceHomes("").experiment_of("tr-1")
     assert refused.value.status == 503
+
+
+@pytest.mark.parametrize(
+    "body, may",
+    [
+        (json.dumps({"run_id": "r", "metrics": [{"key": "loss", "value": 1.0}]}).encode(), False),
+        (b'  {"EXPERIMENT_IDS": ["01"]}', True),
+        (b'{"\\u0065xperiment_ids": ["01"]}', True),  # an escape spells the key
+        (json.dumps({"experiment_ids": ["01"]}).encode("utf-16"), True),
+        (json.dumps({"experiment_ids": ["01"]}).encode("utf-16-le"), True),
+        (json.dumps(json.dumps({"experiment_ids": ["01"]})).encode(), True),  # encoded twice
+        (b"[1, 2]", True),
+    ],
+)
+def test_bodies_that_cannot_name_an_id_skip_the_parse(guard: ModuleType, body: bytes, may: bool) -> None:
+    assert guard.may_name_ids(body) is may
+    if may and b"01" in body.replace(b"\x00", b""):
+        status, _ = call(guard.RequestGuard(Recorder()), "POST", "/api/2.0/mlflow/runs/search", body)
+        assert status == 400
