@@ -8,7 +8,10 @@ moto's S3 for the artifact bucket: MLflow serves the artifacts, large ones go
 between client and that S3 through presigned URLs, as deployed. The database
 and the bucket's objects persist in .local-run/ between runs (the objects are
 saved when the stack stops). The password printed (the shared user, or the
-admin in accounts mode) is new each run. Ctrl-C stops everything.
+admin in accounts mode) is new each run. Ctrl-C stops everything, as does
+SIGTERM or SIGHUP, at any moment, a second signal included; the run's
+servers are recorded in .local-run/processes.json, and a run that finds
+an earlier one's still alive (after a hard kill) stops them first.
 """
 
 from __future__ import annotations
@@ -16,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import signal
 import socket
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
 from localrun.oidc import OidcUser
-from localrun.process import LOOPBACK, ServiceError, free_port
+from localrun.process import LOOPBACK, STOP, ProcessRecord, ServiceError, free_port, record_children
 from localrun.services import REPO_ROOT, MotoServer
 from localrun.stack import (
     AUTH_MODES,
@@ -62,10 +63,6 @@ def local_state(state_dir: Path) -> dict[str, str]:
         state_file.touch(mode=0o600)
         state_file.write_text(json.dumps(state))
     return state
-
-
-def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 LOCAL_SSO_USERS = [
@@ -145,34 +142,62 @@ def main() -> int:
     saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"
     print(f"Starting nginx + MLflow ({backend}) in {args.auth_mode} mode, logs in {stack.log_dir} ...", flush=True)
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    restored = False
+    record = ProcessRecord(state_dir / "processes.json")
     try:
+        # From here on any stop signal ends in the clean-up below, which runs to its end.
+        STOP.install()
+        if leftovers := record.stop_leftovers():
+            say(f"Stopped what an earlier run left running: {', '.join(leftovers)}")
+        record_children(record)
         moto.start()
         moto.create_bucket(BUCKET)
         moto.restore_bucket(BUCKET, saved_objects)
+        restored = True
         stack.start()
-    except ServiceError as error:
-        print(f"could not start: {error}", file=sys.stderr)
-        moto.stop()
-        return 1
-    try:
-        print(banner(stack), flush=True)
+        say(banner(stack))
         servers = [stack.mlflow.process, stack.nginx.process, moto.process]
         servers += [stack.oidc.process] if stack.oidc else []
         while all(p.running for p in servers):
             time.sleep(1)
-        print(f"A server exited unexpectedly; see {stack.log_dir}", file=sys.stderr)
+        STOP.settle()
+        say(f"A server exited unexpectedly; see {stack.log_dir}", error=True)
+        return 1
+    except ServiceError as error:
+        STOP.settle()
+        say(f"could not start: {error}", error=True)
         return 1
     except KeyboardInterrupt:
-        print("\nStopping ...", flush=True)
+        STOP.settle()
+        say("\nStopping ...")
         return 0
     finally:
+        try:
+            STOP.settle()
+        finally:
+            clean_up(stack, moto, record, saved_objects if restored else None)
+
+
+def say(text: str, *, error: bool = False) -> None:
+    """Print, unless the terminal is gone (SIGHUP): the clean-up goes on regardless."""
+    try:
+        print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
+def clean_up(stack: MlflowStack, moto: MotoServer, record: ProcessRecord, saved_objects: Path | None) -> None:
+    """Stop everything; save the bucket's objects first when they were all restored at start."""
+    try:
         stack.stop()
-        if moto.running:
+        if saved_objects is not None and moto.running:
             count = moto.save_bucket(BUCKET, saved_objects)
-            print(f"Saved {count} artifact objects to {saved_objects}", flush=True)
+            say(f"Saved {count} artifact objects to {saved_objects}")
+    finally:
         moto.stop()
-        print("Stopped.", flush=True)
+        record_children(None)
+        record.close()
+        say("Stopped.")
 
 
 if __name__ == "__main__":

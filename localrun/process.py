@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from localrun import readonly
 
@@ -29,6 +31,153 @@ LOOPBACK = "127.0.0.1"
 
 class ServiceError(RuntimeError):
     """A service could not be started or did not become ready."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopSignals:
+    """The first stop signal interrupts (as KeyboardInterrupt), once; later ones are only noted.
+
+    A group signal reaches `make` and localrun together, and make passes
+    SIGTERM on: the second signal must not interrupt the clean-up the first
+    one started. Starting or stopping a child is shielded, so an interrupt
+    never falls between a child's fork and the record of it.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.interrupted = False
+        self._shields = 0
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def settle(self) -> None:
+        """From now on (the clean-up) no signal interrupts."""
+        self.interrupted = True
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if not self.interrupted and not self._shields:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        self._shields += 1
+        try:
+            yield
+        finally:
+            self._shields -= 1
+        if not self._shields and self.received and not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+
+# Installed by `make local` only; elsewhere its shields are inert.
+STOP = StopSignals()
+
+
+class ProcessRecord:
+    """The children of a run, in a file, so the next run can stop those a hard kill left behind.
+
+    Each entry is a pid with its start time: a pid reused by an unrelated
+    process since then never matches.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.children: dict[str, dict[str, object]] = {}
+
+    def _write(self) -> None:
+        import psutil
+
+        owner = psutil.Process()
+        data = {"owner": {"pid": owner.pid, "started": owner.create_time()}, "children": self.children}
+        staging = self.path.with_name(self.path.name + ".new")
+        staging.write_text(json.dumps(data))
+        staging.replace(self.path)
+
+    def add(self, name: str, pid: int, stop_signal: int) -> None:
+        import psutil
+
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            return
+        self.children[str(pid)] = {"name": name, "started": started, "stop_signal": int(stop_signal)}
+        self._write()
+
+    def remove(self, pid: int) -> None:
+        if self.children.pop(str(pid), None) is not None:
+            self._write()
+
+    def close(self) -> None:
+        """After a clean stop: nothing left to record."""
+        if not self.children:
+            self.path.unlink(missing_ok=True)
+
+    def stop_leftovers(self, timeout: float = 20.0) -> list[str]:
+        """Stop what an earlier run recorded and left running; the names of those stopped.
+
+        Refuses (ServiceError) while the run that recorded them is alive.
+        """
+        import psutil
+
+        try:
+            data = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return []
+        owner = data.get("owner", {})
+        if _same_process(int(owner.get("pid", 0)), float(owner.get("started", 0))):
+            raise ServiceError(f"another run (pid {owner['pid']}) is using {self.path.parent}; stop it first")
+        stopped = []
+        for pid_text, entry in data.get("children", {}).items():
+            pid, started = int(pid_text), float(entry["started"])
+            if _same_process(pid, started):
+                stopped.append(str(entry["name"]))
+                try:
+                    os.kill(pid, int(entry["stop_signal"]))
+                    psutil.Process(pid).wait(timeout)
+                except (ProcessLookupError, psutil.NoSuchProcess):
+                    pass
+                except psutil.TimeoutExpired:
+                    pass
+            # Its group (the child was a session leader): whatever of it is left.
+            for member in psutil.process_iter(["create_time"]):
+                try:
+                    if member.pid != pid and os.getpgid(member.pid) == pid and member.info["create_time"] >= started:
+                        member.kill()
+                except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            if _same_process(pid, started):
+                _kill_group(pid)
+        self.path.unlink(missing_ok=True)
+        return stopped
+
+
+def _same_process(pid: int, started: float) -> bool:
+    """Whether `pid` is still the process that started at `started` (not a reuse of its pid)."""
+    import psutil
+
+    if pid <= 0:
+        return False
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+_record: ProcessRecord | None = None
+
+
+def record_children(record: ProcessRecord | None) -> None:
+    """Every ManagedProcess started from now on is noted in `record` until it is stopped."""
+    global _record
+    _record = record
 
 
 @contextmanager
@@ -221,32 +370,38 @@ class ManagedProcess:
                 argv = readonly.wrap(self.argv, self.readonly_root, self.run_as)
             elif self.run_as is not None:
                 user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
-            self._popen = subprocess.Popen(
-                argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **user,
-            )
+            with STOP.shielded():
+                self._popen = subprocess.Popen(
+                    argv,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    **user,
+                )
+                if _record is not None:
+                    _record.add(self.name, self._popen.pid, self.stop_signal)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Signal the leader as a container runtime would, then reap the group."""
         if self._popen is None:
             return
-        popen, pgid = self._popen, self._popen.pid
-        if popen.poll() is None:
-            try:
-                popen.send_signal(self.stop_signal)
-                popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(pgid)
-                popen.wait(timeout=10)
-        # Children that outlived their parent must not leak out of a test.
-        _kill_group(pgid)
-        self._popen = None
+        with STOP.shielded():
+            popen, pgid = self._popen, self._popen.pid
+            if popen.poll() is None:
+                try:
+                    popen.send_signal(self.stop_signal)
+                    popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    _kill_group(pgid)
+                    popen.wait(timeout=10)
+            # Children that outlived their parent must not leak out of a test.
+            _kill_group(pgid)
+            if _record is not None:
+                _record.remove(pgid)
+            self._popen = None
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -125,9 +125,28 @@ class Postgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
+    def _clear_stale_lock(self) -> None:
+        """Remove postmaster.pid when the pid it names now belongs to something other than PostgreSQL.
+
+        After a hard kill PostgreSQL finds its lock stale by itself, unless the
+        pid went to another process since; a lock whose pid is PostgreSQL (or
+        no process at all) stays, as PostgreSQL's own checks need it.
+        """
+        import psutil
+
+        lock = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().split("\n", 1)[0])
+            name = psutil.Process(pid).name()
+        except (FileNotFoundError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+            return
+        if name not in ("postgres", "postmaster"):
+            lock.unlink(missing_ok=True)
+
     def start(self, timeout: float = 60) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        self._clear_stale_lock()
         settings = [
             f"listen_addresses={LOOPBACK}",
             f"port={self.port}",
