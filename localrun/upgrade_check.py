@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     if older:
         print(
             f"upgrade check: MLflow {args.version} is older than {args.old}, the version to upgrade from; "
-            "give a newer release (to go back, see Rolling back in the README)",
+            "give a newer release (to go back, see Rolling back in docs/operations.md)",
             file=sys.stderr,
         )
         return 2

@@ -1,4 +1,4 @@
-"""The README's configuration table documents every key with its real default."""
+"""The README and the pages of docs/ say what the code does: tables, commands and examples, links."""
 
 import os
 import re
@@ -10,11 +10,33 @@ import pytest
 from stacks.config import ProjectConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = README.parent / "docs"
+
+
+def doc(name: str) -> str:
+    """The text of a documentation page: "README.md" or a page of docs/ ("operations.md")."""
+    return (README if name == "README.md" else DOCS / name).read_text(encoding="utf-8")
+
+
+def section(text: str, heading: str) -> str:
+    """From the line `heading` (e.g. "## Alarms") up to the next heading of its level or above, code blocks skipped."""
+    level = heading.index(" ")
+    lines = text.splitlines(keepends=True)
+    start = lines.index(heading + "\n")
+    fenced = False
+    for end in range(start + 1, len(lines)):
+        fenced ^= lines[end].startswith("```")
+        marks = len(lines[end]) - len(lines[end].lstrip("#"))
+        if not fenced and 0 < marks <= level and lines[end][marks] == " ":
+            break
+    else:
+        end = len(lines)
+    return "".join(lines[start:end])
 
 
 def _table_rows() -> dict[str, str]:
     rows = {}
-    for line in README.read_text(encoding="utf-8").splitlines():
+    for line in doc("configuration.md").splitlines():
         match = re.match(r"^\| `([a-z0-9_]+)` \| `([^`]*)` \|", line)
         if match:
             rows[match.group(1)] = match.group(2)
@@ -26,7 +48,7 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     documented = ProjectConfig.documented()
     defaults = ProjectConfig()
     for name in documented:
-        assert name in rows, f"README configuration table lacks {name}"
+        assert name in rows, f"docs/configuration.md's table lacks {name}"
         value = getattr(defaults, name)
         if isinstance(value, bool):  # as given with -c key=true
             shown = str(value).lower()
@@ -34,16 +56,14 @@ def test_every_config_key_is_documented_with_its_default() -> None:
             shown = ",".join(value) or '""'
         else:
             shown = '""' if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
-        assert rows[name] == shown, f"{name}: README says {rows[name]!r}, code says {shown!r}"
+        assert rows[name] == shown, f"{name}: docs/configuration.md says {rows[name]!r}, code says {shown!r}"
     assert set(rows) == set(documented)
 
 
 def test_alarms_table_matches_the_thresholds_in_code() -> None:
     from stacks.alarm_thresholds import ALARMS
 
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Alarms\n") : text.index("\n## ", text.index("## Alarms\n") + 1)]
-    rows = [line for line in section.splitlines() if line.startswith("| `mlflow-")]
+    rows = [line for line in section(doc("operations.md"), "## Alarms").splitlines() if line.startswith("| `mlflow-")]
     assert rows == [rule.readme_row() for rule in ALARMS]
 
 
@@ -69,8 +89,8 @@ esac
 
 
 def _run_credentials_block(tmp_path, fail_on: str = "") -> subprocess.CompletedProcess[str]:
-    section = README.read_text(encoding="utf-8").split("## Getting the URL and the credentials", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    credentials = section(doc("README.md"), "## Getting the URL and the credentials")
+    block = re.search(r"```bash\n(.*?)```", credentials, re.DOTALL).group(1)
     fake = tmp_path / "aws"
     fake.write_text(FAKE_AWS, encoding="utf-8")
     fake.chmod(0o755)
@@ -100,14 +120,13 @@ def test_credentials_block_stops_with_a_message_when_a_command_fails(tmp_path, f
 
 
 def test_prerequisites_name_the_aws_cli_v2() -> None:
-    assert "[AWS CLI v2]" in README.read_text(encoding="utf-8").split("## Configuration")[0]
+    assert "[AWS CLI v2]" in section(doc("README.md"), "## Two commands")
 
 
 def test_configuration_table_and_teardown_say_the_same_about_retain() -> None:
     """What `removal_policy=retain` keeps, in the table row and in the Teardown section."""
-    text = README.read_text(encoding="utf-8")
-    row = next(line for line in text.splitlines() if line.startswith("| `removal_policy` |"))
-    teardown = text.split("## Teardown", 1)[1].split("**With `-c removal_policy=destroy`**", 1)[0]
+    row = next(line for line in doc("configuration.md").splitlines() if line.startswith("| `removal_policy` |"))
+    teardown = section(doc("operations.md"), "## Teardown").split("**With `-c removal_policy=destroy`**", 1)[0]
     for kept in ("final snapshot", "buckets", "secret", "log group", "`mlflow-pyfunc`"):
         assert kept in row and kept in teardown, kept
     for where in (row, teardown):
@@ -118,28 +137,30 @@ def test_artifact_client_settings_are_the_ones_configure_mlflow_sets() -> None:
     """The Artifacts section's table and export line say what lab/source_dir/mlflow_setup.py sets."""
     from localrun.stack import artifact_transfer_settings
 
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Artifacts: through MLflow", 1)[1].split("\n## ", 1)[0]
-    table = dict(re.findall(r"^\| `(MLFLOW_[A-Z_]+)` \| `([^`]+)` \|$", section, re.M))
-    exported = dict(re.findall(r"(MLFLOW_[A-Z_]+)=(\S+)", re.search(r"```bash\n(.*?)```", section, re.S).group(1)))
+    artifacts = section(doc("proxy-and-artifacts.md"), "## Artifacts: through MLflow, large ones straight to S3")
+    table = dict(re.findall(r"^\| `(MLFLOW_[A-Z_]+)` \| `([^`]+)` \|$", artifacts, re.M))
+    exported = dict(re.findall(r"(MLFLOW_[A-Z_]+)=(\S+)", re.search(r"```bash\n(.*?)```", artifacts, re.S).group(1)))
     assert table == exported == artifact_transfer_settings()
 
 
-def _anchor(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
-    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+def _headings(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings (lower case, punctuation dropped, spaces as hyphens)."""
+    anchors, fenced = set(), False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and re.match(r"#+ ", line):
+            anchors.add(re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-"))
+    return anchors
 
 
 def test_every_relative_link_and_anchor_resolves() -> None:
-    """Links to files of the repo exist; links to #anchors name a heading of the page."""
-    for page in [README, *sorted((README.parent / "docs").rglob("*.md"))]:
-        text = page.read_text(encoding="utf-8")
-        anchors = {_anchor(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
-        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+    """Links to files of the repo exist; links to #anchors, on the page or another, name a heading there."""
+    for page in [README, README.parent / "CONTRIBUTING.md", *sorted(DOCS.rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
             if re.match(r"[a-z]+:", target):
                 continue  # https:, mailto:
             path, _, anchor = target.partition("#")
-            if path:
-                assert (page.parent / path).exists(), f"{page.name}: link to missing {path}"
-            elif anchor:
-                assert anchor in anchors, f"{page.name}: no heading for #{anchor}"
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: link to missing {path}"
+            if anchor:
+                assert anchor in _headings(linked), f"{page.name}: no heading for {target}"

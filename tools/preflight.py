@@ -160,7 +160,7 @@ def check_client_secret(
     *,
     source: str = "oidc_client_secret_name",
     fields: tuple[str, ...] = ("client_id", "client_secret"),
-    readme: str = "README, Single sign-on",
+    readme: str = "docs/auth-modes.md, Single sign-on",
 ) -> None:
     """The secret exists and its JSON has non-empty ``fields`` (values never printed)."""
     where = f"in account {account}, region {region}"
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                     check_client_secret(
                         session, secret_name, account, region,
                         source=f"cognito_federation provider {provider}", fields=(CLIENT_SECRET_FIELD,),
-                        readme="README, Federating Google or your company's IdP",
+                        readme="docs/auth-modes.md, Federating Google or your company's IdP",
                     )  # fmt: skip
                     found.append(f"{provider} client secret {secret_name}")
                 except CheckFailed as error:

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from localrun.stack import MlflowStack
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts, api, as_mlflow_user
-from tests.test_readme import README
+from tests.test_readme import doc
 
 pytestmark = [pytest.mark.integration, ACCOUNTS_GROUP]
 
@@ -247,8 +247,8 @@ def test_wrong_credentials_are_401(owned: Owned, accounts_stack: MlflowStack, wh
 
 
 def test_the_readmes_admin_example_adds_a_user_and_grants(accounts: Accounts, accounts_stack: MlflowStack) -> None:
-    """The Python block of README's "Other users and grants", run as the admin, does what it says."""
-    section = README.read_text(encoding="utf-8").split("**Other users and grants**", 1)[1]
+    """The Python block of "Other users and grants" (docs/auth-modes.md), run as the admin, does what it says."""
+    section = doc("auth-modes.md").split("**Other users and grants**", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     alice = accounts.new_user("alice")
     model = "breast-cancer-classifier-alice"  # the name in the example

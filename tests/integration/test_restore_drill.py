@@ -1,4 +1,4 @@
-"""Restore drill: back up the way the README says, destroy, restore, find everything byte-exact.
+"""Restore drill: back up the way docs/operations.md says, destroy, restore, find everything byte-exact.
 
 On loopback: a server of the pinned version on a fresh PostgreSQL database
 and a versioned bucket (moto) with the sample of localrun/mlflow_inventory.py

@@ -1,4 +1,4 @@
-"""What `cdk destroy --all` does with each removal policy, as the README's Teardown section says.
+"""What `cdk destroy --all` does with each removal policy, as docs/operations.md's Teardown section says.
 
 retain (default): the Aurora cluster and the load balancer are protected
 from deletion while they live; on stack deletion a custom resource lifts the
@@ -14,7 +14,7 @@ from stacks import names
 from stacks.components.deletion_protection_release import RESOURCE_TYPE
 from tests.stacks.helpers import Template, only, ref_id, render, resources
 
-# What the README's Teardown section lists as kept under removal_policy=retain.
+# What the Teardown section (docs/operations.md) lists as kept under removal_policy=retain.
 KEPT_UNDER_RETAIN = {
     "AWS::S3::Bucket": 2,  # artifacts and their access logs
     "AWS::SecretsManager::Secret": 2,  # MLflow credentials and the database password

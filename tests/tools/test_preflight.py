@@ -221,7 +221,7 @@ def test_external_issuer_secret_must_exist_and_hold_the_client(aws: MotoServer, 
 
     assert _problem_lines(_preflight(env, *EXTERNAL)) == [
         f"preflight: the secret team/mlflow-oidc (oidc_client_secret_name) does not exist {where}: create it "
-        "with your provider's client_id and client_secret (README, Single sign-on) and retry"
+        "with your provider's client_id and client_secret (docs/auth-modes.md, Single sign-on) and retry"
     ]
 
     secrets = client(aws, "secretsmanager")
@@ -229,7 +229,7 @@ def test_external_issuer_secret_must_exist_and_hold_the_client(aws: MotoServer, 
     result = _preflight(env, *EXTERNAL)
     assert _problem_lines(result) == [
         "preflight: the secret team/mlflow-oidc (oidc_client_secret_name) has no client_secret: store "
-        '{"client_id": ..., "client_secret": ...} in it (README, Single sign-on)'
+        '{"client_id": ..., "client_secret": ...} in it (docs/auth-modes.md, Single sign-on)'
     ]
 
     value = "s3cret-value-never-printed"
@@ -266,13 +266,14 @@ def test_federated_providers_secrets_must_exist_and_hold_the_client_secret(aws: 
     # SAML has no client secret: only Google's is looked for.
     assert _problem_lines(_preflight(env, *FEDERATION)) == [
         f"preflight: the secret team/google-oauth (cognito_federation provider Google) does not exist {where}: "
-        "create it with your provider's client_secret (README, Federating Google or your company's IdP) and retry"
+        "create it with your provider's client_secret (docs/auth-modes.md, Federating Google or your company's IdP)"
+        " and retry"
     ]
     secrets = client(aws, "secretsmanager")
     secrets.create_secret(Name="team/google-oauth", SecretString="plain text")
     assert _problem_lines(_preflight(env, *FEDERATION)) == [
         "preflight: the secret team/google-oauth (cognito_federation provider Google) is not a JSON object: "
-        'store {"client_secret": ...} in it (README, Federating Google or your company\'s IdP)'
+        'store {"client_secret": ...} in it (docs/auth-modes.md, Federating Google or your company\'s IdP)'
     ]
     value = "g00gle-s3cret-never-printed"
     secrets.put_secret_value(SecretId="team/google-oauth", SecretString=json.dumps({"client_secret": value}))

@@ -1,4 +1,4 @@
-"""`python -m tools.restore_artifacts` against moto: the README's artifact restore step."""
+"""`python -m tools.restore_artifacts` against moto: the artifact restore step of docs/operations.md."""
 
 from __future__ import annotations
 

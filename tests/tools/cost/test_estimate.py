@@ -1,4 +1,4 @@
-"""`make cost`: the estimator's arithmetic on templates from the real synth, the CLI and the README's figures."""
+"""`make cost`: the estimator's arithmetic on templates from the real synth, the CLI and the docs' figures."""
 
 import json
 import os
@@ -12,6 +12,7 @@ import pytest
 
 from tests.stacks.helpers import SSO_CONTEXT
 from tests.synth import synth_directory, synth_templates
+from tests.test_readme import doc
 from tests.tools.conftest import run_from_root
 from tools import presets
 from tools.cost.estimate import GB, Estimate, Prices, estimate, render
@@ -188,7 +189,7 @@ def test_make_cost_synthesizes_with_the_preset_and_the_overrides() -> None:
     assert result.stdout.splitlines()[-1].endswith("python -m tools.cost cdk.out.cost")
 
 
-# --- price table and README ----------------------------------------------------
+# --- price table and docs/operations.md ---------------------------------------
 
 
 def test_every_price_names_its_aws_source_and_unit() -> None:
@@ -201,26 +202,27 @@ def test_every_price_names_its_aws_source_and_unit() -> None:
         assert entry["value"] > 0 and len(entry["why"].split()) >= 6, name
 
 
-def _readme_block(marker: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def _cost_block(marker: str) -> str:
+    text = doc("operations.md")
     match = re.search(rf"<!-- cost:{marker} -->\n```text\n(.*?)\n```", text, re.DOTALL)
-    assert match, f"README lacks the cost:{marker} block"
+    assert match, f"docs/operations.md lacks the cost:{marker} block"
     return match.group(1)
 
 
 def test_readme_prices_sso_with_cognito_from_the_price_table() -> None:
-    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    text = " ".join(doc("operations.md").split())
     per_profile = USD["cognito_m2m_client_month"] + USD["secret_month"]
     assert (
         f"`sso` mode with the stack's Cognito pool adds about ${per_profile:.2f} a month per Studio profile"
         f" (its client-credentials app client and that client's secret) and ${2 * USD['secret_month']:.2f}"
         " for the session key and the sign-in client's secret." in text
     )
-    assert f"used or not (${USD['cognito_m2m_client_month']:.2f} each in us-east-1" in text
-    assert f"and each token request (${USD['cognito_m2m_token']:g})" in text
+    tokens = " ".join(doc("auth-modes.md").split())  # the token prices are in Single sign-on, not in Cost
+    assert f"used or not (${USD['cognito_m2m_client_month']:.2f} each in us-east-1" in tokens
+    assert f"and each token request (${USD['cognito_m2m_token']:g})" in tokens
 
 
 def test_readme_shows_the_current_output_for_the_defaults_and_dev(default: Estimate, dev: Estimate) -> None:
     stacks = list(synth_templates())
-    assert _readme_block("defaults") == render(default, PRICES, stacks)
-    assert _readme_block("dev") == render(dev, PRICES, stacks)
+    assert _cost_block("defaults") == render(default, PRICES, stacks)
+    assert _cost_block("dev") == render(dev, PRICES, stacks)
