@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
-import requests  # noqa: E402
+import psutil
+import requests
 
-from localrun.load import create_runs, log_batches, positive  # noqa: E402
-from localrun.process import ManagedProcess  # noqa: E402
-from localrun.stack import running_stack  # noqa: E402
-from stacks import task_sizing  # noqa: E402
+from localrun.load import create_runs, log_batches, positive
+from localrun.process import ManagedProcess
+from localrun.stack import running_stack
+from stacks import task_sizing
 
 MIB = 1024 * 1024
 HEADROOM = task_sizing.HEADROOM

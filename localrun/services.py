@@ -287,7 +287,7 @@ class MotoServer(HttpService):
 
         return boto3.client(
             service, endpoint_url=self.endpoint_url, region_name=region_name or FAKE_AWS["AWS_REGION"],
-            aws_access_key_id="testing", aws_secret_access_key="testing", config=config,
+            aws_access_key_id="testing", aws_secret_access_key="testing", config=config,  # noqa: S106 - moto's
         )  # fmt: skip
 
     def create_bucket(self, name: str, *, cors_origins: list[str] | None = None) -> None:

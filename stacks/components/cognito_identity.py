@@ -205,7 +205,7 @@ class CognitoIdentity(Construct):
             prevent_user_existence_errors="ENABLED",
             enable_token_revocation=True,
             access_token_validity=60,
-            token_validity_units=cognito.CfnUserPoolClient.TokenValidityUnitsProperty(access_token="minutes"),
+            token_validity_units=cognito.CfnUserPoolClient.TokenValidityUnitsProperty(access_token="minutes"),  # noqa: S106 - a unit
         )
         # The scope must exist first (the resource server is in the same stack, unreferenced otherwise).
         client.add_resource_dependency(self.api.node.default_child)

@@ -23,7 +23,7 @@ class _TopicMessage:
         self._topic = topic
         self._message = message
 
-    def bind(self, rule: events.IRule, id: Any = None) -> events.RuleTargetConfig:
+    def bind(self, rule: events.IRule, id: Any = None) -> events.RuleTargetConfig:  # noqa: A002, ARG002 - IRuleTarget.bind
         self._topic.allow_rule(rule)
         return events.RuleTargetConfig(arn=self._topic.topic.topic_arn, input=self._message)
 
