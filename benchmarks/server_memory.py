@@ -131,12 +131,8 @@ def main() -> None:
         auth = (stack.username, stack.password)
         runs = create_runs(stack.proxy_url, auth, args.clients)
         reads: list[int] = []
-        with PeakSampler(stack.mlflow.process) as mlflow_peak, PeakSampler(
-            stack.nginx.process
-        ) as nginx_peak:
-            reader = threading.Thread(
-                target=lambda: reads.append(browse(stack.proxy_url, auth, runs[0], args.seconds))
-            )
+        with PeakSampler(stack.mlflow.process) as mlflow_peak, PeakSampler(stack.nginx.process) as nginx_peak:
+            reader = threading.Thread(target=lambda: reads.append(browse(stack.proxy_url, auth, runs[0], args.seconds)))
             reader.start()
             load = log_batches(stack.proxy_url, auth, runs, args.seconds)
             reader.join(timeout=args.seconds + 60)

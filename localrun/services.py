@@ -52,9 +52,7 @@ def postgres_bindir() -> Path:
     """Where initdb and postgres live (Debian keeps them out of PATH)."""
     configured = os.environ.get("PG_BINDIR")
     candidates = [configured] if configured else []
-    candidates += sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True
-    )
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True)
     if initdb := shutil.which("initdb"):
         candidates.append(str(Path(initdb).parent))
     for candidate in candidates:
@@ -71,8 +69,7 @@ def nginx_binary() -> Path:
     configured = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(configured, os.X_OK):
         raise ServiceError(
-            "nginx not found: install the Debian package 'nginx-light' "
-            "(apt-get install nginx-light) or set NGINX_BIN"
+            "nginx not found: install the Debian package 'nginx-light' (apt-get install nginx-light) or set NGINX_BIN"
         )
     return Path(configured)
 
@@ -194,9 +191,7 @@ class Postgres:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if not cur.fetchone():
                     cur.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(name), sql.Identifier(owner)
-                        )
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
                     )
         finally:
             conn.close()
@@ -207,8 +202,7 @@ class Postgres:
         try:
             with conn.cursor() as cur:
                 cur.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()",
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                     (dbname,),
                 )
                 return int(cur.fetchone()[0])
@@ -298,10 +292,7 @@ class MotoServer(HttpService):
         if name not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=name)
         if cors_origins:
-            s3.put_bucket_cors(
-                Bucket=name, CORSConfiguration={"CORSRules": artifact_cors_rules(cors_origins)}
-            )
-
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": artifact_cors_rules(cors_origins)})
 
     @property
     def running(self) -> bool:

@@ -274,7 +274,9 @@ def _studio_stack(stacks: ProjectStacks) -> None:
     framework_functions = [build.provider.node.find_child(f"framework-{n}") for n in ("isComplete", "onTimeout")]
     assert all(isinstance(fn, lambda_.Function) for fn in framework_functions)
     acknowledge_wildcards(
-        waiter, [f"{fn.function_arn}:*" for fn in framework_functions], invoke_reason  # type: ignore[attr-defined]
+        waiter,
+        [f"{fn.function_arn}:*" for fn in framework_functions],
+        invoke_reason,  # type: ignore[attr-defined]
     )
     waiter_reason = (
         "The provider's waiter only calls the build-status function every 30 s until the serving image "
@@ -283,7 +285,6 @@ def _studio_stack(stacks: ProjectStacks) -> None:
     )
     acknowledge(waiter, "SF1", waiter_reason.format(what="execution logs"))
     acknowledge(waiter, "SF2", waiter_reason.format(what="X-Ray traces"))
-
 
     for user in studio.users:
         role = user.execution_role

@@ -34,7 +34,8 @@ def _synth(overrides_json: str) -> tuple[Path, dict[str, Template]]:
     app, stacks = build_app(**json.loads(overrides_json))
     assembly = app.synth()
     templates = {
-        stack.stack_name: stack.template for stack in assembly.stacks  # type: ignore[attr-defined]
+        stack.stack_name: stack.template
+        for stack in assembly.stacks  # type: ignore[attr-defined]
     }
     return Path(assembly.directory), templates
 

@@ -204,9 +204,7 @@ def create_or_update(event: dict[str, Any]) -> dict[str, Any]:
         raise AccountError("ResourceProperties.UserSecretArn is missing")
     secret_username, password = read_login(secret_arn, "user secret")
     if secret_username != username:
-        raise AccountError(
-            f"user secret {secret_arn} is for {secret_username!r}, not for Username {username!r}"
-        )
+        raise AccountError(f"user secret {secret_arn} is for {secret_username!r}, not for Username {username!r}")
     mlflow, admin_username = _settings()
     if username == admin_username:
         raise AccountError(f"{username!r} is MLflow's admin (from ADMIN_SECRET_ARN); choose another Username")
@@ -232,7 +230,7 @@ def delete(event: dict[str, Any]) -> dict[str, Any]:
         # Create failed before a user existed; CloudFormation cleans up an id we never issued.
         logger.info("nothing to delete for physical id %s", physical_id)
         return {"PhysicalResourceId": physical_id}
-    username = physical_id[len(PREFIX):]
+    username = physical_id[len(PREFIX) :]
     mlflow, admin_username = _settings()
     if username == admin_username:
         logger.info("not deleting %s: it is MLflow's admin", username)
