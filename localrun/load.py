@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -92,7 +93,7 @@ def log_batches(base_url: str, auth: tuple[str, str] | None, run_ids: list[str],
         start_gate.wait()
         while time.monotonic() < deadline[0]:
             now_ms = int(time.time() * 1000)
-            body = {
+            body: dict[str, Any] = {
                 "run_id": run_id,
                 "metrics": [
                     {"key": f"m{i}", "value": step * 0.5 + i, "timestamp": now_ms, "step": step}

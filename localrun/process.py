@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from localrun import readonly
 
@@ -167,7 +168,7 @@ class ManagedProcess:
     def __init__(
         self,
         name: str,
-        argv: Sequence[str],
+        argv: Sequence[str | os.PathLike[str]],
         *,
         env: Mapping[str, str],
         log_path: Path,
@@ -214,7 +215,8 @@ class ManagedProcess:
             if self.run_as is not None:
                 # nginx reopens /dev/stdout, i.e. this file, as its own user.
                 os.chown(self.log_path, *self.run_as)
-            argv, user = self.argv, {}
+            argv = self.argv
+            user: dict[str, Any] = {}
             if self.sandboxed:
                 assert self.readonly_root is not None
                 # The sandbox mounts as root, then drops to run_as itself.

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from localrun.process import (
     LOOPBACK,
@@ -106,12 +107,12 @@ class Postgres:
         pwfile.chmod(0o600)
         if self.run_as:
             os.chown(pwfile, *self.run_as)
-        user = {}
+        user: dict[str, Any] = {}
         if self.run_as:
             user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
         try:
             subprocess.run(
-                [self.bindir / "initdb", "-D", self.data_dir, "-U", self.superuser,
+                [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser,
                  "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
                  "--no-instructions"],  # fmt: skip
                 check=True, capture_output=True, env=base_env(), cwd=self.workdir, **user,
@@ -138,7 +139,7 @@ class Postgres:
             # Test data is disposable: trade crash safety for speed.
             settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
         settings += [f"{name}={value}" for name, value in self.settings.items()]
-        argv = [self.bindir / "postgres", "-D", self.data_dir]
+        argv: list[str | os.PathLike[str]] = [self.bindir / "postgres", "-D", self.data_dir]
         for setting in settings:
             argv += ["-c", setting]
         self.process = ManagedProcess(

@@ -144,12 +144,13 @@ class _TlsConnection(http.client.HTTPSConnection):
     """HTTPS to the load balancer's address, verifying its certificate for another name."""
 
     def __init__(self, host: str, port: int, server_name: str) -> None:
-        super().__init__(host, port, timeout=REQUEST_TIMEOUT, context=ssl.create_default_context())
+        self._tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=REQUEST_TIMEOUT, context=self._tls)
         self.server_name = server_name
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.server_name)
 
 
 def read_login(secret_arn: str, what: str) -> tuple[str, str]:
