@@ -131,5 +131,12 @@ bench: install system-packages
 bench-accounts: install system-packages
 	$(BIN)/python -u benchmarks/accounts_and_artifacts.py
 
+# The habits CI enforces (and .pre-commit-config.yaml locally): ruff's rules and
+# format, and mypy over stacks, docker/mlflow, localrun, lab and tools (pyproject.toml).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 clean:
-	rm -rf cdk.out $(COST_OUT) .pytest_cache
+	rm -rf cdk.out $(COST_OUT) .pytest_cache .mypy_cache .ruff_cache

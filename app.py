@@ -9,10 +9,10 @@ import sys
 # Must happen before the import below starts jsii's Node process.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-import aws_cdk as cdk  # noqa: E402
+import aws_cdk as cdk
 
-from stacks.app_builder import build_stacks  # noqa: E402
-from stacks.config import ConfigError, config_from_app  # noqa: E402
+from stacks.app_builder import build_stacks
+from stacks.config import ConfigError, config_from_app
 
 
 def main() -> int:

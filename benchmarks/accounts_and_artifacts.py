@@ -45,12 +45,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests  # noqa: E402
-from botocore.config import Config  # noqa: E402
+import requests
+from botocore.config import Config
 
-from localrun.load import LoadResult, create_runs, log_batches, positive  # noqa: E402
-from localrun.services import MotoServer  # noqa: E402
-from localrun.stack import MlflowStack, artifact_transfer_settings  # noqa: E402
+from localrun.load import LoadResult, create_runs, log_batches, positive
+from localrun.services import MotoServer
+from localrun.stack import MlflowStack, artifact_transfer_settings
 
 MB = 1024 * 1024
 

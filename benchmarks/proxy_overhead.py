@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from localrun.load import LoadResult, create_runs, log_batches, positive  # noqa: E402
-from localrun.stack import running_stack  # noqa: E402
+from localrun.load import LoadResult, create_runs, log_batches, positive
+from localrun.stack import running_stack
 
 
 def merged(results: list[LoadResult]) -> LoadResult:

@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
-import requests  # noqa: E402
+import psutil
+import requests
 
-from localrun.load import create_runs, log_batches, positive  # noqa: E402
-from localrun.process import ManagedProcess  # noqa: E402
-from localrun.stack import running_stack  # noqa: E402
-from stacks import task_sizing  # noqa: E402
+from localrun.load import create_runs, log_batches, positive
+from localrun.process import ManagedProcess
+from localrun.stack import running_stack
+from stacks import task_sizing
 
 MIB = 1024 * 1024
 HEADROOM = task_sizing.HEADROOM
@@ -131,12 +131,8 @@ def main() -> None:
         auth = (stack.username, stack.password)
         runs = create_runs(stack.proxy_url, auth, args.clients)
         reads: list[int] = []
-        with PeakSampler(stack.mlflow.process) as mlflow_peak, PeakSampler(
-            stack.nginx.process
-        ) as nginx_peak:
-            reader = threading.Thread(
-                target=lambda: reads.append(browse(stack.proxy_url, auth, runs[0], args.seconds))
-            )
+        with PeakSampler(stack.mlflow.process) as mlflow_peak, PeakSampler(stack.nginx.process) as nginx_peak:
+            reader = threading.Thread(target=lambda: reads.append(browse(stack.proxy_url, auth, runs[0], args.seconds)))
             reader.start()
             load = log_batches(stack.proxy_url, auth, runs, args.seconds)
             reader.join(timeout=args.seconds + 60)

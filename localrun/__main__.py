@@ -75,9 +75,7 @@ LOCAL_MACHINE_CLIENT = "local-code"
 def sso_banner(stack: MlflowStack) -> str:
     assert stack.oidc is not None
     client = stack.oidc.clients[LOCAL_MACHINE_CLIENT]
-    people = "".join(
-        f"  {u.username} / {u.password}  ({u.email}, group {u.groups[0]})\n" for u in LOCAL_SSO_USERS
-    )
+    people = "".join(f"  {u.username} / {u.password}  ({u.email}, group {u.groups[0]})\n" for u in LOCAL_SSO_USERS)
     return (
         f"\nMLflow is up at {stack.proxy_url} (auth mode sso)\n"
         f"Open it in a browser and sign in at the local OpenID provider ({stack.oidc.issuer}) as:\n{people}"

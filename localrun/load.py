@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -71,17 +72,13 @@ def create_runs(base_url: str, auth: tuple[str, str] | None, count: int) -> list
     experiment_id = response.json()["experiment_id"]
     runs = []
     for _ in range(count):
-        response = session.post(
-            f"{base_url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}
-        )
+        response = session.post(f"{base_url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
         response.raise_for_status()
         runs.append(response.json()["run"]["info"]["run_id"])
     return runs
 
 
-def log_batches(
-    base_url: str, auth: tuple[str, str] | None, run_ids: list[str], seconds: float
-) -> LoadResult:
+def log_batches(base_url: str, auth: tuple[str, str] | None, run_ids: list[str], seconds: float) -> LoadResult:
     """Each client logs batches to its own run as fast as it can for `seconds`."""
     latencies: list[list[float]] = [[] for _ in run_ids]
     errors = [0] * len(run_ids)
@@ -96,7 +93,7 @@ def log_batches(
         start_gate.wait()
         while time.monotonic() < deadline[0]:
             now_ms = int(time.time() * 1000)
-            body = {
+            body: dict[str, Any] = {
                 "run_id": run_id,
                 "metrics": [
                     {"key": f"m{i}", "value": step * 0.5 + i, "timestamp": now_ms, "step": step}
@@ -114,10 +111,7 @@ def log_batches(
                 errors[index] += 1
             step += 1
 
-    threads = [
-        threading.Thread(target=client, args=(i, run_id), daemon=True)
-        for i, run_id in enumerate(run_ids)
-    ]
+    threads = [threading.Thread(target=client, args=(i, run_id), daemon=True) for i, run_id in enumerate(run_ids)]
     for thread in threads:
         thread.start()
     began = time.monotonic()

@@ -224,7 +224,10 @@ def access(url: str, admin: tuple[str, str], reader_password: str) -> dict[str, 
             url, reader, "GET", "2.0/mlflow/registered-models/get", params={"name": REGISTERED_MODEL}
         ).status_code,
         "reader with a wrong password": _call(
-            url, (READER, reader_password + "x"), "GET", "2.0/mlflow/experiments/get",
+            url,
+            (READER, reader_password + "x"),
+            "GET",
+            "2.0/mlflow/experiments/get",
             params={"experiment_id": ids[EXPERIMENT]},
         ).status_code,  # fmt: skip
     }

@@ -123,8 +123,12 @@ class OidcProvider(HttpService):
             "port": self.port,
             "users": {
                 user.username: {
-                    "password": user.password, "email": user.email, "name": user.name, "groups": list(user.groups),
-                } for user in self.users.values()
+                    "password": user.password,
+                    "email": user.email,
+                    "name": user.name,
+                    "groups": list(user.groups),
+                }
+                for user in self.users.values()
             },
             "clients": [client.registration() for client in self.clients.values()],
             "default_resource": MLFLOW_RESOURCE,
@@ -148,9 +152,6 @@ class OidcProvider(HttpService):
         data = {"grant_type": "client_credentials", "scope": "mlflow" if resource is None else "other"}
         if resource:
             data["resource"] = resource
-        response = requests.post(
-            self.token_url, data=data, auth=(client.client_id, client.client_secret), timeout=10
-        )
+        response = requests.post(self.token_url, data=data, auth=(client.client_id, client.client_secret), timeout=10)
         response.raise_for_status()
         return str(response.json()["access_token"])
-

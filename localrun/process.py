@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from localrun import readonly
 
@@ -204,9 +205,9 @@ def free_port() -> int:
 
 def http_status(url: str, timeout: float = 10.0, headers: Mapping[str, str] | None = None) -> int:
     """The HTTP status of a GET, or 0 when nothing answered."""
-    request = urllib.request.Request(url, headers=dict(headers or {}))
+    request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310 - loopback http URLs
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
@@ -316,7 +317,7 @@ class ManagedProcess:
     def __init__(
         self,
         name: str,
-        argv: Sequence[str],
+        argv: Sequence[str | os.PathLike[str]],
         *,
         env: Mapping[str, str],
         log_path: Path,
@@ -363,7 +364,8 @@ class ManagedProcess:
             if self.run_as is not None:
                 # nginx reopens /dev/stdout, i.e. this file, as its own user.
                 os.chown(self.log_path, *self.run_as)
-            argv, user = self.argv, {}
+            argv = self.argv
+            user: dict[str, Any] = {}
             if self.sandboxed:
                 assert self.readonly_root is not None
                 # The sandbox mounts as root, then drops to run_as itself.

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from localrun.process import (
     LOOPBACK,
@@ -52,9 +53,7 @@ def postgres_bindir() -> Path:
     """Where initdb and postgres live (Debian keeps them out of PATH)."""
     configured = os.environ.get("PG_BINDIR")
     candidates = [configured] if configured else []
-    candidates += sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True
-    )
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True)
     if initdb := shutil.which("initdb"):
         candidates.append(str(Path(initdb).parent))
     for candidate in candidates:
@@ -71,8 +70,7 @@ def nginx_binary() -> Path:
     configured = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(configured, os.X_OK):
         raise ServiceError(
-            "nginx not found: install the Debian package 'nginx-light' "
-            "(apt-get install nginx-light) or set NGINX_BIN"
+            "nginx not found: install the Debian package 'nginx-light' (apt-get install nginx-light) or set NGINX_BIN"
         )
     return Path(configured)
 
@@ -109,12 +107,12 @@ class Postgres:
         pwfile.chmod(0o600)
         if self.run_as:
             os.chown(pwfile, *self.run_as)
-        user = {}
+        user: dict[str, Any] = {}
         if self.run_as:
             user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
         try:
             subprocess.run(
-                [self.bindir / "initdb", "-D", self.data_dir, "-U", self.superuser,
+                [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser,
                  "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
                  "--no-instructions"],  # fmt: skip
                 check=True, capture_output=True, env=base_env(), cwd=self.workdir, **user,
@@ -160,7 +158,7 @@ class Postgres:
             # Test data is disposable: trade crash safety for speed.
             settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
         settings += [f"{name}={value}" for name, value in self.settings.items()]
-        argv = [self.bindir / "postgres", "-D", self.data_dir]
+        argv: list[str | os.PathLike[str]] = [self.bindir / "postgres", "-D", self.data_dir]
         for setting in settings:
             argv += ["-c", setting]
         self.process = ManagedProcess(
@@ -213,9 +211,7 @@ class Postgres:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if not cur.fetchone():
                     cur.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(name), sql.Identifier(owner)
-                        )
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
                     )
         finally:
             conn.close()
@@ -226,8 +222,7 @@ class Postgres:
         try:
             with conn.cursor() as cur:
                 cur.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()",
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                     (dbname,),
                 )
                 return int(cur.fetchone()[0])
@@ -306,7 +301,7 @@ class MotoServer(HttpService):
 
         return boto3.client(
             service, endpoint_url=self.endpoint_url, region_name=region_name or FAKE_AWS["AWS_REGION"],
-            aws_access_key_id="testing", aws_secret_access_key="testing", config=config,
+            aws_access_key_id="testing", aws_secret_access_key="testing", config=config,  # noqa: S106 - moto's
         )  # fmt: skip
 
     def create_bucket(self, name: str, *, cors_origins: list[str] | None = None) -> None:
@@ -317,10 +312,7 @@ class MotoServer(HttpService):
         if name not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=name)
         if cors_origins:
-            s3.put_bucket_cors(
-                Bucket=name, CORSConfiguration={"CORSRules": artifact_cors_rules(cors_origins)}
-            )
-
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": artifact_cors_rules(cors_origins)})
 
     @property
     def running(self) -> bool:

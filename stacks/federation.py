@@ -13,7 +13,7 @@ GOOGLE_PROVIDER_NAME: Final = "Google"
 # Names Cognito keeps for its own users and its built-in social providers.
 RESERVED_PROVIDER_NAMES: Final = ("COGNITO", "Google", "Facebook", "LoginWithAmazon", "SignInWithApple")
 # The JSON field of a provider's Secrets Manager secret that holds its client secret.
-CLIENT_SECRET_FIELD: Final = "client_secret"
+CLIENT_SECRET_FIELD: Final = "client_secret"  # noqa: S105 - a field's name
 # Scopes asked of an OIDC provider when its definition names none.
 DEFAULT_OIDC_SCOPES: Final = ("openid", "email", "profile")
 # The SAML attributes mapped to the pool's email and name (what Microsoft Entra ID and ADFS send by default).

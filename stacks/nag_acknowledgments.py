@@ -271,11 +271,12 @@ def _studio_stack(stacks: ProjectStacks) -> None:
     for framework_role in build.framework_roles:
         acknowledge_wildcards(framework_role, [f"{fn.function_arn}:*" for fn in build.handlers], invoke_reason)
     waiter = build.provider.node.find_child("waiter-state-machine")
-    framework_functions = [build.provider.node.find_child(f"framework-{n}") for n in ("isComplete", "onTimeout")]
-    assert all(isinstance(fn, lambda_.Function) for fn in framework_functions)
-    acknowledge_wildcards(
-        waiter, [f"{fn.function_arn}:*" for fn in framework_functions], invoke_reason  # type: ignore[attr-defined]
-    )
+    framework_functions = []
+    for name in ("isComplete", "onTimeout"):
+        framework_function = build.provider.node.find_child(f"framework-{name}")
+        assert isinstance(framework_function, lambda_.Function)
+        framework_functions.append(framework_function)
+    acknowledge_wildcards(waiter, [f"{fn.function_arn}:*" for fn in framework_functions], invoke_reason)
     waiter_reason = (
         "The provider's waiter only calls the build-status function every 30 s until the serving image "
         "build ends; that function logs each check and CodeBuild logs the build itself, so state-machine "
@@ -283,7 +284,6 @@ def _studio_stack(stacks: ProjectStacks) -> None:
     )
     acknowledge(waiter, "SF1", waiter_reason.format(what="execution logs"))
     acknowledge(waiter, "SF2", waiter_reason.format(what="X-Ray traces"))
-
 
     for user in studio.users:
         role = user.execution_role

@@ -16,7 +16,7 @@ ALL_STACKS: Final = (VPC_STACK, GATEWAY_STACK, MONITORING_STACK, STUDIO_STACK)
 # CloudFormation output keys (the lab helper reads TrackingUrl by this key).
 OUTPUT_TRACKING_URL: Final = "TrackingUrl"
 OUTPUT_ARTIFACT_BUCKET: Final = "ArtifactBucketName"
-OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"
+OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"  # noqa: S105 - an output's name
 # What `make rotate-password` needs: the service to restart and how it authenticates.
 OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
 OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
@@ -31,7 +31,7 @@ OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
 # sso mode with Cognito: where people and pipelines get their tokens (README, Single sign-on).
 OUTPUT_USER_POOL_ID: Final = "CognitoUserPoolId"
 OUTPUT_SIGN_IN_URL: Final = "CognitoSignInUrl"
-OUTPUT_TOKEN_URL: Final = "OidcTokenUrl"
+OUTPUT_TOKEN_URL: Final = "OidcTokenUrl"  # noqa: S105 - an output's name
 OUTPUT_API_SCOPE: Final = "OidcApiScope"
 
 # CloudWatch dashboard of the request path.
@@ -39,7 +39,7 @@ DASHBOARD_NAME: Final = "mlflow"
 
 # Tags on the Studio execution roles and training roles: the lab finds its
 # MLflow login and the roles to hand SageMaker through its own role (iam:GetRole).
-ROLE_TAG_CREDENTIALS_SECRET: Final = "mlflow:credentials-secret"
+ROLE_TAG_CREDENTIALS_SECRET: Final = "mlflow:credentials-secret"  # noqa: S105 - a tag's name
 ROLE_TAG_TRAINING_ROLE: Final = "mlflow:training-role"
 ROLE_TAG_SERVING_ROLE: Final = "mlflow:serving-role"
 

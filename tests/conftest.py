@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(items: list) -> None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
+def pytest_terminal_summary(terminalreporter) -> None:
     """Print where tests left files for people to look at (recorded as `screenshot`)."""
     paths = sorted(
         {

@@ -11,10 +11,10 @@ from typing import Any
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-import aws_cdk as cdk  # noqa: E402
+import aws_cdk as cdk
 
-from stacks.app_builder import ProjectStacks, build_stacks  # noqa: E402
-from stacks.config import cdk_json_context, config_from_app  # noqa: E402
+from stacks.app_builder import ProjectStacks, build_stacks
+from stacks.config import cdk_json_context, config_from_app
 
 Template = dict[str, Any]
 
@@ -34,7 +34,8 @@ def _synth(overrides_json: str) -> tuple[Path, dict[str, Template]]:
     app, stacks = build_app(**json.loads(overrides_json))
     assembly = app.synth()
     templates = {
-        stack.stack_name: stack.template for stack in assembly.stacks  # type: ignore[attr-defined]
+        stack.stack_name: stack.template
+        for stack in assembly.stacks  # type: ignore[attr-defined]
     }
     return Path(assembly.directory), templates
 

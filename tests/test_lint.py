@@ -1,4 +1,4 @@
-"""ruff (pyflakes, pycodestyle, isort rules from pyproject.toml) holds for the whole tree."""
+"""ruff (the rules pyproject.toml selects) holds for the whole tree; `make lint` adds the format check and mypy."""
 
 import subprocess
 import sys

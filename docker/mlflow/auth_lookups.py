@@ -78,14 +78,14 @@ from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from mlflow.server.auth.sqlalchemy_store import _validate_resource_type as validate_resource_type
 from mlflow.store.tracking.dbmodels.models import SqlRun
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 
 # The same statements as MLflow's ORM queries, run on a plain connection (see above).
-_RUN_INFO = select(
+_RUN_INFO: Select[*tuple[Any, ...]] = select(
     SqlRun.run_uuid, SqlRun.name, SqlRun.experiment_id, SqlRun.user_id, SqlRun.status,
     SqlRun.start_time, SqlRun.end_time, SqlRun.lifecycle_stage, SqlRun.artifact_uri,
 ).where(SqlRun.run_uuid == bindparam("run_id"))  # fmt: skip
-_GRANTS = (
+_GRANTS: Select[*tuple[Any, ...]] = (
     select(SqlRolePermission.resource_type, SqlRolePermission.resource_pattern, SqlRolePermission.permission)
     .join(SqlRole, SqlRole.id == SqlRolePermission.role_id)
     .join(SqlUserRoleAssignment, SqlRole.id == SqlUserRoleAssignment.role_id)
@@ -359,7 +359,7 @@ REVIEWED = {
         },
     },
 }
-PATCHES = tuple(REVIEWED)
+PATCHES: tuple[str, ...] = tuple(REVIEWED)
 _logger = logging.getLogger(__name__)
 CONSEQUENCE = "MLflow's own lookups answer, correct but slower"
 

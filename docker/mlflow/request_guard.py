@@ -503,12 +503,12 @@ class RequestGuard:
             if _START_TRACE.fullmatch(route) and scope["method"] == "POST":
                 trace_id, experiment_id = started_trace(document)
                 if trace_id is not None:
-                    await self.check_trace_home(scope, trace_id, experiment_id)
+                    await self.check_trace_home(trace_id, experiment_id)
         if route == _OTLP_TRACES and scope["method"] == "POST":
             headers = dict(scope.get("headers", ()))
             experiment_id = headers.get(b"x-mlflow-experiment-id", b"").decode("latin-1")
             for trace_id in sorted(otlp_trace_ids(body, headers)):
-                await self.check_trace_home(scope, trace_id, experiment_id)
+                await self.check_trace_home(trace_id, experiment_id)
         return _replay(messages, receive)
 
     async def check_source(self, scope: Scope, document: dict[str, Any]) -> None:
@@ -552,7 +552,7 @@ class RequestGuard:
         done.set()
         return status, b"".join(chunks)
 
-    async def check_trace_home(self, scope: Scope, trace_id: str, experiment_id: object) -> None:
+    async def check_trace_home(self, trace_id: str, experiment_id: object) -> None:
         """A trace id that exists already must be in the experiment the request writes to.
 
         MLflow's checks look only at the experiment the request names; its store then

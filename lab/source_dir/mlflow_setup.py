@@ -38,11 +38,11 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 GATEWAY_STACK_NAME = "HttpGatewayStack"
 VPC_STACK_NAME = "MLflowVpcStack"
 TRACKING_URL_OUTPUT_KEY = "TrackingUrl"
-CREDENTIALS_SECRET_OUTPUT_KEY = "CredentialsSecretName"
+CREDENTIALS_SECRET_OUTPUT_KEY = "CredentialsSecretName"  # noqa: S105 - an output's name
 TRACKING_URL_PARAMETER = "/mlflow/tracking-url"
 ARTIFACT_BUCKET_PARAMETER = "/mlflow/artifact-bucket"
 # The tag on the execution and training roles that names their MLflow login's secret.
-CREDENTIALS_SECRET_TAG = "mlflow:credentials-secret"
+CREDENTIALS_SECRET_TAG = "mlflow:credentials-secret"  # noqa: S105 - a tag's name
 # The OAuth client sso mode needs; MLflow does not bring it, so the training job's
 # requirements.txt lists it (sagemaker_steps.write_training_requirements). The
 # range is the one the server's mlflow-oidc-auth plugin accepts.
@@ -349,7 +349,7 @@ def configure_mlflow(
         url = tracking_url_from_stack(session, region, stack_name, output_key)
         source = f"stack {stack_name} output {output_key}"
     if secret_name:
-        secret_source = "argument secret_name"
+        secret_source = "argument secret_name"  # noqa: S105 - where the name came from
     else:
         secret_name, secret_source = find_credentials_secret(session, region)
     login = read_login(session, region, secret_name)

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow_setup
@@ -76,8 +77,11 @@ def training_job_tags(environ: Mapping[str, str] = os.environ) -> dict[str, str]
     return tags
 
 
-def load_data(test_size: float, random_state: int):
-    """The breast cancer data set that ships with scikit-learn (no download)."""
+def load_data(test_size: float, random_state: int) -> list[Any]:
+    """The breast cancer data set that ships with scikit-learn (no download).
+
+    Train and test features, then train and test labels (pandas frames and series).
+    """
     x, y = load_breast_cancer(return_X_y=True, as_frame=True)
     return train_test_split(x, y, test_size=test_size, random_state=random_state, stratify=y)
 

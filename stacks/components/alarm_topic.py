@@ -1,11 +1,11 @@
 """The SNS topic every alarm and task event goes to: encrypted, TLS only, optional email."""
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 # The services that publish here need the key to encrypt their messages.
@@ -73,7 +73,7 @@ class AlarmTopic(Construct):
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
-    def allow_rule(self, rule: events.IRule) -> None:
+    def allow_rule(self, rule: IRuleRef) -> None:
         """Let one EventBridge rule publish to the topic."""
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
@@ -81,6 +81,6 @@ class AlarmTopic(Construct):
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_ref.rule_arn}},
             )
         )

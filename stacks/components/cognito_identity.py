@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Aws, Duration, Fn, RemovalPolicy, SecretValue
+from aws_cdk import Aws, CfnResource, Duration, Fn, RemovalPolicy, SecretValue
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -205,8 +205,10 @@ class CognitoIdentity(Construct):
             prevent_user_existence_errors="ENABLED",
             enable_token_revocation=True,
             access_token_validity=60,
-            token_validity_units=cognito.CfnUserPoolClient.TokenValidityUnitsProperty(access_token="minutes"),
+            token_validity_units=cognito.CfnUserPoolClient.TokenValidityUnitsProperty(access_token="minutes"),  # noqa: S106 - a unit
         )
         # The scope must exist first (the resource server is in the same stack, unreferenced otherwise).
-        client.add_resource_dependency(self.api.node.default_child)
+        api_resource = self.api.node.default_child
+        assert isinstance(api_resource, CfnResource)
+        client.add_resource_dependency(api_resource)
         return client

@@ -12,6 +12,7 @@ project's retention and removal policy.
 from aws_cdk import CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from constructs import Construct
 
 FUNCTION_TYPE = "AWS::Lambda::Function"
 
@@ -30,7 +31,7 @@ def own_function_log_groups(
         if isinstance(function, lambda_.CfnFunction) and function.logging_config is not None:
             continue  # an L2 function given log_group=... (ours pass one)
         scope = function.node.scope
-        assert scope is not None
+        assert isinstance(scope, Construct)
         group = logs.LogGroup(scope, f"{function.node.id}Logs", retention=retention, removal_policy=removal_policy)
         # The Ref also orders creation: the group exists before the function runs.
         function.add_property_override("LoggingConfig.LogGroup", group.log_group_name)

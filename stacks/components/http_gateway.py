@@ -146,5 +146,7 @@ class HttpGateway(Construct):
         # The same URL spelled out as scheme://host, where a rule needs an origin (None like url).
         stack = Stack.of(self)
         self.origin = (
-            None if disable_default_endpoint else f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+            None
+            if disable_default_endpoint
+            else f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
         )

@@ -1,10 +1,9 @@
 """ECS events worth a message: tasks that stop unexpectedly and rollouts the circuit breaker fails."""
 
-from typing import Any
-
 import jsii
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
+from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 from stacks.components.alarm_topic import AlarmTopic
@@ -23,7 +22,7 @@ class _TopicMessage:
         self._topic = topic
         self._message = message
 
-    def bind(self, rule: events.IRule, id: Any = None) -> events.RuleTargetConfig:
+    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: A002, ARG002 - IRuleTarget.bind
         self._topic.allow_rule(rule)
         return events.RuleTargetConfig(arn=self._topic.topic.topic_arn, input=self._message)
 

@@ -25,7 +25,7 @@ HTTPS_PORT = 443
 # TLS 1.3 and 1.2 with forward-secret AES-GCM ciphers only, hybrid post-quantum key exchange offered.
 TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 # Each container's only writable path (a task volume; the root filesystem is read-only).
-SCRATCH_PATH = "/tmp"
+SCRATCH_PATH = "/tmp"  # noqa: S108 - a per-task volume, no other user
 
 
 @dataclass(frozen=True)

@@ -220,9 +220,7 @@ def test_server_environment_carries_the_uri_not_the_password(entrypoint: ModuleT
     assert make_url(env["MLFLOW_BACKEND_STORE_URI"]).password == PASSWORD
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
-    overridden = entrypoint.server_environment(
-        {**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}
-    )
+    overridden = entrypoint.server_environment({**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
     assert overridden["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
@@ -265,13 +263,9 @@ def test_cors_allows_the_api_gateway_origin_only(entrypoint: ModuleType) -> None
         (ACCOUNTS, "MLFLOW_AUTH_ADMIN_PASSWORD"),
     ],
 )
-def test_refuses_to_start_with_a_clear_message(
-    base: dict[str, str], missing: str, tmp_path: Path
-) -> None:
+def test_refuses_to_start_with_a_clear_message(base: dict[str, str], missing: str, tmp_path: Path) -> None:
     env = {k: v for k, v in base.items() if k != missing} | {"MLFLOW_RUNTIME_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, MLFLOW_ENTRYPOINT], env=env, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, MLFLOW_ENTRYPOINT], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 64
     assert missing in result.stderr and "refusing to start" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -22,9 +22,7 @@ PASSWORD = "pa:ss@w/o%rd#?&"
 def stub(tmp_path: Path) -> Path:
     """An 'nginx' that writes its argv and environment next to itself."""
     path = tmp_path / "fake-nginx"
-    path.write_text(
-        '#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/argv"\nenv > "$(dirname "$0")/env"\n'
-    )
+    path.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/argv"\nenv > "$(dirname "$0")/env"\n')
     path.chmod(0o755)
     return path
 

@@ -404,7 +404,7 @@ def test_a_trace_that_exists_is_written_only_into_its_own_experiment(guard: Modu
     assert call(guard.RequestGuard(inner, homes), "POST", "/v1/traces", otlp, headers=headers)[0] == 200
 
 
-def test_trace_homes_reads_mlflows_own_table(guard: ModuleType, tmp_path) -> None:  # noqa: ANN001
+def test_trace_homes_reads_mlflows_own_table(guard: ModuleType, tmp_path) -> None:
     """Against a store MLflow made: a logged trace's experiment, None for an unknown id."""
     from mlflow.entities import TraceInfo, TraceLocation, TraceState
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore

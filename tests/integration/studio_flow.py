@@ -215,7 +215,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
     )
     iam, sts = moto_server.client("iam"), moto_server.client("sts")
 
-    def client(service: str):  # noqa: ANN202 - a boto3 client in this deployment's region
+    def client(service: str):
         return moto_server.client(service, region_name=where.region)
 
     def role(name: str, tags: dict[str, str]) -> str:
@@ -231,7 +231,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
                 AssumeRolePolicyDocument=json.dumps(trust),
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
             )
-        except Exception as error:  # noqa: BLE001 - only "already exists" is fine
+        except Exception as error:
             if not _exists(error):
                 raise
         return iam.get_role(RoleName=name)["Role"]["Arn"]
@@ -257,7 +257,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
     }.items():
         try:
             secrets.create_secret(Name=name, SecretString=json.dumps(value))
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             if not _exists(error):
                 raise
             secrets.put_secret_value(SecretId=name, SecretString=json.dumps(value))
@@ -272,7 +272,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
     ):
         try:
             cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             if not _exists(error):
                 raise
     aws.gateway_stack_id = cfn.describe_stacks(StackName="HttpGatewayStack")["Stacks"][0]["StackId"]
@@ -281,7 +281,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
     ecr = client("ecr")
     try:
         ecr.create_repository(repositoryName="mlflow-pyfunc")
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         if not _exists(error):
             raise
     manifest = {
@@ -300,7 +300,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
             imageManifest=json.dumps(manifest),
             imageTag=sagemaker_steps.pinned_mlflow_version(),
         )
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         if not _exists(error):
             raise
     return aws

@@ -189,9 +189,7 @@ def test_other_users_do_not_find_it(owned: Owned, accounts_stack: MlflowStack) -
     assert owned.model_name not in {m["name"] for m in models}
 
 
-def test_other_users_cannot_download_with_the_client(
-    owned: Owned, accounts_stack: MlflowStack, tmp_path: Path
-) -> None:
+def test_other_users_cannot_download_with_the_client(owned: Owned, accounts_stack: MlflowStack, tmp_path: Path) -> None:
     with as_mlflow_user(accounts_stack, owned.b):
         for path in ("small.txt", "big.bin"):
             with pytest.raises(MlflowException, match="403|PERMISSION_DENIED|Permission denied"):

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.integration
 
 def test_alb_health_check_with_the_task_ip_as_host(mlflow_stack: MlflowStack) -> None:
     """The ALB sends the target's private IP and port as Host."""
-    response = requests.get(
-        mlflow_stack.proxy_url + "/elb-status", headers={"Host": "10.0.12.34:8080"}, timeout=30
-    )
+    response = requests.get(mlflow_stack.proxy_url + "/elb-status", headers={"Host": "10.0.12.34:8080"}, timeout=30)
     assert response.status_code == 200
 
 

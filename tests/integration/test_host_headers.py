@@ -42,9 +42,7 @@ def test_foreign_host_names_are_still_rejected(mlflow_stack: MlflowStack) -> Non
         ("https://f6g7h8i9j0.execute-api.us-east-1.amazonaws.com", 403),
     ],
 )
-def test_ui_writes_from_the_api_gateway_origin_only(
-    mlflow_stack: MlflowStack, origin: str, expected: int
-) -> None:
+def test_ui_writes_from_the_api_gateway_origin_only(mlflow_stack: MlflowStack, origin: str, expected: int) -> None:
     response = requests.post(
         mlflow_stack.proxy_url + "/ajax-api/2.0/mlflow/experiments/search",
         json={"max_results": 1},

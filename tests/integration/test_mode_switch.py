@@ -94,7 +94,7 @@ def before(stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory) -> Befo
             model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
             mlflow.sklearn.log_model(model, name="model", registered_model_name=MODEL_NAME,
                                      pip_requirements=["scikit-learn"])  # fmt: skip
-        legacy = (files / "legacy.txt")
+        legacy = files / "legacy.txt"
         legacy.write_text("written straight to S3 before artifacts were served\n")
         legacy_id = legacy_experiment(stack, "from-before-served-artifacts", f"s3://{stack.bucket}/legacy-artifacts")
         with with_iam_access(stack):

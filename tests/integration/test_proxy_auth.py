@@ -40,12 +40,8 @@ def test_no_credentials_is_401_with_a_challenge(mlflow_stack: MlflowStack) -> No
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
 
 
-@pytest.mark.parametrize(
-    "user_suffix, password_suffix", [("", "-wrong"), ("-other", ""), ("", None)]
-)
-def test_wrong_credentials_are_401(
-    mlflow_stack: MlflowStack, user_suffix: str, password_suffix: str | None
-) -> None:
+@pytest.mark.parametrize("user_suffix, password_suffix", [("", "-wrong"), ("-other", ""), ("", None)])
+def test_wrong_credentials_are_401(mlflow_stack: MlflowStack, user_suffix: str, password_suffix: str | None) -> None:
     password = "" if password_suffix is None else mlflow_stack.password + password_suffix
     auth = (mlflow_stack.username + user_suffix, password)
     response = requests.get(mlflow_stack.proxy_url + SEARCH, auth=auth, timeout=30)
@@ -74,9 +70,7 @@ def test_elb_status_answers_without_credentials(mlflow_stack: MlflowStack) -> No
         "/elb-status/../health",
     ],
 )
-def test_paths_merely_starting_with_elb_status_need_credentials(
-    mlflow_stack: MlflowStack, path: str
-) -> None:
+def test_paths_merely_starting_with_elb_status_need_credentials(mlflow_stack: MlflowStack, path: str) -> None:
     assert raw_get(mlflow_stack.proxy_url, path) == 401
 
 

@@ -78,7 +78,7 @@ class Deployment:
                 if error.response["Error"]["Code"] != "AlreadyExistsException":
                     raise
 
-    def client(self, service: str):  # noqa: ANN201 - a boto3 client
+    def client(self, service: str):
         return self.moto.client(service, region_name=REGION)
 
     def stored(self) -> dict[str, str]:

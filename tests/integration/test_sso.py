@@ -80,7 +80,7 @@ def browser() -> Iterator:
             chromium.close()
 
 
-def sign_in(browser, stack: MlflowStack, user: OidcUser):  # noqa: ANN001, ANN201 - Playwright objects
+def sign_in(browser, stack: MlflowStack, user: OidcUser):
     """A fresh browser opens the tracking URL, is sent to the provider and signs in there."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
@@ -99,14 +99,14 @@ def second_task(sso_stack: MlflowStack) -> Iterator[MlflowServer]:
     yield from another_task(sso_stack)
 
 
-def shot(page, name: str, record_property) -> None:  # noqa: ANN001 - Playwright page, pytest fixture
+def shot(page, name: str, record_property) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path))
     record_property("screenshot", str(path))
 
 
-def api(page, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:  # noqa: ANN001
+def api(page, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     """A request from the page itself, as the UI makes them (its session cookie, its origin)."""
     script = """async ([method, path, body]) => {
         const r = await fetch(path, {method, headers: {'Content-Type': 'application/json'},

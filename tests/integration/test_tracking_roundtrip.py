@@ -50,9 +50,7 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def logged(
-    client_env: dict[str, str], mlflow_stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory
-) -> Logged:
+def logged(client_env: dict[str, str], mlflow_stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory) -> Logged:
     """Log one run of every kind of data the notebook produces."""
     client = MlflowClient()
     experiment_id = client.create_experiment("proxy-roundtrip")
@@ -65,8 +63,7 @@ def logged(
         run_id = run.info.run_id
         client.log_batch(
             run_id,
-            metrics=[Metric("loss", value, 1_700_000_000_000 + step, step)
-                     for step, value in metric],  # fmt: skip
+            metrics=[Metric("loss", value, 1_700_000_000_000 + step, step) for step, value in metric],  # fmt: skip
             params=[Param(key, value) for key, value in params.items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
@@ -125,9 +122,7 @@ def test_everything_logged_through_the_proxy_reads_back(logged: Logged, tmp_path
     assert_everything_reads_back(logged, tmp_path)
 
 
-def test_artifacts_went_straight_to_s3(
-    logged: Logged, mlflow_stack: MlflowStack, moto_server: MotoServer
-) -> None:
+def test_artifacts_went_straight_to_s3(logged: Logged, mlflow_stack: MlflowStack, moto_server: MotoServer) -> None:
     """The 50 MB file is in the bucket under MLflow's prefix; nginx (10 MB limit) carried
     only the calls that set up the presigned upload, not the file."""
     s3 = moto_server.client("s3")
@@ -139,9 +134,7 @@ def test_artifacts_went_straight_to_s3(
     assert any("/mlflow-artifacts/mpu/create/" in r for r in logged.proxy_traffic.requests)
 
 
-def test_everything_survives_restarts(
-    logged: Logged, mlflow_stack: MlflowStack, tmp_path: Path
-) -> None:
+def test_everything_survives_restarts(logged: Logged, mlflow_stack: MlflowStack, tmp_path: Path) -> None:
     mlflow_stack.restart_mlflow()
     mlflow_stack.restart_nginx()
     assert_everything_reads_back(logged, tmp_path)

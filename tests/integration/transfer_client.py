@@ -24,7 +24,7 @@ import mlflow.pyfunc
 class Blob(mlflow.pyfunc.PythonModel):
     """A model whose only content is the big file (its size is the point)."""
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    def predict(self, context, model_input, params=None):  # noqa: ARG002 - PythonModel.predict's signature
         return model_input
 
 

@@ -151,9 +151,7 @@ def test_a_role_that_may_not_read_itself_falls_back_to_the_stack_output(aws):
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Action": ["cloudformation:*", "secretsmanager:*"], "Resource": "*"}
-                ],
+                "Statement": [{"Effect": "Allow", "Action": ["cloudformation:*", "secretsmanager:*"], "Resource": "*"}],
             }
         ),
     )

@@ -26,9 +26,7 @@ AUDIENCE = "mlflow-ui-client"
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
     workdir: Path = tmp_path_factory.mktemp("oidc")
-    server = OidcProvider(
-        workdir, log_dir=workdir, users=[], clients=[OidcClient("studio-alice")], audience=AUDIENCE
-    )
+    server = OidcProvider(workdir, log_dir=workdir, users=[], clients=[OidcClient("studio-alice")], audience=AUDIENCE)
     server.start()
     yield server
     server.stop()

@@ -73,7 +73,7 @@ def render(value: Any) -> str:
     """Flatten an intrinsic into readable text: ${AWS::Region}, ${Logical.Attr}, ${Stack:Output}."""
     if isinstance(value, str):
         return value
-    (function, argument), = value.items()
+    ((function, argument),) = value.items()
     if function == "Ref":
         return "${%s}" % argument
     if function == "Fn::GetAtt":

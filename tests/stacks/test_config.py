@@ -98,7 +98,9 @@ def test_custom_domain_is_off_by_default_and_needs_its_zone() -> None:
     config = ProjectConfig(domain_name="mlflow.example.com", **ZONE)
     assert config.custom_domain is not None
     assert (config.custom_domain.name, config.custom_domain.zone_id, config.custom_domain.zone_name) == (
-        "mlflow.example.com", "Z0123456789ABCDEFGHIJ", "example.com",
+        "mlflow.example.com",
+        "Z0123456789ABCDEFGHIJ",
+        "example.com",
     )
     assert config.custom_domain.url == "https://mlflow.example.com"
 
@@ -192,8 +194,11 @@ INVALID = [
     ({**SSO, "oidc_provider": "external"}, "oidc_discovery_url", "an https URL ending in /.well-known/"),
     ({**EXTERNAL, "oidc_client_secret_name": ""}, "oidc_client_secret_name", "not ending in a hyphen"),
     ({**EXTERNAL, "oidc_client_secret_name": "mlflow/oidc-client"}, "oidc_client_secret_name", "not ending in"),
-    ({**EXTERNAL, "oidc_discovery_url": "http://login.example.com/.well-known/openid-configuration"},
-     "oidc_discovery_url", "an https URL"),
+    (
+        {**EXTERNAL, "oidc_discovery_url": "http://login.example.com/.well-known/openid-configuration"},
+        "oidc_discovery_url",
+        "an https URL",
+    ),
     ({**EXTERNAL, "oidc_discovery_url": "https://login.example.com/"}, "oidc_discovery_url", "an https URL"),
     ({**EXTERNAL, "oidc_discovery_url": "https:///.well-known/openid-configuration"}, "oidc_discovery_url", "https"),
     ({**EXTERNAL, "cognito_domain_prefix": "team-mlflow"}, "cognito_domain_prefix", "empty with oidc_provider"),
@@ -217,23 +222,38 @@ INVALID = [
     ({**SSO, "cognito_federation": [{**GOOGLE, "name": "google"}]}, "cognito_federation", "(name Google)"),
     ({**SSO, "cognito_federation": [{**SAML, "type": "ldap"}]}, "cognito_federation", "google, oidc, saml"),
     ({**SSO, "cognito_federation": [{**GOOGLE, "client_secret_name": ""}]}, "cognito_federation", "client_secret"),
-    ({**SSO, "cognito_federation": [{**GOOGLE, "client_secret_name": "team/google-abcdef"}]},
-     "cognito_federation", "client_secret_name"),
+    (
+        {**SSO, "cognito_federation": [{**GOOGLE, "client_secret_name": "team/google-abcdef"}]},
+        "cognito_federation",
+        "client_secret_name",
+    ),
     ({**SSO, "cognito_federation": [{**GOOGLE, "client_secret": "s3cret"}]}, "cognito_federation", "google:"),
     ({**SSO, "cognito_federation": [{**GOOGLE, "client_id": "a b"}]}, "cognito_federation", "client_id"),
-    ({**SSO, "cognito_federation": [{**OIDC, "issuer_url": "http://login.example.com"}]},
-     "cognito_federation", "issuer_url (https)"),
+    (
+        {**SSO, "cognito_federation": [{**OIDC, "issuer_url": "http://login.example.com"}]},
+        "cognito_federation",
+        "issuer_url (https)",
+    ),
     ({**SSO, "cognito_federation": [{**OIDC, "scopes": ["email"]}]}, "cognito_federation", "scopes with openid"),
     ({**SSO, "cognito_federation": [{**OIDC, "name": "COGNITO"}]}, "cognito_federation", "1-32 letters"),
     ({**SSO, "cognito_federation": [{**OIDC, "name": "Corp IdP"}]}, "cognito_federation", "1-32 letters"),
-    ({**SSO, "cognito_federation": [{**SAML, "metadata_url": "file:///etc/passwd"}]},
-     "cognito_federation", "metadata_url (https)"),
-    ({**SSO, "cognito_federation": [{k: v for k, v in OIDC.items() if k != "issuer_url"}]},
-     "cognito_federation", "issuer_url"),
+    (
+        {**SSO, "cognito_federation": [{**SAML, "metadata_url": "file:///etc/passwd"}]},
+        "cognito_federation",
+        "metadata_url (https)",
+    ),
+    (
+        {**SSO, "cognito_federation": [{k: v for k, v in OIDC.items() if k != "issuer_url"}]},
+        "cognito_federation",
+        "issuer_url",
+    ),
     ({**SSO, "cognito_federation": [SAML, SAML]}, "cognito_federation", "0-10 providers"),
     ({**SSO, "cognito_federation": [{**SAML, "name": f"S{i}"} for i in range(11)]}, "cognito_federation", "0-10"),
-    ({**SSO, "cognito_federation": [GOOGLE], "cognito_identity_providers": "COGNITO,Google"},
-     "cognito_federation", "names not in cognito_identity_providers"),
+    (
+        {**SSO, "cognito_federation": [GOOGLE], "cognito_identity_providers": "COGNITO,Google"},
+        "cognito_federation",
+        "names not in cognito_identity_providers",
+    ),
     ({"cognito_federation": [GOOGLE]}, "cognito_federation", "set auth_mode=sso with oidc_provider=cognito"),
     ({**EXTERNAL, "cognito_federation": [SAML]}, "cognito_federation", "oidc_provider=cognito"),
     ({"oidc_machine_clients": "ci bot"}, "oidc_machine_clients", "OAuth client ids of 1-128"),
@@ -480,8 +500,11 @@ def test_allowed_instance_types_are_sagemaker_names() -> None:
     config = ProjectConfig.from_context({"allowed_instance_types": "ml.g5.xlarge, ml.t2.medium"})
     assert config.allowed_instance_types == ["ml.g5.xlarge", "ml.t2.medium"]
     assert ProjectConfig(allowed_instance_types=["ml.p4d.24xlarge"]).allowed_instance_types == ["ml.p4d.24xlarge"]
-    with pytest.raises(ConfigError, match=r"^Invalid configuration: allowed_instance_types='ml.m5.larg' has "
-                       r"'ml.m5.larg', which is not a SageMaker .* \(did you mean ml.m5.large\?\); allowed: one or"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^Invalid configuration: allowed_instance_types='ml.m5.larg' has "
+        r"'ml.m5.larg', which is not a SageMaker .* \(did you mean ml.m5.large\?\); allowed: one or",
+    ):
         ProjectConfig.from_context({"allowed_instance_types": "ml.m5.larg"})
     with pytest.raises(ConfigError, match="which is not a SageMaker"):
         ProjectConfig(allowed_instance_types=["m5.large"])  # the EC2 name, not SageMaker's

@@ -103,7 +103,7 @@ def _sdk_call(resource: dict, phase: str, resolve) -> dict:
 
 
 def test_artifact_bucket_allows_exactly_this_apis_origin_to_read(gateway_template: Template) -> None:
-    (rule_id, rule), = resources(gateway_template, "Custom::AWS").items()
+    ((rule_id, rule),) = resources(gateway_template, "Custom::AWS").items()
     api_id, _ = only(gateway_template, "AWS::ApiGatewayV2::Api")
 
     def resolve(part: dict) -> str:

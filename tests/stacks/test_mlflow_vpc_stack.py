@@ -221,9 +221,7 @@ def test_capacity_floor_above_zero_disables_auto_pause() -> None:
 
 
 def test_basic_auth_credentials_are_generated_json(vpc_template: Template) -> None:
-    secrets = {
-        s["Properties"].get("Name"): s for s in resources(vpc_template, "AWS::SecretsManager::Secret").values()
-    }
+    secrets = {s["Properties"].get("Name"): s for s in resources(vpc_template, "AWS::SecretsManager::Secret").values()}
     secret = secrets["mlflow-server-credentials"]
     generated = secret["Properties"]["GenerateSecretString"]
     assert json.loads(generated["SecretStringTemplate"]) == {"username": "mlflow"}
@@ -312,7 +310,7 @@ def test_accounts_mode_runs_mlflows_auth_app_with_the_admin_and_a_shared_session
     assert mlflow_env["MLFLOW_AUTH_DEFAULT_PERMISSION"] == "READ"
     assert mlflow_env["MLFLOW_AUTH_DB_NAME"] == "mlflow_auth"
     credentials = _secret_id(template, "mlflow-server-credentials")
-    (session_key, session_secret), = [
+    ((session_key, session_secret),) = [
         (logical_id, secret)
         for logical_id, secret in resources(template, "AWS::SecretsManager::Secret").items()
         if "Flask" in secret["Properties"]["Description"]
@@ -361,9 +359,7 @@ def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) ->
         "MLFLOW_USERNAME": (credentials, "username"),
         "MLFLOW_PASSWORD": (credentials, "password"),
     }
-    secret_names = {
-        name: {s["Name"] for s in container.get("Secrets", [])} for name, container in containers.items()
-    }
+    secret_names = {name: {s["Name"] for s in container.get("Secrets", [])} for name, container in containers.items()}
     assert secret_names == {
         "nginx": {"MLFLOW_USERNAME", "MLFLOW_PASSWORD"},
         "mlflow": {"DB_USERNAME", "DB_PASSWORD"},
@@ -427,9 +423,7 @@ def test_task_counts_and_sizes_follow_configuration() -> None:
 def test_alb_is_internal_and_checks_elb_status_on_nginx(vpc_template: Template) -> None:
     alb = props(vpc_template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
     assert alb["Scheme"] == "internal"
-    assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb[
-        "LoadBalancerAttributes"
-    ]
+    assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in alb["LoadBalancerAttributes"]
     # removal_policy=retain (the default): the load balancer cannot be deleted by accident.
     assert {"Key": "deletion_protection.enabled", "Value": "true"} in alb["LoadBalancerAttributes"]
     group = props(vpc_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
@@ -555,10 +549,13 @@ def test_execution_role_reads_only_the_two_secrets(vpc_template: Template) -> No
     statements = _role_statements(vpc_template, "TaskDefinitionExecutionRole")
     secret_statements = [s for s in statements if any("secretsmanager" in a for a in as_list(s["Action"]))]
     read = {json.dumps(r) for s in secret_statements for r in as_list(s["Resource"])}
-    assert all(set(as_list(s["Action"])) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
-               for s in secret_statements)
+    assert all(
+        set(as_list(s["Action"])) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+        for s in secret_statements
+    )
     credentials_id = next(
-        logical_id for logical_id, s in resources(vpc_template, "AWS::SecretsManager::Secret").items()
+        logical_id
+        for logical_id, s in resources(vpc_template, "AWS::SecretsManager::Secret").items()
         if s["Properties"].get("Name") == "mlflow-server-credentials"
     )
     # The attachment's Ref is the database secret's ARN (with host, port and dbname added).

@@ -114,16 +114,12 @@ def test_the_load_balancer_is_released_with_the_cluster(aws: SimpleNamespace, st
 
 
 def _protected(aws: SimpleNamespace) -> bool:
-    return aws.rds.describe_db_clusters(DBClusterIdentifier=CLUSTER)["DBClusters"][0][
-        "DeletionProtection"
-    ]
+    return aws.rds.describe_db_clusters(DBClusterIdentifier=CLUSTER)["DBClusters"][0]["DeletionProtection"]
 
 
 def _delete_with_final_snapshot(aws: SimpleNamespace) -> None:
     """What CloudFormation does for DeletionPolicy: Snapshot."""
-    aws.rds.delete_db_cluster(
-        DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=False, FinalDBSnapshotIdentifier="final"
-    )
+    aws.rds.delete_db_cluster(DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=False, FinalDBSnapshotIdentifier="final")
 
 
 @pytest.mark.parametrize("status", ["DELETE_IN_PROGRESS", "ROLLBACK_IN_PROGRESS"])
@@ -171,7 +167,7 @@ class _ResponseCatcher(BaseHTTPRequestHandler):
 
     received: list[dict[str, Any]] = []
 
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+    def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append(json.loads(body))
         self.send_response(200)

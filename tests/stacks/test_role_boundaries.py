@@ -29,7 +29,7 @@ def _secret_arn(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def roles(accounts_templates: dict[str, Template]) -> dict[str, dict[str, Any]]:
-    """"alice/ExecutionRole", ..., "ServingRole" -> {"arn", "statements"}."""
+    """ "alice/ExecutionRole", ..., "ServingRole" -> {"arn", "statements"}."""
     vpc = accounts_templates[names.VPC_STACK]
     (bucket_id,) = [b for b in resources(vpc, "AWS::S3::Bucket") if "Artifacts" in b]
     resolver = AppResolver(

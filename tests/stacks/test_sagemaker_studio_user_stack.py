@@ -558,7 +558,7 @@ def test_serving_image_tags_cannot_be_replaced(studio_template: Template) -> Non
 
 
 def test_deploy_builds_the_image_for_the_pinned_version(studio_template: Template) -> None:
-    (build_id, build), = resources(studio_template, "Custom::ServingImageBuild").items()
+    ((build_id, build),) = resources(studio_template, "Custom::ServingImageBuild").items()
     project_id, _ = only(studio_template, "AWS::CodeBuild::Project")
     properties = build["Properties"]
     # A new version in docker/mlflow/requirements.txt changes the properties: CloudFormation

@@ -448,8 +448,10 @@ def test_external_issuer_client_comes_from_the_named_secret(external: dict[str, 
     assert not any("team/mlflow-oidc" in json.dumps(r) for r in resources(vpc, SECRET).values())
     # ... and only the execution role may read it (any version suffix Secrets Manager appended).
     reads = [
-        (k, s) for k, r in resources(vpc, "AWS::IAM::Policy").items()
-        for s in r["Properties"]["PolicyDocument"]["Statement"] if "team/mlflow-oidc" in json.dumps(s)
+        (k, s)
+        for k, r in resources(vpc, "AWS::IAM::Policy").items()
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if "team/mlflow-oidc" in json.dumps(s)
     ]
     assert len(reads) == 1 and "ExecutionRole" in reads[0][0]
     assert f"{arn}-??????" in [render(resource) for resource in reads[0][1]["Resource"]]
@@ -459,7 +461,8 @@ def test_external_issuer_profile_secret_is_an_empty_form_kept_across_deploys(ext
     studio = external[names.STUDIO_STACK]
     assert not resources(studio, CLIENT)
     secret_id, secret = next(
-        (k, r) for k, r in resources(studio, SECRET).items()
+        (k, r)
+        for k, r in resources(studio, SECRET).items()
         if r["Properties"]["Name"] == "mlflow-server-credentials/users/mlflow-user/oauth"
     )
     assert json.loads(secret["Properties"]["SecretString"]) == {
@@ -497,7 +500,7 @@ def test_no_secret_value_in_any_template(
                 assert re.fullmatch(r'[{}",:a-z_/.A-Z0-9-]*', literals), literals
                 assert not re.search(r"[A-Za-z0-9]{20,}", literals), literals
         text = json.dumps(template)
-        assert "ClientSecret\":" not in text.replace('"ClientSecret"]', "")  # only as a GetAtt attribute
+        assert 'ClientSecret":' not in text.replace('"ClientSecret"]', "")  # only as a GetAtt attribute
 
 
 def test_sso_variants_pass_aws_solutions_checks(
@@ -511,7 +514,8 @@ def test_sso_variants_pass_aws_solutions_checks(
 def test_task_role_reads_no_secret(sso_templates: dict[str, Template]) -> None:
     statement = statement_by_sid(sso_templates[names.VPC_STACK], "ReadWriteArtifacts")
     task_policy = next(
-        r for r in resources(sso_templates[names.VPC_STACK], "AWS::IAM::Policy").values()
+        r
+        for r in resources(sso_templates[names.VPC_STACK], "AWS::IAM::Policy").values()
         if statement in r["Properties"]["PolicyDocument"]["Statement"]
     )
     assert "secretsmanager" not in json.dumps(task_policy)

@@ -287,7 +287,7 @@ class _ResponseCatcher(BaseHTTPRequestHandler):
 
     received: list[dict[str, Any]] = []
 
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+    def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append(json.loads(body))
         self.send_response(200)

@@ -47,7 +47,9 @@ def packages() -> list[str]:
     return [line for line in lines if line]
 
 
-def run(tmp_path: Path, *, uid: int, installed: list[str], fakes: tuple[str, ...], **env: str):
+def run(
+    tmp_path: Path, *, uid: int, installed: list[str], fakes: tuple[str, ...], **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run the script with only the given fakes (and a few real tools) on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)

@@ -144,7 +144,9 @@ def test_only_credentials_skips_docker_and_bootstrap(aws: MotoServer, tmp_path: 
 # --- the Makefile targets ------------------------------------------------------
 
 
-def _make(target: str, env: dict[str, str], *args: str, stdin: int | None = subprocess.DEVNULL):
+def _make(
+    target: str, env: dict[str, str], *args: str, stdin: int | None = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(ROOT), target, *args],
         env=env,

@@ -144,12 +144,13 @@ class _TlsConnection(http.client.HTTPSConnection):
     """HTTPS to the load balancer's address, verifying its certificate for another name."""
 
     def __init__(self, host: str, port: int, server_name: str) -> None:
-        super().__init__(host, port, timeout=REQUEST_TIMEOUT, context=ssl.create_default_context())
+        self._tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=REQUEST_TIMEOUT, context=self._tls)
         self.server_name = server_name
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.server_name)
 
 
 def read_login(secret_arn: str, what: str) -> tuple[str, str]:
@@ -204,9 +205,7 @@ def create_or_update(event: dict[str, Any]) -> dict[str, Any]:
         raise AccountError("ResourceProperties.UserSecretArn is missing")
     secret_username, password = read_login(secret_arn, "user secret")
     if secret_username != username:
-        raise AccountError(
-            f"user secret {secret_arn} is for {secret_username!r}, not for Username {username!r}"
-        )
+        raise AccountError(f"user secret {secret_arn} is for {secret_username!r}, not for Username {username!r}")
     mlflow, admin_username = _settings()
     if username == admin_username:
         raise AccountError(f"{username!r} is MLflow's admin (from ADMIN_SECRET_ARN); choose another Username")
@@ -232,7 +231,7 @@ def delete(event: dict[str, Any]) -> dict[str, Any]:
         # Create failed before a user existed; CloudFormation cleans up an id we never issued.
         logger.info("nothing to delete for physical id %s", physical_id)
         return {"PhysicalResourceId": physical_id}
-    username = physical_id[len(PREFIX):]
+    username = physical_id[len(PREFIX) :]
     mlflow, admin_username = _settings()
     if username == admin_username:
         logger.info("not deleting %s: it is MLflow's admin", username)

@@ -202,7 +202,7 @@ def answer(event: dict[str, Any], status: str, reason: str, data: dict[str, str]
             "Data": data,
         }
     ).encode()
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - CloudFormation's https URL
         event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
     )
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - CloudFormation's https URL
