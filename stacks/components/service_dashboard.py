@@ -51,7 +51,7 @@ class ServiceDashboard(Construct):
             cw.TextWidget(
                 markdown="## MLflow request path\nclient → **API Gateway** (HTTP API) → VPC link → internal **ALB** → "
                 "Fargate **tasks** (nginx → MLflow) → **Aurora** PostgreSQL; artifacts in the **S3** bucket. "
-                "Alarm thresholds and their reasons: README, section Alarms.",
+                "Alarm thresholds and their reasons: docs/operations.md, section Alarms.",
                 width=24,
                 height=2,
             ),
