@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +23,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from stacks import names
 from stacks.components.handlers import release_deletion_protection as release
+from tests.stacks.cloudformation_response import response_url_server
 
 REGION = "eu-west-1"
 STACK_TEMPLATE = json.dumps({"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}}})
@@ -162,21 +161,6 @@ def test_create_and_update_change_nothing(aws: SimpleNamespace, request_type: st
     assert _protected(aws)
 
 
-class _ResponseCatcher(BaseHTTPRequestHandler):
-    """Stands where CloudFormation's presigned response URL would be."""
-
-    received: list[dict[str, Any]] = []
-
-    def do_PUT(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def response_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     # CloudFormation provides `cfnresponse` to inline Python functions; tests use AWS's
@@ -184,12 +168,8 @@ def response_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[di
     import cfnresponse
 
     monkeypatch.setitem(sys.modules, "cfnresponse", cfnresponse)
-    _ResponseCatcher.received = []
-    server = HTTPServer(("127.0.0.1", 0), _ResponseCatcher)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/response", _ResponseCatcher.received
-    server.shutdown()
+    with response_url_server() as served:
+        yield served
 
 
 def test_handler_answers_cloudformation_with_success(aws: SimpleNamespace, response_url: tuple) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -29,6 +27,7 @@ from moto.rds.models import rds_backends
 
 from stacks import names
 from stacks.components.upgrade_gate import HANDLER_DIR
+from tests.stacks.cloudformation_response import response_url_server
 
 REGION = "eu-west-1"
 DATABASE = "mlflowvpcstack-databasecluster5b53a178-x1y2z3"
@@ -282,29 +281,10 @@ def test_resume_with_the_same_version_touches_nothing(aws: SimpleNamespace) -> N
     assert aws.calls == [] and _desired(aws) == 2
 
 
-class _ResponseCatcher(BaseHTTPRequestHandler):
-    """Stands where CloudFormation's presigned response URL would be."""
-
-    received: list[dict[str, Any]] = []
-
-    def do_PUT(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def response_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    _ResponseCatcher.received = []
-    server = HTTPServer(("127.0.0.1", 0), _ResponseCatcher)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/response", _ResponseCatcher.received
-    server.shutdown()
+    with response_url_server() as served:
+        yield served
 
 
 def _context() -> SimpleNamespace:
