@@ -8,6 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.fake_aws import use_fake_aws
+
 # The region every moto-backed lab test pretends to run in.
 REGION = "eu-west-1"
 
@@ -15,10 +17,6 @@ REGION = "eu-west-1"
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
     """Fake credentials, a region, and moto for every boto3 call."""
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    use_fake_aws(monkeypatch, REGION, also_unset=("MLFLOW_TRACKING_URI",))
     with mock_aws():
         yield boto3.session.Session(region_name=REGION)

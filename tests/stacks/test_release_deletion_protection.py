@@ -23,6 +23,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from stacks import names
 from stacks.components.handlers import release_deletion_protection as release
+from tests.fake_aws import use_fake_aws
 from tests.stacks.cloudformation_response import response_url_server
 
 REGION = "eu-west-1"
@@ -35,11 +36,7 @@ CLUSTER = "mlflowvpcstack-databasecluster5b53a178-x1y2z3"
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """moto with a protected cluster and its stack; ``set_stack_status`` moves the stack along."""
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    use_fake_aws(monkeypatch, REGION)
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
         cloudformation = boto3.client("cloudformation", region_name=REGION)

@@ -27,6 +27,7 @@ from moto.rds.models import rds_backends
 
 from stacks import names
 from stacks.components.upgrade_gate import HANDLER_DIR
+from tests.fake_aws import use_fake_aws
 from tests.stacks.cloudformation_response import response_url_server
 
 REGION = "eu-west-1"
@@ -77,11 +78,7 @@ class Recorder:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """The stack with its database, ECS cluster and service running two tasks of the old version."""
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    use_fake_aws(monkeypatch, REGION)
     with mock_aws():
         rds, ecs = boto3.client("rds", region_name=REGION), boto3.client("ecs", region_name=REGION)
         cloudformation = boto3.client("cloudformation", region_name=REGION)
