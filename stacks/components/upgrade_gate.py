@@ -126,34 +126,31 @@ class UpgradeGate(Construct):
         )
         service_resource = service.node.default_child
         assert isinstance(service_resource, ecs.CfnService)
-        self.stop = CustomResource(
-            self,
+        self.stop = self._step(
             "Stop",
-            service_token=self.function.function_arn,
-            resource_type=RESOURCE_TYPE,
-            service_timeout=RESOURCE_TIMEOUT,
-            properties={
-                "Step": "stop",
-                "MlflowVersion": mlflow_version,
-                "DatabaseCluster": database.cluster_identifier,
-                "EcsCluster": cluster.cluster_name,
-                "ServiceLogicalId": stack.get_logical_id(service_resource),
-            },
+            mlflow_version=mlflow_version,
+            DatabaseCluster=database.cluster_identifier,
+            EcsCluster=cluster.cluster_name,
+            ServiceLogicalId=stack.get_logical_id(service_resource),
         )
         # The role's policy is in place before the function first runs.
         self.stop.node.add_dependency(self.role)
         service_resource.node.add_dependency(self.stop)
-        self.resume = CustomResource(
-            self,
+        self.resume = self._step(
             "Resume",
+            mlflow_version=mlflow_version,
+            EcsCluster=cluster.cluster_name,
+            ServiceArn=service.service_arn,
+            DesiredCountBefore=self.stop.get_att_string("DesiredCountBefore"),
+        )
+
+    def _step(self, construct_id: str, *, mlflow_version: str, **properties: str) -> CustomResource:
+        """One step of the gate: the function, told which step (its id in lower case) and the version."""
+        return CustomResource(
+            self,
+            construct_id,
             service_token=self.function.function_arn,
             resource_type=RESOURCE_TYPE,
             service_timeout=RESOURCE_TIMEOUT,
-            properties={
-                "Step": "resume",
-                "MlflowVersion": mlflow_version,
-                "EcsCluster": cluster.cluster_name,
-                "ServiceArn": service.service_arn,
-                "DesiredCountBefore": self.stop.get_att_string("DesiredCountBefore"),
-            },
+            properties={"Step": construct_id.lower(), "MlflowVersion": mlflow_version, **properties},
         )
