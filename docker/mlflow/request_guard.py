@@ -386,7 +386,10 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 
 def _json_error(status: int, message: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    code = {400: "INVALID_PARAMETER_VALUE", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND"}[status]
+    code = {
+        400: "INVALID_PARAMETER_VALUE", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
+        503: "TEMPORARILY_UNAVAILABLE",
+    }[status]  # fmt: skip
     body = json.dumps({"error_code": code, "message": message}).encode()
     return body, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 

@@ -449,3 +449,13 @@ def test_bodies_that_cannot_name_an_id_skip_the_parse(guard: ModuleType, body: b
     if may and b"01" in body.replace(b"\x00", b""):
         status, _ = call(guard.RequestGuard(Recorder()), "POST", "/api/2.0/mlflow/runs/search", body)
         assert status == 400
+
+
+def test_trace_writes_fail_closed_with_a_clear_answer_without_the_database(guard: ModuleType) -> None:
+    start = {"trace": {"trace_info": {"trace_id": "tr-" + "c" * 32, "trace_location": {}}}}
+    inner = Recorder()
+    status, answer = call(
+        guard.RequestGuard(inner, guard.TraceHomes("")), "POST", "/api/3.0/mlflow/traces", json.dumps(start).encode()
+    )
+    assert status == 503 and json.loads(answer)["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert inner.calls == []
