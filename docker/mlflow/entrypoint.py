@@ -154,7 +154,18 @@ def _database_uri(env: Mapping[str, str], name: str, *, with_password: bool) -> 
     # connection just for being idle, and Aurora Serverless v2 only pauses
     # at 0 ACU when no connection is open.
     options = quote(f"-c idle_session_timeout={int(idle) * 1000}", safe="")
-    return f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}?{tls}&options={options}"
+    return (
+        f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}"
+        f"?{tls}&{CONNECTION_LIVENESS}&options={options}"
+    )
+
+
+# libpq: give up on a connection attempt after 10 s, and on a connection whose
+# peer stopped answering (a paused or failed-over database) within about 30 s,
+# instead of the kernel's minutes, so no request waits past the gateway's 30 s.
+CONNECTION_LIVENESS = (
+    "connect_timeout=10&keepalives=1&keepalives_idle=30&keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000"
+)
 
 
 def tls_parameters(env: Mapping[str, str]) -> str:
@@ -469,6 +480,15 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     result.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     # A private server has no business reporting usage to a third party.
     result.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # A burst after idle (everyone's first request as the pooled connections
+    # were just closed) needs more connections than pool_size 5 + overflow 10
+    # of each engine: log-batch holds two at once and a worker serves up to
+    # 40 requests in its thread pool, so the rest waited 30 s for a checkout
+    # and nginx answered 504 (issue 23). No overflow limit: the thread pool
+    # bounds the connections, and the server closes the idle ones anyway.
+    # MLflow applies this to every engine it creates (tracking, registry,
+    # the auth app's store).
+    result.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "-1")
     # MLflow's default connection pool stays: NullPool (a new connection
     # per request) would also leave an idle server without connections, but
     # it halves log-batch throughput (benchmarks/proxy_overhead.py
