@@ -368,6 +368,12 @@ class ProjectConfig(BaseModel):
         "true or false",
         "MLflow's AI gateway: the server keeps LLM provider keys and calls providers for users; off unless true",
     )
+    # --- VPC link keepalive ---
+    vpc_link_keepalive: bool = setting(
+        True,
+        "true or false",
+        "a daily request through the HTTP API keeps its VPC link ACTIVE (AWS idles it after 60 days without traffic)",
+    )
 
     # --- coercion of context values ----------------------------------------
 

@@ -16,6 +16,7 @@ from stacks.components.callback_registration import CallbackRegistration
 from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.custom_domain import CustomDomain
 from stacks.components.http_gateway import HttpGateway
+from stacks.components.vpc_link_keepalive import VpcLinkKeepalive
 from stacks.config import ProjectConfig
 
 
@@ -87,6 +88,17 @@ class HttpGatewayStack(Stack):
             assert self.gateway.url is not None, "the execute-api endpoint is on whenever there is no custom domain"
             self.tracking_url = self.gateway.url
         self.stage = self.gateway.stage
+        self.keepalive = (
+            VpcLinkKeepalive(
+                self,
+                "VpcLinkKeepalive",
+                url=self.tracking_url,
+                log_retention=config.log_retention,
+                removal_policy=config.cdk_removal_policy,
+            )  # fmt: skip
+            if config.vpc_link_keepalive
+            else None
+        )
         # The UI's origin: the custom domain when there is one (the execute-api URL is off then).
         origin = domain.url if domain is not None else self.gateway.origin
         assert origin is not None
