@@ -79,7 +79,9 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
     stacks = ProjectStacks(vpc=vpc, gateway=gateway, monitoring=monitoring, studio=studio)
     # Last, so every Lambda function any construct added is covered, in every stack.
     for stack in (child for child in app.node.children if isinstance(child, cdk.Stack)):
-        own_function_log_groups(stack, retention=config.log_retention, removal_policy=config.cdk_removal_policy)
+        own_function_log_groups(
+            stack, retention=config.operations.log_retention, removal_policy=config.operations.cdk_removal_policy
+        )
 
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     acknowledge_findings(stacks)
