@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Duration
 from pydantic import field_validator
 
 from stacks.config.base import Invalid, Section, setting
+
+if TYPE_CHECKING:  # aws_cdk starts node: imported where a CDK value is made, not by tools that only validate
+    from aws_cdk import Duration
 
 
 class Database(Section):
@@ -37,4 +39,6 @@ class Database(Section):
     @property
     def aurora_auto_pause(self) -> Duration | None:
         """Idle time before Aurora pauses, or None when it never pauses."""
+        from aws_cdk import Duration
+
         return Duration.minutes(self.aurora_auto_pause_minutes) if self.auto_pause_enabled else None

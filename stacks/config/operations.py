@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aws_cdk import RemovalPolicy
-from aws_cdk import aws_logs as logs
 from pydantic import field_validator
 
 from stacks.config.base import EMAIL, Invalid, Section, empty_is_none, setting
+
+if TYPE_CHECKING:  # aws_cdk starts node: imported where a CDK value is made, not by tools that only validate
+    from aws_cdk import RemovalPolicy
+    from aws_cdk import aws_logs as logs
 
 # CloudWatch Logs retention periods (days) and their aws_logs.RetentionDays names.
 LOG_RETENTION: dict[int, str] = {
@@ -96,9 +98,13 @@ class Operations(Section):
     @property
     def cdk_removal_policy(self) -> RemovalPolicy:
         """For stateful resources; the database uses SNAPSHOT instead of RETAIN."""
+        from aws_cdk import RemovalPolicy
+
         return RemovalPolicy.DESTROY if self.destroy_on_removal else RemovalPolicy.RETAIN
 
     @property
     def log_retention(self) -> logs.RetentionDays:
         """The enum CDK log groups want (jsii's Python enum does not carry the day count)."""
+        from aws_cdk import aws_logs as logs
+
         return logs.RetentionDays[LOG_RETENTION[self.log_retention_days]]

@@ -8,9 +8,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from constructs import Construct
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticUndefined
 
@@ -22,6 +21,9 @@ from stacks.config.identity import EXTERNAL_KEYS, Auth, Sso, Studio
 from stacks.config.network import Network
 from stacks.config.operations import Operations
 from stacks.config.service import FARGATE_MEMORY, Service, describe
+
+if TYPE_CHECKING:
+    from constructs import Construct
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 
