@@ -7,7 +7,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import StringConstraints, field_validator
 
@@ -31,11 +31,10 @@ from stacks.federation import (
     FederatedProvider,
 )
 
-AUTH_MODES = ("shared", "accounts", "sso")
 AuthMode = Literal["shared", "accounts", "sso"]
-OIDC_PROVIDERS = ("cognito", "external")
+OidcProvider = Literal["cognito", "external"]
 # MLflow's auth app: permissions a user has on what nobody granted them explicitly.
-PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 # Each profile adds about ten resources (two roles and their policies, a secret,
 # the profile, the account); 20 keeps the Studio stack far below CloudFormation's
 # 500-resource limit and the deploy short.
@@ -67,14 +66,14 @@ class Auth(Section):
     )
     auth_mode: AuthMode = setting(
         "shared",
-        ", ".join(AUTH_MODES),
+        ", ".join(get_args(AuthMode)),
         "shared: one login checked by nginx; accounts: MLflow's own users and permissions, "
         "one MLflow user per Studio profile; sso: people sign in with an OIDC provider, code sends its tokens",
         problem="is not an authentication mode",
     )
-    default_permission: Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"] = setting(
+    default_permission: Permission = setting(
         "READ",
-        ", ".join(PERMISSIONS),
+        ", ".join(get_args(Permission)),
         "accounts and sso modes: what every user may do on experiments and models nobody granted them "
         "(creators get MANAGE on their own)",
         problem="is not an MLflow permission",
@@ -123,9 +122,9 @@ EXTERNAL_KEYS = ("oidc_discovery_url", "oidc_client_secret_name")
 
 
 class Sso(Section):
-    oidc_provider: Literal["cognito", "external"] = setting(
+    oidc_provider: OidcProvider = setting(
         "cognito",
-        ", ".join(OIDC_PROVIDERS),
+        ", ".join(get_args(OidcProvider)),
         "sso mode: cognito creates a Cognito user pool with hosted sign-in; external uses your OIDC issuer",
         problem="is not an OIDC provider choice",
     )
