@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticUndefined
 
 from stacks import names, task_sizing
+from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE
 from stacks.federation import (
     CLIENT_SECRET_FIELD,
     FEDERATION_TYPES,
@@ -88,7 +89,6 @@ _PROFILE_NAME = re.compile(r"[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}")
 # the profile, the account); 20 keeps the Studio stack far below CloudFormation's
 # 500-resource limit and the deploy short.
 MAX_USER_PROFILES = 20
-AUTH_MODES = ("shared", "accounts", "sso")
 OIDC_PROVIDERS = ("cognito", "external")
 # MLflow's auth app: permissions a user has on what nobody granted them explicitly.
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
@@ -264,7 +264,7 @@ class ProjectConfig(BaseModel):
         "admin); each profile's secret in accounts mode is <name>/users/<profile>/login",
     )
     auth_mode: str = setting(
-        "shared",
+        DEFAULT_AUTH_MODE,
         ", ".join(AUTH_MODES),
         "shared: one login checked by nginx; accounts: MLflow's own users and permissions, "
         "one MLflow user per Studio profile; sso: people sign in with an OIDC provider, code sends its tokens",
