@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import StringConstraints, field_validator
 
+from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, AuthMode
 from stacks.config.base import (
     CLIENT_ID,
     IDENTITY_PROVIDER,
@@ -31,7 +32,6 @@ from stacks.federation import (
     FederatedProvider,
 )
 
-AuthMode = Literal["shared", "accounts", "sso"]
 OidcProvider = Literal["cognito", "external"]
 # MLflow's auth app: permissions a user has on what nobody granted them explicitly.
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
@@ -65,8 +65,8 @@ class Auth(Section):
         "admin); each profile's secret in accounts mode is <name>/users/<profile>/login",
     )
     auth_mode: AuthMode = setting(
-        "shared",
-        ", ".join(get_args(AuthMode)),
+        DEFAULT_AUTH_MODE,
+        ", ".join(AUTH_MODES),
         "shared: one login checked by nginx; accounts: MLflow's own users and permissions, "
         "one MLflow user per Studio profile; sso: people sign in with an OIDC provider, code sends its tokens",
         problem="is not an authentication mode",
