@@ -130,19 +130,26 @@ class AuditLog:
         if not is_change(scope["method"], scope["path"], body):
             await self.app(scope, _replay(messages, receive), send)
             return
-        status = 500
+        written = False
+
+        def write(status: int) -> None:
+            nonlocal written
+            if not written:
+                written = True
+                self.sink(self.line(scope, body, status, started))
+
         started = time.time()
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
+        async def send_logged(message: Message) -> None:
+            # Written before the status leaves, so a caller who got an answer finds the line.
             if message["type"] == "http.response.start":
-                status = message["status"]
+                write(message["status"])
             await send(message)
 
         try:
-            await self.app(scope, _replay(messages, receive), send_status)
+            await self.app(scope, _replay(messages, receive), send_logged)
         finally:
-            self.sink(self.line(scope, body, status, started))
+            write(500)  # the app failed before answering
 
     def line(self, scope: Scope, body: bytes, status: int, started: float) -> str:
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
