@@ -46,3 +46,21 @@ def test_shared_mode_changes_are_logged_once_with_the_checked_user(mlflow_stack:
     assert all(line["request_id"] for line in new)
     text = json.dumps(new)
     assert "tag-value-not-logged" not in text and mlflow_stack.password not in text and "mallory" not in text
+
+
+def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accounts_stack: MlflowStack) -> None:
+    admin = (accounts_stack.username, accounts_stack.password)
+    before = len(audit_lines(accounts_stack))
+    username, password = f"audit-{secrets.token_hex(3)}", f"Pw-{secrets.token_hex(12)}"
+    assert call(
+        accounts_stack, "POST", "/api/2.0/mlflow/users/create", {"username": username, "password": password}, admin
+    ).ok
+    refused = call(accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": "x"}, (username, "wrong"))
+    assert refused.status_code == 401
+    new = audit_lines(accounts_stack)[before:]
+    assert [(line["route"], line["user"], line["status"]) for line in new] == [
+        ("/api/2.0/mlflow/users/create", accounts_stack.username, 200),
+        ("/api/2.0/mlflow/experiments/create", username, 401),
+    ]
+    assert new[0]["resource"] == {"username": username}
+    assert password not in json.dumps(new) and accounts_stack.password not in json.dumps(new)
