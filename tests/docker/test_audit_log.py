@@ -104,3 +104,14 @@ def test_file_sink_appends_lines(audit: ModuleType, tmp_path: Any) -> None:
     sink("a")
     sink("b")
     assert (tmp_path / "audit.log").read_text() == "a\nb\n"
+
+
+def test_an_app_that_fails_before_answering_is_logged_as_500(audit: ModuleType) -> None:
+    lines: list[str] = []
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        call(audit.AuditLog(failing, "shared", lines.append), "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id":"r"}')
+    assert [json.loads(line)["status"] for line in lines] == [500]
