@@ -59,6 +59,8 @@ class MLflowMonitoringStack(Stack):
             database=database,
             bucket=artifact_bucket,
             request_metrics_filter_id=request_metrics_filter_id,
+            min_tasks=config.min_task_count,
+            container_insights=config.container_insights != "disabled",
         )
         self.alarms = ServiceAlarms(
             self,
