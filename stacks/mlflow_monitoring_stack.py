@@ -63,6 +63,8 @@ class MLflowMonitoringStack(Stack):
             database=database,
             bucket=artifact_bucket,
             request_metrics_filter_id=request_metrics_filter_id,
+            min_tasks=config.service.min_task_count,
+            container_insights=config.service.container_insights != "disabled",
         )
         self.alarms = ServiceAlarms(
             self,

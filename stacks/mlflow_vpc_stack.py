@@ -104,6 +104,7 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
             domain_certificate=self.domain_certificate,
             ai_gateway=config.service.ai_gateway,
+            container_insights=config.service.container_insights,
         )
         # A new MLflow version: snapshot, old tasks to 0, then the new ones (one migrates); README, "Upgrading MLflow".
         self.upgrade_gate = UpgradeGate(

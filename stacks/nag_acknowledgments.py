@@ -93,6 +93,14 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
             "database must go with the stack; the default (retain) turns deletion protection on.",
         )
     tracking = vpc.tracking
+    if tracking.container_insights == "disabled":
+        acknowledge(
+            tracking.cluster,
+            "ECS4",
+            "Container Insights costs about $11.50 a month for one service (more than the rest of the "
+            "monitoring); the cluster's alarm and dashboard read the ALB's free healthy-target metric "
+            "and ECS's free CPU and memory metrics instead. `-c container_insights=enabled` turns it on.",
+        )
     acknowledge(
         tracking.task_definition,
         "ECS2",

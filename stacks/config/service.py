@@ -42,6 +42,12 @@ class Service(Section):
     )
     min_task_count: int = setting(2, "1-20, at most max_task_count", "autoscaling floor", ge=1, le=20)
     max_task_count: int = setting(4, "1-20, at least min_task_count", "autoscaling ceiling", ge=1, le=20)
+    container_insights: Literal["disabled", "enabled", "enhanced"] = setting(
+        "disabled",
+        "disabled, enabled, enhanced",
+        "ECS Container Insights for the cluster (about $11.50 a month enabled, see [Cost](operations.md#cost));"
+        " the alarms and dashboard use the ALB's free target metrics either way",
+    )
     cpu_scaling_target_percent: int = setting(60, "10-90", "average CPU the service scales to hold", ge=10, le=90)
     mlflow_workers: int = setting(
         2, "1-16, as many as task_memory_mib holds", "MLflow server worker processes per task", ge=1, le=16
