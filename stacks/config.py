@@ -196,6 +196,17 @@ _PROBLEMS = {
 }
 
 
+class ModelDeployment(BaseModel):
+    """One registered model that deploys to its own SageMaker endpoint when `alias` moves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    model_name: str = Field(min_length=1, max_length=256)
+    alias: str = Field("champion", pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    instance_type: str = Field(min_length=1)
+    instance_count: int = Field(1, ge=1, le=10)
+
+
 class ProjectConfig(BaseModel):
     """Deployment settings; the context key of each one is the field name."""
 
@@ -367,6 +378,13 @@ class ProjectConfig(BaseModel):
         False,
         "true or false",
         "MLflow's AI gateway: the server keeps LLM provider keys and calls providers for users; off unless true",
+    )
+
+    # --- model deployments (issue 21) ---
+    model_deployments: list[ModelDeployment] = setting(
+        [],
+        "a list of {model_name, alias (default champion), instance_type, instance_count (1-10)}",
+        "registered models that deploy to a SageMaker endpoint when their alias moves",
     )
 
     # --- coercion of context values ----------------------------------------
@@ -691,7 +709,19 @@ class ProjectConfig(BaseModel):
         self._check_profiles_against_admin()
         self._check_sso()
         self._check_federation_names()
+        self._check_model_deployments()
         return self
+
+    def _check_model_deployments(self) -> None:
+        """An endpoint may only use an instance type the project allows (IAM denies the others too)."""
+        for deployment in self.model_deployments:
+            if deployment.instance_type not in self.allowed_instance_types:
+                raise _Invalid(
+                    f"deploys {deployment.model_name!r} on {deployment.instance_type}, not in allowed_instance_types",
+                    key="model_deployments",
+                    value=deployment.instance_type,
+                    allowed=", ".join(self.allowed_instance_types),
+                )
 
     def _check_federation_names(self) -> None:
         """The sign-in page offers both lists: at least one provider, none twice; federation needs the pool."""
