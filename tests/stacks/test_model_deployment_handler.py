@@ -139,3 +139,43 @@ def test_model_data_maps_onto_the_artifact_bucket(uri: str, expected: str) -> No
 def test_model_data_outside_s3_is_refused() -> None:
     with pytest.raises(ValueError, match="not in S3"):
         index.model_data_s3_uri("file:///tmp/m", "s3://bucket/root")
+
+
+def test_mlflows_own_delivery_of_an_alias_move_reaches_the_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's delivery code (headers, body, signature) posts to a loopback receiver running `handle`."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlflow.entities.webhook import Webhook, WebhookEvent
+    from mlflow.webhooks import delivery as mlflow_delivery
+
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")  # loopback receiver
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http")
+    started: list[dict[str, Any]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            event = {"headers": dict(self.headers.items()), "body": body}
+            response = receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=started.append)
+            self.send_response(response["statusCode"])
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        event = WebhookEvent("model_version_alias", "created")
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        statuses = []
+        for secret in (SECRET, "not-the-secret"):
+            hook = Webhook("w-1", "deploy", url, [event], 0, 0, secret=secret)
+            session = mlflow_delivery._create_webhook_session()
+            data = {"name": "churn", "alias": "champion", "version": "5"}
+            statuses.append(mlflow_delivery._send_webhook_request(hook, data, event, session).status_code)
+    finally:
+        server.shutdown()
+    assert statuses == [202, 401]
+    assert started == [{**DEPLOYMENTS[0], "version": "5"}]
