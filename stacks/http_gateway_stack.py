@@ -22,7 +22,7 @@ from stacks.config import ProjectConfig
 class HttpGatewayStack(Stack):
     """VPC link and HTTP API in front of the internal ALB; publishes the tracking URL.
 
-    ``certificate`` (the VPC stack's, for ``config.domain_name``) is given exactly
+    ``certificate`` (the VPC stack's, for ``config.domain.domain_name``) is given exactly
     when a custom domain is configured: the API then answers only on that domain.
 
     Also lets the MLflow UI, served from this API's origin, fetch artifacts
@@ -50,7 +50,7 @@ class HttpGatewayStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        domain = config.custom_domain
+        domain = config.domain.custom_domain
 
         self.gateway = HttpGateway(
             self,
@@ -62,10 +62,10 @@ class HttpGatewayStack(Stack):
             load_balancer_port=load_balancer_port,
             alb_server_name=domain.name if domain else None,
             disable_default_endpoint=domain is not None,
-            rate_limit=config.api_throttle_rate_limit,
-            burst_limit=config.api_throttle_burst_limit,
-            log_retention=config.log_retention,
-            removal_policy=config.cdk_removal_policy,
+            rate_limit=config.service.api_throttle_rate_limit,
+            burst_limit=config.service.api_throttle_burst_limit,
+            log_retention=config.operations.log_retention,
+            removal_policy=config.operations.cdk_removal_policy,
         )
         self.custom_domain = (
             CustomDomain(
@@ -95,8 +95,8 @@ class HttpGatewayStack(Stack):
             "ArtifactCors",
             bucket=artifact_bucket,
             origins=[origin],
-            log_retention=config.log_retention,
-            removal_policy=config.cdk_removal_policy,
+            log_retention=config.operations.log_retention,
+            removal_policy=config.operations.cdk_removal_policy,
         )
 
         self.callback_registration = (

@@ -8,16 +8,14 @@ added later still fails synth.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
 from stacks.components.cognito_identity import CognitoIdentity
-
-if TYPE_CHECKING:
-    from stacks.app_builder import ProjectStacks
+from stacks.project_stacks import ProjectStacks
 
 RULES = "AwsSolutions::AwsSolutions-"
 

@@ -13,8 +13,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk
 
-from stacks.app_builder import ProjectStacks, build_stacks
+from stacks.app_builder import build_stacks
 from stacks.config import cdk_json_context, config_from_app
+from stacks.project_stacks import ProjectStacks
 
 Template = dict[str, Any]
 
