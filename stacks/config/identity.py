@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, AuthMode
 from stacks.config.base import (
@@ -331,6 +331,17 @@ def sagemaker_instance_types() -> frozenset[str]:
     return frozenset(name for shape in shapes for name in model.shape_for(shape).enum)
 
 
+class ModelDeployment(BaseModel):
+    """One registered model that deploys to its own SageMaker endpoint when `alias` moves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    model_name: str = Field(min_length=1, max_length=256)
+    alias: str = Field("champion", pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    instance_type: str = Field(min_length=1)
+    instance_count: int = Field(1, ge=1, le=10)
+
+
 class Studio(Section):
     sagemaker_domain_id: Annotated[str, StringConstraints(pattern=r"^d-[a-z0-9]{12}$")] | None = setting(
         None,
@@ -347,6 +358,11 @@ class Studio(Section):
         ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"],
         "one or more SageMaker training or endpoint instance types, e.g. ml.m5.large",
         "instance types Studio users may train on and deploy endpoints to (caps their cost)",
+    )
+    model_deployments: list[ModelDeployment] = setting(
+        [],
+        "a list of {model_name, alias (default champion), instance_type, instance_count (1-10)}",
+        "registered models that deploy to a SageMaker endpoint when their alias moves",
     )
 
     @field_validator("sagemaker_domain_id", mode="before")

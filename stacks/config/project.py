@@ -123,7 +123,20 @@ class ProjectConfig(Section):
         self._check_profiles_against_admin()
         self._check_sso()
         self._check_federation_names()
+        self._check_model_deployments()
         return self
+
+    def _check_model_deployments(self) -> None:
+        """An endpoint may only use an instance type the project allows (IAM denies the others too)."""
+        studio = self.studio
+        for deployment in studio.model_deployments:
+            if deployment.instance_type not in studio.allowed_instance_types:
+                raise Invalid(
+                    f"deploys {deployment.model_name!r} on {deployment.instance_type}, not in allowed_instance_types",
+                    key="model_deployments",
+                    value=deployment.instance_type,
+                    allowed=", ".join(studio.allowed_instance_types),
+                )
 
     @property
     def cognito_enabled(self) -> bool:

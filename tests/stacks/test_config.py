@@ -530,3 +530,15 @@ def test_allowed_instance_types_are_sagemaker_names() -> None:
         ProjectConfig.from_context({"allowed_instance_types": ""})
     with pytest.raises(ConfigError, match="lists an instance type twice"):
         ProjectConfig(allowed_instance_types=["ml.m5.large", "ml.m5.large"])
+
+
+def test_model_deployments_default_to_the_champion_alias_on_an_allowed_instance_type() -> None:
+    churn = {"model_name": "churn", "instance_type": "ml.m5.large"}
+    (deployment,) = ProjectConfig.from_context({"model_deployments": [churn]}).studio.model_deployments
+    assert (deployment.alias, deployment.instance_count) == ("champion", 1)
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: model_deployments=.*not in allowed_instance_types"):
+        ProjectConfig.from_context({"model_deployments": [{"model_name": "churn", "instance_type": "ml.p4d.24xlarge"}]})
+    with pytest.raises(ConfigError, match="model_deployments"):
+        ProjectConfig.from_context(
+            {"model_deployments": [{"model_name": "churn", "instance_type": "ml.m5.large", "instance_count": 0}]}
+        )
