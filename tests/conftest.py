@@ -43,34 +43,16 @@ def _shared_loader(search_path: str | None) -> botocore.loaders.Loader:
 botocore.session.create_loader = _shared_loader
 
 
-def uses_module_fixture(item: pytest.Item) -> bool:
-    fixture_info = getattr(item, "_fixtureinfo", None)
-    if fixture_info is None:
-        return False
-    return any(
-        definition.scope in ("module", "class")
-        for definitions in fixture_info.name2fixturedefs.values()
-        for definition in definitions
-    )
-
-
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `-n`, keep a module with servers or module fixtures on one worker (they start once); spread the rest.
+def pytest_collection_modifyitems(items: list) -> None:
+    """Under `-n`, keep each module on one worker (its module fixtures start once).
 
     Modules that share a session's worth of work (the executed Studio notebook)
-    set one `xdist_group` themselves and run on the same worker. A module whose
-    tests share no module fixture gains nothing from one worker and, pinned,
-    leaves the other idle at the end of a run. tryfirst: xdist reads the groups
-    in its own hook, which would otherwise run first.
+    set one `xdist_group` themselves and run on the same worker. tryfirst:
+    xdist reads the groups in its own hook, which would otherwise run first.
     """
-    pinned = {
-        item.module.__name__
-        for item in items
-        if item.module is not None and (item.get_closest_marker("integration") or uses_module_fixture(item))
-    }
     for item in items:
-        if not item.get_closest_marker("xdist_group") and item.module is not None and item.module.__name__ in pinned:
+        if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 

@@ -5,17 +5,9 @@ import os
 import boto3
 import pytest
 
-from tests.conftest import uses_module_fixture
 
-
-@pytest.fixture(scope="module")
-def module_resource() -> str:
-    return "started once"
-
-
-def test_a_module_with_module_fixtures_is_one_xdist_group(request: pytest.FixtureRequest, module_resource: str) -> None:
+def test_each_module_is_one_xdist_group(request: pytest.FixtureRequest) -> None:
     """Module fixtures (a server, a drill) start once only if xdist keeps the module on one worker."""
-    assert uses_module_fixture(request.node)
     mark = request.node.get_closest_marker("xdist_group")
     assert mark is not None and mark.args[0] == __name__
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -27,8 +19,3 @@ def test_boto3_sessions_share_one_data_loader() -> None:
     """Service models are parsed once per worker, not once per session (tests/conftest.py)."""
     first, second = boto3.session.Session(region_name="eu-west-1"), boto3.session.Session(region_name="eu-west-1")
     assert first._session.get_component("data_loader") is second._session.get_component("data_loader")
-
-
-def test_a_test_without_module_fixtures_gives_no_reason_to_pin(request: pytest.FixtureRequest) -> None:
-    """Only module (or class) fixtures pin a module; function and session ones do not."""
-    assert not uses_module_fixture(request.node)
