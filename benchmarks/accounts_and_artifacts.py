@@ -51,6 +51,7 @@ from botocore.config import Config
 from localrun.load import LoadResult, create_runs, log_batches, positive
 from localrun.services import MotoServer
 from localrun.stack import MlflowStack, artifact_transfer_settings
+from stacks.auth_modes import needs_of
 
 MB = 1024 * 1024
 
@@ -80,7 +81,7 @@ def start_stack(
 
 def load_user(stack: MlflowStack) -> tuple[str, str]:
     """Shared mode: the one user. Accounts mode: a new, ordinary user."""
-    if stack.auth_mode == "shared":
+    if needs_of(stack.auth_mode).nginx_basic_auth:
         return stack.username, stack.password
     user = (f"bench-{secrets.token_hex(3)}", secrets.token_urlsafe(18))
     response = requests.post(

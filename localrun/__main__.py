@@ -34,7 +34,7 @@ from localrun.stack import (
     artifact_transfer_settings,
     new_password,
 )
-from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE
+from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of
 
 STATE_DIR = REPO_ROOT / ".local-run"
 BUCKET = "mlflow-artifacts-local"
@@ -90,9 +90,10 @@ def sso_banner(stack: MlflowStack) -> str:
 
 
 def banner(stack: MlflowStack) -> str:
-    if stack.auth_mode == "sso":
+    needs = needs_of(stack.auth_mode)
+    if needs.sign_in_provider:
         return sso_banner(stack)
-    who = "admin (MLflow's auth app)" if stack.auth_mode == "accounts" else "the one user (nginx basic auth)"
+    who = "admin (MLflow's auth app)" if needs.admin_login else "the one user (nginx basic auth)"
     settings = "".join(f"  export {name}={value}\n" for name, value in artifact_transfer_settings().items())
     return (
         f"\nMLflow is up at {stack.proxy_url} (auth mode {stack.auth_mode})\n"

@@ -28,6 +28,7 @@ from localrun.process import (
     run_as_user,
     wait_until,
 )
+from stacks.auth_modes import DEFAULT_AUTH_MODE, needs_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MLFLOW_ENTRYPOINT = REPO_ROOT / "docker" / "mlflow" / "entrypoint.py"
@@ -402,7 +403,7 @@ class NginxProxy(HttpService):
     def __init__(
         self, workdir: Path, *, log_dir: Path, username: str | None = None,
         password: str | None = None, upstream_port: int, port: int | None = None,
-        auth_mode: str = "shared",
+        auth_mode: str = DEFAULT_AUTH_MODE,
     ) -> None:  # fmt: skip
         self.port = port or free_port()
         run_as = run_as_user()
@@ -412,7 +413,7 @@ class NginxProxy(HttpService):
             **base_env(),
             "MLFLOW_AUTH_MODE": auth_mode,
             # The task passes the credentials to nginx in shared mode only.
-            **({k: v for k, v in credentials.items() if v} if auth_mode == "shared" else {}),
+            **({k: v for k, v in credentials.items() if v} if needs_of(auth_mode).nginx_basic_auth else {}),
             "NGINX_PORT": str(self.port),
             "NGINX_LISTEN_ADDRESS": LOOPBACK,
             "MLFLOW_UPSTREAM": f"{LOOPBACK}:{upstream_port}",

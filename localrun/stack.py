@@ -20,7 +20,7 @@ from types import ModuleType
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.process import ServiceError, free_port
 from localrun.services import FAKE_AWS, MLFLOW_ENTRYPOINT, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
-from stacks.auth_modes import AUTH_MODES
+from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of
 
 # sso mode: the MLflow app client at the local OpenID provider, and its groups.
 SSO_CLIENT_ID = "mlflow"
@@ -67,7 +67,7 @@ class MlflowStack:
         root: Path,
         *,
         moto: MotoServer,
-        auth_mode: str = "shared",
+        auth_mode: str = DEFAULT_AUTH_MODE,
         password: str | None = None,
         db_password: str | None = None,
         db_superuser_password: str | None = None,
@@ -127,7 +127,7 @@ class MlflowStack:
         # sso: the local OpenID provider (Cognito's part), its users and app clients.
         self.oidc: OidcProvider | None = None
         self.machine_clients = list(machine_clients or [])
-        if auth_mode == "sso":
+        if needs_of(auth_mode).sign_in_provider:
             self.oidc = OidcProvider(
                 root / "oidc", log_dir=self.log_dir, users=list(oidc_users or []),
                 clients=[OidcClient(client_id) for client_id in self.machine_clients],
@@ -172,15 +172,10 @@ class MlflowStack:
             "MLFLOW_AUTH_MODE": self.auth_mode,
             "MLFLOW_ENABLE_AI_GATEWAY": "true" if self.ai_gateway else "false",
         }
-        if self.auth_mode == "accounts":
-            env |= {
-                "MLFLOW_AUTH_ADMIN_USERNAME": self.username,
-                "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": self.secret_key,
-            }
-            if self.default_permission:
-                env["MLFLOW_AUTH_DEFAULT_PERMISSION"] = self.default_permission
-        if self.auth_mode == "sso":
+        needs = needs_of(self.auth_mode)
+        if needs.admin_login:
+            env |= {"MLFLOW_AUTH_ADMIN_USERNAME": self.username, "MLFLOW_AUTH_ADMIN_PASSWORD": self.password}
+        if needs.sign_in_provider:
             assert self.oidc is not None
             env |= {
                 "OIDC_DISCOVERY_URL": self.oidc.discovery_url,
@@ -189,12 +184,13 @@ class MlflowStack:
                 "OIDC_ADMIN_GROUP": SSO_ADMIN_GROUP,
                 "OIDC_ALLOWED_GROUP": SSO_ALLOWED_GROUP,
                 "OIDC_MACHINE_CLIENTS": ",".join(self.machine_clients),
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": self.secret_key,
                 # Local runs are plain http: a Secure cookie would never come back.
                 "SESSION_COOKIE_SECURE": "false",
             }
-            if self.default_permission:
-                env["MLFLOW_AUTH_DEFAULT_PERMISSION"] = self.default_permission
+        if needs.session_key:
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.secret_key
+        if needs.permissions and self.default_permission:
+            env["MLFLOW_AUTH_DEFAULT_PERMISSION"] = self.default_permission
         return env | self.extra_server_env
 
     def new_mlflow_server(

@@ -12,6 +12,6 @@ _IMAGE_MODULES = str(Path(__file__).resolve().parents[1] / "docker" / "mlflow")
 if _IMAGE_MODULES not in sys.path:
     sys.path.append(_IMAGE_MODULES)
 
-from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ModeNeeds  # noqa: E402
+from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ModeNeeds, ServerApp, needs_of  # noqa: E402
 
-__all__ = ["AUTH_MODES", "DEFAULT_AUTH_MODE", "MODES", "AuthMode", "ModeNeeds"]
+__all__ = ["AUTH_MODES", "DEFAULT_AUTH_MODE", "MODES", "AuthMode", "ModeNeeds", "ServerApp", "needs_of"]

@@ -54,7 +54,7 @@ class MLflowVpcStack(Stack):
             auth_mode=config.auth.auth_mode,
             removal_policy=removal,
         )
-        self.session_key = SessionKey(self, "SessionKey") if config.auth.sessions_enabled else None
+        self.session_key = SessionKey(self, "SessionKey") if config.auth.needs.session_key else None
         self.database = MetadataDatabase(
             self,
             "Database",
@@ -171,7 +171,7 @@ class MLflowVpcStack(Stack):
         """sso mode: the Cognito pool this stack creates, or the external issuer it is told about."""
         # Studio profile -> its Cognito app client (sso mode with Cognito), for the Studio stack.
         self.machine_clients: dict[str, CognitoMachineClient] = {}
-        if not config.auth.sso_enabled:
+        if not config.auth.needs.sign_in_provider:
             return None, None
         if config.cognito_enabled:
             domain = config.domain.custom_domain

@@ -56,8 +56,6 @@ ARTIFACT_PREFIX: Final = "mlflow-artifacts"
 DATABASE_NAME: Final = "mlflow"
 # The user of the credentials secret: the shared login, or MLflow's admin in accounts mode.
 SERVER_USERNAME: Final = "mlflow"
-# accounts mode: MLflow's auth app keeps its users in this database of the same cluster.
-AUTH_DATABASE_NAME: Final = "mlflow_auth"
 # sso mode with Cognito: the resource server and scope code asks for with the
 # client-credentials grant (Studio profiles, pipelines): "<identifier>/<scope>".
 API_RESOURCE_SERVER: Final = "mlflow"

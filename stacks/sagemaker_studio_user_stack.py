@@ -92,7 +92,7 @@ class SageMakerStudioUserStack(Stack):
                 log_retention=config.operations.log_retention,
                 removal_policy=removal,
             )
-            if config.auth.accounts_enabled
+            if config.auth.needs.admin_login
             else None
         )
         machine_clients = machine_clients or {}
@@ -118,7 +118,7 @@ class SageMakerStudioUserStack(Stack):
                 shared_secret_name=config.auth.credentials_secret_name,
                 provisioner=self.provisioner,
                 user_secret_name=config.auth.user_secret_name(profile),
-                sso=config.auth.sso_enabled,
+                sso=config.auth.needs.sign_in_provider,
                 cognito_client=machine_clients.get(profile),
                 client_secret_reader=self.client_secret_reader,
                 oauth_secret_name=config.auth.oauth_client_secret_name(profile),

@@ -126,7 +126,7 @@ def settings(overrides: list[str], cdk_json: Path = CDK_JSON) -> ProjectConfig:
 
 def external_oidc_secret(config: ProjectConfig) -> str | None:
     """The secret the tasks read the external issuer's client from, when the settings use one."""
-    if config.auth.sso_enabled and config.sso.oidc_provider == "external":
+    if config.auth.needs.sign_in_provider and config.sso.oidc_provider == "external":
         return config.sso.oidc_client_secret_name
     return None
 

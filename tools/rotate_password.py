@@ -37,11 +37,12 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stacks import names
+from stacks.auth_modes import MODES, needs_of
 from tools.aws_account import AwsSetupError, cdk_session, resolve
 from tools.mlflow_admin import MlflowAdmin, MlflowAdminError
 
-# shared: the secret is the password nginx checks; accounts: MLflow's admin.
-SUPPORTED_MODES = ("shared", "accounts")
+# The modes whose secret is a password: the one nginx checks, or MLflow's admin.
+SUPPORTED_MODES = tuple(mode for mode, needs in MODES.items() if needs.uses_credentials)
 
 
 class RotationError(Exception):
@@ -132,6 +133,7 @@ def rotate(session: boto3.session.Session, stack_name: str) -> str:
             f"auth_mode is {mode}: the credentials secret is not a password this command can rotate "
             f"(it supports {', '.join(SUPPORTED_MODES)}); nothing changed"
         )
+    admin_login = needs_of(mode).admin_login
     secret_name = _required(outputs, names.OUTPUT_CREDENTIALS_SECRET, stack_name)
     cluster = _required(outputs, names.OUTPUT_ECS_CLUSTER, stack_name)
     service = _required(outputs, names.OUTPUT_ECS_SERVICE, stack_name)
@@ -143,7 +145,7 @@ def rotate(session: boto3.session.Session, stack_name: str) -> str:
     password = secrets.get_random_password(PasswordLength=32, ExcludePunctuation=True)["RandomPassword"]
     updated = new_secret_string(current, password)
     undo: tuple[MlflowAdmin, str] | None = None
-    if mode == "accounts":
+    if admin_login:
         undo = change_admin_password(session, current, password, cluster, service)
     try:
         secrets.put_secret_value(SecretId=secret_name, SecretString=updated)
@@ -171,7 +173,7 @@ def rotate(session: boto3.session.Session, stack_name: str) -> str:
             f"the secret {secret_name} holds the new password, but restarting the tasks failed ({error}): run "
             f"{_restart_hint(cluster, service)}"
         ) from None
-    changed = "new admin password set in MLflow and" if mode == "accounts" else "new password"
+    changed = "new admin password set in MLflow and" if admin_login else "new password"
     return (
         f"{changed} stored in secret {secret_name}; service {service} in cluster {cluster} is replacing its "
         f"tasks (a few minutes; follow with `aws ecs wait services-stable --cluster {cluster} --services {service}`)"

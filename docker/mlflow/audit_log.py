@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from auth_modes import needs_of
 from request_guard import ASGIApp, Message, Receive, Scope, Send, _read_body, _replay, _route
 
 # Fields whose values are identifiers or names (compared without case, `_` and `-`).
@@ -84,7 +85,7 @@ def is_change(method: str, path: str, body: bytes) -> bool:
 
 def caller(mode: str, headers: dict[bytes, bytes]) -> str | None:
     """Who the request says it is, in the way this mode's authentication knows it."""
-    if mode == "shared":
+    if needs_of(mode).nginx_basic_auth:
         return headers.get(USER_HEADER, b"").decode("latin-1") or None
     # The other modes' apps check the credentials themselves; nginx's header there is only
     # what the client claimed, so the username is read from the credentials the app checked.

@@ -13,24 +13,25 @@ import importlib
 import os
 
 from audit_log import AuditLog
+from auth_modes import DEFAULT_AUTH_MODE, ServerApp, needs_of
 from request_guard import ASGIApp, RequestGuard
 
-# What `mlflow server` would serve in each mode without this wrapper: module and attribute,
-# and whether the attribute is a factory to call.
-INNER_APPS = {
-    "shared": ("mlflow.server.fastapi_app", "app", False),
-    "accounts": ("mlflow.server.auth", "create_app", True),
-    "sso": ("mlflow_oidc_auth.app", "app", False),
+# What `mlflow server` would serve for each server app without this wrapper: module and
+# attribute, and whether the attribute is a factory to call.
+INNER_APPS: dict[ServerApp, tuple[str, str, bool]] = {
+    "mlflow": ("mlflow.server.fastapi_app", "app", False),
+    "basic-auth": ("mlflow.server.auth", "create_app", True),
+    "oidc": ("mlflow_oidc_auth.app", "app", False),
 }
 
 
 def inner_app(mode: str) -> ASGIApp:
-    module, attribute, factory = INNER_APPS[mode]
+    module, attribute, factory = INNER_APPS[needs_of(mode).server_app]
     app = getattr(importlib.import_module(module), attribute)
     return app() if factory else app
 
 
 def create_app() -> AuditLog:
     """uvicorn's factory (MLflow passes --factory for a function entry point)."""
-    mode = os.environ.get("MLFLOW_AUTH_MODE") or "shared"
+    mode = os.environ.get("MLFLOW_AUTH_MODE") or DEFAULT_AUTH_MODE
     return AuditLog(RequestGuard(inner_app(mode)), mode)

@@ -76,12 +76,13 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode
+from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ServerApp
 from request_guard import SOURCE_PATTERN
 
 HOST = "127.0.0.1"
@@ -440,6 +441,24 @@ def sso_settings(env: Mapping[str, str]) -> dict[str, str]:
     return settings
 
 
+def basic_auth_environment(env: Mapping[str, str], result: dict[str, str]) -> None:
+    """MLflow's basic-auth app: its ini file's path; the admin's password stays out of the server."""
+    check_accounts_settings(env)
+    result["MLFLOW_AUTH_CONFIG_PATH"] = str(runtime_dir(env) / "basic_auth.ini")
+    # Needed only to create the admin, which happens before `mlflow
+    # server` starts: the long-running server never holds it.
+    result.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
+
+
+def oidc_environment(env: Mapping[str, str], result: dict[str, str]) -> None:
+    """The OIDC plugin: our settings under its names."""
+    check_sso_settings(env)
+    result |= sso_settings(env)
+    # The plugin's own names carry them now.
+    result.pop("OIDC_ADMIN_GROUP", None)
+    result.pop("OIDC_ALLOWED_GROUP", None)
+
+
 def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The environment `mlflow server` runs with."""
     result = dict(env)
@@ -447,23 +466,12 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     result["MLFLOW_AUTH_MODE"] = mode
     result["MLFLOW_BACKEND_STORE_URI"] = backend_store_uri(env)
     runtime = runtime_dir(env)
-    # The database password now lives only inside the URI above (and, in
-    # accounts mode, in PGPASSWORD for the users' database).
+    # The database password now lives only inside the URI above (and, with
+    # a users' database, in PGPASSWORD for it).
     password = result.pop("DB_PASSWORD", None)
     if MODES[mode].auth_database and password and env.get("DB_HOST"):
         result["PGPASSWORD"] = password  # for the mode's users' database
-    if mode == "accounts":
-        check_accounts_settings(env)
-        result["MLFLOW_AUTH_CONFIG_PATH"] = str(runtime / "basic_auth.ini")
-        # Needed only to create the admin, which happens before `mlflow
-        # server` starts: the long-running server never holds it.
-        result.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
-    if mode == "sso":
-        check_sso_settings(env)
-        result |= sso_settings(env)
-        # The plugin's own names carry them now.
-        result.pop("OIDC_ADMIN_GROUP", None)
-        result.pop("OIDC_ALLOWED_GROUP", None)
+    APP_SETUPS[MODES[mode].server_app].environment(env, result)
     # deployment_app.py, request_guard.py, credential_cache.py and the entry point
     # that names the app sit next to this file.
     result["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
@@ -674,14 +682,34 @@ def bootstrap_sso_store(env: Mapping[str, str], server_env: Mapping[str, str]) -
     store.engine.dispose()
 
 
+def write_auth_config(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    path = Path(server_env["MLFLOW_AUTH_CONFIG_PATH"])
+    path.write_text(auth_config(env))
+    path.chmod(0o600)
+
+
 def prepare_runtime_dir(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
     runtime = runtime_dir(env)
     (runtime / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
     runtime.chmod(0o700)
-    if auth_mode(env) == "accounts":
-        path = Path(server_env["MLFLOW_AUTH_CONFIG_PATH"])
-        path.write_text(auth_config(env))
-        path.chmod(0o600)
+    APP_SETUPS[MODES[auth_mode(env)].server_app].files(env, server_env)
+
+
+def preload_credential_cache(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    if credential_cache(env) == "validated":
+        load_credential_cache(server_env)
+
+
+def bootstrap_basic_auth(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    ensure_auth_database(env)
+    # MLflow's auth module reads its settings from the environment.
+    os.environ.update({k: v for k, v in server_env.items() if k in ("MLFLOW_AUTH_CONFIG_PATH", "PGPASSWORD")})
+    bootstrap_auth_store(env)
+
+
+def bootstrap_oidc(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    ensure_auth_database(env)
+    bootstrap_sso_store(env, server_env)
 
 
 def migrate(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
@@ -689,14 +717,33 @@ def migrate(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
     uri = server_env["MLFLOW_BACKEND_STORE_URI"]
     with migration_lock(uri):
         upgrade_tracking_schema(uri)
-        if auth_mode(env) == "accounts":
-            ensure_auth_database(env)
-            # MLflow's auth module reads its settings from the environment.
-            os.environ.update({k: v for k, v in server_env.items() if k in ("MLFLOW_AUTH_CONFIG_PATH", "PGPASSWORD")})
-            bootstrap_auth_store(env)
-        elif auth_mode(env) == "sso":
-            ensure_auth_database(env)
-            bootstrap_sso_store(env, server_env)
+        APP_SETUPS[MODES[auth_mode(env)].server_app].bootstrap(env, server_env)
+
+
+def _nothing(*_: object) -> None:
+    """MLflow's own app needs no settings, files or schema of its own."""
+
+
+@dataclass(frozen=True)
+class AppSetup:
+    """How the entrypoint readies one server app (auth_modes.ServerApp) before `mlflow server` starts."""
+
+    environment: Callable[[Mapping[str, str], dict[str, str]], None]  # checks the settings, edits the server's env
+    files: Callable[[Mapping[str, str], Mapping[str, str]], None]  # writes into the runtime dir
+    preload: Callable[[Mapping[str, str], Mapping[str, str]], None]  # imports what the server will, to fail early
+    bootstrap: Callable[[Mapping[str, str], Mapping[str, str]], None]  # its schema and users, under the lock
+
+
+APP_SETUPS: dict[ServerApp, AppSetup] = {
+    "mlflow": AppSetup(environment=_nothing, files=_nothing, preload=_nothing, bootstrap=_nothing),
+    "basic-auth": AppSetup(
+        environment=basic_auth_environment,
+        files=write_auth_config,
+        preload=preload_credential_cache,
+        bootstrap=bootstrap_basic_auth,
+    ),
+    "oidc": AppSetup(environment=oidc_environment, files=_nothing, preload=_nothing, bootstrap=bootstrap_oidc),
+}
 
 
 def main() -> None:
@@ -706,8 +753,7 @@ def main() -> None:
         argv = server_argv(server_env)
         check_tls_files(env)
         prepare_runtime_dir(env, server_env)
-        if auth_mode(env) == "accounts" and credential_cache(env) == "validated":
-            load_credential_cache(server_env)
+        APP_SETUPS[MODES[auth_mode(env)].server_app].preload(env, server_env)
     except ConfigError as error:
         log(f"{error}; refusing to start")
         sys.exit(64)

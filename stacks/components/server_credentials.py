@@ -5,8 +5,20 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.auth_modes import MODES, AuthMode
 
 USERNAME = names.SERVER_USERNAME
+
+
+def description(mode: AuthMode) -> str:
+    """What the secret is to the chosen mode."""
+    needs = MODES[mode]
+    if needs.admin_login:
+        return f"Admin user of MLflow's auth app ({mode} mode)"
+    if needs.nginx_basic_auth:
+        return "Basic-auth user for the MLflow tracking server (nginx in front of MLflow)"
+    users = " and ".join(other for other, row in MODES.items() if row.uses_credentials)
+    return f"MLflow login of the {users} modes, unused in {mode} mode (kept for a switch back)"
 
 
 class ServerCredentials(Construct):
@@ -26,7 +38,7 @@ class ServerCredentials(Construct):
         construct_id: str,
         *,
         secret_name: str,
-        auth_mode: str,
+        auth_mode: AuthMode,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -34,10 +46,7 @@ class ServerCredentials(Construct):
             self,
             "Secret",
             secret_name=secret_name,
-            description={
-                "accounts": "Admin user of MLflow's auth app (accounts mode)",
-                "sso": "MLflow login of the shared and accounts modes, unused in sso mode (kept for a switch back)",
-            }.get(auth_mode, "Basic-auth user for the MLflow tracking server (nginx in front of MLflow)"),
+            description=description(auth_mode),
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=f'{{"username": "{USERNAME}"}}',
                 generate_string_key="password",

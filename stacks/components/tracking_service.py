@@ -16,6 +16,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.auth_modes import MODES, AuthMode
 from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.security_groups import closed_security_group
 
@@ -84,7 +85,7 @@ class TrackingService(Construct):
         database_port: int,
         database_name: str,
         server_credentials: secretsmanager.ISecret,
-        auth_mode: str,
+        auth_mode: AuthMode,
         default_permission: str,
         session_key: secretsmanager.ISecret | None,
         oidc: OidcSettings | None,
@@ -102,11 +103,11 @@ class TrackingService(Construct):
         container_insights: str = "disabled",
     ) -> None:
         super().__init__(scope, construct_id)
-        accounts, sso = auth_mode == "accounts", auth_mode == "sso"
-        if (accounts or sso) and session_key is None:
+        needs = MODES[auth_mode]
+        if needs.session_key and session_key is None:
             raise ValueError(f"{auth_mode} mode needs a session key secret")
-        if sso and oidc is None:
-            raise ValueError("sso mode needs the OIDC provider's settings")
+        if needs.sign_in_provider and oidc is None:
+            raise ValueError(f"{auth_mode} mode needs the OIDC provider's settings")
 
         self.container_insights = container_insights
         self.cluster = ecs.Cluster(
@@ -153,24 +154,19 @@ class TrackingService(Construct):
             "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
         }
         nginx_secrets = {}
-        if accounts:
-            assert session_key is not None
-            mlflow_environment |= {
-                "MLFLOW_AUTH_DEFAULT_PERMISSION": default_permission,
-                "MLFLOW_AUTH_DB_NAME": names.AUTH_DATABASE_NAME,
-            }
+        if needs.permissions:
+            mlflow_environment["MLFLOW_AUTH_DEFAULT_PERMISSION"] = default_permission
+        if needs.admin_login:
+            # As the entrypoint's default (the same table's); the other modes leave it to that default.
+            assert needs.auth_database is not None
+            mlflow_environment["MLFLOW_AUTH_DB_NAME"] = needs.auth_database
             mlflow_secrets |= {
                 "MLFLOW_AUTH_ADMIN_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
                 "MLFLOW_AUTH_ADMIN_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": ecs.Secret.from_secrets_manager(session_key),
             }
-        elif sso:
-            assert session_key is not None and oidc is not None
-            mlflow_environment |= {
-                "MLFLOW_AUTH_DEFAULT_PERMISSION": default_permission,
-                "OIDC_DISCOVERY_URL": oidc.discovery_url,
-                "OIDC_ADMIN_GROUP": oidc.admin_group,
-            }
+        if needs.sign_in_provider:
+            assert oidc is not None
+            mlflow_environment |= {"OIDC_DISCOVERY_URL": oidc.discovery_url, "OIDC_ADMIN_GROUP": oidc.admin_group}
             if oidc.allowed_group is not None:
                 mlflow_environment["OIDC_ALLOWED_GROUP"] = oidc.allowed_group
             if oidc.groups_claim is not None:
@@ -180,9 +176,11 @@ class TrackingService(Construct):
             mlflow_secrets |= {
                 "OIDC_CLIENT_ID": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_id"),
                 "OIDC_CLIENT_SECRET": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_secret"),
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": ecs.Secret.from_secrets_manager(session_key),
             }
-        else:
+        if needs.session_key:
+            assert session_key is not None
+            mlflow_secrets["MLFLOW_FLASK_SERVER_SECRET_KEY"] = ecs.Secret.from_secrets_manager(session_key)
+        if needs.nginx_basic_auth:
             nginx_secrets = {
                 "MLFLOW_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
                 "MLFLOW_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, AuthMode
+from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ModeNeeds
 from stacks.config.base import (
     CLIENT_ID,
     IDENTITY_PROVIDER,
@@ -87,19 +87,9 @@ class Auth(Section):
         return value
 
     @property
-    def accounts_enabled(self) -> bool:
-        """MLflow's auth app decides who may do what; each Studio profile gets its own MLflow user."""
-        return self.auth_mode == "accounts"
-
-    @property
-    def sso_enabled(self) -> bool:
-        """People sign in with an OIDC provider; code sends bearer tokens from it."""
-        return self.auth_mode == "sso"
-
-    @property
-    def sessions_enabled(self) -> bool:
-        """MLflow itself signs sessions (accounts and sso modes): every task needs the same key."""
-        return self.auth_mode in ("accounts", "sso")
+    def needs(self) -> ModeNeeds:
+        """What the chosen mode needs (its row of the mode table)."""
+        return MODES[self.auth_mode]
 
     def oauth_client_secret_name(self, profile: str) -> str:
         """Secrets Manager name of one profile's OAuth client (sso mode): client_id, client_secret, token_url, scope.

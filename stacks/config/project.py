@@ -141,7 +141,7 @@ class ProjectConfig(Section):
     @property
     def cognito_enabled(self) -> bool:
         """sso mode with the Cognito user pool the stack creates."""
-        return self.auth.sso_enabled and self.sso.oidc_provider == "cognito"
+        return self.auth.needs.sign_in_provider and self.sso.oidc_provider == "cognito"
 
     def _check_federation_names(self) -> None:
         """The sign-in page offers both lists: at least one provider, none twice; federation needs the pool."""
@@ -174,7 +174,7 @@ class ProjectConfig(Section):
 
     def _check_sso(self) -> None:
         """An external issuer needs its discovery URL and client secret; Cognito-only keys need Cognito."""
-        if not self.auth.sso_enabled:
+        if not self.auth.needs.sign_in_provider:
             return
         sso = self.sso
         if sso.oidc_provider == "external":
@@ -229,7 +229,7 @@ class ProjectConfig(Section):
     def _check_profiles_against_admin(self) -> None:
         profiles = self.studio.user_profiles
         admin = next((p for p in profiles if p.lower() == names.SERVER_USERNAME), None)
-        if self.auth.accounts_enabled and admin is not None:
+        if self.auth.needs.admin_login and admin is not None:
             raise Invalid(
                 f"names {admin!r}, the MLflow admin's user name in accounts mode",
                 key="user_profiles",

@@ -2,6 +2,7 @@
 
 import re
 from pathlib import Path
+from typing import get_args
 
 from tests.docker.image_modules import image_module
 
@@ -27,3 +28,16 @@ def test_makefile_default_and_readme_table_match_the_module() -> None:
         table = readme.split("| `auth_mode` |", 1)[1].split("\n\n", 1)[0]
         assert tuple(re.findall(r"^\| `([a-z]+)`", table, re.M)) == modes.AUTH_MODES
         assert set(modes.MODES) == set(modes.AUTH_MODES)
+
+
+def test_every_mode_has_exactly_one_checker_and_what_its_app_needs() -> None:
+    """A row nobody checks credentials in would be an open server; a row the code cannot prepare would not start."""
+    with image_module("auth_modes") as modes, image_module("entrypoint") as entrypoint:
+        assert set(entrypoint.APP_SETUPS) == set(get_args(modes.ServerApp))
+        for mode, needs in modes.MODES.items():
+            app_checks = needs.server_app != "mlflow"
+            assert needs.nginx_basic_auth != app_checks, mode
+            assert (needs.auth_database is not None) == app_checks == needs.session_key == needs.permissions, mode
+            assert not needs.admin_login or needs.server_app == "basic-auth", mode
+            assert needs.sign_in_provider == (needs.server_app == "oidc"), mode
+            assert needs.uses_credentials == (needs.nginx_basic_auth or needs.admin_login), mode

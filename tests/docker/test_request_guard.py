@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -284,11 +284,13 @@ def test_model_version_source_is_asked_of_the_app_as_the_caller(guard: ModuleTyp
 
 def test_deployment_app_wraps_the_app_each_mode_would_serve() -> None:
     """The wrapper serves exactly MLflow's own entry points (and the plain app in shared mode)."""
-    with image_module("deployment_app") as deployment_app:
+    with image_module("deployment_app") as deployment_app, image_module("auth_modes") as modes:
         stock = {entry.name: entry.value for entry in entry_points(group="mlflow.app")}
-        assert ":".join(deployment_app.INNER_APPS["accounts"][:2]) == stock["basic-auth"]
-        assert ":".join(deployment_app.INNER_APPS["sso"][:2]) == stock["oidc-auth"]
-        assert deployment_app.INNER_APPS["shared"][:2] == ("mlflow.server.fastapi_app", "app")
+        apps = {mode: deployment_app.INNER_APPS[needs.server_app][:2] for mode, needs in modes.MODES.items()}
+        assert ":".join(apps["accounts"]) == stock["basic-auth"]
+        assert ":".join(apps["sso"]) == stock["oidc-auth"]
+        assert apps["shared"] == ("mlflow.server.fastapi_app", "app")
+        assert set(deployment_app.INNER_APPS) == set(get_args(modes.ServerApp))
 
 
 def test_mlflow_finds_the_deployment_app_next_to_the_entrypoint() -> None:

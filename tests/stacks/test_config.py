@@ -380,7 +380,7 @@ def test_sso_settings_with_cognito_and_with_an_external_issuer() -> None:
     cognito = ProjectConfig.from_context(
         {**SSO, "cognito_identity_providers": "COGNITO, Google,CorpSAML", "oidc_allowed_group": "mlflow-users"}
     )
-    assert cognito.auth.sso_enabled and cognito.cognito_enabled and cognito.auth.sessions_enabled
+    assert cognito.auth.needs.sign_in_provider and cognito.cognito_enabled and cognito.auth.needs.session_key
     assert cognito.sso.cognito_identity_providers == ["COGNITO", "Google", "CorpSAML"]
     assert (cognito.sso.oidc_admin_group, cognito.sso.oidc_allowed_group) == ("mlflow-admins", "mlflow-users")
     assert cognito.sso.cognito_domain_prefix is None and cognito.sso.oidc_discovery_url is None
@@ -390,13 +390,13 @@ def test_sso_settings_with_cognito_and_with_an_external_issuer() -> None:
         {**EXTERNAL, "oidc_admin_group": "MLflow Admins", "oidc_machine_clients": "0oa1ci, 0oa2studio"}
     )
     assert external.sso.oidc_machine_clients == ["0oa1ci", "0oa2studio"]
-    assert external.auth.sso_enabled and not external.cognito_enabled
+    assert external.auth.needs.sign_in_provider and not external.cognito_enabled
     assert external.sso.oidc_client_secret_name == "mlflow/oidc"
     assert external.sso.oidc_admin_group == "MLflow Admins"  # spaces are fine at other providers
 
     # The sso keys wait unused in other modes; cdk.json can keep them while the mode changes.
-    assert not ProjectConfig.from_context({**EXTERNAL, "auth_mode": "accounts"}).auth.sso_enabled
-    assert not ProjectConfig().auth.sessions_enabled and ProjectConfig(auth_mode="accounts").auth.sessions_enabled
+    assert not ProjectConfig.from_context({**EXTERNAL, "auth_mode": "accounts"}).auth.needs.sign_in_provider
+    assert not ProjectConfig().auth.needs.session_key and ProjectConfig(auth_mode="accounts").auth.needs.session_key
 
 
 def test_profile_oauth_secret_name_fits_the_role_tag_like_the_login_name() -> None:
@@ -408,7 +408,7 @@ def test_accounts_settings_and_profiles() -> None:
     config = ProjectConfig.from_context(
         {"auth_mode": "accounts", "default_permission": "NO_PERMISSIONS", "user_profiles": " alice , bob-2 "}
     )
-    assert config.auth.accounts_enabled and config.auth.default_permission == "NO_PERMISSIONS"
+    assert config.auth.needs.admin_login and config.auth.default_permission == "NO_PERMISSIONS"
     assert config.studio.user_profiles == ["alice", "bob-2"]
     assert config.auth.user_secret_name("bob-2") == "mlflow-server-credentials/users/bob-2/login"
     assert len(ProjectConfig(user_profiles=[f"u{i}" for i in range(20)]).studio.user_profiles) == 20
@@ -417,7 +417,7 @@ def test_accounts_settings_and_profiles() -> None:
     defaults = ProjectConfig()
     assert (defaults.auth.auth_mode, defaults.auth.default_permission) == ("shared", "READ")
     assert defaults.studio.user_profiles == ["mlflow-user"]
-    assert not defaults.auth.accounts_enabled
+    assert not defaults.auth.needs.admin_login
 
 
 def test_unknown_key_lists_the_known_keys() -> None:
