@@ -16,7 +16,14 @@ from stacks.components.network import Network
 from stacks.components.oauth_client_login import CognitoMachineClient
 from stacks.components.server_credentials import ServerCredentials
 from stacks.components.session_key import SessionKey
-from stacks.components.tracking_service import OidcSettings, TrackingService
+from stacks.components.tracking_service import TrackingService
+from stacks.components.tracking_service_props import (
+    AuthSettings,
+    DatabaseEndpoint,
+    OidcSettings,
+    ServiceSize,
+    TrackingServiceProps,
+)
 from stacks.components.upgrade_gate import UpgradeGate
 from stacks.config import ProjectConfig
 from stacks.mlflow_version import pinned_mlflow_version
@@ -80,31 +87,39 @@ class MLflowVpcStack(Stack):
         self.tracking = TrackingService(
             self,
             "Tracking",
-            vpc=self.network.vpc,
-            subnets=self.network.private_subnets,
-            artifact_bucket=self.storage.bucket,
-            database=self.database.cluster,
-            database_secret=self.database.secret,
-            database_host=self.database.hostname,
-            database_port=self.database.port,
-            database_name=names.DATABASE_NAME,
-            server_credentials=self.credentials.secret,
-            auth_mode=config.auth.auth_mode,
-            default_permission=config.auth.default_permission,
-            session_key=self.session_key.secret if self.session_key else None,
-            oidc=oidc,
-            cpu=config.service.task_cpu,
-            memory_mib=config.service.task_memory_mib,
-            workers=config.service.mlflow_workers,
-            desired_count=config.service.desired_task_count,
-            min_count=config.service.min_task_count,
-            max_count=config.service.max_task_count,
-            cpu_target_percent=config.service.cpu_scaling_target_percent,
-            log_retention=retention,
-            removal_policy=removal,
-            domain_certificate=self.domain_certificate,
-            ai_gateway=config.service.ai_gateway,
-            container_insights=config.service.container_insights,
+            props=TrackingServiceProps(
+                vpc=self.network.vpc,
+                subnets=self.network.private_subnets,
+                artifact_bucket=self.storage.bucket,
+                database=DatabaseEndpoint(
+                    connectable=self.database.cluster,
+                    secret=self.database.secret,
+                    host=self.database.hostname,
+                    port=self.database.port,
+                    name=names.DATABASE_NAME,
+                ),
+                auth=AuthSettings(
+                    mode=config.auth.auth_mode,
+                    default_permission=config.auth.default_permission,
+                    server_credentials=self.credentials.secret,
+                    session_key=self.session_key.secret if self.session_key else None,
+                    oidc=oidc,
+                ),
+                size=ServiceSize(
+                    cpu=config.service.task_cpu,
+                    memory_mib=config.service.task_memory_mib,
+                    workers=config.service.mlflow_workers,
+                    desired_count=config.service.desired_task_count,
+                    min_count=config.service.min_task_count,
+                    max_count=config.service.max_task_count,
+                    cpu_target_percent=config.service.cpu_scaling_target_percent,
+                ),
+                log_retention=retention,
+                removal_policy=removal,
+                domain_certificate=self.domain_certificate,
+                ai_gateway=config.service.ai_gateway,
+                container_insights=config.service.container_insights,
+            ),
         )
         # A new MLflow version: snapshot, old tasks to 0, then the new ones (one migrates); README, "Upgrading MLflow".
         self.upgrade_gate = UpgradeGate(

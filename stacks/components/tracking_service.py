@@ -1,6 +1,5 @@
 """The MLflow tracking server: one Fargate task (nginx + mlflow) behind an internal ALB."""
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,12 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
-from stacks.auth_modes import MODES, AuthMode
-from stacks.components.domain_certificate import DomainCertificate
+from stacks.auth_modes import MODES
 from stacks.components.security_groups import closed_security_group
+from stacks.components.tracking_service_props import TrackingServiceProps
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 HTTP_PORT = 80
@@ -29,21 +27,6 @@ TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 SCRATCH_PATH = "/tmp"  # noqa: S108 - a per-task volume, no other user
 
 
-@dataclass(frozen=True)
-class OidcSettings:
-    """What the MLflow container needs in sso mode (the OIDC plugin's settings)."""
-
-    discovery_url: str
-    # JSON fields client_id and client_secret: the UI's client at the provider.
-    client_secret: secretsmanager.ISecret
-    admin_group: str
-    allowed_group: str | None
-    # The claim the provider lists groups in (Cognito: cognito:groups), when not the usual "groups".
-    groups_claim: str | None = None
-    # App client ids whose client-credentials tokens act as MLflow users of that name (Studio profiles).
-    machine_clients: tuple[str, ...] = ()
-
-
 class TrackingService(Construct):
     """ECS cluster, task definition, service and internal load balancer.
 
@@ -51,17 +34,13 @@ class TrackingService(Construct):
     and is reachable through nginx alone. Secrets reach the containers only
     as ECS secrets, never as plain environment variables.
 
-    ``auth_mode`` decides who checks credentials: in ``shared`` mode nginx
-    (basic auth with ``server_credentials``), in ``accounts`` mode MLflow's
-    auth app, whose admin is ``server_credentials`` and whose sessions are
-    signed with ``session_key`` (required in that mode). In ``sso`` mode the
-    MLflow container signs people in with the OIDC provider of ``oidc``
-    (required in that mode) and signs sessions with ``session_key`` too; nginx
-    checks nothing, as in ``accounts`` mode.
+    ``props.auth`` decides who checks credentials, as the mode's row of the
+    mode table says: nginx (basic auth with ``server_credentials``), or the
+    app MLflow serves (its basic-auth app, whose admin is ``server_credentials``,
+    or the OIDC plugin signing people in with ``oidc``'s provider), which signs
+    sessions with ``session_key``; nginx then checks nothing.
 
-    ``ai_gateway`` turns on MLflow's AI gateway (``MLFLOW_ENABLE_AI_GATEWAY``), off otherwise.
-
-    With ``domain_certificate`` the ALB listens with HTTPS (port 443) on that
+    With a domain certificate the ALB listens with HTTPS (port 443) on that
     certificate instead of HTTP (port 80), and MLflow is told its public domain.
     Code inside the VPC that calls MLflow without API Gateway connects to
     ``load_balancer.load_balancer_dns_name`` with ``listener_scheme`` and
@@ -71,47 +50,16 @@ class TrackingService(Construct):
     ``load_balancer.connections.allow_from(peer, ec2.Port.tcp(listener_port))``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        artifact_bucket: s3.IBucket,
-        database: ec2.IConnectable,
-        database_secret: secretsmanager.ISecret,
-        database_host: str,
-        database_port: int,
-        database_name: str,
-        server_credentials: secretsmanager.ISecret,
-        auth_mode: AuthMode,
-        default_permission: str,
-        session_key: secretsmanager.ISecret | None,
-        oidc: OidcSettings | None,
-        cpu: int,
-        memory_mib: int,
-        workers: int,
-        desired_count: int,
-        min_count: int,
-        max_count: int,
-        cpu_target_percent: int,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
-        domain_certificate: DomainCertificate | None,
-        ai_gateway: bool = False,
-        container_insights: str = "disabled",
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: TrackingServiceProps) -> None:
         super().__init__(scope, construct_id)
-        needs = MODES[auth_mode]
-        if needs.session_key and session_key is None:
-            raise ValueError(f"{auth_mode} mode needs a session key secret")
-        if needs.sign_in_provider and oidc is None:
-            raise ValueError(f"{auth_mode} mode needs the OIDC provider's settings")
+        self.props = props
+        vpc, size, database = props.vpc, props.size, props.database
+        log_retention, removal_policy = props.log_retention, props.removal_policy
+        artifact_bucket, domain_certificate = props.artifact_bucket, props.domain_certificate
 
-        self.container_insights = container_insights
+        self.container_insights = props.container_insights
         self.cluster = ecs.Cluster(
-            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights[container_insights.upper()]
+            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights[props.container_insights.upper()]
         )
 
         self.artifact_bucket = artifact_bucket
@@ -127,8 +75,8 @@ class TrackingService(Construct):
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
-            cpu=cpu,
-            memory_limit_mib=memory_mib,
+            cpu=size.cpu,
+            memory_limit_mib=size.memory_mib,
             task_role=self.task_role,
             runtime_platform=ecs.RuntimePlatform(
                 cpu_architecture=ecs.CpuArchitecture.X86_64,
@@ -136,56 +84,7 @@ class TrackingService(Construct):
             ),
         )
 
-        mlflow_environment = {
-            "DB_HOST": database_host,
-            "DB_PORT": str(database_port),
-            "DB_NAME": database_name,
-            # MLflow serves artifacts (and presigns large transfers) from here.
-            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
-            "MLFLOW_WORKERS": str(workers),
-            "MLFLOW_AUTH_MODE": auth_mode,
-            "AWS_DEFAULT_REGION": Stack.of(self).region,
-            # MLflow 3 turns its AI gateway on by default: it stores LLM provider keys and calls
-            # providers from the server. Off unless the ai_gateway setting asks for it.
-            "MLFLOW_ENABLE_AI_GATEWAY": "true" if ai_gateway else "false",
-        }
-        mlflow_secrets = {
-            "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
-            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
-        }
-        nginx_secrets = {}
-        if needs.permissions:
-            mlflow_environment["MLFLOW_AUTH_DEFAULT_PERMISSION"] = default_permission
-        if needs.admin_login:
-            # As the entrypoint's default (the same table's); the other modes leave it to that default.
-            assert needs.auth_database is not None
-            mlflow_environment["MLFLOW_AUTH_DB_NAME"] = needs.auth_database
-            mlflow_secrets |= {
-                "MLFLOW_AUTH_ADMIN_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
-                "MLFLOW_AUTH_ADMIN_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
-            }
-        if needs.sign_in_provider:
-            assert oidc is not None
-            mlflow_environment |= {"OIDC_DISCOVERY_URL": oidc.discovery_url, "OIDC_ADMIN_GROUP": oidc.admin_group}
-            if oidc.allowed_group is not None:
-                mlflow_environment["OIDC_ALLOWED_GROUP"] = oidc.allowed_group
-            if oidc.groups_claim is not None:
-                mlflow_environment["OIDC_GROUPS_CLAIM"] = oidc.groups_claim
-            if oidc.machine_clients:
-                mlflow_environment["OIDC_MACHINE_CLIENTS"] = ",".join(oidc.machine_clients)
-            mlflow_secrets |= {
-                "OIDC_CLIENT_ID": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_id"),
-                "OIDC_CLIENT_SECRET": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_secret"),
-            }
-        if needs.session_key:
-            assert session_key is not None
-            mlflow_secrets["MLFLOW_FLASK_SERVER_SECRET_KEY"] = ecs.Secret.from_secrets_manager(session_key)
-        if needs.nginx_basic_auth:
-            nginx_secrets = {
-                "MLFLOW_USERNAME": ecs.Secret.from_secrets_manager(server_credentials, "username"),
-                "MLFLOW_PASSWORD": ecs.Secret.from_secrets_manager(server_credentials, "password"),
-            }
-
+        mlflow_environment, mlflow_secrets, nginx_secrets = self._container_settings(props)
         mlflow = self._add_container(
             "mlflow",
             log_retention,
@@ -219,9 +118,9 @@ class TrackingService(Construct):
             environment={
                 "NGINX_PORT": str(names.NGINX_PORT),
                 "MLFLOW_UPSTREAM": f"127.0.0.1:{names.MLFLOW_PORT}",
-                "MLFLOW_AUTH_MODE": auth_mode,
+                "MLFLOW_AUTH_MODE": props.auth.mode,
             },
-            # In accounts and sso modes nginx checks nothing itself and needs no credential.
+            # Where MLflow's app checks credentials, nginx checks nothing and needs no credential.
             secrets=nginx_secrets or None,
         )
         nginx.add_container_dependencies(
@@ -234,16 +133,18 @@ class TrackingService(Construct):
         # AWS APIs (S3, Secrets Manager, ECR, CloudWatch Logs) through the NAT gateway.
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs")
         # Egress here and the matching ingress on the database's security group.
-        self.security_group.connections.allow_to(database, ec2.Port.tcp(database_port), "MLflow tasks to Aurora")
+        self.security_group.connections.allow_to(
+            database.connectable, ec2.Port.tcp(database.port), "MLflow tasks to Aurora"
+        )
 
         self.service = ecs.FargateService(
             self,
             "Service",
             cluster=self.cluster,
             task_definition=self.task_definition,
-            desired_count=desired_count,
+            desired_count=size.desired_count,
             # Subnets in every configured AZ: ECS spreads Fargate tasks across them.
-            vpc_subnets=subnets,
+            vpc_subnets=props.subnets,
             security_groups=[self.security_group],
             assign_public_ip=False,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
@@ -251,10 +152,10 @@ class TrackingService(Construct):
             max_healthy_percent=200,
             health_check_grace_period=Duration.seconds(180),
         )
-        scaling = self.service.auto_scale_task_count(min_capacity=min_count, max_capacity=max_count)
+        scaling = self.service.auto_scale_task_count(min_capacity=size.min_count, max_capacity=size.max_count)
         scaling.scale_on_cpu_utilization(
             "CpuScaling",
-            target_utilization_percent=cpu_target_percent,
+            target_utilization_percent=size.cpu_target_percent,
             scale_in_cooldown=Duration.minutes(5),
             scale_out_cooldown=Duration.minutes(1),
         )
@@ -269,7 +170,7 @@ class TrackingService(Construct):
             self,
             "LoadBalancer",
             vpc=vpc,
-            vpc_subnets=subnets,
+            vpc_subnets=props.subnets,
             internet_facing=False,
             security_group=self.load_balancer_security_group,
             drop_invalid_header_fields=True,
@@ -311,6 +212,64 @@ class TrackingService(Construct):
             ),
             deregistration_delay=Duration.seconds(30),
         )
+
+    def _container_settings(
+        self, props: TrackingServiceProps
+    ) -> tuple[dict[str, str], dict[str, ecs.Secret], dict[str, ecs.Secret]]:
+        """MLflow's environment and secrets, and nginx's secrets, for the mode's needs."""
+        auth, database = props.auth, props.database
+        needs = MODES[auth.mode]
+        mlflow_environment = {
+            "DB_HOST": database.host,
+            "DB_PORT": str(database.port),
+            "DB_NAME": database.name,
+            # MLflow serves artifacts (and presigns large transfers) from here.
+            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{props.artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
+            "MLFLOW_WORKERS": str(props.size.workers),
+            "MLFLOW_AUTH_MODE": auth.mode,
+            "AWS_DEFAULT_REGION": Stack.of(self).region,
+            # MLflow 3 turns its AI gateway on by default: it stores LLM provider keys and calls
+            # providers from the server. Off unless the ai_gateway setting asks for it.
+            "MLFLOW_ENABLE_AI_GATEWAY": "true" if props.ai_gateway else "false",
+        }
+        mlflow_secrets = {
+            "DB_USERNAME": ecs.Secret.from_secrets_manager(database.secret, "username"),
+            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database.secret, "password"),
+        }
+        nginx_secrets = {}
+        if needs.permissions:
+            mlflow_environment["MLFLOW_AUTH_DEFAULT_PERMISSION"] = auth.default_permission
+        if needs.admin_login:
+            # As the entrypoint's default (the same table's); the other modes leave it to that default.
+            assert needs.auth_database is not None
+            mlflow_environment["MLFLOW_AUTH_DB_NAME"] = needs.auth_database
+            mlflow_secrets |= {
+                "MLFLOW_AUTH_ADMIN_USERNAME": ecs.Secret.from_secrets_manager(auth.server_credentials, "username"),
+                "MLFLOW_AUTH_ADMIN_PASSWORD": ecs.Secret.from_secrets_manager(auth.server_credentials, "password"),
+            }
+        if needs.sign_in_provider:
+            oidc = auth.oidc
+            assert oidc is not None
+            mlflow_environment |= {"OIDC_DISCOVERY_URL": oidc.discovery_url, "OIDC_ADMIN_GROUP": oidc.admin_group}
+            if oidc.allowed_group is not None:
+                mlflow_environment["OIDC_ALLOWED_GROUP"] = oidc.allowed_group
+            if oidc.groups_claim is not None:
+                mlflow_environment["OIDC_GROUPS_CLAIM"] = oidc.groups_claim
+            if oidc.machine_clients:
+                mlflow_environment["OIDC_MACHINE_CLIENTS"] = ",".join(oidc.machine_clients)
+            mlflow_secrets |= {
+                "OIDC_CLIENT_ID": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_id"),
+                "OIDC_CLIENT_SECRET": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_secret"),
+            }
+        if needs.session_key:
+            assert auth.session_key is not None
+            mlflow_secrets["MLFLOW_FLASK_SERVER_SECRET_KEY"] = ecs.Secret.from_secrets_manager(auth.session_key)
+        if needs.nginx_basic_auth:
+            nginx_secrets = {
+                "MLFLOW_USERNAME": ecs.Secret.from_secrets_manager(auth.server_credentials, "username"),
+                "MLFLOW_PASSWORD": ecs.Secret.from_secrets_manager(auth.server_credentials, "password"),
+            }
+        return mlflow_environment, mlflow_secrets, nginx_secrets
 
     def _grant_artifact_access(self, bucket: s3.IBucket) -> None:
         self.task_role.add_to_policy(

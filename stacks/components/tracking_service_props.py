@@ -1,0 +1,97 @@
+"""What the stack hands TrackingService: typed, frozen, checked where it is built."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+
+from stacks.auth_modes import MODES, AuthMode
+from stacks.components.domain_certificate import DomainCertificate
+
+
+@dataclass(frozen=True, kw_only=True)
+class OidcSettings:
+    """What the MLflow container needs in a mode with a sign-in provider (the OIDC plugin's settings)."""
+
+    discovery_url: str
+    # JSON fields client_id and client_secret: the UI's client at the provider.
+    client_secret: secretsmanager.ISecret
+    admin_group: str
+    allowed_group: str | None
+    # The claim the provider lists groups in (Cognito: cognito:groups), when not the usual "groups".
+    groups_claim: str | None = None
+    # App client ids whose client-credentials tokens act as MLflow users of that name (Studio profiles).
+    machine_clients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseEndpoint:
+    """The metadata database as the tasks reach it."""
+
+    connectable: ec2.IConnectable  # its security group admits the tasks
+    secret: secretsmanager.ISecret  # JSON fields username and password
+    host: str
+    port: int
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthSettings:
+    """Who checks credentials, and what the mode's row of the mode table asks for.
+
+    ``server_credentials`` is nginx's one user or MLflow's admin, as the mode
+    says; ``session_key`` signs MLflow's sessions where the mode has them;
+    ``oidc`` is the provider of a mode with sign-in.
+    """
+
+    mode: AuthMode
+    default_permission: str
+    server_credentials: secretsmanager.ISecret
+    session_key: secretsmanager.ISecret | None = None
+    oidc: OidcSettings | None = None
+
+    def __post_init__(self) -> None:
+        needs = MODES[self.mode]
+        if needs.session_key and self.session_key is None:
+            raise ValueError(f"{self.mode} mode needs a session key secret")
+        if needs.sign_in_provider and self.oidc is None:
+            raise ValueError(f"{self.mode} mode needs the OIDC provider's settings")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSize:
+    """The task's size and how many of them run."""
+
+    cpu: int
+    memory_mib: int
+    workers: int  # MLflow's uvicorn workers per task
+    desired_count: int
+    min_count: int
+    max_count: int
+    cpu_target_percent: int  # scale out above this average CPU
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackingServiceProps:
+    """Everything TrackingService is built from.
+
+    With ``domain_certificate`` the ALB listens with HTTPS on that certificate
+    and MLflow is told its public domain. ``ai_gateway`` turns on MLflow's AI
+    gateway (``MLFLOW_ENABLE_AI_GATEWAY``), off otherwise.
+    """
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    artifact_bucket: s3.IBucket
+    database: DatabaseEndpoint
+    auth: AuthSettings
+    size: ServiceSize
+    log_retention: logs.RetentionDays
+    removal_policy: RemovalPolicy
+    domain_certificate: DomainCertificate | None = None
+    ai_gateway: bool = False
+    container_insights: Literal["disabled", "enabled", "enhanced"] = "disabled"
