@@ -1,7 +1,5 @@
 """Lets CloudFormation delete the protected Aurora cluster (with its final snapshot) and ALB on `cdk destroy`."""
 
-from pathlib import Path
-
 from aws_cdk import CfnResource, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
@@ -10,9 +8,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from stacks.components.function_code import inline_code
 from stacks.components.lambda_logs import write_own_logs
 
-HANDLER = Path(__file__).resolve().parent / "handlers" / "release_deletion_protection.py"
 RESOURCE_TYPE = "Custom::ReleaseDeletionProtection"
 
 
@@ -66,7 +64,7 @@ class DeletionProtectionRelease(Construct):
             "Function",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
-            code=lambda_.Code.from_inline(HANDLER.read_text(encoding="utf-8")),
+            code=inline_code("release_deletion_protection"),
             role=self.role,
             log_group=self.log_group,
             timeout=Duration.minutes(1),

@@ -5,8 +5,6 @@ with the admin login it reads from Secrets Manager, so the admin credential
 never leaves AWS: CloudFormation only ever sees a user name and a secret ARN.
 """
 
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -17,10 +15,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.components.function_code import asset_code
 from stacks.components.lambda_logs import lambda_role_logging_to, write_own_logs
 from stacks.components.security_groups import closed_security_group
 
-HANDLER_DIR = Path(__file__).resolve().parents[1] / "functions" / "mlflow_accounts"
 # What CloudFormation calls the resources this provider serves.
 RESOURCE_TYPE = "Custom::MlflowAccount"
 
@@ -102,7 +100,7 @@ class MlflowAccountProvisioner(Construct):
             "Function",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.on_event",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
+            code=asset_code("mlflow_accounts"),
             description="Creates, updates and deletes the MLflow user of a SageMaker Studio profile",
             role=self.role,
             vpc=vpc,

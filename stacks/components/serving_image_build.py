@@ -1,7 +1,5 @@
 """Builds MLflow's SageMaker serving image in CodeBuild as part of `cdk deploy`."""
 
-from pathlib import Path
-
 from aws_cdk import CustomResource, Duration, RemovalPolicy
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ecr as ecr
@@ -12,8 +10,8 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks import names
+from stacks.components.function_code import asset_code
 
-HANDLER_DIR = Path(__file__).resolve().parent / "serving_image_build_handler"
 # ECR Public's mirror of Docker Hub's official images: CodeBuild's shared
 # addresses hit Docker Hub's anonymous pull limit, ECR Public's are far higher.
 BASE_IMAGE_MIRROR = "public.ecr.aws/docker/library"
@@ -141,7 +139,7 @@ class ServingImageBuild(Construct):
             )
         )
         handler_logs.grant_write(self.handler_role)
-        code = lambda_.Code.from_asset(str(HANDLER_DIR))
+        code = asset_code("serving_image_build")
         functions = {
             name: lambda_.Function(
                 self,

@@ -1,7 +1,5 @@
 """A deploy that changes the MLflow version stops the old version's tasks, after a snapshot, before the new ones."""
 
-from pathlib import Path
-
 from aws_cdk import ArnFormat, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -10,9 +8,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from stacks.components.function_code import asset_code
 from stacks.components.lambda_logs import write_own_logs
 
-HANDLER_DIR = Path(__file__).resolve().parents[1] / "functions" / "upgrade_gate"
 RESOURCE_TYPE = "Custom::MlflowUpgradeGate"
 SNAPSHOT_PREFIX = "mlflow-upgrade"
 # Lambda's longest run; the handler answers CloudFormation before it ends.
@@ -118,7 +116,7 @@ class UpgradeGate(Construct):
             "Function",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
+            code=asset_code("upgrade_gate"),
             role=self.role,
             log_group=self.log_group,
             timeout=FUNCTION_TIMEOUT,

@@ -22,7 +22,7 @@ from moto.cloudformation.models import cloudformation_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from stacks import names
-from stacks.components.handlers import release_deletion_protection as release
+from stacks.functions.release_deletion_protection import index as release
 from tests.fake_aws import use_fake_aws
 from tests.stacks.cloudformation_response import response_url_server
 

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from stacks.components.serving_image_build import HANDLER_DIR
+from stacks.components.function_code import function_dir
 
 PROJECT = "mlflow-pyfunc-image-build"
 BUILD_ID = f"{PROJECT}:0b4c7a52-8d6e-4f3a-9c1b-2e5d6f7a8b9c"
@@ -18,7 +18,8 @@ BUILD_ID = f"{PROJECT}:0b4c7a52-8d6e-4f3a-9c1b-2e5d6f7a8b9c"
 
 @pytest.fixture()
 def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, Stubber]]:
-    spec = importlib.util.spec_from_file_location("serving_image_build_handler", HANDLER_DIR / "index.py")
+    path = function_dir("serving_image_build") / "index.py"
+    spec = importlib.util.spec_from_file_location("serving_image_build_handler", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -12,6 +12,7 @@ import pytest
 
 from stacks import names
 from stacks.components.deletion_protection_release import RESOURCE_TYPE
+from stacks.components.function_code import function_dir
 from tests.stacks.helpers import Template, only, ref_id, render, resources
 
 # What the Teardown section (docs/operations.md) lists as kept under removal_policy=retain.
@@ -62,7 +63,9 @@ def test_retain_protects_the_cluster_and_releases_it_only_through_the_stack(vpc_
 
     function = vpc_template["Resources"][ref_id(release["Properties"]["ServiceToken"])]
     assert function["Properties"]["Handler"] == "index.handler"
-    assert "def handler(event" in function["Properties"]["Code"]["ZipFile"]
+    # The very file the handler's unit tests exercise (test_release_deletion_protection.py).
+    source = (function_dir("release_deletion_protection") / "index.py").read_text(encoding="utf-8")
+    assert function["Properties"]["Code"]["ZipFile"] == source
     role = vpc_template["Resources"][ref_id(function["Properties"]["Role"])]
     statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
     role_id = ref_id(function["Properties"]["Role"])

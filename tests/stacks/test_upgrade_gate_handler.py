@@ -26,7 +26,7 @@ from moto.moto_api import state_manager
 from moto.rds.models import rds_backends
 
 from stacks import names
-from stacks.components.upgrade_gate import HANDLER_DIR
+from stacks.components.function_code import function_dir
 from tests.fake_aws import use_fake_aws
 from tests.stacks.cloudformation_response import response_url_server
 
@@ -47,7 +47,7 @@ TEMPLATE = {
 
 def _load_handler() -> ModuleType:
     """The function's index.py under its own name (other functions' modules are index.py too)."""
-    spec = importlib.util.spec_from_file_location("upgrade_gate_handler", HANDLER_DIR / "index.py")
+    spec = importlib.util.spec_from_file_location("upgrade_gate_handler", function_dir("upgrade_gate") / "index.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

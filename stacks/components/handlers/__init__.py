@@ -1,1 +1,0 @@
-"""Lambda handlers of the project's own custom resources (deployed as inline code)."""
