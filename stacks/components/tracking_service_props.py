@@ -11,6 +11,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 
 from stacks.auth_modes import MODES, AuthMode
 from stacks.components.domain_certificate import DomainCertificate
+from stacks.config.service import TaskArchitecture
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,3 +96,4 @@ class TrackingServiceProps:
     domain_certificate: DomainCertificate | None = None
     ai_gateway: bool = False
     container_insights: Literal["disabled", "enabled", "enhanced"] = "disabled"
+    architecture: TaskArchitecture = "x86_64"  # the task's platform, and the one its images are built for
