@@ -213,9 +213,7 @@ def backend_store_uri(env: Mapping[str, str]) -> str:
 
 
 def auth_database_name(env: Mapping[str, str]) -> str:
-    name = (
-        env.get("MLFLOW_AUTH_DB_NAME") or MODES[auth_mode(env)].auth_database or MODES["accounts"].auth_database or ""
-    )
+    name = env.get("MLFLOW_AUTH_DB_NAME") or MODES[auth_mode(env)].auth_database or ""
     if not _DB_NAME.fullmatch(name) or name == env.get("DB_NAME"):
         raise ConfigError(
             "MLFLOW_AUTH_DB_NAME must be 1-63 lowercase letters, digits or _ (not starting "
