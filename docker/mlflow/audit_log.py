@@ -7,10 +7,11 @@ keeps only an allowlist of id and name fields (query string and JSON body, top l
 never a password, token, parameter value or other body content.
 
 The user: in `shared` mode nginx's basic-auth user (X-Authenticated-User, which nginx
-sets from $remote_user and clears from client input in the other modes); in `accounts`
-and `sso` mode the basic-auth username the app checked (the response's status tells
-whether it accepted it: a 401 line says who was refused). A bearer token or an SSO session
-is not attributed yet (`user` is null).
+sets from $remote_user and clears from client input in the other modes); in `sso` mode the
+user mlflow-oidc-auth authenticated (bearer token, session or its own access token), which
+its AuthMiddleware leaves in the ASGI scope, where no client can write; otherwise, in
+`accounts` mode and for refused `sso` requests, the basic-auth username the app checked
+(the response's status tells whether it accepted it: a 401 line says who was refused).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import sys
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+import reviewed_source
 from request_guard import ASGIApp, Message, Receive, Scope, Send, _read_body, _replay, _route
 
 # Fields whose values are identifiers or names (compared without case, `_` and `-`).
@@ -44,6 +47,21 @@ _MUTATION = re.compile(rb"\bmutation\b")
 USER_HEADER = b"x-authenticated-user"
 REQUEST_ID_HEADER = b"x-request-id"
 Sink = Callable[[str], None]
+
+# What reading the sso user relies on, read in mlflow-oidc-auth 10.2.0: AuthMiddleware.dispatch
+# stores an AuthContext under AUTH_CONTEXT_KEY in the request's scope once, and only once, it has
+# authenticated the caller and found the account active.
+REVIEWED_FOR_SSO_USER = {
+    "mlflow_oidc_auth.entities.auth_context": {
+        "AUTH_CONTEXT_KEY": "9f54c5e72824e6b332047bb85fc8c36cf021cf3f318f0148c691283081a25eff",
+        "AuthContext": "3a3f58df721477ed62d04971a4b3667bc72e29212e868ac9ccb5ca75f817bc89",
+    },
+    "mlflow_oidc_auth.middleware.auth_middleware": {
+        "AuthMiddleware.dispatch": "b0de7e62969dc422f10b4df3eb8f72980fa5d14e04ba7de19650634ff2165ec9",
+    },
+}
+
+_logger = logging.getLogger(__name__)
 
 
 def _key(name: str) -> str:
@@ -82,8 +100,13 @@ def is_change(method: str, path: str, body: bytes) -> bool:
     return not (method == "POST" and _READ_ONLY_POST.fullmatch(route.rsplit("/", 1)[-1]))
 
 
-def caller(mode: str, headers: dict[bytes, bytes]) -> str | None:
-    """Who the request says it is, in the way this mode's authentication knows it."""
+def caller(mode: str, headers: dict[bytes, bytes], signed_in: str | None = None) -> str | None:
+    """Who the request is from, in the way this mode's authentication knows it.
+
+    `signed_in` is the user the sso plugin authenticated, when it did.
+    """
+    if signed_in:
+        return signed_in
     if mode == "shared":
         return headers.get(USER_HEADER, b"").decode("latin-1") or None
     # The other modes' apps check the credentials themselves; nginx's header there is only
@@ -95,6 +118,23 @@ def caller(mode: str, headers: dict[bytes, bytes]) -> str | None:
         return base64.b64decode(credentials, validate=True).decode().partition(":")[0] or None
     except (binascii.Error, UnicodeDecodeError):
         return None
+
+
+def sso_context_key() -> str | None:
+    """Where mlflow-oidc-auth leaves the authenticated user in the scope; None if not the reviewed plugin."""
+    if not reviewed_source.is_reviewed(
+        _logger, "audit_log.py: sso user", REVIEWED_FOR_SSO_USER,
+        "bearer-token and session users are not named in the audit lines",
+    ):  # fmt: skip
+        return None
+    from mlflow_oidc_auth.entities.auth_context import AUTH_CONTEXT_KEY
+
+    return str(AUTH_CONTEXT_KEY)
+
+
+def signed_in_user(scope: Scope, key: str | None) -> str | None:
+    username = getattr(scope.get(key), "username", None) if key else None
+    return username if isinstance(username, str) and username else None
 
 
 def stderr_sink(line: str) -> None:
@@ -121,6 +161,7 @@ class AuditLog:
         self.app = app
         self.mode = mode
         self.sink = sink or default_sink()
+        self.context_key = sso_context_key() if mode == "sso" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in CHANGING_METHODS:
@@ -156,7 +197,7 @@ class AuditLog:
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "event": "mlflow-change",
-            "user": caller(self.mode, headers),
+            "user": caller(self.mode, headers, signed_in_user(scope, self.context_key)),
             "mode": self.mode,
             "method": scope["method"],
             "route": _route(scope["path"]),

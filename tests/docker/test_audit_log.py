@@ -115,3 +115,64 @@ def test_an_app_that_fails_before_answering_is_logged_as_500(audit: ModuleType) 
     with pytest.raises(RuntimeError):
         call(audit.AuditLog(failing, "shared", lines.append), "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id":"r"}')
     assert [json.loads(line)["status"] for line in lines] == [500]
+
+
+class SignsIn(Recorder):
+    """Answers as mlflow-oidc-auth's app does after its AuthMiddleware authenticated `username`."""
+
+    def __init__(self, username: str | None) -> None:
+        super().__init__()
+        self.username = username
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        from mlflow_oidc_auth.entities.auth_context import AUTH_CONTEXT_KEY, AuthContext
+
+        if self.username:
+            scope[AUTH_CONTEXT_KEY] = AuthContext(username=self.username, is_admin=False)
+        await super().__call__(scope, receive, send)
+
+
+def sso_user(audit: ModuleType, inner: Recorder, headers: list[tuple[bytes, bytes]]) -> Any:
+    lines: list[str] = []
+    body = b'{"experiment_id": "12"}'
+    call(
+        audit.AuditLog(inner, "sso", lines.append), "POST", "/api/2.0/mlflow/experiments/delete", body, headers=headers
+    )
+    (line,) = lines
+    return json.loads(line)["user"]
+
+
+def test_sso_names_the_user_the_plugin_authenticated_not_what_the_client_claims(audit: ModuleType) -> None:
+    forged = [(b"x-authenticated-user", b"mallory"), (b"authorization", b"Bearer a.b.c")]
+    assert sso_user(audit, SignsIn("alice@example.com"), forged) == "alice@example.com"
+    # The plugin's access tokens are basic credentials: the name it checked wins over the claimed one.
+    assert sso_user(audit, SignsIn("alice@example.com"), basic("bob", "token")) == "alice@example.com"
+    assert sso_user(audit, SignsIn(None), forged) is None  # refused: nobody was authenticated
+    assert sso_user(audit, SignsIn(None), basic("bob", "wrong")) == "bob"  # refused, as in accounts mode
+
+
+def test_the_scope_key_is_read_in_sso_mode_only(audit: ModuleType) -> None:
+    lines: list[str] = []
+    call(audit.AuditLog(SignsIn("alice"), "accounts", lines.append), "POST", "/api/2.0/mlflow/runs/delete", b"{}")
+    assert json.loads(lines[0])["user"] is None
+
+
+def test_the_pinned_plugin_is_what_the_sso_user_was_reviewed_against(audit: ModuleType) -> None:
+    with image_module("reviewed_source") as reviewed_source:
+        assert reviewed_source.changed(audit.REVIEWED_FOR_SSO_USER) == [], (
+            "mlflow-oidc-auth's source changed: check that AuthMiddleware still sets the AuthContext only for an "
+            "authenticated, active user, then record reviewed_source.current_sha256() of each name"
+        )
+
+
+def test_another_plugin_release_leaves_the_sso_user_out(
+    audit: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stale = {"mlflow_oidc_auth.middleware.auth_middleware": {"AuthMiddleware.dispatch": "0" * 64}}
+    monkeypatch.setattr(audit, "REVIEWED_FOR_SSO_USER", stale)
+    with caplog.at_level("WARNING"):
+        assert sso_user(audit, SignsIn("alice@example.com"), [(b"authorization", b"Bearer a.b.c")]) is None
+    assert [record.getMessage() for record in caplog.records] == [
+        "MLflow's mlflow_oidc_auth.middleware.auth_middleware:AuthMiddleware.dispatch is not the reviewed one "
+        "(audit_log.py: sso user): bearer-token and session users are not named in the audit lines"
+    ]

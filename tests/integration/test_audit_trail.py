@@ -9,6 +9,8 @@ import pytest
 import requests
 
 from localrun.stack import MlflowStack
+from tests.integration.conftest import SSO_MACHINE
+from tests.integration.mlflow_users import ACCOUNTS_GROUP
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +20,9 @@ def audit_lines(stack: MlflowStack) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"mlflow-change"' in line]
 
 
-def call(stack: MlflowStack, method: str, path: str, body: dict, auth: tuple[str, str], **kw: str) -> requests.Response:
+def call(
+    stack: MlflowStack, method: str, path: str, body: dict, auth: tuple[str, str] | None, **kw: str
+) -> requests.Response:
     return requests.request(method, stack.proxy_url + path, json=body, auth=auth, timeout=30, headers=kw or None)
 
 
@@ -48,6 +52,7 @@ def test_shared_mode_changes_are_logged_once_with_the_checked_user(mlflow_stack:
     assert "tag-value-not-logged" not in text and mlflow_stack.password not in text and "mallory" not in text
 
 
+@ACCOUNTS_GROUP
 def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accounts_stack: MlflowStack) -> None:
     admin = (accounts_stack.username, accounts_stack.password)
     before = len(audit_lines(accounts_stack))
@@ -64,3 +69,32 @@ def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accoun
     ]
     assert new[0]["resource"] == {"username": username}
     assert password not in json.dumps(new) and accounts_stack.password not in json.dumps(new)
+
+
+@pytest.mark.xdist_group("sso-stack")
+def test_sso_mode_logs_the_tokens_user_never_a_claimed_one(sso_stack: MlflowStack) -> None:
+    assert sso_stack.oidc is not None
+    token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
+    before = len(audit_lines(sso_stack))
+    bearer = {"Authorization": f"Bearer {token}", "X-Authenticated-User": "mallory"}
+    name = f"audit-sso-{secrets.token_hex(3)}"
+    created = call(sso_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": name}, None, **bearer)
+    assert created.status_code == 200, created.text
+    experiment_id = created.json()["experiment_id"]
+    deleted = call(
+        sso_stack, "POST", "/api/2.0/mlflow/experiments/delete", {"experiment_id": experiment_id}, None, **bearer
+    )
+    assert deleted.status_code == 200, deleted.text
+    forged = call(
+        sso_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": name + "-x"}, None,
+        **{"Authorization": f"Bearer {token[:-4]}AAAA", "X-Authenticated-User": SSO_MACHINE},
+    )  # fmt: skip
+    assert forged.status_code == 401
+    new = audit_lines(sso_stack)[before:]
+    assert [(line["route"], line["user"], line["status"]) for line in new] == [
+        ("/api/2.0/mlflow/experiments/create", SSO_MACHINE, 200),
+        ("/api/2.0/mlflow/experiments/delete", SSO_MACHINE, 200),
+        ("/api/2.0/mlflow/experiments/create", None, 401),
+    ]
+    assert new[1]["resource"] == {"experiment_id": experiment_id}
+    assert token not in json.dumps(new) and "mallory" not in json.dumps(new)
