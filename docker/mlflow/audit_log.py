@@ -143,13 +143,23 @@ def stderr_sink(line: str) -> None:
 
 def file_sink(path: str) -> Sink:
     def write(line: str) -> None:
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(line + "\n")
+        # One write to a file opened for appending: lines of several workers never interleave.
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(descriptor, (line + "\n").encode())
+        finally:
+            os.close(descriptor)
 
     return write
 
 
 def default_sink() -> Sink:
+    """The task's audit log group (MLFLOW_AUDIT_LOG_GROUP), a file (local runs), else standard error."""
+    group = os.environ.get("MLFLOW_AUDIT_LOG_GROUP")
+    if group:
+        from audit_cloudwatch import CloudWatchSink
+
+        return CloudWatchSink(group, stderr_sink)
     path = os.environ.get("MLFLOW_AUDIT_LOG_FILE")
     return file_sink(path) if path else stderr_sink
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 import pytest
 import requests
 
+from localrun.services import MlflowServer
 from localrun.stack import MlflowStack
 from tests.integration.conftest import SSO_MACHINE
 from tests.integration.mlflow_users import ACCOUNTS_GROUP
@@ -16,8 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 def audit_lines(stack: MlflowStack) -> list[dict]:
-    text = (stack.log_dir / "mlflow.log").read_text(errors="replace")
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"mlflow-change"' in line]
+    """What `make local` keeps in .local-run/audit/audit.log (the task: its audit log group)."""
+    text = stack.audit_log.read_text() if stack.audit_log.exists() else ""
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def call(
@@ -98,3 +101,38 @@ def test_sso_mode_logs_the_tokens_user_never_a_claimed_one(sso_stack: MlflowStac
     ]
     assert new[1]["resource"] == {"experiment_id": experiment_id}
     assert token not in json.dumps(new) and "mallory" not in json.dumps(new)
+
+
+def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: MlflowStack) -> None:
+    """As deployed: MLFLOW_AUDIT_LOG_GROUP set, the server puts the lines in that group (moto's CloudWatch)."""
+    logs = mlflow_stack.moto.client("logs")
+    group = f"mlflow-audit-{secrets.token_hex(3)}"
+    logs.create_log_group(logGroupName=group)
+    env = mlflow_stack.server_env() | {
+        "MLFLOW_AUDIT_LOG_GROUP": group, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": mlflow_stack.moto.endpoint_url,
+    }  # fmt: skip
+    server = MlflowServer(
+        mlflow_stack.root / "mlflow-audit-group", log_dir=mlflow_stack.log_dir, log_name="mlflow-audit-group.log",
+        env=env, workers=1, writable=mlflow_stack.data_dirs,
+    )  # fmt: skip
+    server.start()
+    try:
+        name = f"audit-cw-{secrets.token_hex(3)}"
+        created = requests.post(
+            server.url + "/api/2.0/mlflow/experiments/create", json={"name": name},
+            headers={"X-Authenticated-User": "alice", "X-Request-Id": "req-cw"}, timeout=30,
+        )  # fmt: skip
+        assert created.status_code == 200, created.text
+        deadline, messages = time.monotonic() + 30, []
+        while time.monotonic() < deadline and not messages:
+            time.sleep(1)
+            messages = [
+                event["message"]
+                for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]
+                for event in logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])["events"]
+            ]
+    finally:
+        server.stop()
+    (line,) = [json.loads(message) for message in messages]
+    assert (line["user"], line["resource"], line["request_id"]) == ("alice", {"name": name}, "req-cw")
+    assert '"mlflow-change"' not in (mlflow_stack.log_dir / "mlflow-audit-group.log").read_text()
