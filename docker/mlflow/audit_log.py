@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import reviewed_source
 from request_guard import ASGIApp, Message, Receive, Scope, Send, _read_body, _replay, _route
@@ -46,6 +46,8 @@ _GRAPHQL = re.compile(r"(?:/(?:api|ajax-api)/[0-9.]+)?(?:/mlflow)?/graphql")
 _MUTATION = re.compile(rb"\bmutation\b")
 USER_HEADER = b"x-authenticated-user"
 REQUEST_ID_HEADER = b"x-request-id"
+# The user of every response, for nginx's access log (nginx.conf.template hides it from clients).
+USER_RESPONSE_HEADER = b"x-mlflow-user"
 Sink = Callable[[str], None]
 
 # What reading the sso user relies on, read in mlflow-oidc-auth 10.2.0: AuthMiddleware.dispatch
@@ -120,6 +122,17 @@ def caller(mode: str, headers: dict[bytes, bytes], signed_in: str | None = None)
         return None
 
 
+def with_user_header(message: Message, user: str | None) -> Message:
+    """The response start with USER_RESPONSE_HEADER naming `user` (percent-encoded: no header injection).
+
+    nginx writes it to its access log and removes it from the response; the app cannot set it.
+    """
+    headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != USER_RESPONSE_HEADER]
+    if user:
+        headers.append((USER_RESPONSE_HEADER, quote(user, safe="@.+-_~!$'()*,;=:").encode()))
+    return {**message, "headers": headers}
+
+
 def sso_context_key() -> str | None:
     """Where mlflow-oidc-auth leaves the authenticated user in the scope; None if not the reviewed plugin."""
     if not reviewed_source.is_reviewed(
@@ -165,7 +178,8 @@ def default_sink() -> Sink:
 
 
 class AuditLog:
-    """ASGI middleware writing one audit line per changing request to `sink`."""
+    """ASGI middleware writing one audit line per changing request to `sink`, and naming the
+    user of every response to nginx (USER_RESPONSE_HEADER)."""
 
     def __init__(self, app: ASGIApp, mode: str, sink: Sink | None = None) -> None:
         self.app = app
@@ -174,40 +188,47 @@ class AuditLog:
         self.context_key = sso_context_key() if mode == "sso" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in CHANGING_METHODS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body, messages = await _read_body(receive)
-        if not is_change(scope["method"], scope["path"], body):
-            await self.app(scope, _replay(messages, receive), send)
-            return
+        body = b""
+        if scope["method"] in CHANGING_METHODS:
+            body, messages = await _read_body(receive)
+            receive = _replay(messages, receive)
+        change = is_change(scope["method"], scope["path"], body)
+        started = time.time()
         written = False
 
-        def write(status: int) -> None:
+        def answered(status: int) -> str | None:
             nonlocal written
-            if not written:
+            user = self.user(scope)
+            if change and not written:
                 written = True
-                self.sink(self.line(scope, body, status, started))
-
-        started = time.time()
+                self.sink(self.line(scope, body, status, started, user))
+            return user
 
         async def send_logged(message: Message) -> None:
             # Written before the status leaves, so a caller who got an answer finds the line.
             if message["type"] == "http.response.start":
-                write(message["status"])
+                message = with_user_header(message, answered(message["status"]))
             await send(message)
 
         try:
-            await self.app(scope, _replay(messages, receive), send_logged)
+            await self.app(scope, receive, send_logged)
         finally:
-            write(500)  # the app failed before answering
+            if change:
+                answered(500)  # the app failed before answering
 
-    def line(self, scope: Scope, body: bytes, status: int, started: float) -> str:
+    def user(self, scope: Scope) -> str | None:
+        headers = {name.lower(): value for name, value in scope.get("headers", [])}
+        return caller(self.mode, headers, signed_in_user(scope, self.context_key))
+
+    def line(self, scope: Scope, body: bytes, status: int, started: float, user: str | None) -> str:
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "event": "mlflow-change",
-            "user": caller(self.mode, headers, signed_in_user(scope, self.context_key)),
+            "user": user,
             "mode": self.mode,
             "method": scope["method"],
             "route": _route(scope["path"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -176,3 +177,29 @@ def test_another_plugin_release_leaves_the_sso_user_out(
         "MLflow's mlflow_oidc_auth.middleware.auth_middleware:AuthMiddleware.dispatch is not the reviewed one "
         "(audit_log.py: sso user): bearer-token and session users are not named in the audit lines"
     ]
+
+
+def test_every_response_names_its_user_to_nginx_and_only_the_audit_layer_can(audit: ModuleType) -> None:
+    sent = {"type": "http.response.start", "status": 200, "headers": [(b"X-Mlflow-User", b"forged-by-app")]}
+    assert audit.with_user_header(sent, "alice@example.com")["headers"] == [(b"x-mlflow-user", b"alice@example.com")]
+    assert audit.with_user_header(sent, None)["headers"] == []
+    # A claimed basic-auth name is the client's text: it cannot add a header line.
+    assert audit.with_user_header(sent, 'eve\r\nSet-Cookie: x"')["headers"] == [
+        (b"x-mlflow-user", b"eve%0D%0ASet-Cookie:%20x%22")
+    ]
+
+
+def test_reads_name_their_user_too(audit: ModuleType) -> None:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/api/2.0/mlflow/experiments/get", "headers": basic("dave", "p")}
+    lines: list[str] = []
+    asyncio.run(audit.AuditLog(Recorder(), "accounts", lines.append)(scope, receive, send))
+    assert (b"x-mlflow-user", b"dave") in sent[0]["headers"]
+    assert lines == []  # a read leaves no audit line

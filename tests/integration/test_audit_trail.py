@@ -13,6 +13,7 @@ from localrun.services import MlflowServer
 from localrun.stack import MlflowStack
 from tests.integration.conftest import SSO_MACHINE
 from tests.integration.mlflow_users import ACCOUNTS_GROUP
+from tests.integration.proxy_log import logged_text
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +137,19 @@ def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: Mlflo
     (line,) = [json.loads(message) for message in messages]
     assert (line["user"], line["resource"], line["request_id"]) == ("alice", {"name": name}, "req-cw")
     assert '"mlflow-change"' not in (mlflow_stack.log_dir / "mlflow-audit-group.log").read_text()
+
+
+@pytest.mark.xdist_group("sso-stack")
+def test_nginx_logs_the_tokens_user_and_never_shows_the_header(sso_stack: MlflowStack) -> None:
+    """nginx cannot check a bearer token; its access log names the user MLflow's audit layer saw."""
+    assert sso_stack.oidc is not None
+    token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
+    marker = f"audit-read-{secrets.token_hex(3)}"
+    read = requests.get(
+        f"{sso_stack.proxy_url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={marker}",
+        headers={"Authorization": f"Bearer {token}"}, timeout=30,
+    )  # fmt: skip
+    assert read.status_code in (200, 404), read.text
+    assert "x-mlflow-user" not in {name.lower() for name in read.headers}
+    (line,) = [line for line in logged_text(sso_stack.nginx_log, marker).splitlines() if marker in line]
+    assert line.split(" ")[2] == SSO_MACHINE
