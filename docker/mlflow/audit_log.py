@@ -46,6 +46,8 @@ _GRAPHQL = re.compile(r"(?:/(?:api|ajax-api)/[0-9.]+)?(?:/mlflow)?/graphql")
 _MUTATION = re.compile(rb"\bmutation\b")
 USER_HEADER = b"x-authenticated-user"
 REQUEST_ID_HEADER = b"x-request-id"
+# API Gateway's requestId (stacks/components/http_gateway.py), the key into the API's access log.
+API_REQUEST_ID_HEADER = b"x-api-request-id"
 # The user of every response, for nginx's access log (nginx.conf.template hides it from clients).
 USER_RESPONSE_HEADER = b"x-mlflow-user"
 Sink = Callable[[str], None]
@@ -235,5 +237,6 @@ class AuditLog:
             "resource": audited_fields(scope.get("query_string", b""), body),
             "status": status,
             "request_id": headers.get(REQUEST_ID_HEADER, b"").decode("latin-1") or None,
+            "api_request_id": headers.get(API_REQUEST_ID_HEADER, b"").decode("latin-1")[:128] or None,
         }
         return json.dumps(record, sort_keys=True)

@@ -36,10 +36,10 @@ def basic(user: str, password: str) -> list[tuple[bytes, bytes]]:
 
 def test_a_change_is_logged_once_with_ids_and_names_only(audit: ModuleType) -> None:
     body = {"name": "exp", "tags": [{"key": "secret-tag", "value": "hidden-value"}], "artifact_location": "s3://x"}
-    headers = [(b"x-authenticated-user", b"alice"), (b"x-request-id", b"req-1")]
+    headers = [(b"x-authenticated-user", b"alice"), (b"x-request-id", b"req-1"), (b"x-api-request-id", b"api-1")]
     (line,) = logged(audit, "shared", "POST", "/api/2.0/mlflow/experiments/create", body, headers=headers)
     assert line["user"] == "alice"
-    assert line["request_id"] == "req-1"
+    assert (line["request_id"], line["api_request_id"]) == ("req-1", "api-1")
     assert line["method"] == "POST"
     assert line["route"] == "/api/2.0/mlflow/experiments/create"
     assert line["resource"] == {"name": "exp"}

@@ -33,11 +33,12 @@ def call(
 def test_shared_mode_changes_are_logged_once_with_the_checked_user(mlflow_stack: MlflowStack) -> None:
     auth = (mlflow_stack.username, mlflow_stack.password)
     before = len(audit_lines(mlflow_stack))
-    name = f"audit-{secrets.token_hex(3)}"
+    name, api_request_id = f"audit-{secrets.token_hex(3)}", f"api-{secrets.token_hex(6)}"
     created = call(
         mlflow_stack, "POST", "/api/2.0/mlflow/experiments/create",
         {"name": name, "tags": [{"key": "k", "value": "tag-value-not-logged"}]}, auth,
-        **{"X-Authenticated-User": "mallory"},
+        # As API Gateway sends it (stacks/components/http_gateway.py): its access log's requestId.
+        **{"X-Authenticated-User": "mallory", "X-Api-Request-Id": api_request_id},
     )  # fmt: skip
     experiment_id = created.json()["experiment_id"]
     call(mlflow_stack, "GET", f"/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}", {}, auth)
@@ -52,6 +53,13 @@ def test_shared_mode_changes_are_logged_once_with_the_checked_user(mlflow_stack:
     assert new[0]["resource"] == {"name": name}
     assert new[1]["resource"] == {"experiment_id": experiment_id}
     assert all(line["request_id"] for line in new)
+    assert new[0]["api_request_id"] == api_request_id
+    # nginx's access log line of that request: the user, its request id and the API's.
+    (logged,) = [
+        line for line in logged_text(mlflow_stack.nginx_log, api_request_id).splitlines() if api_request_id in line
+    ]
+    assert logged.split(" ")[2] == mlflow_stack.username
+    assert logged.endswith(f'{new[0]["request_id"]} "{api_request_id}"')
     text = json.dumps(new)
     assert "tag-value-not-logged" not in text and mlflow_stack.password not in text and "mallory" not in text
 
