@@ -106,6 +106,7 @@ class MLflowVpcStack(Stack):
             domain_certificate=self.domain_certificate,
             ai_gateway=config.service.ai_gateway,
             container_insights=config.service.container_insights,
+            architecture=config.service.task_architecture,
         )
         # A new MLflow version: snapshot, old tasks to 0, then the new ones (one migrates); README, "Upgrading MLflow".
         self.upgrade_gate = UpgradeGate(

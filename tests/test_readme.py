@@ -43,6 +43,22 @@ def _table_rows() -> dict[str, str]:
     return rows
 
 
+def test_each_section_has_its_own_table_in_declaration_order() -> None:
+    tables: dict[str, list[str]] = {}
+    section = None
+    for line in doc("configuration.md").splitlines():
+        heading = re.match(r"^### .* \(`([a-z]+)`\)$", line)
+        if heading:
+            section = heading.group(1)
+            tables[section] = []
+        elif line.startswith("#"):
+            section = None
+        elif section and (row := re.match(r"^\| `([a-z0-9_]+)` \|", line)):
+            tables[section].append(row.group(1))
+    expected = {name: list(model.model_fields) for name, model in ProjectConfig.sections().items()}
+    assert tables == expected
+
+
 def test_every_config_key_is_documented_with_its_default() -> None:
     rows = _table_rows()
     documented = ProjectConfig.documented()

@@ -153,7 +153,9 @@ def signed_in_user(scope: Scope, key: str | None) -> str | None:
 
 
 def stderr_sink(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    # One write(2) per line: the workers share stderr, and print() writes the newline
+    # separately, so another worker's output could land inside a line.
+    os.write(sys.stderr.fileno(), (line + "\n").encode())
 
 
 def file_sink(path: str) -> Sink:

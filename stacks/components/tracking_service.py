@@ -18,8 +18,18 @@ from constructs import Construct
 from stacks import names
 from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.security_groups import closed_security_group
+from stacks.config.service import TaskArchitecture
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
+# The task's platform and the platform its two images are built for go together.
+_CPU_ARCHITECTURE: dict[TaskArchitecture, ecs.CpuArchitecture] = {
+    "x86_64": ecs.CpuArchitecture.X86_64,
+    "arm64": ecs.CpuArchitecture.ARM64,
+}
+_IMAGE_PLATFORM: dict[TaskArchitecture, ecr_assets.Platform] = {
+    "x86_64": ecr_assets.Platform.LINUX_AMD64,
+    "arm64": ecr_assets.Platform.LINUX_ARM64,
+}
 HTTP_PORT = 80
 HTTPS_PORT = 443
 # TLS 1.3 and 1.2 with forward-secret AES-GCM ciphers only, hybrid post-quantum key exchange offered.
@@ -101,6 +111,7 @@ class TrackingService(Construct):
         domain_certificate: DomainCertificate | None,
         ai_gateway: bool = False,
         container_insights: str = "disabled",
+        architecture: TaskArchitecture = "x86_64",
     ) -> None:
         super().__init__(scope, construct_id)
         accounts, sso = auth_mode == "accounts", auth_mode == "sso"
@@ -132,6 +143,7 @@ class TrackingService(Construct):
         )
         self.audit_log_group.grant_write(self.task_role)
 
+        self._image_platform = _IMAGE_PLATFORM[architecture]
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
@@ -139,7 +151,7 @@ class TrackingService(Construct):
             memory_limit_mib=memory_mib,
             task_role=self.task_role,
             runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                cpu_architecture=_CPU_ARCHITECTURE[architecture],
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
         )
@@ -347,7 +359,7 @@ class TrackingService(Construct):
         group = logs.LogGroup(self, f"{name.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
         container = self.task_definition.add_container(
             name,
-            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=ecr_assets.Platform.LINUX_AMD64),
+            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=self._image_platform),
             essential=True,
             # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
             stop_timeout=Duration.seconds(30),

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticUndefined
@@ -239,18 +239,21 @@ class ProjectConfig(Section):
 
     def _check_nat_gateways(self, changed: _Changed) -> None:
         nat, azs = self.network.nat_gateways, self.network.az_count
-        if nat <= azs:
-            return
-        if changed.blame("nat_gateways", "az_count") == "az_count":
-            raise Invalid(
-                f"is less than nat_gateways={nat}",
-                key="az_count",
-                value=azs,
-                allowed=f"{nat}-3 (one AZ per NAT gateway)",
+        if nat > azs:
+            changed.refuse(
+                Invalid(
+                    f"is more than az_count={azs}",
+                    key="nat_gateways",
+                    value=nat,
+                    allowed=f"1-{azs}, at most one per AZ",
+                ),
+                Invalid(
+                    f"is less than nat_gateways={nat}",
+                    key="az_count",
+                    value=azs,
+                    allowed=f"{nat}-3 (one AZ per NAT gateway)",
+                ),
             )
-        raise Invalid(
-            f"is more than az_count={azs}", key="nat_gateways", value=nat, allowed=f"1-{azs}, at most one per AZ"
-        )
 
     def _check_task_size(self, changed: _Changed) -> None:
         cpu, mib, workers = self.service.task_cpu, self.service.task_memory_mib, self.service.mlflow_workers
@@ -296,11 +299,10 @@ class ProjectConfig(Section):
     def _check_task_counts(self, changed: _Changed) -> None:
         low, high, desired = self.service.min_task_count, self.service.max_task_count, self.service.desired_task_count
         if low > high:
-            if changed.blame("min_task_count", "max_task_count") == "max_task_count":
-                raise Invalid(
-                    f"is less than min_task_count={low}", key="max_task_count", value=high, allowed=f"{low}-20"
-                )
-            raise Invalid(f"is more than max_task_count={high}", key="min_task_count", value=low, allowed=f"1-{high}")
+            changed.refuse(
+                Invalid(f"is more than max_task_count={high}", key="min_task_count", value=low, allowed=f"1-{high}"),
+                Invalid(f"is less than min_task_count={low}", key="max_task_count", value=high, allowed=f"{low}-20"),
+            )
         if low <= desired <= high:
             return
         bound = "min_task_count" if desired < low else "max_task_count"
@@ -327,21 +329,22 @@ class ProjectConfig(Section):
 
     def _check_aurora_capacity(self, changed: _Changed) -> None:
         low, high = self.database.aurora_min_acu, self.database.aurora_max_acu
-        if low <= high:
-            return
-        if changed.blame("aurora_min_acu", "aurora_max_acu") == "aurora_max_acu":
-            raise Invalid(
-                f"is less than aurora_min_acu={low:g}",
-                key="aurora_max_acu",
-                value=high,
-                allowed=f"{max(low, 1):g}-256 in steps of 0.5",
+        if low > high:
+            step = "in steps of 0.5"
+            changed.refuse(
+                Invalid(
+                    f"is more than aurora_max_acu={high:g}",
+                    key="aurora_min_acu",
+                    value=low,
+                    allowed=f"0-{high:g} {step}",
+                ),
+                Invalid(
+                    f"is less than aurora_min_acu={low:g}",
+                    key="aurora_max_acu",
+                    value=high,
+                    allowed=f"{max(low, 1):g}-256 {step}",
+                ),
             )
-        raise Invalid(
-            f"is more than aurora_max_acu={high:g}",
-            key="aurora_min_acu",
-            value=low,
-            allowed=f"0-{high:g} in steps of 0.5",
-        )
 
     def _check_custom_domain(self) -> None:
         """A custom domain needs its zone (id and name, imported without a lookup) and must sit in it."""
@@ -489,6 +492,11 @@ class _Changed:
             if other in tier:
                 return other
         return usual
+
+    def refuse(self, usual: Invalid, other: Invalid) -> NoReturn:
+        """Raise ``usual`` unless only ``other``'s key was changed."""
+        assert usual.key is not None and other.key is not None
+        raise other if self.blame(usual.key, other.key) == other.key else usual
 
 
 def _changed_keys(config: ProjectConfig, info: ValidationInfo) -> _Changed:

@@ -19,6 +19,8 @@ FARGATE_MEMORY: dict[int, range | tuple[int, ...]] = {
     16384: range(32768, 122880 + 1, 8192),
 }
 TaskCpu = Literal[256, 512, 1024, 2048, 4096, 8192, 16384]
+# Fargate's CPU architectures, as the project spells them (ECS says X86_64 and ARM64).
+TaskArchitecture = Literal["x86_64", "arm64"]
 
 
 def describe(values: range | tuple[int, ...]) -> str:
@@ -36,6 +38,12 @@ class Service(Section):
         2048,
         "a size Fargate pairs with task_cpu, enough for mlflow_workers",
         "Fargate task memory (MiB), shared by nginx and MLflow",
+    )
+    task_architecture: TaskArchitecture = setting(
+        "x86_64",
+        "x86_64, arm64",
+        "CPU architecture of the tasks and of the nginx and MLflow images built for them (arm64: Graviton)",
+        problem="is not a Fargate CPU architecture",
     )
     desired_task_count: int = setting(
         2, "1-20, from min_task_count to max_task_count", "tasks running after a deploy", ge=1, le=20

@@ -17,7 +17,7 @@ from tests.stacks.helpers import (
     ref_id,
     resources,
 )
-from tests.synth import DAY_TWO_VARIANT, synth_templates
+from tests.synth import DAY_TWO_VARIANT, synth_directory, synth_templates
 
 
 def _subnet_types(template: Template) -> list[str]:
@@ -631,3 +631,19 @@ def test_the_ai_gateway_is_off_unless_the_setting_turns_it_on(context: dict[str,
     containers = _containers(template)
     assert _environment(containers["mlflow"])["MLFLOW_ENABLE_AI_GATEWAY"] == expected
     assert "MLFLOW_ENABLE_AI_GATEWAY" not in _environment(containers["nginx"])
+
+
+def _image_platforms(**overrides: Any) -> set[str]:
+    manifest = json.loads((synth_directory(**overrides) / "MLflowVpcStack.assets.json").read_text())
+    return {image["source"]["platform"] for image in manifest["dockerImages"].values()}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ecs_name", "platform"),
+    [({}, "X86_64", "linux/amd64"), ({"task_architecture": "arm64"}, "ARM64", "linux/arm64")],
+    ids=["default", "arm64"],
+)
+def test_the_task_and_both_images_share_one_architecture(overrides: dict, ecs_name: str, platform: str) -> None:
+    template = synth_templates(**overrides)["MLflowVpcStack"]
+    assert props(template, "AWS::ECS::TaskDefinition")["RuntimePlatform"]["CpuArchitecture"] == ecs_name
+    assert _image_platforms(**overrides) == {platform}
