@@ -142,7 +142,11 @@ def main() -> int:
     )  # fmt: skip
     saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"
-    print(f"Starting nginx + MLflow ({backend}) in {args.auth_mode} mode, logs in {stack.log_dir} ...", flush=True)
+    print(
+        f"Starting nginx + MLflow ({backend}) in {args.auth_mode} mode, logs in {stack.log_dir}, "
+        f"audit lines in {stack.audit_log} ...",
+        flush=True,
+    )
     restored = False
     record = ProcessRecord(state_dir / "processes.json")
     try:

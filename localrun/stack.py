@@ -89,6 +89,9 @@ class MlflowStack:
         self.root = root
         self.log_dir = root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The audit lines, which the task sends to the audit log group (docs/security.md).
+        self.audit_log = root / "audit" / "audit.log"
+        self.audit_log.parent.mkdir(exist_ok=True, mode=0o700)
         self.moto = moto
         self.auth_mode = auth_mode
         self.db_idle_timeout = db_idle_timeout
@@ -107,7 +110,7 @@ class MlflowStack:
         self.postgres: Postgres | None = None
         self.db_env: dict[str, str]
         # What MLflow may write besides its scratch (the task's S3 and Aurora).
-        self.data_dirs: list[Path] = []
+        self.data_dirs: list[Path] = [self.audit_log.parent]
         try:
             self.postgres = Postgres(
                 root / "postgres", log_dir=self.log_dir, durable=durable,
@@ -171,6 +174,7 @@ class MlflowStack:
             "MLFLOW_ARTIFACTS_DESTINATION": self.artifacts_destination,
             "MLFLOW_AUTH_MODE": self.auth_mode,
             "MLFLOW_ENABLE_AI_GATEWAY": "true" if self.ai_gateway else "false",
+            "MLFLOW_AUDIT_LOG_FILE": str(self.audit_log.resolve()),
         }
         needs = needs_of(self.auth_mode)
         if needs.admin_login:

@@ -115,6 +115,7 @@ class MLflowVpcStack(Stack):
                     cpu_target_percent=config.service.cpu_scaling_target_percent,
                 ),
                 log_retention=retention,
+                audit_log_retention=config.operations.audit_log_retention,
                 removal_policy=removal,
                 domain_certificate=self.domain_certificate,
                 ai_gateway=config.service.ai_gateway,
@@ -178,6 +179,8 @@ class MLflowVpcStack(Stack):
             (names.OUTPUT_AUTH_MODE, config.auth.auth_mode),
             # Names the final snapshot after `cdk destroy` (README, Teardown).
             (names.OUTPUT_DATABASE_CLUSTER, self.database.cluster.cluster_identifier),
+            # Where the audit lines are (docs/security.md, Audit trail).
+            (names.OUTPUT_AUDIT_LOG_GROUP, self.tracking.audit_log_group.log_group_name),
         ):
             CfnOutput(self, key, value=value).override_logical_id(key)
 

@@ -22,6 +22,7 @@ OUTPUT_ECS_CLUSTER: Final = "EcsClusterName"
 OUTPUT_ECS_SERVICE: Final = "EcsServiceName"
 OUTPUT_AUTH_MODE: Final = "AuthMode"
 OUTPUT_DATABASE_CLUSTER: Final = "DatabaseClusterIdentifier"
+OUTPUT_AUDIT_LOG_GROUP: Final = "AuditLogGroupName"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILES: Final = "StudioUserProfiles"  # comma-separated
 OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"

@@ -7,10 +7,11 @@ keeps only an allowlist of id and name fields (query string and JSON body, top l
 never a password, token, parameter value or other body content.
 
 The user: in `shared` mode nginx's basic-auth user (X-Authenticated-User, which nginx
-sets from $remote_user and clears from client input in the other modes); in `accounts`
-and `sso` mode the basic-auth username the app checked (the response's status tells
-whether it accepted it: a 401 line says who was refused). A bearer token or an SSO session
-is not attributed yet (`user` is null).
+sets from $remote_user and clears from client input in the other modes); in `sso` mode the
+user mlflow-oidc-auth authenticated (bearer token, session or its own access token), which
+its AuthMiddleware leaves in the ASGI scope, where no client can write; otherwise, in
+`accounts` mode and for refused `sso` requests, the basic-auth username the app checked
+(the response's status tells whether it accepted it: a 401 line says who was refused).
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
+import reviewed_source
 from auth_modes import needs_of
 from request_guard import ASGIApp, Message, Receive, Scope, Send, _read_body, _replay, _route
 
@@ -44,7 +47,26 @@ _GRAPHQL = re.compile(r"(?:/(?:api|ajax-api)/[0-9.]+)?(?:/mlflow)?/graphql")
 _MUTATION = re.compile(rb"\bmutation\b")
 USER_HEADER = b"x-authenticated-user"
 REQUEST_ID_HEADER = b"x-request-id"
+# API Gateway's requestId (stacks/components/http_gateway.py), the key into the API's access log.
+API_REQUEST_ID_HEADER = b"x-api-request-id"
+# The user of every response, for nginx's access log (nginx.conf.template hides it from clients).
+USER_RESPONSE_HEADER = b"x-mlflow-user"
 Sink = Callable[[str], None]
+
+# What reading the sso user relies on, read in mlflow-oidc-auth 10.2.0: AuthMiddleware.dispatch
+# stores an AuthContext under AUTH_CONTEXT_KEY in the request's scope once, and only once, it has
+# authenticated the caller and found the account active.
+REVIEWED_FOR_SSO_USER = {
+    "mlflow_oidc_auth.entities.auth_context": {
+        "AUTH_CONTEXT_KEY": "9f54c5e72824e6b332047bb85fc8c36cf021cf3f318f0148c691283081a25eff",
+        "AuthContext": "3a3f58df721477ed62d04971a4b3667bc72e29212e868ac9ccb5ca75f817bc89",
+    },
+    "mlflow_oidc_auth.middleware.auth_middleware": {
+        "AuthMiddleware.dispatch": "b0de7e62969dc422f10b4df3eb8f72980fa5d14e04ba7de19650634ff2165ec9",
+    },
+}
+
+_logger = logging.getLogger(__name__)
 
 
 def _key(name: str) -> str:
@@ -83,8 +105,13 @@ def is_change(method: str, path: str, body: bytes) -> bool:
     return not (method == "POST" and _READ_ONLY_POST.fullmatch(route.rsplit("/", 1)[-1]))
 
 
-def caller(mode: str, headers: dict[bytes, bytes]) -> str | None:
-    """Who the request says it is, in the way this mode's authentication knows it."""
+def caller(mode: str, headers: dict[bytes, bytes], signed_in: str | None = None) -> str | None:
+    """Who the request is from, in the way this mode's authentication knows it.
+
+    `signed_in` is the user the sso plugin authenticated, when it did.
+    """
+    if signed_in:
+        return signed_in
     if needs_of(mode).nginx_basic_auth:
         return headers.get(USER_HEADER, b"").decode("latin-1") or None
     # The other modes' apps check the credentials themselves; nginx's header there is only
@@ -98,6 +125,34 @@ def caller(mode: str, headers: dict[bytes, bytes]) -> str | None:
         return None
 
 
+def with_user_header(message: Message, user: str | None) -> Message:
+    """The response start with USER_RESPONSE_HEADER naming `user` (percent-encoded: no header injection).
+
+    nginx writes it to its access log and removes it from the response; the app cannot set it.
+    """
+    headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != USER_RESPONSE_HEADER]
+    if user:
+        headers.append((USER_RESPONSE_HEADER, quote(user, safe="@.+-_~!$'()*,;=:").encode()))
+    return {**message, "headers": headers}
+
+
+def sso_context_key() -> str | None:
+    """Where mlflow-oidc-auth leaves the authenticated user in the scope; None if not the reviewed plugin."""
+    if not reviewed_source.is_reviewed(
+        _logger, "audit_log.py: sso user", REVIEWED_FOR_SSO_USER,
+        "bearer-token and session users are not named in the audit lines",
+    ):  # fmt: skip
+        return None
+    from mlflow_oidc_auth.entities.auth_context import AUTH_CONTEXT_KEY
+
+    return str(AUTH_CONTEXT_KEY)
+
+
+def signed_in_user(scope: Scope, key: str | None) -> str | None:
+    username = getattr(scope.get(key), "username", None) if key else None
+    return username if isinstance(username, str) and username else None
+
+
 def stderr_sink(line: str) -> None:
     # One write(2) per line: the workers share stderr, and print() writes the newline
     # separately, so another worker's output could land inside a line.
@@ -106,65 +161,85 @@ def stderr_sink(line: str) -> None:
 
 def file_sink(path: str) -> Sink:
     def write(line: str) -> None:
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(line + "\n")
+        # One write to a file opened for appending: lines of several workers never interleave.
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(descriptor, (line + "\n").encode())
+        finally:
+            os.close(descriptor)
 
     return write
 
 
 def default_sink() -> Sink:
+    """The task's audit log group (MLFLOW_AUDIT_LOG_GROUP), a file (local runs), else standard error."""
+    group = os.environ.get("MLFLOW_AUDIT_LOG_GROUP")
+    if group:
+        from audit_cloudwatch import CloudWatchSink
+
+        return CloudWatchSink(group, stderr_sink)
     path = os.environ.get("MLFLOW_AUDIT_LOG_FILE")
     return file_sink(path) if path else stderr_sink
 
 
 class AuditLog:
-    """ASGI middleware writing one audit line per changing request to `sink`."""
+    """ASGI middleware writing one audit line per changing request to `sink`, and naming the
+    user of every response to nginx (USER_RESPONSE_HEADER)."""
 
     def __init__(self, app: ASGIApp, mode: str, sink: Sink | None = None) -> None:
         self.app = app
         self.mode = mode
         self.sink = sink or default_sink()
+        self.context_key = sso_context_key() if needs_of(mode).server_app == "oidc" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in CHANGING_METHODS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body, messages = await _read_body(receive)
-        if not is_change(scope["method"], scope["path"], body):
-            await self.app(scope, _replay(messages, receive), send)
-            return
+        body = b""
+        if scope["method"] in CHANGING_METHODS:
+            body, messages = await _read_body(receive)
+            receive = _replay(messages, receive)
+        change = is_change(scope["method"], scope["path"], body)
+        started = time.time()
         written = False
 
-        def write(status: int) -> None:
+        def answered(status: int) -> str | None:
             nonlocal written
-            if not written:
+            user = self.user(scope)
+            if change and not written:
                 written = True
-                self.sink(self.line(scope, body, status, started))
-
-        started = time.time()
+                self.sink(self.line(scope, body, status, started, user))
+            return user
 
         async def send_logged(message: Message) -> None:
             # Written before the status leaves, so a caller who got an answer finds the line.
             if message["type"] == "http.response.start":
-                write(message["status"])
+                message = with_user_header(message, answered(message["status"]))
             await send(message)
 
         try:
-            await self.app(scope, _replay(messages, receive), send_logged)
+            await self.app(scope, receive, send_logged)
         finally:
-            write(500)  # the app failed before answering
+            if change:
+                answered(500)  # the app failed before answering
 
-    def line(self, scope: Scope, body: bytes, status: int, started: float) -> str:
+    def user(self, scope: Scope) -> str | None:
+        headers = {name.lower(): value for name, value in scope.get("headers", [])}
+        return caller(self.mode, headers, signed_in_user(scope, self.context_key))
+
+    def line(self, scope: Scope, body: bytes, status: int, started: float, user: str | None) -> str:
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "event": "mlflow-change",
-            "user": caller(self.mode, headers),
+            "user": user,
             "mode": self.mode,
             "method": scope["method"],
             "route": _route(scope["path"]),
             "resource": audited_fields(scope.get("query_string", b""), body),
             "status": status,
             "request_id": headers.get(REQUEST_ID_HEADER, b"").decode("latin-1") or None,
+            "api_request_id": headers.get(API_REQUEST_ID_HEADER, b"").decode("latin-1")[:128] or None,
         }
         return json.dumps(record, sort_keys=True)

@@ -38,14 +38,19 @@ ACCESS_LOG_FIELDS = {
 # so a client cannot choose them.
 PUBLIC_HOST_HEADER = "X-Public-Host"
 PUBLIC_PROTO_HEADER = "X-Public-Proto"
+# This API's requestId (the access log's), which nginx's access log and the audit line
+# repeat: the API cannot see who signed in (no authorizer: nginx or MLflow checks), so an
+# access-log row finds its user through this id.
+API_REQUEST_ID_HEADER = "X-Api-Request-Id"
 
 
 def public_origin_headers() -> apigw.ParameterMapping:
-    """The host the client addressed (API or custom domain) and https, on every request."""
+    """The host the client addressed (API or custom domain), https and the request id, on every request."""
     return (
         apigw.ParameterMapping()
         .overwrite_header(PUBLIC_HOST_HEADER, apigw.MappingValue.context_variable("domainName"))
         .overwrite_header(PUBLIC_PROTO_HEADER, apigw.MappingValue.custom("https"))
+        .overwrite_header(API_REQUEST_ID_HEADER, apigw.MappingValue.context_variable("requestId"))
     )
 
 

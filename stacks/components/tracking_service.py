@@ -78,9 +78,17 @@ class TrackingService(Construct):
             "TaskRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             # MLflow serves artifacts and signs the presigned URLs clients transfer large ones with.
-            description="MLflow server: read, write and list objects in the artifact bucket only",
+            description="MLflow server: the artifact bucket's objects, and writing to the audit log group",
         )
         self._grant_artifact_access(artifact_bucket)
+
+        # The audit lines (docker/mlflow/audit_log.py), kept apart and longer than the server's
+        # log: the MLflow processes send them here themselves (audit_cloudwatch.py), since the
+        # awslogs driver cannot split one container's output between groups.
+        self.audit_log_group = logs.LogGroup(
+            self, "AuditLogs", retention=props.audit_log_retention, removal_policy=removal_policy
+        )
+        self.audit_log_group.grant_write(self.task_role)
 
         self._image_platform = _IMAGE_PLATFORM[props.architecture]
         self.task_definition = ecs.FargateTaskDefinition(
@@ -242,6 +250,7 @@ class TrackingService(Construct):
             # MLflow 3 turns its AI gateway on by default: it stores LLM provider keys and calls
             # providers from the server. Off unless the ai_gateway setting asks for it.
             "MLFLOW_ENABLE_AI_GATEWAY": "true" if props.ai_gateway else "false",
+            "MLFLOW_AUDIT_LOG_GROUP": self.audit_log_group.log_group_name,
         }
         mlflow_secrets = {
             "DB_USERNAME": ecs.Secret.from_secrets_manager(database.secret, "username"),

@@ -92,6 +92,7 @@ class TrackingServiceProps:
     auth: AuthSettings
     size: ServiceSize
     log_retention: logs.RetentionDays
+    audit_log_retention: logs.RetentionDays  # the audit log group's, kept apart and longer
     removal_policy: RemovalPolicy
     domain_certificate: DomainCertificate | None = None
     ai_gateway: bool = False

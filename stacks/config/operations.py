@@ -41,7 +41,11 @@ LOG_RETENTION: dict[int, str] = {
 
 class Operations(Section):
     log_retention_days: int = setting(
-        30, ", ".join(map(str, LOG_RETENTION)), "CloudWatch Logs retention of every log group"
+        30, ", ".join(map(str, LOG_RETENTION)), "CloudWatch Logs retention of every log group but the audit one"
+    )
+    # "Who changed what" must be answerable a year later: longer than the operational logs.
+    audit_log_retention_days: int = setting(
+        365, ", ".join(map(str, LOG_RETENTION)), "CloudWatch Logs retention of the audit log group"
     )
     removal_policy: Literal["retain", "destroy"] = setting(
         "retain",
@@ -76,7 +80,7 @@ class Operations(Section):
     def _empty(cls, value: Any) -> Any:
         return empty_is_none(value)
 
-    @field_validator("log_retention_days")
+    @field_validator("log_retention_days", "audit_log_retention_days")
     @classmethod
     def _check_log_retention(cls, value: int) -> int:
         if value not in LOG_RETENTION:
@@ -108,3 +112,9 @@ class Operations(Section):
         from aws_cdk import aws_logs as logs
 
         return logs.RetentionDays[LOG_RETENTION[self.log_retention_days]]
+
+    @property
+    def audit_log_retention(self) -> logs.RetentionDays:
+        from aws_cdk import aws_logs as logs
+
+        return logs.RetentionDays[LOG_RETENTION[self.audit_log_retention_days]]

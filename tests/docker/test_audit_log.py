@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -35,10 +36,10 @@ def basic(user: str, password: str) -> list[tuple[bytes, bytes]]:
 
 def test_a_change_is_logged_once_with_ids_and_names_only(audit: ModuleType) -> None:
     body = {"name": "exp", "tags": [{"key": "secret-tag", "value": "hidden-value"}], "artifact_location": "s3://x"}
-    headers = [(b"x-authenticated-user", b"alice"), (b"x-request-id", b"req-1")]
+    headers = [(b"x-authenticated-user", b"alice"), (b"x-request-id", b"req-1"), (b"x-api-request-id", b"api-1")]
     (line,) = logged(audit, "shared", "POST", "/api/2.0/mlflow/experiments/create", body, headers=headers)
     assert line["user"] == "alice"
-    assert line["request_id"] == "req-1"
+    assert (line["request_id"], line["api_request_id"]) == ("req-1", "api-1")
     assert line["method"] == "POST"
     assert line["route"] == "/api/2.0/mlflow/experiments/create"
     assert line["resource"] == {"name": "exp"}
@@ -115,3 +116,90 @@ def test_an_app_that_fails_before_answering_is_logged_as_500(audit: ModuleType) 
     with pytest.raises(RuntimeError):
         call(audit.AuditLog(failing, "shared", lines.append), "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id":"r"}')
     assert [json.loads(line)["status"] for line in lines] == [500]
+
+
+class SignsIn(Recorder):
+    """Answers as mlflow-oidc-auth's app does after its AuthMiddleware authenticated `username`."""
+
+    def __init__(self, username: str | None) -> None:
+        super().__init__()
+        self.username = username
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        from mlflow_oidc_auth.entities.auth_context import AUTH_CONTEXT_KEY, AuthContext
+
+        if self.username:
+            scope[AUTH_CONTEXT_KEY] = AuthContext(username=self.username, is_admin=False)
+        await super().__call__(scope, receive, send)
+
+
+def sso_user(audit: ModuleType, inner: Recorder, headers: list[tuple[bytes, bytes]]) -> Any:
+    lines: list[str] = []
+    body = b'{"experiment_id": "12"}'
+    call(
+        audit.AuditLog(inner, "sso", lines.append), "POST", "/api/2.0/mlflow/experiments/delete", body, headers=headers
+    )
+    (line,) = lines
+    return json.loads(line)["user"]
+
+
+def test_sso_names_the_user_the_plugin_authenticated_not_what_the_client_claims(audit: ModuleType) -> None:
+    forged = [(b"x-authenticated-user", b"mallory"), (b"authorization", b"Bearer a.b.c")]
+    assert sso_user(audit, SignsIn("alice@example.com"), forged) == "alice@example.com"
+    # The plugin's access tokens are basic credentials: the name it checked wins over the claimed one.
+    assert sso_user(audit, SignsIn("alice@example.com"), basic("bob", "token")) == "alice@example.com"
+    assert sso_user(audit, SignsIn(None), forged) is None  # refused: nobody was authenticated
+    assert sso_user(audit, SignsIn(None), basic("bob", "wrong")) == "bob"  # refused, as in accounts mode
+
+
+def test_the_scope_key_is_read_in_sso_mode_only(audit: ModuleType) -> None:
+    lines: list[str] = []
+    call(audit.AuditLog(SignsIn("alice"), "accounts", lines.append), "POST", "/api/2.0/mlflow/runs/delete", b"{}")
+    assert json.loads(lines[0])["user"] is None
+
+
+def test_the_pinned_plugin_is_what_the_sso_user_was_reviewed_against(audit: ModuleType) -> None:
+    with image_module("reviewed_source") as reviewed_source:
+        assert reviewed_source.changed(audit.REVIEWED_FOR_SSO_USER) == [], (
+            "mlflow-oidc-auth's source changed: check that AuthMiddleware still sets the AuthContext only for an "
+            "authenticated, active user, then record reviewed_source.current_sha256() of each name"
+        )
+
+
+def test_another_plugin_release_leaves_the_sso_user_out(
+    audit: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stale = {"mlflow_oidc_auth.middleware.auth_middleware": {"AuthMiddleware.dispatch": "0" * 64}}
+    monkeypatch.setattr(audit, "REVIEWED_FOR_SSO_USER", stale)
+    with caplog.at_level("WARNING"):
+        assert sso_user(audit, SignsIn("alice@example.com"), [(b"authorization", b"Bearer a.b.c")]) is None
+    assert [record.getMessage() for record in caplog.records] == [
+        "MLflow's mlflow_oidc_auth.middleware.auth_middleware:AuthMiddleware.dispatch is not the reviewed one "
+        "(audit_log.py: sso user): bearer-token and session users are not named in the audit lines"
+    ]
+
+
+def test_every_response_names_its_user_to_nginx_and_only_the_audit_layer_can(audit: ModuleType) -> None:
+    sent = {"type": "http.response.start", "status": 200, "headers": [(b"X-Mlflow-User", b"forged-by-app")]}
+    assert audit.with_user_header(sent, "alice@example.com")["headers"] == [(b"x-mlflow-user", b"alice@example.com")]
+    assert audit.with_user_header(sent, None)["headers"] == []
+    # A claimed basic-auth name is the client's text: it cannot add a header line.
+    assert audit.with_user_header(sent, 'eve\r\nSet-Cookie: x"')["headers"] == [
+        (b"x-mlflow-user", b"eve%0D%0ASet-Cookie:%20x%22")
+    ]
+
+
+def test_reads_name_their_user_too(audit: ModuleType) -> None:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/api/2.0/mlflow/experiments/get", "headers": basic("dave", "p")}
+    lines: list[str] = []
+    asyncio.run(audit.AuditLog(Recorder(), "accounts", lines.append)(scope, receive, send))
+    assert (b"x-mlflow-user", b"dave") in sent[0]["headers"]
+    assert lines == []  # a read leaves no audit line

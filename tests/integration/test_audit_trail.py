@@ -4,32 +4,41 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 import pytest
 import requests
 
+from localrun.services import MlflowServer
 from localrun.stack import MlflowStack
+from tests.integration.conftest import SSO_MACHINE
+from tests.integration.mlflow_users import ACCOUNTS_GROUP
+from tests.integration.proxy_log import logged_text
 
 pytestmark = pytest.mark.integration
 
 
 def audit_lines(stack: MlflowStack) -> list[dict]:
-    text = (stack.log_dir / "mlflow.log").read_text(errors="replace")
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"mlflow-change"' in line]
+    """What `make local` keeps in .local-run/audit/audit.log (the task: its audit log group)."""
+    text = stack.audit_log.read_text() if stack.audit_log.exists() else ""
+    return [json.loads(line) for line in text.splitlines()]
 
 
-def call(stack: MlflowStack, method: str, path: str, body: dict, auth: tuple[str, str], **kw: str) -> requests.Response:
+def call(
+    stack: MlflowStack, method: str, path: str, body: dict, auth: tuple[str, str] | None, **kw: str
+) -> requests.Response:
     return requests.request(method, stack.proxy_url + path, json=body, auth=auth, timeout=30, headers=kw or None)
 
 
 def test_shared_mode_changes_are_logged_once_with_the_checked_user(mlflow_stack: MlflowStack) -> None:
     auth = (mlflow_stack.username, mlflow_stack.password)
     before = len(audit_lines(mlflow_stack))
-    name = f"audit-{secrets.token_hex(3)}"
+    name, api_request_id = f"audit-{secrets.token_hex(3)}", f"api-{secrets.token_hex(6)}"
     created = call(
         mlflow_stack, "POST", "/api/2.0/mlflow/experiments/create",
         {"name": name, "tags": [{"key": "k", "value": "tag-value-not-logged"}]}, auth,
-        **{"X-Authenticated-User": "mallory"},
+        # As API Gateway sends it (stacks/components/http_gateway.py): its access log's requestId.
+        **{"X-Authenticated-User": "mallory", "X-Api-Request-Id": api_request_id},
     )  # fmt: skip
     experiment_id = created.json()["experiment_id"]
     call(mlflow_stack, "GET", f"/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}", {}, auth)
@@ -44,10 +53,18 @@ def test_shared_mode_changes_are_logged_once_with_the_checked_user(mlflow_stack:
     assert new[0]["resource"] == {"name": name}
     assert new[1]["resource"] == {"experiment_id": experiment_id}
     assert all(line["request_id"] for line in new)
+    assert new[0]["api_request_id"] == api_request_id
+    # nginx's access log line of that request: the user, its request id and the API's.
+    (logged,) = [
+        line for line in logged_text(mlflow_stack.nginx_log, api_request_id).splitlines() if api_request_id in line
+    ]
+    assert logged.split(" ")[2] == mlflow_stack.username
+    assert logged.endswith(f'{new[0]["request_id"]} "{api_request_id}"')
     text = json.dumps(new)
     assert "tag-value-not-logged" not in text and mlflow_stack.password not in text and "mallory" not in text
 
 
+@ACCOUNTS_GROUP
 def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accounts_stack: MlflowStack) -> None:
     admin = (accounts_stack.username, accounts_stack.password)
     before = len(audit_lines(accounts_stack))
@@ -64,3 +81,83 @@ def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accoun
     ]
     assert new[0]["resource"] == {"username": username}
     assert password not in json.dumps(new) and accounts_stack.password not in json.dumps(new)
+
+
+@pytest.mark.xdist_group("sso-stack")
+def test_sso_mode_logs_the_tokens_user_never_a_claimed_one(sso_stack: MlflowStack) -> None:
+    assert sso_stack.oidc is not None
+    token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
+    before = len(audit_lines(sso_stack))
+    bearer = {"Authorization": f"Bearer {token}", "X-Authenticated-User": "mallory"}
+    name = f"audit-sso-{secrets.token_hex(3)}"
+    created = call(sso_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": name}, None, **bearer)
+    assert created.status_code == 200, created.text
+    experiment_id = created.json()["experiment_id"]
+    deleted = call(
+        sso_stack, "POST", "/api/2.0/mlflow/experiments/delete", {"experiment_id": experiment_id}, None, **bearer
+    )
+    assert deleted.status_code == 200, deleted.text
+    forged = call(
+        sso_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": name + "-x"}, None,
+        **{"Authorization": f"Bearer {token[:-4]}AAAA", "X-Authenticated-User": SSO_MACHINE},
+    )  # fmt: skip
+    assert forged.status_code == 401
+    new = audit_lines(sso_stack)[before:]
+    assert [(line["route"], line["user"], line["status"]) for line in new] == [
+        ("/api/2.0/mlflow/experiments/create", SSO_MACHINE, 200),
+        ("/api/2.0/mlflow/experiments/delete", SSO_MACHINE, 200),
+        ("/api/2.0/mlflow/experiments/create", None, 401),
+    ]
+    assert new[1]["resource"] == {"experiment_id": experiment_id}
+    assert token not in json.dumps(new) and "mallory" not in json.dumps(new)
+
+
+def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: MlflowStack) -> None:
+    """As deployed: MLFLOW_AUDIT_LOG_GROUP set, the server puts the lines in that group (moto's CloudWatch)."""
+    logs = mlflow_stack.moto.client("logs")
+    group = f"mlflow-audit-{secrets.token_hex(3)}"
+    logs.create_log_group(logGroupName=group)
+    env = mlflow_stack.server_env() | {
+        "MLFLOW_AUDIT_LOG_GROUP": group, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": mlflow_stack.moto.endpoint_url,
+    }  # fmt: skip
+    server = MlflowServer(
+        mlflow_stack.root / "mlflow-audit-group", log_dir=mlflow_stack.log_dir, log_name="mlflow-audit-group.log",
+        env=env, workers=1, writable=mlflow_stack.data_dirs,
+    )  # fmt: skip
+    server.start()
+    try:
+        name = f"audit-cw-{secrets.token_hex(3)}"
+        created = requests.post(
+            server.url + "/api/2.0/mlflow/experiments/create", json={"name": name},
+            headers={"X-Authenticated-User": "alice", "X-Request-Id": "req-cw"}, timeout=30,
+        )  # fmt: skip
+        assert created.status_code == 200, created.text
+        deadline, messages = time.monotonic() + 30, []
+        while time.monotonic() < deadline and not messages:
+            time.sleep(1)
+            messages = [
+                event["message"]
+                for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]
+                for event in logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])["events"]
+            ]
+    finally:
+        server.stop()
+    (line,) = [json.loads(message) for message in messages]
+    assert (line["user"], line["resource"], line["request_id"]) == ("alice", {"name": name}, "req-cw")
+    assert '"mlflow-change"' not in (mlflow_stack.log_dir / "mlflow-audit-group.log").read_text()
+
+
+@pytest.mark.xdist_group("sso-stack")
+def test_nginx_logs_the_tokens_user_and_never_shows_the_header(sso_stack: MlflowStack) -> None:
+    """nginx cannot check a bearer token; its access log names the user MLflow's audit layer saw."""
+    assert sso_stack.oidc is not None
+    token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
+    marker = f"audit-read-{secrets.token_hex(3)}"
+    read = requests.get(
+        f"{sso_stack.proxy_url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={marker}",
+        headers={"Authorization": f"Bearer {token}"}, timeout=30,
+    )  # fmt: skip
+    assert read.status_code in (200, 404), read.text
+    assert "x-mlflow-user" not in {name.lower() for name in read.headers}
+    (line,) = [line for line in logged_text(sso_stack.nginx_log, marker).splitlines() if marker in line]
+    assert line.split(" ")[2] == SSO_MACHINE

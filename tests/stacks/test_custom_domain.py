@@ -212,6 +212,7 @@ def test_artifact_cors_allows_the_domain_origin_only(domain_accounts: dict[str, 
     assert integration["RequestParameters"] == {
         "overwrite:header.X-Public-Host": "$context.domainName",
         "overwrite:header.X-Public-Proto": "https",
+        "overwrite:header.X-Api-Request-Id": "$context.requestId",
     }
 
 

@@ -88,11 +88,13 @@ def test_gateway_creates_no_public_ingress(gateway_template: Template) -> None:
 
 
 def test_integration_overwrites_the_public_host_and_scheme_headers(gateway_template: Template) -> None:
-    """nginx's same-origin check and MLflow's Host come from these; a client cannot set them."""
+    """nginx's same-origin check and MLflow's Host come from these, the audit line's api_request_id from
+    the last; a client cannot set them."""
     _, integration = only(gateway_template, "AWS::ApiGatewayV2::Integration")
     assert integration["Properties"]["RequestParameters"] == {
         "overwrite:header.X-Public-Host": "$context.domainName",
         "overwrite:header.X-Public-Proto": "https",
+        "overwrite:header.X-Api-Request-Id": "$context.requestId",
     }
 
 

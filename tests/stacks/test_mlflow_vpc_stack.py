@@ -368,9 +368,15 @@ def test_secrets_reach_containers_only_as_ecs_secrets(vpc_template: Template) ->
             assert ":username::" in value_from or ":password::" in value_from
 
 
+def _audit_group(template: Template) -> str:
+    (logical_id,) = [key for key in resources(template, "AWS::Logs::LogGroup") if "AuditLogs" in key]
+    return logical_id
+
+
 def test_logs_go_to_groups_with_retention(vpc_template: Template) -> None:
     groups = resources(vpc_template, "AWS::Logs::LogGroup")
-    assert groups and all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
+    audit = _audit_group(vpc_template)
+    assert groups and all(g["Properties"]["RetentionInDays"] == 30 for key, g in groups.items() if key != audit)
     for container in _containers(vpc_template).values():
         logging = container["LogConfiguration"]
         assert logging["LogDriver"] == "awslogs"
@@ -528,16 +534,46 @@ def test_execution_role_reads_admin_database_and_session_secrets_in_accounts_mod
     assert any(_secret_id(template, "mlflow-server-credentials") in r for r in read)
 
 
-def test_task_role_touches_only_the_artifact_bucket(vpc_template: Template) -> None:
+def test_task_role_touches_only_the_artifact_bucket_and_writes_only_to_the_audit_group(
+    vpc_template: Template,
+) -> None:
     bucket_id, _ = _artifact_bucket(vpc_template)
     statements = _role_statements(vpc_template, "TrackingTaskRole")
+    audit = {frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})}
     assert {frozenset(as_list(s["Action"])) for s in statements} == {
         frozenset({"s3:ListBucket", "s3:GetBucketLocation"}),
         frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}),
+        *audit,
     }
     for statement in statements:
+        owner = _audit_group(vpc_template) if frozenset(as_list(statement["Action"])) in audit else bucket_id
         for resource in as_list(statement["Resource"]):
-            assert bucket_id in json.dumps(resource)
+            assert owner in json.dumps(resource)
+
+
+# --- the audit trail: its own log group -------------------------------------
+
+
+@pytest.mark.parametrize(("context", "days"), [({}, 365), ({"audit_log_retention_days": "3653"}, 3653)])
+def test_audit_lines_have_their_own_group_kept_as_configured(context: dict[str, str], days: int) -> None:
+    template = synth_templates(**context)[names.VPC_STACK]
+    audit = _audit_group(template)
+    assert resources(template, "AWS::Logs::LogGroup")[audit]["Properties"]["RetentionInDays"] == days
+    # The MLflow processes send their audit lines there; no container's output goes there.
+    environment = _containers(template)["mlflow"]["Environment"]
+    assert {"Name": "MLFLOW_AUDIT_LOG_GROUP", "Value": {"Ref": audit}} in environment
+    for container in _containers(template).values():
+        assert ref_id(container["LogConfiguration"]["Options"]["awslogs-group"]) != audit
+    assert template["Outputs"][names.OUTPUT_AUDIT_LOG_GROUP]["Value"] == {"Ref": audit}
+
+
+def test_the_audit_group_is_retained_unless_the_stack_is_for_dev(
+    vpc_template: Template, dev_templates: dict[str, Template]
+) -> None:
+    kept = resources(vpc_template, "AWS::Logs::LogGroup")[_audit_group(vpc_template)]
+    dev = dev_templates[names.VPC_STACK]
+    gone = resources(dev, "AWS::Logs::LogGroup")[_audit_group(dev)]
+    assert (kept["DeletionPolicy"], gone["DeletionPolicy"]) == ("Retain", "Delete")
 
 
 def test_execution_role_reads_only_the_two_secrets(vpc_template: Template) -> None:
