@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 ARTIFACTS_SCHEME = "mlflow-artifacts:"
@@ -56,7 +57,7 @@ def resolve(uri: str, destination: str) -> str:
     return uri
 
 
-def _engine(uri: str):  # type: ignore[no-untyped-def]
+def _engine(uri: str) -> Any:
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
@@ -140,7 +141,7 @@ def _bucket_and_prefix(destination: str) -> tuple[str, str]:
     return parsed.netloc, prefix + "/" if prefix else ""
 
 
-def list_keys(s3, bucket: str, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     """The keys under ``prefix``, relative to it."""
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -148,7 +149,7 @@ def list_keys(s3, bucket: str, prefix: str) -> list[str]:  # type: ignore[no-unt
     return keys
 
 
-def delete_prefix(s3, bucket: str, prefix: str) -> None:  # type: ignore[no-untyped-def]
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
     """Remove every object under ``prefix/``."""
     keys = [prefix + "/" + key for key in list_keys(s3, bucket, prefix + "/")]
     for start in range(0, len(keys), 1000):
@@ -156,7 +157,7 @@ def delete_prefix(s3, bucket: str, prefix: str) -> None:  # type: ignore[no-unty
         s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
 
-def sweep(uri: str, destination: str, s3, *, delete: bool) -> list[str]:  # type: ignore[no-untyped-def]
+def sweep(uri: str, destination: str, s3: Any, *, delete: bool) -> list[str]:
     """The orphaned prefixes under the destination (full s3:// URIs); removed when ``delete``."""
     bucket, prefix = _bucket_and_prefix(destination)
     found = orphans(artifact_prefixes(list_keys(s3, bucket, prefix)), referenced(uri, destination), destination)
@@ -198,8 +199,8 @@ def older_than_days(env: Mapping[str, str]) -> float:
 
 
 def collect(
-    uri: str, destination: str, env: Mapping[str, str], *, apply: bool, delete_orphans: bool, s3=None
-) -> Report:  # type: ignore[no-untyped-def]
+    uri: str, destination: str, env: Mapping[str, str], *, apply: bool, delete_orphans: bool, s3: Any = None
+) -> Report:
     """One gc pass: the report of what was (or would be) removed."""
     days = older_than_days(env)
     report = due(uri, days)

@@ -41,7 +41,7 @@ def database_uri(stack: MlflowStack) -> str:
 def run_gc(stack: MlflowStack, *args: str) -> str:
     env = {**stack.server_env(), "PATH": os.environ["PATH"], "HOME": str(stack.root)}
     env["MLFLOW_RUNTIME_DIR"] = str(stack.root / "gc")
-    done = subprocess.run(  # noqa: S603 - our interpreter and entrypoint
+    done = subprocess.run(
         [sys.executable, str(MLFLOW_ENTRYPOINT), "gc", *args], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr
@@ -92,7 +92,7 @@ def logged_run(tmp_path: Path, name: str) -> tuple[str, str, str, str]:
 
 
 class Echo(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input):  # type: ignore[no-untyped-def]  # noqa: ARG002 - pyfunc's signature
         return model_input
 
 
