@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lock system-packages mlflow-previous synth test upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
+.PHONY: install lock system-packages mlflow-previous synth test test-unit upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (tools/presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
@@ -68,8 +68,15 @@ $(NODE_STAMP): package.json package-lock.json
 synth: install
 	npx cdk synth --quiet $(SETTINGS)
 
+# The slowest 25 tests are listed at the end, so a test that grows slow shows in CI.
 test: install system-packages mlflow-previous
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
+
+# Fast feedback while you work: stacks, config, tools, lab and docker units;
+# no server starts (the integration and e2e tests are left to `make test`).
+UNIT_TESTS := tests/stacks tests/tools tests/lab tests/docker tests/test_conftest.py
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration and not e2e" --durations=10 $(UNIT_TESTS)
 
 # Try MLflow VERSION on a copy of the deployment on loopback before moving the
 # pin: the pinned version logs a sample (accounts mode: with a user and grants),

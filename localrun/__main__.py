@@ -28,13 +28,13 @@ from localrun.oidc import OidcUser
 from localrun.process import LOOPBACK, STOP, ProcessRecord, ServiceError, free_port, record_children
 from localrun.services import REPO_ROOT, MotoServer
 from localrun.stack import (
-    AUTH_MODES,
     SSO_ADMIN_GROUP,
     SSO_ALLOWED_GROUP,
     MlflowStack,
     artifact_transfer_settings,
     new_password,
 )
+from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE
 
 STATE_DIR = REPO_ROOT / ".local-run"
 BUCKET = "mlflow-artifacts-local"
@@ -113,7 +113,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="proxy port, if free")
     parser.add_argument("--workers", type=int, default=None, help="MLflow workers (default 2)")
-    parser.add_argument("--auth-mode", default="shared", help=f"one of {', '.join(AUTH_MODES)} (default shared)")
+    parser.add_argument(
+        "--auth-mode", default=DEFAULT_AUTH_MODE, help=f"one of {', '.join(AUTH_MODES)} (default {DEFAULT_AUTH_MODE})"
+    )
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where data persists (default .local-run)")
     parser.add_argument(
         "--ai-gateway", choices=("true", "false"), default="false",

@@ -20,8 +20,8 @@ from types import ModuleType
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.process import ServiceError, free_port
 from localrun.services import FAKE_AWS, MLFLOW_ENTRYPOINT, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
+from stacks.auth_modes import AUTH_MODES
 
-AUTH_MODES = ("shared", "accounts", "sso")
 # sso mode: the MLflow app client at the local OpenID provider, and its groups.
 SSO_CLIENT_ID = "mlflow"
 SSO_ADMIN_GROUP = "mlflow-admins"

@@ -104,7 +104,7 @@ ALARMS: Final = (
     ),
     AlarmRule(
         key="tasks-below-desired",
-        watches="ECS running tasks below the desired count (Container Insights: desired - running)",
+        watches="Healthy ALB targets (running tasks) below the autoscaling floor (min_task_count - HealthyHostCount)",
         threshold=1,
         unit="tasks",
         comparison=">=",
@@ -113,7 +113,7 @@ ALARMS: Final = (
         datapoints_to_alarm=10,
         reason="ECS needs 1-3 minutes to pull the image and start a task it adds or replaces; ten minutes short means "
         "it cannot start or keep them (image, secrets, capacity, crashing containers). No data counts as breaching: "
-        "Container Insights stops reporting a service that runs no task at all.",
+        "the ALB reports no healthy count for a target group without targets.",
         missing_data_breaches=True,
     ),
     AlarmRule(

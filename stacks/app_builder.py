@@ -1,7 +1,5 @@
 """Builds the four stacks and wires cross-stack values as constructor arguments."""
 
-from dataclasses import dataclass
-
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
@@ -13,15 +11,8 @@ from stacks.http_gateway_stack import HttpGatewayStack
 from stacks.mlflow_monitoring_stack import MLflowMonitoringStack
 from stacks.mlflow_vpc_stack import MLflowVpcStack
 from stacks.nag_acknowledgments import acknowledge_findings
+from stacks.project_stacks import ProjectStacks
 from stacks.sagemaker_studio_user_stack import SageMakerStudioUserStack
-
-
-@dataclass(frozen=True)
-class ProjectStacks:
-    vpc: MLflowVpcStack
-    gateway: HttpGatewayStack
-    monitoring: MLflowMonitoringStack
-    studio: SageMakerStudioUserStack
 
 
 def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
@@ -79,7 +70,9 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
     stacks = ProjectStacks(vpc=vpc, gateway=gateway, monitoring=monitoring, studio=studio)
     # Last, so every Lambda function any construct added is covered, in every stack.
     for stack in (child for child in app.node.children if isinstance(child, cdk.Stack)):
-        own_function_log_groups(stack, retention=config.log_retention, removal_policy=config.cdk_removal_policy)
+        own_function_log_groups(
+            stack, retention=config.operations.log_retention, removal_policy=config.operations.cdk_removal_policy
+        )
 
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     acknowledge_findings(stacks)

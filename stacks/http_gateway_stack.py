@@ -16,13 +16,14 @@ from stacks.components.callback_registration import CallbackRegistration
 from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.custom_domain import CustomDomain
 from stacks.components.http_gateway import HttpGateway
+from stacks.components.vpc_link_keepalive import VpcLinkKeepalive
 from stacks.config import ProjectConfig
 
 
 class HttpGatewayStack(Stack):
     """VPC link and HTTP API in front of the internal ALB; publishes the tracking URL.
 
-    ``certificate`` (the VPC stack's, for ``config.domain_name``) is given exactly
+    ``certificate`` (the VPC stack's, for ``config.domain.domain_name``) is given exactly
     when a custom domain is configured: the API then answers only on that domain.
 
     Also lets the MLflow UI, served from this API's origin, fetch artifacts
@@ -50,7 +51,7 @@ class HttpGatewayStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        domain = config.custom_domain
+        domain = config.domain.custom_domain
 
         self.gateway = HttpGateway(
             self,
@@ -62,10 +63,10 @@ class HttpGatewayStack(Stack):
             load_balancer_port=load_balancer_port,
             alb_server_name=domain.name if domain else None,
             disable_default_endpoint=domain is not None,
-            rate_limit=config.api_throttle_rate_limit,
-            burst_limit=config.api_throttle_burst_limit,
-            log_retention=config.log_retention,
-            removal_policy=config.cdk_removal_policy,
+            rate_limit=config.service.api_throttle_rate_limit,
+            burst_limit=config.service.api_throttle_burst_limit,
+            log_retention=config.operations.log_retention,
+            removal_policy=config.operations.cdk_removal_policy,
         )
         self.custom_domain = (
             CustomDomain(
@@ -87,6 +88,17 @@ class HttpGatewayStack(Stack):
             assert self.gateway.url is not None, "the execute-api endpoint is on whenever there is no custom domain"
             self.tracking_url = self.gateway.url
         self.stage = self.gateway.stage
+        self.keepalive = (
+            VpcLinkKeepalive(
+                self,
+                "VpcLinkKeepalive",
+                url=self.tracking_url,
+                log_retention=config.operations.log_retention,
+                removal_policy=config.operations.cdk_removal_policy,
+            )  # fmt: skip
+            if config.service.vpc_link_keepalive
+            else None
+        )
         # The UI's origin: the custom domain when there is one (the execute-api URL is off then).
         origin = domain.url if domain is not None else self.gateway.origin
         assert origin is not None
@@ -95,8 +107,8 @@ class HttpGatewayStack(Stack):
             "ArtifactCors",
             bucket=artifact_bucket,
             origins=[origin],
-            log_retention=config.log_retention,
-            removal_policy=config.cdk_removal_policy,
+            log_retention=config.operations.log_retention,
+            removal_policy=config.operations.cdk_removal_policy,
         )
 
         self.callback_registration = (

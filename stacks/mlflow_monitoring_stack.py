@@ -46,9 +46,13 @@ class MLflowMonitoringStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.max_connections = aurora_postgres_max_connections(config.aurora_min_acu, config.aurora_max_acu)
+        self.max_connections = aurora_postgres_max_connections(
+            config.database.aurora_min_acu, config.database.aurora_max_acu
+        )
 
-        self.alarm_topic = AlarmTopic(self, "AlarmTopic", alarm_name_prefix=ALARM_NAME_PREFIX, email=config.alarm_email)
+        self.alarm_topic = AlarmTopic(
+            self, "AlarmTopic", alarm_name_prefix=ALARM_NAME_PREFIX, email=config.operations.alarm_email
+        )
         self.task_events = TaskEvents(self, "TaskEvents", service=service, topic=self.alarm_topic)
         metrics = ServiceMetrics(
             api_stage=api_stage,
@@ -59,13 +63,15 @@ class MLflowMonitoringStack(Stack):
             database=database,
             bucket=artifact_bucket,
             request_metrics_filter_id=request_metrics_filter_id,
+            min_tasks=config.service.min_task_count,
+            container_insights=config.service.container_insights != "disabled",
         )
         self.alarms = ServiceAlarms(
             self,
             "Alarms",
             metrics=metrics,
             topic=self.alarm_topic.topic,
-            limits={"aurora_max_acu": config.aurora_max_acu, "max_connections": self.max_connections},
+            limits={"aurora_max_acu": config.database.aurora_max_acu, "max_connections": self.max_connections},
         )
         self.dashboard = ServiceDashboard(
             self,
@@ -73,7 +79,7 @@ class MLflowMonitoringStack(Stack):
             dashboard_name=names.DASHBOARD_NAME,
             metrics=metrics,
             alarms=list(self.alarms.alarms.values()),
-            aurora_max_acu=config.aurora_max_acu,
+            aurora_max_acu=config.database.aurora_max_acu,
             max_connections=self.max_connections,
         )
 

@@ -28,15 +28,15 @@ class MLflowVpcStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: ProjectConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        retention = config.log_retention
-        removal = config.cdk_removal_policy
+        retention = config.operations.log_retention
+        removal = config.operations.cdk_removal_policy
 
         self.network = Network(
             self,
             "Network",
-            cidr=config.vpc_cidr,
-            az_count=config.az_count,
-            nat_gateways=config.nat_gateways,
+            cidr=config.network.vpc_cidr,
+            az_count=config.network.az_count,
+            nat_gateways=config.network.nat_gateways,
             log_retention=retention,
             removal_policy=removal,
         )
@@ -44,31 +44,31 @@ class MLflowVpcStack(Stack):
             self,
             "Storage",
             removal_policy=removal,
-            access_log_retention=Duration.days(config.log_retention_days),
-            noncurrent_version_retention=Duration.days(config.artifact_version_retention_days),
+            access_log_retention=Duration.days(config.operations.log_retention_days),
+            noncurrent_version_retention=Duration.days(config.operations.artifact_version_retention_days),
         )
         self.credentials = ServerCredentials(
             self,
             "Credentials",
-            secret_name=config.credentials_secret_name,
-            auth_mode=config.auth_mode,
+            secret_name=config.auth.credentials_secret_name,
+            auth_mode=config.auth.auth_mode,
             removal_policy=removal,
         )
-        self.session_key = SessionKey(self, "SessionKey") if config.sessions_enabled else None
+        self.session_key = SessionKey(self, "SessionKey") if config.auth.sessions_enabled else None
         self.database = MetadataDatabase(
             self,
             "Database",
             vpc=self.network.vpc,
             subnets=self.network.isolated_subnets,
             database_name=names.DATABASE_NAME,
-            min_capacity=config.aurora_min_acu,
-            max_capacity=config.aurora_max_acu,
-            auto_pause=config.aurora_auto_pause,
-            backup_retention=Duration.days(config.backup_retention_days),
+            min_capacity=config.database.aurora_min_acu,
+            max_capacity=config.database.aurora_max_acu,
+            auto_pause=config.database.aurora_auto_pause,
+            backup_retention=Duration.days(config.operations.backup_retention_days),
             removal_policy=removal,
             log_retention=retention,
         )
-        domain = config.custom_domain
+        domain = config.domain.custom_domain
         self.domain_certificate = (
             DomainCertificate(
                 self, "DomainCertificate", domain_name=domain.name, zone_id=domain.zone_id, zone_name=domain.zone_name
@@ -89,21 +89,22 @@ class MLflowVpcStack(Stack):
             database_port=self.database.port,
             database_name=names.DATABASE_NAME,
             server_credentials=self.credentials.secret,
-            auth_mode=config.auth_mode,
-            default_permission=config.default_permission,
+            auth_mode=config.auth.auth_mode,
+            default_permission=config.auth.default_permission,
             session_key=self.session_key.secret if self.session_key else None,
             oidc=oidc,
-            cpu=config.task_cpu,
-            memory_mib=config.task_memory_mib,
-            workers=config.mlflow_workers,
-            desired_count=config.desired_task_count,
-            min_count=config.min_task_count,
-            max_count=config.max_task_count,
-            cpu_target_percent=config.cpu_scaling_target_percent,
+            cpu=config.service.task_cpu,
+            memory_mib=config.service.task_memory_mib,
+            workers=config.service.mlflow_workers,
+            desired_count=config.service.desired_task_count,
+            min_count=config.service.min_task_count,
+            max_count=config.service.max_task_count,
+            cpu_target_percent=config.service.cpu_scaling_target_percent,
             log_retention=retention,
             removal_policy=removal,
             domain_certificate=self.domain_certificate,
-            ai_gateway=config.ai_gateway,
+            ai_gateway=config.service.ai_gateway,
+            container_insights=config.service.container_insights,
         )
         # A new MLflow version: snapshot, old tasks to 0, then the new ones (one migrates); README, "Upgrading MLflow".
         self.upgrade_gate = UpgradeGate(
@@ -151,14 +152,14 @@ class MLflowVpcStack(Stack):
         CfnOutput(self, names.OUTPUT_ARTIFACT_BUCKET, value=self.artifact_bucket.bucket_name).override_logical_id(
             names.OUTPUT_ARTIFACT_BUCKET
         )
-        CfnOutput(self, names.OUTPUT_CREDENTIALS_SECRET, value=config.credentials_secret_name).override_logical_id(
+        CfnOutput(self, names.OUTPUT_CREDENTIALS_SECRET, value=config.auth.credentials_secret_name).override_logical_id(
             names.OUTPUT_CREDENTIALS_SECRET
         )
         # For `make rotate-password`: which tasks to restart, and whether the secret is nginx's password.
         for key, value in (
             (names.OUTPUT_ECS_CLUSTER, self.tracking.cluster.cluster_name),
             (names.OUTPUT_ECS_SERVICE, self.tracking.service.service_name),
-            (names.OUTPUT_AUTH_MODE, config.auth_mode),
+            (names.OUTPUT_AUTH_MODE, config.auth.auth_mode),
             # Names the final snapshot after `cdk destroy` (README, Teardown).
             (names.OUTPUT_DATABASE_CLUSTER, self.database.cluster.cluster_identifier),
         ):
@@ -170,36 +171,36 @@ class MLflowVpcStack(Stack):
         """sso mode: the Cognito pool this stack creates, or the external issuer it is told about."""
         # Studio profile -> its Cognito app client (sso mode with Cognito), for the Studio stack.
         self.machine_clients: dict[str, CognitoMachineClient] = {}
-        if not config.sso_enabled:
+        if not config.auth.sso_enabled:
             return None, None
         if config.cognito_enabled:
-            domain = config.custom_domain
+            domain = config.domain.custom_domain
             identity: CognitoIdentity | ExternalIssuer = CognitoIdentity(
                 self,
                 "Identity",
-                domain_prefix=config.cognito_domain_prefix,
-                identity_providers=config.cognito_identity_providers,
-                federation=config.cognito_federation,
-                admin_group=config.oidc_admin_group,
-                allowed_group=config.oidc_allowed_group,
+                domain_prefix=config.sso.cognito_domain_prefix,
+                identity_providers=config.sso.cognito_identity_providers,
+                federation=config.sso.cognito_federation,
+                admin_group=config.sso.oidc_admin_group,
+                allowed_group=config.sso.oidc_allowed_group,
                 # Known here only with a custom domain; otherwise the gateway stack registers it.
                 public_url=domain.url if domain else None,
-                removal_policy=config.cdk_removal_policy,
+                removal_policy=config.operations.cdk_removal_policy,
             )
             groups_claim: str | None = "cognito:groups"
         else:
-            assert config.oidc_discovery_url is not None and config.oidc_client_secret_name is not None
+            assert config.sso.oidc_discovery_url is not None and config.sso.oidc_client_secret_name is not None
             identity = ExternalIssuer(
                 self,
                 "ExternalIssuer",
-                discovery_url=config.oidc_discovery_url,
-                client_secret_name=config.oidc_client_secret_name,
+                discovery_url=config.sso.oidc_discovery_url,
+                client_secret_name=config.sso.oidc_client_secret_name,
             )
             groups_claim = None
         if isinstance(identity, CognitoIdentity):
             # Each Studio profile's app client, here because the tasks must know the client ids
             # (the Studio stack puts each client's secret into the profile's own secret).
-            for profile in config.user_profiles:
+            for profile in config.studio.user_profiles:
                 client = identity.add_machine_client(self, f"StudioClient{profile}", name=f"studio-{profile}")
                 self.machine_clients[profile] = CognitoMachineClient(
                     user_pool_id=identity.user_pool.user_pool_id,
@@ -210,11 +211,11 @@ class MLflowVpcStack(Stack):
         return identity, OidcSettings(
             discovery_url=identity.discovery_url,
             client_secret=identity.client_secret,
-            admin_group=config.oidc_admin_group,
-            allowed_group=config.oidc_allowed_group,
+            admin_group=config.sso.oidc_admin_group,
+            allowed_group=config.sso.oidc_allowed_group,
             groups_claim=groups_claim,
             machine_clients=(
                 *(client.client_id for client in self.machine_clients.values()),
-                *config.oidc_machine_clients,
+                *config.sso.oidc_machine_clients,
             ),
         )

@@ -8,16 +8,14 @@ added later still fails synth.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
 from stacks.components.cognito_identity import CognitoIdentity
-
-if TYPE_CHECKING:
-    from stacks.app_builder import ProjectStacks
+from stacks.project_stacks import ProjectStacks
 
 RULES = "AwsSolutions::AwsSolutions-"
 
@@ -95,6 +93,14 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
             "database must go with the stack; the default (retain) turns deletion protection on.",
         )
     tracking = vpc.tracking
+    if tracking.container_insights == "disabled":
+        acknowledge(
+            tracking.cluster,
+            "ECS4",
+            "Container Insights costs about $11.50 a month for one service (more than the rest of the "
+            "monitoring); the cluster's alarm and dashboard read the ALB's free healthy-target metric "
+            "and ECS's free CPU and memory metrics instead. `-c container_insights=enabled` turns it on.",
+        )
     acknowledge(
         tracking.task_definition,
         "ECS2",

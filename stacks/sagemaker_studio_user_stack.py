@@ -55,13 +55,13 @@ class SageMakerStudioUserStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        removal = config.cdk_removal_policy
+        removal = config.operations.cdk_removal_policy
 
         self.image_build = ServingImageBuild(
             self,
             "ServingImage",
             mlflow_version=pinned_mlflow_version(),
-            log_retention=config.log_retention,
+            log_retention=config.operations.log_retention,
             removal_policy=removal,
         )
         self.serving_role = ServingRole(
@@ -73,7 +73,7 @@ class SageMakerStudioUserStack(Stack):
         self.studio = StudioDomain(
             self,
             "Studio",
-            existing_domain_id=config.sagemaker_domain_id,
+            existing_domain_id=config.studio.sagemaker_domain_id,
             vpc=vpc,
             subnets=subnets,
             domain_name=names.STUDIO_DOMAIN_NAME,
@@ -89,10 +89,10 @@ class SageMakerStudioUserStack(Stack):
                 load_balancer_scheme=load_balancer_scheme,
                 load_balancer_server_name=load_balancer_server_name,
                 admin_secret=credentials_secret,
-                log_retention=config.log_retention,
+                log_retention=config.operations.log_retention,
                 removal_policy=removal,
             )
-            if config.accounts_enabled
+            if config.auth.accounts_enabled
             else None
         )
         machine_clients = machine_clients or {}
@@ -102,7 +102,7 @@ class SageMakerStudioUserStack(Stack):
                 self,
                 "CognitoClientSecrets",
                 user_pool_arn=first_client.user_pool_arn,
-                log_retention=config.log_retention,
+                log_retention=config.operations.log_retention,
                 removal_policy=removal,
             )
             if first_client is not None
@@ -115,22 +115,22 @@ class SageMakerStudioUserStack(Stack):
                 profile=profile,
                 domain=self.studio,
                 shared_secret=credentials_secret,
-                shared_secret_name=config.credentials_secret_name,
+                shared_secret_name=config.auth.credentials_secret_name,
                 provisioner=self.provisioner,
-                user_secret_name=config.user_secret_name(profile),
-                sso=config.sso_enabled,
+                user_secret_name=config.auth.user_secret_name(profile),
+                sso=config.auth.sso_enabled,
                 cognito_client=machine_clients.get(profile),
                 client_secret_reader=self.client_secret_reader,
-                oauth_secret_name=config.oauth_client_secret_name(profile),
+                oauth_secret_name=config.auth.oauth_client_secret_name(profile),
                 serving_role=self.serving_role.role,
                 studio_access_policy=studio_access_policy,
                 training_access_policy=training_access_policy,
                 output_stack_names=output_stack_names,
                 serving_repository_arn=self.image_build.repository.repository_arn,
-                allowed_instance_types=config.allowed_instance_types,
+                allowed_instance_types=config.studio.allowed_instance_types,
                 removal_policy=removal,
             )
-            for profile in config.user_profiles
+            for profile in config.studio.user_profiles
         ]
         # The logical id the one profile had before user_profiles became a list: an
         # existing deployment updates that profile in place instead of failing to
@@ -139,7 +139,7 @@ class SageMakerStudioUserStack(Stack):
 
         for key, value in (
             (names.OUTPUT_DOMAIN_ID, self.studio.domain_id),
-            (names.OUTPUT_USER_PROFILES, ",".join(config.user_profiles)),
+            (names.OUTPUT_USER_PROFILES, ",".join(config.studio.user_profiles)),
             (names.OUTPUT_SERVING_ROLE, self.serving_role.role.role_arn),
             (names.OUTPUT_IMAGE_BUILD_PROJECT, self.image_build.project.project_name),
         ):

@@ -1,7 +1,9 @@
 """Synthesize the app the way `cdk synth` does, but in-process and offline."""
 
 import atexit
+import fcntl
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -13,8 +15,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk
 
-from stacks.app_builder import ProjectStacks, build_stacks
+from stacks.app_builder import build_stacks
 from stacks.config import cdk_json_context, config_from_app
+from stacks.project_stacks import ProjectStacks
+from tests.conftest import SHARED_SYNTH_DIR_VARIABLE
 
 Template = dict[str, Any]
 
@@ -29,15 +33,43 @@ def build_app(**overrides: Any) -> tuple[cdk.App, ProjectStacks]:
     return app, build_stacks(app, config_from_app(app))
 
 
-@functools.lru_cache(maxsize=None)
-def _synth(overrides_json: str) -> tuple[Path, dict[str, Template]]:
-    app, stacks = build_app(**json.loads(overrides_json))
+_TEMPLATES_FILE = "templates-by-stack.json"
+
+
+def _synth_into(overrides: dict[str, Any], outdir: Path) -> dict[str, Template]:
+    context = {**cdk_json_context(), **overrides}
+    app = cdk.App(context=context, outdir=str(outdir))
+    build_stacks(app, config_from_app(app))
     assembly = app.synth()
     templates = {
         stack.stack_name: stack.template
         for stack in assembly.stacks  # type: ignore[attr-defined]
     }
-    return Path(assembly.directory), templates
+    (outdir / _TEMPLATES_FILE).write_text(json.dumps(templates))
+    return templates
+
+
+def _shared_synth(overrides_json: str, shared: Path) -> tuple[Path, dict[str, Template]]:
+    """Synthesize once per variant for all workers: the first one holds the lock and synthesizes, the others read."""
+    key = hashlib.sha256(overrides_json.encode()).hexdigest()[:16]
+    final = shared / key
+    with open(shared / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / _TEMPLATES_FILE).exists():
+            partial = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=shared))
+            _synth_into(json.loads(overrides_json), partial)
+            partial.rename(final)
+    return final, json.loads((final / _TEMPLATES_FILE).read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def _synth(overrides_json: str) -> tuple[Path, dict[str, Template]]:
+    shared = os.environ.get(SHARED_SYNTH_DIR_VARIABLE)
+    if shared:
+        return _shared_synth(overrides_json, Path(shared))
+    outdir = Path(tempfile.mkdtemp(prefix="cdk-test-"))
+    atexit.register(shutil.rmtree, outdir, ignore_errors=True)
+    return outdir, _synth_into(json.loads(overrides_json), outdir)
 
 
 # The day-two settings away from their defaults, in one synth several test modules share

@@ -15,7 +15,8 @@ runs the credentials check; run it alone with `make preflight`.
 
     python -m tools.preflight [--only credentials] [--toolkit-stack-name CDKToolkit] [-c key=value ...]
 
-``-c`` takes the same settings as the CDK CLI (make passes its CDK_ARGS and PRESET).
+``-c`` takes the same settings as the CDK CLI (make passes its CDK_ARGS and PRESET); they are
+validated by the model synth uses (stacks.config), so a bad setting is reported here in the same words.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from stacks.config import ConfigError, ProjectConfig
 from stacks.federation import CLIENT_SECRET_FIELD
 from tools.aws_account import AwsSetupError, cdk_session, resolve
 
@@ -112,43 +114,31 @@ def check_bootstrap(session: boto3.session.Session, account: str, region: str, s
     return int(version)
 
 
-def settings(overrides: list[str], cdk_json: Path = CDK_JSON) -> dict[str, object]:
-    """cdk.json's context with ``key=value`` overrides, as the CDK CLI combines them (values unchecked:
-    synth validates them; reading cdk.json keeps this tool free of the CDK's start-up time)."""
+def settings(overrides: list[str], cdk_json: Path = CDK_JSON) -> ProjectConfig:
+    """cdk.json's context with ``key=value`` overrides, as the CDK CLI combines them, validated by the
+    same model synth uses (an invalid setting raises ConfigError with synth's one-line message)."""
     context = dict(json.loads(cdk_json.read_text(encoding="utf-8"))["context"])
     for override in overrides:
         key, _, value = override.partition("=")
         context[key.strip()] = value
-    return context
+    return ProjectConfig.from_context(context)
 
 
-def external_oidc_secret(context: dict[str, object]) -> str | None:
+def external_oidc_secret(config: ProjectConfig) -> str | None:
     """The secret the tasks read the external issuer's client from, when the settings use one."""
-    name = str(context.get("oidc_client_secret_name") or "").strip()
-    if context.get("auth_mode") == "sso" and context.get("oidc_provider") == "external" and name:
-        return name
+    if config.auth.sso_enabled and config.sso.oidc_provider == "external":
+        return config.sso.oidc_client_secret_name
     return None
 
 
-def federation_secrets(context: dict[str, object]) -> list[tuple[str, str]]:
-    """(secret name, provider name) for each federated provider with a client secret, in sso mode with Cognito.
-
-    A malformed setting yields nothing here: synth reports it in one line.
-    """
-    if context.get("auth_mode") != "sso" or context.get("oidc_provider", "cognito") != "cognito":
-        return []
-    providers = context.get("cognito_federation") or []
-    if isinstance(providers, str):
-        try:
-            providers = json.loads(providers)
-        except ValueError:
-            return []
-    if not isinstance(providers, list):
+def federation_secrets(config: ProjectConfig) -> list[tuple[str, str]]:
+    """(secret name, provider name) for each federated provider with a client secret, in sso mode with Cognito."""
+    if not config.cognito_enabled:
         return []
     return [
-        (str(item["client_secret_name"]).strip(), str(item.get("name", "?")))
-        for item in providers
-        if isinstance(item, dict) and str(item.get("client_secret_name") or "").strip()
+        (provider.client_secret_name, provider.name)
+        for provider in config.sso.cognito_federation
+        if provider.client_secret_name
     ]
 
 
@@ -223,15 +213,19 @@ def main(argv: list[str] | None = None) -> int:
                 found.append(f"CDK bootstrap version {version}")
             except CheckFailed as error:
                 problems.append(str(error))
-            context = settings(args.context)
-            secret_name = external_oidc_secret(context)
-            if secret_name is not None:
+            try:
+                config: ProjectConfig | None = settings(args.context)
+            except ConfigError as error:
+                problems.append(str(error))
+                config = None
+            secret_name = external_oidc_secret(config) if config else None
+            if config and secret_name is not None:
                 try:
                     check_client_secret(session, secret_name, account, region)
                     found.append(f"OIDC client secret {secret_name}")
                 except CheckFailed as error:
                     problems.append(str(error))
-            for secret_name, provider in federation_secrets(context):
+            for secret_name, provider in federation_secrets(config) if config else []:
                 try:
                     check_client_secret(
                         session, secret_name, account, region,

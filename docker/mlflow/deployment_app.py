@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 
+from audit_log import AuditLog
 from request_guard import ASGIApp, RequestGuard
 
 # What `mlflow server` would serve in each mode without this wrapper: module and attribute,
@@ -29,6 +30,7 @@ def inner_app(mode: str) -> ASGIApp:
     return app() if factory else app
 
 
-def create_app() -> RequestGuard:
+def create_app() -> AuditLog:
     """uvicorn's factory (MLflow passes --factory for a function entry point)."""
-    return RequestGuard(inner_app(os.environ.get("MLFLOW_AUTH_MODE") or "shared"))
+    mode = os.environ.get("MLFLOW_AUTH_MODE") or "shared"
+    return AuditLog(RequestGuard(inner_app(mode)), mode)

@@ -81,6 +81,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode
 from request_guard import SOURCE_PATTERN
 
 HOST = "127.0.0.1"
@@ -93,14 +94,12 @@ DB_VARIABLES = ("DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD")
 DEFAULT_SSLROOTCERT = "/opt/mlflow/rds-global-bundle.pem"
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING_SSLMODES = ("verify-ca", "verify-full")
-AUTH_MODES = ("shared", "accounts", "sso")
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CREDENTIAL_CACHES = ("validated", "mlflow-ttl", "none")
 VALIDATED_CHECK = "credential_cache:authenticate_request"
 STOCK_CHECK = "mlflow.server.auth:authenticate_request_basic_auth"
 # As in reviewed_source.py's lines; `make upgrade-check` looks for it.
 NOT_REVIEWED = "is not the reviewed one"
-DEFAULT_AUTH_DB = {"accounts": "mlflow_auth", "sso": "mlflow_oidc_auth"}
 DEFAULT_ADMIN_GROUP = "mlflow-admins"
 # The `mlflow.app` entry point of deployment_app.py (mlflow_deployment-1.0.dist-info).
 APP_NAME = "deployment"
@@ -121,11 +120,20 @@ class ConfigError(Exception):
     """The environment does not describe a server we can start."""
 
 
-def auth_mode(env: Mapping[str, str]) -> str:
-    mode = env.get("MLFLOW_AUTH_MODE") or "shared"
-    if mode not in AUTH_MODES:
-        raise ConfigError(f"MLFLOW_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {mode!r}")
-    return mode
+def auth_mode(env: Mapping[str, str]) -> AuthMode:
+    mode = env.get("MLFLOW_AUTH_MODE") or DEFAULT_AUTH_MODE
+    for known in AUTH_MODES:
+        if mode == known:
+            return known
+    raise ConfigError(f"MLFLOW_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {mode!r}")
+
+
+def check_required_env(env: Mapping[str, str]) -> None:
+    """Every variable the mode's table row names is set and not blank."""
+    mode = auth_mode(env)
+    for name in MODES[mode].required_env:
+        if not (env.get(name) or "").strip():
+            raise ConfigError(f"{name} is missing or empty; {mode} mode needs it")
 
 
 def runtime_dir(env: Mapping[str, str]) -> Path:
@@ -154,7 +162,18 @@ def _database_uri(env: Mapping[str, str], name: str, *, with_password: bool) -> 
     # connection just for being idle, and Aurora Serverless v2 only pauses
     # at 0 ACU when no connection is open.
     options = quote(f"-c idle_session_timeout={int(idle) * 1000}", safe="")
-    return f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}?{tls}&options={options}"
+    return (
+        f"postgresql+psycopg2://{user}@{env['DB_HOST']}:{port}/{quote(name, safe='')}"
+        f"?{tls}&{CONNECTION_LIVENESS}&options={options}"
+    )
+
+
+# libpq: give up on a connection attempt after 10 s, and on a connection whose
+# peer stopped answering (a paused or failed-over database) within about 30 s,
+# instead of the kernel's minutes, so no request waits past the gateway's 30 s.
+CONNECTION_LIVENESS = (
+    "connect_timeout=10&keepalives=1&keepalives_idle=30&keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000"
+)
 
 
 def tls_parameters(env: Mapping[str, str]) -> str:
@@ -193,7 +212,9 @@ def backend_store_uri(env: Mapping[str, str]) -> str:
 
 
 def auth_database_name(env: Mapping[str, str]) -> str:
-    name = env.get("MLFLOW_AUTH_DB_NAME") or DEFAULT_AUTH_DB.get(auth_mode(env), DEFAULT_AUTH_DB["accounts"])
+    name = (
+        env.get("MLFLOW_AUTH_DB_NAME") or MODES[auth_mode(env)].auth_database or MODES["accounts"].auth_database or ""
+    )
     if not _DB_NAME.fullmatch(name) or name == env.get("DB_NAME"):
         raise ConfigError(
             "MLFLOW_AUTH_DB_NAME must be 1-63 lowercase letters, digits or _ (not starting "
@@ -323,9 +344,7 @@ def load_credential_cache(server_env: Mapping[str, str]) -> None:
 
 
 def check_accounts_settings(env: Mapping[str, str]) -> None:
-    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
-        if not env.get(name):
-            raise ConfigError(f"{name} is missing or empty; accounts mode needs it")
+    check_required_env(env)
     if len(env["MLFLOW_AUTH_ADMIN_PASSWORD"]) < 12:
         raise ConfigError("MLFLOW_AUTH_ADMIN_PASSWORD must be at least 12 characters (MLflow's rule)")
     if re.search(r"[:\s]", env["MLFLOW_AUTH_ADMIN_USERNAME"]):
@@ -354,9 +373,7 @@ def machine_clients(env: Mapping[str, str]) -> list[str]:
 
 
 def check_sso_settings(env: Mapping[str, str]) -> None:
-    for name in ("OIDC_DISCOVERY_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
-        if not (env.get(name) or "").strip():
-            raise ConfigError(f"{name} is missing or empty; sso mode needs it")
+    check_required_env(env)
     issuer = oidc_issuer(env)
     if not issuer.startswith("https://") and not re.match(r"http://(127\.0\.0\.1|localhost)[:/]", issuer + "/"):
         raise ConfigError(f"OIDC_DISCOVERY_URL must use https (plain http only on loopback), got {issuer!r}")
@@ -433,19 +450,17 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     # The database password now lives only inside the URI above (and, in
     # accounts mode, in PGPASSWORD for the users' database).
     password = result.pop("DB_PASSWORD", None)
+    if MODES[mode].auth_database and password and env.get("DB_HOST"):
+        result["PGPASSWORD"] = password  # for the mode's users' database
     if mode == "accounts":
         check_accounts_settings(env)
         result["MLFLOW_AUTH_CONFIG_PATH"] = str(runtime / "basic_auth.ini")
-        if password and env.get("DB_HOST"):
-            result["PGPASSWORD"] = password
         # Needed only to create the admin, which happens before `mlflow
         # server` starts: the long-running server never holds it.
         result.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
     if mode == "sso":
         check_sso_settings(env)
         result |= sso_settings(env)
-        if password and env.get("DB_HOST"):
-            result["PGPASSWORD"] = password
         # The plugin's own names carry them now.
         result.pop("OIDC_ADMIN_GROUP", None)
         result.pop("OIDC_ALLOWED_GROUP", None)
@@ -469,6 +484,15 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     result.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     # A private server has no business reporting usage to a third party.
     result.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # A burst after idle (everyone's first request as the pooled connections
+    # were just closed) needs more connections than pool_size 5 + overflow 10
+    # of each engine: log-batch holds two at once and a worker serves up to
+    # 40 requests in its thread pool, so the rest waited 30 s for a checkout
+    # and nginx answered 504 (issue 23). No overflow limit: the thread pool
+    # bounds the connections, and the server closes the idle ones anyway.
+    # MLflow applies this to every engine it creates (tracking, registry,
+    # the auth app's store).
+    result.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "-1")
     # MLflow's default connection pool stays: NullPool (a new connection
     # per request) would also leave an idle server without connections, but
     # it halves log-batch throughput (benchmarks/proxy_overhead.py

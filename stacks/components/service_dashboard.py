@@ -74,11 +74,15 @@ class ServiceDashboard(Construct):
             _graph("ALB: target response time p95 (s)", [m.alb_response_time(p)]),
             _graph("ALB: healthy and unhealthy targets", [m.healthy_targets(1), m.unhealthy_targets(1)]),
         )
-        self.dashboard.add_widgets(
-            _graph("Tasks: running and desired", [m.task_count("Running", 1), m.task_count("Desired", 1)]),
+        task_graphs = [
             _graph("Tasks: CPU and memory (%)", [m.task_utilization("cpu", p), m.task_utilization("memory", p)]),
             _graph("Tasks: unexpected stops", [m.unexpected_task_stops(p)]),
-        )
+        ]
+        if m.container_insights:  # without it, the ALB's healthy targets above stand for running tasks
+            task_graphs.insert(
+                0, _graph("Tasks: running and desired", [m.task_count("Running", 1), m.task_count("Desired", 1)])
+            )
+        self.dashboard.add_widgets(*task_graphs)
         self.dashboard.add_widgets(
             _graph(
                 "Aurora: capacity (ACU)",

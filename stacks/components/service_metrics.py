@@ -38,7 +38,11 @@ class ServiceMetrics:
         database: rds.DatabaseCluster,
         bucket: s3.IBucket,
         request_metrics_filter_id: str,
+        min_tasks: int,
+        container_insights: bool,
     ) -> None:
+        self.min_tasks = min_tasks
+        self.container_insights = container_insights
         self._stage = api_stage
         self._load_balancer = load_balancer
         self._target_group = target_group
@@ -124,11 +128,14 @@ class ServiceMetrics:
         )
 
     def tasks_missing(self, minutes: int) -> cw.MathExpression:
-        """Desired minus running; no running data (no task reports) counts as none running."""
-        desired, running = self.task_count("Desired", minutes), self.task_count("Running", minutes)
+        """The autoscaling floor minus the healthy ALB targets; no data counts as none healthy.
+
+        The ALB's target metrics are free and need no Container Insights, which costs more
+        than the rest of the monitoring together (docs/operations.md#cost).
+        """
         return cw.MathExpression(
-            expression="desired - FILL(running, 0)",
-            using_metrics={"desired": desired, "running": running},
+            expression=f"{self.min_tasks} - FILL(healthy, 0)",
+            using_metrics={"healthy": self.healthy_targets(minutes)},
             period=_minutes(minutes),
             label="tasks missing",
         )

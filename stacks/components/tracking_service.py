@@ -99,6 +99,7 @@ class TrackingService(Construct):
         removal_policy: RemovalPolicy,
         domain_certificate: DomainCertificate | None,
         ai_gateway: bool = False,
+        container_insights: str = "disabled",
     ) -> None:
         super().__init__(scope, construct_id)
         accounts, sso = auth_mode == "accounts", auth_mode == "sso"
@@ -107,7 +108,10 @@ class TrackingService(Construct):
         if sso and oidc is None:
             raise ValueError("sso mode needs the OIDC provider's settings")
 
-        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        self.container_insights = container_insights
+        self.cluster = ecs.Cluster(
+            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights[container_insights.upper()]
+        )
 
         self.artifact_bucket = artifact_bucket
         self.task_role = iam.Role(

@@ -9,8 +9,8 @@ import pytest
 from aws_cdk import aws_logs as logs
 from pydantic import ValidationError
 
-from stacks import config as config_module
 from stacks.config import ConfigError, ProjectConfig, allowed, cdk_json_context, config_from_app, setting
+from stacks.config import project as config_module
 
 DEFAULTS = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
 ZONE = {"hosted_zone_id": "Z0123456789ABCDEFGHIJ", "hosted_zone_name": "example.com"}
@@ -18,11 +18,11 @@ ZONE = {"hosted_zone_id": "Z0123456789ABCDEFGHIJ", "hosted_zone_name": "example.
 
 def test_defaults_are_valid() -> None:
     config = ProjectConfig()
-    assert config.az_count == 2 and config.task_cpu == 1024 and config.task_memory_mib == 2048
-    assert config.sagemaker_domain_id is None and config.creates_studio_domain
-    assert not config.destroy_on_removal and config.cdk_removal_policy == cdk.RemovalPolicy.RETAIN
-    assert config.auto_pause_enabled and config.aurora_auto_pause is not None
-    assert config.log_retention == logs.RetentionDays.ONE_MONTH
+    assert config.network.az_count == 2 and config.service.task_cpu == 1024 and config.service.task_memory_mib == 2048
+    assert config.studio.sagemaker_domain_id is None and config.studio.creates_studio_domain
+    assert not config.operations.destroy_on_removal and config.operations.cdk_removal_policy == cdk.RemovalPolicy.RETAIN
+    assert config.database.auto_pause_enabled and config.database.aurora_auto_pause is not None
+    assert config.operations.log_retention == logs.RetentionDays.ONE_MONTH
 
 
 def test_cdk_json_holds_every_key_with_its_default() -> None:
@@ -45,7 +45,7 @@ def test_cdk_json_carries_recommended_feature_flags() -> None:
 
 def test_config_from_app_reads_the_tree_context() -> None:
     app = cdk.App(context={**cdk_json_context(), "az_count": "3", "nat_gateways": "3"})
-    assert config_from_app(app).az_count == 3
+    assert config_from_app(app).network.az_count == 3
 
 
 def test_string_overrides_are_coerced() -> None:
@@ -63,56 +63,69 @@ def test_string_overrides_are_coerced() -> None:
             "task_memory_mib": "4096",
         }
     )
-    assert (config.az_count, config.nat_gateways, config.task_cpu, config.task_memory_mib) == (3, 2, 2048, 4096)
-    assert config.aurora_min_acu == 0.5 and isinstance(config.aurora_max_acu, float) and config.aurora_max_acu == 8
-    assert config.api_throttle_rate_limit == 12.5 and config.vpc_cidr == "10.0.0.0/20"
-    assert config.sagemaker_domain_id is None and config.destroy_on_removal
-    assert not config.auto_pause_enabled and config.aurora_auto_pause is None
-    assert config.cdk_removal_policy == cdk.RemovalPolicy.DESTROY
+    assert (
+        config.network.az_count,
+        config.network.nat_gateways,
+        config.service.task_cpu,
+        config.service.task_memory_mib,
+    ) == (3, 2, 2048, 4096)
+    assert (
+        config.database.aurora_min_acu == 0.5
+        and isinstance(config.database.aurora_max_acu, float)
+        and config.database.aurora_max_acu == 8
+    )
+    assert config.service.api_throttle_rate_limit == 12.5 and config.network.vpc_cidr == "10.0.0.0/20"
+    assert config.studio.sagemaker_domain_id is None and config.operations.destroy_on_removal
+    assert not config.database.auto_pause_enabled and config.database.aurora_auto_pause is None
+    assert config.operations.cdk_removal_policy == cdk.RemovalPolicy.DESTROY
 
 
 def test_ai_gateway_takes_json_booleans_and_the_words_of_a_c_override() -> None:
-    assert ProjectConfig().ai_gateway is False
+    assert ProjectConfig().service.ai_gateway is False
     for value, expected in ((True, True), (False, False), ("true", True), (" False ", False), ("TRUE", True)):
-        assert ProjectConfig.from_context({"ai_gateway": value}).ai_gateway is expected, value
+        assert ProjectConfig.from_context({"ai_gateway": value}).service.ai_gateway is expected, value
 
 
 def test_alarm_email_is_optional_and_trimmed() -> None:
-    assert ProjectConfig().alarm_email is None
-    assert ProjectConfig.from_context({"alarm_email": ""}).alarm_email is None
+    assert ProjectConfig().operations.alarm_email is None
+    assert ProjectConfig.from_context({"alarm_email": ""}).operations.alarm_email is None
     assert (
-        ProjectConfig.from_context({"alarm_email": " ops+mlflow@example.co.uk "}).alarm_email
+        ProjectConfig.from_context({"alarm_email": " ops+mlflow@example.co.uk "}).operations.alarm_email
         == "ops+mlflow@example.co.uk"
     )
 
 
 def test_existing_domain_id_is_kept() -> None:
     config = ProjectConfig.from_context({"sagemaker_domain_id": "d-abc123def456"})
-    assert config.sagemaker_domain_id == "d-abc123def456" and not config.creates_studio_domain
+    assert config.studio.sagemaker_domain_id == "d-abc123def456" and not config.studio.creates_studio_domain
 
 
 def test_custom_domain_is_off_by_default_and_needs_its_zone() -> None:
-    assert ProjectConfig().custom_domain is None
+    assert ProjectConfig().domain.custom_domain is None
     empty = {"domain_name": "", "hosted_zone_id": " ", "hosted_zone_name": ""}
     assert ProjectConfig.from_context(empty) == ProjectConfig()
     config = ProjectConfig(domain_name="mlflow.example.com", **ZONE)
-    assert config.custom_domain is not None
-    assert (config.custom_domain.name, config.custom_domain.zone_id, config.custom_domain.zone_name) == (
+    assert config.domain.custom_domain is not None
+    assert (
+        config.domain.custom_domain.name,
+        config.domain.custom_domain.zone_id,
+        config.domain.custom_domain.zone_name,
+    ) == (
         "mlflow.example.com",
         "Z0123456789ABCDEFGHIJ",
         "example.com",
     )
-    assert config.custom_domain.url == "https://mlflow.example.com"
+    assert config.domain.custom_domain.url == "https://mlflow.example.com"
 
 
 def test_domain_names_are_compared_in_one_form() -> None:
     """DNS is case-insensitive and a trailing dot only says "fully qualified"."""
     config = ProjectConfig(domain_name=" MLflow.Example.COM. ", hosted_zone_id="Z0123", hosted_zone_name="example.com.")
-    assert (config.domain_name, config.hosted_zone_name) == ("mlflow.example.com", "example.com")
+    assert (config.domain.domain_name, config.domain.hosted_zone_name) == ("mlflow.example.com", "example.com")
     # The zone apex itself, and a name exactly 64 characters long (ACM's limit), are fine.
-    assert ProjectConfig(domain_name="example.com", **ZONE).domain_name == "example.com"
+    assert ProjectConfig(domain_name="example.com", **ZONE).domain.domain_name == "example.com"
     longest = "x" * 53 + ".example.com"
-    assert len(longest) == 65 and ProjectConfig(domain_name=longest[1:], **ZONE).domain_name == longest[1:]
+    assert len(longest) == 65 and ProjectConfig(domain_name=longest[1:], **ZONE).domain.domain_name == longest[1:]
 
 
 def test_cdk_keys_are_ignored() -> None:
@@ -128,7 +141,7 @@ def test_cdk_keys_are_ignored() -> None:
 
 def test_every_log_retention_value_maps_to_the_cdk_enum() -> None:
     for days in allowed("log_retention_days").split(", "):
-        assert isinstance(ProjectConfig(log_retention_days=int(days)).log_retention, logs.RetentionDays)
+        assert isinstance(ProjectConfig(log_retention_days=int(days)).operations.log_retention, logs.RetentionDays)
 
 
 SSO = {"auth_mode": "sso"}
@@ -345,10 +358,10 @@ def test_renamed_key_says_what_it_became() -> None:
 
 def test_federation_from_a_json_string_or_a_list_with_or_without_the_pools_own_users() -> None:
     config = ProjectConfig.from_context({**SSO, "cognito_federation": json.dumps([GOOGLE, OIDC, SAML])})
-    assert [(p.name, p.type) for p in config.cognito_federation] == [
+    assert [(p.name, p.type) for p in config.sso.cognito_federation] == [
         ("Google", "google"), ("Corp", "oidc"), ("CorpSAML", "saml"),
     ]  # fmt: skip
-    google, corp, saml = config.cognito_federation
+    google, corp, saml = config.sso.cognito_federation
     assert (google.client_id, google.client_secret_name) == ("1234.apps.googleusercontent.com", "team/google")
     assert corp.issuer_url == "https://login.example.com/tenant" and corp.scopes == ("openid", "email", "profile")
     assert saml.metadata_url == "https://idp.example.com/metadata.xml" and saml.client_id is None
@@ -356,52 +369,55 @@ def test_federation_from_a_json_string_or_a_list_with_or_without_the_pools_own_u
     only_corp = ProjectConfig.from_context(
         {**SSO, "cognito_identity_providers": "", "cognito_federation": [{**OIDC, "scopes": "openid email"}]}
     )
-    assert only_corp.cognito_identity_providers == [] and only_corp.cognito_federation[0].scopes == ("openid", "email")
-    assert ProjectConfig.from_context({"cognito_federation": ""}).cognito_federation == []
+    assert only_corp.sso.cognito_identity_providers == [] and only_corp.sso.cognito_federation[0].scopes == (
+        "openid",
+        "email",
+    )
+    assert ProjectConfig.from_context({"cognito_federation": ""}).sso.cognito_federation == []
 
 
 def test_sso_settings_with_cognito_and_with_an_external_issuer() -> None:
     cognito = ProjectConfig.from_context(
         {**SSO, "cognito_identity_providers": "COGNITO, Google,CorpSAML", "oidc_allowed_group": "mlflow-users"}
     )
-    assert cognito.sso_enabled and cognito.cognito_enabled and cognito.sessions_enabled
-    assert cognito.cognito_identity_providers == ["COGNITO", "Google", "CorpSAML"]
-    assert (cognito.oidc_admin_group, cognito.oidc_allowed_group) == ("mlflow-admins", "mlflow-users")
-    assert cognito.cognito_domain_prefix is None and cognito.oidc_discovery_url is None
-    assert cognito.oauth_client_secret_name("bob") == "mlflow-server-credentials/users/bob/oauth"
+    assert cognito.auth.sso_enabled and cognito.cognito_enabled and cognito.auth.sessions_enabled
+    assert cognito.sso.cognito_identity_providers == ["COGNITO", "Google", "CorpSAML"]
+    assert (cognito.sso.oidc_admin_group, cognito.sso.oidc_allowed_group) == ("mlflow-admins", "mlflow-users")
+    assert cognito.sso.cognito_domain_prefix is None and cognito.sso.oidc_discovery_url is None
+    assert cognito.auth.oauth_client_secret_name("bob") == "mlflow-server-credentials/users/bob/oauth"
 
     external = ProjectConfig.from_context(
         {**EXTERNAL, "oidc_admin_group": "MLflow Admins", "oidc_machine_clients": "0oa1ci, 0oa2studio"}
     )
-    assert external.oidc_machine_clients == ["0oa1ci", "0oa2studio"]
-    assert external.sso_enabled and not external.cognito_enabled
-    assert external.oidc_client_secret_name == "mlflow/oidc"
-    assert external.oidc_admin_group == "MLflow Admins"  # spaces are fine at other providers
+    assert external.sso.oidc_machine_clients == ["0oa1ci", "0oa2studio"]
+    assert external.auth.sso_enabled and not external.cognito_enabled
+    assert external.sso.oidc_client_secret_name == "mlflow/oidc"
+    assert external.sso.oidc_admin_group == "MLflow Admins"  # spaces are fine at other providers
 
     # The sso keys wait unused in other modes; cdk.json can keep them while the mode changes.
-    assert not ProjectConfig.from_context({**EXTERNAL, "auth_mode": "accounts"}).sso_enabled
-    assert not ProjectConfig().sessions_enabled and ProjectConfig(auth_mode="accounts").sessions_enabled
+    assert not ProjectConfig.from_context({**EXTERNAL, "auth_mode": "accounts"}).auth.sso_enabled
+    assert not ProjectConfig().auth.sessions_enabled and ProjectConfig(auth_mode="accounts").auth.sessions_enabled
 
 
 def test_profile_oauth_secret_name_fits_the_role_tag_like_the_login_name() -> None:
     config = ProjectConfig(credentials_secret_name="x" * 180, user_profiles=["p" * 63])
-    assert len(config.oauth_client_secret_name("p" * 63)) <= len(config.user_secret_name("p" * 63)) <= 256
+    assert len(config.auth.oauth_client_secret_name("p" * 63)) <= len(config.auth.user_secret_name("p" * 63)) <= 256
 
 
 def test_accounts_settings_and_profiles() -> None:
     config = ProjectConfig.from_context(
         {"auth_mode": "accounts", "default_permission": "NO_PERMISSIONS", "user_profiles": " alice , bob-2 "}
     )
-    assert config.accounts_enabled and config.default_permission == "NO_PERMISSIONS"
-    assert config.user_profiles == ["alice", "bob-2"]
-    assert config.user_secret_name("bob-2") == "mlflow-server-credentials/users/bob-2/login"
-    assert len(ProjectConfig(user_profiles=[f"u{i}" for i in range(20)]).user_profiles) == 20
+    assert config.auth.accounts_enabled and config.auth.default_permission == "NO_PERMISSIONS"
+    assert config.studio.user_profiles == ["alice", "bob-2"]
+    assert config.auth.user_secret_name("bob-2") == "mlflow-server-credentials/users/bob-2/login"
+    assert len(ProjectConfig(user_profiles=[f"u{i}" for i in range(20)]).studio.user_profiles) == 20
     # The admin's name is free for a profile while nginx's shared login is in use.
-    assert ProjectConfig(user_profiles="mlflow").user_profiles == ["mlflow"]
+    assert ProjectConfig(user_profiles="mlflow").studio.user_profiles == ["mlflow"]
     defaults = ProjectConfig()
-    assert (defaults.auth_mode, defaults.default_permission) == ("shared", "READ")
-    assert defaults.user_profiles == ["mlflow-user"]
-    assert not defaults.accounts_enabled
+    assert (defaults.auth.auth_mode, defaults.auth.default_permission) == ("shared", "READ")
+    assert defaults.studio.user_profiles == ["mlflow-user"]
+    assert not defaults.auth.accounts_enabled
 
 
 def test_unknown_key_lists_the_known_keys() -> None:
@@ -420,7 +436,7 @@ def test_error_shows_the_value_given() -> None:
 
 def test_config_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
-        ProjectConfig().az_count = 3  # type: ignore[misc]
+        ProjectConfig().network.az_count = 3  # type: ignore[misc]
 
 
 class _WithList(ProjectConfig):
@@ -491,15 +507,17 @@ def test_direct_construction_names_the_argument_given() -> None:
 
 
 def test_allowed_instance_types_default_is_cheap_and_covers_the_notebook() -> None:
-    allowed_types = ProjectConfig().allowed_instance_types
+    allowed_types = ProjectConfig().studio.allowed_instance_types
     assert "ml.m5.large" in allowed_types  # the notebook trains and deploys on it
     assert all(t.startswith(("ml.m5.", "ml.c5.", "ml.t")) and "24x" not in t for t in allowed_types)
 
 
 def test_allowed_instance_types_are_sagemaker_names() -> None:
     config = ProjectConfig.from_context({"allowed_instance_types": "ml.g5.xlarge, ml.t2.medium"})
-    assert config.allowed_instance_types == ["ml.g5.xlarge", "ml.t2.medium"]
-    assert ProjectConfig(allowed_instance_types=["ml.p4d.24xlarge"]).allowed_instance_types == ["ml.p4d.24xlarge"]
+    assert config.studio.allowed_instance_types == ["ml.g5.xlarge", "ml.t2.medium"]
+    assert ProjectConfig(allowed_instance_types=["ml.p4d.24xlarge"]).studio.allowed_instance_types == [
+        "ml.p4d.24xlarge"
+    ]
     with pytest.raises(
         ConfigError,
         match=r"^Invalid configuration: allowed_instance_types='ml.m5.larg' has "
@@ -512,3 +530,15 @@ def test_allowed_instance_types_are_sagemaker_names() -> None:
         ProjectConfig.from_context({"allowed_instance_types": ""})
     with pytest.raises(ConfigError, match="lists an instance type twice"):
         ProjectConfig(allowed_instance_types=["ml.m5.large", "ml.m5.large"])
+
+
+def test_model_deployments_default_to_the_champion_alias_on_an_allowed_instance_type() -> None:
+    churn = {"model_name": "churn", "instance_type": "ml.m5.large"}
+    (deployment,) = ProjectConfig.from_context({"model_deployments": [churn]}).studio.model_deployments
+    assert (deployment.alias, deployment.instance_count) == ("champion", 1)
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: model_deployments=.*not in allowed_instance_types"):
+        ProjectConfig.from_context({"model_deployments": [{"model_name": "churn", "instance_type": "ml.p4d.24xlarge"}]})
+    with pytest.raises(ConfigError, match="model_deployments"):
+        ProjectConfig.from_context(
+            {"model_deployments": [{"model_name": "churn", "instance_type": "ml.m5.large", "instance_count": 0}]}
+        )

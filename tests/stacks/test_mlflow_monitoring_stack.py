@@ -33,11 +33,9 @@ EXPECTED: dict[str, tuple[Any, ...]] = {
     ),
     "mlflow-tasks-below-desired": (
         1, "GreaterThanOrEqualToThreshold", 60, 10, 10, "breaching",
-        {
-            ("ECS/ContainerInsights", "DesiredTaskCount", "Average"): SERVICE,
-            ("ECS/ContainerInsights", "RunningTaskCount", "Average"): SERVICE,
-        },
-        "desired - FILL(running, 0)",
+        # The default floor (min_task_count=2) against the ALB's free metric: no Container Insights needed.
+        {("AWS/ApplicationELB", "HealthyHostCount", "Minimum"): ALB},
+        "2 - FILL(healthy, 0)",
     ),
     "mlflow-task-restarts": (
         3, "GreaterThanOrEqualToThreshold", 900, 1, 1, "notBreaching",
@@ -297,11 +295,28 @@ def test_dashboard_follows_the_request_path_and_shows_every_alarm(monitoring_tem
     body = json.dumps(dashboard["DashboardBody"])
     positions = [
         body.find(f'\\"{namespace}\\"')
-        for namespace in ("AWS/ApiGateway", "AWS/ApplicationELB", "ECS/ContainerInsights", "AWS/RDS", "AWS/S3")
+        for namespace in ("AWS/ApiGateway", "AWS/ApplicationELB", "AWS/ECS", "AWS/RDS", "AWS/S3")
     ]
     assert -1 not in positions and positions == sorted(positions), "rows follow API -> ALB -> tasks -> Aurora -> S3"
     for alarm_id in resources(monitoring_template, "AWS::CloudWatch::Alarm"):
         assert f'"{alarm_id}"' in body, f"alarm widget lacks {alarm_id}"
+
+
+def test_container_insights_is_off_by_default_and_nothing_reads_it(templates: dict[str, Template]) -> None:
+    settings = props(templates[names.VPC_STACK], "AWS::ECS::Cluster")["ClusterSettings"]
+    assert {"Name": "containerInsights", "Value": "disabled"} in settings
+    # No alarm or graph would have data: none may read its namespace.
+    assert "ECS/ContainerInsights" not in json.dumps(templates[names.MONITORING_STACK])
+
+
+def test_container_insights_enabled_adds_its_graph_and_the_alarm_follows_the_floor() -> None:
+    templates = synth_templates(container_insights="enhanced", min_task_count=3, desired_task_count=3)
+    settings = props(templates[names.VPC_STACK], "AWS::ECS::Cluster")["ClusterSettings"]
+    assert {"Name": "containerInsights", "Value": "enhanced"} in settings
+    monitoring = templates[names.MONITORING_STACK]
+    body = json.dumps(props(monitoring, "AWS::CloudWatch::Dashboard")["DashboardBody"])
+    assert '\\"ECS/ContainerInsights\\"' in body and "Tasks: running and desired" in body
+    assert _expression(_alarms(monitoring)["mlflow-tasks-below-desired"]) == "3 - FILL(healthy, 0)"
 
 
 def test_topic_and_dashboard_are_published(monitoring_template: Template) -> None:

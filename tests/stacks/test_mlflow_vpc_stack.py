@@ -241,11 +241,6 @@ def test_credentials_secret_name_is_configurable() -> None:
 # --- ECS -------------------------------------------------------------------
 
 
-def test_cluster_has_container_insights(vpc_template: Template) -> None:
-    settings = props(vpc_template, "AWS::ECS::Cluster")["ClusterSettings"]
-    assert {"Name": "containerInsights", "Value": "enabled"} in settings
-
-
 def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Template) -> None:
     task = props(vpc_template, "AWS::ECS::TaskDefinition")
     assert (task["Cpu"], task["Memory"]) == ("1024", "2048")

@@ -24,14 +24,14 @@ def test_needed_memory_keeps_the_headroom() -> None:
 
 def test_the_default_task_holds_the_default_workers_and_at_most_four() -> None:
     defaults = ProjectConfig()
-    assert task_sizing.max_workers(defaults.task_memory_mib) == 4 >= defaults.mlflow_workers
+    assert task_sizing.max_workers(defaults.service.task_memory_mib) == 4 >= defaults.service.mlflow_workers
 
 
 @pytest.mark.parametrize("workers", range(1, 17))
 def test_configuration_accepts_exactly_the_worker_counts_that_fit(workers: int) -> None:
     fits = task_sizing.memory_needed_mib(workers) <= 2048
     if fits:
-        assert ProjectConfig(mlflow_workers=workers).mlflow_workers == workers
+        assert ProjectConfig(mlflow_workers=workers).service.mlflow_workers == workers
     else:
         with pytest.raises(ConfigError, match=rf"^Invalid configuration: mlflow_workers={workers} needs a task of"):
             ProjectConfig(mlflow_workers=workers)
@@ -39,4 +39,4 @@ def test_configuration_accepts_exactly_the_worker_counts_that_fit(workers: int) 
 
 def test_sixteen_workers_fit_a_large_enough_task() -> None:
     config = ProjectConfig(mlflow_workers=16, task_cpu=2048, task_memory_mib=8192)
-    assert config.mlflow_workers == 16
+    assert config.service.mlflow_workers == 16

@@ -283,6 +283,12 @@ def test_federated_providers_secrets_must_exist_and_hold_the_client_secret(aws: 
     assert result.returncode == 0, result.stderr
     assert "Google client secret team/google-oauth" in result.stdout
     assert value not in result.stdout + result.stderr
-    # Outside sso mode the setting may stay in cdk.json: its secrets are not looked at.
+    # Outside sso mode the setting is refused as synth refuses it (preflight parses with the same model),
+    # and its secrets are not looked at.
     secrets.delete_secret(SecretId="team/google-oauth", ForceDeleteWithoutRecovery=True)
-    assert _preflight(env, *FEDERATION, "-c", "auth_mode=accounts").returncode == 0
+    result = _preflight(env, *FEDERATION, "-c", "auth_mode=accounts")
+    assert result.returncode == 1
+    assert (
+        "preflight: Invalid configuration: cognito_federation=['Google', 'CorpSAML'] is only used with" in result.stderr
+    )
+    assert "team/google-oauth" not in result.stderr

@@ -53,10 +53,9 @@ def test_one_task_less_costs_exactly_one_task_less(default: Estimate, changed: E
     assert default.line("Fargate tasks").usd == pytest.approx(2 * TASK_MONTH, abs=1e-9)
     assert default.line("Fargate tasks").usd - changed.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
     # Besides the lines the other two changes own, only what runs per task moves with the task count:
-    # Container Insights events and health-check flow logs.
+    # health-check flow logs.
     moved = {k for k, v in _others(default, "Fargate tasks").items() if v != _others(changed, "Fargate tasks")[k]}
     assert moved == {
-        "Container Insights",
         "VPC flow logs (health checks)",
         "Aurora Serverless v2 compute",
         "NAT gateways",
@@ -84,8 +83,8 @@ def test_capacity_floor_and_nat_gateways_are_counted_from_the_templates(changed:
 
 def test_idle_total_by_hand(default: Estimate) -> None:
     # Counted by reading the templates once, written down here: 1 NAT + its address, 1 ALB, 2 tasks,
-    # 2 secrets, 1 key, 10 alarms reading 14 metrics (4 rate/difference alarms read 2 each), 1 dashboard.
-    container_insights = 38 * USD["custom_metric_month"] + 2 * HOURS * 60 * 3000 / GB * USD["logs_ingest_gb"]
+    # 2 secrets, 1 key, 10 alarms reading 13 metrics (3 rate alarms read 2 each), 1 dashboard;
+    # no Container Insights (off by default).
     health_checks = 2 * 2 * HOURS * 3600 / 15  # 2 ALB nodes x 2 tasks, every 15 s
     expected = (
         HOURS * (USD["nat_gateway_hour"] + USD["public_ipv4_hour"] + USD["alb_hour"])
@@ -93,14 +92,23 @@ def test_idle_total_by_hand(default: Estimate) -> None:
         + 1 * USD["aurora_storage_gb_month"]
         + 2 * USD["secret_month"]
         + 1 * USD["kms_key_month"]
-        + 14 * USD["alarm_metric_month"]
+        + 13 * USD["alarm_metric_month"]
         + 1 * USD["dashboard_month"]
-        + container_insights
         + health_checks * 440 / GB * USD["logs_ingest_gb"]
         + 10 * USD["s3_standard_gb_month"]
     )
     assert default.idle_total == pytest.approx(expected, abs=1e-6)
     assert default.idle_total == pytest.approx(sum(line.usd for line in default.idle))
+
+
+def test_container_insights_adds_its_metrics_and_events_and_nothing_else(default: Estimate) -> None:
+    enabled = estimate(synth_templates(container_insights="enabled"), PRICES)
+    by_hand = 38 * USD["custom_metric_month"] + 2 * HOURS * 60 * 3000 / GB * USD["logs_ingest_gb"]
+    assert enabled.line("Container Insights").usd == pytest.approx(by_hand)
+    assert _others(enabled, "Container Insights") == {line.item: line.usd for line in default.idle}
+    # docs/operations.md states the figure and the setting's row points there.
+    text = " ".join(doc("operations.md").split())
+    assert f"it would cost ${by_hand:.2f} a month on its own (`-c container_insights=enabled`" in text
 
 
 def test_per_million_requests(default: Estimate) -> None:
@@ -111,7 +119,8 @@ def test_per_million_requests(default: Estimate) -> None:
 
 
 def test_dev_preset_runs_one_task_and_pauses_aurora(default: Estimate, dev: Estimate) -> None:
-    assert dev.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
+    half_vcpu_task = (0.5 * USD["fargate_vcpu_hour"] + 2 * USD["fargate_gb_hour"]) * HOURS
+    assert dev.line("Fargate tasks").usd == pytest.approx(half_vcpu_task, abs=1e-9)
     assert dev.line("NAT gateways").usd == pytest.approx(USD["nat_gateway_hour"] * HOURS)
     assert dev.line("Aurora Serverless v2 compute").usd == 0
     assert default.idle_total - dev.idle_total > TASK_MONTH

@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_dev_preset_is_the_cheapest_sensible_deployment() -> None:
     settings = presets.load("dev")
     config = ProjectConfig.from_context({**cdk_json_context(), **settings})
-    assert (config.desired_task_count, config.min_task_count) == (1, 1)
-    assert config.nat_gateways == 1
-    assert config.auto_pause_enabled
-    assert config.destroy_on_removal
+    assert (config.service.desired_task_count, config.service.min_task_count, config.service.task_cpu) == (1, 1, 512)
+    assert config.network.nat_gateways == 1
+    assert config.database.auto_pause_enabled
+    assert config.operations.destroy_on_removal
 
 
 def test_context_args_quote_each_setting() -> None:

@@ -1,0 +1,17 @@
+"""The auth modes for the stacks, localrun and tools: the image's docker/mlflow/auth_modes.py.
+
+The MLflow image copies that file beside its entrypoint, which imports it by plain
+name, so it stays the one definition; this module puts its folder on the path
+(appended: nothing installed is shadowed) and re-exports it.
+"""
+
+import sys
+from pathlib import Path
+
+_IMAGE_MODULES = str(Path(__file__).resolve().parents[1] / "docker" / "mlflow")
+if _IMAGE_MODULES not in sys.path:
+    sys.path.append(_IMAGE_MODULES)
+
+from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ModeNeeds  # noqa: E402
+
+__all__ = ["AUTH_MODES", "DEFAULT_AUTH_MODE", "MODES", "AuthMode", "ModeNeeds"]

@@ -1,0 +1,181 @@
+"""The webhook receiver and deployment worker against MLflow's own signing and moto's SageMaker."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from mlflow.webhooks.delivery import _generate_hmac_signature
+from moto import mock_aws
+
+from stacks.functions.model_deployment import index, receiver
+from tests.fake_aws import use_fake_aws
+
+SECRET = "webhook-secret-for-tests"
+DEPLOYMENTS = [{"model_name": "churn", "alias": "champion", "instance_type": "ml.m5.large", "instance_count": 1}]
+ROLE = "arn:aws:iam::123456789012:role/endpoint-role"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
+
+
+def delivery(data: dict[str, Any], *, action: str = "created", at: float | None = None, secret: str = SECRET) -> dict:
+    body = json.dumps({"entity": "model_version_alias", "action": action, "timestamp": "x", "data": data})
+    stamp = str(int(time.time() if at is None else at))
+    headers = {
+        "x-mlflow-delivery-id": "d-1",
+        "x-mlflow-timestamp": stamp,
+        "x-mlflow-signature": _generate_hmac_signature(secret, "d-1", stamp, body),
+    }
+    return {"headers": headers, "body": body, "isBase64Encoded": False}
+
+
+def receive(event: dict) -> tuple[int, list[dict[str, Any]]]:
+    started: list[dict[str, Any]] = []
+    response = receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=started.append)
+    return response["statusCode"], started
+
+
+def test_a_signed_alias_move_starts_the_configured_deployment() -> None:
+    status, started = receive(delivery({"name": "churn", "alias": "champion", "version": "3"}))
+    assert status == 202
+    assert started == [{**DEPLOYMENTS[0], "version": "3"}]
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [
+        (delivery({"name": "churn", "alias": "champion", "version": "3"}, secret="another"), "bad signature"),
+        (delivery({"name": "churn", "alias": "champion", "version": "3"}, at=time.time() - 301), "older"),
+        (delivery({"name": "churn", "alias": "champion", "version": "3"}, at=time.time() + 301), "future"),
+    ],
+)
+def test_a_forged_or_stale_delivery_is_refused(event: dict, why: str) -> None:
+    status, started = receive(event)
+    assert (status, started) == (401, [])
+
+
+def test_a_tampered_body_is_refused() -> None:
+    event = delivery({"name": "churn", "alias": "champion", "version": "3"})
+    event["body"] = event["body"].replace('"3"', '"4"')
+    assert receive(event) == (401, [])
+
+
+def test_a_missing_signature_is_refused() -> None:
+    event = delivery({"name": "churn", "alias": "champion", "version": "3"})
+    del event["headers"]["x-mlflow-signature"]
+    assert receive(event) == (401, [])
+
+
+@pytest.mark.parametrize(
+    ("data", "action"),
+    [
+        ({"name": "churn", "alias": "champion"}, "deleted"),
+        ({"name": "churn", "alias": "challenger", "version": "3"}, "created"),
+        ({"name": "other", "alias": "champion", "version": "3"}, "created"),
+    ],
+)
+def test_other_events_start_nothing(data: dict, action: str) -> None:
+    assert receive(delivery(data, action=action)) == (200, [])
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    use_fake_aws(monkeypatch, "us-east-1")
+    with mock_aws():
+        yield boto3.client("sagemaker"), boto3.client("cloudwatch")
+
+
+def run(aws: tuple[Any, Any], tags: dict, version: str, instance_type: str = "ml.m5.large") -> str:
+    sagemaker, cloudwatch = aws
+
+    def tag(name: str, v: str, new: dict[str, str]) -> None:
+        tags.setdefault((name, v), {}).update(new)
+
+    request = {**DEPLOYMENTS[0], "instance_type": instance_type, "version": version}
+    endpoint = index.deploy(
+        request, sagemaker=sagemaker, cloudwatch=cloudwatch, tag=tag, image_uri=IMAGE, role_arn=ROLE,
+        model_data=f"s3://bucket/artifacts/{version}/", prefix="mlflow", allowed_instance_types=["ml.m5.large"],
+    )  # fmt: skip
+    index.finish(request, endpoint, sagemaker=sagemaker, tag=tag)
+    return endpoint
+
+
+def test_the_first_deployment_creates_the_endpoint_with_the_version(aws: tuple[Any, Any]) -> None:
+    tags: dict = {}
+    endpoint = run(aws, tags, "1")
+    described = aws[0].describe_endpoint(EndpointName=endpoint)
+    assert [v["VariantName"] for v in described["ProductionVariants"]] == ["v1"]
+    config = aws[0].describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    model = aws[0].describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert tags[("churn", "1")] == {"sagemaker_endpoint": "mlflow-churn", "deployment_status": "deployed"}
+
+
+def test_a_failed_deployment_is_tagged_failed_and_the_old_variant_keeps_serving(aws: tuple[Any, Any]) -> None:
+    tags: dict = {}
+    endpoint = run(aws, tags, "1")
+    with pytest.raises(ValueError, match="allowed_instance_types"):
+        run(aws, tags, "2", instance_type="ml.p4d.24xlarge")
+    assert tags[("churn", "2")]["deployment_status"] == "failed"
+    described = aws[0].describe_endpoint(EndpointName=endpoint)
+    assert [v["VariantName"] for v in described["ProductionVariants"]] == ["v1"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://b/p/m", "s3://b/p/m/"),
+        ("mlflow-artifacts:/1/models/m-1/artifacts", "s3://bucket/root/1/models/m-1/artifacts/"),
+    ],
+)
+def test_model_data_maps_onto_the_artifact_bucket(uri: str, expected: str) -> None:
+    assert index.model_data_s3_uri(uri, "s3://bucket/root") == expected
+
+
+def test_model_data_outside_s3_is_refused() -> None:
+    with pytest.raises(ValueError, match="not in S3"):
+        index.model_data_s3_uri("file:///tmp/m", "s3://bucket/root")
+
+
+def test_mlflows_own_delivery_of_an_alias_move_reaches_the_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's delivery code (headers, body, signature) posts to a loopback receiver running `handle`."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlflow.entities.webhook import Webhook, WebhookEvent
+    from mlflow.webhooks import delivery as mlflow_delivery
+
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")  # loopback receiver
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http")
+    started: list[dict[str, Any]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            event = {"headers": dict(self.headers.items()), "body": body}
+            response = receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=started.append)
+            self.send_response(response["statusCode"])
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        event = WebhookEvent("model_version_alias", "created")
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        statuses = []
+        for secret in (SECRET, "not-the-secret"):
+            hook = Webhook("w-1", "deploy", url, [event], 0, 0, secret=secret)
+            session = mlflow_delivery._create_webhook_session()
+            data = {"name": "churn", "alias": "champion", "version": "5"}
+            statuses.append(mlflow_delivery._send_webhook_request(hook, data, event, session).status_code)
+    finally:
+        server.shutdown()
+    assert statuses == [202, 401]
+    assert started == [{**DEPLOYMENTS[0], "version": "5"}]
