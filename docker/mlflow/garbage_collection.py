@@ -3,9 +3,10 @@
 Deleting a run, experiment or logged model in MLflow only marks it; `mlflow gc`
 removes the rows and the artifacts. This runs MLflow's own gc command
 in-process (the database URI, password included, stays off every command
-line) with the server's artifacts destination, so `mlflow-artifacts:/` URIs
-resolve to the bucket. A dry run (the default) lists what it would remove
-instead, read from MLflow's tables.
+line), with `mlflow-artifacts:/` URIs resolved under the server's artifacts
+destination (no server needed) and every model version's source left in
+place, which MLflow's gc does not check. A dry run (the default) lists what it
+would remove instead, read from MLflow's tables.
 
 The orphan sweep lists the run and logged-model prefixes under the artifacts
 destination that no run, logged model or model version points at (left behind
@@ -28,6 +29,27 @@ from urllib.parse import urlparse
 
 ARTIFACTS_SCHEME = "mlflow-artifacts:"
 DEFAULT_OLDER_THAN_DAYS = 30
+
+# What run_mlflow_gc leans on, as reviewed (reviewed_source.py): gc deletes each run's and logged
+# model's artifacts through the registry's get_artifact_repository(uri).delete_artifacts(), the
+# registry calls the factory registered for the URI's scheme, and the server stores an
+# mlflow-artifacts:/<path> URI's files at <path> under its artifacts destination.
+REVIEWED = {
+    "mlflow.cli": {"_gc_tracking_resources": "5b4faf3a0ee58145db283dfe40d7b663baf0cecba9edb18250855fb24bc11dc0"},
+    "mlflow.store.artifact.artifact_repository_registry": {
+        "get_artifact_repository": "1ed0aa90acf8bd50d563f8a878b35a5f4d52ab8883539a39915e6f946e1e8b69",
+        "ArtifactRepositoryRegistry.register": "49677198ba7e43ab064baa69882a5c495fc936499aefb1f78b0636c78abe0a01",
+        "ArtifactRepositoryRegistry.get_artifact_repository": (
+            "48b0c4c068af23c1867c2383e0d6413a1f31edd9bd27e00efed9e3eef5ad3fd7"
+        ),
+    },
+    "mlflow.store.artifact.mlflow_artifacts_repo": {
+        "MlflowArtifactsRepository.resolve_uri": "79dbc2c3132f54c10d06a57695a894777425329d61ea5353bb194e67cc61cd55"
+    },
+    "mlflow.server.handlers": {
+        "_delete_artifact_mlflow_artifacts": "dbd5853d116a5813806dac48a4292d8db21c0fda42e1e76f6a8c30544dc2b307"
+    },
+}
 
 
 @dataclass
@@ -90,23 +112,38 @@ def due(uri: str, older_than_days: float, now_ms: int | None = None) -> Report:
         engine.dispose()
 
 
-def referenced(uri: str, destination: str) -> set[str]:
-    """Every artifact location a run, logged model or model version points at, as s3:// URIs."""
+def _locations(uri: str, queries: Iterable[str]) -> set[str]:
     import sqlalchemy
 
-    queries = (
-        "SELECT artifact_uri FROM runs",
-        "SELECT artifact_location FROM logged_models",
-        "SELECT source FROM model_versions",
-        "SELECT storage_location FROM model_versions",
-    )
     engine = _engine(uri)
     try:
         with engine.connect() as conn:
-            found = {value for query in queries for value in conn.execute(sqlalchemy.text(query)).scalars()}
+            return {value for query in queries for value in conn.execute(sqlalchemy.text(query)).scalars() if value}
     finally:
         engine.dispose()
-    return {resolve(value, destination).rstrip("/") for value in found if value}
+
+
+# Where each model version's files are: its storage location, its source when that is a location,
+# and what a runs:/ or models:/ source names.
+VERSION_SOURCES = (
+    "SELECT storage_location FROM model_versions",
+    "SELECT source FROM model_versions WHERE source NOT LIKE 'runs:/%' AND source NOT LIKE 'models:/%'",
+    "SELECT r.artifact_uri || '/' || substr(mv.source, length('runs:/' || mv.run_id || '/') + 1)"
+    " FROM model_versions mv JOIN runs r ON r.run_uuid = mv.run_id"
+    " WHERE mv.source LIKE 'runs:/' || mv.run_id || '/%'",
+    "SELECT lm.artifact_location FROM model_versions mv JOIN logged_models lm ON mv.source = 'models:/' || lm.model_id",
+)
+
+
+def version_sources(uri: str, destination: str) -> set[str]:
+    """Every location holding a model version's files, as s3:// URIs: never deleted."""
+    return {resolve(value, destination).rstrip("/") for value in _locations(uri, VERSION_SOURCES)}
+
+
+def referenced(uri: str, destination: str) -> set[str]:
+    """Every artifact location a run, logged model or model version points at, as s3:// URIs."""
+    found = _locations(uri, ("SELECT artifact_uri FROM runs", "SELECT artifact_location FROM logged_models"))
+    return {resolve(value, destination).rstrip("/") for value in found} | version_sources(uri, destination)
 
 
 def artifact_prefixes(keys: Iterable[str]) -> set[str]:
@@ -167,15 +204,28 @@ def sweep(uri: str, destination: str, s3: Any, *, delete: bool) -> list[str]:
     return [f"{destination.rstrip('/')}/{orphan}" for orphan in found]
 
 
-def run_mlflow_gc(uri: str, destination: str, older_than_days: float) -> None:
-    """MLflow's own `mlflow gc`, invoked in this process so the URI is on no command line."""
-    from mlflow.cli import gc
+def run_mlflow_gc(uri: str, destination: str, older_than_days: float, keep: Iterable[str]) -> None:
+    """MLflow's own `mlflow gc`, invoked in this process so the URI is on no command line.
 
+    MLflow's gc reaches an ``mlflow-artifacts:/`` URI only through a tracking
+    server over HTTP, and the scheduled task has none (nor a credential for one).
+    ``--artifacts-destination`` does not change that: gc uses it only as the
+    store's default artifact root. So for this process only, the scheme resolves
+    to the destination the way the server maps it, through a repository that
+    leaves every model version source in place.
+    """
+    from mlflow.cli import gc
+    from mlflow.store.artifact import artifact_repository_registry as registry
+
+    # The factory's target, checked at start (reviewed_source.py) with the rest of what it leans on.
+    registry._artifact_repository_registry.register(
+        ARTIFACTS_SCHEME.rstrip(":"), kept_sources_repository(destination, keep)
+    )
     gc.main(
         args=[
             "--backend-store-uri",
             uri,
-            # The database as tracking URI too: gc refuses to start without one.
+            # gc refuses to start without a tracking URI; with the scheme above it reaches no server.
             "--tracking-uri",
             uri,
             "--artifacts-destination",
@@ -185,6 +235,64 @@ def run_mlflow_gc(uri: str, destination: str, older_than_days: float) -> None:
         ],
         standalone_mode=False,
     )
+
+
+def inside(location: str, base: str) -> bool:
+    return location == base or location.startswith(base.rstrip("/") + "/")
+
+
+@dataclass
+class KeptSourcesRepository:
+    """An artifact location whose deletion spares every model version source in it.
+
+    MLflow's gc removes a deleted run's whole artifact location, and a version
+    registered from that run (``runs:/<run>/model``, or an older client's path
+    inside the run) has its source there; gc does not look at the registry.
+    """
+
+    repository: Any
+    location: str
+    keep: frozenset[str]
+
+    def delete_artifacts(self, artifact_path: str | None = None) -> None:
+        here = f"{self.location.rstrip('/')}/{artifact_path}" if artifact_path else self.location.rstrip("/")
+        if any(inside(here, kept) for kept in self.keep):
+            return
+        if not any(inside(kept, here) for kept in self.keep):
+            self.repository.delete_artifacts(artifact_path)
+            return
+        for entry in self.repository.list_artifacts(artifact_path):
+            self.delete_artifacts(entry.path)
+
+
+def kept_sources_repository(destination: str, keep: Iterable[str]) -> Any:
+    """A factory for ``mlflow-artifacts:/`` URIs: the location under the destination, sources kept."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    kept = frozenset(location.rstrip("/") for location in keep)
+
+    def repository(artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> Any:  # noqa: ARG001 - the registry's call
+        parsed = urlparse(artifact_uri)
+        if parsed.netloc or ".." in parsed.path.split("/"):
+            raise MlflowException(f"gc resolves only this server's artifacts, not {artifact_uri!r}")
+        location = resolve(artifact_uri, destination)
+        return KeptSourcesRepository(get_artifact_repository(location), location, kept)
+
+    return repository
+
+
+def unreviewed() -> list[str]:
+    """What gc's artifact resolution leans on and the installed MLflow changed (empty: as reviewed)."""
+    import logging
+
+    import reviewed_source
+
+    logger = logging.getLogger("garbage_collection")
+    consequence = "gc --apply refuses to run; the dry run still reports"
+    if reviewed_source.is_reviewed(logger, "garbage_collection.py", REVIEWED, consequence):
+        return []
+    return reviewed_source.changed(REVIEWED)
 
 
 def older_than_days(env: Mapping[str, str]) -> float:
@@ -205,7 +313,7 @@ def collect(
     days = older_than_days(env)
     report = due(uri, days)
     if apply:
-        run_mlflow_gc(uri, destination, days)
+        run_mlflow_gc(uri, destination, days, version_sources(uri, destination))
     if s3 is None:
         import boto3
 
@@ -221,6 +329,9 @@ def main(argv: Sequence[str], uri: str, destination: str, env: Mapping[str, str]
     parser.add_argument("--apply", action="store_true", help="delete (default: report what would be deleted)")
     parser.add_argument("--delete-orphans", action="store_true", help="with --apply, delete orphaned prefixes too")
     args = parser.parse_args(argv)
+    if args.apply and (moved := unreviewed()):
+        print(f"gc: refusing --apply: MLflow's {', '.join(moved)} changed since the review", flush=True)
+        return 70
     report = collect(uri, destination, env, apply=args.apply, delete_orphans=args.delete_orphans)
     for line in report.lines(applied=args.apply, orphans_deleted=args.apply and args.delete_orphans):
         print(line, flush=True)

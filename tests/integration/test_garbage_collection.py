@@ -101,8 +101,12 @@ def test_gc_removes_old_deleted_runs_and_models_keeps_recent_and_registered(
 ) -> None:
     old_run, old_model, old_uri, old_model_uri = logged_run(tmp_path, "old")
     recent_run, _, recent_uri, _ = logged_run(tmp_path, "recent")
-    kept_run, kept_model, _, kept_model_uri = logged_run(tmp_path, "registered")
+    kept_run, kept_model, kept_uri, kept_model_uri = logged_run(tmp_path, "registered")
     version = mlflow.register_model(f"models:/{kept_model}", f"gc-kept-{time.time_ns()}")
+    # A version whose source lies inside the run (as older clients registered): gc spares that folder only.
+    as_user.log_text(kept_run, "weights", "packaged/weights.txt")
+    inside = as_user.create_registered_model(f"gc-inside-{time.time_ns()}").name
+    as_user.create_model_version(inside, source=f"{kept_uri}/packaged", run_id=kept_run)
     for run_id in (old_run, recent_run, kept_run):
         as_user.delete_run(run_id)
     as_user.delete_logged_model(old_model)
@@ -128,6 +132,9 @@ def test_gc_removes_old_deleted_runs_and_models_keeps_recent_and_registered(
     # The registered version's source survives its deleted run's gc.
     source = as_user.get_model_version(version.name, version.version).source
     assert keys(mlflow_stack, s3_prefix(mlflow_stack, kept_model_uri)), source
+    assert kept_run not in runs
+    assert keys(mlflow_stack, s3_prefix(mlflow_stack, kept_uri) + "packaged/")
+    assert not keys(mlflow_stack, s3_prefix(mlflow_stack, kept_uri) + "registered.bin")
 
 
 def test_orphan_sweep_reports_and_deletes_only_when_asked(mlflow_stack: MlflowStack, as_user: MlflowClient) -> None:
