@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
-from localrun.services import MLFLOW_ENTRYPOINT
+from localrun import gc as localrun_gc
+from localrun.services import REPO_ROOT
 from localrun.stack import MlflowStack
 from tests.docker.image_modules import image_module
 from tests.integration.mlflow_users import as_mlflow_user
@@ -39,11 +40,7 @@ def database_uri(stack: MlflowStack) -> str:
 
 
 def run_gc(stack: MlflowStack, *args: str) -> str:
-    env = {**stack.server_env(), "PATH": os.environ["PATH"], "HOME": str(stack.root)}
-    env["MLFLOW_RUNTIME_DIR"] = str(stack.root / "gc")
-    done = subprocess.run(
-        [sys.executable, str(MLFLOW_ENTRYPOINT), "gc", *args], env=env, capture_output=True, text=True, timeout=600
-    )
+    done = localrun_gc.run_gc(localrun_gc.gc_settings(stack.server_env()), args, stack.root)
     assert done.returncode == 0, done.stderr
     assert stack.db_password not in done.stdout + done.stderr
     return done.stdout
@@ -158,3 +155,22 @@ def test_orphan_sweep_reports_and_deletes_only_when_asked(mlflow_stack: MlflowSt
     run_gc(mlflow_stack, "--apply", "--delete-orphans")
     assert not keys(mlflow_stack, orphan + "/")
     assert keys(mlflow_stack, live_prefix)
+
+
+def test_make_gc_reports_from_the_running_stacks_settings(mlflow_stack: MlflowStack, tmp_path: Path) -> None:
+    make_gc = [sys.executable, "-m", "localrun.gc", "--state-dir", str(tmp_path)]
+    missing = subprocess.run(make_gc, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no running `make local` stack" in missing.stderr
+
+    saved = localrun_gc.save_settings(tmp_path, mlflow_stack.server_env())
+    assert saved.stat().st_mode & 0o077 == 0, "the settings hold the database password"
+    done = subprocess.run([*make_gc, "--older-than-days", "0"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "(dry run)" in done.stdout.splitlines()[-1]
+    assert mlflow_stack.db_password not in done.stdout + done.stderr
+
+    planned = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "-o", "node_modules/.installed", "gc", "APPLY=1"],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert "-m localrun.gc --apply" in planned.stdout
