@@ -109,6 +109,8 @@ class TrackingService(Construct):
             raise ValueError("sso mode needs the OIDC provider's settings")
 
         self.container_insights = container_insights
+        # Each container's image, built from docker/<name> (the gc task runs the mlflow one).
+        self.images: dict[str, ecs.ContainerImage] = {}
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights[container_insights.upper()]
         )
@@ -135,23 +137,28 @@ class TrackingService(Construct):
             ),
         )
 
-        mlflow_environment = {
+        # Where MLflow keeps runs and artifacts: what every task running the mlflow image needs.
+        self.store_environment = {
             "DB_HOST": database_host,
             "DB_PORT": str(database_port),
             "DB_NAME": database_name,
             # MLflow serves artifacts (and presigns large transfers) from here.
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
+            "AWS_DEFAULT_REGION": Stack.of(self).region,
+        }
+        self.store_secrets = {
+            "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
+            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
+        }
+        mlflow_environment = {
+            **self.store_environment,
             "MLFLOW_WORKERS": str(workers),
             "MLFLOW_AUTH_MODE": auth_mode,
-            "AWS_DEFAULT_REGION": Stack.of(self).region,
             # MLflow 3 turns its AI gateway on by default: it stores LLM provider keys and calls
             # providers from the server. Off unless the ai_gateway setting asks for it.
             "MLFLOW_ENABLE_AI_GATEWAY": "true" if ai_gateway else "false",
         }
-        mlflow_secrets = {
-            "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
-            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
-        }
+        mlflow_secrets = dict(self.store_secrets)
         nginx_secrets = {}
         if accounts:
             assert session_key is not None
@@ -335,9 +342,12 @@ class TrackingService(Construct):
     ) -> ecs.ContainerDefinition:
         """An essential container built from docker/<name>, logging to its own group."""
         group = logs.LogGroup(self, f"{name.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
+        self.images[name] = ecs.ContainerImage.from_asset(
+            str(DOCKER_DIR / name), platform=ecr_assets.Platform.LINUX_AMD64
+        )
         container = self.task_definition.add_container(
             name,
-            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=ecr_assets.Platform.LINUX_AMD64),
+            image=self.images[name],
             essential=True,
             # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
             stop_timeout=Duration.seconds(30),
