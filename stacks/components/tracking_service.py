@@ -137,6 +137,7 @@ class TrackingService(Construct):
             ),
         )
 
+        region = {"AWS_DEFAULT_REGION": Stack.of(self).region}
         # Where MLflow keeps runs and artifacts: what every task running the mlflow image needs.
         self.store_environment = {
             "DB_HOST": database_host,
@@ -144,16 +145,18 @@ class TrackingService(Construct):
             "DB_NAME": database_name,
             # MLflow serves artifacts (and presigns large transfers) from here.
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
-            "AWS_DEFAULT_REGION": Stack.of(self).region,
+            **region,
         }
         self.store_secrets = {
             "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
             "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
         }
         mlflow_environment = {
-            **self.store_environment,
+            # In the order the service's task definition always had (a new order is a new revision).
+            **{key: value for key, value in self.store_environment.items() if key not in region},
             "MLFLOW_WORKERS": str(workers),
             "MLFLOW_AUTH_MODE": auth_mode,
+            **region,
             # MLflow 3 turns its AI gateway on by default: it stores LLM provider keys and calls
             # providers from the server. Off unless the ai_gateway setting asks for it.
             "MLFLOW_ENABLE_AI_GATEWAY": "true" if ai_gateway else "false",
