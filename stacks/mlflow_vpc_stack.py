@@ -130,6 +130,7 @@ class MLflowVpcStack(Stack):
                 subnets=self.network.private_subnets,
                 security_group=self.tracking.security_group,
                 image=self.tracking.images["mlflow"],
+                runtime_platform=self.tracking.runtime_platform,
                 task_role=self.tracking.task_role,
                 execution_role=self.tracking.task_definition.obtain_execution_role(),
                 environment=self.tracking.store_environment,

@@ -45,6 +45,7 @@ class ScheduledGarbageCollection(Construct):
         subnets: ec2.SubnetSelection,
         security_group: ec2.ISecurityGroup,
         image: ecs.ContainerImage,
+        runtime_platform: ecs.RuntimePlatform,
         task_role: iam.IRole,
         execution_role: iam.IRole,
         environment: Mapping[str, str],
@@ -60,10 +61,7 @@ class ScheduledGarbageCollection(Construct):
             memory_limit_mib=GC_MEMORY_MIB,
             task_role=task_role,
             execution_role=execution_role,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+            runtime_platform=runtime_platform,
         )
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
         self.command = ["gc", "--apply", *(["--delete-orphans"] if delete_orphans else [])]

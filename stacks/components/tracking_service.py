@@ -125,16 +125,18 @@ class TrackingService(Construct):
         )
         self._grant_artifact_access(artifact_bucket)
 
+        # The images' platform: every task running them (the gc task too) asks for it.
+        self.runtime_platform = ecs.RuntimePlatform(
+            cpu_architecture=ecs.CpuArchitecture.X86_64,
+            operating_system_family=ecs.OperatingSystemFamily.LINUX,
+        )
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
             cpu=cpu,
             memory_limit_mib=memory_mib,
             task_role=self.task_role,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+            runtime_platform=self.runtime_platform,
         )
 
         region = {"AWS_DEFAULT_REGION": Stack.of(self).region}

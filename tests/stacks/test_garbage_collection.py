@@ -23,6 +23,7 @@ def test_the_schedule_runs_gc_apply_daily_from_the_mlflow_image(vpc_template: Te
     assert container["Command"] == ["gc", "--apply"]
     mlflow = next(c for c in service["ContainerDefinitions"] if c["Name"] == "mlflow")
     assert container["Image"] == mlflow["Image"]
+    assert gc["RuntimePlatform"] == service["RuntimePlatform"]
     environment = {item["Name"]: item["Value"] for item in container["Environment"]}
     assert environment["GC_OLDER_THAN_DAYS"] == "30"
     served = {item["Name"]: item["Value"] for item in mlflow["Environment"]}
