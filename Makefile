@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lock system-packages mlflow-previous synth test test-unit upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local bench bench-accounts lint clean
+.PHONY: install lock system-packages mlflow-previous synth test test-unit upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local gc bench bench-accounts lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (tools/presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.
@@ -130,6 +130,16 @@ AUTH_MODE ?= shared
 AI_GATEWAY ?= false
 local: install system-packages
 	$(BIN)/python -m localrun --auth-mode $(AUTH_MODE) --ai-gateway $(AI_GATEWAY)
+
+# `make gc` prints what garbage collection would delete from the running `make local` stack
+# (deleted runs and logged models older than OLDER_THAN_DAYS, default 30, and orphaned
+# prefixes); APPLY=1 deletes them, DELETE_ORPHANS=1 with it the orphaned prefixes too.
+APPLY ?=
+DELETE_ORPHANS ?=
+OLDER_THAN_DAYS ?=
+gc: install
+	$(BIN)/python -m localrun.gc $(if $(filter 1,$(APPLY)),--apply) $(if $(filter 1,$(DELETE_ORPHANS)),--delete-orphans) \
+		$(if $(OLDER_THAN_DAYS),--older-than-days $(OLDER_THAN_DAYS))
 
 bench: install system-packages
 	$(BIN)/python benchmarks/proxy_overhead.py

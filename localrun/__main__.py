@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from localrun.gc import SETTINGS_FILE, save_settings
 from localrun.oidc import OidcUser
 from localrun.process import LOOPBACK, STOP, ProcessRecord, ServiceError, free_port, record_children
 from localrun.services import REPO_ROOT, MotoServer
@@ -160,6 +161,8 @@ def main() -> int:
         moto.restore_bucket(BUCKET, saved_objects)
         restored = True
         stack.start()
+        # For `make gc` while this runs.
+        save_settings(state_dir, stack.server_env())
         say(banner(stack))
         servers = [stack.mlflow.process, stack.nginx.process, moto.process]
         servers += [stack.oidc.process] if stack.oidc else []
@@ -177,6 +180,7 @@ def main() -> int:
         say("\nStopping ...")
         return 0
     finally:
+        (state_dir / SETTINGS_FILE).unlink(missing_ok=True)
         try:
             STOP.settle()
         finally:

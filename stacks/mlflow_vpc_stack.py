@@ -12,6 +12,7 @@ from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.database import MetadataDatabase
 from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.external_issuer import ExternalIssuer
+from stacks.components.garbage_collection import ScheduledGarbageCollection
 from stacks.components.network import Network
 from stacks.components.oauth_client_login import CognitoMachineClient
 from stacks.components.server_credentials import ServerCredentials
@@ -133,6 +134,29 @@ class MLflowVpcStack(Stack):
             service=self.tracking.service,
             log_retention=retention,
             removal_policy=removal,
+        )
+        # Deleted runs, experiments and logged models leave Aurora and S3 (docs/operations.md).
+        self.garbage_collection = (
+            ScheduledGarbageCollection(
+                self,
+                "GarbageCollection",
+                schedule=config.operations.gc_schedule,
+                older_than_days=config.operations.gc_older_than_days,
+                delete_orphans=config.operations.gc_delete_orphans,
+                cluster=self.tracking.cluster,
+                subnets=self.network.private_subnets,
+                security_group=self.tracking.security_group,
+                image=self.tracking.images["mlflow"],
+                runtime_platform=self.tracking.runtime_platform,
+                task_role=self.tracking.task_role,
+                execution_role=self.tracking.task_definition.obtain_execution_role(),
+                environment=self.tracking.store_environment,
+                secrets=self.tracking.store_secrets,
+                log_retention=retention,
+                removal_policy=removal,
+            )
+            if config.operations.gc_schedule
+            else None
         )
         if self.database.protection_release is not None:
             # The ALB is protected under retain too; `cdk destroy` lifts both.

@@ -108,6 +108,14 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "name, artifact root, worker count, upstream address); both passwords arrive as ECS "
         "secrets from Secrets Manager.",
     )
+    if vpc.garbage_collection is not None:
+        acknowledge(
+            vpc.garbage_collection.task_definition,
+            "ECS2",
+            "Plain environment variables hold only non-secret settings (database host, port and name, "
+            "artifact root, region, how many days deleted runs are kept); the database password "
+            "arrives as an ECS secret from Secrets Manager.",
+        )
     acknowledge(
         tracking.load_balancer,
         "ELB2",

@@ -744,7 +744,29 @@ APP_SETUPS: dict[ServerApp, AppSetup] = {
 }
 
 
+def gc(argv: list[str]) -> None:
+    """`entrypoint.py gc [--apply] [--delete-orphans]`: garbage_collection.py with the server's settings."""
+    import garbage_collection
+
+    try:
+        env = dict(os.environ)
+        server_env = server_environment(env)
+        destination = server_env.get("MLFLOW_ARTIFACTS_DESTINATION") or ""
+        if not destination:
+            raise ConfigError("MLFLOW_ARTIFACTS_DESTINATION is missing (e.g. s3://bucket/mlflow-artifacts)")
+        check_tls_files(env)
+    except ConfigError as error:
+        log(f"{error}; refusing to run gc")
+        sys.exit(64)
+    os.environ.update({k: v for k, v in server_env.items() if k in ("AWS_DEFAULT_REGION", "PGPASSWORD")})
+    uri = server_env["MLFLOW_BACKEND_STORE_URI"]
+    log(f"gc: backend {redacted(uri)}, artifacts {destination}")
+    sys.exit(garbage_collection.main(argv, uri, destination, env))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["gc"]:
+        gc(sys.argv[2:])
     try:
         env = dict(os.environ)
         server_env = server_environment(env)

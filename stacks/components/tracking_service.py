@@ -68,6 +68,8 @@ class TrackingService(Construct):
         artifact_bucket, domain_certificate = props.artifact_bucket, props.domain_certificate
 
         self.container_insights = props.container_insights
+        # Each container's image, built from docker/<name> (the gc task runs the mlflow one).
+        self.images: dict[str, ecs.ContainerImage] = {}
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights[props.container_insights.upper()]
         )
@@ -91,16 +93,18 @@ class TrackingService(Construct):
         self.audit_log_group.grant_write(self.task_role)
 
         self._image_platform = _IMAGE_PLATFORM[props.architecture]
+        # The images' platform: every task running them (the gc task too) asks for it.
+        self.runtime_platform = ecs.RuntimePlatform(
+            cpu_architecture=_CPU_ARCHITECTURE[props.architecture],
+            operating_system_family=ecs.OperatingSystemFamily.LINUX,
+        )
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
             cpu=size.cpu,
             memory_limit_mib=size.memory_mib,
             task_role=self.task_role,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=_CPU_ARCHITECTURE[props.architecture],
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+            runtime_platform=self.runtime_platform,
         )
 
         mlflow_environment, mlflow_secrets, nginx_secrets = self._container_settings(props)
@@ -238,24 +242,32 @@ class TrackingService(Construct):
         """MLflow's environment and secrets, and nginx's secrets, for the mode's needs."""
         auth, database = props.auth, props.database
         needs = MODES[auth.mode]
-        mlflow_environment = {
+        region = {"AWS_DEFAULT_REGION": Stack.of(self).region}
+        # Where MLflow keeps runs and artifacts: what every task running the mlflow image needs.
+        self.store_environment = {
             "DB_HOST": database.host,
             "DB_PORT": str(database.port),
             "DB_NAME": database.name,
             # MLflow serves artifacts (and presigns large transfers) from here.
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{props.artifact_bucket.bucket_name}/{names.ARTIFACT_PREFIX}",
+            **region,
+        }
+        self.store_secrets = {
+            "DB_USERNAME": ecs.Secret.from_secrets_manager(database.secret, "username"),
+            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database.secret, "password"),
+        }
+        mlflow_environment = {
+            # In the order the service's task definition always had (a new order is a new revision).
+            **{key: value for key, value in self.store_environment.items() if key not in region},
             "MLFLOW_WORKERS": str(props.size.workers),
             "MLFLOW_AUTH_MODE": auth.mode,
-            "AWS_DEFAULT_REGION": Stack.of(self).region,
+            **region,
             # MLflow 3 turns its AI gateway on by default: it stores LLM provider keys and calls
             # providers from the server. Off unless the ai_gateway setting asks for it.
             "MLFLOW_ENABLE_AI_GATEWAY": "true" if props.ai_gateway else "false",
             "MLFLOW_AUDIT_LOG_GROUP": self.audit_log_group.log_group_name,
         }
-        mlflow_secrets = {
-            "DB_USERNAME": ecs.Secret.from_secrets_manager(database.secret, "username"),
-            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database.secret, "password"),
-        }
+        mlflow_secrets = dict(self.store_secrets)
         nginx_secrets = {}
         if needs.permissions:
             mlflow_environment["MLFLOW_AUTH_DEFAULT_PERMISSION"] = auth.default_permission
@@ -312,9 +324,10 @@ class TrackingService(Construct):
     ) -> ecs.ContainerDefinition:
         """An essential container built from docker/<name>, logging to its own group."""
         group = logs.LogGroup(self, f"{name.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
+        self.images[name] = ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=self._image_platform)
         container = self.task_definition.add_container(
             name,
-            image=ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=self._image_platform),
+            image=self.images[name],
             essential=True,
             # Time to finish in-flight requests (up to API Gateway's 30 s) on a stop.
             stop_timeout=Duration.seconds(30),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import field_validator
+from pydantic import StringConstraints, field_validator
 
 from stacks.config.base import EMAIL, Invalid, Section, empty_is_none, setting
 
 if TYPE_CHECKING:  # aws_cdk starts node: imported where a CDK value is made, not by tools that only validate
     from aws_cdk import RemovalPolicy
     from aws_cdk import aws_logs as logs
+
+# An EventBridge Scheduler recurring expression: every N hours or days, or a six-field cron
+# (minutes hours day-of-month month day-of-week year). Scheduler checks the fields themselves.
+GC_SCHEDULE = r"^(rate\((1 (hour|day)|([2-9]|[1-9][0-9]{1,3}) (hours|days))\)|cron\(\S+( \S+){5}\))$"
 
 # CloudWatch Logs retention periods (days) and their aws_logs.RetentionDays names.
 LOG_RETENTION: dict[int, str] = {
@@ -75,7 +79,27 @@ class Operations(Section):
         max_length=254,
     )
 
-    @field_validator("alarm_email", mode="before")
+    gc_schedule: Annotated[str, StringConstraints(pattern=GC_SCHEDULE)] | None = setting(
+        "cron(0 3 * * ? *)",
+        "empty, rate(N hours|days), or cron(six fields), in UTC",
+        "when the scheduled garbage collection runs (mlflow gc with the task's image and roles); empty: never",
+        problem="is not an EventBridge Scheduler rate() or cron() expression",
+    )
+    gc_older_than_days: int = setting(
+        30,
+        "1-3650",
+        "days a deleted run, experiment or logged model stays restorable before garbage collection removes it",
+        ge=1,
+        le=3650,
+    )
+    gc_delete_orphans: bool = setting(
+        False,
+        "true or false",
+        "garbage collection also deletes artifact prefixes no run, logged model or model version references "
+        "(always reported)",
+    )
+
+    @field_validator("alarm_email", "gc_schedule", mode="before")
     @classmethod
     def _empty(cls, value: Any) -> Any:
         return empty_is_none(value)

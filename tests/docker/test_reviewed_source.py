@@ -51,6 +51,8 @@ def every_patch(modules: dict[str, ModuleType]) -> dict[str, tuple[dict, dict]]:
     patches = {f"auth_lookups.py: {name}": (reviewed, lookups.SOURCES) for name, reviewed in lookups.REVIEWED.items()}
     patches["credential_cache.py: cache"] = (cache.REVIEWED_FOR_CACHE, {})
     patches["credential_cache.py: current-user"] = (cache.REVIEWED_FOR_CURRENT_USER, {})
+    with image_module("garbage_collection") as gc:
+        patches["garbage_collection.py: mlflow-artifacts without a server"] = (gc.REVIEWED, {})
     return patches
 
 

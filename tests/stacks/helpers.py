@@ -26,6 +26,16 @@ def props(template: Template, resource_type: str) -> dict[str, Any]:
     return only(template, resource_type)[1]["Properties"]
 
 
+def service_task_definition(template: Template) -> dict[str, Any]:
+    """The MLflow service's task definition (the scheduled gc task has its own)."""
+    (found,) = (
+        resource["Properties"]
+        for logical_id, resource in resources(template, "AWS::ECS::TaskDefinition").items()
+        if logical_id.startswith("TrackingTaskDefinition")
+    )
+    return found
+
+
 def policy_statements(template: Template) -> Iterator[dict[str, Any]]:
     """Every statement of every identity policy (inline, attached and managed) in a template."""
     for resource in template["Resources"].values():

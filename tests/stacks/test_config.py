@@ -86,6 +86,18 @@ def test_ai_gateway_takes_json_booleans_and_the_words_of_a_c_override() -> None:
         assert ProjectConfig.from_context({"ai_gateway": value}).service.ai_gateway is expected, value
 
 
+def test_gc_runs_daily_by_default_and_takes_rates_crons_or_nothing() -> None:
+    operations = ProjectConfig().operations
+    assert (operations.gc_schedule, operations.gc_older_than_days, operations.gc_delete_orphans) == (
+        "cron(0 3 * * ? *)",
+        30,
+        False,
+    )
+    for schedule in ("rate(1 day)", "rate(12 hours)", "cron(15 2 ? * MON-FRI *)"):
+        assert ProjectConfig.from_context({"gc_schedule": schedule}).operations.gc_schedule == schedule
+    assert ProjectConfig.from_context({"gc_schedule": ""}).operations.gc_schedule is None
+
+
 def test_alarm_email_is_optional_and_trimmed() -> None:
     assert ProjectConfig().operations.alarm_email is None
     assert ProjectConfig.from_context({"alarm_email": ""}).operations.alarm_email is None
@@ -328,6 +340,14 @@ INVALID = [
     ({"alarm_email": "o ps@example.com"}, "alarm_email", "one email address"),
     ({"alarm_email": "x" * 250 + "@example.com"}, "alarm_email", "one email address"),
     ({"alarm_email": 5}, "alarm_email", "one email address"),
+    ({"gc_schedule": "daily"}, "gc_schedule", "rate(N hours|days)"),
+    ({"gc_schedule": "rate(1 days)"}, "gc_schedule", "rate(N hours|days)"),
+    ({"gc_schedule": "rate(5 minutes)"}, "gc_schedule", "rate(N hours|days)"),
+    ({"gc_schedule": "cron(0 3 * * ?)"}, "gc_schedule", "cron(six fields)"),
+    ({"gc_schedule": "at(2030-01-01T00:00:00)"}, "gc_schedule", "cron(six fields)"),
+    ({"gc_older_than_days": 0}, "gc_older_than_days", "1-3650"),
+    ({"gc_older_than_days": 3651}, "gc_older_than_days", "1-3650"),
+    ({"gc_delete_orphans": "sometimes"}, "gc_delete_orphans", "true or false"),
     ({"ai_gateway": "yes"}, "ai_gateway", "true or false"),
     ({"ai_gateway": 1}, "ai_gateway", "true or false"),
     ({"ai_gateway": ""}, "ai_gateway", "true or false"),

@@ -21,6 +21,7 @@ from tests.stacks.helpers import (
     props,
     ref_id,
     resources,
+    service_task_definition,
 )
 from tests.synth import build_app, synth_templates
 
@@ -47,7 +48,7 @@ def _output_name(value: dict[str, Any]) -> str:
 
 
 def _environment(template: Template, container: str) -> dict[str, Any]:
-    definitions = props(template, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    definitions = service_task_definition(template)["ContainerDefinitions"]
     (found,) = [c for c in definitions if c["Name"] == container]
     return {variable["Name"]: variable["Value"] for variable in found.get("Environment", [])}
 

@@ -16,6 +16,7 @@ from tests.stacks.helpers import (
     props,
     ref_id,
     resources,
+    service_task_definition,
 )
 from tests.synth import DAY_TWO_VARIANT, synth_directory, synth_templates
 
@@ -38,7 +39,7 @@ def _artifact_bucket(template: Template) -> tuple[str, dict[str, Any]]:
 
 
 def _containers(template: Template) -> dict[str, dict[str, Any]]:
-    definitions = props(template, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    definitions = service_task_definition(template)["ContainerDefinitions"]
     return {container["Name"]: container for container in definitions}
 
 
@@ -242,7 +243,7 @@ def test_credentials_secret_name_is_configurable() -> None:
 
 
 def test_task_definition_runs_nginx_and_mlflow_per_contract(vpc_template: Template) -> None:
-    task = props(vpc_template, "AWS::ECS::TaskDefinition")
+    task = service_task_definition(vpc_template)
     assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     assert task["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
@@ -338,7 +339,7 @@ def test_default_permission_reaches_mlflow() -> None:
 
 def test_containers_have_read_only_roots_and_own_scratch(vpc_template: Template) -> None:
     containers = _containers(vpc_template)
-    volumes = props(vpc_template, "AWS::ECS::TaskDefinition")["Volumes"]
+    volumes = service_task_definition(vpc_template)["Volumes"]
     assert sorted(v["Name"] for v in volumes) == ["mlflow-tmp", "nginx-tmp"]
     # Task-local (bind mount) volumes: no host path, no EFS, nothing outlives the task.
     assert all(set(v) == {"Name"} for v in volumes)
@@ -414,7 +415,7 @@ def test_task_counts_and_sizes_follow_configuration() -> None:
     assert props(template, "AWS::ECS::Service")["DesiredCount"] == 1
     target = props(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
-    task = props(template, "AWS::ECS::TaskDefinition")
+    task = service_task_definition(template)
     assert (task["Cpu"], task["Memory"]) == ("2048", "4096")
 
 

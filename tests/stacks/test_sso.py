@@ -23,6 +23,7 @@ from tests.stacks.helpers import (
     ref_id,
     render,
     resources,
+    service_task_definition,
     statement_by_sid,
 )
 from tests.synth import synth_templates
@@ -55,7 +56,7 @@ def sso_domain() -> dict[str, Template]:
 
 
 def _container(template: Template, name: str) -> dict[str, Any]:
-    definitions = props(template, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    definitions = service_task_definition(template)["ContainerDefinitions"]
     return next(c for c in definitions if c["Name"] == name)
 
 
