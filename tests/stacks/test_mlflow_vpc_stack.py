@@ -646,5 +646,6 @@ def _image_platforms(**overrides: Any) -> set[str]:
 )
 def test_the_task_and_both_images_share_one_architecture(overrides: dict, ecs_name: str, platform: str) -> None:
     template = synth_templates(**overrides)["MLflowVpcStack"]
-    assert props(template, "AWS::ECS::TaskDefinition")["RuntimePlatform"]["CpuArchitecture"] == ecs_name
+    tasks = resources(template, "AWS::ECS::TaskDefinition")  # the service's and the gc task's
+    assert {task["Properties"]["RuntimePlatform"]["CpuArchitecture"] for task in tasks.values()} == {ecs_name}
     assert _image_platforms(**overrides) == {platform}

@@ -108,7 +108,11 @@ def test_every_log_group_belongs_to_a_stack(
     for template in chosen.values():
         groups = resources(template, "AWS::Logs::LogGroup")
         assert all(group["DeletionPolicy"] == expected for group in groups.values())
-        assert all(group["Properties"]["RetentionInDays"] == 30 for group in groups.values())
+        # Every group keeps log_retention_days (30), but the audit trail keeps audit_log_retention_days (365).
+        retention = {
+            group_id: 365 if group_id.startswith("TrackingAuditLogs") else 30 for group_id in groups
+        }  # fmt: skip
+        assert {group_id: group["Properties"]["RetentionInDays"] for group_id, group in groups.items()} == retention
         for function_id, function in resources(template, "AWS::Lambda::Function").items():
             log_group = function["Properties"].get("LoggingConfig", {}).get("LogGroup")
             assert log_group and ref_id(log_group) in groups, f"{function_id} logs to a group no stack owns"
