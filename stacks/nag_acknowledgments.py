@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
 from stacks.components.cognito_identity import CognitoIdentity
+from stacks.components.model_deployment import ModelDeployment
 from stacks.project_stacks import ProjectStacks
 
 RULES = "AwsSolutions::AwsSolutions-"
@@ -325,6 +326,8 @@ def _studio_stack(stacks: ProjectStacks) -> None:
                 "Secrets Manager rotation could not change it at the provider.",
             )
     _workload_role(studio.serving_role, "model endpoints", "their log groups /aws/sagemaker/Endpoints/<name>")
+    if studio.model_deployment is not None:
+        _model_deployment(studio.model_deployment)
     if studio.provisioner is not None:
         provisioner = studio.provisioner
         acknowledge(
@@ -340,6 +343,38 @@ def _studio_stack(stacks: ProjectStacks) -> None:
             "The CDK custom resource framework invokes the provisioner function and any of its "
             "versions (ARN plus ':*'); it invokes nothing else.",
         )
+
+
+def _model_deployment(deployment: ModelDeployment) -> None:
+    acknowledge(
+        deployment.webhook_secret,
+        "SMG4",
+        "MLflow keeps its own copy of the webhook's HMAC secret, set by the stack when it registers the "
+        "webhook; a Secrets Manager rotation would not reach MLflow and every delivery would be refused.",
+    )
+    acknowledge(
+        deployment.worker_role,
+        "IAM5[Resource::*]",
+        "A Lambda function in a VPC creates, describes and deletes its own network interfaces; EC2 offers "
+        "no resource scope for describing them, and the interfaces' ids are not known before it runs.",
+    )
+    acknowledge_wildcards(
+        deployment.worker_role,
+        [*deployment.sagemaker_arns.values(), deployment.alarm_arns],
+        "Scoped by name: the worker names each SageMaker model, endpoint config, endpoint and rollback "
+        "alarm <mlflow-registry>-<model>...; endpoint configs only on allowed_instance_types (condition).",
+    )
+    role = deployment.state_machine.role
+    acknowledge(
+        role,
+        "IAM5[Resource::*]",
+        "Step Functions' log delivery and X-Ray trace actions have no resource-level permissions.",
+    )
+    acknowledge_wildcards(
+        role,
+        [f"{deployment.worker.function_arn}:*"],
+        "The state machine invokes the worker function and its versions (ARN plus ':*'); nothing else.",
+    )
 
 
 def _workload_role(construct: Any, what: str, logs: str) -> None:

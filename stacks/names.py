@@ -28,6 +28,8 @@ OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
 OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
 OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
+# model_deployments: the function URL MLflow's webhook posts to.
+OUTPUT_DEPLOYMENT_WEBHOOK_URL: Final = "ModelDeploymentWebhookUrl"
 # sso mode with Cognito: where people and pipelines get their tokens (README, Single sign-on).
 OUTPUT_USER_POOL_ID: Final = "CognitoUserPoolId"
 OUTPUT_SIGN_IN_URL: Final = "CognitoSignInUrl"
@@ -77,3 +79,6 @@ STUDIO_DOMAIN_NAME: Final = "mlflow-studio"
 # SageMaker resources the Studio workflow creates carry this prefix, so the
 # Studio role can be scoped to them.
 SAGEMAKER_RESOURCE_PREFIX: Final = "mlflow-"
+# Endpoints, endpoint configs, models and rollback alarms that registry aliases
+# deploy (model_deployments) start with this: <prefix>-<registered model name>.
+MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"

@@ -1,0 +1,193 @@
+"""ModelDeployment: webhook secret, receiver URL, worker role scoped to the project's endpoints and instance types."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks import names
+from stacks.components.model_deployment import FAILURES_ALARM_NAME
+from stacks.mlflow_version import pinned_mlflow_version
+from tests.stacks.helpers import Template, as_list, only, props, render, resources
+from tests.synth import MODEL_DEPLOYMENT_VARIANT, synth_directory, synth_templates
+
+ALLOWED = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]  # cdk.json's allowed_instance_types
+SAGEMAKER = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+
+
+@pytest.fixture(scope="module")
+def studio() -> Template:
+    return synth_templates(**MODEL_DEPLOYMENT_VARIANT)[names.STUDIO_STACK]
+
+
+def _ours(template: Template, resource_type: str) -> dict[str, dict[str, Any]]:
+    """Logical id -> properties of the construct's resources of one type."""
+    return {
+        logical_id: resource["Properties"]
+        for logical_id, resource in resources(template, resource_type).items()
+        if logical_id.startswith("ModelDeployment")
+    }
+
+
+def _functions(template: Template) -> dict[str, dict[str, Any]]:
+    return _ours(template, "AWS::Lambda::Function")
+
+
+def _function(template: Template, fragment: str) -> dict[str, Any]:
+    (found,) = [p for logical_id, p in _functions(template).items() if fragment in logical_id]
+    return found
+
+
+def _statements_of(template: Template, role_fragment: str) -> dict[str, dict[str, Any]]:
+    (role,) = [
+        r["Properties"]
+        for logical_id, r in resources(template, "AWS::IAM::Role").items()
+        if logical_id.startswith("ModelDeployment") and role_fragment in logical_id
+    ]
+    return {s["Sid"]: s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_nothing_is_created_without_model_deployments(studio_template: Template) -> None:
+    assert not _functions(studio_template)
+    assert not resources(studio_template, "AWS::Lambda::Url")
+    assert not _ours(studio_template, "AWS::StepFunctions::StateMachine")
+    assert not _ours(studio_template, "AWS::SecretsManager::Secret")
+
+
+def test_the_webhook_secret_is_generated_at_deploy_and_never_in_the_template(studio: Template) -> None:
+    (secret,) = [r["Properties"] for i, r in resources(studio, "AWS::SecretsManager::Secret").items() if "Webhook" in i]
+    assert "SecretString" not in secret
+    assert secret["GenerateSecretString"]["PasswordLength"] >= 32
+    receiver = _function(studio, "Receiver")
+    assert set(receiver["Environment"]["Variables"]) == {"WEBHOOK_SECRET_ARN", "STATE_MACHINE_ARN", "DEPLOYMENTS"}
+
+
+def test_the_receiver_is_a_public_function_url_outside_the_vpc(studio: Template) -> None:
+    url = props(studio, "AWS::Lambda::Url")
+    assert url["AuthType"] == "NONE"  # the HMAC signature is the auth (receiver.py)
+    receiver_id = url["TargetFunctionArn"]["Fn::GetAtt"][0]
+    assert "Receiver" in receiver_id
+    assert "VpcConfig" not in _function(studio, "Receiver")
+    url_id = only(studio, "AWS::Lambda::Url")[0]
+    assert studio["Outputs"][names.OUTPUT_DEPLOYMENT_WEBHOOK_URL]["Value"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
+
+
+def test_the_worker_runs_in_the_vpc_and_reaches_mlflow_through_the_alb(studio: Template) -> None:
+    worker = _function(studio, "Worker")
+    assert worker["VpcConfig"]["SubnetIds"]
+    variables = worker["Environment"]["Variables"]
+    assert render(variables["MLFLOW_URL"]).startswith("http://")
+    assert variables["ENDPOINT_PREFIX"] == names.MODEL_DEPLOYMENT_PREFIX
+    # <account>.dkr.ecr.<region>.<suffix>/<the serving image repository>:<pinned MLflow version>
+    image = variables["SERVING_IMAGE_URI"]["Fn::Join"][1]
+    (repository,) = resources(studio, "AWS::ECR::Repository")
+    assert image[-3:] == ["/", {"Ref": repository}, f":{pinned_mlflow_version()}"]
+    assert "Password" not in str(variables) and "SecretString" not in str(variables)
+
+
+def test_the_worker_role_creates_and_updates_only_the_projects_endpoints(studio: Template) -> None:
+    statements = _statements_of(studio, "WorkerRole")
+    sagemaker_actions = {
+        action for s in statements.values() for action in as_list(s["Action"]) if action.startswith("sagemaker:")
+    }
+    assert sagemaker_actions == {
+        "sagemaker:CreateModel",
+        "sagemaker:CreateEndpointConfig",
+        "sagemaker:CreateEndpoint",
+        "sagemaker:UpdateEndpoint",
+        "sagemaker:DescribeEndpoint",
+    }
+    prefix = names.MODEL_DEPLOYMENT_PREFIX
+    assert {render(r) for r in as_list(statements["CreateModels"]["Resource"])} == {f"{SAGEMAKER}:model/{prefix}-*"}
+    assert {render(r) for r in as_list(statements["CreateAndUpdateEndpoints"]["Resource"])} == {
+        f"{SAGEMAKER}:endpoint/{prefix}-*",
+        f"{SAGEMAKER}:endpoint-config/{prefix}-*",
+    }
+    for statement in statements.values():
+        assert statement["Effect"] == "Allow"
+        assert not any(a.endswith("*") for a in as_list(statement["Action"])), statement
+
+
+def test_endpoint_configs_only_on_allowed_instance_types(studio: Template) -> None:
+    statement = _statements_of(studio, "WorkerRole")["CreateEndpointConfigsOnAllowedInstanceTypes"]
+    assert statement["Action"] == "sagemaker:CreateEndpointConfig"
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": ALLOWED},
+        "Null": {"sagemaker:InstanceTypes": "false"},
+    }
+
+
+def test_the_worker_passes_only_the_endpoint_role_to_sagemaker(studio: Template) -> None:
+    statements = _statements_of(studio, "WorkerRole")
+    passing = [s for s in statements.values() if "iam:PassRole" in as_list(s["Action"])]
+    assert len(passing) == 1
+    (serving_role,) = [i for i in resources(studio, "AWS::IAM::Role") if i.startswith("ServingRole")]
+    assert passing[0]["Resource"] == {"Fn::GetAtt": [serving_role, "Arn"]}
+    assert passing[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert _function(studio, "Worker")["Environment"]["Variables"]["ENDPOINT_ROLE_ARN"] == passing[0]["Resource"]
+
+
+def test_each_function_reads_only_its_own_secret(studio: Template) -> None:
+    worker = _statements_of(studio, "WorkerRole")
+    receiver = _statements_of(studio, "ReceiverRole")
+    (webhook_secret,) = [i for i in resources(studio, "AWS::SecretsManager::Secret") if "Webhook" in i]
+    assert receiver["ReadWebhookSecret"]["Resource"] == {"Ref": webhook_secret}
+    readers = [s for s in worker.values() if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    assert len(readers) == 1
+    assert "CredentialsSecret" in render(readers[0]["Resource"])  # the server login, imported from the VPC stack
+    assert set(receiver) == {"WriteOwnLogs", "ReadWebhookSecret", "StartDeployments"}
+    (machine,) = _ours(studio, "AWS::StepFunctions::StateMachine")
+    assert receiver["StartDeployments"] == {
+        "Sid": "StartDeployments",
+        "Effect": "Allow",
+        "Action": "states:StartExecution",
+        "Resource": {"Ref": machine},
+    }
+
+
+def test_failures_alarm_the_alarm_topic(studio: Template) -> None:
+    (alarm,) = _ours(studio, "AWS::CloudWatch::Alarm").values()
+    assert alarm["AlarmName"] == FAILURES_ALARM_NAME
+    assert alarm["AlarmName"].startswith("mlflow-")  # the topic takes alarms of this prefix only
+    assert "AlarmTopic" in render(alarm["AlarmActions"][0])
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m} == {
+        "ExecutionsFailed",
+        "ExecutionsTimedOut",
+        "Errors",
+    }
+
+
+def test_functions_and_state_machine_log_to_groups_with_the_projects_retention(studio: Template) -> None:
+    groups = {i: r["Properties"] for i, r in resources(studio, "AWS::Logs::LogGroup").items()}
+    for function in _functions(studio).values():
+        assert groups[function["LoggingConfig"]["LogGroup"]["Ref"]]["RetentionInDays"] == 30
+    (machine,) = _ours(studio, "AWS::StepFunctions::StateMachine").values()
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_the_handlers_package_imports_as_lambda_loads_it(tmp_path: Path) -> None:
+    """The asset holds the two handler folders only, and the worker finds the MLflow client beside it."""
+    directory = synth_directory(**MODEL_DEPLOYMENT_VARIANT)
+    studio = synth_templates(**MODEL_DEPLOYMENT_VARIANT)[names.STUDIO_STACK]
+    asset = _function(studio, "Worker")["Code"]["S3Key"].removesuffix(".zip")
+    root = directory / f"asset.{asset}"
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert files == [
+        "functions/mlflow_accounts/index.py",
+        "functions/model_deployment/index.py",
+        "functions/model_deployment/receiver.py",
+    ]
+    shutil.copytree(root, tmp_path / "task")
+    for handler in (_function(studio, "Worker")["Handler"], _function(studio, "Receiver")["Handler"]):
+        module, _, function = handler.rpartition(".")
+        subprocess.run(
+            [sys.executable, "-c", f"import {module} as m; assert callable(m.{function})"],
+            cwd=tmp_path / "task",
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            check=True,
+        )
