@@ -352,11 +352,18 @@ def _model_deployment(deployment: ModelDeployment) -> None:
         "MLflow keeps its own copy of the webhook's HMAC secret, set by the stack when it registers the "
         "webhook; a Secrets Manager rotation would not reach MLflow and every delivery would be refused.",
     )
-    acknowledge(
-        deployment.worker_role,
-        "IAM5[Resource::*]",
-        "A Lambda function in a VPC creates, describes and deletes its own network interfaces; EC2 offers "
-        "no resource scope for describing them, and the interfaces' ids are not known before it runs.",
+    for vpc_role in (deployment.worker_role, deployment.registrar_role):
+        acknowledge(
+            vpc_role,
+            "IAM5[Resource::*]",
+            "A Lambda function in a VPC creates, describes and deletes its own network interfaces; EC2 offers "
+            "no resource scope for describing them, and the interfaces' ids are not known before it runs.",
+        )
+    acknowledge_wildcards(
+        deployment.provider_role,
+        [f"{deployment.registrar.function_arn}:*"],
+        "The CDK custom resource framework invokes the webhook registrar and any of its versions "
+        "(ARN plus ':*'); it invokes nothing else.",
     )
     acknowledge_wildcards(
         deployment.worker_role,

@@ -11,14 +11,16 @@ Functions). The worker runs in the VPC: it reads the version's artifact
 location from MLflow and tags the outcome back, through the internal load
 balancer. A Step Functions state machine runs the worker, waits for the
 endpoint to settle and fails (alarm to the alarm topic) when it does not serve
-the new version. Handlers: stacks/functions/model_deployment/.
+the new version. A custom resource registers the webhook in MLflow (as the
+server login, through the load balancer) with the secret and the receiver's
+URL. Handlers: stacks/functions/model_deployment/.
 """
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
@@ -30,11 +32,12 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks import names
 from stacks.alarm_thresholds import ALARM_NAME_PREFIX
-from stacks.components.lambda_logs import write_own_logs
+from stacks.components.lambda_logs import lambda_role_logging_to, write_own_logs
 from stacks.components.security_groups import closed_security_group
 from stacks.config.identity import ModelDeployment as DeploymentSetting
 
@@ -50,6 +53,9 @@ HANDLER_MODULE = "functions.model_deployment"
 EXECUTION_TIMEOUT = Duration.hours(2)
 POLL_INTERVAL = Duration.minutes(1)
 FAILURES_ALARM_NAME = f"{ALARM_NAME_PREFIX}model-deployment-failures"
+# The webhook's name in MLflow (Admin > Webhooks in the UI).
+WEBHOOK_NAME = "sagemaker-model-deployment"
+WEBHOOK_RESOURCE_TYPE = "Custom::MlflowWebhook"
 
 _VPC_INTERFACE_ACTIONS = [
     "ec2:CreateNetworkInterface",
@@ -68,7 +74,8 @@ class ModelDeployment(Construct):
     and its ``worker_role`` (SageMaker only on names starting with
     ``names.MODEL_DEPLOYMENT_PREFIX``, endpoint configs only on
     ``allowed_instance_types``, PassRole only of ``endpoint_role``),
-    ``state_machine`` and ``failures_alarm``.
+    ``state_machine``, ``failures_alarm``, and the ``webhook`` custom resource
+    with its ``registrar`` function, ``registrar_role`` and ``provider_role``.
     """
 
     def __init__(
@@ -113,6 +120,11 @@ class ModelDeployment(Construct):
             load_balancer, ec2.Port.tcp(load_balancer_port), "Model deployment worker to the MLflow ALB"
         )
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs")
+        mlflow_environment = {
+            "MLFLOW_SECRET_ARN": mlflow_secret.secret_arn,
+            "MLFLOW_URL": f"{load_balancer_scheme}://{load_balancer.load_balancer_dns_name}",
+            **({"MLFLOW_TLS_SERVER_NAME": load_balancer_server_name} if load_balancer_server_name else {}),
+        }
         worker_logs = logs.LogGroup(self, "WorkerLogs", retention=log_retention, removal_policy=removal_policy)
 
         def sagemaker_arn(resource: str) -> str:
@@ -194,9 +206,7 @@ class ModelDeployment(Construct):
             vpc_subnets=subnets,
             security_groups=[self.security_group],
             environment={
-                "MLFLOW_SECRET_ARN": mlflow_secret.secret_arn,
-                "MLFLOW_URL": f"{load_balancer_scheme}://{load_balancer.load_balancer_dns_name}",
-                **({"MLFLOW_TLS_SERVER_NAME": load_balancer_server_name} if load_balancer_server_name else {}),
+                **mlflow_environment,
                 "SERVING_IMAGE_URI": serving_image_uri,
                 "ENDPOINT_ROLE_ARN": endpoint_role.role_arn,
                 "ARTIFACT_S3_ROOT": artifact_s3_root,
@@ -303,3 +313,70 @@ class ModelDeployment(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.failures_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+
+        # --- the webhook in MLflow, registered on deploy ------------------------------
+        registrar_logs = logs.LogGroup(self, "RegistrarLogs", retention=log_retention, removal_policy=removal_policy)
+        self.registrar_role = iam.Role(
+            self,
+            "RegistrarRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Registers the model deployment webhook in MLflow: server login, webhook secret",
+            inline_policies={
+                "Registrar": iam.PolicyDocument(
+                    statements=[
+                        write_own_logs(registrar_logs, sid="WriteOwnLogs"),
+                        iam.PolicyStatement(
+                            sid="ManageVpcNetworkInterfaces", actions=_VPC_INTERFACE_ACTIONS, resources=["*"]
+                        ),
+                        iam.PolicyStatement(
+                            sid="ReadMlflowLoginAndWebhookSecret",
+                            actions=["secretsmanager:GetSecretValue"],
+                            resources=[mlflow_secret.secret_arn, self.webhook_secret.secret_arn],
+                        ),
+                    ]
+                )
+            },
+        )
+        self.registrar = lambda_.Function(
+            self,
+            "Registrar",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler=f"{HANDLER_MODULE}.webhook.on_event",
+            code=code,
+            description="Creates, updates and deletes MLflow's model deployment webhook",
+            role=self.registrar_role,
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            environment=mlflow_environment,
+            timeout=Duration.minutes(3),
+            memory_size=256,
+            log_group=registrar_logs,
+        )
+        provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=removal_policy)
+        self.provider_role = lambda_role_logging_to(
+            self,
+            "ProviderRole",
+            log_group=provider_logs,
+            description="CloudFormation custom resource framework for the MLflow webhook: invoke the registrar",
+        )
+        self.provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=self.registrar,
+            framework_on_event_role=self.provider_role,
+            log_group=provider_logs,
+        )
+        self.webhook = CustomResource(
+            self,
+            "Webhook",
+            service_token=self.provider.service_token,
+            resource_type=WEBHOOK_RESOURCE_TYPE,
+            properties={
+                "Name": WEBHOOK_NAME,
+                "Url": self.receiver_url.url,
+                "WebhookSecretArn": self.webhook_secret.secret_arn,
+            },
+        )
+        # The registrar must reach the ALB (security group rules) before it runs.
+        self.webhook.node.add_dependency(self.security_group)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stacks import names
-from stacks.components.model_deployment import FAILURES_ALARM_NAME
+from stacks.components.model_deployment import FAILURES_ALARM_NAME, WEBHOOK_NAME, WEBHOOK_RESOURCE_TYPE
 from stacks.mlflow_version import pinned_mlflow_version
 from tests.stacks.helpers import Template, as_list, only, props, render, resources
 from tests.synth import MODEL_DEPLOYMENT_VARIANT, synth_directory, synth_templates
@@ -181,9 +181,10 @@ def test_the_handlers_package_imports_as_lambda_loads_it(tmp_path: Path) -> None
         "functions/mlflow_accounts/index.py",
         "functions/model_deployment/index.py",
         "functions/model_deployment/receiver.py",
+        "functions/model_deployment/webhook.py",
     ]
     shutil.copytree(root, tmp_path / "task")
-    for handler in (_function(studio, "Worker")["Handler"], _function(studio, "Receiver")["Handler"]):
+    for handler in (_function(studio, part)["Handler"] for part in ("Worker", "Receiver", "Registrar")):
         module, _, function = handler.rpartition(".")
         subprocess.run(
             [sys.executable, "-c", f"import {module} as m; assert callable(m.{function})"],
@@ -191,3 +192,20 @@ def test_the_handlers_package_imports_as_lambda_loads_it(tmp_path: Path) -> None
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
             check=True,
         )
+
+
+def test_the_stack_registers_the_webhook_with_the_receiver_url_and_the_secrets_arn(studio: Template) -> None:
+    (webhook,) = resources(studio, WEBHOOK_RESOURCE_TYPE).values()
+    url_id = only(studio, "AWS::Lambda::Url")[0]
+    (secret_id,) = [i for i in resources(studio, "AWS::SecretsManager::Secret") if "Webhook" in i]
+    properties = webhook["Properties"]
+    assert properties["Name"] == WEBHOOK_NAME
+    assert properties["Url"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
+    assert properties["WebhookSecretArn"] == {"Ref": secret_id}  # the value is read at run time
+    registrar = _function(studio, "Registrar")
+    assert registrar["VpcConfig"]["SubnetIds"]
+    assert set(registrar["Environment"]["Variables"]) <= {"MLFLOW_SECRET_ARN", "MLFLOW_URL", "MLFLOW_TLS_SERVER_NAME"}
+    statements = _statements_of(studio, "RegistrarRole")
+    assert set(statements) == {"WriteOwnLogs", "ManageVpcNetworkInterfaces", "ReadMlflowLoginAndWebhookSecret"}
+    read = as_list(statements["ReadMlflowLoginAndWebhookSecret"]["Resource"])
+    assert {"Ref": secret_id} in read and len(read) == 2
