@@ -19,6 +19,7 @@ URL. Handlers: stacks/functions/model_deployment/.
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import ArnFormat, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -38,7 +39,7 @@ from constructs import Construct
 from stacks import names
 from stacks.alarm_thresholds import ALARM_NAME_PREFIX
 from stacks.components.lambda_logs import lambda_role_logging_to, write_own_logs
-from stacks.components.security_groups import closed_security_group
+from stacks.components.vpc_functions import mlflow_client_security_group, vpc_function_role
 from stacks.config.identity import ModelDeployment as DeploymentSetting
 
 # The asset is stacks/ with only the two handler folders: the worker imports the
@@ -56,15 +57,6 @@ FAILURES_ALARM_NAME = f"{ALARM_NAME_PREFIX}model-deployment-failures"
 # The webhook's name in MLflow (Admin > Webhooks in the UI).
 WEBHOOK_NAME = "sagemaker-model-deployment"
 WEBHOOK_RESOURCE_TYPE = "Custom::MlflowWebhook"
-
-_VPC_INTERFACE_ACTIONS = [
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
-    "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-]
 
 
 class ModelDeployment(Construct):
@@ -113,13 +105,15 @@ class ModelDeployment(Construct):
         )
 
         # --- the worker, in the VPC -------------------------------------------------
-        self.security_group = closed_security_group(
-            self, "WorkerSecurityGroup", vpc=vpc, description="Model deployment worker: the MLflow ALB and AWS APIs"
+        self.security_group = mlflow_client_security_group(
+            self,
+            "WorkerSecurityGroup",
+            vpc=vpc,
+            load_balancer=load_balancer,
+            load_balancer_port=load_balancer_port,
+            description="Model deployment worker: the MLflow ALB and AWS APIs",
+            rule_description="Model deployment worker to the MLflow ALB",
         )
-        self.security_group.connections.allow_to(
-            load_balancer, ec2.Port.tcp(load_balancer_port), "Model deployment worker to the MLflow ALB"
-        )
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs")
         mlflow_environment = {
             "MLFLOW_SECRET_ARN": mlflow_secret.secret_arn,
             "MLFLOW_URL": f"{load_balancer_scheme}://{load_balancer.load_balancer_dns_name}",
@@ -137,74 +131,78 @@ class ModelDeployment(Construct):
             resource_name=f"{prefix}-*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        self.worker_role = iam.Role(
+        self.worker_role = vpc_function_role(
             self,
             "WorkerRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Model deployment worker: SageMaker models and endpoints of the registry, its logs",
-            # Inline, so the function is created only once its role may manage its ENIs.
-            inline_policies={
-                "Worker": iam.PolicyDocument(
-                    statements=[
-                        write_own_logs(worker_logs, sid="WriteOwnLogs"),
-                        iam.PolicyStatement(
-                            sid="ManageVpcNetworkInterfaces", actions=_VPC_INTERFACE_ACTIONS, resources=["*"]
-                        ),
-                        iam.PolicyStatement(
-                            sid="ReadMlflowLogin",
-                            actions=["secretsmanager:GetSecretValue"],
-                            resources=[mlflow_secret.secret_arn],
-                        ),
-                        iam.PolicyStatement(
-                            sid="CreateModels",
-                            actions=["sagemaker:CreateModel"],
-                            resources=[self.sagemaker_arns["model"]],
-                        ),
-                        iam.PolicyStatement(
-                            sid="CreateEndpointConfigsOnAllowedInstanceTypes",
-                            actions=["sagemaker:CreateEndpointConfig"],
-                            resources=[self.sagemaker_arns["endpoint-config"]],
-                            conditions={
-                                "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": list(allowed_instance_types)},
-                                "Null": {"sagemaker:InstanceTypes": "false"},
-                            },
-                        ),
-                        iam.PolicyStatement(
-                            sid="CreateAndUpdateEndpoints",
-                            # Never DeleteEndpoint: removing an alias or a setting leaves the endpoint.
-                            actions=[
-                                "sagemaker:CreateEndpoint",
-                                "sagemaker:UpdateEndpoint",
-                                "sagemaker:DescribeEndpoint",
-                            ],
-                            resources=[self.sagemaker_arns["endpoint"], self.sagemaker_arns["endpoint-config"]],
-                        ),
-                        iam.PolicyStatement(
-                            sid="PassTheEndpointRole",
-                            actions=["iam:PassRole"],
-                            resources=[endpoint_role.role_arn],
-                            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-                        ),
-                        iam.PolicyStatement(
-                            sid="RollbackAlarmsOfTheNewVariant",
-                            actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
-                            resources=[self.alarm_arns],
-                        ),
-                    ]
-                )
-            },
+            policy_name="Worker",
+            log_group=worker_logs,
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadMlflowLogin",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[mlflow_secret.secret_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="CreateModels",
+                    actions=["sagemaker:CreateModel"],
+                    resources=[self.sagemaker_arns["model"]],
+                ),
+                iam.PolicyStatement(
+                    sid="CreateEndpointConfigsOnAllowedInstanceTypes",
+                    actions=["sagemaker:CreateEndpointConfig"],
+                    resources=[self.sagemaker_arns["endpoint-config"]],
+                    conditions={
+                        "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": list(allowed_instance_types)},
+                        "Null": {"sagemaker:InstanceTypes": "false"},
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="CreateAndUpdateEndpoints",
+                    # Never DeleteEndpoint: removing an alias or a setting leaves the endpoint.
+                    actions=[
+                        "sagemaker:CreateEndpoint",
+                        "sagemaker:UpdateEndpoint",
+                        "sagemaker:DescribeEndpoint",
+                    ],
+                    resources=[self.sagemaker_arns["endpoint"], self.sagemaker_arns["endpoint-config"]],
+                ),
+                iam.PolicyStatement(
+                    sid="PassTheEndpointRole",
+                    actions=["iam:PassRole"],
+                    resources=[endpoint_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(
+                    sid="RollbackAlarmsOfTheNewVariant",
+                    actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+                    resources=[self.alarm_arns],
+                ),
+            ],
         )
-        self.worker = lambda_.Function(
-            self,
+
+        def in_vpc(construct_id: str, handler: str, **options: Any) -> lambda_.Function:
+            """A function of the handlers' asset in the private subnets, reaching MLflow (the worker's group)."""
+            return lambda_.Function(
+                self,
+                construct_id,
+                runtime=lambda_.Runtime.PYTHON_3_14,
+                handler=f"{HANDLER_MODULE}.{handler}",
+                code=code,
+                vpc=vpc,
+                vpc_subnets=subnets,
+                security_groups=[self.security_group],
+                # Long enough to wait out an MLflow task restart behind the ALB.
+                timeout=Duration.minutes(3),
+                memory_size=256,
+                **options,
+            )
+
+        self.worker = in_vpc(
             "Worker",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            handler=f"{HANDLER_MODULE}.index.handler",
-            code=code,
+            "index.handler",
             description="Deploys a registered model version to its SageMaker endpoint (blue/green, auto-rollback)",
             role=self.worker_role,
-            vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[self.security_group],
             environment={
                 **mlflow_environment,
                 "SERVING_IMAGE_URI": serving_image_uri,
@@ -214,9 +212,6 @@ class ModelDeployment(Construct):
                 "ALLOWED_INSTANCE_TYPES": json.dumps(list(allowed_instance_types)),
                 "ALARM_ACTIONS": stack.to_json_string([alarm_topic.topic_arn]),
             },
-            # Long enough to wait out an MLflow task restart behind the ALB.
-            timeout=Duration.minutes(3),
-            memory_size=256,
             log_group=worker_logs,
         )
 
@@ -316,41 +311,26 @@ class ModelDeployment(Construct):
 
         # --- the webhook in MLflow, registered on deploy ------------------------------
         registrar_logs = logs.LogGroup(self, "RegistrarLogs", retention=log_retention, removal_policy=removal_policy)
-        self.registrar_role = iam.Role(
+        self.registrar_role = vpc_function_role(
             self,
             "RegistrarRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Registers the model deployment webhook in MLflow: server login, webhook secret",
-            inline_policies={
-                "Registrar": iam.PolicyDocument(
-                    statements=[
-                        write_own_logs(registrar_logs, sid="WriteOwnLogs"),
-                        iam.PolicyStatement(
-                            sid="ManageVpcNetworkInterfaces", actions=_VPC_INTERFACE_ACTIONS, resources=["*"]
-                        ),
-                        iam.PolicyStatement(
-                            sid="ReadMlflowLoginAndWebhookSecret",
-                            actions=["secretsmanager:GetSecretValue"],
-                            resources=[mlflow_secret.secret_arn, self.webhook_secret.secret_arn],
-                        ),
-                    ]
-                )
-            },
+            policy_name="Registrar",
+            log_group=registrar_logs,
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadMlflowLoginAndWebhookSecret",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[mlflow_secret.secret_arn, self.webhook_secret.secret_arn],
+                ),
+            ],
         )
-        self.registrar = lambda_.Function(
-            self,
+        self.registrar = in_vpc(
             "Registrar",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            handler=f"{HANDLER_MODULE}.webhook.on_event",
-            code=code,
+            "webhook.on_event",
             description="Creates, updates and deletes MLflow's model deployment webhook",
             role=self.registrar_role,
-            vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[self.security_group],
             environment=mlflow_environment,
-            timeout=Duration.minutes(3),
-            memory_size=256,
             log_group=registrar_logs,
         )
         provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=removal_policy)
