@@ -55,6 +55,12 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
         )
         self.session_key = SessionKey(self, "SessionKey") if config.auth.sessions_enabled else None
+        # The model deployment webhook's secret is stored encrypted by MLflow: one key for every task.
+        self.webhook_key = (
+            SessionKey(self, "WebhookKey", description="Key material of MLflow's webhook secret encryption, every task")
+            if config.studio.model_deployments
+            else None
+        )
         self.database = MetadataDatabase(
             self,
             "Database",
@@ -92,6 +98,7 @@ class MLflowVpcStack(Stack):
             auth_mode=config.auth.auth_mode,
             default_permission=config.auth.default_permission,
             session_key=self.session_key.secret if self.session_key else None,
+            webhook_key=self.webhook_key.secret if self.webhook_key else None,
             oidc=oidc,
             cpu=config.service.task_cpu,
             memory_mib=config.service.task_memory_mib,

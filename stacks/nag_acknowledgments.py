@@ -71,6 +71,13 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
             "tasks run would split them into two keys and sign users out. A new deployment of the "
             "stack (or deleting the value and forcing a new ECS deployment) replaces it.",
         )
+    if vpc.webhook_key is not None:
+        acknowledge(
+            vpc.webhook_key.secret,
+            "SMG4",
+            "MLflow keeps the webhook secrets encrypted with a key derived from this value; a rotation "
+            "would leave the stored webhook unreadable (deliveries fail) until it is registered again.",
+        )
     if isinstance(vpc.identity, CognitoIdentity):
         _cognito(vpc.identity)
     acknowledge(

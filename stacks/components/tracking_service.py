@@ -87,6 +87,7 @@ class TrackingService(Construct):
         auth_mode: str,
         default_permission: str,
         session_key: secretsmanager.ISecret | None,
+        webhook_key: secretsmanager.ISecret | None = None,
         oidc: OidcSettings | None,
         cpu: int,
         memory_mib: int,
@@ -152,6 +153,9 @@ class TrackingService(Construct):
             "DB_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
             "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
         }
+        if webhook_key is not None:
+            # Every task derives the key MLflow encrypts webhook secrets with from it (entrypoint.py).
+            mlflow_secrets["MLFLOW_WEBHOOK_KEY"] = ecs.Secret.from_secrets_manager(webhook_key)
         nginx_secrets = {}
         if accounts:
             assert session_key is not None

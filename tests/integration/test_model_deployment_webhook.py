@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,6 @@ from typing import Any
 
 import mlflow
 import pytest
-from cryptography.fernet import Fernet
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
@@ -78,14 +78,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: Any) -> Iterato
 
     Each server worker caches the webhook list for MLFLOW_WEBHOOK_CACHE_TTL (60 s by default);
     one second here, so an update shows within the test. MLflow encrypts webhook secrets with
-    MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY, or else with a key each process makes up: without
-    one key for every worker, a webhook made by one cannot be read by the others.
+    MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY, or else with a key each process makes up: the stack
+    hands every task MLFLOW_WEBHOOK_KEY, from which the entrypoint derives one key for all of
+    its workers (two here), as it does here.
     """
     server_env = {
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http",
         "MLFLOW_WEBHOOK_CACHE_TTL": str(CACHE_TTL),
-        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "MLFLOW_WEBHOOK_KEY": secrets.token_urlsafe(32),
     }
     stack = MlflowStack(
         tmp_path_factory.mktemp("webhook-stack"), moto=moto_server, auth_mode="accounts", server_env=server_env

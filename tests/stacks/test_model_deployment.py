@@ -209,3 +209,18 @@ def test_the_stack_registers_the_webhook_with_the_receiver_url_and_the_secrets_a
     assert set(statements) == {"WriteOwnLogs", "ManageVpcNetworkInterfaces", "ReadMlflowLoginAndWebhookSecret"}
     read = as_list(statements["ReadMlflowLoginAndWebhookSecret"]["Resource"])
     assert {"Ref": secret_id} in read and len(read) == 2
+
+
+def test_every_mlflow_task_gets_the_shared_webhook_key_only_with_model_deployments(vpc_template: Template) -> None:
+    """MLflow stores the webhook's secret encrypted; every task derives the same key (entrypoint.py)."""
+
+    def mlflow_secrets(template: Template) -> dict[str, Any]:
+        (task,) = resources(template, "AWS::ECS::TaskDefinition").values()
+        (mlflow,) = [c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "mlflow"]
+        return {s["Name"]: s["ValueFrom"] for s in mlflow.get("Secrets", [])}
+
+    assert "MLFLOW_WEBHOOK_KEY" not in mlflow_secrets(vpc_template)
+    vpc = synth_templates(**MODEL_DEPLOYMENT_VARIANT)[names.VPC_STACK]
+    (key_id,) = [i for i in resources(vpc, "AWS::SecretsManager::Secret") if i.startswith("WebhookKey")]
+    assert mlflow_secrets(vpc)["MLFLOW_WEBHOOK_KEY"] == {"Ref": key_id}
+    assert "SecretString" not in vpc["Resources"][key_id]["Properties"]
