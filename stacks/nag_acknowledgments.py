@@ -143,6 +143,19 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "Models read only 'mlflow-*/model.tar.gz', the model data MLflow's SageMaker deployment "
         "uploads for models named mlflow-*; MLflow's own prefix is explicitly denied.",
     )
+    if storage.model_deployment_worker_policy and storage.model_deployment_serving_policy:
+        acknowledge_wildcards(
+            storage.model_deployment_worker_policy,
+            [storage.mlflow_artifact_arns, storage.model_copy_arns],
+            "The model deployment worker copies a registered version's files (any names MLflow gave them) "
+            "from MLflow's prefix to 'model-deployments/<endpoint>-v<version>/', the only keys endpoints may read.",
+        )
+        acknowledge_wildcards(
+            storage.model_deployment_serving_policy,
+            [storage.model_copy_arns],
+            "Registry endpoints read the copied files of a deployed version under "
+            "'model-deployments/<endpoint>-v<version>/', whatever MLflow named them; nothing under MLflow's prefix.",
+        )
     acknowledge_wildcards(
         tracking.task_role,
         [tracking.artifact_bucket.arn_for_objects("*")],

@@ -82,3 +82,6 @@ SAGEMAKER_RESOURCE_PREFIX: Final = "mlflow-"
 # Endpoints, endpoint configs, models and rollback alarms that registry aliases
 # deploy (model_deployments) start with this: <prefix>-<registered model name>.
 MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"
+# Artifact bucket keys the deployed versions' files are copied to (endpoints read only
+# these): outside MLflow's prefix and the keys Studio users may write.
+MODEL_COPY_PREFIX: Final = "model-deployments"

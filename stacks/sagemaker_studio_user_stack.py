@@ -36,7 +36,8 @@ class SageMakerStudioUserStack(Stack):
     Cognito app client in ``machine_clients`` (made in the VPC stack, where the
     tasks learn the client ids), or to be filled in for an external issuer.
     With ``model_deployments`` set, registry aliases deploy to SageMaker endpoints
-    (``ModelDeployment``; its failures go to ``alarm_topic``).
+    (``ModelDeployment``; its failures go to ``alarm_topic``; ``model_deployment_policies``,
+    the worker's and the endpoints' access to the artifact bucket, come from the VPC stack).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class SageMakerStudioUserStack(Stack):
         output_stack_names: list[str],
         artifact_bucket: s3.IBucket,
         alarm_topic: sns.ITopic,
+        model_deployment_policies: tuple[iam.IManagedPolicy, iam.IManagedPolicy] | None = None,
         machine_clients: Mapping[str, CognitoMachineClient] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -154,12 +156,14 @@ class SageMakerStudioUserStack(Stack):
                 mlflow_secret=credentials_secret,
                 endpoint_role=self.serving_role.role,
                 serving_image_uri=self.image_build.repository.repository_uri_for_tag(pinned_mlflow_version()),
-                artifact_s3_root=artifact_bucket.s3_url_for_object(names.ARTIFACT_PREFIX),
+                artifact_bucket=artifact_bucket,
+                worker_copies_policy=model_deployment_policies[0],
+                serving_copies_policy=model_deployment_policies[1],
                 alarm_topic=alarm_topic,
                 log_retention=config.operations.log_retention,
                 removal_policy=removal,
             )
-            if config.studio.model_deployments
+            if model_deployment_policies is not None
             else None
         )
         if self.model_deployment is not None:

@@ -29,6 +29,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -86,7 +87,9 @@ class ModelDeployment(Construct):
         mlflow_secret: secretsmanager.ISecret,
         endpoint_role: iam.IRole,
         serving_image_uri: str,
-        artifact_s3_root: str,
+        artifact_bucket: s3.IBucket,
+        worker_copies_policy: iam.IManagedPolicy,
+        serving_copies_policy: iam.IManagedPolicy,
         alarm_topic: sns.ITopic,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -125,6 +128,8 @@ class ModelDeployment(Construct):
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=f"{prefix}-*")
 
         self.sagemaker_arns = {kind: sagemaker_arn(kind) for kind in ("model", "endpoint-config", "endpoint")}
+        # The version's files are copied out of MLflow's prefix for the endpoint (policies beside the bucket).
+        endpoint_role.add_managed_policy(serving_copies_policy)
         self.alarm_arns = stack.format_arn(
             service="cloudwatch",
             resource="alarm",
@@ -198,6 +203,7 @@ class ModelDeployment(Construct):
                 **options,
             )
 
+        self.worker_role.add_managed_policy(worker_copies_policy)
         self.worker = in_vpc(
             "Worker",
             "index.handler",
@@ -207,7 +213,8 @@ class ModelDeployment(Construct):
                 **mlflow_environment,
                 "SERVING_IMAGE_URI": serving_image_uri,
                 "ENDPOINT_ROLE_ARN": endpoint_role.role_arn,
-                "ARTIFACT_S3_ROOT": artifact_s3_root,
+                "ARTIFACT_S3_ROOT": artifact_bucket.s3_url_for_object(names.ARTIFACT_PREFIX),
+                "MODEL_DATA_S3_ROOT": artifact_bucket.s3_url_for_object(names.MODEL_COPY_PREFIX),
                 "ENDPOINT_PREFIX": prefix,
                 "ALLOWED_INSTANCE_TYPES": json.dumps(list(allowed_instance_types)),
                 "ALARM_ACTIONS": stack.to_json_string([alarm_topic.topic_arn]),

@@ -1,5 +1,6 @@
 """ModelDeployment: webhook secret, receiver URL, worker role scoped to the project's endpoints and instance types."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -224,3 +225,32 @@ def test_every_mlflow_task_gets_the_shared_webhook_key_only_with_model_deploymen
     (key_id,) = [i for i in resources(vpc, "AWS::SecretsManager::Secret") if i.startswith("WebhookKey")]
     assert mlflow_secrets(vpc)["MLFLOW_WEBHOOK_KEY"] == {"Ref": key_id}
     assert "SecretString" not in vpc["Resources"][key_id]["Properties"]
+
+
+def _managed_policy(template: Template, fragment: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    (found,) = [(i, r) for i, r in resources(template, "AWS::IAM::ManagedPolicy").items() if fragment in i]
+    return found[0], {s["Sid"]: s for s in found[1]["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_the_worker_copies_version_files_and_endpoints_read_only_the_copies(vpc_template: Template) -> None:
+    assert not [i for i in resources(vpc_template, "AWS::IAM::ManagedPolicy") if "ModelDeployment" in i]
+    templates = synth_templates(**MODEL_DEPLOYMENT_VARIANT)
+    vpc, studio = templates[names.VPC_STACK], templates[names.STUDIO_STACK]
+    (bucket,) = [i for i in resources(vpc, "AWS::S3::Bucket") if i.startswith("StorageArtifacts")]
+    _, worker = _managed_policy(vpc, "ModelDeploymentWorkerAccess")
+    _, serving = _managed_policy(vpc, "ModelDeploymentServingAccess")
+    copies = f"${{{bucket}.Arn}}/{names.MODEL_COPY_PREFIX}/*"
+    assert {render(r) for r in as_list(worker["ReadVersionFiles"]["Resource"])} == {
+        f"${{{bucket}.Arn}}/mlflow-artifacts/*"
+    }
+    assert {render(r) for r in as_list(worker["WriteModelCopies"]["Resource"])} == {copies}
+    assert {render(r) for r in as_list(serving["ReadModelCopies"]["Resource"])} == {copies}
+    assert serving["ListModelCopies"]["Condition"] == {"StringLike": {"s3:prefix": [f"{names.MODEL_COPY_PREFIX}/*"]}}
+    # Outside what Studio users may write (mlflow-*/model.tar.gz, sagemaker/*): nobody else adds files there.
+    assert not names.MODEL_COPY_PREFIX.startswith((names.SAGEMAKER_RESOURCE_PREFIX, "sagemaker"))
+    assert all(not a.startswith("s3:Put") for s in serving.values() for a in as_list(s["Action"]))
+    roles = resources(studio, "AWS::IAM::Role")
+    (worker_role,) = [r for i, r in roles.items() if i.startswith("ModelDeploymentWorkerRole")]
+    (serving_role,) = [r for i, r in roles.items() if i.startswith("ServingRole")]
+    assert "ModelDeploymentWorkerAccess" in json.dumps(worker_role["Properties"]["ManagedPolicyArns"])
+    assert "ModelDeploymentServingAccess" in json.dumps(serving_role["Properties"]["ManagedPolicyArns"])

@@ -2,8 +2,10 @@
 
 Runs in the VPC (it reaches MLflow through the internal load balancer) as the
 Step Functions task the webhook receiver starts. For the version the alias now
-names it creates a SageMaker model (the endpoint role, the serving image, the
-version's artifacts in S3: no MLflow credential reaches the container), an
+names it copies the version's files out of MLflow's artifact prefix (which the
+endpoint role may not read) to ``<endpoint>-v<version>/`` in the same bucket,
+creates a SageMaker model (the endpoint role, the serving image, that copy: no
+MLflow credential reaches the container), an
 endpoint config with one variant named for the version, and then creates the
 endpoint or updates it blue/green with automatic rollback on an alarm of the new
 variant's errors, so a bad version never replaces the one serving. Endpoints are
@@ -53,6 +55,36 @@ def model_data_s3_uri(artifact_uri: str, artifact_s3_root: str) -> str:
         path = artifact_uri.removeprefix("mlflow-artifacts:").lstrip("/")
         return f"{artifact_s3_root.rstrip('/')}/{path.rstrip('/')}/"
     raise ValueError(f"artifacts at {artifact_uri!r} are not in S3")
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def model_data_copy_uri(model_data_root: str, endpoint: str, version: str) -> str:
+    """Where a version's files are copied for SageMaker: outside MLflow's prefix, named like the endpoint."""
+    return f"{model_data_root.rstrip('/')}/{endpoint}-v{version}/"
+
+
+def copy_model_files(s3: Any, source: str, destination: str) -> int:
+    """Copy every object under ``source`` to ``destination`` (both s3:// prefixes) in S3 itself; how many.
+
+    The serving role may not read MLflow's artifact prefix (MLflow decides who reads what
+    there): the endpoint reads this copy instead. Versions are immutable, so a copy made
+    before is simply made again.
+    """
+    source_bucket, source_prefix = _split_s3(source)
+    target_bucket, target_prefix = _split_s3(destination)
+    copied = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source_bucket, Prefix=source_prefix):
+        for item in page.get("Contents", []):
+            target = target_prefix + item["Key"][len(source_prefix) :]
+            s3.copy({"Bucket": source_bucket, "Key": item["Key"]}, target_bucket, target)
+            copied += 1
+    if not copied:
+        raise ValueError(f"no model files under {source}")
+    return copied
 
 
 def deploy(
@@ -206,6 +238,15 @@ def handler(event: Mapping[str, Any], _context: object) -> dict[str, Any]:  # pr
         return {**event, "status": status}
     request = event
     artifacts = rest_artifact_uri(mlflow, request["model_name"], request["version"])
+    prefix = os.environ["ENDPOINT_PREFIX"]
+    model_data = model_data_copy_uri(
+        os.environ["MODEL_DATA_S3_ROOT"], endpoint_name(prefix, request["model_name"]), str(request["version"])
+    )
+    try:
+        copy_model_files(boto3.client("s3"), model_data_s3_uri(artifacts, os.environ["ARTIFACT_S3_ROOT"]), model_data)
+    except Exception:
+        tag(request["model_name"], str(request["version"]), {STATUS_TAG: "failed"})
+        raise
     endpoint = deploy(
         request,
         sagemaker=sagemaker,
@@ -213,8 +254,8 @@ def handler(event: Mapping[str, Any], _context: object) -> dict[str, Any]:  # pr
         tag=tag,
         image_uri=os.environ["SERVING_IMAGE_URI"],
         role_arn=os.environ["ENDPOINT_ROLE_ARN"],
-        model_data=model_data_s3_uri(artifacts, os.environ["ARTIFACT_S3_ROOT"]),
-        prefix=os.environ["ENDPOINT_PREFIX"],
+        model_data=model_data,
+        prefix=prefix,
         allowed_instance_types=json.loads(os.environ["ALLOWED_INSTANCE_TYPES"]),
         alarm_actions=json.loads(os.environ.get("ALARM_ACTIONS", "[]")),
     )
