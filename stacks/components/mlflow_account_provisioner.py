@@ -14,10 +14,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.components.lambda_logs import lambda_role_logging_to
+from stacks.components.lambda_logs import provider_invoking
 from stacks.components.vpc_functions import mlflow_client_security_group, vpc_function_role
 
 HANDLER_DIR = Path(__file__).resolve().parents[1] / "functions" / "mlflow_accounts"
@@ -106,18 +105,11 @@ class MlflowAccountProvisioner(Construct):
             self, "ProviderLogs", retention=log_retention, removal_policy=removal_policy
         )
         # The CDK framework function only invokes ours (the Provider adds that permission).
-        self.provider_role = lambda_role_logging_to(
+        self.provider, self.provider_role = provider_invoking(
             self,
-            "ProviderRole",
+            function=self.function,
             log_group=self.provider_log_group,
             description="CloudFormation custom resource framework for MLflow accounts: invoke the provisioner",
-        )
-        self.provider = cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=self.function,
-            framework_on_event_role=self.provider_role,
-            log_group=self.provider_log_group,
         )
         self.service_token = self.provider.service_token
 

@@ -34,12 +34,11 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks import names
 from stacks.alarm_thresholds import ALARM_NAME_PREFIX
-from stacks.components.lambda_logs import lambda_role_logging_to, write_own_logs
+from stacks.components.lambda_logs import provider_invoking, write_own_logs
 from stacks.components.vpc_functions import mlflow_client_security_group, vpc_function_role
 from stacks.config.identity import ModelDeployment as DeploymentSetting
 
@@ -341,18 +340,11 @@ class ModelDeployment(Construct):
             log_group=registrar_logs,
         )
         provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=removal_policy)
-        self.provider_role = lambda_role_logging_to(
+        self.provider, self.provider_role = provider_invoking(
             self,
-            "ProviderRole",
+            function=self.registrar,
             log_group=provider_logs,
             description="CloudFormation custom resource framework for the MLflow webhook: invoke the registrar",
-        )
-        self.provider = cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=self.registrar,
-            framework_on_event_role=self.provider_role,
-            log_group=provider_logs,
         )
         self.webhook = CustomResource(
             self,
