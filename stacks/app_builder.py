@@ -61,6 +61,13 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         training_access_policy=vpc.storage.training_access_policy,
         serving_access_policy=vpc.storage.serving_access_policy,
         output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK],
+        artifact_bucket=vpc.artifact_bucket,
+        alarm_topic=monitoring.alarm_topic.topic,
+        model_deployment_policies=(
+            (vpc.storage.model_deployment_worker_policy, vpc.storage.model_deployment_serving_policy)
+            if vpc.storage.model_deployment_worker_policy and vpc.storage.model_deployment_serving_policy
+            else None
+        ),
         machine_clients=vpc.machine_clients,
         description=f"{description}: SageMaker Studio users",
     )

@@ -55,6 +55,8 @@ class MLflowVpcStack(Stack):
             access_log_retention=Duration.days(config.operations.log_retention_days),
             noncurrent_version_retention=Duration.days(config.operations.artifact_version_retention_days),
         )
+        if config.studio.model_deployments:
+            self.storage.add_model_deployment_access()
         self.credentials = ServerCredentials(
             self,
             "Credentials",
@@ -63,6 +65,12 @@ class MLflowVpcStack(Stack):
             removal_policy=removal,
         )
         self.session_key = SessionKey(self, "SessionKey") if config.auth.needs.session_key else None
+        # The model deployment webhook's secret is stored encrypted by MLflow: one key for every task.
+        self.webhook_key = (
+            SessionKey(self, "WebhookKey", description="Key material of MLflow's webhook secret encryption, every task")
+            if config.studio.model_deployments
+            else None
+        )
         self.database = MetadataDatabase(
             self,
             "Database",
@@ -122,6 +130,7 @@ class MLflowVpcStack(Stack):
                 ai_gateway=config.service.ai_gateway,
                 container_insights=config.service.container_insights,
                 architecture=config.service.task_architecture,
+                webhook_key=self.webhook_key.secret if self.webhook_key else None,
             ),
         )
         # A new MLflow version: snapshot, old tasks to 0, then the new ones (one migrates); README, "Upgrading MLflow".

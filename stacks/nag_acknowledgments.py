@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
 from stacks.components.cognito_identity import CognitoIdentity
+from stacks.components.model_deployment import ModelDeployment
 from stacks.project_stacks import ProjectStacks
 
 RULES = "AwsSolutions::AwsSolutions-"
@@ -69,6 +70,13 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
             "The Flask session key is read by every MLflow task when it starts; rotating it while "
             "tasks run would split them into two keys and sign users out. A new deployment of the "
             "stack (or deleting the value and forcing a new ECS deployment) replaces it.",
+        )
+    if vpc.webhook_key is not None:
+        acknowledge(
+            vpc.webhook_key.secret,
+            "SMG4",
+            "MLflow keeps the webhook secrets encrypted with a key derived from this value; a rotation "
+            "would leave the stored webhook unreadable (deliveries fail) until it is registered again.",
         )
     if isinstance(vpc.identity, CognitoIdentity):
         _cognito(vpc.identity)
@@ -143,6 +151,19 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "Models read only 'mlflow-*/model.tar.gz', the model data MLflow's SageMaker deployment "
         "uploads for models named mlflow-*; MLflow's own prefix is explicitly denied.",
     )
+    if storage.model_deployment_worker_policy and storage.model_deployment_serving_policy:
+        acknowledge_wildcards(
+            storage.model_deployment_worker_policy,
+            [storage.mlflow_artifact_arns, storage.model_copy_arns],
+            "The model deployment worker copies a registered version's files (any names MLflow gave them) "
+            "from MLflow's prefix to 'model-deployments/<endpoint>-v<version>/', the only keys endpoints may read.",
+        )
+        acknowledge_wildcards(
+            storage.model_deployment_serving_policy,
+            [storage.model_copy_arns],
+            "Registry endpoints read the copied files of a deployed version under "
+            "'model-deployments/<endpoint>-v<version>/', whatever MLflow named them; nothing under MLflow's prefix.",
+        )
     acknowledge_wildcards(
         tracking.task_role,
         [tracking.artifact_bucket.arn_for_objects("*")],
@@ -333,6 +354,8 @@ def _studio_stack(stacks: ProjectStacks) -> None:
                 "Secrets Manager rotation could not change it at the provider.",
             )
     _workload_role(studio.serving_role, "model endpoints", "their log groups /aws/sagemaker/Endpoints/<name>")
+    if studio.model_deployment is not None:
+        _model_deployment(studio.model_deployment)
     if studio.provisioner is not None:
         provisioner = studio.provisioner
         acknowledge(
@@ -348,6 +371,45 @@ def _studio_stack(stacks: ProjectStacks) -> None:
             "The CDK custom resource framework invokes the provisioner function and any of its "
             "versions (ARN plus ':*'); it invokes nothing else.",
         )
+
+
+def _model_deployment(deployment: ModelDeployment) -> None:
+    acknowledge(
+        deployment.webhook_secret,
+        "SMG4",
+        "MLflow keeps its own copy of the webhook's HMAC secret, set by the stack when it registers the "
+        "webhook; a Secrets Manager rotation would not reach MLflow and every delivery would be refused.",
+    )
+    for vpc_role in (deployment.worker_role, deployment.registrar_role):
+        acknowledge(
+            vpc_role,
+            "IAM5[Resource::*]",
+            "A Lambda function in a VPC creates, describes and deletes its own network interfaces; EC2 offers "
+            "no resource scope for describing them, and the interfaces' ids are not known before it runs.",
+        )
+    acknowledge_wildcards(
+        deployment.provider_role,
+        [f"{deployment.registrar.function_arn}:*"],
+        "The CDK custom resource framework invokes the webhook registrar and any of its versions "
+        "(ARN plus ':*'); it invokes nothing else.",
+    )
+    acknowledge_wildcards(
+        deployment.worker_role,
+        [*deployment.sagemaker_arns.values(), deployment.alarm_arns],
+        "Scoped by name: the worker names each SageMaker model, endpoint config, endpoint and rollback "
+        "alarm <mlflow-registry>-<model>...; endpoint configs only on allowed_instance_types (condition).",
+    )
+    role = deployment.state_machine.role
+    acknowledge(
+        role,
+        "IAM5[Resource::*]",
+        "Step Functions' log delivery and X-Ray trace actions have no resource-level permissions.",
+    )
+    acknowledge_wildcards(
+        role,
+        [f"{deployment.worker.function_arn}:*"],
+        "The state machine invokes the worker function and its versions (ARN plus ':*'); nothing else.",
+    )
 
 
 def _workload_role(construct: Any, what: str, logs: str) -> None:

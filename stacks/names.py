@@ -29,6 +29,8 @@ OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
 OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
 OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
+# model_deployments: the function URL MLflow's webhook posts to.
+OUTPUT_DEPLOYMENT_WEBHOOK_URL: Final = "ModelDeploymentWebhookUrl"
 # sso mode with Cognito: where people and pipelines get their tokens (README, Single sign-on).
 OUTPUT_USER_POOL_ID: Final = "CognitoUserPoolId"
 OUTPUT_SIGN_IN_URL: Final = "CognitoSignInUrl"
@@ -76,3 +78,9 @@ STUDIO_DOMAIN_NAME: Final = "mlflow-studio"
 # SageMaker resources the Studio workflow creates carry this prefix, so the
 # Studio role can be scoped to them.
 SAGEMAKER_RESOURCE_PREFIX: Final = "mlflow-"
+# Endpoints, endpoint configs, models and rollback alarms that registry aliases
+# deploy (model_deployments) start with this: <prefix>-<registered model name>.
+MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"
+# Artifact bucket keys the deployed versions' files are copied to (endpoints read only
+# these): outside MLflow's prefix and the keys Studio users may write.
+MODEL_COPY_PREFIX: Final = "model-deployments"

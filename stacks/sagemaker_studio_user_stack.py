@@ -7,11 +7,14 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import names
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
+from stacks.components.model_deployment import ModelDeployment
 from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient
 from stacks.components.serving_image_build import ServingImageBuild
 from stacks.components.studio_domain import StudioDomain
@@ -32,6 +35,9 @@ class SageMakerStudioUserStack(Stack):
     In sso mode each profile gets an OAuth client secret instead: for its
     Cognito app client in ``machine_clients`` (made in the VPC stack, where the
     tasks learn the client ids), or to be filled in for an external issuer.
+    With ``model_deployments`` set, registry aliases deploy to SageMaker endpoints
+    (``ModelDeployment``; its failures go to ``alarm_topic``; ``model_deployment_policies``,
+    the worker's and the endpoints' access to the artifact bucket, come from the VPC stack).
     """
 
     def __init__(
@@ -51,6 +57,9 @@ class SageMakerStudioUserStack(Stack):
         training_access_policy: iam.IManagedPolicy,
         serving_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
+        artifact_bucket: s3.IBucket,
+        alarm_topic: sns.ITopic,
+        model_deployment_policies: tuple[iam.IManagedPolicy, iam.IManagedPolicy] | None = None,
         machine_clients: Mapping[str, CognitoMachineClient] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -132,6 +141,36 @@ class SageMakerStudioUserStack(Stack):
             )
             for profile in config.studio.user_profiles
         ]
+        self.model_deployment = (
+            ModelDeployment(
+                self,
+                "ModelDeployment",
+                deployments=config.studio.model_deployments,
+                allowed_instance_types=config.studio.allowed_instance_types,
+                vpc=vpc,
+                subnets=subnets,
+                load_balancer=load_balancer,
+                load_balancer_port=load_balancer_port,
+                load_balancer_scheme=load_balancer_scheme,
+                load_balancer_server_name=load_balancer_server_name,
+                mlflow_secret=credentials_secret,
+                endpoint_role=self.serving_role.role,
+                serving_image_uri=self.image_build.repository.repository_uri_for_tag(pinned_mlflow_version()),
+                artifact_bucket=artifact_bucket,
+                worker_copies_policy=model_deployment_policies[0],
+                serving_copies_policy=model_deployment_policies[1],
+                alarm_topic=alarm_topic,
+                log_retention=config.operations.log_retention,
+                removal_policy=removal,
+            )
+            if model_deployment_policies is not None
+            else None
+        )
+        if self.model_deployment is not None:
+            CfnOutput(
+                self, names.OUTPUT_DEPLOYMENT_WEBHOOK_URL, value=self.model_deployment.receiver_url.url
+            ).override_logical_id(names.OUTPUT_DEPLOYMENT_WEBHOOK_URL)
+
         # The logical id the one profile had before user_profiles became a list: an
         # existing deployment updates that profile in place instead of failing to
         # create a second profile of the same name.

@@ -83,6 +83,12 @@ DAY_TWO_VARIANT: dict[str, Any] = {
 }
 
 
+# One registered model that deploys when its alias moves (stacks/components/model_deployment.py).
+MODEL_DEPLOYMENT_VARIANT: dict[str, Any] = {
+    "model_deployments": [{"model_name": "churn", "alias": "champion", "instance_type": "ml.m5.large"}],
+}
+
+
 def synth_templates(**overrides: Any) -> dict[str, Template]:
     """Stack name -> synthesized CloudFormation template (cached per set of overrides)."""
     return _synth(json.dumps(overrides, sort_keys=True))[1]

@@ -5,6 +5,7 @@ MLflow finds server apps through the `mlflow.app` entry point group; the
 there (the entrypoint puts this folder on PYTHONPATH). Each mode keeps the app it
 had: MLflow's own (shared), MLflow's basic-auth app (accounts), the
 mlflow-oidc-auth plugin (sso); request_guard.py only refuses requests before them.
+In accounts mode, setting a model's alias needs MANAGE (alias_permissions.py).
 """
 
 from __future__ import annotations
@@ -34,4 +35,9 @@ def inner_app(mode: str) -> ASGIApp:
 def create_app() -> AuditLog:
     """uvicorn's factory (MLflow passes --factory for a function entry point)."""
     mode = os.environ.get("MLFLOW_AUTH_MODE") or DEFAULT_AUTH_MODE
-    return AuditLog(RequestGuard(inner_app(mode)), mode)
+    app = inner_app(mode)
+    if needs_of(mode).server_app == "basic-auth":
+        import alias_permissions  # imports MLflow's auth module: the basic-auth app's modes only
+
+        alias_permissions.install()
+    return AuditLog(RequestGuard(app), mode)

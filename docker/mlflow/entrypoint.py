@@ -65,12 +65,19 @@ sso mode also reads (and maps to the plugin's settings, see sso_settings()):
                         name (Studio profiles, pipelines); created on start
   MLFLOW_FLASK_SERVER_SECRET_KEY, MLFLOW_AUTH_DEFAULT_PERMISSION as above
   MLFLOW_AUTH_DB_NAME   the plugin's users' database (default mlflow_oidc_auth)
+every mode reads, when set:
+  MLFLOW_WEBHOOK_KEY    a random string shared by every task (model_deployments):
+                        MLflow's webhook secrets are encrypted with a Fernet key
+                        derived from it, so every process reads what another
+                        stored (unset, each process makes up its own key)
 MLflow's own MLFLOW_SERVER_ALLOWED_HOSTS, MLFLOW_SERVER_CORS_ALLOWED_ORIGINS
 and the switches set in `server_environment` may be overridden too.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib
 import os
 import re
@@ -457,6 +464,11 @@ def oidc_environment(env: Mapping[str, str], result: dict[str, str]) -> None:
     result.pop("OIDC_ALLOWED_GROUP", None)
 
 
+def webhook_encryption_key(shared: str) -> str:
+    """The Fernet key (URL-safe base64 of 32 bytes) MLflow encrypts webhook secrets with, from a shared string."""
+    return base64.urlsafe_b64encode(hashlib.sha256(shared.encode()).digest()).decode()
+
+
 def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The environment `mlflow server` runs with."""
     result = dict(env)
@@ -478,6 +490,9 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     result.setdefault("MLFLOW_ENABLE_AI_GATEWAY", "false")
     result.setdefault("MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS", "false")
     result["MLFLOW_ENABLE_REMOTE_ASSISTANT"] = "false"  # request_guard.py closes its routes as well
+    shared_webhook_key = result.pop("MLFLOW_WEBHOOK_KEY", None)
+    if shared_webhook_key:
+        result["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"] = webhook_encryption_key(shared_webhook_key)
     # MLflow's own check of model version sources, behind request_guard.py's (the same rule).
     result.setdefault("MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", SOURCE_PATTERN)
     result.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", default_allowed_hosts(env))

@@ -97,6 +97,9 @@ class ArtifactStore(Construct):
         )
         self.request_metrics_filter_id = REQUEST_METRICS_FILTER_ID
 
+        # Made by add_model_deployment_access when model_deployments is set.
+        self.model_deployment_worker_policy: iam.ManagedPolicy | None = None
+        self.model_deployment_serving_policy: iam.ManagedPolicy | None = None
         # MLflow's own prefix: only the MLflow tasks touch it; everyone else goes through MLflow.
         self.mlflow_artifact_arns = self.bucket.arn_for_objects(f"{names.ARTIFACT_PREFIX}/*")
         # What MLflow's SageMaker deployment uploads: <model name>/model.tar.gz, and the
@@ -156,6 +159,51 @@ class ArtifactStore(Construct):
                     resources=[self.model_data_arns],
                 ),
                 self._deny_mlflow_artifacts(),
+            ],
+        )
+
+    def add_model_deployment_access(self) -> None:
+        """model_deployments: the worker copies a version's files out of MLflow's prefix; endpoints read the copy.
+
+        ``model_deployment_worker_policy`` reads MLflow's prefix and writes under
+        ``MODEL_COPY_PREFIX/``; ``model_deployment_serving_policy`` reads only those copies.
+        """
+        prefix = names.MODEL_COPY_PREFIX
+        self.model_copy_arns = self.bucket.arn_for_objects(f"{prefix}/*")
+
+        def listing(sid: str, key_prefix: str) -> iam.PolicyStatement:
+            return iam.PolicyStatement(
+                sid=sid,
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [key_prefix]}},
+            )
+
+        self.model_deployment_worker_policy = iam.ManagedPolicy(
+            self,
+            "ModelDeploymentWorkerAccess",
+            description="Model deployment worker: copy a registered version's files for its endpoint",
+            statements=[
+                listing("ListVersionFiles", f"{names.ARTIFACT_PREFIX}/*"),
+                iam.PolicyStatement(
+                    sid="ReadVersionFiles",
+                    actions=["s3:GetObject", "s3:GetObjectTagging"],
+                    resources=[self.mlflow_artifact_arns],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteModelCopies",
+                    actions=["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"],
+                    resources=[self.model_copy_arns],
+                ),
+            ],
+        )
+        self.model_deployment_serving_policy = iam.ManagedPolicy(
+            self,
+            "ModelDeploymentServingAccess",
+            description="SageMaker endpoints of registry deployments: read the copied version files only",
+            statements=[
+                listing("ListModelCopies", f"{prefix}/*"),
+                iam.PolicyStatement(sid="ReadModelCopies", actions=["s3:GetObject"], resources=[self.model_copy_arns]),
             ],
         )
 

@@ -5,7 +5,9 @@ group in the account); each function logs to a group the stack creates.
 """
 
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 
@@ -27,3 +29,17 @@ def lambda_role_logging_to(
         description=description,
         inline_policies={"Logs": iam.PolicyDocument(statements=[write_own_logs(log_group)])},
     )
+
+
+def provider_invoking(
+    scope: Construct, *, function: lambda_.IFunction, log_group: logs.ILogGroup, description: str
+) -> tuple[cr.Provider, iam.Role]:
+    """A custom resource Provider (``Provider``) for ``function`` whose framework role (``ProviderRole``) only logs.
+
+    The Provider adds the permission to invoke ``function`` itself.
+    """
+    role = lambda_role_logging_to(scope, "ProviderRole", log_group=log_group, description=description)
+    provider = cr.Provider(
+        scope, "Provider", on_event_handler=function, framework_on_event_role=role, log_group=log_group
+    )
+    return provider, role

@@ -12,12 +12,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.components.function_code import asset_code
-from stacks.components.lambda_logs import lambda_role_logging_to, write_own_logs
-from stacks.components.security_groups import closed_security_group
+from stacks.components.lambda_logs import provider_invoking
+from stacks.components.vpc_functions import mlflow_client_security_group, vpc_function_role
 
 # What CloudFormation calls the resources this provider serves.
 RESOURCE_TYPE = "Custom::MlflowAccount"
@@ -52,47 +51,30 @@ class MlflowAccountProvisioner(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        self.security_group = closed_security_group(
-            self, "SecurityGroup", vpc=vpc, description="MLflow account provisioner: the MLflow ALB and AWS APIs"
+        self.security_group = mlflow_client_security_group(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            load_balancer=load_balancer,
+            load_balancer_port=load_balancer_port,
+            description="MLflow account provisioner: the MLflow ALB and AWS APIs",
+            rule_description="Account provisioner to the MLflow ALB",
         )
-        # Egress here plus the matching ingress on the ALB's group.
-        self.security_group.connections.allow_to(
-            load_balancer, ec2.Port.tcp(load_balancer_port), "Account provisioner to the MLflow ALB"
-        )
-        # Secrets Manager through the NAT gateway.
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs")
 
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
-        self.role = iam.Role(
+        self.role = vpc_function_role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="MLflow account provisioner: admin login, the profiles' secrets, its logs, its VPC ENIs",
-            # Inline, so the function is created only once its role may manage its ENIs.
-            inline_policies={
-                "Provisioner": iam.PolicyDocument(
-                    statements=[
-                        write_own_logs(self.log_group, sid="WriteOwnLogs"),
-                        iam.PolicyStatement(
-                            sid="ManageVpcNetworkInterfaces",
-                            actions=[
-                                "ec2:CreateNetworkInterface",
-                                "ec2:DescribeNetworkInterfaces",
-                                "ec2:DescribeSubnets",
-                                "ec2:DeleteNetworkInterface",
-                                "ec2:AssignPrivateIpAddresses",
-                                "ec2:UnassignPrivateIpAddresses",
-                            ],
-                            resources=["*"],
-                        ),
-                        iam.PolicyStatement(
-                            sid="ReadAdminLogin",
-                            actions=["secretsmanager:GetSecretValue"],
-                            resources=[admin_secret.secret_arn],
-                        ),
-                    ]
-                )
-            },
+            policy_name="Provisioner",
+            log_group=self.log_group,
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadAdminLogin",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[admin_secret.secret_arn],
+                ),
+            ],
         )
 
         self.function = lambda_.Function(
@@ -121,18 +103,11 @@ class MlflowAccountProvisioner(Construct):
             self, "ProviderLogs", retention=log_retention, removal_policy=removal_policy
         )
         # The CDK framework function only invokes ours (the Provider adds that permission).
-        self.provider_role = lambda_role_logging_to(
+        self.provider, self.provider_role = provider_invoking(
             self,
-            "ProviderRole",
+            function=self.function,
             log_group=self.provider_log_group,
             description="CloudFormation custom resource framework for MLflow accounts: invoke the provisioner",
-        )
-        self.provider = cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=self.function,
-            framework_on_event_role=self.provider_role,
-            log_group=self.provider_log_group,
         )
         self.service_token = self.provider.service_token
 

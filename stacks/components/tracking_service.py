@@ -268,6 +268,9 @@ class TrackingService(Construct):
             "MLFLOW_AUDIT_LOG_GROUP": self.audit_log_group.log_group_name,
         }
         mlflow_secrets = dict(self.store_secrets)
+        if props.webhook_key is not None:
+            # Every task derives the key MLflow encrypts webhook secrets with from it (entrypoint.py).
+            mlflow_secrets["MLFLOW_WEBHOOK_KEY"] = ecs.Secret.from_secrets_manager(props.webhook_key)
         nginx_secrets = {}
         if needs.permissions:
             mlflow_environment["MLFLOW_AUTH_DEFAULT_PERMISSION"] = auth.default_permission

@@ -96,5 +96,7 @@ class TrackingServiceProps:
     removal_policy: RemovalPolicy
     domain_certificate: DomainCertificate | None = None
     ai_gateway: bool = False
+    # model_deployments: every task derives the key MLflow encrypts webhook secrets with from it.
+    webhook_key: secretsmanager.ISecret | None = None
     container_insights: Literal["disabled", "enabled", "enhanced"] = "disabled"
     architecture: TaskArchitecture = "x86_64"  # the task's platform, and the one its images are built for

@@ -365,6 +365,19 @@ class Studio(Section):
     def _names_are_strings(cls, value: Any) -> Any:
         return names_are_strings(value)
 
+    @field_validator("model_deployments", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        """`-c model_deployments='[...]'` arrives as JSON text; cdk.json gives the list itself."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return []
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise Invalid("is not JSON") from None
+
     @field_validator("user_profiles")
     @classmethod
     def _check_profiles(cls, value: list[str]) -> list[str]:

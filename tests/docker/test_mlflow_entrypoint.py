@@ -101,6 +101,24 @@ def test_server_command_line_is_loopback_serving_artifacts(entrypoint: ModuleTyp
     assert "postgresql" not in joined and "p%40ss" not in joined and PASSWORD not in joined
 
 
+def test_every_task_derives_the_same_webhook_encryption_key_from_the_shared_one(entrypoint: ModuleType) -> None:
+    """MLflow encrypts webhook secrets with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY (a Fernet key), else per process."""
+    from cryptography.fernet import Fernet
+
+    shared = "AbCdEf0123456789" * 4
+    first, second = (entrypoint.server_environment({**ENV, "MLFLOW_WEBHOOK_KEY": shared}) for _ in range(2))
+    key = first["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"]
+    assert key == second["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"]
+    token = Fernet(key).encrypt(b"webhook secret")  # one task stores ...
+    assert (
+        Fernet(second["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"]).decrypt(token) == b"webhook secret"
+    )  # ... another reads
+    assert "MLFLOW_WEBHOOK_KEY" not in first and shared not in first.values()
+    other = entrypoint.server_environment({**ENV, "MLFLOW_WEBHOOK_KEY": shared + "x"})
+    assert other["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"] != key
+    assert "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY" not in entrypoint.server_environment(ENV)
+
+
 def test_accounts_mode_runs_mlflows_auth_app(entrypoint: ModuleType) -> None:
     argv = entrypoint.server_argv(entrypoint.server_environment(ACCOUNTS))
     assert argv[argv.index("--app-name") + 1] == "deployment"

@@ -27,8 +27,12 @@ LEGACY = mlflow_auth._LEGACY_DEFAULT_ADMIN_PASSWORD
 @pytest.fixture(scope="module")
 def modules() -> Iterator[dict[str, ModuleType]]:
     """The image's modules; credential_cache is loaded by each test that needs it (it installs patches)."""
-    with image_module("reviewed_source") as reviewed, image_module("auth_lookups") as lookups:
-        yield {"reviewed_source": reviewed, "auth_lookups": lookups}
+    with (
+        image_module("reviewed_source") as reviewed,
+        image_module("auth_lookups") as lookups,
+        image_module("alias_permissions") as aliases,
+    ):
+        yield {"reviewed_source": reviewed, "auth_lookups": lookups, "alias_permissions": aliases}
 
 
 @pytest.fixture
@@ -53,6 +57,7 @@ def every_patch(modules: dict[str, ModuleType]) -> dict[str, tuple[dict, dict]]:
     patches["credential_cache.py: current-user"] = (cache.REVIEWED_FOR_CURRENT_USER, {})
     with image_module("garbage_collection") as gc:
         patches["garbage_collection.py: mlflow-artifacts without a server"] = (gc.REVIEWED, {})
+    patches["alias_permissions.py"] = (modules["alias_permissions"].REVIEWED, {})
     return patches
 
 
@@ -238,3 +243,27 @@ def test_patches_left_out_on_purpose(
     assert mlflow_auth.store is users
     assert hasattr(mlflow_auth._get_tracking_store, "__wrapped__")  # "runs" is still installed
     assert caplog.records == []
+
+
+def test_the_alias_patch_guards_both_set_alias_routes_and_leaves_stock_mlflow_on_other_source(
+    modules: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    aliases = modules["alias_permissions"]
+    monkeypatch.setattr(mlflow_auth, "BEFORE_REQUEST_VALIDATORS", dict(mlflow_auth.BEFORE_REQUEST_VALIDATORS))
+    routes = {
+        ("/api/2.0/mlflow/registered-models/alias", "POST"),
+        ("/ajax-api/2.0/mlflow/registered-models/alias", "POST"),
+    }
+    changed = {**aliases.REVIEWED["mlflow.server.auth"], "_find_validator": "0" * 64}
+    monkeypatch.setattr(aliases, "REVIEWED", {"mlflow.server.auth": changed})
+    with caplog.at_level(logging.WARNING):
+        assert aliases.install() == []
+    assert "_find_validator" in caplog.text
+    assert all(
+        mlflow_auth.BEFORE_REQUEST_VALIDATORS[r] is mlflow_auth.validate_can_set_model_or_prompt_version_alias
+        for r in routes
+    )
+    monkeypatch.undo()
+    monkeypatch.setattr(mlflow_auth, "BEFORE_REQUEST_VALIDATORS", dict(mlflow_auth.BEFORE_REQUEST_VALIDATORS))
+    assert set(aliases.install()) == routes
+    assert all(mlflow_auth.BEFORE_REQUEST_VALIDATORS[r] is aliases.validate_can_set_alias_with_manage for r in routes)

@@ -10,7 +10,7 @@ import pytest
 
 from stacks import names
 from tests.stacks.helpers import DOMAIN_CONTEXT, SSO_CONTEXT
-from tests.synth import synth_directory
+from tests.synth import MODEL_DEPLOYMENT_VARIANT, synth_directory
 
 # Warnings we accept, each for a reason that holds for every occurrence.
 JUSTIFIED_WARNINGS = {
@@ -41,6 +41,7 @@ VARIANTS = {
     "accounts": ACCOUNTS,
     "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS},
     "sso": SSO_CONTEXT,
+    "model-deployments": MODEL_DEPLOYMENT_VARIANT,
 }
 
 

@@ -552,6 +552,16 @@ def test_allowed_instance_types_are_sagemaker_names() -> None:
         ProjectConfig(allowed_instance_types=["ml.m5.large", "ml.m5.large"])
 
 
+def test_model_deployments_given_on_the_command_line_are_json_text() -> None:
+    """`-c model_deployments='[...]'` passes a string; cdk.json passes the list."""
+    text = '[{"model_name": "churn", "instance_type": "ml.m5.large", "instance_count": 2}]'
+    (deployment,) = ProjectConfig.from_context({"model_deployments": text}).studio.model_deployments
+    assert (deployment.model_name, deployment.alias, deployment.instance_count) == ("churn", "champion", 2)
+    assert ProjectConfig.from_context({"model_deployments": ""}).studio.model_deployments == []
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: model_deployments=.*is not JSON"):
+        ProjectConfig.from_context({"model_deployments": "[{oops"})
+
+
 def test_model_deployments_default_to_the_champion_alias_on_an_allowed_instance_type() -> None:
     churn = {"model_name": "churn", "instance_type": "ml.m5.large"}
     (deployment,) = ProjectConfig.from_context({"model_deployments": [churn]}).studio.model_deployments

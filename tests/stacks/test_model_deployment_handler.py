@@ -124,6 +124,18 @@ def test_a_failed_deployment_is_tagged_failed_and_the_old_variant_keeps_serving(
     assert [v["VariantName"] for v in described["ProductionVariants"]] == ["v1"]
 
 
+@pytest.mark.parametrize("state", ["Creating", "Updating", "SystemUpdating", "RollingBack"])
+def test_an_endpoint_still_changing_is_pending_and_tags_nothing(state: str) -> None:
+    class Settling:
+        def describe_endpoint(self, **_name: str) -> dict[str, Any]:
+            return {"EndpointStatus": state, "ProductionVariants": [{"VariantName": "v1"}]}
+
+    tags: dict = {}
+    request = {**DEPLOYMENTS[0], "version": "2"}
+    status = index.finish(request, "mlflow-churn", sagemaker=Settling(), tag=lambda n, v, t: tags.update(t))
+    assert (status, tags) == (index.PENDING, {})
+
+
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
@@ -133,6 +145,34 @@ def test_a_failed_deployment_is_tagged_failed_and_the_old_variant_keeps_serving(
 )
 def test_model_data_maps_onto_the_artifact_bucket(uri: str, expected: str) -> None:
     assert index.model_data_s3_uri(uri, "s3://bucket/root") == expected
+
+
+def test_a_versions_files_are_copied_out_of_mlflows_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint role may not read MLflow's prefix: the worker copies the version's files for it."""
+    use_fake_aws(monkeypatch, "us-east-1")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="artifacts")
+        files = {"MLmodel": b"flavors: {}", "model.pkl": b"\x80\x04", "sub/conda.yaml": b"name: m"}
+        for name, body in files.items():
+            s3.put_object(Bucket="artifacts", Key=f"mlflow-artifacts/1/models/m-1/artifacts/{name}", Body=body)
+        s3.put_object(Bucket="artifacts", Key="mlflow-artifacts/1/models/m-10/artifacts/other", Body=b"no")
+        source = index.model_data_s3_uri("mlflow-artifacts:/1/models/m-1/artifacts", "s3://artifacts/mlflow-artifacts")
+        target = index.model_data_copy_uri("s3://artifacts/model-deployments", "mlflow-registry-churn", "3")
+        assert target == "s3://artifacts/model-deployments/mlflow-registry-churn-v3/"
+        assert index.copy_model_files(s3, source, target) == 3
+        copied = s3.list_objects_v2(Bucket="artifacts", Prefix="model-deployments/mlflow-registry-churn-v3/")[
+            "Contents"
+        ]
+        bodies = {
+            o["Key"].removeprefix("model-deployments/mlflow-registry-churn-v3/"): s3.get_object(
+                Bucket="artifacts", Key=o["Key"]
+            )["Body"].read()
+            for o in copied
+        }
+        assert bodies == files
+        with pytest.raises(ValueError, match="no model files"):
+            index.copy_model_files(s3, "s3://artifacts/mlflow-artifacts/9/none/", target)
 
 
 def test_model_data_outside_s3_is_refused() -> None:

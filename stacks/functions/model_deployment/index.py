@@ -2,8 +2,10 @@
 
 Runs in the VPC (it reaches MLflow through the internal load balancer) as the
 Step Functions task the webhook receiver starts. For the version the alias now
-names it creates a SageMaker model (the endpoint role, the serving image, the
-version's artifacts in S3: no MLflow credential reaches the container), an
+names it copies the version's files out of MLflow's artifact prefix (which the
+endpoint role may not read) to ``<endpoint>-v<version>/`` in the same bucket,
+creates a SageMaker model (the endpoint role, the serving image, that copy: no
+MLflow credential reaches the container), an
 endpoint config with one variant named for the version, and then creates the
 endpoint or updates it blue/green with automatic rollback on an alarm of the new
 variant's errors, so a bad version never replaces the one serving. Endpoints are
@@ -11,21 +13,24 @@ never deleted here. The outcome is tagged on the model version
 (``sagemaker_endpoint``, ``deployment_status``); a failure is tagged ``failed``
 and re-raised so the execution fails and its alarm notifies the alarm topic.
 
-Standard library and boto3 only. The MLflow credential is read from Secrets
-Manager at run time.
+Standard library and boto3 only, plus the MLflow REST client of
+``functions/mlflow_accounts`` (packaged beside it). The MLflow login is read from
+Secrets Manager at run time (``MLFLOW_SECRET_ARN``). The state machine calls
+``handler`` once to deploy, then with the answer (``step: finish``) until its
+``status`` is no longer ``pending``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ..mlflow_accounts.index import Mlflow, read_login
 
 Tagger = Callable[[str, str, dict[str, str]], None]
 
@@ -50,6 +55,36 @@ def model_data_s3_uri(artifact_uri: str, artifact_s3_root: str) -> str:
         path = artifact_uri.removeprefix("mlflow-artifacts:").lstrip("/")
         return f"{artifact_s3_root.rstrip('/')}/{path.rstrip('/')}/"
     raise ValueError(f"artifacts at {artifact_uri!r} are not in S3")
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def model_data_copy_uri(model_data_root: str, endpoint: str, version: str) -> str:
+    """Where a version's files are copied for SageMaker: outside MLflow's prefix, named like the endpoint."""
+    return f"{model_data_root.rstrip('/')}/{endpoint}-v{version}/"
+
+
+def copy_model_files(s3: Any, source: str, destination: str) -> int:
+    """Copy every object under ``source`` to ``destination`` (both s3:// prefixes) in S3 itself; how many.
+
+    The serving role may not read MLflow's artifact prefix (MLflow decides who reads what
+    there): the endpoint reads this copy instead. Versions are immutable, so a copy made
+    before is simply made again.
+    """
+    source_bucket, source_prefix = _split_s3(source)
+    target_bucket, target_prefix = _split_s3(destination)
+    copied = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source_bucket, Prefix=source_prefix):
+        for item in page.get("Contents", []):
+            target = target_prefix + item["Key"][len(source_prefix) :]
+            s3.copy({"Bucket": source_bucket, "Key": item["Key"]}, target_bucket, target)
+            copied += 1
+    if not copied:
+        raise ValueError(f"no model files under {source}")
+    return copied
 
 
 def deploy(
@@ -131,9 +166,19 @@ def deploy(
     return endpoint
 
 
+# SageMaker's endpoint states that end on their own; the state machine asks again after a wait.
+SETTLING = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+PENDING = "pending"
+
+
 def finish(request: Mapping[str, Any], endpoint: str, *, sagemaker: Any, tag: Tagger) -> str:
-    """After the endpoint settles: ``deployed`` if it serves the version's variant, else ``failed``."""
+    """After the endpoint settles: ``deployed`` if it serves the version's variant, else ``failed``.
+
+    ``pending`` (nothing tagged) while SageMaker is still creating, updating or rolling back.
+    """
     described = sagemaker.describe_endpoint(EndpointName=endpoint)
+    if described["EndpointStatus"] in SETTLING:
+        return PENDING
     variants = {v["VariantName"] for v in described.get("ProductionVariants", [])}
     ok = described["EndpointStatus"] == "InService" and f"v{request['version']}" in variants
     status = "deployed" if ok else "failed"
@@ -151,57 +196,57 @@ def _exists(sagemaker: Any, endpoint: str) -> bool:
     return True
 
 
-def _mlflow_call(tracking_uri: str, auth: str, path: str, body: dict[str, str] | None = None) -> dict[str, Any]:
-    """One MLflow REST call with basic auth; only http(s) URLs (the stack's internal address)."""
-    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}"
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError("MLFLOW_TRACKING_URI is not an http(s) URL")
-    request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
-        method="GET" if body is None else "POST",
-    )
-    with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 - scheme checked above
-        answer: dict[str, Any] = json.loads(response.read() or b"{}")
+def mlflow_from_environment() -> Mlflow:
+    """MLflow through the internal load balancer with the login of ``MLFLOW_SECRET_ARN``."""
+    login = read_login(os.environ["MLFLOW_SECRET_ARN"], "MLflow login secret")
+    return Mlflow(os.environ["MLFLOW_URL"], login, os.environ.get("MLFLOW_TLS_SERVER_NAME") or None, 90)
+
+
+def _answer(mlflow: Mlflow, method: str, path: str, body: dict[str, str] | None = None) -> dict[str, Any]:
+    status, answer = mlflow.request(method, f"/api/2.0/mlflow/{path}", body)
+    if status != 200:
+        raise RuntimeError(f"MLflow answered {method} {path.split('?')[0]} with {status}: {answer.get('error_code')}")
     return answer
 
 
-def basic_auth(username: str, password: str) -> str:
-    return base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-def rest_tagger(tracking_uri: str, auth: str) -> Tagger:
-    """Tags through MLflow's REST API as the given basic-auth user."""
+def rest_tagger(mlflow: Mlflow) -> Tagger:
+    """Tags through MLflow's REST API as the client's user."""
 
     def tag(name: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            body = {"name": name, "version": version, "key": key, "value": value}
-            _mlflow_call(tracking_uri, auth, "model-versions/set-tag", body)
+            _answer(
+                mlflow, "POST", "model-versions/set-tag", {"name": name, "version": version, "key": key, "value": value}
+            )
 
     return tag
 
 
-def rest_artifact_uri(tracking_uri: str, auth: str, name: str, version: str) -> str:
+def rest_artifact_uri(mlflow: Mlflow, name: str, version: str) -> str:
     query = urllib.parse.urlencode({"name": name, "version": version})
-    uri: str = _mlflow_call(tracking_uri, auth, f"model-versions/get-download-uri?{query}")["artifact_uri"]
+    uri: str = _answer(mlflow, "GET", f"model-versions/get-download-uri?{query}")["artifact_uri"]
     return uri
 
 
 def handler(event: Mapping[str, Any], _context: object) -> dict[str, Any]:  # pragma: no cover - AWS wiring
     import boto3
 
-    secret = json.loads(
-        boto3.client("secretsmanager").get_secret_value(SecretId=os.environ["MLFLOW_SECRET_ARN"])["SecretString"]
-    )
-    uri = os.environ["MLFLOW_TRACKING_URI"]
-    auth = basic_auth(secret["username"], secret["password"])
-    tag = rest_tagger(uri, auth)
+    mlflow = mlflow_from_environment()
+    tag = rest_tagger(mlflow)
     sagemaker = boto3.client("sagemaker")
     if event.get("step") == "finish":
-        return {"status": finish(event["request"], event["endpoint"], sagemaker=sagemaker, tag=tag)}
+        status = finish(event["request"], event["endpoint"], sagemaker=sagemaker, tag=tag)
+        return {**event, "status": status}
     request = event
-    artifacts = rest_artifact_uri(uri, auth, request["model_name"], request["version"])
+    artifacts = rest_artifact_uri(mlflow, request["model_name"], request["version"])
+    prefix = os.environ["ENDPOINT_PREFIX"]
+    model_data = model_data_copy_uri(
+        os.environ["MODEL_DATA_S3_ROOT"], endpoint_name(prefix, request["model_name"]), str(request["version"])
+    )
+    try:
+        copy_model_files(boto3.client("s3"), model_data_s3_uri(artifacts, os.environ["ARTIFACT_S3_ROOT"]), model_data)
+    except Exception:
+        tag(request["model_name"], str(request["version"]), {STATUS_TAG: "failed"})
+        raise
     endpoint = deploy(
         request,
         sagemaker=sagemaker,
@@ -209,9 +254,9 @@ def handler(event: Mapping[str, Any], _context: object) -> dict[str, Any]:  # pr
         tag=tag,
         image_uri=os.environ["SERVING_IMAGE_URI"],
         role_arn=os.environ["ENDPOINT_ROLE_ARN"],
-        model_data=model_data_s3_uri(artifacts, os.environ["ARTIFACT_S3_ROOT"]),
-        prefix=os.environ["ENDPOINT_PREFIX"],
+        model_data=model_data,
+        prefix=prefix,
         allowed_instance_types=json.loads(os.environ["ALLOWED_INSTANCE_TYPES"]),
         alarm_actions=json.loads(os.environ.get("ALARM_ACTIONS", "[]")),
     )
-    return {"request": dict(request), "endpoint": endpoint, "step": "finish"}
+    return {"request": dict(request), "endpoint": endpoint, "step": "finish", "status": PENDING}

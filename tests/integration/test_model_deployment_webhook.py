@@ -1,0 +1,215 @@
+"""The stack's webhook registration against the local task in accounts mode, end to end.
+
+The custom resource's handler (stacks/functions/model_deployment/webhook.py)
+registers the webhook through nginx as the admin, the real MLflow client sets
+and moves an alias, and MLflow's own delivery posts the signed event to a
+loopback receiver running the receiver's handler: each move starts exactly
+one deployment of the new version. A non-admin cannot register webhooks; an
+update changes the secret in place; a delete removes the webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+
+from localrun.stack import MlflowStack
+from stacks.functions.mlflow_accounts.index import Mlflow
+from stacks.functions.model_deployment import receiver, webhook
+from tests.integration.mlflow_users import Account, Accounts, api, as_mlflow_user
+from tests.test_readme import doc, section
+
+pytestmark = [pytest.mark.integration]
+
+SECRET = "first-webhook-secret-for-tests"
+ROTATED = "second-webhook-secret-for-tests"
+MODEL = "churn"
+CACHE_TTL = 1
+DEPLOYMENTS = [{"model_name": MODEL, "alias": "champion", "instance_type": "ml.m5.large", "instance_count": 1}]
+
+
+class Receiver:
+    """A loopback HTTP server running receiver.handle with a given secret; records what it started."""
+
+    def __init__(self) -> None:
+        self.secret = SECRET
+        self.started: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                event = {"headers": dict(self.headers.items()), "body": body}
+                response = receiver.handle(
+                    event, secret=outer.secret, deployments=DEPLOYMENTS, start=outer.started.append
+                )
+                outer.statuses.append(response["statusCode"])
+                self.send_response(response["statusCode"])
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.statuses) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: Any) -> Iterator[MlflowStack]:
+    """Accounts mode; MLflow may deliver to loopback over http (the receiver here, not a function URL).
+
+    Each server worker caches the webhook list for MLFLOW_WEBHOOK_CACHE_TTL (60 s by default);
+    one second here, so an update shows within the test. MLflow encrypts webhook secrets with
+    MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY, or else with a key each process makes up: the stack
+    hands every task MLFLOW_WEBHOOK_KEY, from which the entrypoint derives one key for all of
+    its workers (two here), as it does here.
+    """
+    server_env = {
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http",
+        "MLFLOW_WEBHOOK_CACHE_TTL": str(CACHE_TTL),
+        "MLFLOW_WEBHOOK_KEY": secrets.token_urlsafe(32),
+    }
+    stack = MlflowStack(
+        tmp_path_factory.mktemp("webhook-stack"), moto=moto_server, auth_mode="accounts", server_env=server_env
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def hook() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+
+
+def _event(kind: str, url: str, physical_id: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "RequestType": kind,
+        "ResourceProperties": {"Name": "sagemaker-model-deployment", "Url": url, "WebhookSecretArn": "unused"},
+    }
+    if physical_id:
+        event["PhysicalResourceId"] = physical_id
+    return event
+
+
+def _admin_client(stack: MlflowStack) -> Mlflow:
+    return Mlflow(stack.proxy_url, (stack.username, stack.password), None, 30)
+
+
+def _webhooks(stack: MlflowStack) -> list[dict[str, Any]]:
+    response = api(stack, "GET", "/api/2.0/mlflow/webhooks", Account(stack.username, stack.password))
+    response.raise_for_status()
+    hooks: list[dict[str, Any]] = response.json().get("webhooks", [])
+    return hooks
+
+
+def _register_version(stack: MlflowStack) -> str:
+    with as_mlflow_user(stack):
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="model",
+                registered_model_name=MODEL, pip_requirements=["scikit-learn"],
+            )  # fmt: skip
+    return str(info.registered_model_version)
+
+
+def _set_alias(stack: MlflowStack, version: str) -> None:
+    with as_mlflow_user(stack):
+        MlflowClient().set_registered_model_alias(MODEL, "champion", version)
+
+
+def test_registered_webhook_deploys_each_alias_move_and_follows_updates(stack: MlflowStack, hook: Receiver) -> None:
+    created = webhook.handle(_event("Create", hook.url), mlflow=_admin_client(stack), secret=SECRET)
+    webhook_id = created["PhysicalResourceId"]
+    (registered,) = _webhooks(stack)
+    assert registered["webhook_id"] == webhook_id
+    assert registered["url"] == hook.url
+    assert registered["status"] == "ACTIVE"
+    assert registered["events"] == webhook.EVENTS == [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}]
+    assert SECRET not in json.dumps(registered)  # MLflow never hands the secret back
+
+    first, second = _register_version(stack), _register_version(stack)
+    _set_alias(stack, first)
+    hook.wait_for(1)
+    _set_alias(stack, second)
+    hook.wait_for(2)
+    assert hook.statuses == [202, 202]
+    assert [s["version"] for s in hook.started] == [first, second]
+    assert all(s["model_name"] == MODEL and s["instance_type"] == "ml.m5.large" for s in hook.started)
+
+    # Update rotates the secret in place: the same webhook, and deliveries signed with the new one.
+    updated = webhook.handle(_event("Update", hook.url, webhook_id), mlflow=_admin_client(stack), secret=ROTATED)
+    assert updated["PhysicalResourceId"] == webhook_id
+    time.sleep(CACHE_TTL + 1)
+    _set_alias(stack, first)
+    hook.wait_for(3)
+    assert hook.statuses[2] == 401  # the receiver still holds the old secret
+    hook.secret = ROTATED
+    _set_alias(stack, second)
+    hook.wait_for(4)
+    assert hook.statuses[3] == 202
+    assert [s["version"] for s in hook.started] == [first, second, second]
+
+    webhook.handle(_event("Delete", hook.url, webhook_id), mlflow=_admin_client(stack), secret=ROTATED)
+    assert _webhooks(stack) == []
+    # Deleting again (already gone) succeeds: CloudFormation may retry a delete.
+    webhook.handle(_event("Delete", hook.url, webhook_id), mlflow=_admin_client(stack), secret=ROTATED)
+
+
+def test_the_readmes_release_and_roll_back_lines_each_start_a_deployment(stack: MlflowStack, hook: Receiver) -> None:
+    """README "Deploying models": the release line deploys version 2, the roll-back line version 1."""
+    block = re.search(r"```python\n(.*?)```", section(doc("README.md"), "## Deploying models"), re.S)
+    assert block is not None
+    hook.secret, before, started_before = SECRET, len(hook.statuses), len(hook.started)
+    with as_mlflow_user(stack):
+        # The test above left it on version 2; setting an alias where it is already is no event.
+        MlflowClient().delete_registered_model_alias(MODEL, "champion")
+    created = webhook.handle(_event("Create", hook.url), mlflow=_admin_client(stack), secret=SECRET)
+    time.sleep(CACHE_TTL + 1)  # the workers forget the webhooks of the test before
+    try:
+        with as_mlflow_user(stack):
+            versions = {v.version for v in MlflowClient().search_model_versions(f"name='{MODEL}'")}
+            assert {"1", "2"} <= versions  # made by the test above
+            exec(block.group(1), {})  # noqa: S102 - the README's own lines, against the local server
+        hook.wait_for(before + 2)
+    finally:
+        webhook.handle(
+            _event("Delete", hook.url, created["PhysicalResourceId"]), mlflow=_admin_client(stack), secret=SECRET
+        )
+    assert hook.statuses[before:] == [202, 202]
+    assert [s["version"] for s in hook.started[started_before:]] == ["2", "1"]
+
+
+def test_an_update_of_a_webhook_deleted_by_hand_registers_a_new_one(stack: MlflowStack, hook: Receiver) -> None:
+    answer = webhook.handle(_event("Update", hook.url, "gone-by-hand"), mlflow=_admin_client(stack), secret=SECRET)
+    assert [h["webhook_id"] for h in _webhooks(stack)] == [answer["PhysicalResourceId"]]
+    webhook.handle(_event("Delete", hook.url, answer["PhysicalResourceId"]), mlflow=_admin_client(stack), secret=SECRET)
+
+
+def test_only_the_admin_may_register_webhooks(stack: MlflowStack, hook: Receiver) -> None:
+    user = Accounts(stack).new_user("webhooks")
+    client = Mlflow(stack.proxy_url, user.auth, None, 30)
+    with pytest.raises(webhook.WebhookError, match="403"):
+        webhook.handle(_event("Create", hook.url), mlflow=client, secret=SECRET)
+    assert _webhooks(stack) == []
