@@ -13,7 +13,7 @@ import pytest
 from stacks import names
 from stacks.components.model_deployment import FAILURES_ALARM_NAME, WEBHOOK_NAME, WEBHOOK_RESOURCE_TYPE
 from stacks.mlflow_version import pinned_mlflow_version
-from tests.stacks.helpers import Template, as_list, only, props, render, resources
+from tests.stacks.helpers import Template, as_list, only, props, render, resources, service_task_definition
 from tests.synth import MODEL_DEPLOYMENT_VARIANT, synth_directory, synth_templates
 
 ALLOWED = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]  # cdk.json's allowed_instance_types
@@ -216,8 +216,8 @@ def test_every_mlflow_task_gets_the_shared_webhook_key_only_with_model_deploymen
     """MLflow stores the webhook's secret encrypted; every task derives the same key (entrypoint.py)."""
 
     def mlflow_secrets(template: Template) -> dict[str, Any]:
-        (task,) = resources(template, "AWS::ECS::TaskDefinition").values()
-        (mlflow,) = [c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "mlflow"]
+        task = service_task_definition(template)
+        (mlflow,) = [c for c in task["ContainerDefinitions"] if c["Name"] == "mlflow"]
         return {s["Name"]: s["ValueFrom"] for s in mlflow.get("Secrets", [])}
 
     assert "MLFLOW_WEBHOOK_KEY" not in mlflow_secrets(vpc_template)
