@@ -7,6 +7,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks import names
+from stacks.alarm_thresholds import rule
 from stacks.components.artifact_store import ArtifactStore
 from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.database import MetadataDatabase
@@ -15,6 +16,7 @@ from stacks.components.external_issuer import ExternalIssuer
 from stacks.components.garbage_collection import ScheduledGarbageCollection
 from stacks.components.network import Network
 from stacks.components.oauth_client_login import CognitoMachineClient
+from stacks.components.scale_to_zero import ScheduledScaleToZero
 from stacks.components.server_credentials import ServerCredentials
 from stacks.components.session_key import SessionKey
 from stacks.components.tracking_service import TrackingService
@@ -165,6 +167,24 @@ class MLflowVpcStack(Stack):
                 removal_policy=removal,
             )
             if config.operations.gc_schedule
+            else None
+        )
+        night = config.service.schedule_scale_to_zero
+        # Zero tasks outside working hours, a 503 page meanwhile (docs/operations.md).
+        self.scale_to_zero = (
+            ScheduledScaleToZero(
+                self,
+                "ScaleToZero",
+                down=night.down,
+                up=night.up,
+                scaling=self.tracking.scaling,
+                min_count=config.service.min_task_count,
+                max_count=config.service.max_task_count,
+                listener=self.tracking.listener,
+                target_group=self.tracking.target_group,
+                alarm_name=rule("tasks-below-desired").alarm_name,
+            )
+            if night
             else None
         )
         if self.database.protection_release is not None:

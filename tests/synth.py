@@ -83,6 +83,12 @@ DAY_TWO_VARIANT: dict[str, Any] = {
 }
 
 
+# Zero tasks on weeknights and weekends (docs/operations.md, "Scaling to zero at night").
+SCALE_TO_ZERO_VARIANT: dict[str, Any] = {
+    "schedule_scale_to_zero": {"down": "cron(0 19 ? * MON-FRI *)", "up": "cron(0 7 ? * MON-FRI *)"},
+}
+
+
 # One registered model that deploys when its alias moves (stacks/components/model_deployment.py).
 MODEL_DEPLOYMENT_VARIANT: dict[str, Any] = {
     "model_deployments": [{"model_name": "churn", "alias": "champion", "instance_type": "ml.m5.large"}],

@@ -175,8 +175,9 @@ class TrackingService(Construct):
             max_healthy_percent=200,
             health_check_grace_period=Duration.seconds(180),
         )
-        scaling = self.service.auto_scale_task_count(min_capacity=size.min_count, max_capacity=size.max_count)
-        scaling.scale_on_cpu_utilization(
+        # The service's scalable target; scheduled actions (scale to zero at night) are added to it.
+        self.scaling = self.service.auto_scale_task_count(min_capacity=size.min_count, max_capacity=size.max_count)
+        self.scaling.scale_on_cpu_utilization(
             "CpuScaling",
             target_utilization_percent=size.cpu_target_percent,
             scale_in_cooldown=Duration.minutes(5),

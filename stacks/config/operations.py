@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # aws_cdk starts node: imported where a CDK value is made, no
 
 # An EventBridge Scheduler recurring expression: every N hours or days, or a six-field cron
 # (minutes hours day-of-month month day-of-week year). Scheduler checks the fields themselves.
-GC_SCHEDULE = r"^(rate\((1 (hour|day)|([2-9]|[1-9][0-9]{1,3}) (hours|days))\)|cron\(\S+( \S+){5}\))$"
+CRON = r"cron\(\S+( \S+){5}\)"
+GC_SCHEDULE = rf"^(rate\((1 (hour|day)|([2-9]|[1-9][0-9]{{1,3}}) (hours|days))\)|{CRON})$"
 
 # CloudWatch Logs retention periods (days) and their aws_logs.RetentionDays names.
 LOG_RETENTION: dict[int, str] = {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
-from stacks.config.base import Invalid, Section, setting
+from stacks.config.base import Invalid, Section, empty_is_none, setting
+from stacks.config.operations import CRON
 
 # Fargate: memory values (MiB) accepted with each CPU value.
 FARGATE_MEMORY: dict[int, range | tuple[int, ...]] = {
@@ -21,6 +23,25 @@ FARGATE_MEMORY: dict[int, range | tuple[int, ...]] = {
 TaskCpu = Literal[256, 512, 1024, 2048, 4096, 8192, 16384]
 # Fargate's CPU architectures, as the project spells them (ECS says X86_64 and ARM64).
 TaskArchitecture = Literal["x86_64", "arm64"]
+
+
+# Cron as both Application Auto Scaling's scheduled actions and EventBridge Scheduler take it.
+Cron = Annotated[str, StringConstraints(pattern=rf"^{CRON}$")]
+
+
+class ScaleToZero(BaseModel):
+    """When the service goes to zero tasks (``down``) and comes back to its floor (``up``), in UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    down: Cron
+    up: Cron
+
+    @model_validator(mode="after")
+    def _two_moments(self) -> ScaleToZero:
+        if self.down == self.up:
+            raise Invalid("has the same expression for down and up")
+        return self
 
 
 def describe(values: range | tuple[int, ...]) -> str:
@@ -74,6 +95,26 @@ class Service(Section):
         "true or false",
         "a daily request through the HTTP API keeps its VPC link ACTIVE (AWS idles it after 60 days without traffic)",
     )
+
+    schedule_scale_to_zero: ScaleToZero | None = setting(
+        None,
+        'empty, or JSON {"down": "cron(six fields)", "up": "cron(six fields)"}, in UTC',
+        "scales the service to zero tasks at down and back to min_task_count at up; meanwhile the UI answers "
+        "a 503 page saying when it is back ([Scaling to zero at night](operations.md#scaling-to-zero-at-night))",
+        problem='is not {"down": "cron(...)", "up": "cron(...)"} with six-field cron expressions',
+    )
+
+    @field_validator("schedule_scale_to_zero", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        """`-c schedule_scale_to_zero='{...}'` arrives as JSON text; cdk.json gives the object itself."""
+        value = empty_is_none(value)
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise Invalid("is not JSON") from None
 
     @field_validator("task_cpu", mode="before")
     @classmethod

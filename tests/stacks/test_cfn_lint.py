@@ -10,7 +10,7 @@ import pytest
 
 from stacks import names
 from tests.stacks.helpers import DOMAIN_CONTEXT, SSO_CONTEXT
-from tests.synth import MODEL_DEPLOYMENT_VARIANT, synth_directory
+from tests.synth import MODEL_DEPLOYMENT_VARIANT, SCALE_TO_ZERO_VARIANT, synth_directory
 
 # Warnings we accept, each for a reason that holds for every occurrence.
 JUSTIFIED_WARNINGS = {
@@ -42,6 +42,7 @@ VARIANTS = {
     "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS},
     "sso": SSO_CONTEXT,
     "model-deployments": MODEL_DEPLOYMENT_VARIANT,
+    "scale-to-zero": SCALE_TO_ZERO_VARIANT,
 }
 
 

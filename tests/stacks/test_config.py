@@ -15,6 +15,9 @@ from stacks.config import project as config_module
 DEFAULTS = {name: default for name, (default, _, _) in ProjectConfig.documented().items()}
 ZONE = {"hosted_zone_id": "Z0123456789ABCDEFGHIJ", "hosted_zone_name": "example.com"}
 
+WORKDAY_UP = "cron(0 7 ? * MON-FRI *)"
+NIGHTS = {"down": "cron(0 19 ? * MON-FRI *)", "up": WORKDAY_UP}
+
 
 def test_defaults_are_valid() -> None:
     config = ProjectConfig()
@@ -84,6 +87,15 @@ def test_ai_gateway_takes_json_booleans_and_the_words_of_a_c_override() -> None:
     assert ProjectConfig().service.ai_gateway is False
     for value, expected in ((True, True), (False, False), ("true", True), (" False ", False), ("TRUE", True)):
         assert ProjectConfig.from_context({"ai_gateway": value}).service.ai_gateway is expected, value
+
+
+def test_scaling_to_zero_is_off_by_default_and_takes_two_crons_as_an_object_or_json_text() -> None:
+    assert ProjectConfig().service.schedule_scale_to_zero is None
+    assert ProjectConfig.from_context(cdk_json_context()).service.schedule_scale_to_zero is None
+    for value in (NIGHTS, json.dumps(NIGHTS), f" {json.dumps(NIGHTS)} "):
+        schedule = ProjectConfig.from_context({"schedule_scale_to_zero": value}).service.schedule_scale_to_zero
+        assert schedule is not None and (schedule.down, schedule.up) == (NIGHTS["down"], NIGHTS["up"])
+    assert ProjectConfig.from_context({"schedule_scale_to_zero": ""}).service.schedule_scale_to_zero is None
 
 
 def test_gc_runs_daily_by_default_and_takes_rates_crons_or_nothing() -> None:
@@ -351,6 +363,14 @@ INVALID = [
     ({"ai_gateway": "yes"}, "ai_gateway", "true or false"),
     ({"ai_gateway": 1}, "ai_gateway", "true or false"),
     ({"ai_gateway": ""}, "ai_gateway", "true or false"),
+    ({"schedule_scale_to_zero": "{oops"}, "schedule_scale_to_zero", "cron(six fields)"),
+    ({"schedule_scale_to_zero": {"down": "cron(0 19 ? * MON-FRI *)"}}, "schedule_scale_to_zero", "cron(six fields)"),
+    ({"schedule_scale_to_zero": {"down": "cron(0 19 * * ?)", "up": WORKDAY_UP}}, "schedule_scale_to_zero", "in UTC"),
+    ({"schedule_scale_to_zero": {"down": "rate(1 day)", "up": WORKDAY_UP}}, "schedule_scale_to_zero", "in UTC"),
+    ({"schedule_scale_to_zero": {"down": WORKDAY_UP, "up": WORKDAY_UP}}, "schedule_scale_to_zero", "in UTC"),
+    ({"schedule_scale_to_zero": {**NIGHTS, "back": "soon"}}, "schedule_scale_to_zero", "cron(six fields)"),
+    ({"schedule_scale_to_zero": "cron(0 19 ? * MON-FRI *)"}, "schedule_scale_to_zero", "cron(six fields)"),
+    ({"schedule_scale_to_zero": 7}, "schedule_scale_to_zero", "cron(six fields)"),
 ]
 
 
