@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.cost.cron import running_share
+
 Template = dict[str, Any]
 PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
 GB = 1024**3
@@ -141,6 +143,9 @@ class _Service:
     vcpu: float
     memory_gb: float
     arm: bool
+    # Share of the time its tasks run: below 1 when scheduled actions scale it to zero.
+    running_share: float = 1.0
+    schedule: str = ""
 
 
 def _fargate_services(templates: Mapping[str, Template]) -> list[_Service]:
@@ -157,6 +162,7 @@ def _fargate_services(templates: Mapping[str, Template]) -> list[_Service]:
         floor = int(scaling[0]["MinCapacity"]) if scaling else desired
         ceiling = int(scaling[0]["MaxCapacity"]) if scaling else desired
         platform = task.get("RuntimePlatform", {}).get("CpuArchitecture", "X86_64")
+        share, schedule = _scheduled_share(scaling[0].get("ScheduledActions", []) if scaling else [])
         services.append(
             _Service(
                 idle_tasks=floor,
@@ -164,9 +170,23 @@ def _fargate_services(templates: Mapping[str, Template]) -> list[_Service]:
                 vcpu=int(task["Cpu"]) / 1024,
                 memory_gb=int(task["Memory"]) / 1024,
                 arm=platform == "ARM64",
+                running_share=share,
+                schedule=schedule,
             )
         )
     return services
+
+
+def _scheduled_share(actions: list[dict[str, Any]]) -> tuple[float, str]:
+    """The share of the time tasks run under scheduled actions to zero and back, and how the line says it."""
+    down = [a["Schedule"] for a in actions if a["ScalableTargetAction"].get("MaxCapacity") == 0]
+    up = [a["Schedule"] for a in actions if a["ScalableTargetAction"].get("MaxCapacity", 0) > 0]
+    if not down:
+        return 1.0, ""
+    share = running_share(down[0], up[0]) if len(down) == len(up) == 1 else None
+    if share is None:
+        return 1.0, ", scaled to zero on a schedule this estimate cannot count"
+    return share, f" x {share:.1%} of the time (scheduled to zero otherwise)"
 
 
 @dataclass(frozen=True)
@@ -213,7 +233,7 @@ def _container_insights_clusters(templates: Mapping[str, Template]) -> int:
     return enabled
 
 
-def _health_checks_per_month(templates: Mapping[str, Template], tasks: int, hours: float) -> float:
+def _health_checks_per_month(templates: Mapping[str, Template], tasks: float, hours: float) -> float:
     """ALB health checks: every load balancer node (one per subnet) checks every target."""
     checks = 0.0
     nodes = sum(
@@ -244,16 +264,18 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
     idle.append(_hourly("Application Load Balancer", albs, hours, usd["alb_hour"]))
 
     services = _fargate_services(templates)
-    idle_tasks = sum(s.idle_tasks for s in services)
+    # Tasks running on average (a schedule to zero runs them part of the time).
+    idle_tasks = sum(s.idle_tasks * s.running_share for s in services)
     fargate, details = 0.0, []
     for service in services:
         vcpu_price = usd["fargate_arm_vcpu_hour" if service.arm else "fargate_vcpu_hour"]
         gb_price = usd["fargate_arm_gb_hour" if service.arm else "fargate_gb_hour"]
         per_task = service.vcpu * vcpu_price + service.memory_gb * gb_price
-        fargate += service.idle_tasks * per_task * hours
+        fargate += service.idle_tasks * per_task * hours * service.running_share
         details.append(
             f"{service.idle_tasks} x ({service.vcpu:g} vCPU, {service.memory_gb:g} GB) x {hours:g} h"
-            f" = ${per_task * hours:.2f}/task (floor; up to {service.max_tasks} under load)"
+            f"{service.schedule} = ${per_task * hours * service.running_share:.2f}/task"
+            f" (floor; up to {service.max_tasks} under load)"
         )
     idle.append(Line("Fargate tasks", "; ".join(details) or "none", fargate))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.stacks.helpers import SSO_CONTEXT
-from tests.synth import synth_directory, synth_templates
+from tests.synth import SCALE_TO_ZERO_VARIANT, synth_directory, synth_templates
 from tests.test_readme import doc
 from tests.tools.conftest import run_from_root
 from tools import presets
@@ -235,3 +235,17 @@ def test_readme_shows_the_current_output_for_the_defaults_and_dev(default: Estim
     stacks = list(synth_templates())
     assert _cost_block("defaults") == render(default, PRICES, stacks)
     assert _cost_block("dev") == render(dev, PRICES, stacks)
+
+
+def test_a_schedule_to_zero_bills_the_tasks_for_the_hours_they_run(default: Estimate) -> None:
+    scheduled = estimate(synth_templates(**SCALE_TO_ZERO_VARIANT), PRICES)
+    # 07:00-19:00 UTC on the 261 weekdays of a 365-day year.
+    share = 261 * 12 / (365 * 24)
+    line = scheduled.line("Fargate tasks")
+    assert line.usd == pytest.approx(2 * TASK_MONTH * share, abs=1e-9)
+    assert "x 35.8% of the time" in line.detail
+    assert scheduled.line("VPC flow logs (health checks)").usd == pytest.approx(
+        default.line("VPC flow logs (health checks)").usd * share, rel=1e-9
+    )
+    others = {k for k, v in _others(default, "Fargate tasks").items() if v != _others(scheduled, "Fargate tasks")[k]}
+    assert others == {"VPC flow logs (health checks)"}
