@@ -222,3 +222,8 @@ def test_each_input_is_a_call_that_gives_the_listener_the_page_then_the_tasks_ba
     (forward,) = default_actions()
     assert (forward["Type"], forward["TargetGroupArn"]) == ("forward", group_arn)
     assert actions_enabled() is True
+
+
+def test_an_expression_is_shown_as_text_never_as_markup() -> None:
+    page = scaled_down_page("cron(0 7 ? * <script> *)")
+    assert "<script>" not in page and "&lt;script&gt;" in page
