@@ -41,7 +41,7 @@ from stacks import names
 from stacks.functions.mlflow_accounts.index import Mlflow
 from stacks.functions.model_deployment import index, receiver, webhook
 from tests.integration.mlflow_users import Account, Accounts, as_mlflow_user
-from tests.integration.webhook_receiver import Receiver, webhook_server_env
+from tests.integration.webhook_receiver import Receiver, started_webhook_stack
 
 pytestmark = [pytest.mark.integration]
 
@@ -97,11 +97,7 @@ def run_execution(request: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[Deployment]:
-    stack = MlflowStack(
-        tmp_path_factory.mktemp("deploy-stack"), moto=moto_server, auth_mode="accounts",
-        server_env=webhook_server_env(),
-    )  # fmt: skip
-    stack.start()
+    stack = started_webhook_stack(tmp_path_factory.mktemp("deploy-stack"), moto_server)
     hook = Receiver(SECRET, [dict(DEPLOYMENT)])
     admin = Mlflow(stack.proxy_url, (stack.username, stack.password), None, 30)
     login = moto_server.client("secretsmanager").create_secret(

@@ -25,7 +25,7 @@ from localrun.stack import MlflowStack
 from stacks.functions.mlflow_accounts.index import Mlflow
 from stacks.functions.model_deployment import webhook
 from tests.integration.mlflow_users import Account, Accounts, api, as_mlflow_user
-from tests.integration.webhook_receiver import CACHE_TTL, Receiver, webhook_server_env
+from tests.integration.webhook_receiver import CACHE_TTL, Receiver, started_webhook_stack
 from tests.test_readme import doc, section
 
 pytestmark = [pytest.mark.integration]
@@ -39,11 +39,7 @@ DEPLOYMENTS = [{"model_name": MODEL, "alias": "champion", "instance_type": "ml.m
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: Any) -> Iterator[MlflowStack]:
     """Accounts mode; MLflow may deliver to loopback over http (the receiver here, not a function URL)."""
-    stack = MlflowStack(
-        tmp_path_factory.mktemp("webhook-stack"), moto=moto_server, auth_mode="accounts",
-        server_env=webhook_server_env(),
-    )  # fmt: skip
-    stack.start()
+    stack = started_webhook_stack(tmp_path_factory.mktemp("webhook-stack"), moto_server)
     yield stack
     stack.stop()
 

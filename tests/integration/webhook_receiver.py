@@ -12,8 +12,11 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+from localrun.services import MotoServer
+from localrun.stack import MlflowStack
 from stacks.functions.model_deployment import receiver
 
 # MLflow lists webhooks once per MLFLOW_WEBHOOK_CACHE_TTL per worker (60 s by default): one here.
@@ -33,6 +36,13 @@ def webhook_server_env() -> dict[str, str]:
         "MLFLOW_WEBHOOK_CACHE_TTL": str(CACHE_TTL),
         "MLFLOW_WEBHOOK_KEY": secrets.token_urlsafe(32),
     }
+
+
+def started_webhook_stack(root: Path, moto: MotoServer) -> MlflowStack:
+    """The task in accounts mode with the webhook settings above, started (stop it when done)."""
+    stack = MlflowStack(root, moto=moto, auth_mode="accounts", server_env=webhook_server_env())
+    stack.start()
+    return stack
 
 
 class Receiver:
