@@ -37,6 +37,12 @@ S3_PREFIX = "sagemaker"
 SERVING_REPOSITORY = "mlflow-pyfunc"
 STUDIO_STACK_NAME = "SageMakerStudioUserStack"
 SERVING_ROLE_OUTPUT_KEY = "ServingRoleArn"
+# Published only when the stack deploys models on alias moves (model_deployments).
+DEPLOYMENT_WEBHOOK_OUTPUT_KEY = "ModelDeploymentWebhookUrl"
+# What the deployment worker tags a model version with, and the statuses it ends on.
+DEPLOYMENT_STATUS_TAG = "deployment_status"
+DEPLOYMENT_ENDPOINT_TAG = "sagemaker_endpoint"
+DEPLOYMENT_SETTLED = ("deployed", "failed")
 # Tags on each Studio execution role: the roles its SageMaker workloads run as.
 TRAINING_ROLE_TAG = "mlflow:training-role"
 SERVING_ROLE_TAG = "mlflow:serving-role"
@@ -252,6 +258,51 @@ def wait_for_training_job(session: boto3.session.Session, job_name: str, poll_se
                 " See its logs in CloudWatch under /aws/sagemaker/TrainingJobs."
             )
         print(f"{job_name}: {status} / {job.get('SecondaryStatus', '')}")
+        time.sleep(poll_seconds)
+
+
+def deployments_configured(session: boto3.session.Session) -> bool:
+    """Whether moving an alias deploys anything here: the Studio stack then publishes the webhook's URL."""
+    try:
+        mlflow_setup.stack_output(session, session.region_name, STUDIO_STACK_NAME, DEPLOYMENT_WEBHOOK_OUTPUT_KEY)
+    except mlflow_setup.MlflowSetupError:
+        return False
+    return True
+
+
+def wait_for_deployment(
+    client: Any,
+    name: str,
+    version: str,
+    *,
+    start_seconds: float = 180,
+    finish_seconds: float = 3600,
+    poll_seconds: float = 15,
+) -> dict[str, str]:
+    """Poll the version's tags until the deployment its alias started settles; its status and endpoint.
+
+    No status tag within `start_seconds` means no deployment started (MLflow's servers may
+    take a minute to see a new webhook); the error says what to check.
+    """
+    started = time.monotonic()
+    while True:
+        tags = client.get_model_version(name, version).tags
+        status = tags.get(DEPLOYMENT_STATUS_TAG)
+        if status in DEPLOYMENT_SETTLED:
+            return {key: tags[key] for key in (DEPLOYMENT_STATUS_TAG, DEPLOYMENT_ENDPOINT_TAG) if key in tags}
+        waited = time.monotonic() - started
+        if status is None and waited > start_seconds:
+            raise WorkflowError(
+                f"No {DEPLOYMENT_STATUS_TAG!r} tag on {name} version {version} after {waited:.0f} s: moving the "
+                f"alias started no deployment. Check that model_deployments lists {name!r} with this alias "
+                "(docs/model-deployment.md) and the webhook receiver's logs."
+            )
+        if waited > finish_seconds:
+            raise WorkflowError(
+                f"{name} version {version} is still {status!r} after {waited:.0f} s; see the deployment state "
+                "machine's executions in the Step Functions console."
+            )
+        print(f"{name} version {version}: {status or 'waiting for the deployment to start'}")
         time.sleep(poll_seconds)
 
 

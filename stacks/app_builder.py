@@ -60,7 +60,8 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         studio_access_policy=vpc.storage.workflow_access_policy,
         training_access_policy=vpc.storage.training_access_policy,
         serving_access_policy=vpc.storage.serving_access_policy,
-        output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK],
+        # The Studio stack's own outputs too: the notebook reads whether alias moves deploy.
+        output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK],
         artifact_bucket=vpc.artifact_bucket,
         alarm_topic=monitoring.alarm_topic.topic,
         model_deployment_policies=(

@@ -5,7 +5,8 @@ MLflow finds server apps through the `mlflow.app` entry point group; the
 there (the entrypoint puts this folder on PYTHONPATH). Each mode keeps the app it
 had: MLflow's own (shared), MLflow's basic-auth app (accounts), the
 mlflow-oidc-auth plugin (sso); request_guard.py only refuses requests before them.
-In accounts mode, setting a model's alias needs MANAGE (alias_permissions.py).
+In accounts and sso modes, setting a model's alias needs MANAGE (alias_permissions.py,
+oidc_alias_permissions.py).
 """
 
 from __future__ import annotations
@@ -40,4 +41,8 @@ def create_app() -> AuditLog:
         import alias_permissions  # imports MLflow's auth module: the basic-auth app's modes only
 
         alias_permissions.install()
+    elif needs_of(mode).server_app == "oidc":
+        import oidc_alias_permissions  # imports the OIDC plugin's hooks: sso mode only
+
+        oidc_alias_permissions.install()
     return AuditLog(RequestGuard(app), mode)

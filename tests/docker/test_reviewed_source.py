@@ -58,6 +58,8 @@ def every_patch(modules: dict[str, ModuleType]) -> dict[str, tuple[dict, dict]]:
     with image_module("garbage_collection") as gc:
         patches["garbage_collection.py: mlflow-artifacts without a server"] = (gc.REVIEWED, {})
     patches["alias_permissions.py"] = (modules["alias_permissions"].REVIEWED, {})
+    with image_module("oidc_alias_permissions") as oidc_aliases:
+        patches["oidc_alias_permissions.py"] = (oidc_aliases.REVIEWED, {})
     return patches
 
 
@@ -267,3 +269,34 @@ def test_the_alias_patch_guards_both_set_alias_routes_and_leaves_stock_mlflow_on
     monkeypatch.setattr(mlflow_auth, "BEFORE_REQUEST_VALIDATORS", dict(mlflow_auth.BEFORE_REQUEST_VALIDATORS))
     assert set(aliases.install()) == routes
     assert all(mlflow_auth.BEFORE_REQUEST_VALIDATORS[r] is aliases.validate_can_set_alias_with_manage for r in routes)
+
+
+def test_the_sso_alias_patch_guards_both_set_alias_routes_and_leaves_the_plugin_on_other_source(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mlflow_oidc_auth.hooks.before_request as hooks
+    from mlflow.protos.model_registry_pb2 import SetRegisteredModelAlias
+    from mlflow_oidc_auth.validators import registered_model
+
+    routes = {
+        ("/api/2.0/mlflow/registered-models/alias", "POST"),
+        ("/ajax-api/2.0/mlflow/registered-models/alias", "POST"),
+    }
+    with image_module("oidc_alias_permissions") as aliases:
+        for table in ("BEFORE_REQUEST_VALIDATORS", "BEFORE_REQUEST_HANDLERS"):
+            monkeypatch.setattr(hooks, table, dict(getattr(hooks, table)))
+        module = "mlflow_oidc_auth.hooks.before_request"
+        changed = {**aliases.REVIEWED, module: {**aliases.REVIEWED[module], "_find_validator": "0" * 64}}
+        monkeypatch.setattr(aliases, "REVIEWED", changed)
+        with caplog.at_level(logging.WARNING):
+            assert aliases.install() == []
+        assert "_find_validator" in caplog.text
+        stock = registered_model.validate_can_update_registered_model
+        assert all(hooks.BEFORE_REQUEST_VALIDATORS[r] is stock for r in routes)
+        monkeypatch.undo()
+        for table in ("BEFORE_REQUEST_VALIDATORS", "BEFORE_REQUEST_HANDLERS"):
+            monkeypatch.setattr(hooks, table, dict(getattr(hooks, table)))
+        assert set(aliases.install()) == routes
+        manage = registered_model.validate_can_manage_registered_model
+        assert all(hooks.BEFORE_REQUEST_VALIDATORS[r] is manage for r in routes)
+        assert hooks.BEFORE_REQUEST_HANDLERS[SetRegisteredModelAlias] is manage

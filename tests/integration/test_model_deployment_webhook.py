@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import mlflow
@@ -26,8 +23,9 @@ from sklearn.linear_model import LogisticRegression
 
 from localrun.stack import MlflowStack
 from stacks.functions.mlflow_accounts.index import Mlflow
-from stacks.functions.model_deployment import receiver, webhook
+from stacks.functions.model_deployment import webhook
 from tests.integration.mlflow_users import Account, Accounts, api, as_mlflow_user
+from tests.integration.webhook_receiver import CACHE_TTL, Receiver, started_webhook_stack
 from tests.test_readme import doc, section
 
 pytestmark = [pytest.mark.integration]
@@ -35,72 +33,22 @@ pytestmark = [pytest.mark.integration]
 SECRET = "first-webhook-secret-for-tests"
 ROTATED = "second-webhook-secret-for-tests"
 MODEL = "churn"
-CACHE_TTL = 1
 DEPLOYMENTS = [{"model_name": MODEL, "alias": "champion", "instance_type": "ml.m5.large", "instance_count": 1}]
-
-
-class Receiver:
-    """A loopback HTTP server running receiver.handle with a given secret; records what it started."""
-
-    def __init__(self) -> None:
-        self.secret = SECRET
-        self.started: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                event = {"headers": dict(self.headers.items()), "body": body}
-                response = receiver.handle(
-                    event, secret=outer.secret, deployments=DEPLOYMENTS, start=outer.started.append
-                )
-                outer.statuses.append(response["statusCode"])
-                self.send_response(response["statusCode"])
-                self.end_headers()
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.statuses) < count and time.monotonic() < deadline:
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: Any) -> Iterator[MlflowStack]:
-    """Accounts mode; MLflow may deliver to loopback over http (the receiver here, not a function URL).
-
-    Each server worker caches the webhook list for MLFLOW_WEBHOOK_CACHE_TTL (60 s by default);
-    one second here, so an update shows within the test. MLflow encrypts webhook secrets with
-    MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY, or else with a key each process makes up: the stack
-    hands every task MLFLOW_WEBHOOK_KEY, from which the entrypoint derives one key for all of
-    its workers (two here), as it does here.
-    """
-    server_env = {
-        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http",
-        "MLFLOW_WEBHOOK_CACHE_TTL": str(CACHE_TTL),
-        "MLFLOW_WEBHOOK_KEY": secrets.token_urlsafe(32),
-    }
-    stack = MlflowStack(
-        tmp_path_factory.mktemp("webhook-stack"), moto=moto_server, auth_mode="accounts", server_env=server_env
-    )
-    stack.start()
+    """Accounts mode; MLflow may deliver to loopback over http (the receiver here, not a function URL)."""
+    stack = started_webhook_stack(tmp_path_factory.mktemp("webhook-stack"), moto_server)
     yield stack
     stack.stop()
 
 
 @pytest.fixture(scope="module")
 def hook() -> Iterator[Receiver]:
-    server = Receiver()
+    server = Receiver(SECRET, DEPLOYMENTS)
     yield server
-    server.server.shutdown()
+    server.stop()
 
 
 def _event(kind: str, url: str, physical_id: str | None = None) -> dict[str, Any]:

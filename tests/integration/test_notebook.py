@@ -85,3 +85,13 @@ def test_training_requirements_were_generated_from_the_pin(notebook_run):
     pin = (notebook_run.workdir.parent / "docker" / "mlflow" / "requirements.txt").read_text()
     mlflow_line = next(line for line in pin.splitlines() if line.startswith("mlflow=="))
     assert mlflow_line in generated.splitlines()
+
+
+def test_the_release_cell_sets_the_alias_and_says_nothing_deploys_here(notebook_run, studio_aws, mlflow_stack):
+    """The test stacks publish no webhook URL (no model_deployments): the cell says so instead of waiting."""
+    client = MlflowClient(tracking_uri=mlflow_stack.direct_url)
+    name = f"breast-cancer-classifier-{studio_aws.username}"
+    champion = client.get_model_version_by_alias(name, "champion")
+    out = notebook_run.outputs()
+    assert f"alias champion -> models:/{name}/{champion.version}" in out
+    assert "does not deploy models on alias moves (model_deployments is empty): nothing to wait for" in out

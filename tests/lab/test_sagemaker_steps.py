@@ -168,6 +168,10 @@ def test_lab_names_match_the_stacks():
 
     assert steps.STUDIO_STACK_NAME == names.STUDIO_STACK
     assert steps.SERVING_ROLE_OUTPUT_KEY == names.OUTPUT_SERVING_ROLE
+    assert steps.DEPLOYMENT_WEBHOOK_OUTPUT_KEY == names.OUTPUT_DEPLOYMENT_WEBHOOK_URL
+    from stacks.functions.model_deployment import index
+
+    assert (steps.DEPLOYMENT_STATUS_TAG, steps.DEPLOYMENT_ENDPOINT_TAG) == (index.STATUS_TAG, index.ENDPOINT_TAG)
     assert (steps.TRAINING_ROLE_TAG, steps.SERVING_ROLE_TAG) == (
         names.ROLE_TAG_TRAINING_ROLE,
         names.ROLE_TAG_SERVING_ROLE,
@@ -209,3 +213,40 @@ def test_serving_image_uri_when_built(aws):
     }
     ecr.put_image(repositoryName="mlflow-pyfunc", imageManifest=json.dumps(manifest), imageTag="3.17.2")
     assert steps.serving_image_uri(aws, "3.17.2") == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlflow-pyfunc:3.17.2"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A real MLflow registry (SQLite) with one version of model `churn`."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_registered_model("churn")
+    client.create_model_version("churn", source=str(tmp_path / "model"))
+    return client
+
+
+def test_waiting_for_a_deployment_returns_its_settled_tags(registry):
+    registry.set_model_version_tag("churn", "1", "deployment_status", "deployed")
+    registry.set_model_version_tag("churn", "1", "sagemaker_endpoint", "mlflow-registry-churn")
+    settled = steps.wait_for_deployment(registry, "churn", "1", poll_seconds=0)
+    assert settled == {"deployment_status": "deployed", "sagemaker_endpoint": "mlflow-registry-churn"}
+
+
+def test_an_alias_that_deploys_nothing_says_what_to_check(registry):
+    with pytest.raises(steps.WorkflowError, match=r"started no deployment.*model_deployments lists 'churn'"):
+        steps.wait_for_deployment(registry, "churn", "1", start_seconds=0.2, poll_seconds=0.1)
+
+
+def test_a_deployment_that_never_settles_times_out(registry):
+    registry.set_model_version_tag("churn", "1", "deployment_status", "updating")
+    with pytest.raises(steps.WorkflowError, match="still 'updating'.*Step Functions"):
+        steps.wait_for_deployment(registry, "churn", "1", finish_seconds=0.2, poll_seconds=0.1)
+
+
+def test_deployments_are_configured_when_the_studio_stack_publishes_the_webhook(aws):
+    cloudformation = aws.client("cloudformation")
+    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {}}
+    cloudformation.create_stack(StackName=steps.STUDIO_STACK_NAME, TemplateBody=json.dumps(template))
+    assert not steps.deployments_configured(aws)
+    template["Outputs"] = {steps.DEPLOYMENT_WEBHOOK_OUTPUT_KEY: {"Value": "https://receiver.example/"}}
+    cloudformation.update_stack(StackName=steps.STUDIO_STACK_NAME, TemplateBody=json.dumps(template))
+    assert steps.deployments_configured(aws)

@@ -140,6 +140,7 @@ def test_role_reads_stack_outputs_parameters_and_its_own_tags(
     assert _resources(stacks_statement) == {
         f"{ARN}:cloudformation:{REGION_ACCOUNT}:stack/{names.VPC_STACK}/*",
         f"{ARN}:cloudformation:{REGION_ACCOUNT}:stack/{names.GATEWAY_STACK}/*",
+        f"{ARN}:cloudformation:{REGION_ACCOUNT}:stack/{names.STUDIO_STACK}/*",
     }
     parameters = _sid(workflow, "ReadMlflowParameters")
     assert _actions(parameters) == {"ssm:GetParameter", "ssm:GetParameters"}

@@ -1,0 +1,247 @@
+"""Issue 21 end to end on the local stack: an alias move becomes a SageMaker endpoint (moto's).
+
+The local task runs in accounts mode with the webhook the stack registers
+(webhook.py's handler). A user with MANAGE on the model sets its alias; MLflow's
+own signed delivery reaches a loopback receiver running the receiver's code, and
+each deployment it starts runs the worker's Lambda handler (`index.handler`, with
+the environment the stack gives it) the way the state machine does: Deploy, then
+CheckEndpoint until the status is no longer pending. The worker reads its MLflow
+login from Secrets Manager, asks the real MLflow where the version's files are,
+copies them in S3 and creates the SageMaker model and endpoint: Secrets Manager,
+S3 (the bucket MLflow stores artifacts in), SageMaker and CloudWatch are moto's
+server. The version's tags come back through the real MLflow.
+
+moto 5.2.5 has no UpdateEndpoint (`update_endpoint` is not implemented in
+moto/sagemaker), so the second move is followed as far as moto goes: the new
+model, endpoint config and rollback alarm exist, the blue/green UpdateEndpoint
+request is sent with its rollback alarm, moto refuses it as not implemented, and
+the version is tagged `failed` with the first variant still serving. When moto
+gains UpdateEndpoint, the test fails and should then expect `deployed`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+
+from localrun.process import environment
+from localrun.services import FAKE_AWS, MotoServer
+from localrun.stack import MlflowStack
+from stacks import names
+from stacks.functions.mlflow_accounts.index import Mlflow
+from stacks.functions.model_deployment import index, receiver, webhook
+from tests.integration.mlflow_users import Account, Accounts, as_mlflow_user
+from tests.integration.webhook_receiver import Receiver, started_webhook_stack
+
+pytestmark = [pytest.mark.integration]
+
+SECRET = secrets.token_urlsafe(36)
+MODEL = f"churn-{secrets.token_hex(3)}"
+INSTANCE_TYPE = "ml.m5.large"
+# In the project's list, but SageMaker offers no such instance type: the endpoint config is refused.
+REFUSED_TYPE = "ml.m5.colossal"
+DEPLOYMENT = {"model_name": MODEL, "alias": "champion", "instance_type": INSTANCE_TYPE, "instance_count": 1}
+ROLE = "arn:aws:iam::123456789012:role/mlflow-endpoint-role"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
+ENDPOINT = index.endpoint_name(names.MODEL_DEPLOYMENT_PREFIX, MODEL)
+
+
+class Deployment:
+    """The local stack, its registered webhook, the receiver, and the worker's view of AWS (moto)."""
+
+    def __init__(self, stack: MlflowStack, moto: MotoServer, hook: Receiver, releaser: Account) -> None:
+        self.stack, self.moto, self.hook, self.releaser = stack, moto, hook, releaser
+        self.sagemaker = moto.client("sagemaker")
+        self.update_calls: list[dict[str, Any]] = []
+
+    def release(self, version: str) -> dict[str, Any]:
+        """Set the alias as the model's manager; the one deployment MLflow's delivery started."""
+        seen = len(self.hook.statuses)
+        with as_mlflow_user(self.stack, self.releaser):
+            MlflowClient().set_registered_model_alias(MODEL, "champion", version)
+        self.hook.wait_for(seen + 1)
+        assert self.hook.statuses[seen:] == [202]
+        request = self.hook.started[-1]
+        assert request == {**self.hook.deployments[0], "version": version}
+        return request
+
+    def tags(self, version: str) -> dict[str, str]:
+        with as_mlflow_user(self.stack):
+            return dict(MlflowClient().get_model_version(MODEL, version).tags)
+
+    def serving(self) -> tuple[str, list[str]]:
+        described = self.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+        return described["EndpointStatus"], [v["VariantName"] for v in described["ProductionVariants"]]
+
+
+def run_execution(request: dict[str, Any]) -> str:
+    """The state machine: Deploy, then CheckEndpoint until the status settles; a raise fails the execution."""
+    answer = index.handler(request, None)
+    for _ in range(30):
+        if answer["status"] != index.PENDING:
+            return str(answer["status"])
+        time.sleep(1)
+        answer = index.handler(answer, None)
+    raise AssertionError(f"the endpoint did not settle: {answer}")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[Deployment]:
+    stack = started_webhook_stack(tmp_path_factory.mktemp("deploy-stack"), moto_server)
+    hook = Receiver(SECRET, [dict(DEPLOYMENT)])
+    admin = Mlflow(stack.proxy_url, (stack.username, stack.password), None, 30)
+    login = moto_server.client("secretsmanager").create_secret(
+        Name=f"mlflow-login-{secrets.token_hex(3)}",
+        SecretString=json.dumps({"username": stack.username, "password": stack.password}),
+    )
+    worker_env = {
+        **FAKE_AWS,
+        "AWS_ENDPOINT_URL": moto_server.endpoint_url,
+        "MLFLOW_SECRET_ARN": login["ARN"],
+        "MLFLOW_URL": stack.proxy_url,
+        "SERVING_IMAGE_URI": IMAGE,
+        "ENDPOINT_ROLE_ARN": ROLE,
+        "ARTIFACT_S3_ROOT": stack.artifacts_destination,
+        "MODEL_DATA_S3_ROOT": f"s3://{stack.bucket}/{names.MODEL_COPY_PREFIX}",
+        "ENDPOINT_PREFIX": names.MODEL_DEPLOYMENT_PREFIX,
+        "ALLOWED_INSTANCE_TYPES": json.dumps([INSTANCE_TYPE, REFUSED_TYPE]),
+        "ALARM_ACTIONS": json.dumps(["arn:aws:sns:us-east-1:123456789012:mlflow-alarms"]),
+    }
+    properties = {"Name": "sagemaker-model-deployment", "Url": hook.url}
+    created = webhook.handle({"RequestType": "Create", "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
+    releaser = Accounts(stack).new_user("releaser")
+    session = boto3.DEFAULT_SESSION
+    try:
+        with environment(worker_env):
+            boto3.setup_default_session()
+            result = Deployment(stack, moto_server, hook, releaser)
+            # Observe (not change) what the worker asks SageMaker to update.
+            boto3.DEFAULT_SESSION.events.register(
+                "before-parameter-build.sagemaker.UpdateEndpoint",
+                lambda params, **_: result.update_calls.append(params),
+            )
+            yield result
+    finally:
+        boto3.DEFAULT_SESSION = session
+        deleted = {"RequestType": "Delete", "PhysicalResourceId": created["PhysicalResourceId"]}
+        webhook.handle({**deleted, "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
+        hook.stop()
+        stack.stop()
+
+
+def _keys(deployment: Deployment, prefix_uri: str) -> set[str]:
+    """The object names under an s3:// prefix of the stack's bucket, relative to it."""
+    bucket, prefix = prefix_uri.removeprefix("s3://").split("/", 1)
+    listed = deployment.moto.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return {item["Key"][len(prefix) :] for item in listed.get("Contents", [])}
+
+
+def _register_versions(deployment: Deployment, count: int) -> list[str]:
+    """Versions the releaser logs and registers (its creator: MANAGE on the model)."""
+    versions = []
+    with as_mlflow_user(deployment.stack, deployment.releaser):
+        # Its own experiment (the default one is not the releaser's), not left active for other modules.
+        found = MlflowClient().get_experiment_by_name(MODEL)
+        experiment = found.experiment_id if found else MlflowClient().create_experiment(MODEL)
+        for _ in range(count):
+            with mlflow.start_run(experiment_id=experiment):
+                info = mlflow.sklearn.log_model(
+                    LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="model",
+                    registered_model_name=MODEL, pip_requirements=["scikit-learn"],
+                )  # fmt: skip
+            versions.append(str(info.registered_model_version))
+    return versions
+
+
+def test_alias_moves_deploy_through_mlflows_webhook_to_the_endpoint(deployment: Deployment) -> None:
+    first, second, third = _register_versions(deployment, 3)
+
+    # 1. The first release creates the endpoint with the version's model.
+    assert run_execution(deployment.release(first)) == "deployed"
+    assert deployment.tags(first) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "deployed"}
+    assert deployment.serving() == ("InService", [f"v{first}"])
+    sagemaker = deployment.sagemaker
+    config = sagemaker.describe_endpoint_config(
+        EndpointConfigName=sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    )
+    (variant,) = config["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == (INSTANCE_TYPE, 1)
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    assert (model["ExecutionRoleArn"], model["PrimaryContainer"]["Image"]) == (ROLE, IMAGE)
+    model_data = model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
+    copy_prefix = f"{names.MODEL_COPY_PREFIX}/{ENDPOINT}-v{first}/"
+    assert model_data == f"s3://{deployment.stack.bucket}/{copy_prefix}"
+    with as_mlflow_user(deployment.stack):
+        source = index.model_data_s3_uri(
+            MlflowClient().get_model_version_download_uri(MODEL, first), deployment.stack.artifacts_destination
+        )
+    # The version's own files, all of them, outside MLflow's prefix.
+    assert "MLmodel" in _keys(deployment, model_data) == _keys(deployment, source)
+
+    # 2. The second release goes blue/green with auto-rollback, as far as moto goes (no UpdateEndpoint).
+    with pytest.raises(Exception, match=r"\(500\) when calling the UpdateEndpoint operation"):
+        run_execution(deployment.release(second))
+    # moto's server answers 500; its log says why (the worker's request itself is well formed).
+    assert "NotImplementedError: The update_endpoint action has not been implemented" in (
+        deployment.moto.process.log_path.read_text()
+    )
+    (update,) = deployment.update_calls
+    alarm = index.errors_alarm_name(ENDPOINT, f"v{second}")
+    assert update["EndpointName"] == ENDPOINT
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": alarm}]}
+    new_config = sagemaker.describe_endpoint_config(EndpointConfigName=update["EndpointConfigName"])
+    assert [v["VariantName"] for v in new_config["ProductionVariants"]] == [f"v{second}"]
+    (rollback,) = deployment.moto.client("cloudwatch").describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    assert {d["Name"]: d["Value"] for d in rollback["Dimensions"]} == {
+        "EndpointName": ENDPOINT,
+        "VariantName": f"v{second}",
+    }
+    assert deployment.tags(second)["deployment_status"] == "failed"
+    assert deployment.serving() == ("InService", [f"v{first}"])
+
+    # 3. A deployment SageMaker refuses (no such instance type) is tagged failed; the old variant serves on.
+    deployment.hook.deployments[0]["instance_type"] = REFUSED_TYPE
+    with pytest.raises(Exception, match="ValidationException.*instanceType"):
+        run_execution(deployment.release(third))
+    assert deployment.tags(third) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "failed"}
+    assert len(deployment.update_calls) == 1  # nothing reached the endpoint
+    assert deployment.serving() == ("InService", [f"v{first}"])
+    assert deployment.tags(first)["deployment_status"] == "deployed"
+
+
+def test_a_forged_or_replayed_delivery_is_refused(deployment: Deployment) -> None:
+    """MLflow's own delivery, re-sent with another signature, or after its five minutes: nothing starts."""
+    (version,) = _register_versions(deployment, 1)
+    deployment.hook.deployments[0]["instance_type"] = INSTANCE_TYPE
+    started = len(deployment.hook.started)
+    with as_mlflow_user(deployment.stack, deployment.releaser):
+        MlflowClient().set_registered_model_alias(MODEL, "challenger", version)  # not configured: 200, no start
+    deployment.hook.wait_for(len(deployment.hook.statuses) + 1)
+    genuine = deployment.hook.deliveries[-1]
+    assert deployment.hook.statuses[-1] == 200
+    stamp = int(genuine["headers"]["x-mlflow-timestamp"])
+
+    # An attacker's edit of it, posted to the receiver with MLflow's headers: the signature no longer fits.
+    forged = genuine["body"].replace('"challenger"', '"champion"')
+    answer = requests.post(deployment.hook.url, data=forged, headers=genuine["headers"], timeout=10)
+    assert answer.status_code == 401
+    assert deployment.hook.deliveries[-1]["body"] == forged
+
+    # The genuine delivery, unchanged, five minutes and a second later.
+    aged = receiver.handle(
+        genuine, secret=SECRET, deployments=deployment.hook.deployments, start=deployment.hook.started.append,
+        now=stamp + 301,
+    )  # fmt: skip
+    assert aged["statusCode"] == 401
+    assert "older than 5 minutes" in json.loads(aged["body"])["refused"]
+    assert len(deployment.hook.started) == started
