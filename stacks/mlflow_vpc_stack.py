@@ -14,6 +14,7 @@ from stacks.components.database import MetadataDatabase
 from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.external_issuer import ExternalIssuer
 from stacks.components.garbage_collection import ScheduledGarbageCollection
+from stacks.components.internal_mlflow import InternalMlflow
 from stacks.components.network import Network
 from stacks.components.oauth_client_login import CognitoMachineClient
 from stacks.components.scale_to_zero import ScheduledScaleToZero
@@ -199,8 +200,14 @@ class MLflowVpcStack(Stack):
         self.listener = self.tracking.listener
         self.load_balancer = self.tracking.load_balancer
         self.load_balancer_port = self.tracking.listener_port
-        self.load_balancer_scheme = self.tracking.listener_scheme
-        self.load_balancer_server_name = self.tracking.server_name
+        self.internal_mlflow = InternalMlflow(
+            vpc=self.vpc,
+            subnets=self.private_subnets,
+            load_balancer=self.load_balancer,
+            port=self.load_balancer_port,
+            scheme=self.tracking.listener_scheme,
+            server_name=self.tracking.server_name,
+        )
         self.certificate = self.domain_certificate.certificate if self.domain_certificate else None
 
         if isinstance(self.identity, CognitoIdentity):

@@ -4,8 +4,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -13,6 +11,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import names
+from stacks.components.internal_mlflow import InternalMlflow
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.model_deployment import ModelDeployment
 from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient
@@ -46,13 +45,8 @@ class SageMakerStudioUserStack(Stack):
         construct_id: str,
         *,
         config: ProjectConfig,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        mlflow: InternalMlflow,
         credentials_secret: secretsmanager.ISecret,
-        load_balancer: elbv2.IApplicationLoadBalancer,
-        load_balancer_port: int,
-        load_balancer_scheme: str,
-        load_balancer_server_name: str | None,
         studio_access_policy: iam.IManagedPolicy,
         training_access_policy: iam.IManagedPolicy,
         serving_access_policy: iam.IManagedPolicy,
@@ -83,20 +77,15 @@ class SageMakerStudioUserStack(Stack):
             self,
             "Studio",
             existing_domain_id=config.studio.sagemaker_domain_id,
-            vpc=vpc,
-            subnets=subnets,
+            vpc=mlflow.vpc,
+            subnets=mlflow.subnets,
             domain_name=names.STUDIO_DOMAIN_NAME,
         )
         self.provisioner = (
             MlflowAccountProvisioner(
                 self,
                 "MlflowAccounts",
-                vpc=vpc,
-                subnets=subnets,
-                load_balancer=load_balancer,
-                load_balancer_port=load_balancer_port,
-                load_balancer_scheme=load_balancer_scheme,
-                load_balancer_server_name=load_balancer_server_name,
+                mlflow=mlflow,
                 admin_secret=credentials_secret,
                 log_retention=config.operations.log_retention,
                 removal_policy=removal,
@@ -147,12 +136,7 @@ class SageMakerStudioUserStack(Stack):
                 "ModelDeployment",
                 deployments=config.studio.model_deployments,
                 allowed_instance_types=config.studio.allowed_instance_types,
-                vpc=vpc,
-                subnets=subnets,
-                load_balancer=load_balancer,
-                load_balancer_port=load_balancer_port,
-                load_balancer_scheme=load_balancer_scheme,
-                load_balancer_server_name=load_balancer_server_name,
+                mlflow=mlflow,
                 mlflow_secret=credentials_secret,
                 endpoint_role=self.serving_role.role,
                 serving_image_uri=self.image_build.repository.repository_uri_for_tag(pinned_mlflow_version()),

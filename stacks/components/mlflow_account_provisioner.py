@@ -6,8 +6,6 @@ never leaves AWS: CloudFormation only ever sees a user name and a secret ARN.
 """
 
 from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -15,6 +13,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.components.function_code import asset_code
+from stacks.components.internal_mlflow import InternalMlflow
 from stacks.components.lambda_logs import provider_invoking
 from stacks.components.vpc_functions import mlflow_client_security_group, vpc_function_role
 
@@ -39,12 +38,7 @@ class MlflowAccountProvisioner(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        load_balancer: elbv2.IApplicationLoadBalancer,
-        load_balancer_port: int,
-        load_balancer_scheme: str,
-        load_balancer_server_name: str | None,
+        mlflow: InternalMlflow,
         admin_secret: secretsmanager.ISecret,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -54,9 +48,9 @@ class MlflowAccountProvisioner(Construct):
         self.security_group = mlflow_client_security_group(
             self,
             "SecurityGroup",
-            vpc=vpc,
-            load_balancer=load_balancer,
-            load_balancer_port=load_balancer_port,
+            vpc=mlflow.vpc,
+            load_balancer=mlflow.load_balancer,
+            load_balancer_port=mlflow.port,
             description="MLflow account provisioner: the MLflow ALB and AWS APIs",
             rule_description="Account provisioner to the MLflow ALB",
         )
@@ -85,13 +79,12 @@ class MlflowAccountProvisioner(Construct):
             code=asset_code("mlflow_accounts"),
             description="Creates, updates and deletes the MLflow user of a SageMaker Studio profile",
             role=self.role,
-            vpc=vpc,
-            vpc_subnets=subnets,
+            vpc=mlflow.vpc,
+            vpc_subnets=mlflow.subnets,
             security_groups=[self.security_group],
             environment={
                 "ADMIN_SECRET_ARN": admin_secret.secret_arn,
-                "MLFLOW_URL": f"{load_balancer_scheme}://{load_balancer.load_balancer_dns_name}",
-                **({"MLFLOW_TLS_SERVER_NAME": load_balancer_server_name} if load_balancer_server_name else {}),
+                **mlflow.client_environment(),
             },
             # Long enough to wait out an MLflow task restart behind the ALB.
             timeout=Duration.minutes(3),

@@ -24,8 +24,6 @@ from typing import Any
 from aws_cdk import ArnFormat, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -38,6 +36,7 @@ from constructs import Construct
 
 from stacks import names
 from stacks.alarm_thresholds import ALARM_NAME_PREFIX
+from stacks.components.internal_mlflow import InternalMlflow
 from stacks.components.lambda_logs import provider_invoking, write_own_logs
 from stacks.components.vpc_functions import mlflow_client_security_group, vpc_function_role
 from stacks.config.identity import ModelDeployment as DeploymentSetting
@@ -77,12 +76,7 @@ class ModelDeployment(Construct):
         *,
         deployments: Sequence[DeploymentSetting],
         allowed_instance_types: Sequence[str],
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        load_balancer: elbv2.IApplicationLoadBalancer,
-        load_balancer_port: int,
-        load_balancer_scheme: str,
-        load_balancer_server_name: str | None,
+        mlflow: InternalMlflow,
         mlflow_secret: secretsmanager.ISecret,
         endpoint_role: iam.IRole,
         serving_image_uri: str,
@@ -110,16 +104,15 @@ class ModelDeployment(Construct):
         self.security_group = mlflow_client_security_group(
             self,
             "WorkerSecurityGroup",
-            vpc=vpc,
-            load_balancer=load_balancer,
-            load_balancer_port=load_balancer_port,
+            vpc=mlflow.vpc,
+            load_balancer=mlflow.load_balancer,
+            load_balancer_port=mlflow.port,
             description="Model deployment worker: the MLflow ALB and AWS APIs",
             rule_description="Model deployment worker to the MLflow ALB",
         )
         mlflow_environment = {
             "MLFLOW_SECRET_ARN": mlflow_secret.secret_arn,
-            "MLFLOW_URL": f"{load_balancer_scheme}://{load_balancer.load_balancer_dns_name}",
-            **({"MLFLOW_TLS_SERVER_NAME": load_balancer_server_name} if load_balancer_server_name else {}),
+            **mlflow.client_environment(),
         }
         worker_logs = logs.LogGroup(self, "WorkerLogs", retention=log_retention, removal_policy=removal_policy)
 
@@ -193,8 +186,8 @@ class ModelDeployment(Construct):
                 runtime=lambda_.Runtime.PYTHON_3_14,
                 handler=f"{HANDLER_MODULE}.{handler}",
                 code=code,
-                vpc=vpc,
-                vpc_subnets=subnets,
+                vpc=mlflow.vpc,
+                vpc_subnets=mlflow.subnets,
                 security_groups=[self.security_group],
                 # Long enough to wait out an MLflow task restart behind the ALB.
                 timeout=Duration.minutes(3),
