@@ -48,9 +48,7 @@ class MlflowAccountProvisioner(Construct):
         self.security_group = mlflow_client_security_group(
             self,
             "SecurityGroup",
-            vpc=mlflow.vpc,
-            load_balancer=mlflow.load_balancer,
-            load_balancer_port=mlflow.port,
+            mlflow=mlflow,
             description="MLflow account provisioner: the MLflow ALB and AWS APIs",
             rule_description="Account provisioner to the MLflow ALB",
         )

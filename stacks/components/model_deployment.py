@@ -104,9 +104,7 @@ class ModelDeployment(Construct):
         self.security_group = mlflow_client_security_group(
             self,
             "WorkerSecurityGroup",
-            vpc=mlflow.vpc,
-            load_balancer=mlflow.load_balancer,
-            load_balancer_port=mlflow.port,
+            mlflow=mlflow,
             description="Model deployment worker: the MLflow ALB and AWS APIs",
             rule_description="Model deployment worker to the MLflow ALB",
         )

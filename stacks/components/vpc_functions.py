@@ -1,11 +1,11 @@
 """What a Lambda function in the project VPC that calls MLflow starts from: its role and security group."""
 
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.components.internal_mlflow import InternalMlflow
 from stacks.components.lambda_logs import write_own_logs
 from stacks.components.security_groups import closed_security_group
 
@@ -56,15 +56,13 @@ def mlflow_client_security_group(
     scope: Construct,
     construct_id: str,
     *,
-    vpc: ec2.IVpc,
-    load_balancer: elbv2.IApplicationLoadBalancer,
-    load_balancer_port: int,
+    mlflow: InternalMlflow,
     description: str,
     rule_description: str,
 ) -> ec2.SecurityGroup:
     """Egress to the MLflow ALB (with the matching ingress on the ALB's group) and HTTPS to AWS APIs."""
-    group = closed_security_group(scope, construct_id, vpc=vpc, description=description)
-    group.connections.allow_to(load_balancer, ec2.Port.tcp(load_balancer_port), rule_description)
+    group = closed_security_group(scope, construct_id, vpc=mlflow.vpc, description=description)
+    group.connections.allow_to(mlflow.load_balancer, ec2.Port.tcp(mlflow.port), rule_description)
     # AWS APIs (Secrets Manager, SageMaker, ...) through the NAT gateway.
     group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs")
     return group
