@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -79,11 +80,18 @@ def resolve(uri: str, destination: str) -> str:
     return uri
 
 
-def _engine(uri: str) -> Any:
+@contextmanager
+def _connection(uri: str) -> Iterator[Any]:
+    """One connection for one query batch; nothing pooled outlives it."""
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
-    return sqlalchemy.create_engine(uri, poolclass=NullPool)
+    engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def due(uri: str, older_than_days: float, now_ms: int | None = None) -> Report:
@@ -91,36 +99,26 @@ def due(uri: str, older_than_days: float, now_ms: int | None = None) -> Report:
     import sqlalchemy
 
     cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - int(older_than_days * 86_400_000)
-    engine = _engine(uri)
-    try:
-        with engine.connect() as conn:
-            runs = conn.execute(
-                sqlalchemy.text(
-                    "SELECT run_uuid FROM runs WHERE lifecycle_stage = 'deleted' AND deleted_time < :cutoff"
-                ),
-                {"cutoff": cutoff},
-            ).scalars()
-            models = conn.execute(
-                sqlalchemy.text(
-                    "SELECT model_id FROM logged_models WHERE lifecycle_stage = 'deleted'"
-                    " AND last_updated_timestamp_ms < :cutoff"
-                ),
-                {"cutoff": cutoff},
-            ).scalars()
-            return Report(runs=sorted(runs), logged_models=sorted(models))
-    finally:
-        engine.dispose()
+    with _connection(uri) as conn:
+        runs = conn.execute(
+            sqlalchemy.text("SELECT run_uuid FROM runs WHERE lifecycle_stage = 'deleted' AND deleted_time < :cutoff"),
+            {"cutoff": cutoff},
+        ).scalars()
+        models = conn.execute(
+            sqlalchemy.text(
+                "SELECT model_id FROM logged_models WHERE lifecycle_stage = 'deleted'"
+                " AND last_updated_timestamp_ms < :cutoff"
+            ),
+            {"cutoff": cutoff},
+        ).scalars()
+        return Report(runs=sorted(runs), logged_models=sorted(models))
 
 
 def _locations(uri: str, queries: Iterable[str]) -> set[str]:
     import sqlalchemy
 
-    engine = _engine(uri)
-    try:
-        with engine.connect() as conn:
-            return {value for query in queries for value in conn.execute(sqlalchemy.text(query)).scalars() if value}
-    finally:
-        engine.dispose()
+    with _connection(uri) as conn:
+        return {value for query in queries for value in conn.execute(sqlalchemy.text(query)).scalars() if value}
 
 
 # Where each model version's files are: its storage location, its source when that is a location,
