@@ -53,6 +53,8 @@ SSM_ARTIFACT_BUCKET: Final = f"{SSM_PREFIX}/artifact-bucket"
 
 # Container contract (docker/nginx, docker/mlflow).
 NGINX_PORT: Final = 8080
+# nginx's server for IAM sign-in: only the IAM API's listener reaches it, and only it trusts the caller header.
+NGINX_IAM_PORT: Final = 8081
 MLFLOW_PORT: Final = 5000
 HEALTH_CHECK_PATH: Final = "/elb-status"
 ARTIFACT_PREFIX: Final = "mlflow-artifacts"

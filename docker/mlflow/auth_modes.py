@@ -37,6 +37,8 @@ class ModeNeeds:
     sign_in_provider: bool  # people sign in at an OpenID provider; code sends its tokens
     session_key: bool  # MLflow signs sessions: every task shares one key
     auth_database: str | None  # default name of the users' database, None without one
+    # Code may sign in with its IAM identity (iam_callers.py): the app maps a verified caller to a user.
+    iam_sign_in: bool
 
     @property
     def required_env(self) -> tuple[str, ...]:
@@ -66,6 +68,7 @@ MODES: dict[AuthMode, ModeNeeds] = {
         sign_in_provider=False,
         session_key=False,
         auth_database=None,
+        iam_sign_in=False,
     ),
     "accounts": ModeNeeds(
         server_app="basic-auth",
@@ -74,6 +77,7 @@ MODES: dict[AuthMode, ModeNeeds] = {
         sign_in_provider=False,
         session_key=True,
         auth_database="mlflow_auth",
+        iam_sign_in=True,
     ),
     "sso": ModeNeeds(
         server_app="oidc",
@@ -82,6 +86,7 @@ MODES: dict[AuthMode, ModeNeeds] = {
         sign_in_provider=True,
         session_key=True,
         auth_database="mlflow_oidc_auth",
+        iam_sign_in=False,
     ),
 }
 
