@@ -30,9 +30,16 @@ for MLFLOW_TRACKING_AWS_SIGV4=true; tests/localrun/test_iam_gateway.py shows eac
   streams the file) fails in the client with AttributeError before anything is sent
   (upstream MLflow issue 15051). Signed clients therefore upload artifacts through presigned
   URLs, which go to S3 directly and are not signed by this signer;
-- it encodes the path once, while SigV4 for execute-api (botocore, API Gateway) encodes it
-  twice, so a path holding a percent-escape (an artifact name with a space) is refused; so is
-  a query string repeating a name (the signer keeps only one value).
+- it encodes the path once, while SigV4 for every service but S3 (botocore's signer here)
+  encodes it twice, so a path holding a percent-escape (an artifact name with a space) is
+  refused here, and is expected to be by API Gateway (not checked against a deployed API);
+  it also keeps one value of a query name given twice (MLflow's GET with a list, such as
+  ``order_by`` of a registered-model search), so that request is refused too.
+
+The query string is canonicalised as sent (botocore's rule for a URL it did not build).
+Whether API Gateway reads a ``+`` there as a space first is not checked against a deployed
+API: MLflow's clients send spaces in query values as ``+`` (a registered-model search's
+filter always holds some), so a deployed test should cover one.
 """
 
 from __future__ import annotations

@@ -474,16 +474,24 @@ def test_the_mlflow_signer_cannot_sign_a_streamed_upload(
     assert upstream.seen == []
 
 
-def test_the_mlflow_signer_cannot_sign_an_escaped_path_that_botocore_can(
-    gateway: IamGateway, upstream: Upstream, keys: IssuedCredentials
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/my%20file.txt",
+        "/api/2.0/mlflow/registered-models/search?order_by=name&order_by=version",
+    ],
+    ids=["escaped path", "repeated query name"],
+)
+def test_what_the_mlflow_signer_signs_differently_from_botocore_is_refused(
+    gateway: IamGateway, upstream: Upstream, keys: IssuedCredentials, target: str
 ) -> None:
-    """SigV4 for execute-api encodes the path twice (botocore, API Gateway); this signer once."""
-    url = f"{gateway.url}/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/my%20file.txt"
-    signed_once = requests.get(url, auth=AWSSigV4("execute-api", region=REGION, **_signer_keys(keys)), timeout=30)
-    assert_refused(signed_once, 403, "InvalidSignatureException", BAD_SIGNATURE)
+    """SigV4 for execute-api encodes the path twice and keeps every query value; this signer does neither."""
+    url = gateway.url + target
+    mlflow_signed = requests.get(url, auth=AWSSigV4("execute-api", region=REGION, **_signer_keys(keys)), timeout=30)
+    assert_refused(mlflow_signed, 403, "InvalidSignatureException", BAD_SIGNATURE)
     assert upstream.seen == []
     assert send("GET", url, botocore_signed(keys, url, method="GET")).status_code == 201
-    assert upstream.seen[-1].path.endswith("/my%20file.txt")
+    assert upstream.seen[-1].path == target
 
 
 # Keys and logs
