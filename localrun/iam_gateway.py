@@ -292,7 +292,9 @@ def verify(
     if not hmac.compare_digest(headers.get("x-amz-content-sha256", payload_hash), payload_hash):
         raise _incomplete("The provided 'x-amz-content-sha256' header does not match what was computed.")
 
-    rebuilt = AWSRequest(method=request.method, url=_url(request.target, headers["host"]), data=request.body)
+    rebuilt = AWSRequest(
+        method=request.method, url=f"http://{headers['host']}{_origin_form(request.target)}", data=request.body
+    )
     rebuilt.context["timestamp"] = headers["x-amz-date"]
     signer = _ClientSignedHeaders(
         Credentials(issued.access_key_id, issued.secret_access_key, issued.session_token),
@@ -311,11 +313,15 @@ def _same_token(expected: str | None, sent: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), sent.encode())
 
 
-def _url(target: str, host: str) -> str:
-    """The request's URL with its path and query exactly as sent (the signer canonicalises them)."""
+def _origin_form(target: str) -> str:
+    """The request target's path and query as sent ("//x" is a path; an absolute URI gives its own).
+
+    urllib3 resolves dot segments in it on the way upstream, as the signature's canonical form does.
+    """
+    if target.startswith("/"):
+        return target
     parts = urlsplit(target)
-    query = f"?{parts.query}" if parts.query else ""
-    return f"http://{host}{parts.path or '/'}{query}"
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 class IamGateway:
@@ -424,7 +430,7 @@ class IamGateway:
         try:
             return self._pool.urlopen(
                 request.method,
-                self.upstream + _path_and_query(request.target),
+                self.upstream + _origin_form(request.target),
                 body=request.body or None,
                 headers=headers,
                 redirect=False,
@@ -437,11 +443,6 @@ class IamGateway:
 
 
 _REASONS: Final = {403: "Forbidden", 413: "Request Entity Too Large", 503: "Service Unavailable"}
-
-
-def _path_and_query(target: str) -> str:
-    parts = urlsplit(target)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def _headers(environ: WSGIEnvironment) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.client
 import json
 import logging
 import stat
@@ -68,7 +69,7 @@ def _handler(record: list[Seen]) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/download/"):
                 self._download(int(self.path.rsplit("/", 1)[1]))
                 return
-            reply = json.dumps({"path": self.path, "length": len(body)}).encode()
+            reply = json.dumps({"path": self.path, "caller": self.headers.get(CALLER_HEADER)}).encode()
             self.send_response(201)
             self.send_header("Content-Type", "application/json")
             self.send_header("X-Upstream", "echo")
@@ -247,6 +248,39 @@ def test_a_signed_caller_header_is_overwritten(
     assert response.status_code == 201, response.text
     assert_reached_as(upstream, SESSION_ARN)
     assert upstream.header(PUBLIC_HOST_HEADER) == [f"{LOOPBACK}:{gateway.port}"]
+
+
+def test_concurrent_callers_each_reach_the_upstream_as_themselves(gateway: IamGateway, table: CredentialTable) -> None:
+    other_role = "arn:aws:iam::210987654321:role/ProfileBExecutionRole"
+    callers = [table.issue(ROLE, f"job-{n}") if n % 2 else table.issue(other_role, f"job-{n}") for n in range(8)]
+    mixed_up: list[str] = []
+
+    def client(keys: IssuedCredentials) -> None:
+        session = requests.Session()
+        for _ in range(10):
+            url = f"{gateway.url}/api/2.0/mlflow/runs/log-metric"
+            response = session.post(url, data=b"{}", headers=botocore_signed(keys, url, body=b"{}"), timeout=30)
+            if response.status_code != 201 or response.json()["caller"] != keys.arn:
+                mixed_up.append(f"{keys.arn}: {response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=client, args=(keys,)) for keys in callers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert mixed_up == []
+
+
+def test_the_upstream_gets_the_path_without_dot_segments(
+    gateway: IamGateway, upstream: Upstream, keys: IssuedCredentials
+) -> None:
+    """SigV4 signs the path with dot segments resolved; the upstream gets it resolved too, never the raw ones."""
+    target = "/api/2.0/mlflow//runs/./x/../get?run_id=1"
+    connection = http.client.HTTPConnection(LOOPBACK, gateway.port, timeout=30)  # sends the target unchanged
+    connection.request("GET", target, headers=botocore_signed(keys, gateway.url + target, method="GET"))
+    assert connection.getresponse().status == 201
+    connection.close()
+    assert upstream.seen[-1].path == "/api/2.0/mlflow//runs/get?run_id=1"
 
 
 def test_a_large_download_streams_back_byte_exact(
