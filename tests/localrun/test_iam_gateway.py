@@ -364,6 +364,45 @@ def _signer_keys(keys: IssuedCredentials) -> dict[str, str | None]:
     }
 
 
+def _without_host_signed(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "Authorization": headers["Authorization"].replace("SignedHeaders=host;", "SignedHeaders=")}
+
+
+def _without_date(headers: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name != "X-Amz-Date"}
+
+
+def _date_not_iso(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "X-Amz-Date": "Sun, 06 Dec 2026 22:00:00 GMT"}
+
+
+def _short_scope(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "Authorization": headers["Authorization"].replace(f"/{REGION}/", "/")}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_without_host_signed, "'Host' and 'X-Amz-Date' must be signed"),
+        (_without_date, "'Host' and 'X-Amz-Date' must be signed, and every signed header sent"),
+        (_date_not_iso, "X-Amz-Date must be in the ISO8601 basic format"),
+        (_short_scope, "Credential must be"),
+    ],
+    ids=["host not signed", "date not sent", "date not ISO 8601", "scope without region"],
+)
+def test_an_incomplete_signature_is_refused(
+    gateway: IamGateway,
+    upstream: Upstream,
+    keys: IssuedCredentials,
+    change: Callable[[dict[str, str]], dict[str, str]],
+    message: str,
+) -> None:
+    url = f"{gateway.url}/api/2.0/mlflow/experiments/list"
+    headers = change(botocore_signed(keys, url, method="GET"))
+    assert_refused(send("GET", url, headers), 403, "IncompleteSignatureException", message)
+    assert upstream.seen == []
+
+
 def test_a_wrong_secret_is_refused(gateway: IamGateway, upstream: Upstream, keys: IssuedCredentials) -> None:
     url = f"{gateway.url}/api/2.0/mlflow/experiments/list"
     headers = botocore_signed(keys, url, method="GET", secret="not-the-secret")
