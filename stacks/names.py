@@ -57,6 +57,15 @@ NGINX_PORT: Final = 8080
 NGINX_IAM_PORT: Final = 8081
 MLFLOW_PORT: Final = 5000
 HEALTH_CHECK_PATH: Final = "/elb-status"
+# Headers the HTTP APIs' parameter mapping overwrites on every request (and localrun's IAM
+# stand-in writes the same way). API Gateway reserves X-Forwarded-*; nginx takes the public
+# host and scheme from these instead (its same-origin check and the Host MLflow sees).
+PUBLIC_HOST_HEADER: Final = "X-Public-Host"
+PUBLIC_PROTO_HEADER: Final = "X-Public-Proto"
+# The API's requestId (the access log's), which nginx's access log and the audit line
+# repeat: the API cannot see who signed in (no authorizer: nginx or MLflow checks), so an
+# access-log row finds its user through this id.
+API_REQUEST_ID_HEADER: Final = "X-Api-Request-Id"
 ARTIFACT_PREFIX: Final = "mlflow-artifacts"
 DATABASE_NAME: Final = "mlflow"
 # The user of the credentials secret: the shared login, or MLflow's admin in accounts mode.

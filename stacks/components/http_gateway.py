@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.components.security_groups import closed_security_group
+from stacks.names import API_REQUEST_ID_HEADER, PUBLIC_HOST_HEADER, PUBLIC_PROTO_HEADER
 
 # HTTP API access-log fields ($context variables). No header values are logged,
 # so the Authorization header never reaches the logs.
@@ -31,17 +32,6 @@ ACCESS_LOG_FIELDS = {
     "integrationLatency": "$context.integrationLatency",
     "integrationError": "$context.integrationErrorMessage",
 }
-
-
-# API Gateway reserves X-Forwarded-*; nginx takes the public host and scheme from
-# these instead (its same-origin check and the Host MLflow sees). Overwritten,
-# so a client cannot choose them.
-PUBLIC_HOST_HEADER = "X-Public-Host"
-PUBLIC_PROTO_HEADER = "X-Public-Proto"
-# This API's requestId (the access log's), which nginx's access log and the audit line
-# repeat: the API cannot see who signed in (no authorizer: nginx or MLflow checks), so an
-# access-log row finds its user through this id.
-API_REQUEST_ID_HEADER = "X-Api-Request-Id"
 
 
 def public_origin_headers() -> apigw.ParameterMapping:
