@@ -98,8 +98,10 @@ def test_the_ssm_parameter_beside_the_tracking_url_names_it(aws, alice, api):
 def test_without_an_iam_url_the_password_as_before(aws, alice):
     """A deployment without IAM sign-in (shared mode, or switched off): the secret, and no signing left on."""
     deploy(aws)
+    reads = secret_reads(alice)
     env = {"MLFLOW_TRACKING_AWS_SIGV4": "true"}
     conn = configure_mlflow(session=alice, tracking_url_parameter="/mlflow/tracking-url", environ=env)
+    assert reads == ["GetSecretValue"]  # what the IAM tests see none of
     assert (env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_PASSWORD"], conn.iam_caller) == (URL, PASSWORD, "")
     assert "MLFLOW_TRACKING_AWS_SIGV4" not in env
 
