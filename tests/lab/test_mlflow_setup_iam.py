@@ -151,3 +151,18 @@ def test_iam_names_match_the_stacks_and_the_pinned_signer():
     assert mlflow_setup.IAM_TRACKING_URL_PARAMETER == names.SSM_IAM_TRACKING_URL
     pins = Path(__file__).parents[2].joinpath("requirements-dev.txt").read_text().splitlines()
     assert mlflow_setup.SIGV4_SIGNER_REQUIREMENT in pins
+
+
+def test_the_signer_signs_one_value_of_a_repeated_query_parameter(alice, api):
+    """A known limit (docs/studio.md): requests-auth-aws-sigv4 0.7 keeps one value per query key, so a GET
+    with a repeated one (e.g. search_registered_models with two order_by keys) fails its signature check."""
+    import requests
+    from requests_auth_aws_sigv4 import AWSSigV4
+
+    def status(params: dict[str, object]) -> int:
+        signer = AWSSigV4("execute-api", session=alice, region=REGION)
+        url = api.url + mlflow_setup.CURRENT_USER_PATH
+        return requests.get(url, params=params, auth=signer, timeout=30).status_code
+
+    assert status({"filter": "name = 'a b'", "max_results": 5}) == 200
+    assert status({"order_by": ["name", "last_updated_timestamp DESC"]}) == 403
