@@ -46,9 +46,9 @@ def lab_mlflow_setup() -> ModuleType:
     return module
 
 
-def artifact_transfer_settings() -> dict[str, str]:
-    """The MLflow client settings for artifacts through the proxy (from mlflow_setup.py)."""
-    return dict(lab_mlflow_setup().artifact_transfer_settings())
+def artifact_transfer_settings(*, signed: bool = False) -> dict[str, str]:
+    """The MLflow client settings for artifacts through the proxy (from mlflow_setup.py); `signed`: IAM sign-in's."""
+    return dict(lab_mlflow_setup().artifact_transfer_settings(signed=signed))
 
 
 class MlflowStack:

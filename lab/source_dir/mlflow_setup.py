@@ -6,6 +6,12 @@ reads the MLflow login from Secrets Manager and exports the three
 `MLFLOW_TRACKING_*` variables MLflow's client reads. It lives in
 `source_dir/` so the training job ships with it.
 
+When the deployment publishes an IAM sign-in URL beside the tracking URL
+(output IamTrackingUrl, parameter /mlflow/iam-tracking-url), the role the
+code runs as is its login instead: MLflow's client signs every request with
+SigV4 (MLFLOW_TRACKING_AWS_SIGV4) and no secret is read, so no password is in
+the process or the training job. The server maps the role to its MLflow user.
+
 Which secret holds the login is found without any setting: the role the code
 runs as (a Studio profile's execution role or its training role) carries its
 name in the tag `mlflow:credentials-secret`; without that tag (another role, a
@@ -40,6 +46,8 @@ VPC_STACK_NAME = "MLflowVpcStack"
 TRACKING_URL_OUTPUT_KEY = "TrackingUrl"
 CREDENTIALS_SECRET_OUTPUT_KEY = "CredentialsSecretName"  # noqa: S105 - an output's name
 TRACKING_URL_PARAMETER = "/mlflow/tracking-url"
+IAM_TRACKING_URL_OUTPUT_KEY = "IamTrackingUrl"
+IAM_TRACKING_URL_PARAMETER = "/mlflow/iam-tracking-url"
 ARTIFACT_BUCKET_PARAMETER = "/mlflow/artifact-bucket"
 # The tag on the execution and training roles that names their MLflow login's secret.
 CREDENTIALS_SECRET_TAG = "mlflow:credentials-secret"  # noqa: S105 - a tag's name
@@ -47,6 +55,11 @@ CREDENTIALS_SECRET_TAG = "mlflow:credentials-secret"  # noqa: S105 - a tag's nam
 # requirements.txt lists it (sagemaker_steps.write_training_requirements). The
 # range is the one the server's mlflow-oidc-auth plugin accepts.
 OAUTH_CLIENT_REQUIREMENT = "Authlib>=1.8,<2"
+# The signer MLflow's client loads for MLFLOW_TRACKING_AWS_SIGV4 (IAM sign-in); neither the
+# Studio kernel nor the training image has it. The version is requirements-dev.txt's.
+SIGV4_SIGNER_REQUIREMENT = "requests-auth-aws-sigv4==0.7"
+# MLflow's auth app answers who the caller is (any signed-in user may ask).
+CURRENT_USER_PATH = "/api/2.0/mlflow/users/current"
 
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
@@ -77,9 +90,25 @@ ARTIFACT_TRANSFER_SETTINGS = {
 }
 
 
-def artifact_transfer_settings() -> dict[str, str]:
-    """MLflow client settings that keep artifact requests through the API under its limits."""
-    return dict(ARTIFACT_TRANSFER_SETTINGS)
+# IAM sign-in: the signer MLflow's client uses hashes a body held in memory but fails on
+# the open file a proxied artifact upload streams (upstream issue 15051). So a signed client
+# uploads every non-empty file through presigned URLs (a multipart upload of one part when it
+# is small) and these win over values set before. Downloads go presigned at every size
+# already once MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD is on. An empty file has no part to
+# upload (the server hands out no URL for zero parts) and stays on the proxied upload, which
+# the signer refuses: a signed client cannot log an empty file.
+SIGNED_UPLOAD_SETTINGS = {
+    "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
+    "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": "1",
+}
+
+
+def artifact_transfer_settings(*, signed: bool = False) -> dict[str, str]:
+    """MLflow client settings that keep artifact requests through the API under its limits.
+
+    `signed`: those of a client with IAM sign-in, which sends no artifact body through the API.
+    """
+    return {**ARTIFACT_TRANSFER_SETTINGS, **(SIGNED_UPLOAD_SETTINGS if signed else {})}
 
 
 class MlflowSetupError(RuntimeError):
@@ -99,8 +128,15 @@ class MlflowConnection:
     secret_source: str = ""
     # sso mode: the bearer token (and no password).
     token: str = field(default="", repr=False)
+    # IAM sign-in: the identity requests are signed as (and no password, token or secret).
+    iam_caller: str = ""
 
     def __str__(self) -> str:
+        if self.iam_caller:
+            return (
+                f"MLflow tracking URI {self.tracking_uri} (from {self.url_source}), IAM sign-in as "
+                f"{self.iam_caller}: MLflow user {self.username!r}, no secret read"
+            )
         how = "bearer token of app client" if self.token else "user"
         return (
             f"MLflow tracking URI {self.tracking_uri} (from {self.url_source}), "
@@ -152,14 +188,20 @@ def _aws_error(exc: Exception, what: str, check: str) -> MlflowSetupError:
     return MlflowSetupError(f"Could not read {what} ({type(exc).__name__}). {check}")
 
 
-def stack_output(session: boto3.session.Session, region: str, stack_name: str, output_key: str) -> str:
-    """One output of a deployed stack, found by OutputKey."""
+def stack_outputs(session: boto3.session.Session, region: str, stack_name: str) -> dict[str, str]:
+    """The outputs of a deployed stack by OutputKey."""
     what = f"CloudFormation stack {stack_name!r} in {region}"
     try:
         stacks = session.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
     except (BotoCoreError, ClientError) as exc:
         raise _aws_error(exc, what, "Check that the stacks are deployed (`make deploy`) in this region.") from exc
-    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in (stacks[0].get("Outputs") or [])}
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in (stacks[0].get("Outputs") or [])}
+
+
+def stack_output(session: boto3.session.Session, region: str, stack_name: str, output_key: str) -> str:
+    """One output of a deployed stack, found by OutputKey."""
+    what = f"CloudFormation stack {stack_name!r} in {region}"
+    outputs = stack_outputs(session, region, stack_name)
     value = outputs.get(output_key, "").strip()
     if not value:
         raise MlflowSetupError(
@@ -227,16 +269,96 @@ def find_credentials_secret(
     return name, f"stack {vpc_stack_name} output {CREDENTIALS_SECRET_OUTPUT_KEY}"
 
 
-def read_parameter(session: boto3.session.Session, region: str, name: str) -> str:
-    """One SSM string parameter, with a clear error when it is not there."""
+def read_parameter(session: boto3.session.Session, region: str, name: str, *, missing_ok: bool = False) -> str:
+    """One SSM string parameter, with a clear error when it is not there ("" if `missing_ok`)."""
     what = f"SSM parameter {name!r} in {region}"
     try:
         value = session.client("ssm", region_name=region).get_parameter(Name=name)["Parameter"]["Value"]
     except (BotoCoreError, ClientError) as exc:
+        if missing_ok and isinstance(exc, ClientError) and exc.response["Error"]["Code"] == "ParameterNotFound":
+            return ""
         raise _aws_error(exc, what, "Check that the stacks are deployed (`make deploy`) in this region.") from exc
     if not value.strip():
         raise MlflowSetupError(f"{what} is empty. Redeploy the stacks to restore it.")
     return value.strip()
+
+
+def iam_tracking_url(
+    session: boto3.session.Session,
+    region: str,
+    *,
+    stack_name: str = GATEWAY_STACK_NAME,
+    parameter_name: str | None = None,
+) -> tuple[str, str] | None:
+    """(URL, where it came from) of the deployment's IAM sign-in entry point; None when it has none.
+
+    From the SSM parameter `parameter_name` when given, else from the gateway
+    stack's output: the same place the caller reads the tracking URL from.
+    """
+    if parameter_name:
+        url = read_parameter(session, region, parameter_name, missing_ok=True)
+        source = f"SSM parameter {parameter_name}"
+    else:
+        url = stack_outputs(session, region, stack_name).get(IAM_TRACKING_URL_OUTPUT_KEY, "").strip()
+        source = f"stack {stack_name} output {IAM_TRACKING_URL_OUTPUT_KEY}"
+    return (url.rstrip("/"), source) if url else None
+
+
+def current_user(session: boto3.session.Session, region: str, url: str) -> str:
+    """The MLflow user the server maps this session's role to, asked with a SigV4-signed request.
+
+    The same signer and service name MLflow's client uses, so a refusal here
+    (the role maps to no user, the API does not allow it) shows before any run.
+    """
+    try:
+        import requests
+        from requests_auth_aws_sigv4 import AWSSigV4
+    except ImportError:
+        raise MlflowSetupError(
+            f"IAM sign-in needs the request signer MLflow's client uses: pip install '{SIGV4_SIGNER_REQUIREMENT}'"
+        ) from None
+    try:
+        response = requests.get(
+            url + CURRENT_USER_PATH, auth=AWSSigV4("execute-api", session=session, region=region), timeout=30
+        )
+    except requests.RequestException as exc:
+        raise MlflowSetupError(f"Could not reach the IAM sign-in at {url} ({type(exc).__name__}).") from None
+    if response.status_code != 200:
+        said = " ".join(response.text.split())[:300]
+        raise MlflowSetupError(
+            f"{url} refused IAM sign-in (HTTP {response.status_code}: {said}). The role must be a Studio "
+            "profile's execution or training role, or be listed in the iam_principals setting."
+        )
+    try:
+        return str(response.json()["user"]["username"])
+    except (ValueError, KeyError, TypeError):
+        raise MlflowSetupError(f"{url}{CURRENT_USER_PATH} did not name an MLflow user") from None
+
+
+def sign_in_with_iam(
+    session: boto3.session.Session, region: str, url: str, source: str, env: MutableMapping[str, str]
+) -> MlflowConnection:
+    """Point MLflow's client at the IAM URL with SigV4 signing: no password or token in `env`.
+
+    The signer takes its region from boto3's default (AWS_DEFAULT_REGION, not
+    AWS_REGION) and its credentials from the process's default chain.
+    """
+    try:
+        caller = session.client("sts", region_name=region).get_caller_identity()["Arn"]
+    except (BotoCoreError, ClientError) as exc:
+        raise _aws_error(exc, "the caller's identity (sts:GetCallerIdentity)", "Check the AWS credentials.") from exc
+    username = current_user(session, region, url)
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        env.pop(name, None)
+    env["MLFLOW_TRACKING_URI"] = url
+    env["MLFLOW_TRACKING_AWS_SIGV4"] = "true"
+    env["AWS_DEFAULT_REGION"] = region
+    for name, value in artifact_transfer_settings().items():
+        env.setdefault(name, value)  # a value you set yourself wins...
+    env.update(SIGNED_UPLOAD_SETTINGS)  # ...except where an upload would fail to sign
+    return MlflowConnection(
+        tracking_uri=url, username=username, region=region, url_source=source, password="", iam_caller=caller
+    )
 
 
 def is_app_client(login: dict[str, str]) -> bool:
@@ -328,20 +450,48 @@ def configure_mlflow(
     output_key: str = TRACKING_URL_OUTPUT_KEY,
     tracking_url_parameter: str | None = None,
     secret_name: str | None = None,
+    iam_sign_in: bool | None = None,
+    iam_tracking_url_parameter: str = IAM_TRACKING_URL_PARAMETER,
     session: boto3.session.Session | None = None,
     environ: MutableMapping[str, str] | None = None,
 ) -> MlflowConnection:
-    """Set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD (sso: _TOKEN) from the
-    deployed stacks, and the artifact transfer settings (`artifact_transfer_settings()`).
+    """Set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD (sso: _TOKEN; IAM sign-in:
+    _AWS_SIGV4) from the deployed stacks, and the artifact transfer settings
+    (`artifact_transfer_settings()`).
 
     The URL comes from the gateway stack's output, or from the SSM parameter
     when `tracking_url_parameter` is given (e.g. "/mlflow/tracking-url"), for
-    roles that may read parameters but not stacks. The login comes from
+    roles that may read parameters but not stacks. IAM sign-in is used when
+    the deployment publishes its URL there too (`iam_tracking_url_parameter`)
+    and neither `iam_sign_in=False` nor a `secret_name` asks for a password;
+    `iam_sign_in=True` requires it. Otherwise the login comes from
     `secret_name`, or when that is None from the secret this role is tagged
     with, else the one MLflowVpcStack names (see the module docstring).
     """
     session = session or boto3.session.Session()
     region = resolve_region(region, session)
+    env = os.environ if environ is None else environ
+    if iam_sign_in and secret_name:
+        raise MlflowSetupError("iam_sign_in=True signs in with the role, not a secret: leave secret_name out")
+    if iam_sign_in is not False and not secret_name:
+        iam = iam_tracking_url(
+            session,
+            region,
+            stack_name=stack_name,
+            parameter_name=iam_tracking_url_parameter if tracking_url_parameter else None,
+        )
+        if iam is not None:
+            return sign_in_with_iam(session, region, *iam, env)
+        if iam_sign_in:
+            where = (
+                f"SSM parameter {iam_tracking_url_parameter}"
+                if tracking_url_parameter
+                else f"stack {stack_name} output {IAM_TRACKING_URL_OUTPUT_KEY}"
+            )
+            raise MlflowSetupError(
+                f"iam_sign_in=True, but this deployment has no IAM sign-in URL ({where} is missing). "
+                "It needs auth_mode=accounts with iam_sign_in on; or leave iam_sign_in out to use the login secret."
+            )
     if tracking_url_parameter:
         url = read_parameter(session, region, tracking_url_parameter).rstrip("/")
         source = f"SSM parameter {tracking_url_parameter}"
@@ -353,7 +503,6 @@ def configure_mlflow(
     else:
         secret_name, secret_source = find_credentials_secret(session, region)
     login = read_login(session, region, secret_name)
-    env = os.environ if environ is None else environ
     env["MLFLOW_TRACKING_URI"] = url
     token = ""
     if is_app_client(login):
@@ -368,6 +517,7 @@ def configure_mlflow(
         env["MLFLOW_TRACKING_USERNAME"] = username
         env["MLFLOW_TRACKING_PASSWORD"] = password
         env.pop("MLFLOW_TRACKING_TOKEN", None)
+    env.pop("MLFLOW_TRACKING_AWS_SIGV4", None)  # a signature would replace the login
     for name, value in artifact_transfer_settings().items():
         env.setdefault(name, value)  # a value you set yourself wins
     return MlflowConnection(

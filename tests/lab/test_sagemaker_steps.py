@@ -32,13 +32,16 @@ def test_pin_missing_is_an_error(tmp_path):
         steps.pinned_mlflow_requirement(path)
 
 
-def test_training_requirements_repeat_the_pin_and_bring_the_oauth_client(tmp_path):
+def test_training_requirements_repeat_the_pin_and_bring_the_oauth_client_and_the_signer(tmp_path):
     written = steps.write_training_requirements(tmp_path)
     lines = [line for line in written.read_text().splitlines() if not line.startswith("#")]
-    # The job's container has neither MLflow nor Authlib; in sso mode train.py needs both.
-    assert lines == [steps.pinned_mlflow_requirement(), "Authlib>=1.8,<2"]
+    # The job's container has neither MLflow nor Authlib nor the signer; in sso mode train.py
+    # needs the first two, with IAM sign-in the first and the last.
+    assert lines == [steps.pinned_mlflow_requirement(), "Authlib>=1.8,<2", "requests-auth-aws-sigv4==0.7"]
+    for line in lines[1:]:  # what the tests ran with
+        requirement = Requirement(line)
+        assert importlib.metadata.version(requirement.name) in requirement.specifier
     requirement = Requirement(lines[1])
-    assert importlib.metadata.version(requirement.name) in requirement.specifier
     # The same range the server's OIDC plugin accepts.
     plugin = [Requirement(r) for r in importlib.metadata.requires("mlflow-oidc-auth") or []]
     assert [r.specifier for r in plugin if r.name.lower() == "authlib"] == [requirement.specifier]
@@ -54,11 +57,25 @@ def test_training_requirements_repeat_the_pin_and_bring_the_oauth_client(tmp_pat
     ids=["password", "app-client"],
 )  # fmt: skip
 def test_kernel_requirements_follow_the_profiles_login(aws, login, extra):
-    from tests.lab.test_mlflow_setup import as_role
+    from tests.lab.test_mlflow_setup import STACK_TEMPLATE, as_role
 
+    aws.client("cloudformation").create_stack(StackName="HttpGatewayStack", TemplateBody=json.dumps(STACK_TEMPLATE))
     aws.client("secretsmanager").create_secret(Name="mlflow/users/alice/x", SecretString=json.dumps(login))
     studio = as_role(aws, "alice-studio", {"mlflow:credentials-secret": "mlflow/users/alice/x"})
     assert steps.kernel_requirements(REGION, session=studio) == [steps.pinned_mlflow_requirement(), *extra]
+
+
+def test_kernel_requirements_with_iam_sign_in_bring_the_signer_and_read_no_secret(aws):
+    from tests.lab.test_mlflow_setup import SECRET_NAME, as_role, deploy
+    from tests.lab.test_mlflow_setup_iam import secret_reads, with_iam_output
+
+    deploy(aws, template=with_iam_output("https://iam.example.invalid"))
+    studio = as_role(aws, "alice-studio", {"mlflow:credentials-secret": SECRET_NAME})
+    reads = secret_reads(studio)
+    assert steps.kernel_requirements(REGION, session=studio) == [
+        steps.pinned_mlflow_requirement(), "requests-auth-aws-sigv4==0.7",
+    ]  # fmt: skip
+    assert reads == []
 
 
 def test_unmet_requirements_are_what_pip_must_install():
