@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.components.security_groups import closed_security_group
+from stacks.iam_callers import CALLER_HEADER
 
 # HTTP API access-log fields ($context variables). No header values are logged,
 # so the Authorization header never reaches the logs.
@@ -58,9 +59,9 @@ def public_origin_headers() -> apigw.ParameterMapping:
 class _AccessLogSettings:
     """The two values an HTTP API stage needs for access logging."""
 
-    def __init__(self, log_group: logs.ILogGroup) -> None:
+    def __init__(self, log_group: logs.ILogGroup, fields: dict[str, str]) -> None:
         self._destination = apigw.LogGroupLogDestination(log_group)
-        self._format = apigw_v1.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))
+        self._format = apigw_v1.AccessLogFormat.custom(json.dumps(fields))
 
     @property
     def destination(self) -> apigw.IAccessLogDestination:
@@ -127,22 +128,20 @@ class HttpGateway(Construct):
                 listener,
                 vpc_link=self.vpc_link,
                 method=apigw.HttpMethod.ANY,
-                parameter_mapping=public_origin_headers(),
+                # A caller header a client sends here is dropped: only the IAM API writes it.
+                parameter_mapping=public_origin_headers().remove_header(CALLER_HEADER),
                 secure_server_name=alb_server_name,
             ),
         )
 
-        self.access_log_group = logs.LogGroup(
-            self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
-        )
-        self.stage = apigw.HttpStage(
+        self.stage, self.access_log_group = logged_stage(
             self,
-            "DefaultStage",
-            http_api=self.api,
-            stage_name="$default",
-            auto_deploy=True,
-            throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
-            access_log_settings=_AccessLogSettings(self.access_log_group),
+            api=self.api,
+            rate_limit=rate_limit,
+            burst_limit=burst_limit,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            fields=ACCESS_LOG_FIELDS,
         )
 
         # The $default stage is served at the API's root, so this is the tracking URI
@@ -155,3 +154,27 @@ class HttpGateway(Construct):
             if disable_default_endpoint
             else f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
         )
+
+
+def logged_stage(
+    scope: Construct,
+    *,
+    api: apigw.IHttpApi,
+    rate_limit: float,
+    burst_limit: int,
+    log_retention: logs.RetentionDays,
+    removal_policy: RemovalPolicy,
+    fields: dict[str, str],
+) -> tuple[apigw.HttpStage, logs.LogGroup]:
+    """The API's $default stage, throttled, with its access log group (``fields`` as the log line)."""
+    log_group = logs.LogGroup(scope, "AccessLogs", retention=log_retention, removal_policy=removal_policy)
+    stage = apigw.HttpStage(
+        scope,
+        "DefaultStage",
+        http_api=api,
+        stage_name="$default",
+        auto_deploy=True,
+        throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
+        access_log_settings=_AccessLogSettings(log_group, fields),
+    )
+    return stage, log_group
