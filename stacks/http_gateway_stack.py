@@ -15,7 +15,7 @@ from stacks.components.artifact_bucket_cors import ArtifactBucketCors
 from stacks.components.callback_registration import CallbackRegistration
 from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.custom_domain import CustomDomain
-from stacks.components.http_gateway import HttpGateway
+from stacks.components.http_gateway import HttpGateway, StageSettings
 from stacks.components.iam_gateway import IamGateway
 from stacks.components.vpc_link_keepalive import VpcLinkKeepalive
 from stacks.config import ProjectConfig
@@ -59,6 +59,12 @@ class HttpGatewayStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         domain = config.domain.custom_domain
+        stage = StageSettings(
+            rate_limit=config.service.api_throttle_rate_limit,
+            burst_limit=config.service.api_throttle_burst_limit,
+            log_retention=config.operations.log_retention,
+            removal_policy=config.operations.cdk_removal_policy,
+        )
 
         self.gateway = HttpGateway(
             self,
@@ -70,10 +76,7 @@ class HttpGatewayStack(Stack):
             load_balancer_port=load_balancer_port,
             alb_server_name=domain.name if domain else None,
             disable_default_endpoint=domain is not None,
-            rate_limit=config.service.api_throttle_rate_limit,
-            burst_limit=config.service.api_throttle_burst_limit,
-            log_retention=config.operations.log_retention,
-            removal_policy=config.operations.cdk_removal_policy,
+            stage=stage,
         )
         self.custom_domain = (
             CustomDomain(
@@ -152,10 +155,7 @@ class HttpGatewayStack(Stack):
                 load_balancer=load_balancer,
                 listener_port=iam_listener_port,
                 alb_server_name=domain.name if domain else None,
-                rate_limit=config.service.api_throttle_rate_limit,
-                burst_limit=config.service.api_throttle_burst_limit,
-                log_retention=config.operations.log_retention,
-                removal_policy=config.operations.cdk_removal_policy,
+                stage=stage,
             )
             if iam_listener is not None and iam_listener_port is not None
             else None

@@ -1,16 +1,20 @@
 """IAM sign-in's entry point: a second HTTP API whose one route API Gateway authorises with SigV4."""
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
-from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.components.http_gateway import ACCESS_LOG_FIELDS, logged_stage, public_origin_headers
+from stacks.components.http_gateway import (
+    ACCESS_LOG_FIELDS,
+    StageSettings,
+    alb_integration,
+    logged_stage,
+    public_origin_headers,
+)
 from stacks.iam_callers import CALLER_HEADER
 
 # The verified caller, as API Gateway reports it for a SigV4-signed request.
@@ -43,10 +47,7 @@ class IamGateway(Construct):
         load_balancer: ec2.IConnectable,
         listener_port: int,
         alb_server_name: str | None,
-        rate_limit: float,
-        burst_limit: int,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
+        stage: StageSettings,
     ) -> None:
         super().__init__(scope, construct_id)
         security_group.connections.allow_to(
@@ -59,25 +60,17 @@ class IamGateway(Construct):
             description="MLflow tracking server for SigV4-signed clients (IAM sign-in)",
             create_default_stage=False,
             default_authorizer=authorizers.HttpIamAuthorizer(),
-            default_integration=integrations.HttpAlbIntegration(
-                "Alb",
+            default_integration=alb_integration(
                 listener,
                 vpc_link=vpc_link,
-                method=apigw.HttpMethod.ANY,
                 parameter_mapping=public_origin_headers().overwrite_header(
                     CALLER_HEADER, apigw.MappingValue.context_variable(CALLER_ARN)
                 ),
-                secure_server_name=alb_server_name,
+                alb_server_name=alb_server_name,
             ),
         )
         self.stage, self.access_log_group = logged_stage(
-            self,
-            api=self.api,
-            rate_limit=rate_limit,
-            burst_limit=burst_limit,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
-            fields=IAM_ACCESS_LOG_FIELDS,
+            self, api=self.api, settings=stage, fields=IAM_ACCESS_LOG_FIELDS
         )
         # The $default stage is served at the API's root: the tracking URI signed clients use.
         self.url = self.api.api_endpoint

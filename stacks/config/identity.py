@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
@@ -21,6 +20,7 @@ from stacks.config.base import (
     is_dns_name,
     is_https_url,
     is_secret_name,
+    json_text,
     names_are_strings,
     setting,
 )
@@ -101,13 +101,7 @@ class Auth(Section):
     @classmethod
     def _check_principals(cls, value: Any) -> Any:
         """`-c iam_principals='{...}'` arrives as JSON text; every ARN and user is checked as the server will."""
-        if isinstance(value, str):
-            if not value.strip():
-                return {}
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise Invalid("is not JSON") from None
+        value = json_text(value, {})
         if not isinstance(value, Mapping):
             raise Invalid("is not a JSON object of ARN -> MLflow user")
         try:
@@ -275,13 +269,7 @@ class Sso(Section):
     @classmethod
     def _check_federation(cls, value: Any) -> Any:
         """`-c cognito_federation='[...]'` arrives as JSON text; each item is checked for its type's keys."""
-        if isinstance(value, str):
-            if not value.strip():
-                return []
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise Invalid("is not JSON") from None
+        value = json_text(value, [])
         if not isinstance(value, list):
             raise Invalid("is not a list of provider definitions")
         if len(value) > 10:
@@ -411,14 +399,7 @@ class Studio(Section):
     @classmethod
     def _json_text(cls, value: Any) -> Any:
         """`-c model_deployments='[...]'` arrives as JSON text; cdk.json gives the list itself."""
-        if not isinstance(value, str):
-            return value
-        if not value.strip():
-            return []
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise Invalid("is not JSON") from None
+        return json_text(value, [])
 
     @field_validator("user_profiles")
     @classmethod
