@@ -304,3 +304,18 @@ def test_profile_roles_cannot_read_their_login(studio: Template) -> None:
     # The accounts are still provisioned: the people's browser login.
     accounts = [r["Properties"]["Username"] for r in resources(studio, RESOURCE_TYPE).values()]
     assert sorted(accounts) == sorted(PROFILES)
+
+
+def test_nothing_but_the_vpc_link_reaches_the_iam_listener(iam_templates: dict[str, Template]) -> None:
+    """The listener trusts the caller header: the account provisioner and other in-VPC clients use the first one."""
+    (link_group,) = resources(iam_templates[names.GATEWAY_STACK], "AWS::EC2::SecurityGroup")
+    opened = [
+        (stack, rule)
+        for stack, template in iam_templates.items()
+        for rule in ingress_rules(template)
+        if rule.get("FromPort", 0) <= IAM_HTTP_PORT <= rule.get("ToPort", 65535)
+        and "LoadBalancerSecurityGroup" in json.dumps(rule["GroupId"])
+    ]
+    assert [(stack, ref_id(rule["SourceSecurityGroupId"])) for stack, rule in opened] == [
+        (names.GATEWAY_STACK, link_group)
+    ]
