@@ -31,6 +31,8 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         artifact_bucket=vpc.artifact_bucket,
         certificate=vpc.certificate,
         identity=vpc.identity if isinstance(vpc.identity, CognitoIdentity) else None,
+        iam_listener=vpc.iam_listener,
+        iam_listener_port=vpc.iam_listener_port,
         description=f"{description}: HTTPS API",
     )
     monitoring = MLflowMonitoringStack(
@@ -65,6 +67,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
             else None
         ),
         machine_clients=vpc.machine_clients,
+        iam_invoke_policy=gateway.iam_gateway.invoke_policy if gateway.iam_gateway else None,
         description=f"{description}: SageMaker Studio users",
     )
     # The profile is only useful once the tracking URL exists.

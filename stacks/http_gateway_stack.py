@@ -15,7 +15,8 @@ from stacks.components.artifact_bucket_cors import ArtifactBucketCors
 from stacks.components.callback_registration import CallbackRegistration
 from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.custom_domain import CustomDomain
-from stacks.components.http_gateway import HttpGateway
+from stacks.components.http_gateway import HttpGateway, StageSettings
+from stacks.components.iam_gateway import IamGateway
 from stacks.components.vpc_link_keepalive import VpcLinkKeepalive
 from stacks.config import ProjectConfig
 
@@ -32,6 +33,10 @@ class HttpGatewayStack(Stack):
     ``identity`` (sso mode with Cognito) is the VPC stack's user pool: without
     a custom domain, this stack registers the API's sign-in URLs on its UI
     client (the VPC stack cannot name them; see ``CognitoIdentity``).
+
+    ``iam_listener`` (IAM sign-in; with ``iam_listener_port``) is the ALB listener of nginx's
+    IAM server block: a second API over the same VPC link, authorised with SigV4, reaches it
+    (``IamGateway``), and its URL is published beside the tracking URL.
     """
 
     def __init__(
@@ -48,10 +53,18 @@ class HttpGatewayStack(Stack):
         artifact_bucket: s3.IBucket,
         certificate: acm.ICertificate | None,
         identity: CognitoIdentity | None = None,
+        iam_listener: elbv2.IApplicationListener | None = None,
+        iam_listener_port: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         domain = config.domain.custom_domain
+        stage = StageSettings(
+            rate_limit=config.service.api_throttle_rate_limit,
+            burst_limit=config.service.api_throttle_burst_limit,
+            log_retention=config.operations.log_retention,
+            removal_policy=config.operations.cdk_removal_policy,
+        )
 
         self.gateway = HttpGateway(
             self,
@@ -63,10 +76,7 @@ class HttpGatewayStack(Stack):
             load_balancer_port=load_balancer_port,
             alb_server_name=domain.name if domain else None,
             disable_default_endpoint=domain is not None,
-            rate_limit=config.service.api_throttle_rate_limit,
-            burst_limit=config.service.api_throttle_burst_limit,
-            log_retention=config.operations.log_retention,
-            removal_policy=config.operations.cdk_removal_policy,
+            stage=stage,
         )
         self.custom_domain = (
             CustomDomain(
@@ -134,3 +144,33 @@ class HttpGatewayStack(Stack):
         CfnOutput(
             self, names.OUTPUT_TRACKING_URL, value=self.tracking_url, description="MLflow tracking URI"
         ).override_logical_id(names.OUTPUT_TRACKING_URL)
+
+        self.iam_gateway = (
+            IamGateway(
+                self,
+                "IamGateway",
+                vpc_link=self.gateway.vpc_link,
+                security_group=self.gateway.security_group,
+                listener=iam_listener,
+                load_balancer=load_balancer,
+                listener_port=iam_listener_port,
+                alb_server_name=domain.name if domain else None,
+                stage=stage,
+            )
+            if iam_listener is not None and iam_listener_port is not None
+            else None
+        )
+        if self.iam_gateway is not None:
+            ssm.StringParameter(
+                self,
+                "IamTrackingUrlParameter",
+                parameter_name=names.SSM_IAM_TRACKING_URL,
+                string_value=self.iam_gateway.url,
+                description="MLflow tracking URI for SigV4-signed clients (IAM sign-in)",
+            )
+            CfnOutput(
+                self,
+                names.OUTPUT_IAM_TRACKING_URL,
+                value=self.iam_gateway.url,
+                description="MLflow tracking URI for SigV4-signed clients (MLFLOW_TRACKING_AWS_SIGV4=true)",
+            ).override_logical_id(names.OUTPUT_IAM_TRACKING_URL)

@@ -24,6 +24,7 @@ from stacks.components.tracking_service import TrackingService
 from stacks.components.tracking_service_props import (
     AuthSettings,
     DatabaseEndpoint,
+    IamSignInSettings,
     OidcSettings,
     ServiceSize,
     TrackingServiceProps,
@@ -116,6 +117,13 @@ class MLflowVpcStack(Stack):
                     server_credentials=self.credentials.secret,
                     session_key=self.session_key.secret if self.session_key else None,
                     oidc=oidc,
+                    iam=(
+                        IamSignInSettings(
+                            principals=config.auth.iam_principals, principals_path=names.SSM_IAM_PRINCIPALS
+                        )
+                        if config.auth.iam_sign_in_enabled
+                        else None
+                    ),
                 ),
                 size=ServiceSize(
                     cpu=config.service.task_cpu,
@@ -200,6 +208,9 @@ class MLflowVpcStack(Stack):
         self.listener = self.tracking.listener
         self.load_balancer = self.tracking.load_balancer
         self.load_balancer_port = self.tracking.listener_port
+        # IAM sign-in: the listener only the IAM API reaches (None when off).
+        self.iam_listener = self.tracking.iam_listener
+        self.iam_listener_port = self.tracking.iam_listener_port
         self.internal_mlflow = InternalMlflow(
             vpc=self.vpc,
             subnets=self.private_subnets,

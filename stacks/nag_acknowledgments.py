@@ -265,6 +265,15 @@ def _gateway_stack(stacks: ProjectStacks) -> None:
         "MLflow clients only speak basic auth or bearer tokens, so the API forwards the Authorization header.",
     )
 
+    iam_gateway = stacks.gateway.iam_gateway
+    if iam_gateway is not None:
+        acknowledge_wildcards(
+            iam_gateway.invoke_policy,
+            [iam_gateway.invoke_arn],
+            "IAM sign-in: the Studio profiles' roles call every route of the one IAM API (MLflow's REST API "
+            "under any path and method); MLflow decides what each caller may do.",
+        )
+
 
 def _studio_stack(stacks: ProjectStacks) -> None:
     studio = stacks.studio

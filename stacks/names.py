@@ -15,7 +15,7 @@ ALL_STACKS: Final = (VPC_STACK, GATEWAY_STACK, MONITORING_STACK, STUDIO_STACK)
 
 # CloudFormation output keys (the lab helper reads TrackingUrl by this key).
 OUTPUT_TRACKING_URL: Final = "TrackingUrl"
-# IAM sign-in (issue 20): the HTTP API with AWS_IAM authorization, an output of the gateway stack.
+# IAM sign-in: the execute-api URL of the API that verifies SigV4 (signed clients use it).
 OUTPUT_IAM_TRACKING_URL: Final = "IamTrackingUrl"
 OUTPUT_ARTIFACT_BUCKET: Final = "ArtifactBucketName"
 OUTPUT_CREDENTIALS_SECRET: Final = "CredentialsSecretName"  # noqa: S105 - an output's name
@@ -51,8 +51,10 @@ ROLE_TAG_SERVING_ROLE: Final = "mlflow:serving-role"
 # SSM parameters, readable without CloudFormation permissions.
 SSM_PREFIX: Final = "/mlflow"
 SSM_TRACKING_URL: Final = f"{SSM_PREFIX}/tracking-url"
-# The IAM sign-in URL; absent when the deployment has no IAM entry point (the lab then signs in with a password).
 SSM_IAM_TRACKING_URL: Final = f"{SSM_PREFIX}/iam-tracking-url"
+# IAM sign-in: one parameter per Studio profile below this path (iam_callers.profile_parameter),
+# which the server reads with GetParametersByPath.
+SSM_IAM_PRINCIPALS: Final = f"{SSM_PREFIX}/iam-principals"
 SSM_ARTIFACT_BUCKET: Final = f"{SSM_PREFIX}/artifact-bucket"
 
 # Container contract (docker/nginx, docker/mlflow).

@@ -37,6 +37,8 @@ class SageMakerStudioUserStack(Stack):
     With ``model_deployments`` set, registry aliases deploy to SageMaker endpoints
     (``ModelDeployment``; its failures go to ``alarm_topic``; ``model_deployment_policies``,
     the worker's and the endpoints' access to the artifact bucket, come from the VPC stack).
+    With ``iam_invoke_policy`` (IAM sign-in: the gateway stack's right to call its IAM API) each
+    profile's roles sign their requests to that API instead of reading the login; the serving role may not call it.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class SageMakerStudioUserStack(Stack):
         alarm_topic: sns.ITopic,
         model_deployment_policies: tuple[iam.IManagedPolicy, iam.IManagedPolicy] | None = None,
         machine_clients: Mapping[str, CognitoMachineClient] | None = None,
+        iam_invoke_policy: iam.IManagedPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -121,6 +124,7 @@ class SageMakerStudioUserStack(Stack):
                 client_secret_reader=self.client_secret_reader,
                 oauth_secret_name=config.auth.oauth_client_secret_name(profile),
                 serving_role=self.serving_role.role,
+                iam_invoke_policy=iam_invoke_policy,
                 studio_access_policy=studio_access_policy,
                 training_access_policy=training_access_policy,
                 output_stack_names=output_stack_names,

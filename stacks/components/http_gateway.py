@@ -1,6 +1,7 @@
 """The public HTTPS entry point: an HTTP API that reaches the internal ALB over a VPC link."""
 
 import json
+from dataclasses import dataclass
 
 import jsii
 from aws_cdk import RemovalPolicy, Stack
@@ -13,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.components.security_groups import closed_security_group
+from stacks.iam_callers import CALLER_HEADER
 from stacks.names import API_REQUEST_ID_HEADER, PUBLIC_HOST_HEADER, PUBLIC_PROTO_HEADER
 
 # HTTP API access-log fields ($context variables). No header values are logged,
@@ -44,13 +46,23 @@ def public_origin_headers() -> apigw.ParameterMapping:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class StageSettings:
+    """Throttling and access-log keeping, the same for every API of the deployment."""
+
+    rate_limit: float
+    burst_limit: int
+    log_retention: logs.RetentionDays
+    removal_policy: RemovalPolicy
+
+
 @jsii.implements(apigw.IAccessLogSettings)
 class _AccessLogSettings:
     """The two values an HTTP API stage needs for access logging."""
 
-    def __init__(self, log_group: logs.ILogGroup) -> None:
+    def __init__(self, log_group: logs.ILogGroup, fields: dict[str, str]) -> None:
         self._destination = apigw.LogGroupLogDestination(log_group)
-        self._format = apigw_v1.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))
+        self._format = apigw_v1.AccessLogFormat.custom(json.dumps(fields))
 
     @property
     def destination(self) -> apigw.IAccessLogDestination:
@@ -84,10 +96,7 @@ class HttpGateway(Construct):
         load_balancer_port: int,
         alb_server_name: str | None,
         disable_default_endpoint: bool,
-        rate_limit: float,
-        burst_limit: int,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
+        stage: StageSettings,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -112,28 +121,16 @@ class HttpGateway(Construct):
             create_default_stage=False,
             # None (not False) leaves the property out of the template: the default stays as it was.
             disable_execute_api_endpoint=disable_default_endpoint or None,
-            default_integration=integrations.HttpAlbIntegration(
-                "Alb",
+            # A caller header a client sends here is dropped: only the IAM API writes it.
+            default_integration=alb_integration(
                 listener,
                 vpc_link=self.vpc_link,
-                method=apigw.HttpMethod.ANY,
-                parameter_mapping=public_origin_headers(),
-                secure_server_name=alb_server_name,
+                parameter_mapping=public_origin_headers().remove_header(CALLER_HEADER),
+                alb_server_name=alb_server_name,
             ),
         )
 
-        self.access_log_group = logs.LogGroup(
-            self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
-        )
-        self.stage = apigw.HttpStage(
-            self,
-            "DefaultStage",
-            http_api=self.api,
-            stage_name="$default",
-            auto_deploy=True,
-            throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
-            access_log_settings=_AccessLogSettings(self.access_log_group),
-        )
+        self.stage, self.access_log_group = logged_stage(self, api=self.api, settings=stage, fields=ACCESS_LOG_FIELDS)
 
         # The $default stage is served at the API's root, so this is the tracking URI
         # (None when the execute-api endpoint is off: a custom domain gives the URI).
@@ -145,3 +142,40 @@ class HttpGateway(Construct):
             if disable_default_endpoint
             else f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
         )
+
+
+def alb_integration(
+    listener: elbv2.IApplicationListener,
+    *,
+    vpc_link: apigw.IVpcLink,
+    parameter_mapping: apigw.ParameterMapping,
+    alb_server_name: str | None,
+) -> integrations.HttpAlbIntegration:
+    """Every method and path to ``listener`` over the VPC link (TLS verified against ``alb_server_name`` if set)."""
+    return integrations.HttpAlbIntegration(
+        "Alb",
+        listener,
+        vpc_link=vpc_link,
+        method=apigw.HttpMethod.ANY,
+        parameter_mapping=parameter_mapping,
+        secure_server_name=alb_server_name,
+    )
+
+
+def logged_stage(
+    scope: Construct, *, api: apigw.IHttpApi, settings: StageSettings, fields: dict[str, str]
+) -> tuple[apigw.HttpStage, logs.LogGroup]:
+    """The API's $default stage, throttled, with its access log group (``fields`` as the log line)."""
+    log_group = logs.LogGroup(
+        scope, "AccessLogs", retention=settings.log_retention, removal_policy=settings.removal_policy
+    )
+    stage = apigw.HttpStage(
+        scope,
+        "DefaultStage",
+        http_api=api,
+        stage_name="$default",
+        auto_deploy=True,
+        throttle=apigw.ThrottleSettings(rate_limit=settings.rate_limit, burst_limit=settings.burst_limit),
+        access_log_settings=_AccessLogSettings(log_group, fields),
+    )
+    return stage, log_group

@@ -1,7 +1,7 @@
 """What a role needs to find MLflow by itself (lab/source_dir/mlflow_setup.py).
 
 The tracking URL from the stacks' outputs or SSM parameters, the login from
-its one secret, and the name of that secret from its own role's tags.
+its one secret (none with IAM sign-in), and the name of that secret from its own role's tags.
 """
 
 from aws_cdk import Stack
@@ -12,15 +12,23 @@ from stacks import names
 
 
 def mlflow_lookup_statements(
-    scope: Construct, *, credentials_secret_arn: str, own_role_arn: str, output_stack_names: list[str]
+    scope: Construct, *, credentials_secret_arn: str | None, own_role_arn: str, output_stack_names: list[str]
 ) -> list[iam.PolicyStatement]:
+    """``credentials_secret_arn`` is None where the role reads no login (IAM sign-in: it signs its requests)."""
     stack = Stack.of(scope)
+    login = (
+        [
+            iam.PolicyStatement(
+                sid="ReadMlflowCredentials",
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[credentials_secret_arn],
+            )
+        ]
+        if credentials_secret_arn is not None
+        else []
+    )
     return [
-        iam.PolicyStatement(
-            sid="ReadMlflowCredentials",
-            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-            resources=[credentials_secret_arn],
-        ),
+        *login,
         iam.PolicyStatement(
             sid="ReadStackOutputs",
             actions=["cloudformation:DescribeStacks"],

@@ -14,7 +14,9 @@ class MlflowUserAccount(Construct):
     Only the roles given to :meth:`restrict_reading_to` (the profile's execution
     and training roles) and the provisioner may read the password: besides
     their own identity policies, the secret's resource policy denies everyone
-    else, whatever their IAM policies allow. The account is created, updated
+    else, whatever their IAM policies allow. With IAM sign-in the profile's roles
+    need no password: :meth:`deny_reading_to` shuts them out instead, and the
+    password is the person's browser login, which an administrator reads. The account is created, updated
     and deleted with the stack by the provisioner; the user name is the profile name.
     """
 
@@ -69,5 +71,18 @@ class MlflowUserAccount(Construct):
                 actions=["secretsmanager:GetSecretValue"],
                 resources=["*"],
                 conditions={"StringNotEquals": {"aws:PrincipalArn": allowed}},
+            )
+        )
+
+    def deny_reading_to(self, roles: list[iam.IRole]) -> None:
+        """Deny reading the password to ``roles``, whatever their IAM policies allow (IAM sign-in)."""
+        self.secret.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ProfileRolesSignInWithIam",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["secretsmanager:GetSecretValue"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]}},
             )
         )

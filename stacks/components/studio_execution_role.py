@@ -78,7 +78,7 @@ class StudioExecutionRole(Construct):
         construct_id: str,
         *,
         profile: str,
-        credentials_secret_arn: str,
+        credentials_secret_arn: str | None,
         credentials_secret_name: str,
         training_role: iam.IRole,
         serving_role: iam.IRole,

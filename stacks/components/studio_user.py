@@ -4,14 +4,17 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from stacks import names
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.mlflow_user_account import MlflowUserAccount
 from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient, OAuthClientLogin
 from stacks.components.studio_domain import StudioDomain
 from stacks.components.studio_execution_role import StudioExecutionRole
 from stacks.components.workload_roles import TrainingRole
+from stacks.iam_callers import profile_parameter
 
 
 class StudioUser(Construct):
@@ -23,6 +26,10 @@ class StudioUser(Construct):
     ``cognito_client``, made in the VPC stack, or one an external provider's
     administrator fills in); otherwise (shared mode) both roles read the shared
     ``shared_secret``. Both roles' tags name whichever it is.
+
+    With ``iam_invoke_policy`` (IAM sign-in, accounts mode) both roles call the IAM API
+    signed instead: they get that policy, may not read the login, and a parameter below
+    ``names.SSM_IAM_PRINCIPALS`` tells the server they are the profile's MLflow user.
     """
 
     def __init__(
@@ -41,6 +48,7 @@ class StudioUser(Construct):
         client_secret_reader: ClientSecretReader | None,
         oauth_secret_name: str,
         serving_role: iam.IRole,
+        iam_invoke_policy: iam.IManagedPolicy | None,
         studio_access_policy: iam.IManagedPolicy,
         training_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
@@ -75,11 +83,13 @@ class StudioUser(Construct):
             )
             secret, secret_name = self.account.secret, user_secret_name
 
+        # IAM sign-in: the roles sign their requests and read no login.
+        readable_secret_arn = secret.secret_arn if iam_invoke_policy is None else None
         self.training_role = TrainingRole(
             self,
             "Training",
             profile=profile,
-            credentials_secret_arn=secret.secret_arn,
+            credentials_secret_arn=readable_secret_arn,
             credentials_secret_name=secret_name,
             storage_policy=training_access_policy,
             output_stack_names=output_stack_names,
@@ -88,7 +98,7 @@ class StudioUser(Construct):
             self,
             "ExecutionRole",
             profile=profile,
-            credentials_secret_arn=secret.secret_arn,
+            credentials_secret_arn=readable_secret_arn,
             credentials_secret_name=secret_name,
             training_role=self.training_role.role,
             serving_role=serving_role,
@@ -100,8 +110,22 @@ class StudioUser(Construct):
         self.execution_role.allow_studio_in_domain(domain.domain_id)
         self.credentials_secret_name = secret_name
 
-        if self.account is not None:
-            self.account.restrict_reading_to([self.execution_role.role, self.training_role.role])
+        roles: list[iam.IRole] = [self.execution_role.role, self.training_role.role]
+        self.iam_principal: ssm.StringParameter | None = None
+        if iam_invoke_policy is not None:
+            assert self.account is not None, "IAM sign-in maps the roles to the profile's own MLflow user"
+            self.account.deny_reading_to(roles)
+            for role in roles:
+                role.add_managed_policy(iam_invoke_policy)
+            self.iam_principal = ssm.StringParameter(
+                self,
+                "IamPrincipal",
+                parameter_name=f"{names.SSM_IAM_PRINCIPALS}/{profile}",
+                string_value=profile_parameter(self.account.username, [role.role_arn for role in roles]),
+                description=f"IAM sign-in: the roles that act as MLflow user {self.account.username}",
+            )
+        elif self.account is not None:
+            self.account.restrict_reading_to(roles)
         if self.oauth_login is not None:
             self.oauth_login.restrict_reading_to([self.execution_role.role, self.training_role.role])
 

@@ -1,5 +1,6 @@
 """The MLflow tracking server: one Fargate task (nginx + mlflow) behind an internal ALB."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ _IMAGE_PLATFORM: dict[TaskArchitecture, ecr_assets.Platform] = {
 }
 HTTP_PORT = 80
 HTTPS_PORT = 443
+# The IAM API's listener (IAM sign-in), in the same scheme as the first.
+IAM_HTTP_PORT = 8081
+IAM_HTTPS_PORT = 8443
 # TLS 1.3 and 1.2 with forward-secret AES-GCM ciphers only, hybrid post-quantum key exchange offered.
 TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 # Each container's only writable path (a task volume; the root filesystem is read-only).
@@ -133,15 +137,19 @@ class TrackingService(Construct):
             # Added to MLflow's allowed hosts and CORS origins by the entrypoint.
             mlflow.add_environment("MLFLOW_PUBLIC_DOMAIN", domain_certificate.domain_name)
 
+        iam_sign_in = props.auth.iam
+        nginx_ports = [names.NGINX_PORT] + ([names.NGINX_IAM_PORT] if iam_sign_in is not None else [])
         nginx = self._add_container(
             "nginx",
             log_retention,
             removal_policy,
-            port_mappings=[ecs.PortMapping(container_port=names.NGINX_PORT)],
+            port_mappings=[ecs.PortMapping(container_port=port) for port in nginx_ports],
             environment={
                 "NGINX_PORT": str(names.NGINX_PORT),
                 "MLFLOW_UPSTREAM": f"127.0.0.1:{names.MLFLOW_PORT}",
                 "MLFLOW_AUTH_MODE": props.auth.mode,
+                # The server block that trusts the IAM API's caller header (only its listener reaches it).
+                **({"NGINX_IAM_LISTEN": str(names.NGINX_IAM_PORT)} if iam_sign_in is not None else {}),
             },
             # Where MLflow's app checks credentials, nginx checks nothing and needs no credential.
             secrets=nginx_secrets or None,
@@ -204,28 +212,50 @@ class TrackingService(Construct):
             deletion_protection=removal_policy != RemovalPolicy.DESTROY,
         )
 
+        self.listener_scheme = "http" if domain_certificate is None else "https"
+        self.server_name = None if domain_certificate is None else domain_certificate.domain_name
+        self.listener_port = HTTP_PORT if domain_certificate is None else HTTPS_PORT
+        self.listener, self.target_group = self.nginx_listener(
+            "Http" if domain_certificate is None else "Https",
+            "Nginx",
+            listener_port=self.listener_port,
+            container_port=names.NGINX_PORT,
+        )
+        # IAM sign-in: nginx's IAM server block behind a listener of its own, which only the IAM API reaches.
+        self.iam_listener_port: int | None = None
+        self.iam_listener: elbv2.ApplicationListener | None = None
+        self.iam_target_group: elbv2.ApplicationTargetGroup | None = None
+        if iam_sign_in is not None:
+            self.iam_listener_port = IAM_HTTP_PORT if domain_certificate is None else IAM_HTTPS_PORT
+            self.iam_listener, self.iam_target_group = self.nginx_listener(
+                "Iam", "NginxIam", listener_port=self.iam_listener_port, container_port=names.NGINX_IAM_PORT
+            )
+
+    def nginx_listener(
+        self, listener_id: str, target_id: str, *, listener_port: int, container_port: int
+    ) -> tuple[elbv2.ApplicationListener, elbv2.ApplicationTargetGroup]:
+        """An ALB listener (HTTPS on the domain's certificate when there is one) to one nginx port of the service."""
+        certificate = self.props.domain_certificate
         # open=False: the listener must not add a 0.0.0.0/0 ingress rule.
-        if domain_certificate is None:
-            self.listener_scheme, self.listener_port, self.server_name = "http", HTTP_PORT, None
-            self.listener = self.load_balancer.add_listener(
-                "Http", port=HTTP_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
+        if certificate is None:
+            listener = self.load_balancer.add_listener(
+                listener_id, port=listener_port, protocol=elbv2.ApplicationProtocol.HTTP, open=False
             )
         else:
-            self.listener_scheme, self.listener_port = "https", HTTPS_PORT
-            self.server_name = domain_certificate.domain_name
-            self.listener = self.load_balancer.add_listener(
-                "Https",
-                port=HTTPS_PORT,
+            listener = self.load_balancer.add_listener(
+                listener_id,
+                port=listener_port,
                 protocol=elbv2.ApplicationProtocol.HTTPS,
-                certificates=[elbv2.ListenerCertificate.from_certificate_manager(domain_certificate.certificate)],
+                certificates=[elbv2.ListenerCertificate.from_certificate_manager(certificate.certificate)],
                 ssl_policy=TLS_POLICY,
                 open=False,
             )
-        self.target_group = self.listener.add_targets(
-            "Nginx",
-            port=names.NGINX_PORT,
+        target_group = listener.add_targets(
+            target_id,
+            port=container_port,
             protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.service.load_balancer_target(container_name="nginx", container_port=names.NGINX_PORT)],
+            targets=[self.service.load_balancer_target(container_name="nginx", container_port=container_port)],
+            # Both of nginx's server blocks answer the health path without credentials.
             health_check=elbv2.HealthCheck(
                 path=names.HEALTH_CHECK_PATH,
                 healthy_http_codes="200",
@@ -236,6 +266,7 @@ class TrackingService(Construct):
             ),
             deregistration_delay=Duration.seconds(30),
         )
+        return listener, target_group
 
     def _container_settings(
         self, props: TrackingServiceProps
@@ -297,6 +328,25 @@ class TrackingService(Construct):
                 "OIDC_CLIENT_ID": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_id"),
                 "OIDC_CLIENT_SECRET": ecs.Secret.from_secrets_manager(oidc.client_secret, "client_secret"),
             }
+        if auth.iam is not None:
+            mlflow_environment |= {
+                "MLFLOW_IAM_SIGN_IN": "true",
+                # Not secret: ARNs and user names, as the iam_principals setting holds them.
+                "MLFLOW_IAM_PRINCIPALS": json.dumps(dict(auth.iam.principals), sort_keys=True),
+                "MLFLOW_IAM_PRINCIPALS_PATH": auth.iam.principals_path,
+            }
+            # GetParametersByPath is authorised against the path asked for, not the parameters returned.
+            self.task_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ReadIamPrincipals",
+                    actions=["ssm:GetParametersByPath"],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="ssm", resource="parameter", resource_name=auth.iam.principals_path.lstrip("/")
+                        )
+                    ],
+                )
+            )
         if needs.session_key:
             assert auth.session_key is not None
             mlflow_secrets["MLFLOW_FLASK_SERVER_SECRET_KEY"] = ecs.Secret.from_secrets_manager(auth.session_key)

@@ -1,5 +1,6 @@
 """What the stack hands TrackingService: typed, frozen, checked where it is built."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +31,16 @@ class OidcSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IamSignInSettings:
+    """IAM sign-in (iam_callers.py): the callers the setting maps, and where the Studio profiles' are."""
+
+    # Role or user ARN -> MLflow user (the iam_principals setting: CI pipelines).
+    principals: Mapping[str, str]
+    # SSM path with one parameter per Studio profile, which the server reads by path.
+    principals_path: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class DatabaseEndpoint:
     """The metadata database as the tasks reach it."""
 
@@ -46,7 +57,7 @@ class AuthSettings:
 
     ``server_credentials`` is nginx's one user or MLflow's admin, as the mode
     says; ``session_key`` signs MLflow's sessions where the mode has them;
-    ``oidc`` is the provider of a mode with sign-in.
+    ``oidc`` is the provider of a mode with sign-in; ``iam`` turns on IAM sign-in.
     """
 
     mode: AuthMode
@@ -54,9 +65,12 @@ class AuthSettings:
     server_credentials: secretsmanager.ISecret
     session_key: secretsmanager.ISecret | None = None
     oidc: OidcSettings | None = None
+    iam: IamSignInSettings | None = None
 
     def __post_init__(self) -> None:
         needs = MODES[self.mode]
+        if self.iam is not None and not needs.iam_sign_in:
+            raise ValueError(f"{self.mode} mode has no IAM sign-in")
         if needs.session_key and self.session_key is None:
             raise ValueError(f"{self.mode} mode needs a session key secret")
         if needs.sign_in_provider and self.oidc is None:

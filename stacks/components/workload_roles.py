@@ -71,7 +71,7 @@ class TrainingRole(Construct):
         construct_id: str,
         *,
         profile: str,
-        credentials_secret_arn: str,
+        credentials_secret_arn: str | None,
         credentials_secret_name: str,
         storage_policy: iam.IManagedPolicy,
         output_stack_names: list[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -71,6 +72,18 @@ def empty_is_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
     return value
+
+
+def json_text(value: Any, blank: Any) -> Any:
+    """`-c key='...'` gives JSON text where cdk.json gives the value itself: parse it (empty text is ``blank``)."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return blank
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise Invalid("is not JSON") from None
 
 
 def names_are_strings(value: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
@@ -21,6 +20,7 @@ from stacks.config.base import (
     is_dns_name,
     is_https_url,
     is_secret_name,
+    json_text,
     names_are_strings,
     setting,
 )
@@ -31,6 +31,7 @@ from stacks.federation import (
     RESERVED_PROVIDER_NAMES,
     FederatedProvider,
 )
+from stacks.iam_callers import principals_from_mapping
 
 OidcProvider = Literal["cognito", "external"]
 # MLflow's auth app: permissions a user has on what nobody granted them explicitly.
@@ -78,6 +79,41 @@ class Auth(Section):
         "(creators get MANAGE on their own)",
         problem="is not an MLflow permission",
     )
+    iam_sign_in: bool | None = setting(
+        None,
+        "empty (on where the mode supports it: accounts), true, false",
+        "code signs MLflow requests with its IAM role (SigV4) through a second HTTP API: each Studio "
+        "profile's roles act as its MLflow user, no password read",
+        problem="is not true, false or empty",
+    )
+    iam_principals: dict[str, str] = setting(
+        {},
+        'a JSON object of IAM role or user ARN -> MLflow user name, e.g. {"arn:aws:iam::123456789012:role/ci": "ci"}',
+        "IAM sign-in: roles and users besides the Studio profiles' (CI pipelines) and the MLflow user each acts as",
+    )
+
+    @field_validator("iam_sign_in", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        return empty_is_none(value)
+
+    @field_validator("iam_principals", mode="before")
+    @classmethod
+    def _check_principals(cls, value: Any) -> Any:
+        """`-c iam_principals='{...}'` arrives as JSON text; every ARN and user is checked as the server will."""
+        value = json_text(value, {})
+        if not isinstance(value, Mapping):
+            raise Invalid("is not a JSON object of ARN -> MLflow user")
+        try:
+            principals_from_mapping(value)
+        except ValueError as error:
+            raise Invalid(f"has a bad entry: {error}") from None
+        return dict(value)
+
+    @property
+    def iam_sign_in_enabled(self) -> bool:
+        """IAM sign-in as deployed: the setting, or where it is unset, whether the mode supports it."""
+        return self.needs.iam_sign_in if self.iam_sign_in is None else self.iam_sign_in
 
     @field_validator("credentials_secret_name")
     @classmethod
@@ -233,13 +269,7 @@ class Sso(Section):
     @classmethod
     def _check_federation(cls, value: Any) -> Any:
         """`-c cognito_federation='[...]'` arrives as JSON text; each item is checked for its type's keys."""
-        if isinstance(value, str):
-            if not value.strip():
-                return []
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise Invalid("is not JSON") from None
+        value = json_text(value, [])
         if not isinstance(value, list):
             raise Invalid("is not a list of provider definitions")
         if len(value) > 10:
@@ -369,14 +399,7 @@ class Studio(Section):
     @classmethod
     def _json_text(cls, value: Any) -> Any:
         """`-c model_deployments='[...]'` arrives as JSON text; cdk.json gives the list itself."""
-        if not isinstance(value, str):
-            return value
-        if not value.strip():
-            return []
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise Invalid("is not JSON") from None
+        return json_text(value, [])
 
     @field_validator("user_profiles")
     @classmethod

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, mod
 from pydantic_core import PydanticUndefined
 
 from stacks import names, task_sizing
+from stacks.auth_modes import MODES
 from stacks.config.base import ConfigError, Invalid, Section
 from stacks.config.database import Database
 from stacks.config.domain import DOMAIN_KEYS, Domain
@@ -122,6 +123,7 @@ class ProjectConfig(Section):
         self._check_custom_domain()
         self._check_profiles_against_admin()
         self._check_sso()
+        self._check_iam_sign_in()
         self._check_federation_names()
         self._check_model_deployments()
         return self
@@ -224,6 +226,25 @@ class ProjectConfig(Section):
                 key="oidc_allowed_group",
                 value=sso.oidc_allowed_group,
                 allowed=f"empty or a group other than oidc_admin_group={sso.oidc_admin_group}",
+            )
+
+    def _check_iam_sign_in(self) -> None:
+        """IAM sign-in only where the mode maps a caller to a user; its principals only with it on."""
+        auth = self.auth
+        if auth.iam_sign_in and not auth.needs.iam_sign_in:
+            supported = [mode for mode, needs in MODES.items() if needs.iam_sign_in]
+            raise Invalid(
+                f"is not supported with auth_mode={auth.auth_mode}",
+                key="iam_sign_in",
+                value=auth.iam_sign_in,
+                allowed=f"false or empty with auth_mode={auth.auth_mode}; true with auth_mode={', '.join(supported)}",
+            )
+        if auth.iam_principals and not auth.iam_sign_in_enabled:
+            raise Invalid(
+                "is only used with IAM sign-in on",
+                key="iam_principals",
+                value=auth.iam_principals,
+                allowed=f"{{}} while IAM sign-in is off (auth_mode={auth.auth_mode}, iam_sign_in={auth.iam_sign_in})",
             )
 
     def _check_profiles_against_admin(self) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
-from stacks.config.base import Invalid, Section, empty_is_none, setting
+from stacks.config.base import Invalid, Section, empty_is_none, json_text, setting
 from stacks.config.operations import CRON
 
 # Fargate: memory values (MiB) accepted with each CPU value.
@@ -108,13 +107,7 @@ class Service(Section):
     @classmethod
     def _json_object(cls, value: Any) -> Any:
         """`-c schedule_scale_to_zero='{...}'` arrives as JSON text; cdk.json gives the object itself."""
-        value = empty_is_none(value)
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise Invalid("is not JSON") from None
+        return json_text(empty_is_none(value), None)
 
     @field_validator("task_cpu", mode="before")
     @classmethod

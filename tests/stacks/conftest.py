@@ -40,8 +40,14 @@ def dev_templates() -> dict[str, Template]:
 
 @pytest.fixture(scope="session")
 def accounts_templates() -> dict[str, Template]:
-    """auth_mode=accounts with two Studio profiles."""
+    """auth_mode=accounts with two Studio profiles (IAM sign-in on, the mode's default)."""
     return synth_templates(auth_mode="accounts", user_profiles="alice,bob")
+
+
+@pytest.fixture(scope="session")
+def accounts_password_templates() -> dict[str, Template]:
+    """auth_mode=accounts with two Studio profiles and IAM sign-in off: the roles read their logins."""
+    return synth_templates(auth_mode="accounts", user_profiles="alice,bob", iam_sign_in="false")
 
 
 @pytest.fixture(scope="session")

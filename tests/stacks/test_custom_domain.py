@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from stacks import names
+from stacks.components.tracking_service import IAM_HTTPS_PORT
+from stacks.iam_callers import CALLER_HEADER
 from tests.stacks.helpers import (
     DOMAIN,
     DOMAIN_CONTEXT,
@@ -209,12 +211,44 @@ def test_artifact_cors_allows_the_domain_origin_only(domain_accounts: dict[str, 
     text = create if isinstance(create, str) else "".join(p for p in create["Fn::Join"][1] if isinstance(p, str))
     assert f'"AllowedOrigins":["{DOMAIN_URL}"]' in text
     assert "execute-api" not in text
-    integration = props(domain_accounts[names.GATEWAY_STACK], "AWS::ApiGatewayV2::Integration")
+    integrations = resources(domain_accounts[names.GATEWAY_STACK], "AWS::ApiGatewayV2::Integration")
+    (integration,) = [i["Properties"] for key, i in integrations.items() if key.startswith("GatewayApi")]
     assert integration["RequestParameters"] == {
         "overwrite:header.X-Public-Host": "$context.domainName",
         "overwrite:header.X-Public-Proto": "https",
         "overwrite:header.X-Api-Request-Id": "$context.requestId",
+        f"remove:header.{CALLER_HEADER}": "",
     }
+
+
+def test_iam_api_keeps_its_execute_api_endpoint_and_verifies_the_listeners_certificate(
+    domain_accounts: dict[str, Template],
+) -> None:
+    """Signed clients sign for the host they call: the IAM API is not on the domain, and reaches HTTPS 8443."""
+    gateway, vpc = domain_accounts[names.GATEWAY_STACK], domain_accounts[names.VPC_STACK]
+    apis = {
+        a["Properties"]["Name"]: (key, a["Properties"])
+        for key, a in resources(gateway, "AWS::ApiGatewayV2::Api").items()
+    }
+    iam_id, iam_api = apis["mlflow-iam"]
+    assert "DisableExecuteApiEndpoint" not in iam_api and apis["mlflow"][1]["DisableExecuteApiEndpoint"] is True
+    assert gateway["Outputs"][names.OUTPUT_IAM_TRACKING_URL]["Value"] == {"Fn::GetAtt": [iam_id, "ApiEndpoint"]}
+    (mapping,) = [m["Properties"] for m in resources(gateway, "AWS::ApiGatewayV2::ApiMapping").values()]
+    assert ref_id(mapping["ApiId"]) != iam_id
+    (integration,) = [
+        i["Properties"]
+        for i in resources(gateway, "AWS::ApiGatewayV2::Integration").values()
+        if i["Properties"]["ApiId"] == {"Ref": iam_id}
+    ]
+    assert integration["TlsConfig"] == {"ServerNameToVerify": DOMAIN}
+    listeners = {
+        r["Properties"]["Port"]: r["Properties"]
+        for r in resources(vpc, "AWS::ElasticLoadBalancingV2::Listener").values()
+    }
+    assert sorted(listeners) == [443, IAM_HTTPS_PORT]
+    assert listeners[IAM_HTTPS_PORT]["Protocol"] == "HTTPS"
+    assert listeners[IAM_HTTPS_PORT]["Certificates"] == listeners[443]["Certificates"]
+    assert listeners[IAM_HTTPS_PORT]["SslPolicy"] == listeners[443]["SslPolicy"]
 
 
 def test_account_provisioner_reaches_the_https_listener_by_its_certificate_name(

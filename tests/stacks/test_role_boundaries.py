@@ -27,9 +27,11 @@ def _secret_arn(name: str) -> str:
     return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"  # as the resolver derives it
 
 
-@pytest.fixture(scope="module")
-def roles(accounts_templates: dict[str, Template]) -> dict[str, dict[str, Any]]:
-    """ "alice/ExecutionRole", ..., "ServingRole" -> {"arn", "statements"}."""
+@pytest.fixture(scope="module", params=["iam", "password"])
+def roles(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    """ "alice/ExecutionRole", ..., "ServingRole" -> {"arn", "statements"}, with IAM sign-in on and off."""
+    variant = "accounts_templates" if request.param == "iam" else "accounts_password_templates"
+    accounts_templates: dict[str, Template] = request.getfixturevalue(variant)
     vpc = accounts_templates[names.VPC_STACK]
     (bucket_id,) = [b for b in resources(vpc, "AWS::S3::Bucket") if "Artifacts" in b]
     resolver = AppResolver(
@@ -63,13 +65,30 @@ LOGIN = {profile: _secret_arn(f"mlflow-server-credentials/users/{profile}/login"
 ADMIN = _secret_arn("mlflow-server-credentials")
 
 
+def _iam_sign_in(request: pytest.FixtureRequest) -> bool:
+    """Whether this run's ``roles`` are those of IAM sign-in (the fixture's parameter)."""
+    return bool(request.node.callspec.params["roles"] == "iam")
+
+
 @pytest.mark.parametrize("profile", ["alice", "bob"])
-def test_a_profile_reads_its_own_login_and_no_other(roles, profile: str) -> None:
+def test_a_profile_reads_its_own_login_and_no_other(roles, profile: str, request: pytest.FixtureRequest) -> None:
+    """With IAM sign-in the profile's roles sign their requests instead: they read no login at all."""
     other = "bob" if profile == "alice" else "alice"
+    own = "ImplicitDeny" if _iam_sign_in(request) else "Allow"
     for kind in ("ExecutionRole", "TrainingRole"):
         role = f"{profile}/{kind}"
-        assert _decide(roles, role, Request("secretsmanager:GetSecretValue", LOGIN[profile])) == "Allow"
+        assert _decide(roles, role, Request("secretsmanager:GetSecretValue", LOGIN[profile])) == own
         assert _decide(roles, role, Request("secretsmanager:GetSecretValue", LOGIN[other])) != "Allow"
+
+
+def test_only_profile_roles_may_call_an_api_and_only_with_iam_sign_in(roles, request: pytest.FixtureRequest) -> None:
+    callers = {
+        role
+        for role, found in roles.items()
+        if any("execute-api" in str(statement.get("Action")) for statement in found["statements"])
+    }
+    profile_roles = {"alice/ExecutionRole", "alice/TrainingRole", "bob/ExecutionRole", "bob/TrainingRole"}
+    assert callers == (profile_roles if _iam_sign_in(request) else set())
 
 
 def test_no_sagemaker_role_reads_the_admin_login(roles) -> None:

@@ -414,7 +414,9 @@ def test_each_profile_gets_its_own_generated_login(accounts_studio: Template) ->
         assert secret["DeletionPolicy"] == "Retain"
 
 
-def test_only_the_profiles_roles_read_its_login(accounts_studio: Template) -> None:
+def test_only_the_profiles_roles_read_its_login(accounts_password_templates: dict[str, Template]) -> None:
+    """IAM sign-in off (tests/stacks/test_iam_sign_in.py: on, the roles read no login)."""
+    accounts_studio = accounts_password_templates[names.STUDIO_STACK]
     secrets = _user_secrets(accounts_studio)
     (provisioner_role,) = [
         r for r in resources(accounts_studio, "AWS::IAM::Role") if r.startswith("MlflowAccountsRole")

@@ -34,11 +34,11 @@ def test_template_matches_snapshot(
     assert normalise(templates[stack_name]) == snapshot_json
 
 
-@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.STUDIO_STACK])
+@pytest.mark.parametrize("stack_name", [names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK])
 def test_accounts_mode_template_matches_snapshot(
     stack_name: str, accounts_templates: dict[str, Any], snapshot_json: SnapshotAssertion
 ) -> None:
-    """auth_mode=accounts with profiles alice and bob (the gateway stack does not change with the mode)."""
+    """auth_mode=accounts with profiles alice and bob (the gateway adds the IAM sign-in API)."""
     assert normalise(accounts_templates[stack_name]) == snapshot_json
 
 

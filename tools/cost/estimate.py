@@ -380,17 +380,19 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
         )
     )
     apis = sum(1 for _, api in _resources(templates, "AWS::ApiGatewayV2::Api") if api.get("ProtocolType") == "HTTP")
-    idle.append(Line("API Gateway HTTP API", f"{apis} API, pay per request", 0.0))
+    idle.append(Line("API Gateway HTTP API", f"{apis} API{'' if apis == 1 else 's'}, pay per request", 0.0))
     m2m_clients = _m2m_clients(templates)
     idle.extend(_cognito_idle(templates, usd, m2m_clients))
 
     # Per million requests.
     per = result.per_million_requests
+    # A request crosses one API: the password API, or with IAM sign-in the IAM API instead.
     per.append(
         Line(
             "API Gateway HTTP API",
-            f"{apis} x 1 M x {_money(usd['http_api_million'])}/M",
-            apis * usd["http_api_million"],
+            f"1 x 1 M x {_money(usd['http_api_million'])}/M"
+            + (f" (a request crosses one of the {apis} APIs)" if apis > 1 else ""),
+            usd["http_api_million"],
         )
     )
     lcu_hours = MILLION * assumed["alb_new_connections_per_request"] / (25 * 3600)

@@ -118,6 +118,18 @@ def test_per_million_requests(default: Estimate) -> None:
     assert lines["CloudWatch Logs"] == pytest.approx(1_000_000 * 1100 / GB * USD["logs_ingest_gb"])
 
 
+def test_iam_sign_in_adds_an_api_but_no_request_cost_and_health_checks_its_target_group(default: Estimate) -> None:
+    """accounts mode: a request crosses the password API or the IAM API, never both; nginx's IAM port is a
+    second target group, health-checked like the first."""
+    accounts = estimate(synth_templates(auth_mode="accounts", user_profiles="alice,bob"), PRICES)
+    requests = {line.item: line for line in accounts.per_million_requests}
+    assert requests["API Gateway HTTP API"].usd == USD["http_api_million"]
+    assert "one of the 2 APIs" in requests["API Gateway HTTP API"].detail
+    assert accounts.line("API Gateway HTTP API").detail == "2 APIs, pay per request"
+    checks = "VPC flow logs (health checks)"
+    assert accounts.line(checks).usd == pytest.approx(2 * default.line(checks).usd)
+
+
 def test_dev_preset_runs_one_task_and_pauses_aurora(default: Estimate, dev: Estimate) -> None:
     half_vcpu_task = (0.5 * USD["fargate_vcpu_hour"] + 2 * USD["fargate_gb_hour"]) * HOURS
     assert dev.line("Fargate tasks").usd == pytest.approx(half_vcpu_task, abs=1e-9)
