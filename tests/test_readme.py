@@ -180,3 +180,22 @@ def test_every_relative_link_and_anchor_resolves() -> None:
             assert linked.exists(), f"{page.name}: link to missing {path}"
             if anchor:
                 assert anchor in _headings(linked), f"{page.name}: no heading for {target}"
+
+
+def test_iam_sign_in_block_sets_what_a_signed_client_needs() -> None:
+    """The README's IAM block signs, and sends artifacts the way configure_mlflow() does for a signed client."""
+    from localrun.stack import artifact_transfer_settings
+    from stacks.names import SSM_IAM_TRACKING_URL
+
+    block = re.search(
+        r"```bash\n(.*?)```", section(README.read_text(encoding="utf-8"), "## Signing in with IAM (code)"), re.S
+    )
+    text = block.group(1)  # type: ignore[union-attr]
+    assert re.search(r"MLFLOW_TRACKING_URI=\$\(aws ssm get-parameter --name (\S+) ", text)[1] == SSM_IAM_TRACKING_URL  # type: ignore[index]
+    exported = dict(re.findall(r"(MLFLOW_[A-Z_0-9]+)=(\w+)\b", text.split("\n", 1)[1]))
+    assert exported.pop("MLFLOW_TRACKING_AWS_SIGV4") == "true"
+    signed = artifact_transfer_settings(signed=True)
+    assert exported.items() <= signed.items()
+    assert {key for key in signed if key.startswith("MLFLOW_ENABLE_PROXY")} | {
+        "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"
+    } <= exported.keys()
