@@ -233,15 +233,20 @@ class AuditLog:
 
     def user(self, scope: Scope) -> str | None:
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
-        return caller(self.mode, headers, signed_in_user(scope, self.context_key) or self.iam_caller_user(headers))
+        return caller(self.mode, headers, signed_in_user(scope, self.context_key) or self.iam_caller_user(scope))
 
-    def iam_caller(self, headers: dict[bytes, bytes]) -> str | None:
-        """The verified IAM caller's ARN, with IAM sign-in on (nginx's other server removes the header)."""
-        value = headers.get(self.caller_header) if self.iam_user else None
-        return value.decode("latin-1") if value else None
+    def iam_caller(self, scope: Scope) -> str | None:
+        """The verified IAM caller's ARN, with IAM sign-in on (nginx's other server removes the header).
 
-    def iam_caller_user(self, headers: dict[bytes, bytes]) -> str | None:
-        arn = self.iam_caller(headers)
+        Repeated copies (refused by iam_sign_in.OneCaller) are joined: no ARN, nobody's user.
+        """
+        if not self.iam_user:
+            return None
+        values = [value for name, value in scope.get("headers", []) if name.lower() == self.caller_header]
+        return b", ".join(values).decode("latin-1") or None
+
+    def iam_caller_user(self, scope: Scope) -> str | None:
+        arn = self.iam_caller(scope)
         return self.iam_user(arn) if arn and self.iam_user else None
 
     def line(self, scope: Scope, body: bytes, status: int, started: float, user: str | None) -> str:
@@ -258,6 +263,6 @@ class AuditLog:
             "request_id": headers.get(REQUEST_ID_HEADER, b"").decode("latin-1") or None,
             "api_request_id": headers.get(API_REQUEST_ID_HEADER, b"").decode("latin-1")[:128] or None,
         }
-        if arn := self.iam_caller(headers):
+        if arn := self.iam_caller(scope):
             record["iam_caller"] = arn[:512]
         return json.dumps(record, sort_keys=True)

@@ -180,13 +180,13 @@ def test_more_than_one_caller_header_is_refused_before_the_app(iam: ModuleType, 
 def test_the_audit_line_names_the_callers_user_and_arn(iam: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(iam, "PRINCIPALS", iam.Principals({"123456789012:role/studio-alice": "alice"}, None))
     with image_module("audit_log") as audit:
-        for arn, user in [(ROLE_A, "alice"), (CI, None), ("not an arn", None)]:
+        for arns, user in [([ROLE_A], "alice"), ([CI], None), (["not an arn"], None), ([CI, ROLE_A], None)]:
             lines: list[str] = []
-            headers = [(b"x-mlflow-iam-caller", arn.encode())]
+            headers = [(b"x-mlflow-iam-caller", arn.encode()) for arn in arns]
             app = audit.AuditLog(Recorder(), "accounts", lines.append, iam_user=iam.audit_user)
             call(app, "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id": "r"}', headers=headers)
             (line,) = map(json.loads, lines)
-            assert (line["user"], line["iam_caller"]) == (user, arn)
+            assert (line["user"], line["iam_caller"]) == (user, ", ".join(arns))
         # Without IAM sign-in the header is nobody's word: not read, not logged.
         lines = []
         app = audit.AuditLog(Recorder(), "accounts", lines.append)
