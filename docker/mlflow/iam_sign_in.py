@@ -55,8 +55,10 @@ AuthResult = Authorization | Response
 
 def _ssm_client() -> Any:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("ssm")
+    # Short: a request that reads the parameters waits for them (botocore's defaults allow minutes).
+    return boto3.client("ssm", config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2}))
 
 
 def profile_principals(client: Any, path: str) -> tuple[list[dict[str, str]], list[str]]:
@@ -114,32 +116,45 @@ class Principals:
             self._refresh_if_due()
         return self._table.get(key)
 
+    def _due(self) -> bool:
+        return self._read_at is None or self._clock() - self._read_at >= self._refresh_seconds
+
     def _refresh_if_due(self) -> None:
-        with self._lock:
-            now = self._clock()
-            if self._read_at is not None and now - self._read_at < self._refresh_seconds:
-                return
-            self._read_at = now  # a failing read is retried after the same interval, not per request
-            try:
-                if self._client is None:
-                    self._client = self._client_factory()
-                tables, problems = profile_principals(self._client, self.path or "")
-            except Exception as error:  # noqa: BLE001 - boto3's errors and a missing region alike
-                if not self._failing:
-                    _logger.warning(
-                        f"IAM sign-in: cannot read the profile parameters under {self.path} "
-                        f"({type(error).__name__}: {error}); the last table read stays in use"
-                    )
-                self._failing = True
-                return
-            if self._failing:
-                _logger.warning(f"IAM sign-in: the profile parameters under {self.path} are read again")
-            self._failing = False
-            self._table, clashes = merged([self.static, *tables])
-            for line in [*problems, *clashes]:
-                if line not in self._logged:
-                    self._logged.add(line)
-                    _logger.warning(line)
+        if not self._due():
+            return
+        # Until the first read ends every caller waits for it; later one thread reads while the
+        # others go on with the table they have.
+        if not self._lock.acquire(blocking=self._read_at is None):
+            return
+        try:
+            if self._due():
+                self._read()
+        finally:
+            self._lock.release()
+
+    def _read(self) -> None:
+        try:
+            if self._client is None:
+                self._client = self._client_factory()
+            tables, problems = profile_principals(self._client, self.path or "")
+        except Exception as error:  # noqa: BLE001 - boto3's errors and a missing region alike
+            if not self._failing:
+                _logger.warning(
+                    f"IAM sign-in: cannot read the profile parameters under {self.path} "
+                    f"({type(error).__name__}: {error}); the last table read stays in use"
+                )
+            self._failing = True
+            return
+        finally:
+            self._read_at = self._clock()  # a failing read is retried after the same interval, not per request
+        if self._failing:
+            _logger.warning(f"IAM sign-in: the profile parameters under {self.path} are read again")
+        self._failing = False
+        self._table, clashes = merged([self.static, *tables])
+        for line in [*problems, *clashes]:
+            if line not in self._logged:
+                self._logged.add(line)
+                _logger.warning(line)
 
 
 def principals_from_env(env: Mapping[str, str] = os.environ) -> Principals:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -152,6 +153,39 @@ def test_a_failed_read_keeps_the_last_table_and_logs_once(
         f"IAM sign-in: cannot read the profile parameters under {PATH} (EndpointConnectionError"
     )
     assert messages[1] == f"IAM sign-in: the profile parameters under {PATH} are read again"
+
+
+class SlowSsm:
+    """An SSM client whose reads wait until released."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.release = threading.Event()
+        self.reading = threading.Event()
+
+    def get_paginator(self, name: str) -> Any:
+        self.reading.set()
+        assert self.release.wait(30)
+        return self.real.get_paginator(name)
+
+
+def test_while_one_request_reads_again_the_others_use_the_table_they_have(iam: ModuleType, ssm: Any) -> None:
+    put(ssm, "alice", profile_parameter("alice", [ROLE_A]))
+    client, clock = SlowSsm(ssm), Clock()
+    client.release.set()
+    principals = iam.Principals({}, PATH, client=lambda: client, clock=clock)
+    assert principals.user_of("123456789012:role/studio-alice") == "alice"
+    client.release.clear()
+    client.reading.clear()
+    ssm.delete_parameter(Name=f"{PATH}/alice")
+    clock.now += iam.REFRESH_SECONDS
+    reader = threading.Thread(target=principals.user_of, args=("123456789012:role/studio-alice",))
+    reader.start()
+    assert client.reading.wait(30)
+    assert principals.user_of("123456789012:role/studio-alice") == "alice"  # not waiting for the slow read
+    client.release.set()
+    reader.join(30)
+    assert principals.user_of("123456789012:role/studio-alice") is None
 
 
 def test_without_a_path_only_the_static_table_counts(iam: ModuleType) -> None:
