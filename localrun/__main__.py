@@ -36,6 +36,7 @@ from localrun.stack import (
     new_password,
 )
 from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of
+from stacks.iam_callers import CALLER_HEADER
 
 STATE_DIR = REPO_ROOT / ".local-run"
 BUCKET = "mlflow-artifacts-local"
@@ -71,6 +72,10 @@ LOCAL_SSO_USERS = [
     OidcUser("user", "user-Passw0rd", "user@example.com", "Local user", (SSO_ALLOWED_GROUP,)),
 ]
 LOCAL_MACHINE_CLIENT = "local-code"
+# IAM sign-in (accounts mode): a role of moto's account that signs in as the local admin, for
+# trying nginx's IAM server (the URL the banner prints) with the caller header a stand-in for
+# API Gateway's IAM route writes.
+LOCAL_IAM_ROLE = "arn:aws:iam::123456789012:role/mlflow-local"
 
 
 def sso_banner(stack: MlflowStack) -> str:
@@ -107,7 +112,18 @@ def banner(stack: MlflowStack) -> str:
         f"  export MLFLOW_TRACKING_USERNAME={stack.username}\n"
         f"  export MLFLOW_TRACKING_PASSWORD='{stack.password}'\n"
         f"{settings}\n"
+        f"{iam_banner(stack)}"
         "Press Ctrl-C to stop."
+    )
+
+
+def iam_banner(stack: MlflowStack) -> str:
+    if stack.iam_proxy_url is None:
+        return ""
+    return (
+        f"IAM sign-in: nginx's IAM server at {stack.iam_proxy_url} takes the caller API Gateway's\n"
+        f"IAM route would write ({CALLER_HEADER}); {LOCAL_IAM_ROLE} (and its sessions)\n"
+        f"sign in as {stack.username}, Studio profiles' parameters under {stack.iam_principals_path}.\n\n"
     )
 
 
@@ -140,6 +156,7 @@ def main() -> int:
         workers=args.workers, db_superuser_password=state["db_superuser_password"],
         secret_key=state["flask_secret_key"], proxy_port=preferred_port(args.port), bucket=BUCKET,
         oidc_users=LOCAL_SSO_USERS, machine_clients=[LOCAL_MACHINE_CLIENT], ai_gateway=args.ai_gateway == "true",
+        iam_principals={LOCAL_IAM_ROLE: MlflowStack.username},
     )  # fmt: skip
     saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"

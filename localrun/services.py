@@ -403,9 +403,11 @@ class NginxProxy(HttpService):
     def __init__(
         self, workdir: Path, *, log_dir: Path, username: str | None = None,
         password: str | None = None, upstream_port: int, port: int | None = None,
-        auth_mode: str = DEFAULT_AUTH_MODE,
+        auth_mode: str = DEFAULT_AUTH_MODE, iam_port: int | None = None,
     ) -> None:  # fmt: skip
         self.port = port or free_port()
+        # The IAM server (NGINX_IAM_LISTEN): what API Gateway's IAM route reaches, when given.
+        self.iam_port = iam_port
         run_as = run_as_user()
         workdir = private_dir(workdir, run_as)
         credentials = {"MLFLOW_USERNAME": username, "MLFLOW_PASSWORD": password}
@@ -416,6 +418,7 @@ class NginxProxy(HttpService):
             **({k: v for k, v in credentials.items() if v} if needs_of(auth_mode).nginx_basic_auth else {}),
             "NGINX_PORT": str(self.port),
             "NGINX_LISTEN_ADDRESS": LOOPBACK,
+            **({"NGINX_IAM_LISTEN": str(iam_port)} if iam_port else {}),
             "MLFLOW_UPSTREAM": f"{LOOPBACK}:{upstream_port}",
             "NGINX_RUNTIME_DIR": str(workdir / "runtime"),
             "NGINX_BIN": str(nginx_binary()),
@@ -425,6 +428,11 @@ class NginxProxy(HttpService):
             "nginx", [NGINX_ENTRYPOINT], env=env, log_path=log_dir / "nginx.log",
             run_as=run_as, cwd=workdir, readonly_root=[workdir],
         )  # fmt: skip
+
+    @property
+    def iam_url(self) -> str | None:
+        """The IAM server's URL: requests there carry the caller header API Gateway would write."""
+        return f"http://{LOOPBACK}:{self.iam_port}" if self.iam_port else None
 
     def is_ready(self, status: int) -> bool:
         # Any HTTP answer means nginx is up, whether or not MLflow is.

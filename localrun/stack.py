@@ -9,6 +9,7 @@ large ones straight to and from S3 through presigned URLs).
 from __future__ import annotations
 
 import importlib.util
+import json
 import secrets
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.process import ServiceError, free_port
 from localrun.services import FAKE_AWS, MLFLOW_ENTRYPOINT, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
 from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of
+from stacks.iam_callers import PRINCIPALS_ENV, PRINCIPALS_PATH_ENV, SIGN_IN_ENV
 
 # sso mode: the MLflow app client at the local OpenID provider, and its groups.
 SSO_CLIENT_ID = "mlflow"
@@ -83,6 +85,7 @@ class MlflowStack:
         oidc_users: list[OidcUser] | None = None,
         machine_clients: list[str] | None = None,
         ai_gateway: bool = False,
+        iam_principals: dict[str, str] | None = None,
     ) -> None:
         if auth_mode not in AUTH_MODES:
             raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
@@ -100,6 +103,12 @@ class MlflowStack:
         self.extra_server_env = dict(server_env or {})
         # As the stack's ai_gateway setting: MLflow's AI gateway only when asked for.
         self.ai_gateway = ai_gateway
+        # IAM sign-in, on in the modes that have it (as the stack's iam_sign_in setting's default):
+        # the static table (ARN -> MLflow user, the iam_principals setting) and, in the moto server's
+        # SSM, the path of the per-profile parameters (profile_parameter's format).
+        self.iam_principals = dict(iam_principals or {})
+        self.iam_principals_path = f"/mlflow-local-{secrets.token_hex(4)}/iam-principals"
+        self.iam_port = free_port()
         # Characters that break naive URL or header handling on purpose.
         self.password = password or new_password(":@%")
         self.db_password = db_password or new_password("@:/%#?&")
@@ -195,6 +204,13 @@ class MlflowStack:
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.secret_key
         if needs.permissions and self.default_permission:
             env["MLFLOW_AUTH_DEFAULT_PERMISSION"] = self.default_permission
+        if needs.iam_sign_in:
+            env |= {
+                SIGN_IN_ENV: "true",
+                PRINCIPALS_ENV: json.dumps(self.iam_principals),
+                PRINCIPALS_PATH_ENV: self.iam_principals_path,
+                "AWS_ENDPOINT_URL_SSM": self.moto.endpoint_url,
+            }
         return env | self.extra_server_env
 
     def new_mlflow_server(
@@ -213,12 +229,17 @@ class MlflowStack:
         return NginxProxy(
             self.root / "nginx", log_dir=self.log_dir, username=self.username,
             password=self.password, upstream_port=self.mlflow.port, port=port,
-            auth_mode=self.auth_mode,
+            auth_mode=self.auth_mode, iam_port=self.iam_port if needs_of(self.auth_mode).iam_sign_in else None,
         )  # fmt: skip
 
     @property
     def proxy_url(self) -> str:
         return self.nginx.url
+
+    @property
+    def iam_proxy_url(self) -> str | None:
+        """nginx's IAM server, where API Gateway's IAM route (here: a stand-in) sends verified callers."""
+        return self.nginx.iam_url
 
     @property
     def direct_url(self) -> str:

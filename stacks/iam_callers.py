@@ -7,6 +7,10 @@ Imported after stacks.auth_modes, which puts the image's module folder on the pa
 import stacks.auth_modes  # noqa: F401  (puts the image's module folder on the path)
 from iam_callers import (
     CALLER_HEADER,
+    PRINCIPALS_ENV,
+    PASSWORD_CHECK_SETTING,
+    PRINCIPALS_PATH_ENV,
+    SIGN_IN_ENV,
     caller_key,
     check_user,
     principals_from_json,
@@ -17,6 +21,10 @@ from iam_callers import (
 
 __all__ = [
     "CALLER_HEADER",
+    "PRINCIPALS_ENV",
+    "PASSWORD_CHECK_SETTING",
+    "PRINCIPALS_PATH_ENV",
+    "SIGN_IN_ENV",
     "caller_key",
     "check_user",
     "principals_from_json",

@@ -9,7 +9,9 @@ never a password, token, parameter value or other body content.
 The user: in `shared` mode nginx's basic-auth user (X-Authenticated-User, which nginx
 sets from $remote_user and clears from client input in the other modes); in `sso` mode the
 user mlflow-oidc-auth authenticated (bearer token, session or its own access token), which
-its AuthMiddleware leaves in the ASGI scope, where no client can write; otherwise, in
+its AuthMiddleware leaves in the ASGI scope, where no client can write; with IAM sign-in, the
+user the verified caller (X-Mlflow-Iam-Caller, which only nginx's IAM server passes on) maps to,
+and the caller's ARN as `iam_caller`; otherwise, in
 `accounts` mode and for refused `sso` requests, the basic-auth username the app checked
 (the response's status tells whether it accepted it: a 401 line says who was refused).
 """
@@ -30,6 +32,7 @@ from urllib.parse import parse_qsl, quote
 
 import reviewed_source
 from auth_modes import needs_of
+from iam_callers import CALLER_HEADER
 from request_guard import ASGIApp, Message, Receive, Scope, Send, _read_body, _replay, _route
 
 # Fields whose values are identifiers or names (compared without case, `_` and `-`).
@@ -51,6 +54,8 @@ REQUEST_ID_HEADER = b"x-request-id"
 API_REQUEST_ID_HEADER = b"x-api-request-id"
 # The user of every response, for nginx's access log (nginx.conf.template hides it from clients).
 USER_RESPONSE_HEADER = b"x-mlflow-user"
+# With IAM sign-in (iam_sign_in.py): the user a caller header's ARN maps to, if any.
+IamUser = Callable[[str], str | None]
 Sink = Callable[[str], None]
 
 # What reading the sso user relies on, read in mlflow-oidc-auth 10.2.0: AuthMiddleware.dispatch
@@ -186,10 +191,12 @@ class AuditLog:
     """ASGI middleware writing one audit line per changing request to `sink`, and naming the
     user of every response to nginx (USER_RESPONSE_HEADER)."""
 
-    def __init__(self, app: ASGIApp, mode: str, sink: Sink | None = None) -> None:
+    def __init__(self, app: ASGIApp, mode: str, sink: Sink | None = None, iam_user: IamUser | None = None) -> None:
         self.app = app
         self.mode = mode
         self.sink = sink or default_sink()
+        self.iam_user = iam_user
+        self.caller_header = CALLER_HEADER.lower().encode()
         self.context_key = sso_context_key() if needs_of(mode).server_app == "oidc" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -226,7 +233,21 @@ class AuditLog:
 
     def user(self, scope: Scope) -> str | None:
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
-        return caller(self.mode, headers, signed_in_user(scope, self.context_key))
+        return caller(self.mode, headers, signed_in_user(scope, self.context_key) or self.iam_caller_user(scope))
+
+    def iam_caller(self, scope: Scope) -> str | None:
+        """The verified IAM caller's ARN, with IAM sign-in on (nginx's other server removes the header).
+
+        Repeated copies (refused by iam_sign_in.OneCaller) are joined: no ARN, nobody's user.
+        """
+        if not self.iam_user:
+            return None
+        values = [value for name, value in scope.get("headers", []) if name.lower() == self.caller_header]
+        return b", ".join(values).decode("latin-1") or None
+
+    def iam_caller_user(self, scope: Scope) -> str | None:
+        arn = self.iam_caller(scope)
+        return self.iam_user(arn) if arn and self.iam_user else None
 
     def line(self, scope: Scope, body: bytes, status: int, started: float, user: str | None) -> str:
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
@@ -242,4 +263,6 @@ class AuditLog:
             "request_id": headers.get(REQUEST_ID_HEADER, b"").decode("latin-1") or None,
             "api_request_id": headers.get(API_REQUEST_ID_HEADER, b"").decode("latin-1")[:128] or None,
         }
+        if arn := self.iam_caller(scope):
+            record["iam_caller"] = arn[:512]
         return json.dumps(record, sort_keys=True)

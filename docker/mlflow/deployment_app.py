@@ -6,7 +6,8 @@ there (the entrypoint puts this folder on PYTHONPATH). Each mode keeps the app i
 had: MLflow's own (shared), MLflow's basic-auth app (accounts), the
 mlflow-oidc-auth plugin (sso); request_guard.py only refuses requests before them.
 In accounts and sso modes, setting a model's alias needs MANAGE (alias_permissions.py,
-oidc_alias_permissions.py).
+oidc_alias_permissions.py). With IAM sign-in (iam_sign_in.py), a request with more than one
+caller header is refused before the app, and the audit lines name the caller's user.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import importlib
 import os
 
-from audit_log import AuditLog
+from audit_log import AuditLog, IamUser
 from auth_modes import DEFAULT_AUTH_MODE, ServerApp, needs_of
+from iam_callers import SIGN_IN_ENV
 from request_guard import ASGIApp, RequestGuard
 
 # What `mlflow server` would serve for each server app without this wrapper: module and
@@ -45,4 +47,10 @@ def create_app() -> AuditLog:
         import oidc_alias_permissions  # imports the OIDC plugin's hooks: sso mode only
 
         oidc_alias_permissions.install()
-    return AuditLog(RequestGuard(app), mode)
+    guarded: ASGIApp = RequestGuard(app)
+    iam_user: IamUser | None = None
+    if os.environ.get(SIGN_IN_ENV) == "true" and needs_of(mode).iam_sign_in:
+        import iam_sign_in
+
+        guarded, iam_user = iam_sign_in.OneCaller(guarded), iam_sign_in.audit_user
+    return AuditLog(guarded, mode, iam_user=iam_user)

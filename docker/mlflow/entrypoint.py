@@ -45,6 +45,13 @@ accounts mode also reads:
   MLFLOW_AUTH_CREDENTIAL_CACHE
       validated (default), mlflow-ttl or none: how password checks are cached
       (see credential_cache.py; the other two exist to measure against)
+  MLFLOW_IAM_SIGN_IN    true: code signs in with its IAM identity (iam_sign_in.py;
+                        modes whose row has iam_sign_in), default false
+  MLFLOW_IAM_PRINCIPALS JSON object {"<role or user ARN>": "<MLflow user>"}
+                        (CI pipelines; not secret)
+  MLFLOW_IAM_PRINCIPALS_PATH
+                        SSM path of one parameter per Studio profile
+                        ({"user": ..., "roles": [...]}), read every minute
 sso mode also reads (and maps to the plugin's settings, see sso_settings()):
   OIDC_DISCOVERY_URL    the provider's /.well-known/openid-configuration; the
                         issuer every token must carry is derived from it
@@ -90,6 +97,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ServerApp
+from iam_callers import PASSWORD_CHECK_SETTING, PRINCIPALS_ENV, PRINCIPALS_PATH_ENV, SIGN_IN_ENV, principals_from_json
 from request_guard import SOURCE_PATTERN
 
 HOST = "127.0.0.1"
@@ -106,6 +114,9 @@ PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CREDENTIAL_CACHES = ("validated", "mlflow-ttl", "none")
 VALIDATED_CHECK = "credential_cache:authenticate_request"
 STOCK_CHECK = "mlflow.server.auth:authenticate_request_basic_auth"
+# IAM sign-in: the verified caller's user, else the password check above (iam_sign_in.py).
+IAM_CHECK = "iam_sign_in:authenticate_request"
+_SSM_PATH = re.compile(r"(/[A-Za-z0-9_.-]+)+/?")
 # As in reviewed_source.py's lines; `make upgrade-check` looks for it.
 NOT_REVIEWED = "is not the reviewed one"
 DEFAULT_ADMIN_GROUP = "mlflow-admins"
@@ -304,15 +315,38 @@ def credential_cache(env: Mapping[str, str]) -> str:
     return _choice(env, "MLFLOW_AUTH_CREDENTIAL_CACHE", "validated", CREDENTIAL_CACHES)
 
 
+def iam_sign_in(env: Mapping[str, str]) -> bool:
+    """Whether code may sign in with its IAM identity; ConfigError on a setting that cannot work."""
+    value = env.get(SIGN_IN_ENV) or "false"
+    if value not in ("true", "false"):
+        raise ConfigError(f"{SIGN_IN_ENV} must be true or false, got {value!r}")
+    if value == "false":
+        return False
+    mode = auth_mode(env)
+    if not MODES[mode].iam_sign_in:
+        raise ConfigError(f"{SIGN_IN_ENV} is true, but {mode} mode has no IAM sign-in")
+    try:
+        principals_from_json(env.get(PRINCIPALS_ENV) or "")
+    except ValueError as error:
+        raise ConfigError(f"{PRINCIPALS_ENV} {error}") from None
+    path = env.get(PRINCIPALS_PATH_ENV) or ""
+    if path and not _SSM_PATH.fullmatch(path):
+        raise ConfigError(f"{PRINCIPALS_PATH_ENV} must be an SSM parameter path like /mlflow/iam, got {path!r}")
+    return True
+
+
 def auth_config(env: Mapping[str, str]) -> str:
     """The basic-auth app's ini file (MLFLOW_AUTH_CONFIG_PATH): nothing secret in it."""
     cache = credential_cache(env)
+    password_check = VALIDATED_CHECK if cache == "validated" else STOCK_CHECK
     settings = {
         "default_permission": default_permission(env),
         # configparser reads % as interpolation: the URI's escapes are doubled.
         "database_uri": auth_database_uri(env).replace("%", "%%"),
         "admin_username": env["MLFLOW_AUTH_ADMIN_USERNAME"],
-        "authorization_function": VALIDATED_CHECK if cache == "validated" else STOCK_CHECK,
+        # With IAM sign-in, its check first, which hands requests without a caller to the password check.
+        "authorization_function": IAM_CHECK if iam_sign_in(env) else password_check,
+        **({PASSWORD_CHECK_SETTING: password_check} if iam_sign_in(env) else {}),
         "grant_default_workspace_access": "false",
         # MLflow's own cache keeps a deleted user valid on other workers and
         # tasks for the TTL; the validated cache forgets at once.
@@ -341,12 +375,40 @@ def load_credential_cache(server_env: Mapping[str, str]) -> None:
             warnings.simplefilter("ignore")
             importlib.import_module("credential_cache")
     except Exception as error:  # noqa: BLE001 - whatever it is, the server would answer it with 500s
-        setting = f"authorization_function = {VALIDATED_CHECK}\n"
-        path.write_text(path.read_text().replace(setting, f"authorization_function = {STOCK_CHECK}\n"))
+        # authorization_function, or with IAM sign-in the password check it hands over to.
+        path.write_text(path.read_text().replace(f" = {VALIDATED_CHECK}\n", f" = {STOCK_CHECK}\n"))
         log(
             f"MLflow's auth app {NOT_REVIEWED} (credential_cache.py does not load: {type(error).__name__}: "
             f"{error}): MLflow's own password check serves, uncached, correct but slower"
         )
+
+
+def load_iam_sign_in(server_env: Mapping[str, str]) -> None:
+    """Load iam_sign_in.py now, as the server will at its first request.
+
+    Should it not load, the server would answer every request with 500; instead
+    authorization_function becomes the password check alone (IAM callers get 401, nobody
+    gets in who would not have without IAM sign-in), one line says so, and the server starts.
+    """
+    path = Path(server_env["MLFLOW_AUTH_CONFIG_PATH"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importlib.import_module("iam_sign_in")
+    except Exception as error:  # noqa: BLE001 - whatever it is, the server would answer it with 500s
+        text = path.read_text()
+        check = re.search(rf"^{PASSWORD_CHECK_SETTING} = (.*)$", text, re.M)
+        password_check = check[1] if check else STOCK_CHECK
+        path.write_text(
+            text.replace(f"authorization_function = {IAM_CHECK}\n", f"authorization_function = {password_check}\n")
+        )
+        log(f"IAM sign-in is off: iam_sign_in.py does not load ({type(error).__name__}: {error}); passwords only")
+
+
+def preload_basic_auth(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    preload_credential_cache(env, server_env)
+    if iam_sign_in(env):
+        load_iam_sign_in(server_env)
 
 
 def check_accounts_settings(env: Mapping[str, str]) -> None:
@@ -482,6 +544,7 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     if MODES[mode].auth_database and password and env.get("DB_HOST"):
         result["PGPASSWORD"] = password  # for the mode's users' database
     APP_SETUPS[MODES[mode].server_app].environment(env, result)
+    iam_sign_in(env)  # refused in a mode without it
     # deployment_app.py, request_guard.py, credential_cache.py and the entry point
     # that names the app sit next to this file.
     result["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
@@ -752,7 +815,7 @@ APP_SETUPS: dict[ServerApp, AppSetup] = {
     "basic-auth": AppSetup(
         environment=basic_auth_environment,
         files=write_auth_config,
-        preload=preload_credential_cache,
+        preload=preload_basic_auth,
         bootstrap=bootstrap_basic_auth,
     ),
     "oidc": AppSetup(environment=oidc_environment, files=_nothing, preload=_nothing, bootstrap=bootstrap_oidc),

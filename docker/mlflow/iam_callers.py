@@ -18,6 +18,15 @@ from collections.abc import Mapping
 from typing import Final
 
 CALLER_HEADER: Final = "X-Mlflow-Iam-Caller"
+# The MLflow container's settings: "true" turns IAM sign-in on (modes whose row has iam_sign_in);
+# the static table (JSON ARN -> user, the iam_principals setting); the SSM path holding one
+# parameter per Studio profile (profile_parameter's format), read with GetParametersByPath.
+SIGN_IN_ENV: Final = "MLFLOW_IAM_SIGN_IN"
+PRINCIPALS_ENV: Final = "MLFLOW_IAM_PRINCIPALS"
+PRINCIPALS_PATH_ENV: Final = "MLFLOW_IAM_PRINCIPALS_PATH"
+# basic_auth.ini: the password check requests without a caller go to (entrypoint.py writes it,
+# iam_sign_in.py reads it).
+PASSWORD_CHECK_SETTING: Final = "iam_password_check"  # noqa: S105 - a setting's name
 
 # The two identity kinds API Gateway reports for a signed request that can be mapped:
 # an assumed-role session and an IAM user; plus the role ARNs a setting names.

@@ -13,11 +13,18 @@
 #   MLFLOW_USERNAME, MLFLOW_PASSWORD  shared mode only, the one basic-auth user
 #   NGINX_PORT            listening port (default 8080)
 #   NGINX_LISTEN_ADDRESS  listening address (default: all; tests use 127.0.0.1)
+#   NGINX_IAM_LISTEN      optional port of the IAM server (IAM sign-in, modes
+#                         whose row in docker/mlflow/auth_modes.py has
+#                         iam_sign_in): requests there carry the caller API
+#                         Gateway verified in X-Mlflow-Iam-Caller; unset: no
+#                         such server (the password server removes the header
+#                         either way)
 #   MLFLOW_UPSTREAM       MLflow's host:port (default 127.0.0.1:5000)
 #   NGINX_RUNTIME_DIR     writable dir for config, password file, pid, temp
 #                         files (default /tmp/nginx)
 #   NGINX_BIN             nginx executable (default nginx)
-#   NGINX_TEMPLATE        config template (default: next to this script)
+#   NGINX_TEMPLATE        config template (default: next to this script; its
+#                         folder holds server_common.conf too)
 set -eu
 
 fail() {
@@ -31,6 +38,7 @@ NGINX_RUNTIME_DIR=${NGINX_RUNTIME_DIR:-/tmp/nginx}
 NGINX_TEMPLATE=${NGINX_TEMPLATE:-$here/nginx.conf.template}
 NGINX_PORT=${NGINX_PORT:-8080}
 NGINX_LISTEN_ADDRESS=${NGINX_LISTEN_ADDRESS:-}
+NGINX_IAM_LISTEN=${NGINX_IAM_LISTEN:-}
 MLFLOW_UPSTREAM=${MLFLOW_UPSTREAM:-127.0.0.1:5000}
 
 MLFLOW_AUTH_MODE=${MLFLOW_AUTH_MODE:-shared}
@@ -49,6 +57,7 @@ case $MLFLOW_AUTH_MODE in
         auth_basic='"MLflow"'
         upstream_authorization='""'
         require_credentials=1
+        iam_sign_in=0
         ;;
     accounts)
         # MLflow's auth app checks every request itself (it answers 401 with
@@ -56,6 +65,8 @@ case $MLFLOW_AUTH_MODE in
         auth_basic=off
         upstream_authorization='$http_authorization'
         require_credentials=1
+        # MLflow's auth app maps an IAM caller to one of its users (iam_sign_in.py).
+        iam_sign_in=1
         ;;
     sso)
         # The OIDC plugin checks every request: a browser's session cookie or
@@ -64,6 +75,7 @@ case $MLFLOW_AUTH_MODE in
         auth_basic=off
         upstream_authorization='$http_authorization'
         require_credentials=0
+        iam_sign_in=0
         ;;
     *) fail "MLFLOW_AUTH_MODE must be shared, accounts or sso, got '$MLFLOW_AUTH_MODE'" ;;
 esac
@@ -75,6 +87,15 @@ case $NGINX_PORT in
 esac
 [ "$NGINX_PORT" -ge 1 ] && [ "$NGINX_PORT" -le 65535 ] ||
     fail "NGINX_PORT must be between 1 and 65535, got '$NGINX_PORT'"
+if [ -n "$NGINX_IAM_LISTEN" ]; then
+    [ "$iam_sign_in" = 1 ] ||
+        fail "NGINX_IAM_LISTEN is set, but $MLFLOW_AUTH_MODE mode has no IAM sign-in; refusing to start"
+    case $NGINX_IAM_LISTEN in
+        *[!0-9]*) fail "NGINX_IAM_LISTEN must be a port number, got '$NGINX_IAM_LISTEN'" ;;
+    esac
+    [ "$NGINX_IAM_LISTEN" -ge 1 ] && [ "$NGINX_IAM_LISTEN" -le 65535 ] && [ "$NGINX_IAM_LISTEN" -ne "$NGINX_PORT" ] ||
+        fail "NGINX_IAM_LISTEN must be between 1 and 65535 and differ from NGINX_PORT, got '$NGINX_IAM_LISTEN'"
+fi
 case $MLFLOW_UPSTREAM in
     '' | *[!A-Za-z0-9.:[\]-]*) fail "MLFLOW_UPSTREAM must look like host:port, got '$MLFLOW_UPSTREAM'" ;;
 esac
@@ -89,9 +110,19 @@ case $NGINX_RUNTIME_DIR in
     *[!A-Za-z0-9._/-]*) fail "NGINX_RUNTIME_DIR may only contain letters, digits and . _ / -" ;;
 esac
 [ -r "$NGINX_TEMPLATE" ] || fail "config template not readable: $NGINX_TEMPLATE"
+server_common=$(dirname -- "$NGINX_TEMPLATE")/server_common.conf
+[ -r "$server_common" ] || fail "config part not readable: $server_common"
 
 listen=$NGINX_PORT
 [ -z "$NGINX_LISTEN_ADDRESS" ] || listen="$NGINX_LISTEN_ADDRESS:$NGINX_PORT"
+iam_listen=$NGINX_IAM_LISTEN
+[ -z "$NGINX_LISTEN_ADDRESS" ] || [ -z "$iam_listen" ] || iam_listen="$NGINX_LISTEN_ADDRESS:$NGINX_IAM_LISTEN"
+# Without NGINX_IAM_LISTEN the IAM server's lines are left out.
+if [ -n "$iam_listen" ]; then
+    iam_lines='/@IAM_SERVER_BEGIN@/d; /@IAM_SERVER_END@/d'
+else
+    iam_lines='/@IAM_SERVER_BEGIN@/,/@IAM_SERVER_END@/d'
+fi
 
 # Everything written from here on is private to the nginx user.
 umask 077
@@ -130,12 +161,15 @@ else
     rm -f "$NGINX_RUNTIME_DIR/htpasswd"
 fi
 
-sed -e "s|@NGINX_LISTEN@|$listen|g" \
+sed -e "$iam_lines" \
+    -e "s|@NGINX_LISTEN@|$listen|g" \
+    -e "s|@NGINX_IAM_LISTEN@|$iam_listen|g" \
     -e "s|@MLFLOW_UPSTREAM@|$MLFLOW_UPSTREAM|g" \
     -e "s|@AUTH_BASIC@|$auth_basic|g" \
     -e "s|@UPSTREAM_AUTHORIZATION@|$upstream_authorization|g" \
     -e "s|@REQUIRE_CREDENTIALS@|$require_credentials|g" \
     "$NGINX_TEMPLATE" >"$NGINX_RUNTIME_DIR/nginx.conf"
+cp -- "$server_common" "$NGINX_RUNTIME_DIR/server_common.conf"
 
 # nginx needs neither secret: keep the plain password out of its environment.
 unset MLFLOW_PASSWORD
@@ -144,6 +178,7 @@ if [ "$MLFLOW_AUTH_MODE" = shared ]; then
 else
     who="users checked by MLflow"
 fi
+[ -z "$iam_listen" ] || listen="$listen and $iam_listen (IAM sign-in)"
 printf 'nginx entrypoint: mode %s (%s), listening on %s, upstream %s\n' \
     "$MLFLOW_AUTH_MODE" "$who" "$listen" "$MLFLOW_UPSTREAM" >&2
 exec "$NGINX_BIN" -p "$NGINX_RUNTIME_DIR/" -c "$NGINX_RUNTIME_DIR/nginx.conf" -e stderr

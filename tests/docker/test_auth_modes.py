@@ -18,6 +18,9 @@ def test_nginx_entrypoint_knows_exactly_the_modes_and_the_default() -> None:
         assert f"MLFLOW_AUTH_MODE=${{MLFLOW_AUTH_MODE:-{modes.DEFAULT_AUTH_MODE}}}" in script
         for mode, needs in modes.MODES.items():
             assert ("auth_basic=off" not in blocks[mode]) == needs.nginx_basic_auth, mode
+            # NGINX_IAM_LISTEN is refused where the row says the app cannot map IAM callers.
+            flags = re.findall(r"^        iam_sign_in=([01])$", blocks[mode], re.M)
+            assert flags == [str(int(needs.iam_sign_in))], mode
 
 
 def test_makefile_default_and_readme_table_match_the_module() -> None:

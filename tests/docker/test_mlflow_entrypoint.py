@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,8 @@ ACCOUNTS = {
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret-key-0123456789",
     "MLFLOW_AUTH_DEFAULT_PERMISSION": "NO_PERMISSIONS",
 }
+
+IAM_ON = {"MLFLOW_IAM_SIGN_IN": "true"}
 
 CLIENT_SECRET = "oidc-client-secret-value"
 SSO = {
@@ -214,12 +217,28 @@ def test_public_domain_joins_hosts_and_origins(entrypoint: ModuleType) -> None:
         ({"MLFLOW_AUTH_ADMIN_PASSWORD": "short"}, "at least 12 characters"),
         ({"MLFLOW_AUTH_DEFAULT_PERMISSION": "WRITE"}, "MLFLOW_AUTH_DEFAULT_PERMISSION must be one of"),
         ({"MLFLOW_AUTH_CREDENTIAL_CACHE": "forever"}, "MLFLOW_AUTH_CREDENTIAL_CACHE must be one of"),
+        ({"MLFLOW_IAM_SIGN_IN": "yes"}, "MLFLOW_IAM_SIGN_IN must be true or false, got 'yes'"),
+        ({**IAM_ON, "MLFLOW_IAM_PRINCIPALS": "[]"}, "MLFLOW_IAM_PRINCIPALS is not a JSON object of ARN -> MLflow user"),
+        ({**IAM_ON, "MLFLOW_IAM_PRINCIPALS": "{"}, "MLFLOW_IAM_PRINCIPALS is not JSON"),
+        (
+            {**IAM_ON, "MLFLOW_IAM_PRINCIPALS": '{"arn:aws:iam::123456789012:root": "x"}'},
+            "MLFLOW_IAM_PRINCIPALS 'arn:aws:iam",
+        ),
+        (
+            {**IAM_ON, "MLFLOW_IAM_PRINCIPALS": '{"arn:aws:iam::123456789012:role/ci": "a b"}'},
+            "MLFLOW_IAM_PRINCIPALS 'a b' is not",
+        ),
+        (
+            {**IAM_ON, "MLFLOW_IAM_PRINCIPALS_PATH": "mlflow/iam"},
+            "MLFLOW_IAM_PRINCIPALS_PATH must be an SSM parameter path",
+        ),
+        ({**IAM_ON, "MLFLOW_IAM_PRINCIPALS_PATH": "/mlflow/iam principals"}, "MLFLOW_IAM_PRINCIPALS_PATH must be"),
     ],
 )
 def test_bad_accounts_settings_are_one_line_errors(
     entrypoint: ModuleType, overrides: dict[str, str], message: str
 ) -> None:
-    with pytest.raises(entrypoint.ConfigError, match=message) as error:
+    with pytest.raises(entrypoint.ConfigError, match=re.escape(message)) as error:
         entrypoint.server_environment({**ACCOUNTS, **overrides})
     assert "\n" not in str(error.value)
     assert ADMIN_PASSWORD not in str(error.value)
@@ -291,35 +310,47 @@ def test_refuses_to_start_with_a_clear_message(base: dict[str, str], missing: st
     assert ADMIN_PASSWORD not in result.stderr + result.stdout
 
 
-def test_accounts_mode_falls_back_to_mlflows_own_check_where_the_patches_do_not_load(tmp_path: Path) -> None:
-    """The image's files, except that auth_lookups.py imports a name this MLflow does not have, as it
-    would after a release renamed one: the server starts with MLflow's own check, uncached."""
-    app = tmp_path / "app"
-    shutil.copytree(MLFLOW_ENTRYPOINT.parent, app, ignore=shutil.ignore_patterns("__pycache__"))
-    (app / "auth_lookups.py").write_text("from mlflow.server.auth.sqlalchemy_store import GrantRowOfANewRelease\n")
-    # Nothing listens on the database port: the start gets as far as the migration, then stops.
+def start_until_the_database(app: Path, env: dict[str, str], tmp_path: Path) -> tuple[str, configparser.ConfigParser]:
+    """Run the entrypoint in `app` against a closed database port: it gets as far as the migration."""
     env = {
-        **ACCOUNTS, "DB_HOST": "127.0.0.1", "DB_PORT": str(free_port()), "DB_SSLMODE": "disable",
+        **env, "DB_HOST": "127.0.0.1", "DB_PORT": str(free_port()), "DB_SSLMODE": "disable",
         "MLFLOW_RUNTIME_DIR": str(tmp_path / "runtime"),
     }  # fmt: skip
     result = subprocess.run(
         [sys.executable, str(app / "entrypoint.py")], env=env, capture_output=True, text=True, timeout=120
     )
-    lines = result.stderr.splitlines()
+    assert "refusing to start" not in result.stderr and result.returncode != 64, result.stderr
+    parser = configparser.ConfigParser()
+    parser.read(tmp_path / "runtime" / "basic_auth.ini")
+    return result.stderr + result.stdout, parser
+
+
+def image_copy(tmp_path: Path, broken: str, text: str) -> Path:
+    app = tmp_path / "app"
+    shutil.copytree(MLFLOW_ENTRYPOINT.parent, app, ignore=shutil.ignore_patterns("__pycache__"))
+    (app / broken).write_text(text)
+    return app
+
+
+def test_accounts_mode_falls_back_to_mlflows_own_check_where_the_patches_do_not_load(tmp_path: Path) -> None:
+    """The image's files, except that auth_lookups.py imports a name this MLflow does not have, as it
+    would after a release renamed one: the server starts with MLflow's own check, uncached."""
+    app = image_copy(
+        tmp_path, "auth_lookups.py", "from mlflow.server.auth.sqlalchemy_store import GrantRowOfANewRelease\n"
+    )
+    stderr, parser = start_until_the_database(app, ACCOUNTS, tmp_path)
+    lines = stderr.splitlines()
     fallback = [line for line in lines if "credential_cache.py does not load" in line]
     assert fallback == [
         "mlflow entrypoint: MLflow's auth app is not the reviewed one (credential_cache.py does not load: "
         "ImportError: cannot import name 'GrantRowOfANewRelease' from 'mlflow.server.auth.sqlalchemy_store' "
         f"({Path(mlflow_auth_store.__file__)})): MLflow's own password check serves, uncached, correct but slower"
-    ], result.stderr
-    assert "refusing to start" not in result.stderr and result.returncode != 64
+    ], stderr
     assert lines.index(fallback[0]) < next(i for i, line in enumerate(lines) if "mode accounts, backend" in line)
-    parser = configparser.ConfigParser()
-    parser.read(tmp_path / "runtime" / "basic_auth.ini")
     assert parser["mlflow"]["authorization_function"] == "mlflow.server.auth:authenticate_request_basic_auth"
     assert parser["mlflow"]["auth_cache_ttl_seconds"] == "0"  # MLflow's TTL cache stays off: never weaker
-    assert PASSWORD not in result.stderr + result.stdout
-    assert ADMIN_PASSWORD not in result.stderr + result.stdout
+    assert PASSWORD not in stderr
+    assert ADMIN_PASSWORD not in stderr
 
 
 def test_tls_settings(entrypoint: ModuleType, tmp_path) -> None:
@@ -410,3 +441,83 @@ def test_bad_sso_settings_are_one_line_errors(entrypoint: ModuleType, overrides:
         entrypoint.server_environment({**SSO, **overrides})
     assert "\n" not in str(error.value)
     assert CLIENT_SECRET not in str(error.value)
+
+
+IAM = {
+    **ACCOUNTS,
+    "MLFLOW_IAM_SIGN_IN": "true",
+    "MLFLOW_IAM_PRINCIPALS": '{"arn:aws:iam::123456789012:role/ci": "ci-pipeline"}',
+    "MLFLOW_IAM_PRINCIPALS_PATH": "/mlflow/iam-principals",
+}
+
+
+@pytest.mark.parametrize(
+    "cache, password_check",
+    [
+        ("validated", "credential_cache:authenticate_request"),
+        ("none", "mlflow.server.auth:authenticate_request_basic_auth"),
+    ],
+)
+def test_iam_sign_in_wraps_the_configured_password_check(
+    entrypoint: ModuleType, cache: str, password_check: str
+) -> None:
+    parser = configparser.ConfigParser()  # as MLflow and iam_sign_in.py read it
+    parser.read_string(entrypoint.auth_config({**IAM, "MLFLOW_AUTH_CREDENTIAL_CACHE": cache}))
+    assert parser["mlflow"]["authorization_function"] == "iam_sign_in:authenticate_request"
+    assert parser["mlflow"]["iam_password_check"] == password_check
+    off = configparser.ConfigParser()
+    off.read_string(
+        entrypoint.auth_config({**IAM, "MLFLOW_IAM_SIGN_IN": "false", "MLFLOW_AUTH_CREDENTIAL_CACHE": cache})
+    )
+    assert off["mlflow"]["authorization_function"] == password_check
+    assert "iam_password_check" not in off["mlflow"]
+    # The table and path reach the server as they are: not secret.
+    server_env = entrypoint.server_environment(IAM)
+    assert server_env["MLFLOW_IAM_PRINCIPALS"] == IAM["MLFLOW_IAM_PRINCIPALS"]
+    assert server_env["MLFLOW_IAM_PRINCIPALS_PATH"] == "/mlflow/iam-principals"
+
+
+@pytest.mark.parametrize("base, mode", [(ENV, "shared"), (SSO, "sso")])
+def test_iam_sign_in_is_refused_in_a_mode_without_it(entrypoint: ModuleType, base: dict[str, str], mode: str) -> None:
+    with pytest.raises(
+        entrypoint.ConfigError, match=f"^MLFLOW_IAM_SIGN_IN is true, but {mode} mode has no IAM sign-in$"
+    ):
+        entrypoint.server_environment({**base, "MLFLOW_IAM_SIGN_IN": "true"})
+    assert entrypoint.server_environment({**base, "MLFLOW_IAM_SIGN_IN": "false"})
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        ({**ENV, "MLFLOW_IAM_SIGN_IN": "true"}, "MLFLOW_IAM_SIGN_IN is true, but shared mode"),
+        ({**IAM, "MLFLOW_IAM_PRINCIPALS": '{"arn:aws:iam::123456789012:role/ci": ["x"]}'}, "MLFLOW_IAM_PRINCIPALS"),
+    ],
+)
+def test_refuses_to_start_on_iam_settings_that_cannot_work(
+    overrides: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    env = overrides | {"MLFLOW_RUNTIME_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, MLFLOW_ENTRYPOINT], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 64
+    assert named in result.stderr and "refusing to start" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_iam_sign_in_hands_over_to_mlflows_own_check_where_the_cache_does_not_load(tmp_path: Path) -> None:
+    app = image_copy(
+        tmp_path, "auth_lookups.py", "from mlflow.server.auth.sqlalchemy_store import GrantRowOfANewRelease\n"
+    )
+    stderr, parser = start_until_the_database(app, IAM, tmp_path)
+    assert "credential_cache.py does not load" in stderr
+    assert parser["mlflow"]["authorization_function"] == "iam_sign_in:authenticate_request"
+    assert parser["mlflow"]["iam_password_check"] == "mlflow.server.auth:authenticate_request_basic_auth"
+
+
+def test_a_server_whose_iam_sign_in_does_not_load_serves_passwords_only(tmp_path: Path) -> None:
+    app = image_copy(tmp_path, "iam_sign_in.py", "from iam_callers import NameOfANewRelease\n")
+    stderr, parser = start_until_the_database(app, IAM, tmp_path)
+    assert [line for line in stderr.splitlines() if "IAM sign-in is off" in line] == [
+        "mlflow entrypoint: IAM sign-in is off: iam_sign_in.py does not load (ImportError: cannot import name "
+        f"'NameOfANewRelease' from 'iam_callers' ({app / 'iam_callers.py'})); passwords only"
+    ]
+    assert parser["mlflow"]["authorization_function"] == "credential_cache:authenticate_request"

@@ -117,7 +117,7 @@ def test_nginx_gets_neither_the_password_nor_it_on_argv(stub: Path) -> None:
 def test_rendered_config_is_valid_and_keeps_the_limits(stub: Path) -> None:
     assert run(stub, NGINX_PORT="18080", MLFLOW_UPSTREAM="127.0.0.1:15000").returncode == 0
     runtime = stub.parent / "runtime"
-    config = (runtime / "nginx.conf").read_text()
+    config = rendered(runtime)
     assert "@" not in re.sub(r"#.*", "", config), "placeholder left unrendered"
     for directive in [
         "listen 127.0.0.1:18080 default_server;",
@@ -137,6 +137,11 @@ def test_rendered_config_is_valid_and_keeps_the_limits(stub: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def rendered(runtime: Path) -> str:
+    """The rendered config with the part both servers include."""
+    return (runtime / "nginx.conf").read_text() + (runtime / "server_common.conf").read_text()
 
 
 def render(stub: Path, **overrides: str | None) -> str:
@@ -167,7 +172,7 @@ def test_accounts_mode_needs_no_credentials_and_passes_them_through(stub: Path) 
     assert result.returncode == 0, result.stderr
     assert "mode accounts" in result.stderr
     runtime = stub.parent / "runtime"
-    config = (runtime / "nginx.conf").read_text()
+    config = rendered(runtime)
     assert "auth_basic off;" in config
     assert "proxy_set_header Authorization $http_authorization;" in config
     assert not (runtime / "htpasswd").exists()
@@ -207,4 +212,60 @@ def test_unknown_mode_is_refused(stub: Path, mode: str) -> None:
     result = run(stub, MLFLOW_AUTH_MODE=mode)
     assert result.returncode != 0
     assert "MLFLOW_AUTH_MODE must be shared, accounts or sso" in result.stderr
+    assert not (stub.parent / "argv").exists()
+
+
+IAM = {"MLFLOW_AUTH_MODE": "accounts", "MLFLOW_USERNAME": None, "MLFLOW_PASSWORD": None}
+
+
+def server_blocks(config: str) -> list[str]:
+    """The server { ... } blocks of a rendered config, in order."""
+    return re.findall(r"^    server \{\n.*?^    \}\n", config, re.M | re.S)
+
+
+def test_without_iam_listen_there_is_one_server_and_it_removes_the_caller_header(stub: Path) -> None:
+    for overrides in ({}, IAM, {**IAM, "MLFLOW_AUTH_MODE": "sso"}):
+        config = render(stub, **overrides)
+        (password,) = server_blocks(config)
+        assert 'proxy_set_header X-Mlflow-Iam-Caller "";' in password
+        assert "include server_common.conf;" in password
+        assert "@IAM_SERVER" not in config
+        nginx_accepts(stub)
+
+
+def test_iam_listen_adds_a_server_that_needs_the_caller_and_drops_authorization(stub: Path) -> None:
+    result = run(stub, **IAM, NGINX_PORT="18080", NGINX_IAM_LISTEN="18081")
+    assert result.returncode == 0, result.stderr
+    assert "127.0.0.1:18081 (IAM sign-in)" in result.stderr
+    config = (stub.parent / "runtime" / "nginx.conf").read_text()
+    assert "@" not in re.sub(r"#.*", "", config), "placeholder left unrendered"
+    password, iam = server_blocks(config)
+    assert "listen 127.0.0.1:18080 default_server;" in password
+    assert 'proxy_set_header X-Mlflow-Iam-Caller "";' in password
+    assert "proxy_set_header Authorization $http_authorization;" in password
+    assert "listen 127.0.0.1:18081;" in iam
+    assert "auth_basic off;" in iam
+    assert 'proxy_set_header Authorization "";' in iam
+    # Passed on as received (every copy), so MLflow sees and refuses a second one.
+    assert "X-Mlflow-Iam-Caller" not in re.sub(r"#.*", "", iam)
+    assert "if ($no_iam_caller) {" in iam and "return 401" in iam
+    # The same cross-site check, headers and health path: the one included part.
+    assert "include server_common.conf;" in iam
+    nginx_accepts(stub)
+
+
+@pytest.mark.parametrize("mode", ["shared", "sso"])
+def test_iam_listen_is_refused_in_a_mode_without_iam_sign_in(stub: Path, mode: str) -> None:
+    result = run(stub, **{**IAM, "MLFLOW_AUTH_MODE": mode, "MLFLOW_USERNAME": "alice", "MLFLOW_PASSWORD": PASSWORD},
+                 NGINX_IAM_LISTEN="8081")  # fmt: skip
+    assert result.returncode != 0
+    assert f"NGINX_IAM_LISTEN is set, but {mode} mode has no IAM sign-in; refusing to start" in result.stderr
+    assert not (stub.parent / "argv").exists()
+
+
+@pytest.mark.parametrize("value", ["8081; include /etc/passwd", "0", "70000", "8080", "127.0.0.1:8081", "-1"])
+def test_iam_listen_must_be_another_port(stub: Path, value: str) -> None:
+    result = run(stub, **IAM, NGINX_IAM_LISTEN=value)
+    assert result.returncode != 0, result.stderr
+    assert "NGINX_IAM_LISTEN must be" in result.stderr
     assert not (stub.parent / "argv").exists()

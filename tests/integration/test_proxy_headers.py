@@ -14,6 +14,7 @@ import requests
 
 from localrun.process import LOOPBACK
 from localrun.services import NginxProxy
+from stacks.iam_callers import CALLER_HEADER
 from tests.integration.proxy_log import logged_text
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,11 @@ class Echo(BaseHTTPRequestHandler):
     def _echo(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
-        body = json.dumps({"method": self.command, "path": self.path, "headers": dict(self.headers.items())}).encode()
+        body = json.dumps({
+            "method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+            # Every copy of the IAM caller header (dict() above keeps one).
+            "callers": self.headers.get_all(CALLER_HEADER) or [],
+        }).encode()  # fmt: skip
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -25,6 +25,7 @@ import requests
 
 from localrun.process import free_port, private_dir
 from localrun.services import REPO_ROOT
+from stacks.iam_callers import CALLER_HEADER
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ class LocalRun:
             if "Press Ctrl-C to stop." in line:
                 break
             assert time.monotonic() < deadline, "".join(self.output)
-        text = "".join(self.output)
+        self.text = text = "".join(self.output)
         assert "Starting nginx + MLflow (PostgreSQL)" in text, text
         assert f"(auth mode {self.auth_mode})" in text, text
         self.url = re.search(r"export MLFLOW_TRACKING_URI=(\S+)", text).group(1)
@@ -105,6 +106,16 @@ def two_runs(state_dir: Path, prefix: list[str]) -> None:
         assert [(m["key"], m["value"]) for m in metrics] == [("accuracy", 0.93)]
         notes = second.artifact("GET", f"{experiment}/{run}/artifacts/notes.txt")
         assert notes.content == b"kept in the local S3\n"
+        # IAM sign-in: the role the banner names, as API Gateway's IAM route would pass it on.
+        iam = re.search(
+            r"IAM server at (\S+) .*?; arn:aws:iam::(\d+):role/(\S+) \(and its sessions\)", second.text, re.S
+        )
+        assert iam is not None, second.text
+        session = f"arn:aws:sts::{iam[2]}:assumed-role/{iam[3]}/local-session"
+        signed = requests.get(f"{iam[1]}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name},
+                              headers={CALLER_HEADER: session}, timeout=30)  # fmt: skip
+        assert signed.status_code == 200 and signed.json()["experiment"]["experiment_id"] == experiment
+    assert "IAM server" not in first.text, "shared mode has no IAM sign-in"
     postgres = state_dir / "postgres"
     assert postgres.is_dir() and not postgres.is_symlink(), "the database lives in the state dir"
     assert (postgres / "data" / "PG_VERSION").exists()
