@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import names
+from stacks import iam_callers, names
 from stacks.auth_modes import MODES
 from stacks.components.security_groups import closed_security_group
 from stacks.components.tracking_service_props import TrackingServiceProps
@@ -330,10 +330,10 @@ class TrackingService(Construct):
             }
         if auth.iam is not None:
             mlflow_environment |= {
-                "MLFLOW_IAM_SIGN_IN": "true",
+                iam_callers.SIGN_IN_ENV: "true",
                 # Not secret: ARNs and user names, as the iam_principals setting holds them.
-                "MLFLOW_IAM_PRINCIPALS": json.dumps(dict(auth.iam.principals), sort_keys=True),
-                "MLFLOW_IAM_PRINCIPALS_PATH": auth.iam.principals_path,
+                iam_callers.PRINCIPALS_ENV: json.dumps(dict(auth.iam.principals), sort_keys=True),
+                iam_callers.PRINCIPALS_PATH_ENV: auth.iam.principals_path,
             }
             # GetParametersByPath is authorised against the path asked for, not the parameters returned.
             self.task_role.add_to_policy(
