@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
+import shlex
 import socket
 import sys
 import time
@@ -36,7 +38,6 @@ from localrun.stack import (
     new_password,
 )
 from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of
-from stacks.iam_callers import CALLER_HEADER
 
 STATE_DIR = REPO_ROOT / ".local-run"
 BUCKET = "mlflow-artifacts-local"
@@ -118,12 +119,21 @@ def banner(stack: MlflowStack) -> str:
 
 
 def iam_banner(stack: MlflowStack) -> str:
-    if stack.iam_proxy_url is None:
+    """Where signed clients go, and a 0600 file with keys of a session of LOCAL_IAM_ROLE (no secret printed)."""
+    if stack.iam_url is None:
         return ""
+    env_file = stack.root / "iam" / "mlflow-local.env"
+    lines = "".join(f"{name}={shlex.quote(value)}\n" for name, value in stack.signed_client_env(LOCAL_IAM_ROLE).items())
+    env_file.unlink(missing_ok=True)
+    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(lines)
     return (
-        f"IAM sign-in: nginx's IAM server at {stack.iam_proxy_url} takes the caller API Gateway's\n"
-        f"IAM route would write ({CALLER_HEADER}); {LOCAL_IAM_ROLE} (and its sessions)\n"
-        f"sign in as {stack.username}, Studio profiles' parameters under {stack.iam_principals_path}.\n\n"
+        f"IAM sign-in: signed requests at {stack.iam_url} (a stand-in for the IAM API: it checks SigV4\n"
+        f"as API Gateway does and hands nginx's IAM server at {stack.iam_proxy_url} the caller).\n"
+        f"{LOCAL_IAM_ROLE} (and its sessions) signs in as {stack.username}; Studio profiles'\n"
+        f"parameters under {stack.iam_principals_path}. A session's keys, for the mlflow client:\n"
+        f"  set -a; . {env_file}; set +a\n\n"
     )
 
 

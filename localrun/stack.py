@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from localrun.iam_gateway import CredentialTable, IamGateway
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.process import ServiceError, free_port
 from localrun.services import FAKE_AWS, MLFLOW_ENTRYPOINT, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
@@ -109,6 +110,13 @@ class MlflowStack:
         self.iam_principals = dict(iam_principals or {})
         self.iam_principals_path = f"/mlflow-local-{secrets.token_hex(4)}/iam-principals"
         self.iam_port = free_port()
+        # API Gateway's IAM route, stood in for on loopback (localrun/iam_gateway.py): it verifies
+        # SigV4 with keys this stack issues per role (kept 0600 beside the logs) and forwards to
+        # nginx's IAM server. One port and one key table for the stack's life (mode switches too).
+        self.iam_gateway_port = free_port()
+        (root / "iam").mkdir(exist_ok=True, mode=0o700)
+        self.iam_credentials = CredentialTable(root / "iam" / "issued-keys.json")
+        self.iam_gateway: IamGateway | None = None
         # Characters that break naive URL or header handling on purpose.
         self.password = password or new_password(":@%")
         self.db_password = db_password or new_password("@:/%#?&")
@@ -242,6 +250,38 @@ class MlflowStack:
         return self.nginx.iam_url
 
     @property
+    def iam_url(self) -> str | None:
+        """The signed entry point (the IAM API's URL when deployed), None in a mode without IAM sign-in."""
+        return self.iam_gateway.url if self.iam_gateway is not None else None
+
+    def signed_client_env(self, role_arn: str, session_name: str = "localrun") -> dict[str, str]:
+        """What an MLflow client signing as a session of `role_arn` needs: keys issued for it, no password."""
+        if self.iam_url is None:
+            raise ServiceError(f"IAM sign-in is off in {self.auth_mode} mode")
+        issued = self.iam_credentials.issue(role_arn, session_name)
+        return {
+            "MLFLOW_TRACKING_URI": self.iam_url,
+            "MLFLOW_TRACKING_AWS_SIGV4": "true",
+            "AWS_DEFAULT_REGION": FAKE_AWS["AWS_REGION"],
+            "AWS_REGION": FAKE_AWS["AWS_REGION"],
+            **issued.env(),
+            **artifact_transfer_settings(signed=True),
+        }
+
+    def _start_iam_gateway(self) -> None:
+        if self.nginx.iam_url is None:
+            return
+        self.iam_gateway = IamGateway(
+            upstream=self.nginx.iam_url, region=FAKE_AWS["AWS_REGION"], credentials=self.iam_credentials,
+            port=self.iam_gateway_port,
+        ).start()  # fmt: skip
+
+    def _stop_iam_gateway(self) -> None:
+        if self.iam_gateway is not None:
+            self.iam_gateway.stop()
+            self.iam_gateway = None
+
+    @property
     def direct_url(self) -> str:
         return self.mlflow.url
 
@@ -276,6 +316,7 @@ class MlflowStack:
             self.moto.create_bucket(self.bucket, cors_origins=[self.proxy_url])
             self.mlflow.start()
             self.nginx.start()
+            self._start_iam_gateway()
         except BaseException:
             self.stop()
             raise
@@ -283,7 +324,7 @@ class MlflowStack:
     def stop(self) -> None:
         """Stop in reverse order; never leave a process behind."""
         oidc, postgres = self.oidc and self.oidc.stop, self.postgres and self.postgres.stop
-        for stop in (self.nginx.stop, self.mlflow.stop, oidc, postgres):
+        for stop in (self._stop_iam_gateway, self.nginx.stop, self.mlflow.stop, oidc, postgres):
             if stop:
                 stop()
 
@@ -303,6 +344,7 @@ class MlflowStack:
         """Redeploy both containers in another mode, on the same data and ports."""
         if auth_mode not in AUTH_MODES:
             raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
+        self._stop_iam_gateway()
         self.nginx.stop()
         self.mlflow.stop()
         self.auth_mode = auth_mode
@@ -310,6 +352,7 @@ class MlflowStack:
         self.nginx = self._new_nginx(port=self.nginx.port)
         self.mlflow.start()
         self.nginx.start()
+        self._start_iam_gateway()
 
 
 @contextmanager

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from requests_auth_aws_sigv4 import AWSSigV4
 
 from localrun.process import free_port, private_dir
 from localrun.services import REPO_ROOT
-from stacks.iam_callers import CALLER_HEADER
 
 pytestmark = pytest.mark.integration
 
@@ -106,16 +106,23 @@ def two_runs(state_dir: Path, prefix: list[str]) -> None:
         assert [(m["key"], m["value"]) for m in metrics] == [("accuracy", 0.93)]
         notes = second.artifact("GET", f"{experiment}/{run}/artifacts/notes.txt")
         assert notes.content == b"kept in the local S3\n"
-        # IAM sign-in: the role the banner names, as API Gateway's IAM route would pass it on.
-        iam = re.search(
-            r"IAM server at (\S+) .*?; arn:aws:iam::(\d+):role/(\S+) \(and its sessions\)", second.text, re.S
-        )
+        # IAM sign-in: a session of the role the banner names signs with the keys of the file it names.
+        iam = re.search(r"signed requests at (\S+) .*?  set -a; \. (\S+); set \+a", second.text, re.S)
         assert iam is not None, second.text
-        session = f"arn:aws:sts::{iam[2]}:assumed-role/{iam[3]}/local-session"
-        signed = requests.get(f"{iam[1]}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name},
-                              headers={CALLER_HEADER: session}, timeout=30)  # fmt: skip
+        env_file = Path(iam[2])
+        assert env_file.stat().st_mode & 0o077 == 0, "the keys are the owner's alone"
+        keys = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        assert keys["MLFLOW_TRACKING_URI"] == iam[1] and keys["MLFLOW_TRACKING_AWS_SIGV4"] == "true"
+        assert keys["AWS_SECRET_ACCESS_KEY"] not in second.text, "no key in the banner"
+        signer = AWSSigV4(
+            "execute-api", region=keys["AWS_REGION"], aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"], aws_session_token=keys["AWS_SESSION_TOKEN"],
+        )  # fmt: skip
+        url = f"{iam[1]}/api/2.0/mlflow/experiments/get-by-name"
+        signed = requests.get(url, params={"experiment_name": name}, auth=signer, timeout=30)
         assert signed.status_code == 200 and signed.json()["experiment"]["experiment_id"] == experiment
-    assert "IAM server" not in first.text, "shared mode has no IAM sign-in"
+        assert requests.get(url, params={"experiment_name": name}, timeout=30).status_code == 403, "unsigned"
+    assert "IAM sign-in" not in first.text, "shared mode has no IAM sign-in"
     postgres = state_dir / "postgres"
     assert postgres.is_dir() and not postgres.is_symlink(), "the database lives in the state dir"
     assert (postgres / "data" / "PG_VERSION").exists()

@@ -1,0 +1,214 @@
+"""IAM sign-in end to end: real SigV4 signatures through the local stand-in for the IAM API.
+
+The stand-in (localrun/iam_gateway.py) verifies each signature as API Gateway does and hands
+nginx's IAM server the caller; MLflow maps it to the profile's user. Clients sign with the
+keys the local stack issues per role and hold no MLflow password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import botocore.auth
+import pytest
+import requests
+from requests_auth_aws_sigv4 import AWSSigV4
+
+from localrun.iam_gateway import IssuedCredentials
+from localrun.services import FAKE_AWS, MotoServer
+from localrun.stack import MlflowStack
+from stacks.iam_callers import profile_parameter
+from tests.integration.mlflow_users import Accounts
+from tests.integration.test_audit_trail import audit_lines
+from tests.integration.test_iam_sign_in_accounts import permission
+from tests.integration.transfer_client import sha256
+from tests.localrun.test_iam_gateway import botocore_signed
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "123456789012"
+CLIENT = Path(__file__).with_name("signed_transfer_client.py")
+# Each Studio profile's execution and training roles, as the Studio stack lists them in its parameter.
+ROLES = {
+    profile: (
+        f"arn:aws:iam::{ACCOUNT}:role/studio-{profile}-execution",
+        f"arn:aws:iam::{ACCOUNT}:role/{profile}-training",
+    )
+    for profile in ("alice", "bob")
+}
+ENDPOINT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlflow-serving"  # maps to nobody
+
+
+@pytest.fixture(scope="module")
+def users() -> dict[str, str]:
+    return {profile: f"{profile}-{secrets.token_hex(3)}" for profile in ROLES}
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, users: dict[str, str]
+) -> Iterator[MlflowStack]:
+    """Accounts mode with default permission READ, a user and a principal parameter per profile."""
+    stack = MlflowStack(
+        tmp_path_factory.mktemp("iam-signed"), moto=moto_server, auth_mode="accounts", default_permission="READ"
+    )
+    for profile, user in users.items():
+        moto_server.client("ssm").put_parameter(
+            Name=f"{stack.iam_principals_path}/{user}",
+            Type="String",
+            Value=profile_parameter(user, list(ROLES[profile])),
+        )
+    stack.start()
+    with Accounts(stack).client() as admin:
+        for user in users.values():
+            admin.create_user(user, secrets.token_urlsafe(16))
+    yield stack
+    stack.stop()
+
+
+def signer(stack: MlflowStack, role: str, session: str = "SageMaker") -> AWSSigV4:
+    env = stack.signed_client_env(role, session)
+    return AWSSigV4(
+        "execute-api", region=env["AWS_REGION"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], aws_session_token=env["AWS_SESSION_TOKEN"],
+    )  # fmt: skip
+
+
+def signed(stack: MlflowStack, role: str, method: str, path: str, **kwargs) -> requests.Response:
+    assert stack.iam_url is not None
+    return requests.request(
+        method, f"{stack.iam_url}/api/2.0/mlflow/{path}", auth=signer(stack, role), timeout=60, **kwargs
+    )
+
+
+def admin_get(stack: MlflowStack, path: str, **params: str) -> dict:
+    response = requests.get(
+        f"{stack.proxy_url}/api/2.0/mlflow/{path}", params=params, auth=(stack.username, stack.password), timeout=60
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_a_signed_client_logs_runs_metrics_a_model_and_artifacts_as_its_profile_user(
+    stack: MlflowStack, users: dict[str, str], big_file: Path, tmp_path: Path
+) -> None:
+    """The real MLflow client with MLFLOW_TRACKING_AWS_SIGV4, a 1 KB and a 200 MB file, no password anywhere."""
+    small = tmp_path / "small.bin"
+    small.write_bytes(secrets.token_bytes(1024))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "PYTHONPATH": str(CLIENT.parent),
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false", **stack.signed_client_env(ROLES["alice"][0], "SageMaker-notebook"),
+    }  # fmt: skip
+    assert not [
+        name for name in env if name.startswith("MLFLOW_TRACKING_") and name[16:] in ("USERNAME", "PASSWORD", "TOKEN")
+    ]
+    done = subprocess.run(
+        [sys.executable, str(CLIENT), str(tmp_path / "downloads"), str(small), str(big_file)],
+        env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = {path.name: sha256(path) for path in (small, big_file)}
+    assert result["artifacts"] == expected
+    assert {name: digest for name, digest in result["model"].items() if name in expected} == expected
+    run = admin_get(stack, "runs/get", run_id=result["run_id"])["run"]
+    # MLflow saw alice's session: the audit line of the run's creation names her and the signer.
+    created = [line for line in audit_lines(stack) if line["route"].endswith("/runs/create")]
+    assert created[-1]["user"] == users["alice"]
+    assert created[-1]["iam_caller"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/studio-alice-execution/SageMaker-notebook"
+    assert {m["key"]: m["value"] for m in run["data"]["metrics"]} == {"accuracy": 0.93, "loss": 0.07}
+    assert permission(stack, run["info"]["experiment_id"], users["alice"]) == "MANAGE", "her experiment"
+
+
+@pytest.mark.parametrize("role_index", [0, 1], ids=["execution role", "training role"])
+def test_each_of_a_profiles_roles_is_its_user_whatever_the_session(
+    stack: MlflowStack, users: dict[str, str], role_index: int
+) -> None:
+    role = ROLES["bob"][role_index]
+    for session in ("SageMaker", f"training-job-{secrets.token_hex(4)}"):
+        env = stack.signed_client_env(role, session)
+        auth = AWSSigV4(
+            "execute-api", region=env["AWS_REGION"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], aws_session_token=env["AWS_SESSION_TOKEN"],
+        )  # fmt: skip
+        response = requests.get(f"{stack.iam_url}/api/2.0/mlflow/users/current", auth=auth, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.json()["user"]["username"] == users["bob"]
+
+
+def test_a_profiles_role_cannot_write_anothers_experiment(stack: MlflowStack, users: dict[str, str]) -> None:
+    name = f"bob-only-{secrets.token_hex(4)}"
+    created = signed(stack, ROLES["bob"][0], "POST", "experiments/create", json={"name": name})
+    assert created.status_code == 200, created.text
+    experiment = created.json()["experiment_id"]
+    # READ for everyone (default_permission): alice sees it but may not log into it or change it.
+    assert signed(stack, ROLES["alice"][0], "GET", "experiments/get", params={"experiment_id": experiment}).ok
+    for path, body in (
+        ("runs/create", {"experiment_id": experiment}),
+        ("experiments/update", {"experiment_id": experiment, "new_name": name + "-taken"}),
+        ("experiments/delete", {"experiment_id": experiment}),
+    ):
+        refused = signed(stack, ROLES["alice"][1], "POST", path, json=body)
+        assert refused.status_code == 403, (path, refused.text)
+    assert admin_get(stack, "experiments/get", experiment_id=experiment)["experiment"]["name"] == name
+
+
+def test_a_role_nobody_mapped_is_refused_with_its_arn(stack: MlflowStack) -> None:
+    refused = signed(stack, ENDPOINT_ROLE, "GET", "experiments/search", params={"max_results": "1"})
+    assert refused.status_code == 403
+    assert f"arn:aws:sts::{ACCOUNT}:assumed-role/mlflow-serving/SageMaker" in refused.text
+
+
+def _keys(stack: MlflowStack) -> IssuedCredentials:
+    return stack.iam_credentials.issue(ROLES["alice"][0], "attacker-replay")
+
+
+def _unsigned(stack: MlflowStack, url: str, body: bytes) -> dict[str, str]:
+    return {"Content-Type": "application/json"}
+
+
+def _wrong_secret(stack: MlflowStack, url: str, body: bytes) -> dict[str, str]:
+    return botocore_signed(
+        _keys(stack), url, body=body, region=FAKE_AWS["AWS_REGION"], secret="not-" + secrets.token_hex(8)
+    )
+
+
+def _expired(stack: MlflowStack, url: str, body: bytes) -> dict[str, str]:
+    past = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=6)
+    original = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = lambda: past  # type: ignore[assignment]
+    try:
+        return botocore_signed(_keys(stack), url, body=body, region=FAKE_AWS["AWS_REGION"])
+    finally:
+        botocore.auth.get_current_datetime = original
+
+
+def _for_another_host(stack: MlflowStack, url: str, body: bytes) -> dict[str, str]:
+    """Signed for another API (another host), sent here as it was signed."""
+    parts = urlsplit(url)
+    elsewhere = url.replace(parts.netloc, f"127.0.0.2:{parts.port}")
+    return botocore_signed(_keys(stack), elsewhere, body=body, region=FAKE_AWS["AWS_REGION"])
+
+
+@pytest.mark.parametrize("sign", [_unsigned, _wrong_secret, _expired, _for_another_host])
+def test_unsigned_badly_signed_expired_and_replayed_requests_change_nothing(stack: MlflowStack, sign) -> None:
+    assert stack.iam_url is not None
+    name = f"refused-{secrets.token_hex(4)}"
+    url = f"{stack.iam_url}/api/2.0/mlflow/experiments/create"
+    body = json.dumps({"name": name}).encode()
+    response = requests.post(url, data=body, headers=sign(stack, url, body), timeout=60)
+    assert response.status_code == 403, response.text
+    missing = requests.get(
+        f"{stack.proxy_url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name},
+        auth=(stack.username, stack.password), timeout=60,
+    )  # fmt: skip
+    assert missing.status_code == 404, "nothing was created"
