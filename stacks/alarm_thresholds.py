@@ -4,13 +4,15 @@ The monitoring stack builds one CloudWatch alarm per rule below, and the
 README's "Alarms" table mirrors this list (tests/test_readme.py keeps them in
 step). A rule whose ``relative_to`` is set has a threshold that is a fraction of
 a limit derived from the configuration (Aurora's capacity ceiling, its
-connection limit); the others are absolute.
+connection limit); the others are absolute. With IAM sign-in, the rules that watch
+the password API and its target group get twins (``IAM_SIGN_IN_ALARMS``) on the
+IAM API and its target group: the same thresholds, taken from those rules.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 # Every alarm's name starts with this; the alarm topic admits only alarms named so.
@@ -34,6 +36,13 @@ class AlarmRule:
     reason: str
     relative_to: str | None = None  # "aurora_max_acu" or "max_connections": threshold is a fraction of it
     missing_data_breaches: bool = False
+    # An IAM sign-in twin: the key of the rule whose metric it reads on the IAM entry point.
+    twin_of: str | None = None
+
+    @property
+    def metric_key(self) -> str:
+        """The rule whose metric this alarm reads (on its own entry point)."""
+        return self.twin_of or self.key
 
     @property
     def alarm_name(self) -> str:
@@ -201,6 +210,29 @@ def rule(key: str) -> AlarmRule:
     if len(matches) != 1:
         raise KeyError(key)
     return matches[0]
+
+
+def _iam_twin(password_key: str, watches: str) -> AlarmRule:
+    password = rule(password_key)
+    return replace(
+        password,
+        key=f"iam-{password_key}",
+        watches=watches,
+        reason=f"As `{password.alarm_name}`, for the clients that sign in with IAM (auth_mode=accounts with "
+        "iam_sign_in): their requests take this API and listener only.",
+        twin_of=password_key,
+    )
+
+
+# Alarms only a deployment with IAM sign-in has: the IAM API (mlflow-iam) and its ALB target group.
+IAM_SIGN_IN_ALARMS: Final = (
+    _iam_twin(
+        "api-5xx-rate",
+        f"IAM API (`mlflow-iam`) 5xx responses, % of requests (periods with at least {MIN_REQUESTS_FOR_RATE} requests)",
+    ),
+    _iam_twin("api-latency-p95", "IAM API (`mlflow-iam`) p95 latency"),
+    _iam_twin("alb-unhealthy-targets", "Targets of the ALB's IAM sign-in listener failing the /elb-status check"),
+)
 
 
 # Default max_connections of Aurora PostgreSQL Serverless v2 by maximum ACU, from the

@@ -46,6 +46,8 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         database=vpc.database.cluster,
         artifact_bucket=vpc.artifact_bucket,
         request_metrics_filter_id=vpc.storage.request_metrics_filter_id,
+        iam_api_stage=gateway.iam_gateway.stage if gateway.iam_gateway else None,
+        iam_target_group=vpc.tracking.iam_target_group,
         description=f"{description}: alarms and dashboard",
     )
     studio = SageMakerStudioUserStack(

@@ -28,7 +28,11 @@ from stacks.config import ProjectConfig
 
 
 class MLflowMonitoringStack(Stack):
-    """Watches the request path end to end and tells the alarm topic's subscribers."""
+    """Watches the request path end to end and tells the alarm topic's subscribers.
+
+    ``iam_api_stage`` and ``iam_target_group`` (IAM sign-in on) are the second way in:
+    their alarms are the password path's twins, and the dashboard shows them too.
+    """
 
     def __init__(
         self,
@@ -43,6 +47,8 @@ class MLflowMonitoringStack(Stack):
         database: rds.DatabaseCluster,
         artifact_bucket: s3.IBucket,
         request_metrics_filter_id: str,
+        iam_api_stage: apigw.HttpStage | None = None,
+        iam_target_group: elbv2.ApplicationTargetGroup | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -66,12 +72,18 @@ class MLflowMonitoringStack(Stack):
             min_tasks=config.service.min_task_count,
             container_insights=config.service.container_insights != "disabled",
         )
+        iam_metrics = (
+            metrics.entry_point(api_stage=iam_api_stage, target_group=iam_target_group)
+            if iam_api_stage is not None and iam_target_group is not None
+            else None
+        )
         self.alarms = ServiceAlarms(
             self,
             "Alarms",
             metrics=metrics,
             topic=self.alarm_topic.topic,
             limits={"aurora_max_acu": config.database.aurora_max_acu, "max_connections": self.max_connections},
+            iam_metrics=iam_metrics,
         )
         self.dashboard = ServiceDashboard(
             self,
@@ -81,6 +93,7 @@ class MLflowMonitoringStack(Stack):
             alarms=list(self.alarms.alarms.values()),
             aurora_max_acu=config.database.aurora_max_acu,
             max_connections=self.max_connections,
+            iam_metrics=iam_metrics,
         )
 
         topic_arn = self.alarm_topic.topic.topic_arn

@@ -192,6 +192,8 @@ class MLflowVpcStack(Stack):
                 listener=self.tracking.listener,
                 target_group=self.tracking.target_group,
                 alarm_name=rule("tasks-below-desired").alarm_name,
+                iam_listener=self.tracking.iam_listener,
+                iam_target_group=self.tracking.iam_target_group,
             )
             if night
             else None

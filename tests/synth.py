@@ -87,6 +87,8 @@ DAY_TWO_VARIANT: dict[str, Any] = {
 SCALE_TO_ZERO_VARIANT: dict[str, Any] = {
     "schedule_scale_to_zero": {"down": "cron(0 19 ? * MON-FRI *)", "up": "cron(0 7 ? * MON-FRI *)"},
 }
+# The same with IAM sign-in (accounts mode's default): the IAM listener is switched too.
+IAM_SCALE_TO_ZERO_VARIANT: dict[str, Any] = {**SCALE_TO_ZERO_VARIANT, "auth_mode": "accounts"}
 
 
 # One registered model that deploys when its alias moves (stacks/components/model_deployment.py).

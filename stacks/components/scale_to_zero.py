@@ -5,13 +5,16 @@ Application Auto Scaling's scheduled actions set the service's capacity: at
 floor and ceiling (ECS starts ``min_count`` tasks). Without tasks the ALB
 would answer its bare 503, and API Gateway passes it on: instead, EventBridge
 Scheduler points the listener's default action at a fixed 503 page saying
-when MLflow is back, and at ``up`` back at the target group. The
+when MLflow is back, and at ``up`` back at the target group. With IAM
+sign-in the IAM listener gets the same treatment, with the message as JSON
+in MLflow's error shape, since its callers are code. The
 ``tasks-below-desired`` alarm would fire every night: the same schedules
 disable its actions at ``down`` and enable them at ``up``.
 """
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -57,10 +60,33 @@ def scaled_down_page(up: str) -> str:
     return page
 
 
+def scaled_down_error(up: str) -> str:
+    """The JSON the IAM listener answers meanwhile: an MLflow REST error, for signed clients that read the body."""
+    body = json.dumps(
+        {
+            "error_code": "TEMPORARILY_UNAVAILABLE",
+            "message": f"MLflow is scaled down outside working hours and runs no tasks now. It is back {back_at(up)}; "
+            "retry after that time.",
+        }
+    )
+    if len(body) > MAX_PAGE_CHARS:  # pragma: no cover - as for the page
+        raise ValueError(f"the scaled-down error has {len(body)} characters, more than an ALB fixed response holds")
+    return body
+
+
+def _fixed_503(content_type: str, body: str) -> dict[str, Any]:
+    return {
+        "Type": "fixed-response",
+        "FixedResponseConfig": {"StatusCode": "503", "ContentType": content_type, "MessageBody": body},
+    }
+
+
 class ScheduledScaleToZero(Construct):
     """Scheduled actions on ``scaling`` and four schedules: listener page and alarm actions, off and on.
 
-    The schedules' role may modify only ``listener`` and switch only the alarm named ``alarm_name``.
+    With ``iam_listener`` (IAM sign-in; forwarding to ``iam_target_group``) two more schedules
+    switch it between ``scaled_down_error`` and its target group. The schedules' role may modify
+    only these listeners and switch only the alarm named ``alarm_name``.
     """
 
     def __init__(
@@ -76,8 +102,12 @@ class ScheduledScaleToZero(Construct):
         listener: elbv2.ApplicationListener,
         target_group: elbv2.ApplicationTargetGroup,
         alarm_name: str,
+        iam_listener: elbv2.ApplicationListener | None = None,
+        iam_target_group: elbv2.ApplicationTargetGroup | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        if (iam_listener is None) != (iam_target_group is None):
+            raise ValueError("iam_listener and iam_target_group come together")
         scaling.scale_on_schedule(
             "ScaleToZero", schedule=appscaling.Schedule.expression(down), min_capacity=0, max_capacity=0
         )
@@ -96,7 +126,8 @@ class ScheduledScaleToZero(Construct):
             description="MLflow scale-to-zero schedules: the listener's default action and one alarm's actions",
         )
         listener_statement = iam.PolicyStatement(
-            actions=["elasticloadbalancing:ModifyListener"], resources=[listener.listener_arn]
+            actions=["elasticloadbalancing:ModifyListener"],
+            resources=[listener.listener_arn] + ([iam_listener.listener_arn] if iam_listener else []),
         )
         alarm_arn = stack.format_arn(
             service="cloudwatch", resource="alarm", resource_name=alarm_name, arn_format=ArnFormat.COLON_RESOURCE_NAME
@@ -105,30 +136,40 @@ class ScheduledScaleToZero(Construct):
         def alarm_statement(action: str) -> iam.PolicyStatement:
             return iam.PolicyStatement(actions=[f"cloudwatch:{action}"], resources=[alarm_arn])
 
-        page_action = {
-            "Type": "fixed-response",
-            "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/html", "MessageBody": self.page},
-        }
-        forward_action = {"Type": "forward", "TargetGroupArn": target_group.target_group_arn}
+        def default_action(target: elbv2.IApplicationListener, action: dict[str, Any]) -> dict[str, Any]:
+            return {"ListenerArn": target.listener_arn, "DefaultActions": [action]}
+
+        def forward(group: elbv2.ApplicationTargetGroup) -> dict[str, Any]:
+            return {"Type": "forward", "TargetGroupArn": group.target_group_arn}
+
         self.inputs: dict[str, dict[str, Any]] = {
-            "ShowPage": {"ListenerArn": listener.listener_arn, "DefaultActions": [page_action]},
-            "Forward": {"ListenerArn": listener.listener_arn, "DefaultActions": [forward_action]},
+            "ShowPage": default_action(listener, _fixed_503("text/html", self.page)),
+            "Forward": default_action(listener, forward(target_group)),
             "MuteAlarm": {"AlarmNames": [alarm_name]},
             "UnmuteAlarm": {"AlarmNames": [alarm_name]},
         }
+        modify = ("elasticloadbalancingv2", "modifyListener", listener_statement)
         calls = {
-            "ShowPage": (down, "elasticloadbalancingv2", "modifyListener", listener_statement),
-            "Forward": (up, "elasticloadbalancingv2", "modifyListener", listener_statement),
+            "ShowPage": (down, *modify),
+            "Forward": (up, *modify),
             "MuteAlarm": (down, "cloudwatch", "disableAlarmActions", alarm_statement("DisableAlarmActions")),
             "UnmuteAlarm": (up, "cloudwatch", "enableAlarmActions", alarm_statement("EnableAlarmActions")),
         }
+        if iam_listener is not None and iam_target_group is not None:
+            self.inputs["IamShowError"] = default_action(
+                iam_listener, _fixed_503("application/json", scaled_down_error(up))
+            )
+            self.inputs["IamForward"] = default_action(iam_listener, forward(iam_target_group))
+            calls["IamShowError"] = (down, *modify)
+            calls["IamForward"] = (up, *modify)
         self.schedules: dict[str, scheduler.Schedule] = {}
         for name, (expression, service, action, statement) in calls.items():
             self.schedules[name] = scheduler.Schedule(
                 self,
                 name,
                 schedule=scheduler.ScheduleExpression.expression(expression),
-                description=f"MLflow scale to zero: {service} {action}",
+                description=f"MLflow scale to zero: {service} {action}"
+                + (" (IAM sign-in)" if name.startswith("Iam") else ""),
                 target=scheduler_targets.Universal(
                     service=service,
                     action=action,

@@ -7,7 +7,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.alarm_thresholds import ALARMS, AlarmRule
+from stacks.alarm_thresholds import ALARMS, IAM_SIGN_IN_ALARMS, AlarmRule
 from stacks.components.service_metrics import ServiceMetrics
 
 _COMPARISONS = {
@@ -36,7 +36,8 @@ class ServiceAlarms(Construct):
     """The alarms along the request path; each sends ALARM and OK to the topic.
 
     ``limits`` holds the values relative thresholds scale: ``aurora_max_acu``
-    and ``max_connections``.
+    and ``max_connections``. ``iam_metrics`` (IAM sign-in's entry point, see
+    ``ServiceMetrics.entry_point``) adds the twins in ``IAM_SIGN_IN_ALARMS``.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class ServiceAlarms(Construct):
         metrics: ServiceMetrics,
         topic: sns.ITopic,
         limits: dict[str, float],
+        iam_metrics: ServiceMetrics | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         factories = _metric_for(metrics)
@@ -54,10 +56,14 @@ class ServiceAlarms(Construct):
         if missing:  # pragma: no cover - a rule without a metric is a programming error
             raise RuntimeError(f"alarm rules and metrics differ: {sorted(missing)}")
 
+        watched = [(rule, factories) for rule in ALARMS]
+        if iam_metrics is not None:
+            iam_factories = _metric_for(iam_metrics)
+            watched += [(rule, iam_factories) for rule in IAM_SIGN_IN_ALARMS]
         action = cw_actions.SnsAction(topic)
         self.alarms: dict[str, cw.Alarm] = {}
-        for rule in ALARMS:
-            alarm = self._alarm(rule, factories[rule.key](rule.period_minutes), limits)
+        for rule, metric_for in watched:
+            alarm = self._alarm(rule, metric_for[rule.metric_key](rule.period_minutes), limits)
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
             self.alarms[rule.key] = alarm

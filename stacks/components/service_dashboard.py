@@ -28,8 +28,26 @@ def _graph(
     )
 
 
+def _api_row(name: str, m: ServiceMetrics) -> list[cw.IWidget]:
+    """Requests, latency and 5xx rate of one HTTP API (the password API, or IAM sign-in's)."""
+    p = _PERIOD
+    return [
+        _graph(
+            f"{name}: requests and errors", [m.api_requests(p)], right=[m.api_errors("4xx", p), m.api_errors("5xx", p)]
+        ),
+        _graph(
+            f"{name}: latency (ms)",
+            [m.api_latency("p50", p), m.api_latency("p95", p), m.api_integration_latency("p95", p)],
+        ),
+        _graph(f"{name}: 5xx rate (%)", [m.api_5xx_rate(p)]),
+    ]
+
+
 class ServiceDashboard(Construct):
-    """One row per hop of the request path, under the alarms' current states."""
+    """One row per hop of the request path, under the alarms' current states.
+
+    With ``iam_metrics`` (IAM sign-in) two rows follow the ALB's: the IAM API and its target group.
+    """
 
     def __init__(
         self,
@@ -41,6 +59,7 @@ class ServiceDashboard(Construct):
         alarms: list[cw.IAlarm],
         aurora_max_acu: float,
         max_connections: int,
+        iam_metrics: ServiceMetrics | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         m, p = metrics, _PERIOD
@@ -57,23 +76,21 @@ class ServiceDashboard(Construct):
             ),
             cw.AlarmStatusWidget(title="Alarms", alarms=alarms, width=24, height=3),
         )
-        self.dashboard.add_widgets(
-            _graph(
-                "API Gateway: requests and errors",
-                [m.api_requests(p)],
-                right=[m.api_errors("4xx", p), m.api_errors("5xx", p)],
-            ),
-            _graph(
-                "API Gateway: latency (ms)",
-                [m.api_latency("p50", p), m.api_latency("p95", p), m.api_integration_latency("p95", p)],
-            ),
-            _graph("API Gateway: 5xx rate (%)", [m.api_5xx_rate(p)]),
-        )
+        self.dashboard.add_widgets(*_api_row("API Gateway", m))
         self.dashboard.add_widgets(
             _graph("ALB: requests and 5xx", [m.alb_requests(p)], right=[m.alb_5xx("target", p), m.alb_5xx("elb", p)]),
             _graph("ALB: target response time p95 (s)", [m.alb_response_time(p)]),
             _graph("ALB: healthy and unhealthy targets", [m.healthy_targets(1), m.unhealthy_targets(1)]),
         )
+        if iam_metrics is not None:
+            self.dashboard.add_widgets(*_api_row("IAM API (mlflow-iam)", iam_metrics))
+            self.dashboard.add_widgets(
+                _graph(
+                    "ALB, IAM listener: healthy and unhealthy targets",
+                    [iam_metrics.healthy_targets(1), iam_metrics.unhealthy_targets(1)],
+                ),
+                _graph("ALB, IAM listener: target 5xx", [iam_metrics.target_group_5xx(p)]),
+            )
         task_graphs = [
             _graph("Tasks: CPU and memory (%)", [m.task_utilization("cpu", p), m.task_utilization("memory", p)]),
             _graph("Tasks: unexpected stops", [m.unexpected_task_stops(p)]),

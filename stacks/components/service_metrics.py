@@ -1,5 +1,9 @@
 """The CloudWatch metrics along the request path, shared by the alarms and the dashboard."""
 
+from __future__ import annotations
+
+import copy
+
 from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_cloudwatch as cw
@@ -52,6 +56,13 @@ class ServiceMetrics:
         self._service = service
         self._bucket_dimensions = {"BucketName": bucket.bucket_name, "FilterId": request_metrics_filter_id}
 
+    def entry_point(self, *, api_stage: apigw.HttpStage, target_group: elbv2.ApplicationTargetGroup) -> ServiceMetrics:
+        """The same metrics for a second way in (IAM sign-in's API and target group) to the same tasks."""
+        other = copy.copy(self)
+        other._stage = api_stage
+        other._target_group = target_group
+        return other
+
     # --- API Gateway (namespace AWS/ApiGateway, dimensions ApiId + Stage) ---
 
     def api_requests(self, minutes: int) -> cw.Metric:
@@ -98,6 +109,10 @@ class ServiceMetrics:
 
     def healthy_targets(self, minutes: int) -> cw.Metric:
         return self._target_metric("HealthyHostCount", "Minimum", minutes, "healthy")
+
+    def target_group_5xx(self, minutes: int) -> cw.Metric:
+        """5xx nginx or MLflow answered through this target group alone (alb_5xx counts every listener)."""
+        return self._target_metric("HTTPCode_Target_5XX_Count", "Sum", minutes, "target 5xx")
 
     def _target_metric(self, name: str, statistic: str, minutes: int, label: str) -> cw.Metric:
         # Named from the load balancer itself: the target group's own metric helpers

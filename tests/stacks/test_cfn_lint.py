@@ -10,7 +10,7 @@ import pytest
 
 from stacks import names
 from tests.stacks.helpers import DOMAIN_CONTEXT, SSO_CONTEXT
-from tests.synth import MODEL_DEPLOYMENT_VARIANT, SCALE_TO_ZERO_VARIANT, synth_directory
+from tests.synth import IAM_SCALE_TO_ZERO_VARIANT, MODEL_DEPLOYMENT_VARIANT, synth_directory
 
 # Warnings we accept, each for a reason that holds for every occurrence.
 JUSTIFIED_WARNINGS = {
@@ -42,7 +42,8 @@ VARIANTS = {
     "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS},
     "sso": SSO_CONTEXT,
     "model-deployments": MODEL_DEPLOYMENT_VARIANT,
-    "scale-to-zero": SCALE_TO_ZERO_VARIANT,
+    # Every schedule of the shared mode's scale to zero, and the IAM listener's.
+    "scale-to-zero-iam": IAM_SCALE_TO_ZERO_VARIANT,
 }
 
 

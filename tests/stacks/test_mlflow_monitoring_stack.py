@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from stacks import names
-from stacks.alarm_thresholds import ALARMS, aurora_postgres_max_connections
+from stacks.alarm_thresholds import ALARMS, IAM_SIGN_IN_ALARMS, aurora_postgres_max_connections
 from tests.stacks.helpers import Template, follow_output, only, props, resources
 from tests.synth import DAY_TWO_VARIANT, synth_templates
 
@@ -64,6 +64,12 @@ EXPECTED: dict[str, tuple[Any, ...]] = {
         "IF(s34xx_requests >= 20, 100 * FILL(s34xx_errors, 0) / s34xx_requests, 0)",
     ),
 }  # fmt: skip
+# IAM sign-in's alarms and the password path's alarm whose threshold and metric each repeats.
+IAM_TWINS = {
+    "mlflow-iam-api-5xx-rate": "mlflow-api-5xx-rate",
+    "mlflow-iam-api-latency-p95": "mlflow-api-latency-p95",
+    "mlflow-iam-alb-unhealthy-targets": "mlflow-alb-unhealthy-targets",
+}
 
 
 def _alarms(template: Template) -> dict[str, dict[str, Any]]:
@@ -107,20 +113,29 @@ def _expression(alarm: dict[str, Any]) -> str | None:
     return None
 
 
-def _dimension_sources(templates: dict[str, Template]) -> dict[str, Any]:
-    """Dimension name -> the resource attribute it must resolve to, found in the producing stacks."""
+def _dimension_sources(templates: dict[str, Template], *, iam: bool = False) -> dict[str, Any]:
+    """Dimension name -> the resource attribute it must resolve to, found in the producing stacks.
+
+    ``iam``: the API and target group are IAM sign-in's (API ``mlflow-iam``, nginx's IAM port).
+    """
     vpc, gateway, monitoring = (templates[n] for n in (names.VPC_STACK, names.GATEWAY_STACK, names.MONITORING_STACK))
     artifacts = next(i for i in resources(vpc, "AWS::S3::Bucket") if "Artifacts" in i)
     stop_rule = next(i for i in resources(monitoring, "AWS::Events::Rule") if "UnexpectedTaskStops" in i)
+    api_name = "mlflow-iam" if iam else "mlflow"
+    (api,) = (i for i, r in resources(gateway, "AWS::ApiGatewayV2::Api").items() if r["Properties"]["Name"] == api_name)
+    container_port = names.NGINX_IAM_PORT if iam else names.NGINX_PORT
+    (group,) = (
+        i
+        for i, r in resources(vpc, "AWS::ElasticLoadBalancingV2::TargetGroup").items()
+        if r["Properties"]["Port"] == container_port
+    )
     return {
-        "ApiId": {"Ref": only(gateway, "AWS::ApiGatewayV2::Api")[0]},
+        "ApiId": {"Ref": api},
         "Stage": "$default",
         "LoadBalancer": {
             "Fn::GetAtt": [only(vpc, "AWS::ElasticLoadBalancingV2::LoadBalancer")[0], "LoadBalancerFullName"]
         },
-        "TargetGroup": {
-            "Fn::GetAtt": [only(vpc, "AWS::ElasticLoadBalancingV2::TargetGroup")[0], "TargetGroupFullName"]
-        },
+        "TargetGroup": {"Fn::GetAtt": [group, "TargetGroupFullName"]},
         "ClusterName": {"Ref": only(vpc, "AWS::ECS::Cluster")[0]},
         "ServiceName": {"Fn::GetAtt": [only(vpc, "AWS::ECS::Service")[0], "Name"]},
         "DBClusterIdentifier": {"Ref": only(vpc, "AWS::RDS::DBCluster")[0]},
@@ -138,7 +153,37 @@ def test_one_alarm_per_rule_and_nothing_else(monitoring_template: Template) -> N
 def test_alarm_watches_its_metric_with_its_threshold_and_notifies_the_topic(
     name: str, templates: dict[str, Template]
 ) -> None:
-    threshold, comparison, period, evaluations, datapoints, missing, metrics, expression = EXPECTED[name]
+    _assert_alarm(name, EXPECTED[name], templates, _dimension_sources(templates))
+
+
+@pytest.mark.parametrize(("name", "twin"), sorted(IAM_TWINS.items()))
+def test_iam_sign_in_alarm_watches_the_iam_path_as_its_twin_watches_the_password_path(
+    name: str, twin: str, accounts_templates: dict[str, Template]
+) -> None:
+    _assert_alarm(name, EXPECTED[twin], accounts_templates, _dimension_sources(accounts_templates, iam=True))
+
+
+@pytest.mark.parametrize("name", sorted(IAM_TWINS.values()))
+def test_with_iam_sign_in_the_password_alarms_still_watch_the_password_path(
+    name: str, accounts_templates: dict[str, Template]
+) -> None:
+    _assert_alarm(name, EXPECTED[name], accounts_templates, _dimension_sources(accounts_templates))
+
+
+def test_iam_sign_in_adds_its_twins_and_nothing_else(
+    accounts_templates: dict[str, Template], accounts_password_templates: dict[str, Template]
+) -> None:
+    with_iam = set(_alarms(accounts_templates[names.MONITORING_STACK]))
+    assert with_iam == set(EXPECTED) | set(IAM_TWINS)
+    assert {rule.alarm_name for rule in IAM_SIGN_IN_ALARMS} == set(IAM_TWINS)
+    # iam_sign_in=false: no IAM API, no twins.
+    assert set(_alarms(accounts_password_templates[names.MONITORING_STACK])) == set(EXPECTED)
+
+
+def _assert_alarm(
+    name: str, expected: tuple[Any, ...], templates: dict[str, Template], sources: dict[str, Any]
+) -> None:
+    threshold, comparison, period, evaluations, datapoints, missing, metrics, expression = expected
     template = templates[names.MONITORING_STACK]
     alarm = _alarms(template)[name]
     assert alarm["Threshold"] == threshold
@@ -154,7 +199,6 @@ def test_alarm_watches_its_metric_with_its_threshold_and_notifies_the_topic(
     assert {(s["namespace"], s["name"], s["stat"]): tuple(sorted(s["dims"])) for s in stats} == {
         key: tuple(sorted(dims)) for key, dims in metrics.items()
     }
-    sources = _dimension_sources(templates)
     for stat in stats:
         assert stat["period"] == period
         for dimension, value in stat["dims"].items():
@@ -166,6 +210,14 @@ def test_alarm_descriptions_carry_the_reasoning(monitoring_template: Template) -
     alarms = _alarms(monitoring_template)
     for rule in ALARMS:
         assert rule.reason in alarms[rule.alarm_name]["AlarmDescription"]
+
+
+def test_iam_sign_in_alarm_descriptions_name_their_twin(accounts_templates: dict[str, Template]) -> None:
+    alarms = _alarms(accounts_templates[names.MONITORING_STACK])
+    for rule in IAM_SIGN_IN_ALARMS:
+        description = alarms[rule.alarm_name]["AlarmDescription"]
+        assert description.startswith(rule.watches) and rule.reason in description
+        assert f"As `{IAM_TWINS[rule.alarm_name]}`" in description
 
 
 def test_aurora_thresholds_follow_the_capacity_range() -> None:
@@ -324,3 +376,39 @@ def test_topic_and_dashboard_are_published(monitoring_template: Template) -> Non
     outputs = monitoring_template["Outputs"]
     assert outputs[names.OUTPUT_ALARM_TOPIC]["Value"] == {"Ref": topic_id}
     assert f"#dashboards:name={names.DASHBOARD_NAME}" in json.dumps(outputs[names.OUTPUT_DASHBOARD_URL]["Value"])
+
+
+def _references(value: Any) -> list[Any]:
+    """Every cross-stack reference inside a template value (e.g. a dashboard body)."""
+    if isinstance(value, dict):
+        if "Fn::GetStackOutput" in value:
+            return [value]
+        return [found for item in value.values() for found in _references(item)]
+    if isinstance(value, list):
+        return [found for item in value for found in _references(item)]
+    return []
+
+
+def test_with_iam_sign_in_the_dashboard_shows_the_iam_api_and_listener_and_their_alarms(
+    accounts_templates: dict[str, Template], monitoring_template: Template
+) -> None:
+    template = accounts_templates[names.MONITORING_STACK]
+    dashboard = props(template, "AWS::CloudWatch::Dashboard")["DashboardBody"]
+    body = json.dumps(dashboard)
+    for title in (
+        "IAM API (mlflow-iam): requests and errors",
+        "IAM API (mlflow-iam): latency (ms)",
+        "IAM API (mlflow-iam): 5xx rate (%)",
+        "ALB, IAM listener: healthy and unhealthy targets",
+        "ALB, IAM listener: target 5xx",
+    ):
+        assert title in body
+    for alarm_id in resources(template, "AWS::CloudWatch::Alarm"):
+        assert f'"{alarm_id}"' in body, f"alarm widget lacks {alarm_id}"
+    # The graphs read the IAM API and the IAM target group, not only the password path's.
+    sources = {json.dumps(follow_output(ref, accounts_templates)) for ref in _references(dashboard)}
+    iam = _dimension_sources(accounts_templates, iam=True)
+    assert json.dumps(iam["ApiId"]) in sources and json.dumps(iam["TargetGroup"]) in sources
+    assert '\\"HTTPCode_Target_5XX_Count\\"' in body
+    # Without IAM sign-in the dashboard has no such row.
+    assert "IAM" not in json.dumps(props(monitoring_template, "AWS::CloudWatch::Dashboard"))

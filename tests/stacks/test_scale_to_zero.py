@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -12,14 +14,15 @@ from moto import mock_aws
 
 from stacks import names
 from stacks.alarm_thresholds import rule
-from stacks.components.scale_to_zero import MAX_PAGE_CHARS, back_at, scaled_down_page
+from stacks.components.scale_to_zero import MAX_PAGE_CHARS, back_at, scaled_down_error, scaled_down_page
 from tests.fake_aws import use_fake_aws
-from tests.stacks.helpers import Template, only, ref_id, resources
-from tests.synth import SCALE_TO_ZERO_VARIANT, synth_templates
+from tests.stacks.helpers import Template, as_list, only, ref_id, resources
+from tests.synth import IAM_SCALE_TO_ZERO_VARIANT, SCALE_TO_ZERO_VARIANT, synth_templates
 
 NIGHTS = SCALE_TO_ZERO_VARIANT["schedule_scale_to_zero"]
 ALARM = rule("tasks-below-desired").alarm_name
 REGION = "us-east-1"
+LISTENER, TARGET_GROUP = "AWS::ElasticLoadBalancingV2::Listener", "AWS::ElasticLoadBalancingV2::TargetGroup"
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +30,31 @@ def night_template() -> Template:
     return synth_templates(**SCALE_TO_ZERO_VARIANT)[names.VPC_STACK]
 
 
+@pytest.fixture(scope="module")
+def iam_night_template() -> Template:
+    return synth_templates(**IAM_SCALE_TO_ZERO_VARIANT)[names.VPC_STACK]
+
+
+SCHEDULES = ("ShowPage", "Forward", "MuteAlarm", "UnmuteAlarm", "IamShowError", "IamForward")
+
+
 def schedules(template: Template) -> dict[str, dict[str, Any]]:
-    """Scale-to-zero schedule (its construct id: ShowPage, Forward, MuteAlarm, UnmuteAlarm) -> properties."""
+    """Scale-to-zero schedule (its construct id, one of SCHEDULES) -> properties."""
     found = {}
     for logical_id, resource in resources(template, "AWS::Scheduler::Schedule").items():
-        for name in ("ShowPage", "Forward", "MuteAlarm", "UnmuteAlarm"):
+        for name in SCHEDULES:
             if logical_id.startswith(f"ScaleToZero{name}"):
                 found[name] = resource["Properties"]
+    assert len(found) == sum(i.startswith("ScaleToZero") for i in resources(template, "AWS::Scheduler::Schedule"))
     return found
+
+
+def by_port(template: Template, resource_type: str) -> dict[int, str]:
+    """Listener or target group port -> its logical id (the password path's and, with IAM sign-in, the IAM one's)."""
+    return {
+        resource["Properties"]["Port"]: logical_id
+        for logical_id, resource in resources(template, resource_type).items()
+    }
 
 
 def resolve(value: Any, refs: dict[str, str]) -> Any:
@@ -94,44 +114,115 @@ def test_the_schedules_run_at_down_and_up_in_utc_on_the_listener_and_the_alarm(n
     assert inputs["MuteAlarm"] == inputs["UnmuteAlarm"] == {"AlarmNames": [ALARM]}
 
 
-def test_the_schedules_role_may_modify_that_listener_and_switch_that_alarm_only(night_template: Template) -> None:
-    found = schedules(night_template)
+@pytest.mark.parametrize(("which", "listener_ports"), [("night_template", [80]), ("iam_night_template", [80, 8081])])
+def test_the_schedules_role_may_modify_those_listeners_and_switch_that_alarm_only(
+    which: str, listener_ports: list[int], request: pytest.FixtureRequest
+) -> None:
+    template: Template = request.getfixturevalue(which)
+    found = schedules(template)
     (role_id,) = {ref_id(props["Target"]["RoleArn"]) for props in found.values()}
-    role = resources(night_template, "AWS::IAM::Role")[role_id]["Properties"]
+    role = resources(template, "AWS::IAM::Role")[role_id]["Properties"]
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     assert "ManagedPolicyArns" not in role and "Policies" not in role
     statements = [
         statement
-        for policy in resources(night_template, "AWS::IAM::Policy").values()
+        for policy in resources(template, "AWS::IAM::Policy").values()
         if role_id in [ref_id(r) for r in policy["Properties"]["Roles"]]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
-    (listener_id,) = resources(night_template, "AWS::ElasticLoadBalancingV2::Listener")
+    listeners = {logical_id: f"LISTENER-{port}" for port, logical_id in by_port(template, LISTENER).items()}
+    refs = {**listeners, "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "123456789012"}
     granted = {
-        (
-            action,
-            resolve(
-                statement["Resource"],
-                {
-                    listener_id: "LISTENER",
-                    "AWS::Partition": "aws",
-                    "AWS::Region": REGION,
-                    "AWS::AccountId": "123456789012",
-                },
-            ),
-        )
+        (action, resolve(resource, refs))
         for statement in statements
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
     }
     alarm_arn = f"arn:aws:cloudwatch:{REGION}:123456789012:alarm:{ALARM}"
     assert granted == {
-        ("elasticloadbalancing:ModifyListener", "LISTENER"),
+        *{("elasticloadbalancing:ModifyListener", f"LISTENER-{port}") for port in listener_ports},
         ("cloudwatch:DisableAlarmActions", alarm_arn),
         ("cloudwatch:EnableAlarmActions", alarm_arn),
     }
     assert all(statement["Effect"] == "Allow" and "Condition" not in statement for statement in statements)
+
+
+def test_with_iam_sign_in_the_iam_listener_is_switched_at_down_and_up_too(iam_night_template: Template) -> None:
+    found = schedules(iam_night_template)
+    assert set(found) == set(SCHEDULES)
+    assert {name: found[name]["ScheduleExpression"] for name in ("IamShowError", "IamForward")} == {
+        "IamShowError": NIGHTS["down"],
+        "IamForward": NIGHTS["up"],
+    }
+    assert all(found[name]["ScheduleExpressionTimezone"] == "Etc/UTC" for name in found)
+    listeners, groups = by_port(iam_night_template, LISTENER), by_port(iam_night_template, TARGET_GROUP)
+    refs = {listeners[80]: "L", listeners[8081]: "IAM-L", groups[8080]: "G", groups[8081]: "IAM-G"}
+    inputs = {name: json.loads(resolve(props["Target"]["Input"], refs)) for name, props in found.items()}
+    forward = [{"Type": "forward", "TargetGroupArn": "IAM-G"}]
+    assert inputs["IamForward"] == {"ListenerArn": "IAM-L", "DefaultActions": forward}
+    (error,) = inputs["IamShowError"]["DefaultActions"]
+    assert inputs["IamShowError"]["ListenerArn"] == "IAM-L"
+    assert error["FixedResponseConfig"] == {
+        "StatusCode": "503",
+        "ContentType": "application/json",
+        "MessageBody": scaled_down_error(NIGHTS["up"]),
+    }
+    # The password listener's schedules are the shared mode's.
+    assert inputs["Forward"] == {"ListenerArn": "L", "DefaultActions": [{"Type": "forward", "TargetGroupArn": "G"}]}
+    assert inputs["ShowPage"]["DefaultActions"][0]["FixedResponseConfig"]["MessageBody"] == scaled_down_page(
+        NIGHTS["up"]
+    )
+
+
+def test_the_iam_error_is_an_mlflow_rest_error_saying_when_mlflow_is_back() -> None:
+    """Its error code is one MLflow knows, so a client that parses the body gets a typed error."""
+    from mlflow.exceptions import RestException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE, ErrorCode
+
+    body = scaled_down_error(NIGHTS["up"])
+    assert len(body) <= MAX_PAGE_CHARS
+    error = RestException(json.loads(body))
+    assert error.error_code == ErrorCode.Name(TEMPORARILY_UNAVAILABLE)
+    assert "back at 07:00 UTC, Monday to Friday; retry after that time." in error.message
+    assert error.get_http_status_code() == 503
+
+
+def test_mlflow_client_retries_a_503_and_reports_it_without_the_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What docs/operations.md says a signed MLflow client sees at night (retries cut to one to keep it short)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    body = scaled_down_error(NIGHTS["up"]).encode()
+    requests_seen = []
+
+    class ScaledDown(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            requests_seen.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ScaledDown)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    try:
+        with pytest.raises(MlflowException) as raised:
+            MlflowClient(f"http://127.0.0.1:{server.server_port}").search_experiments()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(requests_seen) == 2  # the request and its one retry
+    assert "too many 503 error responses" in raised.value.message
+    assert "back at" not in raised.value.message
 
 
 @pytest.mark.parametrize(
@@ -158,10 +249,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-def test_each_input_is_a_call_that_gives_the_listener_the_page_then_the_tasks_back(
-    night_template: Template, aws: None
+@pytest.mark.parametrize("which", ["night_template", "iam_night_template"])
+def test_each_input_is_a_call_that_gives_each_listener_its_503_then_its_tasks_back(
+    which: str, request: pytest.FixtureRequest, aws: None
 ) -> None:
-    """The schedules' Input JSON, sent as Scheduler sends it, to moto's ELB and CloudWatch."""
+    """The schedules' Input JSON, sent as Scheduler sends it, to moto's ELB and CloudWatch.
+
+    One moto listener and target group per listener and target group of the template, on the same ports.
+    """
+    template: Template = request.getfixturevalue(which)
     ec2, elbv2, cloudwatch = (boto3.client(service, region_name=REGION) for service in ("ec2", "elbv2", "cloudwatch"))
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -171,14 +267,22 @@ def test_each_input_is_a_call_that_gives_the_listener_the_page_then_the_tasks_ba
         for i, zone in enumerate("ab")
     ]
     balancer = elbv2.create_load_balancer(Name="mlflow", Subnets=subnets, Scheme="internal")["LoadBalancers"][0]
-    group = elbv2.create_target_group(Name="nginx", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")
-    group_arn = group["TargetGroups"][0]["TargetGroupArn"]
-    listener_arn = elbv2.create_listener(
-        LoadBalancerArn=balancer["LoadBalancerArn"],
-        Protocol="HTTP",
-        Port=80,
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": group_arn}],
-    )["Listeners"][0]["ListenerArn"]
+    # The template's listener ports (80, and 8081 for IAM sign-in) to its target groups' (8080, 8081).
+    routes = {80: 8080, 8081: 8081} if which == "iam_night_template" else {80: 8080}
+    listener_ids, group_ids = by_port(template, LISTENER), by_port(template, TARGET_GROUP)
+    assert (set(listener_ids), set(group_ids)) == (set(routes), set(routes.values()))
+    arns: dict[str, str] = {}
+    for listener_port, group_port in routes.items():
+        group = elbv2.create_target_group(
+            Name=f"nginx-{group_port}", Protocol="HTTP", Port=group_port, VpcId=vpc, TargetType="ip"
+        )
+        arns[group_ids[group_port]] = group["TargetGroups"][0]["TargetGroupArn"]
+        arns[listener_ids[listener_port]] = elbv2.create_listener(
+            LoadBalancerArn=balancer["LoadBalancerArn"],
+            Protocol="HTTP",
+            Port=listener_port,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": arns[group_ids[group_port]]}],
+        )["Listeners"][0]["ListenerArn"]
     cloudwatch.put_metric_alarm(
         AlarmName=ALARM,
         MetricName="HealthyHostCount",
@@ -191,36 +295,43 @@ def test_each_input_is_a_call_that_gives_the_listener_the_page_then_the_tasks_ba
         AlarmActions=[f"arn:aws:sns:{REGION}:123456789012:alarms"],
     )
 
-    (listener_id,) = resources(night_template, "AWS::ElasticLoadBalancingV2::Listener")
-    (group_id,) = resources(night_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
-    found = schedules(night_template)
-    call = {
-        name: json.loads(resolve(props["Target"]["Input"], {listener_id: listener_arn, group_id: group_arn}))
-        for name, props in found.items()
-    }
+    found = schedules(template)
+    calls = {name: json.loads(resolve(props["Target"]["Input"], arns)) for name, props in found.items()}
+    methods = {"modifyListener": elbv2.modify_listener}
+    methods |= {"disableAlarmActions": cloudwatch.disable_alarm_actions}
+    methods |= {"enableAlarmActions": cloudwatch.enable_alarm_actions}
 
-    def default_actions() -> list[dict[str, Any]]:
-        return elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]["DefaultActions"]
+    def run_at(expression: str) -> None:
+        for name, props in found.items():
+            if props["ScheduleExpression"] == expression:
+                methods[resolve(props["Target"]["Arn"], {"AWS::Partition": "aws"}).rpartition(":")[2]](**calls[name])
+
+    def default_action(listener_port: int) -> dict[str, Any]:
+        listener_arn = arns[listener_ids[listener_port]]
+        (action,) = elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]["DefaultActions"]
+        return action
 
     def actions_enabled() -> bool:
         return cloudwatch.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"][0]["ActionsEnabled"]
 
-    # At down.
-    elbv2.modify_listener(**call["ShowPage"])
-    cloudwatch.disable_alarm_actions(**call["MuteAlarm"])
-    (page,) = default_actions()
-    assert page["Type"] == "fixed-response"
-    response = page["FixedResponseConfig"]
-    assert (response["StatusCode"], response["ContentType"]) == ("503", "text/html")
-    assert response["MessageBody"] == scaled_down_page(NIGHTS["up"])
-    assert "back at 07:00 UTC, Monday to Friday" in response["MessageBody"]
+    answers = {
+        80: ("text/html", scaled_down_page(NIGHTS["up"])),
+        8081: ("application/json", scaled_down_error(NIGHTS["up"])),
+    }
+    run_at(NIGHTS["down"])
+    for listener_port in routes:
+        page = default_action(listener_port)
+        assert page["Type"] == "fixed-response"
+        response = page["FixedResponseConfig"]
+        content_type, body = answers[listener_port]
+        assert (response["StatusCode"], response["ContentType"], response["MessageBody"]) == ("503", content_type, body)
+        assert "back at 07:00 UTC, Monday to Friday" in response["MessageBody"]
     assert actions_enabled() is False
 
-    # At up.
-    elbv2.modify_listener(**call["Forward"])
-    cloudwatch.enable_alarm_actions(**call["UnmuteAlarm"])
-    (forward,) = default_actions()
-    assert (forward["Type"], forward["TargetGroupArn"]) == ("forward", group_arn)
+    run_at(NIGHTS["up"])
+    for listener_port, group_port in routes.items():
+        forward = default_action(listener_port)
+        assert (forward["Type"], forward["TargetGroupArn"]) == ("forward", arns[group_ids[group_port]])
     assert actions_enabled() is True
 
 

@@ -130,6 +130,14 @@ def test_iam_sign_in_adds_an_api_but_no_request_cost_and_health_checks_its_targe
     assert accounts.line(checks).usd == pytest.approx(2 * default.line(checks).usd)
 
 
+def test_iam_sign_in_alarms_are_billed_for_the_metrics_they_read(default: Estimate) -> None:
+    """Its three alarms: the 5xx rate reads two metrics, latency and unhealthy targets one each."""
+    accounts = estimate(synth_templates(auth_mode="accounts", user_profiles="alice,bob"), PRICES)
+    alarms = accounts.line("CloudWatch alarms")
+    assert alarms.detail.startswith("13 alarms reading 17 metrics")
+    assert alarms.usd - default.line("CloudWatch alarms").usd == pytest.approx(4 * USD["alarm_metric_month"])
+
+
 def test_dev_preset_runs_one_task_and_pauses_aurora(default: Estimate, dev: Estimate) -> None:
     half_vcpu_task = (0.5 * USD["fargate_vcpu_hour"] + 2 * USD["fargate_gb_hour"]) * HOURS
     assert dev.line("Fargate tasks").usd == pytest.approx(half_vcpu_task, abs=1e-9)
