@@ -62,14 +62,24 @@ def _ssm_client() -> Any:
 
 
 def profile_principals(client: Any, path: str) -> tuple[list[dict[str, str]], list[str]]:
-    """One table per parameter under `path` (recursive, every page), and a line per malformed one."""
+    """One table per parameter under `path` (recursive, every page), and a line per malformed one.
+
+    A parameter is named for the user it maps to (``<path>/<user>``, as the Studio stack writes
+    them): one whose value names another user is refused, so a writer of one parameter cannot
+    point its roles at somebody else's name.
+    """
     tables, problems = [], []
     for page in client.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True):
         for parameter in page["Parameters"]:
+            name = parameter["Name"]
             try:
-                tables.append(principals_from_profile_parameter(parameter["Value"]))
+                table = principals_from_profile_parameter(parameter["Value"])
+                others = sorted(set(table.values()) - {name.rsplit("/", 1)[-1]})
+                if others:
+                    raise ValueError(f"maps to {others[0]}, not the user it is named for")
+                tables.append(table)
             except ValueError as error:
-                problems.append(f"IAM sign-in: SSM parameter {parameter['Name']} {error}; its roles sign in as nobody")
+                problems.append(f"IAM sign-in: SSM parameter {name} {error}; its roles sign in as nobody")
     return tables, problems
 
 
@@ -191,18 +201,18 @@ def more_than_one(count: int) -> str:
     return f"a request carries one {CALLER_HEADER}, this one {count}"
 
 
-def _user_exists(username: str) -> bool:
+def _stored_user(username: str) -> Any:
+    """MLflow's row of `username` (its admin flag), None when there is none."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
     from mlflow.server import auth as mlflow_auth
 
     try:
-        mlflow_auth.store.get_user(username)  # read once per request (auth_lookups.py)
+        return mlflow_auth.store.get_user(username)  # read once per request (auth_lookups.py)
     except MlflowException as error:
         if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
-            return False
+            return None
         raise
-    return True
 
 
 def decide(callers: list[str]) -> AuthResult:
@@ -217,8 +227,13 @@ def decide(callers: list[str]) -> AuthResult:
     user = PRINCIPALS.user_of(key)
     if user is None:
         return refused(f"IAM caller {arn} is not mapped to an MLflow user")
-    if not _user_exists(user):
+    stored = _stored_user(user)
+    if stored is None:
         return refused(f"IAM caller {arn} is mapped to MLflow user {user}, who does not exist")
+    # The profile parameters are written by whoever may write SSM parameters, the static table by
+    # whoever deploys: only the deployment's own setting may let a role act as an admin.
+    if stored.is_admin and PRINCIPALS.static.get(key) != user:
+        return refused(f"IAM caller {arn} is mapped to admin {user} by a profile parameter; only iam_principals may")
     return Authorization("basic", {"username": user})
 
 

@@ -60,7 +60,7 @@ def table(iam: ModuleType, ssm: Any, clock: Clock | None = None, static: dict[st
 def test_every_profile_parameter_under_the_path_is_read_across_pages(iam: ModuleType, ssm: Any) -> None:
     # More than one page (GetParametersByPath returns at most 10) and nested below the path.
     for number in range(23):
-        put(ssm, f"team{number % 2}/profile-{number}", profile_parameter(f"user-{number}", [
+        put(ssm, f"team{number % 2}/user-{number}", profile_parameter(f"user-{number}", [
             f"arn:aws:iam::123456789012:role/execution-{number}",
             f"arn:aws:iam::123456789012:role/training-{number}",
         ]))  # fmt: skip
@@ -101,6 +101,24 @@ def test_a_malformed_parameter_or_a_caller_mapped_twice_signs_in_as_nobody(
         f'IAM sign-in: SSM parameter {PATH}/broken is not {{"user": ..., "roles": [...]}}; its roles sign in as nobody',
         "IAM sign-in: 123456789012:role/studio-alice is mapped to more than one MLflow user; it signs in as nobody",
     ]  # once each, not at every read
+
+
+def test_a_parameter_naming_another_user_than_its_own_name_signs_in_as_nobody(
+    iam: ModuleType, ssm: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever may write /mallory may not point mallory's roles at alice (or at the admin)."""
+    put(ssm, "alice", profile_parameter("alice", [ROLE_A]))
+    put(ssm, "mallory", profile_parameter("alice", [ROLE_B]))
+    put(ssm, "team/alice", profile_parameter("alice", ["arn:aws:iam::123456789012:role/studio-carol"]))
+    with caplog.at_level(logging.WARNING):
+        principals = table(iam, ssm)
+        assert principals.user_of("123456789012:role/studio-alice") == "alice"
+        assert principals.user_of("123456789012:role/studio-bob") is None
+        assert principals.user_of("123456789012:role/studio-carol") == "alice"  # nested: the last segment counts
+    assert [record.getMessage() for record in caplog.records] == [
+        f"IAM sign-in: SSM parameter {PATH}/mallory maps to alice, not the user it is named for; "
+        "its roles sign in as nobody"
+    ]
 
 
 def test_parameters_are_read_again_after_a_minute_not_per_request(iam: ModuleType, ssm: Any) -> None:

@@ -44,6 +44,10 @@ ROLES = {
     for profile in ("alice", "bob")
 }
 ENDPOINT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlflow-serving"  # maps to nobody
+# Roles of someone who may write SSM parameters under the path: one named for the admin,
+# one named "squatter" that claims bob's user.
+ROGUE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/rogue"
+SQUATTER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/squatter"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,11 @@ def stack(
             Name=f"{stack.iam_principals_path}/{user}",
             Type="String",
             Value=profile_parameter(user, list(ROLES[profile])),
+        )
+    ssm = moto_server.client("ssm")
+    for name, user, role in (("", stack.username, ROGUE_ROLE), ("squatter", users["bob"], SQUATTER_ROLE)):
+        ssm.put_parameter(
+            Name=f"{stack.iam_principals_path}/{name or user}", Type="String", Value=profile_parameter(user, [role])
         )
     stack.start()
     with Accounts(stack).client() as admin:
@@ -166,6 +175,15 @@ def test_a_role_nobody_mapped_is_refused_with_its_arn(stack: MlflowStack) -> Non
     refused = signed(stack, ENDPOINT_ROLE, "GET", "experiments/search", params={"max_results": "1"})
     assert refused.status_code == 403
     assert f"arn:aws:sts::{ACCOUNT}:assumed-role/mlflow-serving/SageMaker" in refused.text
+
+
+def test_a_profile_parameter_cannot_make_a_role_the_admin_or_another_user(stack: MlflowStack) -> None:
+    """Only the deployment's iam_principals may map a role to an admin; a parameter maps only to its own name."""
+    refused = signed(stack, ROGUE_ROLE, "GET", "users/current")
+    assert refused.status_code == 403
+    assert f"mapped to admin {stack.username} by a profile parameter" in refused.text
+    squatter = signed(stack, SQUATTER_ROLE, "GET", "users/current")
+    assert squatter.status_code == 403 and "is not mapped to an MLflow user" in squatter.text
 
 
 def _keys(stack: MlflowStack) -> IssuedCredentials:
