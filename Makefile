@@ -148,6 +148,10 @@ bench: install system-packages
 bench-accounts: install system-packages
 	$(BIN)/python -u benchmarks/accounts_and_artifacts.py
 
+# IAM sign-in: signed log-batch throughput against password sign-in, one accounts stack (about 2 minutes).
+bench-iam: install system-packages
+	$(BIN)/python -u benchmarks/iam_sign_in.py
+
 # The habits CI enforces (and .pre-commit-config.yaml locally): ruff's rules and
 # format, and mypy over stacks, docker/mlflow, localrun, lab and tools (pyproject.toml).
 lint: install

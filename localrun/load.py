@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from requests.auth import AuthBase
 
 METRICS_PER_BATCH = 20
 
@@ -62,10 +63,15 @@ class LoadResult:
         return self.percentile(0.95) * 1000
 
 
-def create_runs(base_url: str, auth: tuple[str, str] | None, count: int) -> list[str]:
+# Basic-auth user and password, or a requests auth (a SigV4 signer), or none.
+Auth = tuple[str, str] | AuthBase | None
+
+
+def create_runs(base_url: str, auth: Auth, count: int, headers: dict[str, str] | None = None) -> list[str]:
     """One run per client, so clients never contend on the same rows."""
     session = requests.Session()
     session.auth = auth
+    session.headers.update(headers or {})
     name = f"load-{time.time_ns()}"
     response = session.post(f"{base_url}/api/2.0/mlflow/experiments/create", json={"name": name})
     response.raise_for_status()
@@ -78,7 +84,9 @@ def create_runs(base_url: str, auth: tuple[str, str] | None, count: int) -> list
     return runs
 
 
-def log_batches(base_url: str, auth: tuple[str, str] | None, run_ids: list[str], seconds: float) -> LoadResult:
+def log_batches(
+    base_url: str, auth: Auth, run_ids: list[str], seconds: float, headers: dict[str, str] | None = None
+) -> LoadResult:
     """Each client logs batches to its own run as fast as it can for `seconds`."""
     latencies: list[list[float]] = [[] for _ in run_ids]
     errors = [0] * len(run_ids)
@@ -88,6 +96,7 @@ def log_batches(base_url: str, auth: tuple[str, str] | None, run_ids: list[str],
     def client(index: int, run_id: str) -> None:
         session = requests.Session()
         session.auth = auth
+        session.headers.update(headers or {})
         url = f"{base_url}/api/2.0/mlflow/runs/log-batch"
         step = 0
         start_gate.wait()
