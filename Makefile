@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lock system-packages mlflow-previous synth test test-unit upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local gc bench bench-accounts lint clean
+.PHONY: install lock system-packages mlflow-previous synth test test-unit upgrade-check restore-drill preflight deploy diff destroy rotate-password cost local gc bench bench-accounts bench-iam lint clean
 
 # Settings for synth/deploy/diff/destroy/cost: CDK_ARGS="-c key=value ..." and/or
 # PRESET=<name> (tools/presets/<name>.json, e.g. PRESET=dev); CDK_ARGS wins over the preset.

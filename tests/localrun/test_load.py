@@ -34,6 +34,7 @@ def test_anything_else_is_a_usage_error(kind: type, text: str) -> None:
         ("accounts_and_artifacts.py", "--artifact-mb", "a whole number"),
         ("proxy_overhead.py", "--seconds", "a number"),
         ("server_memory.py", "--clients", "a whole number"),
+        ("iam_sign_in.py", "--rounds", "a whole number"),
     ],
 )
 def test_a_benchmark_stops_at_once_with_one_line(script: str, argument: str, expected: str) -> None:
