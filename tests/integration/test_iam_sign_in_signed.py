@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,9 +26,10 @@ from localrun.iam_gateway import IssuedCredentials
 from localrun.services import FAKE_AWS, MotoServer
 from localrun.stack import MlflowStack
 from stacks.iam_callers import profile_parameter
-from tests.integration.mlflow_users import Accounts
+from tests.integration.mlflow_users import Account, Accounts, api
 from tests.integration.test_audit_trail import audit_lines
 from tests.integration.test_iam_sign_in_accounts import permission
+from tests.integration.test_request_guard_accounts import PROBES, Denied, deny_to
 from tests.integration.transfer_client import sha256
 from tests.localrun.test_iam_gateway import botocore_signed
 
@@ -41,8 +43,9 @@ ROLES = {
         f"arn:aws:iam::{ACCOUNT}:role/studio-{profile}-execution",
         f"arn:aws:iam::{ACCOUNT}:role/{profile}-training",
     )
-    for profile in ("alice", "bob")
+    for profile in ("alice", "bob", "carol")
 }
+CAROL_PASSWORD = secrets.token_urlsafe(16)
 ENDPOINT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlflow-serving"  # maps to nobody
 # Roles of someone who may write SSM parameters under the path: one named for the admin,
 # one named "squatter" that claims bob's user.
@@ -77,7 +80,7 @@ def stack(
     stack.start()
     with Accounts(stack).client() as admin:
         for user in users.values():
-            admin.create_user(user, secrets.token_urlsafe(16))
+            admin.create_user(user, CAROL_PASSWORD if user == users["carol"] else secrets.token_urlsafe(16))
     yield stack
     stack.stop()
 
@@ -230,3 +233,59 @@ def test_unsigned_badly_signed_expired_and_replayed_requests_change_nothing(stac
         auth=(stack.username, stack.password), timeout=60,
     )  # fmt: skip
     assert missing.status_code == 404, "nothing was created"
+
+
+# A colleague's role signed in as user carol, who may read every experiment but E (a DENY),
+# tries E through every route the password tests probe, now through the IAM API.
+@dataclass(frozen=True)
+class SignedAccount(Account):
+    """An MLflow user reached by signing as one of its roles: `auth` is a SigV4 signer, not a password."""
+
+    signer: AWSSigV4 = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def auth(self) -> AWSSigV4:  # type: ignore[override]
+        return self.signer
+
+
+class IamRoute:
+    """The stack as the probes see it, with its IAM API where they look for the proxy."""
+
+    def __init__(self, stack: MlflowStack) -> None:
+        self._stack = stack
+        self.proxy_url = stack.iam_url
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stack, name)
+
+
+@pytest.fixture(scope="module")
+def carol_denied(stack: MlflowStack, users: dict[str, str]) -> Denied:
+    accounts = Accounts(stack)
+    carol = Account(users["carol"], CAROL_PASSWORD)
+    denied = deny_to(accounts, stack, carol)
+    signed_carol = SignedAccount(carol.username, "", signer(stack, ROLES["carol"][0], "colleague-notebook"))
+    return replace(denied, b=signed_carol)
+
+
+def test_a_denied_experiment_stays_denied_on_every_route_through_the_iam_api(
+    stack: MlflowStack, carol_denied: Denied
+) -> None:
+    route = IamRoute(stack)
+    # The signed colleague reaches what the role grants (the probes' baseline is meaningful).
+    own = api(
+        route,
+        "GET",
+        "/api/2.0/mlflow/experiments/get",
+        carol_denied.b,
+        params={"experiment_id": carol_denied.b_experiment_id},
+    )  # type: ignore[arg-type]
+    assert own.status_code == 200, own.text
+    for name, probe in PROBES.items():
+        for spelling in [carol_denied.experiment_id, *carol_denied.spellings()]:
+            if "header" in name and spelling != spelling.strip():
+                continue  # HTTP drops white space around a header value
+            response = probe(route, carol_denied, spelling)  # type: ignore[arg-type]
+            assert not carol_denied.leaks(response), (name, spelling, response.status_code, response.text[:300])
+            if not name.startswith("GraphQL") and "OTLP" not in name:
+                assert response.status_code in (200, 400, 403), (name, spelling, response.status_code)

@@ -57,18 +57,17 @@ class Denied:
         return any(marker in response.text for marker in (self.experiment_name, self.run_id, SECRET.decode().strip()))
 
 
-@pytest.fixture(scope="module")
-def denied(accounts: Accounts, accounts_stack: MlflowStack) -> Denied:
+def deny_to(accounts: Accounts, stack: MlflowStack, b: Account) -> Denied:
+    """E (the admin's, with an artifact) that `b` may not read; `b` reads the rest, owns a model and an experiment."""
     admin = accounts.admin
-    b = accounts.new_user("colleague")
     name = f"confidential-{b.username}"
-    experiment_id = api(
-        accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", admin, json={"name": name}
-    ).json()["experiment_id"]
-    run = api(accounts_stack, "POST", "/api/2.0/mlflow/runs/create", admin, json={"experiment_id": experiment_id})
+    experiment_id = api(stack, "POST", "/api/2.0/mlflow/experiments/create", admin, json={"name": name}).json()[
+        "experiment_id"
+    ]
+    run = api(stack, "POST", "/api/2.0/mlflow/runs/create", admin, json={"experiment_id": experiment_id})
     run_id = run.json()["run"]["info"]["run_id"]
     upload = api(
-        accounts_stack, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/notes.txt",
+        stack, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/notes.txt",
         admin, data=SECRET,
     )  # fmt: skip
     assert upload.status_code == 200, upload.text
@@ -78,11 +77,14 @@ def denied(accounts: Accounts, accounts_stack: MlflowStack) -> Denied:
         client.assign_role(b.username, role.id)
         client.grant_user_permission(b.username, "experiment", experiment_id, "DENY")
     b_model = f"b-model-{b.username}"
-    assert api(accounts_stack, "POST", "/api/2.0/mlflow/registered-models/create", b, json={"name": b_model}).ok
-    b_experiment = api(
-        accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", b, json={"name": f"b-{b.username}"}
-    )
+    assert api(stack, "POST", "/api/2.0/mlflow/registered-models/create", b, json={"name": b_model}).ok
+    b_experiment = api(stack, "POST", "/api/2.0/mlflow/experiments/create", b, json={"name": f"b-{b.username}"})
     return Denied(b, experiment_id, name, run_id, b_model, b_experiment.json()["experiment_id"])
+
+
+@pytest.fixture(scope="module")
+def denied(accounts: Accounts, accounts_stack: MlflowStack) -> Denied:
+    return deny_to(accounts, accounts_stack, accounts.new_user("colleague"))
 
 
 Probe = Callable[[MlflowStack, Denied, str], requests.Response]
