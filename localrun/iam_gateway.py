@@ -106,6 +106,7 @@ _HOP_BY_HOP: Final = frozenset(
     )
 )
 _KEY_ALPHABET: Final = string.ascii_uppercase + string.digits
+_KEY_ID: Final = re.compile(r"[A-Z0-9]{16,128}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,16 @@ class CredentialTable:
     """Access key id -> issued credentials, in memory and, with `path`, in a 0600 JSON file.
 
     The file lets another process (a notebook, a job) pick up the keys issued for its role.
+    Keys another issuer handed out (moto's STS, for a process that assumes its own role) enter
+    with `register`, or on first use through `lookup`: that issuer's answer for a key id it
+    knows, as API Gateway asks STS. Either way the signature and session token are checked.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, *, lookup: Callable[[str], IssuedCredentials | None] | None = None
+    ) -> None:
         self._path = path
+        self._lookup = lookup
         self._keys: dict[str, IssuedCredentials] = {}
         self._lock = threading.Lock()
 
@@ -153,9 +160,43 @@ class CredentialTable:
             self._save()
         return issued
 
+    def register(self, credentials: IssuedCredentials) -> IssuedCredentials:
+        """Accept keys issued elsewhere, signing as `credentials.arn`; ValueError for keys that could not sign.
+
+        As STS hands them out: a role session (``assumed-role``) with a session token, an IAM
+        user's long-term keys without one; a role ARN itself never signs. A key id already
+        held for other keys is refused, never replaced.
+        """
+        if _KEY_ID.fullmatch(credentials.access_key_id) is None:
+            raise ValueError(f"{credentials.access_key_id!r} is not an access key id")
+        if not credentials.secret_access_key:
+            raise ValueError(f"access key {credentials.access_key_id} has no secret")
+        kind = caller_key(credentials.arn).split(":", 1)[1].split("/", 1)[0]  # ValueError for what cannot sign in
+        session = ":assumed-role/" in credentials.arn
+        if kind == "role" and not session:
+            raise ValueError(f"{credentials.arn} is a role: only a session of it signs")
+        if session != bool(credentials.session_token):
+            raise ValueError(f"{credentials.arn}: a role session signs with a session token, a user without one")
+        with self._lock:
+            held = self._keys.setdefault(credentials.access_key_id, credentials)
+            if held != credentials:
+                raise ValueError(f"access key {credentials.access_key_id} is already held for other keys")
+            self._save()
+        return credentials
+
     def get(self, access_key_id: str) -> IssuedCredentials | None:
         with self._lock:
-            return self._keys.get(access_key_id)
+            held = self._keys.get(access_key_id)
+        if held is not None or self._lookup is None:
+            return held
+        found = self._lookup(access_key_id)
+        if found is None or found.access_key_id != access_key_id:
+            return None
+        try:
+            return self.register(found)
+        except ValueError as error:
+            LOG.warning("IAM gateway: keys from the lookup refused: %s", error)
+            return None
 
     def _save(self) -> None:
         if self._path is None:
