@@ -131,15 +131,12 @@ class CredentialTable:
 
     The file lets another process (a notebook, a job) pick up the keys issued for its role.
     Keys another issuer handed out (moto's STS, for a process that assumes its own role) enter
-    with `register`, or on first use through `lookup`: that issuer's answer for a key id it
-    knows, as API Gateway asks STS. Either way the signature and session token are checked.
+    with `register` (localrun/sts_tap.py does it as moto answers AssumeRole); their signature
+    and session token are checked like any others.
     """
 
-    def __init__(
-        self, path: Path | None = None, *, lookup: Callable[[str], IssuedCredentials | None] | None = None
-    ) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self._path = path
-        self._lookup = lookup
         self._keys: dict[str, IssuedCredentials] = {}
         self._lock = threading.Lock()
 
@@ -186,17 +183,7 @@ class CredentialTable:
 
     def get(self, access_key_id: str) -> IssuedCredentials | None:
         with self._lock:
-            held = self._keys.get(access_key_id)
-        if held is not None or self._lookup is None:
-            return held
-        found = self._lookup(access_key_id)
-        if found is None or found.access_key_id != access_key_id:
-            return None
-        try:
-            return self.register(found)
-        except ValueError as error:
-            LOG.warning("IAM gateway: keys from the lookup refused: %s", error)
-            return None
+            return self._keys.get(access_key_id)
 
     def _save(self) -> None:
         if self._path is None:

@@ -18,9 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from localrun.iam_gateway import IssuedCredentials
 from localrun.process import (
     LOOPBACK,
     ManagedProcess,
@@ -317,21 +314,6 @@ class MotoServer(HttpService):
             s3.create_bucket(Bucket=name)
         if cors_origins:
             s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": artifact_cors_rules(cors_origins)})
-
-    def assumed_role_session(self, access_key_id: str) -> IssuedCredentials | None:
-        """The role session moto's STS issued `access_key_id` to (AssumeRole), None if it issued none.
-
-        Read from moto's model dump, the one place its server shows a session's secret: what
-        the IAM gateway's stand-in needs to check a signature made with keys moto handed out.
-        """
-        response = requests.get(f"{self.endpoint_url}/moto-api/data.json", timeout=60)
-        response.raise_for_status()
-        for session in response.json().get("sts", {}).get("AssumedRole", []):
-            if session.get("access_key_id") == access_key_id:
-                return IssuedCredentials(
-                    access_key_id, session["secret_access_key"], session["session_token"], session["arn"]
-                )
-        return None
 
     @property
     def running(self) -> bool:

@@ -281,33 +281,6 @@ def test_keys_that_could_not_sign_are_not_registered(
     assert table.get(ELSEWHERE.access_key_id) == ELSEWHERE
 
 
-def test_a_lookup_registers_keys_its_issuer_knows_on_first_use(upstream: Upstream) -> None:
-    asked: list[str] = []
-
-    def issuer(key_id: str) -> IssuedCredentials | None:
-        asked.append(key_id)
-        # A known key, one answered for another key id, and one that cannot sign.
-        return {
-            ELSEWHERE.access_key_id: ELSEWHERE,
-            "ASIAMOTO0000EXAMPLE3": ELSEWHERE,
-            "ASIAMOTO0000EXAMPLE4": IssuedCredentials("ASIAMOTO0000EXAMPLE4", "s", None, SESSION_ARN),
-        }.get(key_id)
-
-    table = CredentialTable(lookup=issuer)
-    with IamGateway(upstream=upstream.url, region=REGION, credentials=table) as gateway:
-        url = f"{gateway.url}/api/2.0/mlflow/experiments/list"
-        for _ in range(2):
-            response = send("GET", url, botocore_signed(ELSEWHERE, url, method="GET"))
-            assert response.status_code == 201, response.text
-        assert asked == [ELSEWHERE.access_key_id], "asked once, then held"
-        assert_reached_as(upstream, SESSION_ARN)
-        for key_id in ("ASIAMOTO0000EXAMPLE3", "ASIAMOTO0000EXAMPLE4", "ASIAUNKNOWN000000000"):
-            unknown = IssuedCredentials(key_id, "s", "moto-session-token", SESSION_ARN)
-            refused = send("GET", url, botocore_signed(unknown, url, method="GET"))
-            assert_refused(refused, 403, "UnrecognizedClientException", INVALID_TOKEN)
-    assert len(upstream.seen) == 2
-
-
 def test_a_signed_caller_header_is_overwritten(
     gateway: IamGateway, upstream: Upstream, keys: IssuedCredentials
 ) -> None:
