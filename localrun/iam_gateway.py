@@ -57,17 +57,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import urlsplit
 
 import urllib3
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localrun.process import LOOPBACK
+from localrun.wsgi_thread import ThreadedWsgi
 from stacks.iam_callers import CALLER_HEADER, caller_key
 from stacks.names import API_REQUEST_ID_HEADER, PUBLIC_HOST_HEADER, PUBLIC_PROTO_HEADER
 
@@ -352,7 +351,7 @@ def _origin_form(target: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-class IamGateway:
+class IamGateway(ThreadedWsgi):
     """The IAM route on loopback: verify, map the caller, forward to `upstream`, stream back.
 
     ``with IamGateway(upstream=..., region=...) as gateway:`` serves on `gateway.url`;
@@ -372,40 +371,18 @@ class IamGateway:
         self.upstream = upstream.rstrip("/")
         self.region = region
         self.credentials = credentials if credentials is not None else CredentialTable()
-        self.host = host
         self._clock = clock
         self._pool = urllib3.PoolManager(maxsize=16, block=False, retries=False, timeout=UPSTREAM_TIMEOUT)
-        self._server: BaseWSGIServer = make_server(host, port, self._app, threaded=True, request_handler=_QuietHandler)
-        self.port = int(self._server.server_port)
-        self._thread: threading.Thread | None = None
+        super().__init__(self._app, name="iam-gateway", host=host, port=port)
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> IamGateway:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name=f"iam-gateway-{self.port}", daemon=True
-        )
-        self._thread.start()
+    def start(self) -> Self:
+        super().start()
         LOG.info("IAM gateway on %s -> %s (region %s)", self.url, self.upstream, self.region)
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        super().stop()
         self._pool.clear()
-
-    def __enter__(self) -> IamGateway:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request_id = secrets.token_urlsafe(12)
@@ -523,10 +500,3 @@ class _Relay:
 
     def close(self) -> None:
         self._response.release_conn()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """The gateway logs its own line per request (no query strings, no signing headers)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass

@@ -12,17 +12,14 @@ role's session while moto still accepts them for its own APIs.
 from __future__ import annotations
 
 import logging
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 import urllib3
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localrun.iam_gateway import CredentialTable, IssuedCredentials
-from localrun.process import LOOPBACK
+from localrun.wsgi_thread import ThreadedWsgi
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -54,40 +51,18 @@ def assumed_session(xml: bytes) -> IssuedCredentials | None:
     )
 
 
-class StsTap:
+class StsTap(ThreadedWsgi):
     """``with StsTap(upstream=moto_url, credentials=table) as tap:`` serves STS on `tap.url`."""
 
     def __init__(self, *, upstream: str, credentials: CredentialTable) -> None:
         self.upstream = upstream.rstrip("/")
         self.credentials = credentials
         self._pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5.0, read=60.0))
-        self._server: BaseWSGIServer = make_server(LOOPBACK, 0, self._app, threaded=True, request_handler=_Quiet)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._server.server_port}"
-
-    def start(self) -> StsTap:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
+        super().__init__(self._app, name="sts-tap")
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        super().stop()
         self._pool.clear()
-
-    def __enter__(self) -> StsTap:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -109,8 +84,3 @@ class StsTap:
         passed.append(("Content-Length", str(len(answer.data))))
         start_response(f"{answer.status} {answer.reason or ''}".rstrip(), passed)
         return [answer.data]
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass

@@ -619,3 +619,31 @@ def sso_notebook_run(request, sso_studio_aws: StudioAws, tmp_path_factory: pytes
 def iam_notebook_run(request, iam_studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
     """The same notebook, run by the IAM sign-in profile: signed requests, no secret (once)."""
     return once_per_session(request, _IAM_NOTEBOOK_RUN, lambda: execute_notebook(iam_studio_aws, tmp_path_factory))
+
+
+def profiles_own_work(accounts, profile: str, colleague: str) -> tuple[str, Any, Any]:
+    """(experiment id, the training job's run, the colleague's account) of `profile`'s notebook run.
+
+    Checked on the way, as the admin: whoever creates an experiment or a registered model
+    gets MANAGE on it; with default permission NO_PERMISSIONS nobody else has any, so had
+    another login done the work, the profile would have none either. The local runs and the
+    job's run are in the experiment, and the registered versions come from them.
+    """
+    from mlflow import MlflowClient
+
+    experiment_name, model = f"sagemaker-studio-demo-{profile}", f"breast-cancer-classifier-{profile}"
+    other = accounts.new_user(colleague)
+    with accounts.client() as admin:
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(experiment_name)
+        runs = client.search_runs([experiment.experiment_id])
+        versions = client.search_model_versions(f"name='{model}'")
+        for resource_type, resource_id in (("experiment", experiment.experiment_id), ("registered_model", model)):
+            assert admin.get_user_permission(profile, resource_type, resource_id).permission == "MANAGE"
+            assert admin.get_user_permission(other.username, resource_type, resource_id).permission == (
+                "NO_PERMISSIONS"
+            )
+    assert {"local-c0.01", "local-c0.1"} <= {r.info.run_name for r in runs}
+    (job_run,) = [r for r in runs if "sagemaker.training_job_name" in r.data.tags]
+    assert versions and {v.run_id for v in versions} <= {r.info.run_id for r in runs}
+    return experiment.experiment_id, job_run, other

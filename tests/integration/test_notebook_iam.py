@@ -13,7 +13,6 @@ import re
 
 import pytest
 import requests
-from mlflow import MlflowClient
 from requests_auth_aws_sigv4 import AWSSigV4
 
 from tests.integration import studio_flow
@@ -28,7 +27,6 @@ iam_studio_aws = studio_flow.iam_studio_aws
 iam_notebook_run = studio_flow.iam_notebook_run
 
 EXPERIMENT = f"sagemaker-studio-demo-{IAM_PROFILE}"
-MODEL = f"breast-cancer-classifier-{IAM_PROFILE}"
 LOGINS = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"}
 
 
@@ -68,21 +66,7 @@ def test_no_process_read_a_secret_or_held_a_login(iam_notebook_run):
 def test_runs_model_and_artifacts_belong_to_the_profile(
     iam_notebook_run, iam_studio_aws, accounts: Accounts, accounts_stack
 ):
-    other = accounts.new_user("iam-colleague")
-    with accounts.client() as admin:
-        client = MlflowClient()
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        runs = client.search_runs([experiment.experiment_id])
-        versions = client.search_model_versions(f"name='{MODEL}'")
-        # The creator gets MANAGE; with default permission NO_PERMISSIONS nobody else has any.
-        for resource_type, resource_id in (("experiment", experiment.experiment_id), ("registered_model", MODEL)):
-            assert admin.get_user_permission(IAM_PROFILE, resource_type, resource_id).permission == "MANAGE"
-            assert admin.get_user_permission(other.username, resource_type, resource_id).permission == (
-                "NO_PERMISSIONS"
-            )
-    assert {"local-c0.01", "local-c0.1"} <= {r.info.run_name for r in runs}
-    (job_run,) = [r for r in runs if "sagemaker.training_job_name" in r.data.tags]
-    assert versions and {v.run_id for v in versions} <= {r.info.run_id for r in runs}
+    _, job_run, other = studio_flow.profiles_own_work(accounts, IAM_PROFILE, "iam-colleague")
 
     # MLflow's run user_id is whatever the client says; the audit trail is the server's word.
     execution, training = session_arn(iam_studio_aws, IAM.role), session_arn(iam_studio_aws, IAM.training_role)
