@@ -22,6 +22,12 @@ region, against the session's sso_stack): the profile's secret holds a
 client-credentials app client of the stack's OpenID provider, one the server
 knows as a machine user (OIDC_MACHINE_CLIENTS).
 
+`iam_studio_aws` / `iam_notebook_run` are the accounts-mode deployment with IAM
+sign-in (a fourth region, against accounts_stack): the gateway stack publishes
+the IAM URL (a stand-in for the IAM API in that region), the profile's parameter
+maps its execution and training roles to its MLflow user, and the kernel's STS
+calls go through localrun/sts_tap.py, so the role sessions moto issues sign in.
+
 Test modules import these fixtures by name.
 """
 
