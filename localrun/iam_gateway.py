@@ -57,17 +57,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import urlsplit
 
 import urllib3
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localrun.process import LOOPBACK
+from localrun.wsgi_thread import ThreadedWsgi
 from stacks.iam_callers import CALLER_HEADER, caller_key
 from stacks.names import API_REQUEST_ID_HEADER, PUBLIC_HOST_HEADER, PUBLIC_PROTO_HEADER
 
@@ -106,6 +105,7 @@ _HOP_BY_HOP: Final = frozenset(
     )
 )
 _KEY_ALPHABET: Final = string.ascii_uppercase + string.digits
+_KEY_ID: Final = re.compile(r"[A-Z0-9]{16,128}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,9 @@ class CredentialTable:
     """Access key id -> issued credentials, in memory and, with `path`, in a 0600 JSON file.
 
     The file lets another process (a notebook, a job) pick up the keys issued for its role.
+    Keys another issuer handed out (moto's STS, for a process that assumes its own role) enter
+    with `register` (localrun/sts_tap.py does it as moto answers AssumeRole); their signature
+    and session token are checked like any others.
     """
 
     def __init__(self, path: Path | None = None) -> None:
@@ -152,6 +155,30 @@ class CredentialTable:
             self._keys[issued.access_key_id] = issued
             self._save()
         return issued
+
+    def register(self, credentials: IssuedCredentials) -> IssuedCredentials:
+        """Accept keys issued elsewhere, signing as `credentials.arn`; ValueError for keys that could not sign.
+
+        As STS hands them out: a role session (``assumed-role``) with a session token, an IAM
+        user's long-term keys without one; a role ARN itself never signs. A key id already
+        held for other keys is refused, never replaced.
+        """
+        if _KEY_ID.fullmatch(credentials.access_key_id) is None:
+            raise ValueError(f"{credentials.access_key_id!r} is not an access key id")
+        if not credentials.secret_access_key:
+            raise ValueError(f"access key {credentials.access_key_id} has no secret")
+        kind = caller_key(credentials.arn).split(":", 1)[1].split("/", 1)[0]  # ValueError for what cannot sign in
+        session = ":assumed-role/" in credentials.arn
+        if kind == "role" and not session:
+            raise ValueError(f"{credentials.arn} is a role: only a session of it signs")
+        if session != bool(credentials.session_token):
+            raise ValueError(f"{credentials.arn}: a role session signs with a session token, a user without one")
+        with self._lock:
+            held = self._keys.setdefault(credentials.access_key_id, credentials)
+            if held != credentials:
+                raise ValueError(f"access key {credentials.access_key_id} is already held for other keys")
+            self._save()
+        return credentials
 
     def get(self, access_key_id: str) -> IssuedCredentials | None:
         with self._lock:
@@ -324,7 +351,7 @@ def _origin_form(target: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-class IamGateway:
+class IamGateway(ThreadedWsgi):
     """The IAM route on loopback: verify, map the caller, forward to `upstream`, stream back.
 
     ``with IamGateway(upstream=..., region=...) as gateway:`` serves on `gateway.url`;
@@ -344,40 +371,18 @@ class IamGateway:
         self.upstream = upstream.rstrip("/")
         self.region = region
         self.credentials = credentials if credentials is not None else CredentialTable()
-        self.host = host
         self._clock = clock
         self._pool = urllib3.PoolManager(maxsize=16, block=False, retries=False, timeout=UPSTREAM_TIMEOUT)
-        self._server: BaseWSGIServer = make_server(host, port, self._app, threaded=True, request_handler=_QuietHandler)
-        self.port = int(self._server.server_port)
-        self._thread: threading.Thread | None = None
+        super().__init__(self._app, name="iam-gateway", host=host, port=port)
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> IamGateway:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name=f"iam-gateway-{self.port}", daemon=True
-        )
-        self._thread.start()
+    def start(self) -> Self:
+        super().start()
         LOG.info("IAM gateway on %s -> %s (region %s)", self.url, self.upstream, self.region)
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        super().stop()
         self._pool.clear()
-
-    def __enter__(self) -> IamGateway:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request_id = secrets.token_urlsafe(12)
@@ -495,10 +500,3 @@ class _Relay:
 
     def close(self) -> None:
         self._response.release_conn()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """The gateway logs its own line per request (no query strings, no signing headers)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass

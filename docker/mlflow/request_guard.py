@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from iam_callers import CALLER_HEADER
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -65,10 +67,12 @@ _ASSISTANT = re.compile(r"(?s)" + _API + r"/mlflow/assistant(?:/.*)?")
 _OTLP_TRACES = "/v1/traces"
 _START_TRACE = re.compile(_API + r"/mlflow/traces")
 _GRAPHQL = re.compile(r"(?:" + _API + r")?(?:/mlflow)?/graphql")
-# Request headers a readability check passes on: whatever signs the caller in, and what
-# the apps need to accept the request as this deployment's (host, forwarded origin).
-_IDENTITY_HEADERS = frozenset({b"authorization", b"cookie", b"host", b"x-forwarded-proto", b"x-forwarded-host",
-                               b"x-forwarded-for", b"x-real-ip"})  # fmt: skip
+# Request headers a readability check passes on: whatever signs the caller in (IAM sign-in's
+# verified caller too), and what the apps need to accept the request as this deployment's
+# (host, forwarded origin).
+_IDENTITY_HEADERS = frozenset({b"authorization", b"cookie", CALLER_HEADER.lower().encode(), b"host",
+                               b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-for",
+                               b"x-real-ip"})  # fmt: skip
 _logger = logging.getLogger(__name__)
 _RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 # The sources MLflow's prompt registry writes for prompt versions (mlflow/prompt/constants.py); the

@@ -22,6 +22,12 @@ region, against the session's sso_stack): the profile's secret holds a
 client-credentials app client of the stack's OpenID provider, one the server
 knows as a machine user (OIDC_MACHINE_CLIENTS).
 
+`iam_studio_aws` / `iam_notebook_run` are the accounts-mode deployment with IAM
+sign-in (a fourth region, against accounts_stack): the gateway stack publishes
+the IAM URL (a stand-in for the IAM API in that region), the profile's parameter
+maps its execution and training roles to its MLflow user, and the kernel's STS
+calls go through localrun/sts_tap.py, so the role sessions moto issues sign in.
+
 Test modules import these fixtures by name.
 """
 
@@ -34,6 +40,7 @@ import re
 import secrets
 import shutil
 import string
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,13 +51,17 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from localrun.iam_gateway import CredentialTable, IamGateway, IssuedCredentials
 from localrun.services import FAKE_AWS, REPO_ROOT
+from localrun.sts_tap import StsTap
+from stacks.iam_callers import profile_parameter
 from tests.lab import LAB_DIR  # also puts lab/ and lab/source_dir on sys.path
 from tests.temporary_files import keep_temporary_files_in
 
 # isort: split
-import mlflow_setup  # noqa: F401  (needs the path above; re-exported for the tests)
+import mlflow_setup  # needs the path above; re-exported for the tests
 import sagemaker_steps
+from iam_sign_in import REFRESH_SECONDS  # the image's module (on the path through stacks.auth_modes)
 
 NOTEBOOK = LAB_DIR / "mlflow_sagemaker_workflow.ipynb"
 RECORDER_DIR = Path(__file__).resolve().parent / "aws_call_recorder"
@@ -92,6 +103,10 @@ class StudioAws:
     other_secret_arn: str = ""
     gateway_stack_id: str = ""
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    # IAM sign-in: the signed entry point the deployment publishes ("" when it has none), and
+    # where the kernel's STS calls go (localrun/sts_tap.py: moto, the sessions registered with it).
+    iam_tracking_url: str = ""
+    sts_endpoint_url: str = ""
 
     def env(self, call_log: Path | None = None) -> dict[str, str]:
         """A Studio kernel's AWS environment: the execution role, moto as every endpoint."""
@@ -105,22 +120,31 @@ class StudioAws:
             "RUN_OFFLINE": "true",
             "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
         }
+        if self.sts_endpoint_url:
+            env["AWS_ENDPOINT_URL_STS"] = self.sts_endpoint_url
         if call_log is not None:
             env["AWS_CALL_LOG"] = str(call_log)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(RECORDER_DIR), os.environ.get("PYTHONPATH", "")) if p)
         return env
 
 
-def gateway_template(tracking_url: str) -> dict[str, Any]:
-    """The part of HttpGatewayStack the workflow reads: its URL output and SSM parameter."""
+def gateway_template(tracking_url: str, iam_tracking_url: str = "") -> dict[str, Any]:
+    """The part of HttpGatewayStack the workflow reads: its URL outputs and SSM parameters.
+
+    `iam_tracking_url`: the IAM API's, published as the stack does with IAM sign-in on.
+    """
+    urls = {"TrackingUrl": ("/mlflow/tracking-url", tracking_url)}
+    if iam_tracking_url:
+        urls["IamTrackingUrl"] = (mlflow_setup.IAM_TRACKING_URL_PARAMETER, iam_tracking_url)
     return {
         "Resources": {
-            "TrackingUrlParameter": {
+            f"{key}Parameter": {
                 "Type": "AWS::SSM::Parameter",
-                "Properties": {"Name": "/mlflow/tracking-url", "Type": "String", "Value": tracking_url},
+                "Properties": {"Name": name, "Type": "String", "Value": url},
             }
+            for key, (name, url) in urls.items()
         },
-        "Outputs": {"TrackingUrl": {"Value": tracking_url}},
+        "Outputs": {key: {"Value": url} for key, (_, url) in urls.items()},
     }
 
 
@@ -162,6 +186,8 @@ _ACCOUNTS_STUDIO_AWS = pytest.StashKey[Any]()
 _ACCOUNTS_NOTEBOOK_RUN = pytest.StashKey[Any]()
 _SSO_STUDIO_AWS = pytest.StashKey[Any]()
 _SSO_NOTEBOOK_RUN = pytest.StashKey[Any]()
+_IAM_STUDIO_AWS = pytest.StashKey[Any]()
+_IAM_NOTEBOOK_RUN = pytest.StashKey[Any]()
 
 
 @dataclass(frozen=True)
@@ -197,11 +223,14 @@ def studio_aws(request, mlflow_stack, moto_server) -> StudioAws:
     )
 
 
-def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[str, str]) -> StudioAws:
+def create_studio_aws(
+    stack, moto_server, where: StudioNames, *, login: tuple[str, str], iam_tracking_url: str = ""
+) -> StudioAws:
     """The fake deployment in `where`, the profile's roles reading `login` from `where.login_secret`.
 
     The server secret holds the stack's own credentials (nginx's user in shared
-    mode, MLflow's admin in accounts mode).
+    mode, MLflow's admin in accounts mode). With `iam_tracking_url` the gateway
+    stack publishes it too (IAM sign-in).
     """
     aws = StudioAws(
         endpoint_url=moto_server.endpoint_url,
@@ -212,6 +241,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
         username=login[0],
         password=login[1],
         secret_name=where.login_secret,
+        iam_tracking_url=iam_tracking_url,
     )
     iam, sts = moto_server.client("iam"), moto_server.client("sts")
 
@@ -266,7 +296,7 @@ def create_studio_aws(stack, moto_server, where: StudioNames, *, login: tuple[st
 
     cfn = client("cloudformation")
     for stack_name, template in (
-        ("HttpGatewayStack", gateway_template(aws.tracking_url)),
+        ("HttpGatewayStack", gateway_template(aws.tracking_url, aws.iam_tracking_url)),
         ("MLflowVpcStack", outputs_template({"CredentialsSecretName": where.server_secret})),
         ("SageMakerStudioUserStack", outputs_template({"ServingRoleArn": aws.serving_role_arn})),
     ):
@@ -329,11 +359,20 @@ def accounts_studio_aws(request, accounts_stack, moto_server) -> StudioAws:
 
 
 def _create_accounts_studio_aws(accounts_stack, moto_server) -> StudioAws:
+    return create_provisioned_studio_aws(accounts_stack, moto_server, ACCOUNTS, PROFILE)
+
+
+def create_provisioned_studio_aws(
+    accounts_stack, moto_server, where: StudioNames, profile: str, *, iam_tracking_url: str = ""
+) -> StudioAws:
+    """An accounts-mode deployment in `where`: the profile's generated login, its user made by the provisioner."""
     # Like the profile's secret SageMakerStudioUserStack generates: 32 letters and digits.
     password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
-    aws = create_studio_aws(accounts_stack, moto_server, ACCOUNTS, login=(PROFILE, password))
-    admin_secret_arn = moto_server.client("secretsmanager", region_name=ACCOUNTS.region).describe_secret(
-        SecretId=ACCOUNTS.server_secret
+    aws = create_studio_aws(
+        accounts_stack, moto_server, where, login=(profile, password), iam_tracking_url=iam_tracking_url
+    )
+    admin_secret_arn = moto_server.client("secretsmanager", region_name=where.region).describe_secret(
+        SecretId=where.server_secret
     )["ARN"]
     provision_account(moto_server, mlflow_url=accounts_stack.proxy_url, admin_secret_arn=admin_secret_arn, aws=aws)
     return aws
@@ -404,6 +443,76 @@ def _create_sso_studio_aws(sso_stack, moto_server) -> StudioAws:
     return aws
 
 
+# IAM sign-in (accounts mode): another profile whose roles are its login, in a fourth region.
+# The deployment publishes the IAM API's URL, so the notebook and the job sign their requests
+# with the role credentials they run with and read no secret. The IAM API is regional: its
+# stand-in here verifies signatures for this region, with the keys moto's STS handed out.
+IAM_PROFILE = "studio-iris"
+IAM = StudioNames(
+    region="eu-central-1",
+    role=f"mlflow-{IAM_PROFILE}-execution-role",
+    training_role=f"mlflow-{IAM_PROFILE}-training-role",
+    serving_role=f"mlflow-{IAM_PROFILE}-serving-role",
+    server_secret=SECRET_NAME,
+    login_secret=f"{SECRET_NAME}/users/{IAM_PROFILE}/login",  # the person's browser login, unread here
+)
+# How long the server may take to read a new profile parameter (docker/mlflow/iam_sign_in.py).
+PRINCIPALS_REFRESH_WAIT = REFRESH_SECONDS + 30
+
+
+@pytest.fixture(scope="session")
+def iam_studio_aws(request, accounts_stack, moto_server) -> StudioAws:
+    """The accounts-mode deployment with IAM sign-in: the IAM URL published, the profile's roles mapped to its user."""
+    return once_per_session(
+        request, _IAM_STUDIO_AWS, lambda: _create_iam_studio_aws(request.config, accounts_stack, moto_server)
+    )
+
+
+def _create_iam_studio_aws(config: pytest.Config, accounts_stack, moto_server) -> StudioAws:
+    keys = CredentialTable()
+    gateway = IamGateway(upstream=accounts_stack.iam_proxy_url, region=IAM.region, credentials=keys).start()
+    config.add_cleanup(gateway.stop)
+    sts = StsTap(upstream=moto_server.endpoint_url, credentials=keys).start()  # the job's AssumeRole
+    config.add_cleanup(sts.stop)
+    aws = create_provisioned_studio_aws(accounts_stack, moto_server, IAM, IAM_PROFILE, iam_tracking_url=gateway.url)
+    aws.sts_endpoint_url = sts.url
+    # The kernel's session, which SageMaker assumed for it (create_studio_aws asked moto).
+    kernel = aws.credentials
+    keys.register(
+        IssuedCredentials(
+            kernel["AccessKeyId"], kernel["SecretAccessKey"], kernel["SessionToken"],
+            f"arn:aws:sts::{aws.account}:assumed-role/{IAM.role}/SageMaker",
+        )
+    )  # fmt: skip
+    # What SageMakerStudioUserStack writes for the profile, where the server reads it.
+    moto_server.client("ssm").put_parameter(
+        Name=f"{accounts_stack.iam_principals_path}/{IAM_PROFILE}", Type="String", Overwrite=True,
+        Value=profile_parameter(IAM_PROFILE, [aws.role_arn, aws.training_role_arn]),
+    )  # fmt: skip
+    _wait_until_signed_in(aws)
+    return aws
+
+
+def _wait_until_signed_in(aws: StudioAws) -> None:
+    """Until the server has read the new parameter (at most a refresh interval): the kernel's role is the profile."""
+    import requests
+    from requests_auth_aws_sigv4 import AWSSigV4
+
+    keys = aws.credentials
+    auth = AWSSigV4(
+        "execute-api", region=aws.region, aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"], aws_session_token=keys["SessionToken"],
+    )  # fmt: skip
+    deadline = time.monotonic() + PRINCIPALS_REFRESH_WAIT
+    while True:
+        response = requests.get(aws.iam_tracking_url + mlflow_setup.CURRENT_USER_PATH, auth=auth, timeout=30)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["user"]["username"] == aws.username
+
+
 @contextmanager
 def studio_env(aws: StudioAws, call_log: Path | None = None, *, scratch: Path) -> Iterator[dict[str, str]]:
     """This process (and its children) as a Studio kernel: role credentials, moto, no MLflow vars.
@@ -437,6 +546,8 @@ class NotebookRun:
     notebook: Any
     calls: list[dict[str, Any]]
     workdir: Path
+    # One line per recorded process as it ended: the MLFLOW_TRACKING_* names it held.
+    exits: list[dict[str, Any]] = field(default_factory=list)
 
     def outputs(self) -> str:
         """All text the executed cells printed or displayed."""
@@ -490,7 +601,8 @@ def execute_notebook(studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFac
             resources={"metadata": {"path": str(lab)}},
         ).execute()
     nbformat.write(notebook, root / "executed.ipynb")  # kept for debugging a failure
-    return NotebookRun(notebook=notebook, calls=read_calls(call_log), workdir=lab)
+    exits = read_calls(call_log.with_name(call_log.name + ".exit"))
+    return NotebookRun(notebook=notebook, calls=read_calls(call_log), workdir=lab, exits=exits)
 
 
 @pytest.fixture(scope="session")
@@ -507,3 +619,37 @@ def accounts_notebook_run(
 def sso_notebook_run(request, sso_studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
     """The same notebook, run by the sso-mode profile with its app client's tokens (once)."""
     return once_per_session(request, _SSO_NOTEBOOK_RUN, lambda: execute_notebook(sso_studio_aws, tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def iam_notebook_run(request, iam_studio_aws: StudioAws, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
+    """The same notebook, run by the IAM sign-in profile: signed requests, no secret (once)."""
+    return once_per_session(request, _IAM_NOTEBOOK_RUN, lambda: execute_notebook(iam_studio_aws, tmp_path_factory))
+
+
+def profiles_own_work(accounts, profile: str, colleague: str) -> tuple[str, Any, Any]:
+    """(experiment id, the training job's run, the colleague's account) of `profile`'s notebook run.
+
+    Checked on the way, as the admin: whoever creates an experiment or a registered model
+    gets MANAGE on it; with default permission NO_PERMISSIONS nobody else has any, so had
+    another login done the work, the profile would have none either. The local runs and the
+    job's run are in the experiment, and the registered versions come from them.
+    """
+    from mlflow import MlflowClient
+
+    experiment_name, model = f"sagemaker-studio-demo-{profile}", f"breast-cancer-classifier-{profile}"
+    other = accounts.new_user(colleague)
+    with accounts.client() as admin:
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(experiment_name)
+        runs = client.search_runs([experiment.experiment_id])
+        versions = client.search_model_versions(f"name='{model}'")
+        for resource_type, resource_id in (("experiment", experiment.experiment_id), ("registered_model", model)):
+            assert admin.get_user_permission(profile, resource_type, resource_id).permission == "MANAGE"
+            assert admin.get_user_permission(other.username, resource_type, resource_id).permission == (
+                "NO_PERMISSIONS"
+            )
+    assert {"local-c0.01", "local-c0.1"} <= {r.info.run_name for r in runs}
+    (job_run,) = [r for r in runs if "sagemaker.training_job_name" in r.data.tags]
+    assert versions and {v.run_id for v in versions} <= {r.info.run_id for r in runs}
+    return experiment.experiment_id, job_run, other

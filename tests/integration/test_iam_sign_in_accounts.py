@@ -147,6 +147,19 @@ def test_a_role_session_logs_a_run_and_an_artifact_as_its_user(
     assert "AWS4-HMAC" not in log
 
 
+def test_a_role_session_registers_a_model_version_from_its_own_run(iam_stack: MlflowStack) -> None:
+    """The request guard asks whether the caller may read the source, as that same caller (its ARN)."""
+    name = f"iam-model-{secrets.token_hex(3)}"
+    with as_iam_caller(iam_stack, SESSION_A):
+        experiment_id = mlflow.create_experiment(f"iam-{secrets.token_hex(3)}")
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_param("lr", "0.1")
+        client = mlflow.MlflowClient()
+        client.create_registered_model(name)
+        version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    assert version.version == "1" and version.run_id == run.info.run_id
+
+
 def test_permissions_hold_between_roles(iam_stack: MlflowStack, users: dict[str, str]) -> None:
     """Bob's role (mapped by his profile's SSM parameter) owns an experiment; alice's may read it, not write."""
     with as_iam_caller(iam_stack, SESSION_B):

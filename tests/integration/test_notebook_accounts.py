@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from mlflow import MlflowClient
 
 from tests.integration import studio_flow
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts
@@ -52,30 +51,13 @@ def test_no_process_read_the_admins_secret(accounts_notebook_run):
 def test_runs_and_model_belong_to_the_profile(
     accounts_notebook_run, accounts_studio_aws, accounts: Accounts, accounts_stack
 ):
-    other = accounts.new_user("colleague")
-    with accounts.client() as admin:
-        client = MlflowClient()
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        runs = client.search_runs([experiment.experiment_id])
-        versions = client.search_model_versions(f"name='{MODEL}'")
-        # Whoever creates an experiment or a registered model gets MANAGE on it; with default
-        # permission NO_PERMISSIONS nobody else has any: had the admin's login done the work,
-        # the profile would have none either.
-        for resource_type, resource_id in (("experiment", experiment.experiment_id), ("registered_model", MODEL)):
-            assert admin.get_user_permission(PROFILE, resource_type, resource_id).permission == "MANAGE"
-            assert admin.get_user_permission(other.username, resource_type, resource_id).permission == (
-                "NO_PERMISSIONS"
-            )
-    names = {r.info.run_name for r in runs}
-    assert {"local-c0.01", "local-c0.1"} <= names
-    (job_run,) = [r for r in runs if "sagemaker.training_job_name" in r.data.tags]
-    assert versions and {v.run_id for v in versions} <= {r.info.run_id for r in runs}
+    experiment_id, job_run, other = studio_flow.profiles_own_work(accounts, PROFILE, "colleague")
 
     # The profile's login reads them; the colleague does not.
     profile = Account(PROFILE, accounts_studio_aws.password)
     for who, expected in ((profile, 200), (other, 403)):
         for path, params in (
-            ("/api/2.0/mlflow/experiments/get", {"experiment_id": experiment.experiment_id}),
+            ("/api/2.0/mlflow/experiments/get", {"experiment_id": experiment_id}),
             ("/api/2.0/mlflow/runs/get", {"run_id": job_run.info.run_id}),
             ("/api/2.0/mlflow/registered-models/get", {"name": MODEL}),
         ):

@@ -238,6 +238,49 @@ def test_a_user_signs_with_long_term_keys(gateway: IamGateway, upstream: Upstrea
     assert_reached_as(upstream, USER)
 
 
+# Keys another issuer handed out (moto's STS for a process that assumes its own role).
+ELSEWHERE = IssuedCredentials("ASIAMOTO0000EXAMPLE1", "moto-secret", "moto-session-token", SESSION_ARN)
+
+
+def test_registered_keys_sign_in_as_their_session_and_still_need_their_token(
+    gateway: IamGateway, upstream: Upstream, table: CredentialTable
+) -> None:
+    assert table.register(ELSEWHERE) == ELSEWHERE
+    assert table.register(ELSEWHERE) == ELSEWHERE  # the same keys again change nothing
+    url = f"{gateway.url}/api/2.0/mlflow/experiments/list"
+    response = send("GET", url, botocore_signed(ELSEWHERE, url, method="GET"))
+    assert response.status_code == 201, response.text
+    assert_reached_as(upstream, SESSION_ARN)
+    wrong_token = IssuedCredentials(ELSEWHERE.access_key_id, ELSEWHERE.secret_access_key, "other-token", SESSION_ARN)
+    refused = send("GET", url, botocore_signed(wrong_token, url, method="GET"))
+    assert_refused(refused, 403, "UnrecognizedClientException", INVALID_TOKEN)
+    assert len(upstream.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (IssuedCredentials("short", "s", "t", SESSION_ARN), "not an access key id"),
+        (IssuedCredentials("ASIAMOTO0000EXAMPLE2", "", "t", SESSION_ARN), "has no secret"),
+        (IssuedCredentials("ASIAMOTO0000EXAMPLE2", "s", "t", ROLE), "only a session of it signs"),
+        (IssuedCredentials("ASIAMOTO0000EXAMPLE2", "s", None, SESSION_ARN), "session token"),
+        (IssuedCredentials("AKIAMOTO0000EXAMPLE2", "s", "t", USER), "session token"),
+        (IssuedCredentials("ASIAMOTO0000EXAMPLE2", "s", "t", "arn:aws:iam::123456789012:root"), "not an IAM role"),
+        (IssuedCredentials(ELSEWHERE.access_key_id, "other", "t", SESSION_ARN), "already held"),
+    ],
+    ids=["bad key id", "no secret", "a role, not a session", "session without token", "user with token", "root",
+         "key id taken"],
+)  # fmt: skip
+def test_keys_that_could_not_sign_are_not_registered(
+    table: CredentialTable, keys: IssuedCredentials, message: str
+) -> None:
+    table.register(ELSEWHERE)
+    with pytest.raises(ValueError, match=message):
+        table.register(keys)
+    assert table.get(keys.access_key_id) in (None, ELSEWHERE)
+    assert table.get(ELSEWHERE.access_key_id) == ELSEWHERE
+
+
 def test_a_signed_caller_header_is_overwritten(
     gateway: IamGateway, upstream: Upstream, keys: IssuedCredentials
 ) -> None:

@@ -4,9 +4,13 @@ Active only when AWS_CALL_LOG names a file: the e2e tests put this directory on
 PYTHONPATH, so the notebook kernel and the train.py processes it starts record
 too. One JSON line per call: IAM service prefix, operation, region, the
 request parameters that name resources (bodies and long values dropped), and
-the training job the process runs as, if any (its calls use the job's role).
+the training job the process runs as, if any (its calls use the job's role),
+and the names (never the values) of the MLFLOW_TRACKING_* variables the process
+holds. When the process ends, one more line with those names goes to
+AWS_CALL_LOG + ".exit" (what it held last, after any AWS call).
 """
 
+import atexit
 import json
 import os
 
@@ -42,6 +46,7 @@ def _install():
                 "params": _clean(api_params),
                 "pid": os.getpid(),
                 "job": os.environ.get("TRAINING_JOB_NAME"),
+                "mlflow_env": _mlflow_env(),
             }
         )
         with open(_LOG, "a", encoding="utf-8") as log:
@@ -49,6 +54,17 @@ def _install():
         return original(self, operation_name, api_params)
 
     BaseClient._make_api_call = recording
+    atexit.register(_record_exit)
+
+
+def _mlflow_env():
+    return sorted(name for name in os.environ if name.startswith("MLFLOW_TRACKING_"))
+
+
+def _record_exit():
+    line = {"pid": os.getpid(), "job": os.environ.get("TRAINING_JOB_NAME"), "mlflow_env": _mlflow_env()}
+    with open(_LOG + ".exit", "a", encoding="utf-8") as log:
+        log.write(json.dumps(line) + "\n")
 
 
 if _LOG:
