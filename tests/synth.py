@@ -57,6 +57,11 @@ def _input_files(repo: Path) -> list[Path]:
 
 
 @functools.cache
+def _installed() -> str:
+    return "\n".join(sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()))
+
+
+@functools.cache
 def source_key(repo: Path = REPO) -> str:
     """A digest of every input of a synthesis: any change to them is a new key, so a stale template is never read.
 
@@ -68,8 +73,7 @@ def source_key(repo: Path = REPO) -> str:
     for path in _input_files(repo):
         digest.update(f"{path.relative_to(repo)}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
-    digest.update("\n".join(installed).encode())
+    digest.update(_installed().encode())
     digest.update(sys.version.encode())
     digest.update(json.dumps(sorted((k, v) for k, v in os.environ.items() if k.startswith("CDK_"))).encode())
     return digest.hexdigest()[:16]
