@@ -74,7 +74,7 @@ test: install system-packages mlflow-previous
 
 # Fast feedback while you work: stacks, config, tools, lab and docker units;
 # no server starts (the integration and e2e tests are left to `make test`).
-UNIT_TESTS := tests/stacks tests/tools tests/lab tests/docker tests/test_conftest.py
+UNIT_TESTS := tests/stacks tests/tools tests/lab tests/docker tests/test_conftest.py tests/test_synth.py
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration and not e2e" --durations=10 $(UNIT_TESTS)
 

@@ -2,8 +2,6 @@
 
 import functools
 import os
-import shutil
-import tempfile
 
 import botocore.loaders
 import botocore.session
@@ -11,21 +9,6 @@ import pytest
 
 # Node 20 is past end of life for jsii, which prints a banner on every import.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-
-# Under pytest-xdist, a folder the controller makes and removes at the end, where
-# tests/synth.py leaves each variant's assembly for every worker (one synth a run).
-SHARED_SYNTH_DIR_VARIABLE = "TESTS_SHARED_SYNTH_DIR"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    is_controller = "PYTEST_XDIST_WORKER" not in os.environ
-    if is_controller and getattr(config.option, "numprocesses", None):
-        shared = tempfile.mkdtemp(prefix="cdk-test-synth-")
-        config.add_cleanup(lambda: shutil.rmtree(shared, ignore_errors=True))
-        # Workers are started after this and inherit the variable.
-        os.environ[SHARED_SYNTH_DIR_VARIABLE] = shared
-        config.add_cleanup(lambda: os.environ.pop(SHARED_SYNTH_DIR_VARIABLE, None))
 
 
 @functools.cache

@@ -1,9 +1,16 @@
-"""cfn-lint on every synthesized template: no errors, and only justified warnings."""
+"""cfn-lint on every synthesized template: no errors, and only justified warnings.
+
+Findings are kept beside each cached assembly (tests/synth.py), so a template is linted
+once per state of the sources rather than once per run.
+"""
 
 import functools
+import hashlib
 import json
+import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -20,9 +27,12 @@ JUSTIFIED_WARNINGS = {
 }
 
 
+LINT_ARGS = ("--format", "json")
+
+
 def _lint(*templates: Path) -> list[dict]:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", *map(str, templates)],
+        [str(Path(sys.executable).parent / "cfn-lint"), *LINT_ARGS, *map(str, templates)],
         capture_output=True,
         text=True,
         check=False,
@@ -50,18 +60,40 @@ VARIANTS = {
 STACKS = list(names.ALL_STACKS)
 
 
+def _findings_file(assembly: Path) -> Path:
+    """Where one assembly's findings are kept, named for how cfn-lint ran on it.
+
+    The assembly's folder belongs to one state of the sources and installed
+    packages (cfn-lint's version among them, tests/synth.py), so its templates,
+    and what this cfn-lint says of them, never change.
+    """
+    how = hashlib.sha256(json.dumps([version("cfn-lint"), LINT_ARGS]).encode()).hexdigest()[:16]
+    return assembly / f"cfn-lint-{how}.json"
+
+
 @functools.lru_cache(maxsize=None)
 def _lint_all() -> dict[tuple[str, str], list[dict]]:
-    """(variant, stack) -> findings; one cfn-lint run for every app (its start-up dominates the time)."""
+    """(variant, stack) -> findings; one cfn-lint run for the apps not linted yet (its start-up dominates the time)."""
+    assemblies = {variant: synth_directory(**overrides) for variant, overrides in VARIANTS.items()}
+    unlinted = {variant: path for variant, path in assemblies.items() if not _findings_file(path).exists()}
     templates = {
-        (variant, stack): synth_directory(**overrides) / f"{stack}.template.json"
-        for variant, overrides in VARIANTS.items()
+        (variant, stack): assembly / f"{stack}.template.json"
+        for variant, assembly in unlinted.items()
         for stack in STACKS
     }
-    findings = _lint(*templates.values())
-    by_template = {key: [f for f in findings if Path(f["Filename"]) == path] for key, path in templates.items()}
-    assert sum(map(len, by_template.values())) == len(findings), "a finding names no template of the apps"
-    return by_template
+    if templates:
+        findings = _lint(*templates.values())
+        by_template = {key: [f for f in findings if Path(f["Filename"]) == path] for key, path in templates.items()}
+        assert sum(map(len, by_template.values())) == len(findings), "a finding names no template of the apps"
+        for variant, assembly in unlinted.items():
+            partial = assembly / f".{_findings_file(assembly).name}.{os.getpid()}"
+            partial.write_text(json.dumps({stack: by_template[variant, stack] for stack in STACKS}))
+            partial.rename(_findings_file(assembly))
+    return {
+        (variant, stack): found
+        for variant, assembly in assemblies.items()
+        for stack, found in json.loads(_findings_file(assembly).read_text()).items()
+    }
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
