@@ -7,10 +7,7 @@ writes); the plugin's permissions (default NO_PERMISSIONS here) decide what that
 
 from __future__ import annotations
 
-import json
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from localrun.stack import MlflowStack
 from stacks.iam_callers import CALLER_HEADER, profile_parameter
 from tests.integration.conftest import SSO_COLLEAGUE, SSO_MACHINE
 from tests.integration.test_audit_trail import audit_lines
-from tests.integration.test_iam_sign_in_signed import CLIENT, signed
+from tests.integration.test_iam_sign_in_signed import run_signed_client, signed
 from tests.integration.transfer_client import sha256
 
 pytestmark = pytest.mark.integration
@@ -66,19 +63,7 @@ def grant(stack: MlflowStack, user: str, experiment_id: str) -> str | None:
 def test_a_signed_mlflow_client_logs_a_run_as_its_profiles_machine_user(stack: MlflowStack, tmp_path: Path) -> None:
     small = tmp_path / "small.bin"
     small.write_bytes(secrets.token_bytes(1024))
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "PYTHONPATH": str(CLIENT.parent),
-        "MLFLOW_ENABLE_ASYNC_LOGGING": "false", **stack.signed_client_env(ROLES[SSO_MACHINE][1], "training-job"),
-    }  # fmt: skip
-    assert not [name for name in env if name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")]
-    done = subprocess.run(
-        [sys.executable, str(CLIENT), str(tmp_path / "downloads"), str(small)],
-        env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_signed_client(stack, ROLES[SSO_MACHINE][1], "training-job", tmp_path, [small])
     assert result["artifacts"] == {"small.bin": sha256(small)}
     run = signed(stack, ROLES[SSO_MACHINE][0], "GET", "runs/get", params={"run_id": result["run_id"]})
     assert run.status_code == 200, run.text
