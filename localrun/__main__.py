@@ -97,6 +97,7 @@ def sso_banner(stack: MlflowStack) -> str:
         f"  export MLFLOW_TRACKING_TOKEN=$(curl -s -u {client.client_id}:{client.client_secret} "
         f"-d grant_type=client_credentials -d scope=mlflow {stack.oidc.token_url} | python3 -c "
         "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n\n"
+        f"{iam_banner(stack)}"
         "Press Ctrl-C to stop."
     )
 
