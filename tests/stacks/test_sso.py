@@ -572,3 +572,15 @@ def test_profile_clients_are_created_after_the_scope_they_ask_for(sso_templates:
     for client in resources(vpc, CLIENT).values():
         if client["Properties"]["ClientName"].startswith("studio-"):
             assert server in client.get("DependsOn", []), client
+
+
+def test_iam_sign_in_is_on_with_the_pool_and_off_with_an_external_provider(
+    sso_templates: dict[str, Template], external: dict[str, Template]
+) -> None:
+    vpc = sso_templates[names.VPC_STACK]
+    assert _environment(_container(vpc, "nginx"))["NGINX_IAM_LISTEN"] == str(names.NGINX_IAM_PORT)
+    assert _environment(_container(vpc, "mlflow"))["MLFLOW_IAM_SIGN_IN"] == "true"
+    assert names.OUTPUT_IAM_TRACKING_URL in sso_templates[names.GATEWAY_STACK]["Outputs"]
+    assert "NGINX_IAM_LISTEN" not in _environment(_container(external[names.VPC_STACK], "nginx"))
+    assert "MLFLOW_IAM_SIGN_IN" not in _environment(_container(external[names.VPC_STACK], "mlflow"))
+    assert names.OUTPUT_IAM_TRACKING_URL not in external[names.GATEWAY_STACK].get("Outputs", {})
