@@ -73,10 +73,15 @@ LOCAL_SSO_USERS = [
     OidcUser("user", "user-Passw0rd", "user@example.com", "Local user", (SSO_ALLOWED_GROUP,)),
 ]
 LOCAL_MACHINE_CLIENT = "local-code"
-# IAM sign-in (accounts mode): a role of moto's account that signs in as the local admin, for
-# trying nginx's IAM server (the URL the banner prints) with the caller header a stand-in for
-# API Gateway's IAM route writes.
+# IAM sign-in: a role of moto's account that signs in as the local admin (accounts mode) or the
+# local app client's machine user (sso mode), for trying nginx's IAM server (the URL the banner
+# prints) with the caller header a stand-in for API Gateway's IAM route writes.
 LOCAL_IAM_ROLE = "arn:aws:iam::123456789012:role/mlflow-local"
+
+
+def local_iam_user(auth_mode: str) -> str:
+    """The MLflow user LOCAL_IAM_ROLE signs in as: one the mode's app knows."""
+    return LOCAL_MACHINE_CLIENT if needs_of(auth_mode).sign_in_provider else MlflowStack.username
 
 
 def sso_banner(stack: MlflowStack) -> str:
@@ -92,6 +97,7 @@ def sso_banner(stack: MlflowStack) -> str:
         f"  export MLFLOW_TRACKING_TOKEN=$(curl -s -u {client.client_id}:{client.client_secret} "
         f"-d grant_type=client_credentials -d scope=mlflow {stack.oidc.token_url} | python3 -c "
         "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n\n"
+        f"{iam_banner(stack)}"
         "Press Ctrl-C to stop."
     )
 
@@ -131,7 +137,7 @@ def iam_banner(stack: MlflowStack) -> str:
     return (
         f"IAM sign-in: signed requests at {stack.iam_url} (a stand-in for the IAM API: it checks SigV4\n"
         f"as API Gateway does and hands nginx's IAM server at {stack.iam_proxy_url} the caller).\n"
-        f"{LOCAL_IAM_ROLE} (and its sessions) signs in as {stack.username}; Studio profiles'\n"
+        f"{LOCAL_IAM_ROLE} (and its sessions) signs in as {local_iam_user(stack.auth_mode)}; Studio profiles'\n"
         f"parameters under {stack.iam_principals_path}. A session's keys, for the mlflow client:\n"
         f"  set -a; . {env_file}; set +a\n\n"
     )
@@ -166,7 +172,7 @@ def main() -> int:
         workers=args.workers, db_superuser_password=state["db_superuser_password"],
         secret_key=state["flask_secret_key"], proxy_port=preferred_port(args.port), bucket=BUCKET,
         oidc_users=LOCAL_SSO_USERS, machine_clients=[LOCAL_MACHINE_CLIENT], ai_gateway=args.ai_gateway == "true",
-        iam_principals={LOCAL_IAM_ROLE: MlflowStack.username},
+        iam_principals={LOCAL_IAM_ROLE: local_iam_user(args.auth_mode)},
     )  # fmt: skip
     saved_objects = state_dir / "s3" / BUCKET
     backend = "PostgreSQL" if stack.postgres else "SQLite (install 'postgresql' for PostgreSQL)"

@@ -218,8 +218,8 @@ def _iam_twin(password_key: str, watches: str) -> AlarmRule:
         password,
         key=f"iam-{password_key}",
         watches=watches,
-        reason=f"As `{password.alarm_name}`, for the clients that sign in with IAM (auth_mode=accounts with "
-        "iam_sign_in): their requests take this API and listener only.",
+        reason=f"As `{password.alarm_name}`, for the clients that sign in with IAM (iam_sign_in on, accounts "
+        "or sso mode): their requests take this API and listener only.",
         twin_of=password_key,
     )
 

@@ -121,7 +121,7 @@ class MLflowVpcStack(Stack):
                         IamSignInSettings(
                             principals=config.auth.iam_principals, principals_path=names.SSM_IAM_PRINCIPALS
                         )
-                        if config.auth.iam_sign_in_enabled
+                        if config.iam_sign_in_enabled
                         else None
                     ),
                 ),

@@ -86,7 +86,7 @@ MODES: dict[AuthMode, ModeNeeds] = {
         sign_in_provider=True,
         session_key=True,
         auth_database="mlflow_oidc_auth",
-        iam_sign_in=False,
+        iam_sign_in=True,
     ),
 }
 

@@ -7,7 +7,8 @@ had: MLflow's own (shared), MLflow's basic-auth app (accounts), the
 mlflow-oidc-auth plugin (sso); request_guard.py only refuses requests before them.
 In accounts and sso modes, setting a model's alias needs MANAGE (alias_permissions.py,
 oidc_alias_permissions.py). With IAM sign-in (iam_sign_in.py), a request with more than one
-caller header is refused before the app, and the audit lines name the caller's user.
+caller header is refused before the app, and the audit lines name the caller's user; in
+sso mode oidc_iam_sign_in.py maps the caller for the plugin.
 """
 
 from __future__ import annotations
@@ -52,5 +53,9 @@ def create_app() -> AuditLog:
     if os.environ.get(SIGN_IN_ENV) == "true" and needs_of(mode).iam_sign_in:
         import iam_sign_in
 
+        if needs_of(mode).server_app == "oidc":
+            import oidc_iam_sign_in  # the plugin has no authorization_function: its middleware is wrapped
+
+            guarded = oidc_iam_sign_in.IamSignIn(guarded, active=oidc_iam_sign_in.install())
         guarded, iam_user = iam_sign_in.OneCaller(guarded), iam_sign_in.audit_user
     return AuditLog(guarded, mode, iam_user=iam_user)

@@ -193,6 +193,14 @@ def refusal(message: str) -> bytes:
     return json.dumps({"error_code": "PERMISSION_DENIED", "message": message}).encode()
 
 
+async def send_refusal(send: Send, message: str) -> None:
+    """The same 403 from an ASGI middleware."""
+    body = refusal(message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def refused(message: str) -> Response:
     return Response(refusal(message), status=403, mimetype="application/json")
 
@@ -215,25 +223,45 @@ def _stored_user(username: str) -> Any:
         raise
 
 
-def decide(callers: list[str]) -> AuthResult:
-    """The user the request's caller header signs in as, or a 403 naming it."""
+def caller_user(callers: list[str]) -> tuple[str | None, str]:
+    """The user a request's caller headers map to and "", or None and why not (a 403's message)."""
     if len(callers) != 1:
-        return refused(more_than_one(len(callers)))
+        return None, more_than_one(len(callers))
     arn = callers[0]
     try:
         key = caller_key(arn)
     except ValueError:
-        return refused(f"IAM caller {arn!r} is not an IAM role, assumed-role or user ARN")
+        return None, f"IAM caller {arn!r} is not an IAM role, assumed-role or user ARN"
     user = PRINCIPALS.user_of(key)
     if user is None:
-        return refused(f"IAM caller {arn} is not mapped to an MLflow user")
+        return None, f"IAM caller {arn} is not mapped to an MLflow user"
+    return user, ""
+
+
+def mapped_by_setting(arn: str, user: str) -> bool:
+    """Whether the deployment's own iam_principals maps `arn` to `user`.
+
+    The profile parameters are written by whoever may write SSM parameters, the static table by
+    whoever deploys: only the deployment's setting may let a role act as an admin.
+    """
+    return PRINCIPALS.static.get(caller_key(arn)) == user
+
+
+def admin_by_parameter(arn: str, user: str) -> str:
+    return f"IAM caller {arn} is mapped to admin {user} by a profile parameter; only iam_principals may"
+
+
+def decide(callers: list[str]) -> AuthResult:
+    """The user the request's caller header signs in as, or a 403 naming it."""
+    user, why_not = caller_user(callers)
+    if user is None:
+        return refused(why_not)
+    arn = callers[0]
     stored = _stored_user(user)
     if stored is None:
         return refused(f"IAM caller {arn} is mapped to MLflow user {user}, who does not exist")
-    # The profile parameters are written by whoever may write SSM parameters, the static table by
-    # whoever deploys: only the deployment's own setting may let a role act as an admin.
-    if stored.is_admin and PRINCIPALS.static.get(key) != user:
-        return refused(f"IAM caller {arn} is mapped to admin {user} by a profile parameter; only iam_principals may")
+    if stored.is_admin and not mapped_by_setting(arn, user):
+        return refused(admin_by_parameter(arn, user))
     return Authorization("basic", {"username": user})
 
 
@@ -273,9 +301,6 @@ class OneCaller:
         if scope["type"] == "http":
             count = sum(1 for name, _ in scope.get("headers", []) if name.lower() == self.name)
             if count > 1:
-                body = refusal(more_than_one(count))
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": 403, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send_refusal(send, more_than_one(count))
                 return
         await self.app(scope, receive, send)

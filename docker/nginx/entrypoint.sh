@@ -75,7 +75,8 @@ case $MLFLOW_AUTH_MODE in
         auth_basic=off
         upstream_authorization='$http_authorization'
         require_credentials=0
-        iam_sign_in=0
+        # The plugin's authentication, wrapped, maps an IAM caller to its user (oidc_iam_sign_in.py).
+        iam_sign_in=1
         ;;
     *) fail "MLFLOW_AUTH_MODE must be shared, accounts or sso, got '$MLFLOW_AUTH_MODE'" ;;
 esac

@@ -490,7 +490,7 @@ def configure_mlflow(
             )
             raise MlflowSetupError(
                 f"iam_sign_in=True, but this deployment has no IAM sign-in URL ({where} is missing). "
-                "It needs auth_mode=accounts with iam_sign_in on; or leave iam_sign_in out to use the login secret."
+                "It needs iam_sign_in on (auth_mode=accounts or sso); or leave iam_sign_in out to use the login secret."
             )
     if tracking_url_parameter:
         url = read_parameter(session, region, tracking_url_parameter).rstrip("/")

@@ -27,9 +27,10 @@ class StudioUser(Construct):
     administrator fills in); otherwise (shared mode) both roles read the shared
     ``shared_secret``. Both roles' tags name whichever it is.
 
-    With ``iam_invoke_policy`` (IAM sign-in, accounts mode) both roles call the IAM API
-    signed instead: they get that policy, may not read the login, and a parameter below
-    ``names.SSM_IAM_PRINCIPALS`` tells the server they are the profile's MLflow user.
+    With ``iam_invoke_policy`` (IAM sign-in) both roles call the IAM API signed instead: they
+    get that policy, may not read the login, and a parameter below ``names.SSM_IAM_PRINCIPALS``
+    tells the server they are the profile's MLflow user (accounts: the profile's account; sso:
+    its Cognito client's machine user; an external provider's profile is not mapped).
     """
 
     def __init__(
@@ -83,7 +84,13 @@ class StudioUser(Construct):
             )
             secret, secret_name = self.account.secret, user_secret_name
 
-        # IAM sign-in: the roles sign their requests and read no login.
+        # IAM sign-in: the roles sign their requests as the profile's MLflow user and read no login.
+        # That user is the profile's account (accounts mode) or its Cognito app client's machine user
+        # (sso mode, named by the client id); an external provider's client is only known after the
+        # deploy, so those profiles keep their client login and IAM sign-in maps nobody for them.
+        iam_user = self.account.username if self.account else cognito_client.client_id if cognito_client else None
+        if iam_user is None:
+            iam_invoke_policy = None
         readable_secret_arn = secret.secret_arn if iam_invoke_policy is None else None
         self.training_role = TrainingRole(
             self,
@@ -112,17 +119,17 @@ class StudioUser(Construct):
 
         roles: list[iam.IRole] = [self.execution_role.role, self.training_role.role]
         self.iam_principal: ssm.StringParameter | None = None
-        if iam_invoke_policy is not None:
-            assert self.account is not None, "IAM sign-in maps the roles to the profile's own MLflow user"
-            self.account.deny_reading_to(roles)
+        if iam_invoke_policy is not None and iam_user is not None:
+            if self.account is not None:
+                self.account.deny_reading_to(roles)
             for role in roles:
                 role.add_managed_policy(iam_invoke_policy)
             self.iam_principal = ssm.StringParameter(
                 self,
                 "IamPrincipal",
                 parameter_name=f"{names.SSM_IAM_PRINCIPALS}/{profile}",
-                string_value=profile_parameter(self.account.username, [role.role_arn for role in roles]),
-                description=f"IAM sign-in: the roles that act as MLflow user {self.account.username}",
+                string_value=profile_parameter(iam_user, [role.role_arn for role in roles]),
+                description=f"IAM sign-in: the roles that act as Studio profile {profile}'s MLflow user",
             )
         elif self.account is not None:
             self.account.restrict_reading_to(roles)

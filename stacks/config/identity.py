@@ -81,7 +81,7 @@ class Auth(Section):
     )
     iam_sign_in: bool | None = setting(
         None,
-        "empty (on where the mode supports it: accounts), true, false",
+        "empty (on where the mode supports it: accounts, and sso with oidc_provider=cognito), true, false",
         "code signs MLflow requests with its IAM role (SigV4) through a second HTTP API: each Studio "
         "profile's roles act as its MLflow user, no password read",
         problem="is not true, false or empty",
@@ -109,11 +109,6 @@ class Auth(Section):
         except ValueError as error:
             raise Invalid(f"has a bad entry: {error}") from None
         return dict(value)
-
-    @property
-    def iam_sign_in_enabled(self) -> bool:
-        """IAM sign-in as deployed: the setting, or where it is unset, whether the mode supports it."""
-        return self.needs.iam_sign_in if self.iam_sign_in is None else self.iam_sign_in
 
     @field_validator("credentials_secret_name")
     @classmethod

@@ -228,6 +228,17 @@ class ProjectConfig(Section):
                 allowed=f"empty or a group other than oidc_admin_group={sso.oidc_admin_group}",
             )
 
+    @property
+    def iam_sign_in_enabled(self) -> bool:
+        """IAM sign-in as deployed: the setting, or where it is unset, whether the mode supports it.
+
+        Unset in sso mode it is on with the Cognito pool only: there each Studio profile's app client
+        (its machine user) is known at deploy, an external provider's only after it.
+        """
+        if self.auth.iam_sign_in is not None:
+            return self.auth.iam_sign_in
+        return self.auth.needs.iam_sign_in and (self.cognito_enabled or not self.auth.needs.sign_in_provider)
+
     def _check_iam_sign_in(self) -> None:
         """IAM sign-in only where the mode maps a caller to a user; its principals only with it on."""
         auth = self.auth
@@ -239,7 +250,7 @@ class ProjectConfig(Section):
                 value=auth.iam_sign_in,
                 allowed=f"false or empty with auth_mode={auth.auth_mode}; true with auth_mode={', '.join(supported)}",
             )
-        if auth.iam_principals and not auth.iam_sign_in_enabled:
+        if auth.iam_principals and not self.iam_sign_in_enabled:
             raise Invalid(
                 "is only used with IAM sign-in on",
                 key="iam_principals",

@@ -477,13 +477,18 @@ def test_iam_sign_in_wraps_the_configured_password_check(
     assert server_env["MLFLOW_IAM_PRINCIPALS_PATH"] == "/mlflow/iam-principals"
 
 
-@pytest.mark.parametrize("base, mode", [(ENV, "shared"), (SSO, "sso")])
-def test_iam_sign_in_is_refused_in_a_mode_without_it(entrypoint: ModuleType, base: dict[str, str], mode: str) -> None:
+def test_iam_sign_in_is_refused_in_a_mode_without_it(entrypoint: ModuleType) -> None:
     with pytest.raises(
-        entrypoint.ConfigError, match=f"^MLFLOW_IAM_SIGN_IN is true, but {mode} mode has no IAM sign-in$"
+        entrypoint.ConfigError, match="^MLFLOW_IAM_SIGN_IN is true, but shared mode has no IAM sign-in$"
     ):
-        entrypoint.server_environment({**base, "MLFLOW_IAM_SIGN_IN": "true"})
-    assert entrypoint.server_environment({**base, "MLFLOW_IAM_SIGN_IN": "false"})
+        entrypoint.server_environment({**ENV, "MLFLOW_IAM_SIGN_IN": "true"})
+    assert entrypoint.server_environment({**ENV, "MLFLOW_IAM_SIGN_IN": "false"})
+
+
+def test_iam_sign_in_reaches_the_sso_server_with_its_table(entrypoint: ModuleType) -> None:
+    settings = {key: IAM[key] for key in ("MLFLOW_IAM_SIGN_IN", "MLFLOW_IAM_PRINCIPALS", "MLFLOW_IAM_PRINCIPALS_PATH")}
+    server_env = entrypoint.server_environment({**SSO, **settings})
+    assert {key: server_env[key] for key in settings} == settings
 
 
 @pytest.mark.parametrize(

@@ -233,8 +233,9 @@ def test_without_iam_listen_there_is_one_server_and_it_removes_the_caller_header
         nginx_accepts(stub)
 
 
-def test_iam_listen_adds_a_server_that_needs_the_caller_and_drops_authorization(stub: Path) -> None:
-    result = run(stub, **IAM, NGINX_PORT="18080", NGINX_IAM_LISTEN="18081")
+@pytest.mark.parametrize("mode", ["accounts", "sso"])
+def test_iam_listen_adds_a_server_that_needs_the_caller_and_drops_authorization(stub: Path, mode: str) -> None:
+    result = run(stub, **{**IAM, "MLFLOW_AUTH_MODE": mode}, NGINX_PORT="18080", NGINX_IAM_LISTEN="18081")
     assert result.returncode == 0, result.stderr
     assert "127.0.0.1:18081 (IAM sign-in)" in result.stderr
     config = (stub.parent / "runtime" / "nginx.conf").read_text()
@@ -254,7 +255,7 @@ def test_iam_listen_adds_a_server_that_needs_the_caller_and_drops_authorization(
     nginx_accepts(stub)
 
 
-@pytest.mark.parametrize("mode", ["shared", "sso"])
+@pytest.mark.parametrize("mode", ["shared"])
 def test_iam_listen_is_refused_in_a_mode_without_iam_sign_in(stub: Path, mode: str) -> None:
     result = run(stub, **{**IAM, "MLFLOW_AUTH_MODE": mode, "MLFLOW_USERNAME": "alice", "MLFLOW_PASSWORD": PASSWORD},
                  NGINX_IAM_LISTEN="8081")  # fmt: skip

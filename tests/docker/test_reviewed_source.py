@@ -60,6 +60,8 @@ def every_patch(modules: dict[str, ModuleType]) -> dict[str, tuple[dict, dict]]:
     patches["alias_permissions.py"] = (modules["alias_permissions"].REVIEWED, {})
     with image_module("oidc_alias_permissions") as oidc_aliases:
         patches["oidc_alias_permissions.py"] = (oidc_aliases.REVIEWED, {})
+    with image_module("oidc_iam_sign_in") as oidc_iam:
+        patches["oidc_iam_sign_in.py"] = (oidc_iam.REVIEWED, {})
     return patches
 
 

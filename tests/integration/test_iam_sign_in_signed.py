@@ -108,27 +108,32 @@ def admin_get(stack: MlflowStack, path: str, **params: str) -> dict:
     return response.json()
 
 
+def run_signed_client(stack: MlflowStack, role: str, session: str, tmp_path: Path, files: list[Path]) -> dict:
+    """signed_transfer_client.py's JSON line, run as a session of `role` with no password or token anywhere."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "PYTHONPATH": str(CLIENT.parent),
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false", **stack.signed_client_env(role, session),
+    }  # fmt: skip
+    assert not [
+        name for name in env if name.startswith("MLFLOW_TRACKING_") and name[16:] in ("USERNAME", "PASSWORD", "TOKEN")
+    ]
+    done = subprocess.run(
+        [sys.executable, str(CLIENT), str(tmp_path / "downloads"), *map(str, files)],
+        env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def test_a_signed_client_logs_runs_metrics_a_model_and_artifacts_as_its_profile_user(
     stack: MlflowStack, users: dict[str, str], big_file: Path, tmp_path: Path
 ) -> None:
     """The real MLflow client with MLFLOW_TRACKING_AWS_SIGV4, a 1 KB and a 200 MB file, no password anywhere."""
     small = tmp_path / "small.bin"
     small.write_bytes(secrets.token_bytes(1024))
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "PYTHONPATH": str(CLIENT.parent),
-        "MLFLOW_ENABLE_ASYNC_LOGGING": "false", **stack.signed_client_env(ROLES["alice"][0], "SageMaker-notebook"),
-    }  # fmt: skip
-    assert not [
-        name for name in env if name.startswith("MLFLOW_TRACKING_") and name[16:] in ("USERNAME", "PASSWORD", "TOKEN")
-    ]
-    done = subprocess.run(
-        [sys.executable, str(CLIENT), str(tmp_path / "downloads"), str(small), str(big_file)],
-        env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_signed_client(stack, ROLES["alice"][0], "SageMaker-notebook", tmp_path, [small, big_file])
     expected = {path.name: sha256(path) for path in (small, big_file)}
     assert result["artifacts"] == expected
     assert {name: digest for name, digest in result["model"].items() if name in expected} == expected

@@ -28,16 +28,34 @@ def _error(**overrides: object) -> str:
 def test_unset_follows_the_modes_row(mode: str) -> None:
     config = _config(auth_mode=mode)
     assert config.auth.iam_sign_in is None
-    assert config.auth.iam_sign_in_enabled is MODES[mode].iam_sign_in
-    assert _config(auth_mode=mode, iam_sign_in="false").auth.iam_sign_in_enabled is False
+    assert config.iam_sign_in_enabled is MODES[mode].iam_sign_in
+    assert _config(auth_mode=mode, iam_sign_in="false").iam_sign_in_enabled is False
 
 
 def test_accounts_mode_turns_it_on_by_default_and_off_on_request() -> None:
-    assert _config(auth_mode="accounts").auth.iam_sign_in_enabled
-    assert _config(auth_mode="accounts", iam_sign_in="true").auth.iam_sign_in_enabled
-    assert _config(auth_mode="accounts", iam_sign_in=True).auth.iam_sign_in_enabled
-    assert not _config(auth_mode="accounts", iam_sign_in=False).auth.iam_sign_in_enabled
-    assert not _config().auth.iam_sign_in_enabled
+    assert _config(auth_mode="accounts").iam_sign_in_enabled
+    assert _config(auth_mode="accounts", iam_sign_in="true").iam_sign_in_enabled
+    assert _config(auth_mode="accounts", iam_sign_in=True).iam_sign_in_enabled
+    assert not _config(auth_mode="accounts", iam_sign_in=False).iam_sign_in_enabled
+    assert not _config().iam_sign_in_enabled
+
+
+EXTERNAL = {
+    "auth_mode": "sso",
+    "oidc_provider": "external",
+    "oidc_discovery_url": "https://login.example.com/.well-known/openid-configuration",
+    "oidc_client_secret_name": "mlflow/oidc",
+}
+
+
+def test_sso_mode_turns_it_on_by_default_with_the_cognito_pool_only() -> None:
+    assert _config(auth_mode="sso").iam_sign_in_enabled
+    assert not _config(auth_mode="sso", iam_sign_in="false").iam_sign_in_enabled
+    # An external provider's profile clients are unknown at synth: on only on request (iam_principals).
+    assert not _config(**EXTERNAL).iam_sign_in_enabled
+    with_ci = _config(**EXTERNAL, iam_sign_in="true", iam_principals=CI_PRINCIPALS)
+    assert with_ci.iam_sign_in_enabled and with_ci.auth.iam_principals == CI_PRINCIPALS
+    assert "iam_principals=" in _error(**EXTERNAL, iam_principals=CI_PRINCIPALS)
 
 
 @pytest.mark.parametrize("mode", [mode for mode, needs in MODES.items() if not needs.iam_sign_in])

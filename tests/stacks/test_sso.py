@@ -16,6 +16,7 @@ from tests.stacks.helpers import (
     DOMAIN_CONTEXT,
     EXTERNAL_ISSUER_CONTEXT,
     FEDERATION,
+    SSO_CONTEXT,
     Template,
     only,
     policy_statements,
@@ -244,7 +245,7 @@ def test_gateway_registers_the_api_sign_in_urls_with_the_whole_client_config(
     call = _registration(gateway)
     assert (call["service"], call["action"]) == ("CognitoIdentityServiceProvider", "UpdateUserPoolClient")
     parameters = call["parameters"]
-    api = only(gateway, "AWS::ApiGatewayV2::Api")[0]
+    api = next(key for key in resources(gateway, "AWS::ApiGatewayV2::Api") if key.startswith("GatewayApi"))  # not IAM's
     origin = f"https://${{{api}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}"
     assert parameters["CallbackURLs"] == [f"{origin}/callback"]
     assert parameters["LogoutURLs"] == [f"{origin}/"]
@@ -280,7 +281,8 @@ def test_with_a_domain_the_client_carries_the_domain_urls_and_nothing_registers_
     assert "UpdateUserPoolClient" not in json.dumps(sso_domain[names.GATEWAY_STACK])
     # The rest of the domain variant holds in sso mode too: HTTPS to the ALB, MLflow told its domain.
     vpc = sso_domain[names.VPC_STACK]
-    assert props(vpc, "AWS::ElasticLoadBalancingV2::Listener")["Protocol"] == "HTTPS"
+    listeners = resources(vpc, "AWS::ElasticLoadBalancingV2::Listener")
+    assert {listener["Properties"]["Protocol"] for listener in listeners.values()} == {"HTTPS"}  # IAM's too
     assert _environment(_container(vpc, "mlflow"))["MLFLOW_PUBLIC_DOMAIN"] == DOMAIN
     assert "Custom::AWS" in json.dumps(sso_domain[names.GATEWAY_STACK])  # the CORS rule still is one
 
@@ -410,19 +412,48 @@ def _assert_only_the_profile_reads(studio: Template, secret_id: str, profile: st
     assert tags[names.ROLE_TAG_CREDENTIALS_SECRET] == f"mlflow-server-credentials/users/{profile}/oauth"
 
 
-def test_studio_roles_read_their_own_client_only(sso_templates: dict[str, Template]) -> None:
-    studio = sso_templates[names.STUDIO_STACK]
+def _client_reads(studio: Template, profile: str, role: str) -> list[dict[str, Any]]:
+    policies = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for k, r in resources(studio, "AWS::IAM::Policy").items()
+        if k.startswith(f"User{profile}{role}")
+    ]
+    return [s for statements in policies for s in statements if s.get("Sid") == "ReadMlflowCredentials"]
+
+
+@pytest.mark.parametrize(
+    "context",
+    # IAM sign-in off; and an external provider, whose profile clients are unknown at synth, by default.
+    [{**SSO_CONTEXT, "iam_sign_in": "false"}, {**EXTERNAL_ISSUER_CONTEXT, "user_profiles": "alice,bob"}],
+)
+def test_without_iam_sign_in_studio_roles_read_their_own_client_only(context: dict[str, str]) -> None:
+    studio = synth_templates(**context)[names.STUDIO_STACK]
     secrets = {r["Properties"]["Name"]: k for k, r in resources(studio, SECRET).items()}
+    assert not resources(studio, "AWS::SSM::Parameter")
     for profile in ("alice", "bob"):
         for role in ("ExecutionRoleWorkflowPolicy", "TrainingPolicy"):
-            policies = [
-                r["Properties"]["PolicyDocument"]["Statement"]
-                for k, r in resources(studio, "AWS::IAM::Policy").items()
-                if k.startswith(f"User{profile}{role}")
-            ]
-            reads = [s for statements in policies for s in statements if s.get("Sid") == "ReadMlflowCredentials"]
+            reads = _client_reads(studio, profile, role)
             assert len(reads) == 1, (profile, role)
             assert ref_id(reads[0]["Resource"]) == secrets[f"mlflow-server-credentials/users/{profile}/oauth"]
+
+
+def test_with_iam_sign_in_studio_roles_sign_in_as_their_clients_machine_user(
+    sso_templates: dict[str, Template],
+) -> None:
+    studio = sso_templates[names.STUDIO_STACK]
+    parameters = resources(studio, "AWS::SSM::Parameter")
+    for profile in ("alice", "bob"):
+        for role in ("ExecutionRoleWorkflowPolicy", "TrainingPolicy"):
+            assert _client_reads(studio, profile, role) == [], (profile, role)
+        (value,) = [
+            r["Properties"]["Value"] for k, r in parameters.items() if k.startswith(f"User{profile}IamPrincipal")
+        ]
+        parts = value["Fn::Join"][1]
+        # {"user": <the profile's Cognito app client id, its machine user>, "roles": [execution, training]}
+        assert parts[0] == '{"user":"'
+        assert parts[1]["Fn::GetStackOutput"]["OutputName"].startswith(f"PublishOutputRefStudioClient{profile}")
+        roles = [part["Fn::GetAtt"][0] for part in parts if isinstance(part, dict) and "Fn::GetAtt" in part]
+        assert [role.removeprefix(f"User{profile}")[:12] for role in roles] == ["ExecutionRol", "TrainingRole"]
 
 
 # --- an external issuer ------------------------------------------------------------
@@ -541,3 +572,15 @@ def test_profile_clients_are_created_after_the_scope_they_ask_for(sso_templates:
     for client in resources(vpc, CLIENT).values():
         if client["Properties"]["ClientName"].startswith("studio-"):
             assert server in client.get("DependsOn", []), client
+
+
+def test_iam_sign_in_is_on_with_the_pool_and_off_with_an_external_provider(
+    sso_templates: dict[str, Template], external: dict[str, Template]
+) -> None:
+    vpc = sso_templates[names.VPC_STACK]
+    assert _environment(_container(vpc, "nginx"))["NGINX_IAM_LISTEN"] == str(names.NGINX_IAM_PORT)
+    assert _environment(_container(vpc, "mlflow"))["MLFLOW_IAM_SIGN_IN"] == "true"
+    assert names.OUTPUT_IAM_TRACKING_URL in sso_templates[names.GATEWAY_STACK]["Outputs"]
+    assert "NGINX_IAM_LISTEN" not in _environment(_container(external[names.VPC_STACK], "nginx"))
+    assert "MLFLOW_IAM_SIGN_IN" not in _environment(_container(external[names.VPC_STACK], "mlflow"))
+    assert names.OUTPUT_IAM_TRACKING_URL not in external[names.GATEWAY_STACK].get("Outputs", {})

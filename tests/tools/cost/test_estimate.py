@@ -156,7 +156,14 @@ def test_sso_with_the_stacks_pool_adds_each_client_credentials_client_and_its_se
     # Besides them, four secrets: the session key, the UI client's, and one per profile's client.
     extra_secrets = sso.line("Secrets Manager").usd - default.line("Secrets Manager").usd
     assert extra_secrets == pytest.approx(4 * USD["secret_month"])
-    assert sso.idle_total - default.idle_total == pytest.approx(2 * USD["cognito_m2m_client_month"] + extra_secrets)
+    # IAM sign-in (on by default with the pool) adds its alarms' four metrics and a second VPC flow-log line.
+    iam_sign_in = sso.line("CloudWatch alarms").usd - default.line("CloudWatch alarms").usd
+    assert iam_sign_in == pytest.approx(4 * USD["alarm_metric_month"])
+    checks = "VPC flow logs (health checks)"
+    iam_sign_in += sso.line(checks).usd - default.line(checks).usd
+    assert sso.idle_total - default.idle_total == pytest.approx(
+        2 * USD["cognito_m2m_client_month"] + extra_secrets + iam_sign_in
+    )
     assert [line.item for line in sso.per_active_hour] == ["Aurora awake", "Cognito M2M tokens"]
     assert sso.per_active_hour[1].usd == pytest.approx(USD["cognito_m2m_token"])
 
