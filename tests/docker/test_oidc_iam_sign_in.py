@@ -129,3 +129,30 @@ def test_the_wrapped_plugin_takes_the_decided_user_as_a_workload_and_its_own_pat
         sign_in._IAM_USER.reset(marker)
     # The plugin's own bearer path for a request without the header (an invalid token: refused).
     assert authenticate(bearer)[:2] == (False, None)
+
+
+def test_a_profile_parameter_cannot_make_a_role_an_admin(sign_in: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in accounts mode: only iam_principals (the static table) may map a role to a plugin admin."""
+    import sys
+
+    import boto3
+    from moto import mock_aws
+
+    from stacks.iam_callers import profile_parameter
+
+    iam = sys.modules["iam_sign_in"]
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name="us-east-1")
+        ssm.put_parameter(Name="/p/studio-alice", Value=profile_parameter("studio-alice", [ROLE]), Type="String")
+        monkeypatch.setattr(iam, "PRINCIPALS", iam.Principals({}, "/p", client=lambda: ssm))
+        app = sign_in.IamSignIn(Seen(sign_in), active=True)
+        monkeypatch.setattr(sign_in, "_is_admin", lambda user: user == "studio-alice")
+        status, body = call(app, "GET", "/", headers=caller(SESSION))
+        assert status == 403
+        assert json.loads(body)["message"] == iam.admin_by_parameter(SESSION, "studio-alice")
+        monkeypatch.setattr(sign_in, "_is_admin", lambda user: False)
+        assert call(app, "GET", "/", headers=caller(SESSION)) == (200, b"ok")
+    # The same admin through the deployment's own table is let in.
+    monkeypatch.setattr(iam, "PRINCIPALS", iam.Principals({"123456789012:role/studio-alice": "studio-alice"}, None))
+    monkeypatch.setattr(sign_in, "_is_admin", lambda user: True)
+    assert call(sign_in.IamSignIn(Seen(sign_in), active=True), "GET", "/", headers=caller(SESSION)) == (200, b"ok")
