@@ -65,7 +65,7 @@ def test_the_sandbox_refuses_writes_outside_scratch(tmp_path: Path) -> None:
 def test_entrypoints_wrote_only_their_runtime_files(mlflow_stack: MlflowStack) -> None:
     runtime = mlflow_stack.nginx.workdir / "runtime"
     assert sorted(p.name for p in runtime.iterdir()) == [
-        "client_body", "fastcgi", "htpasswd", "nginx.conf", "nginx.pid", "proxy", "scgi", "uwsgi",
+        "client_body", "fastcgi", "htpasswd", "nginx.conf", "nginx.pid", "proxy", "scgi", "server_common.conf", "uwsgi",
     ]  # fmt: skip
     assert sorted(p.name for p in mlflow_stack.nginx.workdir.iterdir()) == ["runtime"]
     # MLflow's scratch: HOME, MLFLOW_RUNTIME_DIR and TMPDIR, all inside its one writable directory.
