@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, quote
 
 import reviewed_source
 from auth_modes import needs_of
-from iam_callers import CALLER_HEADER
+from iam_callers import callers_in
 from request_guard import ASGIApp, Message, Receive, Scope, Send, _read_body, _replay, _route
 
 # Fields whose values are identifiers or names (compared without case, `_` and `-`).
@@ -196,7 +196,6 @@ class AuditLog:
         self.mode = mode
         self.sink = sink or default_sink()
         self.iam_user = iam_user
-        self.caller_header = CALLER_HEADER.lower().encode()
         self.context_key = sso_context_key() if needs_of(mode).server_app == "oidc" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -242,8 +241,7 @@ class AuditLog:
         """
         if not self.iam_user:
             return None
-        values = [value for name, value in scope.get("headers", []) if name.lower() == self.caller_header]
-        return b", ".join(values).decode("latin-1") or None
+        return ", ".join(callers_in(scope.get("headers", []))) or None
 
     def iam_caller_user(self, scope: Scope) -> str | None:
         arn = self.iam_caller(scope)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 CALLER_HEADER: Final = "X-Mlflow-Iam-Caller"
@@ -51,6 +51,12 @@ def caller_key(arn: str) -> str:
     if match["role"] is not None:
         return f"{match['sts_account']}:role/{match['role']}"
     return f"{match['account']}:{match['kind']}/{match['name']}"
+
+
+def callers_in(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    """Every CALLER_HEADER value among an ASGI request's headers, as sent (repeated copies each)."""
+    name = CALLER_HEADER.lower().encode()
+    return [value.decode("latin-1") for key, value in headers if key.lower() == name]
 
 
 def check_user(user: object) -> str:

@@ -39,6 +39,7 @@ from iam_callers import (
     PRINCIPALS_ENV,
     PRINCIPALS_PATH_ENV,
     caller_key,
+    callers_in,
     principals_from_json,
     principals_from_profile_parameter,
 )
@@ -295,11 +296,10 @@ class OneCaller:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.name = CALLER_HEADER.lower().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            count = sum(1 for name, _ in scope.get("headers", []) if name.lower() == self.name)
+            count = len(callers_in(scope.get("headers", [])))
             if count > 1:
                 await send_refusal(send, more_than_one(count))
                 return

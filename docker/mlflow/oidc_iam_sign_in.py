@@ -28,7 +28,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import reviewed_source
-from iam_callers import CALLER_HEADER
+from iam_callers import CALLER_HEADER, callers_in
 from iam_sign_in import admin_by_parameter, caller_user, mapped_by_setting, send_refusal
 from request_guard import ASGIApp, Receive, Scope, Send
 
@@ -113,14 +113,9 @@ class IamSignIn:
     def __init__(self, app: ASGIApp, *, active: bool) -> None:
         self.app = app
         self.active = active
-        self.name = CALLER_HEADER.lower().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        callers = [
-            value.decode("latin-1")
-            for name, value in (scope.get("headers", []) if scope["type"] == "http" else [])
-            if name.lower() == self.name
-        ]
+        callers = callers_in(scope.get("headers", [])) if scope["type"] == "http" else []
         if not callers:
             await self.app(scope, receive, send)
             return
