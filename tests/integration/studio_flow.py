@@ -496,13 +496,10 @@ def _create_iam_studio_aws(config: pytest.Config, accounts_stack, moto_server) -
 def _wait_until_signed_in(aws: StudioAws) -> None:
     """Until the server has read the new parameter (at most a refresh interval): the kernel's role is the profile."""
     import requests
-    from requests_auth_aws_sigv4 import AWSSigV4
 
-    keys = aws.credentials
-    auth = AWSSigV4(
-        "execute-api", region=aws.region, aws_access_key_id=keys["AccessKeyId"],
-        aws_secret_access_key=keys["SecretAccessKey"], aws_session_token=keys["SessionToken"],
-    )  # fmt: skip
+    from tests.integration.sigv4 import env_signer
+
+    auth = env_signer(aws.env())
     deadline = time.monotonic() + PRINCIPALS_REFRESH_WAIT
     while True:
         response = requests.get(aws.iam_tracking_url + mlflow_setup.CURRENT_USER_PATH, auth=auth, timeout=30)

@@ -27,6 +27,7 @@ from localrun.services import FAKE_AWS, MotoServer
 from localrun.stack import MlflowStack
 from stacks.iam_callers import profile_parameter
 from tests.integration.mlflow_users import Account, Accounts, api
+from tests.integration.sigv4 import env_signer
 from tests.integration.test_audit_trail import audit_lines
 from tests.integration.test_iam_sign_in_accounts import permission
 from tests.integration.test_request_guard_accounts import PROBES, Denied, deny_to
@@ -86,11 +87,7 @@ def stack(
 
 
 def signer(stack: MlflowStack, role: str, session: str = "SageMaker") -> AWSSigV4:
-    env = stack.signed_client_env(role, session)
-    return AWSSigV4(
-        "execute-api", region=env["AWS_REGION"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], aws_session_token=env["AWS_SESSION_TOKEN"],
-    )  # fmt: skip
+    return env_signer(stack.signed_client_env(role, session))
 
 
 def signed(stack: MlflowStack, role: str, method: str, path: str, **kwargs) -> requests.Response:
@@ -152,12 +149,9 @@ def test_each_of_a_profiles_roles_is_its_user_whatever_the_session(
 ) -> None:
     role = ROLES["bob"][role_index]
     for session in ("SageMaker", f"training-job-{secrets.token_hex(4)}"):
-        env = stack.signed_client_env(role, session)
-        auth = AWSSigV4(
-            "execute-api", region=env["AWS_REGION"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], aws_session_token=env["AWS_SESSION_TOKEN"],
-        )  # fmt: skip
-        response = requests.get(f"{stack.iam_url}/api/2.0/mlflow/users/current", auth=auth, timeout=60)
+        response = requests.get(
+            f"{stack.iam_url}/api/2.0/mlflow/users/current", auth=signer(stack, role, session), timeout=60
+        )
         assert response.status_code == 200, response.text
         assert response.json()["user"]["username"] == users["bob"]
 

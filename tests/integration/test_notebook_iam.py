@@ -13,10 +13,10 @@ import re
 
 import pytest
 import requests
-from requests_auth_aws_sigv4 import AWSSigV4
 
 from tests.integration import studio_flow
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Accounts
+from tests.integration.sigv4 import env_signer
 from tests.integration.studio_flow import IAM, IAM_PROFILE, StudioAws
 from tests.integration.test_audit_trail import audit_lines
 
@@ -83,11 +83,7 @@ def test_runs_model_and_artifacts_belong_to_the_profile(
     assert routes(execution, r"/registered-models/create$")
 
     # The job run's artifacts: the profile's role lists them over the IAM API, the colleague may not.
-    keys = iam_studio_aws.credentials
-    signed = AWSSigV4(
-        "execute-api", region=iam_studio_aws.region, aws_access_key_id=keys["AccessKeyId"],
-        aws_secret_access_key=keys["SecretAccessKey"], aws_session_token=keys["SessionToken"],
-    )  # fmt: skip
+    signed = env_signer(iam_studio_aws.env())
     path = "/api/2.0/mlflow/artifacts/list"
     params = {"run_id": job_run.info.run_id}
     mine = requests.get(iam_studio_aws.iam_tracking_url + path, params=params, auth=signed, timeout=30)

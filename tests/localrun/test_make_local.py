@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from requests_auth_aws_sigv4 import AWSSigV4
 
 from localrun.process import free_port, private_dir
 from localrun.services import REPO_ROOT
+from tests.integration.sigv4 import env_signer
 
 pytestmark = pytest.mark.integration
 
@@ -114,10 +114,7 @@ def two_runs(state_dir: Path, prefix: list[str]) -> None:
         keys = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
         assert keys["MLFLOW_TRACKING_URI"] == iam[1] and keys["MLFLOW_TRACKING_AWS_SIGV4"] == "true"
         assert keys["AWS_SECRET_ACCESS_KEY"] not in second.text, "no key in the banner"
-        signer = AWSSigV4(
-            "execute-api", region=keys["AWS_REGION"], aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"], aws_session_token=keys["AWS_SESSION_TOKEN"],
-        )  # fmt: skip
+        signer = env_signer(keys)
         url = f"{iam[1]}/api/2.0/mlflow/experiments/get-by-name"
         signed = requests.get(url, params={"experiment_name": name}, auth=signer, timeout=30)
         assert signed.status_code == 200 and signed.json()["experiment"]["experiment_id"] == experiment
