@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shlex
 import socket
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from localrun.gc import SETTINGS_FILE, save_settings
 from localrun.oidc import OidcUser
-from localrun.process import LOOPBACK, STOP, ProcessRecord, ServiceError, free_port, record_children
+from localrun.process import LOOPBACK, STOP, ProcessRecord, ServiceError, free_port, record_children, write_private
 from localrun.services import REPO_ROOT, MotoServer
 from localrun.stack import (
     SSO_ADMIN_GROUP,
@@ -130,10 +129,7 @@ def iam_banner(stack: MlflowStack) -> str:
         return ""
     env_file = stack.root / "iam" / "mlflow-local.env"
     lines = "".join(f"{name}={shlex.quote(value)}\n" for name, value in stack.signed_client_env(LOCAL_IAM_ROLE).items())
-    env_file.unlink(missing_ok=True)
-    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(lines)
+    write_private(env_file, lines)
     return (
         f"IAM sign-in: signed requests at {stack.iam_url} (a stand-in for the IAM API: it checks SigV4\n"
         f"as API Gateway does and hands nginx's IAM server at {stack.iam_proxy_url} the caller).\n"

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from localrun.process import write_private
 from localrun.services import MLFLOW_ENTRYPOINT, REPO_ROOT
 
 SETTINGS_FILE = "gc.json"
@@ -30,9 +31,7 @@ def gc_settings(server_env: Mapping[str, str]) -> dict[str, str]:
 def save_settings(state_dir: Path, server_env: Mapping[str, str]) -> Path:
     """The running stack's gc settings, readable by this user only (they hold the database password)."""
     path = state_dir / SETTINGS_FILE
-    path.unlink(missing_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-        json.dump(gc_settings(server_env), file)
+    write_private(path, json.dumps(gc_settings(server_env)))
     return path
 
 

@@ -49,7 +49,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import string
@@ -65,7 +64,7 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from localrun.process import LOOPBACK
+from localrun.process import LOOPBACK, write_private
 from localrun.wsgi_thread import ThreadedWsgi
 from stacks.iam_callers import CALLER_HEADER, caller_key
 from stacks.names import API_REQUEST_ID_HEADER, PUBLIC_HOST_HEADER, PUBLIC_PROTO_HEADER
@@ -194,12 +193,7 @@ class CredentialTable:
             },
             indent=1,
         )
-        partial = self._path.with_name(self._path.name + ".partial")
-        partial.unlink(missing_ok=True)
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(partial, self._path)
+        write_private(self._path, text)
 
 
 def _key_id(prefix: str) -> str:

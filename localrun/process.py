@@ -196,6 +196,15 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by this user only from its first byte (keys, passwords)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, path)
+
+
 def free_port() -> int:
     """A TCP port on loopback that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
