@@ -221,6 +221,14 @@ def tracking_url_from_stack(
     return stack_output(session, region, stack_name, output_key).rstrip("/")
 
 
+def caller_arn(session: boto3.session.Session, region: str | None = None) -> str:
+    """The ARN this session's credentials act as (sts:GetCallerIdentity), or a setup error saying so."""
+    try:
+        return str(session.client("sts", region_name=region).get_caller_identity()["Arn"])
+    except (BotoCoreError, ClientError) as exc:
+        raise _aws_error(exc, "the caller's identity (sts:GetCallerIdentity)", "Check the AWS credentials.") from exc
+
+
 def caller_role(session: boto3.session.Session) -> CallerRole | None:
     """The role behind this session's credentials with its tags; None for an IAM user or root.
 
@@ -228,10 +236,7 @@ def caller_role(session: boto3.session.Session) -> CallerRole | None:
     as the role passed to it: both may read themselves (iam:GetRole). A role
     that may not gets empty tags, so callers fall back to the stack outputs.
     """
-    try:
-        caller = session.client("sts").get_caller_identity()["Arn"]
-    except (BotoCoreError, ClientError) as exc:
-        raise _aws_error(exc, "the caller's identity (sts:GetCallerIdentity)", "Check the AWS credentials.") from exc
+    caller = caller_arn(session)
     # arn:aws:sts::<account>:assumed-role/<role name>/<session>
     parts = caller.split(":", 5)[-1].split("/")
     if parts[0] != "assumed-role" or len(parts) < 3:
@@ -343,10 +348,7 @@ def sign_in_with_iam(
     The signer takes its region from boto3's default (AWS_DEFAULT_REGION, not
     AWS_REGION) and its credentials from the process's default chain.
     """
-    try:
-        caller = session.client("sts", region_name=region).get_caller_identity()["Arn"]
-    except (BotoCoreError, ClientError) as exc:
-        raise _aws_error(exc, "the caller's identity (sts:GetCallerIdentity)", "Check the AWS credentials.") from exc
+    caller = caller_arn(session, region)
     username = current_user(session, region, url)
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         env.pop(name, None)
