@@ -6,9 +6,11 @@ with IAM sign-in on, in short alternating rounds:
 - `password`: an ordinary MLflow user's basic auth through the password server (the
   deployed default check, `validated`);
 - `signed`: a role mapped to another ordinary user, each request signed the way MLflow's
-  client signs with MLFLOW_TRACKING_AWS_SIGV4=true (a new requests-auth-aws-sigv4 signer per
-  request, credentials from the environment), through localrun's stand-in for the IAM API,
-  which verifies every signature with botocore before nginx's IAM server;
+  client signs once `configure_mlflow()` set it up: MLflow's own signer built per request,
+  keys from the one session `signing_session` hands it; through localrun's stand-in for the
+  IAM API, which verifies every signature with botocore before nginx's IAM server;
+- `signed, stock`: the same with MLflow's signer as it comes (MLFLOW_TRACKING_AWS_SIGV4 set
+  without `configure_mlflow()`): a new boto3 session per request, keys from the environment;
 - `caller header`: the same role's caller header sent straight to nginx's IAM server, what
   nginx and MLflow do once API Gateway has verified a request (deployed, the verification is
   API Gateway's, outside the task).
@@ -30,10 +32,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab" / "source_dir"))
 
+import boto3
 import requests
+import requests_auth_aws_sigv4
+import signing_session
 from requests.auth import AuthBase
-from requests_auth_aws_sigv4 import AWSSigV4
 
 from benchmarks.accounts_and_artifacts import merged, server_cpu_seconds
 from localrun.load import Auth, LoadResult, create_runs, log_batches, positive
@@ -45,10 +50,17 @@ SESSION = "arn:aws:sts::123456789012:assumed-role/bench-signer/bench"
 
 
 class SignedLikeMlflow(AuthBase):
-    """What MLflow's client does per request with MLFLOW_TRACKING_AWS_SIGV4: a new signer, keys from the environment."""
+    """What MLflow's client does per request with MLFLOW_TRACKING_AWS_SIGV4: builds the signer by its name.
+
+    `stock`: the library's own class, as before `signing_session.reuse()` replaced that name.
+    """
+
+    def __init__(self, *, stock: bool) -> None:
+        self.stock = stock
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return AWSSigV4("execute-api")(request)
+        signer = signing_session.stock_signer() if self.stock else requests_auth_aws_sigv4.AWSSigV4
+        return signer("execute-api")(request)
 
 
 def main() -> None:
@@ -71,10 +83,13 @@ def main() -> None:
             ).raise_for_status()  # fmt: skip
         env = stack.signed_client_env(ROLE, "bench")
         os.environ.update({name: env[name] for name in env if name.startswith("AWS_")})
+        if not signing_session.reuse(boto3.session.Session(), os.environ["AWS_DEFAULT_REGION"]):
+            sys.exit("signing_session is not installed for this MLflow: see the warning above")
         assert stack.iam_url is not None and stack.iam_proxy_url is not None
         targets: dict[str, tuple[str, Auth, dict[str, str]]] = {
             "password": (stack.proxy_url, users["pw"], {}),
-            "signed": (stack.iam_url, SignedLikeMlflow(), {}),
+            "signed": (stack.iam_url, SignedLikeMlflow(stock=False), {}),
+            "signed, stock": (stack.iam_url, SignedLikeMlflow(stock=True), {}),
             "caller header": (stack.iam_proxy_url, None, {CALLER_HEADER: SESSION}),
         }
         runs = {name: create_runs(url, auth, args.clients, headers) for name, (url, auth, headers) in targets.items()}
@@ -97,13 +112,13 @@ def main() -> None:
     total = {name: merged(parts) for name, parts in results.items()}
     print(f"\nMLflow log-batch, accounts mode ({args.clients} clients, {args.rounds} x {args.seconds:.0f} s each)")
     print(
-        f"{'variant':<16}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}"
+        f"{'variant':<15}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}"
         f"{'vs password':>13}{'rounds':>13}{'server CPU ms':>15}{'client CPU ms':>15}"
     )
     for name, result in total.items():
         per_round = [a.throughput / b.throughput for a, b in zip(results[name], results["password"])]
         print(
-            f"{name:<16}{result.requests:>10}{result.errors:>8}{result.throughput:>10.1f}{result.p50_ms:>10.1f}"
+            f"{name:<15}{result.requests:>10}{result.errors:>8}{result.throughput:>10.1f}{result.p50_ms:>10.1f}"
             f"{result.p95_ms:>10.1f}{result.throughput / total['password'].throughput:>13.3f}"
             f"{min(per_round):>7.2f}-{max(per_round):.2f}"
             f"{1000 * server_cpu[name] / result.requests:>15.1f}{1000 * local_cpu[name] / result.requests:>15.1f}"

@@ -203,7 +203,7 @@ def sklearn_training_image(region: str) -> str:
 
 
 def upload_source_dir(session: boto3.session.Session, bucket: str, job_name: str, source_dir: Path = SOURCE_DIR) -> str:
-    """Tar source_dir (train.py, mlflow_setup.py, requirements.txt) to S3 for the job."""
+    """Tar source_dir (train.py, mlflow_setup.py and its signing_session.py, requirements.txt) to S3 for the job."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(source_dir.iterdir()):

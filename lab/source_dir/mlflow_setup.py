@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import signing_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 # Names fixed by the CDK stacks (stacks/names.py; a test keeps them equal).
@@ -96,7 +97,7 @@ ARTIFACT_TRANSFER_SETTINGS = {
 # is small) and these win over values set before. Downloads go presigned at every size
 # already once MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD is on. An empty file has no part to
 # upload (the server hands out no URL for zero parts) and stays on the proxied upload, which
-# the signer refuses: a signed client cannot log an empty file.
+# signing_session's signer signs and MLflow's own refuses.
 SIGNED_UPLOAD_SETTINGS = {
     "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
     "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": "1",
@@ -345,11 +346,13 @@ def sign_in_with_iam(
 ) -> MlflowConnection:
     """Point MLflow's client at the IAM URL with SigV4 signing: no password or token in `env`.
 
-    The signer takes its region from boto3's default (AWS_DEFAULT_REGION, not
-    AWS_REGION) and its credentials from the process's default chain.
+    MLflow's signer then takes its keys and region from `session`, the one
+    checked here (`signing_session`); where that cannot be installed, from
+    boto3's default chain and AWS_DEFAULT_REGION (not AWS_REGION) per request.
     """
     caller = caller_arn(session, region)
     username = current_user(session, region, url)
+    signing_session.reuse(session, region)
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         env.pop(name, None)
     env["MLFLOW_TRACKING_URI"] = url

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import boto3
 import botocore.auth
 import pytest
 import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from requests_auth_aws_sigv4 import AWSSigV4
 
 from localrun.iam_gateway import IssuedCredentials
@@ -32,7 +35,11 @@ from tests.integration.test_audit_trail import audit_lines
 from tests.integration.test_iam_sign_in_accounts import permission
 from tests.integration.test_request_guard_accounts import PROBES, Denied, deny_to
 from tests.integration.transfer_client import sha256
+from tests.lab import LAB_DIR  # noqa: F401 - puts lab/source_dir on sys.path
 from tests.localrun.test_iam_gateway import botocore_signed
+
+# isort: split
+import signing_session  # lab/source_dir: what configure_mlflow() installs for a signed client
 
 pytestmark = pytest.mark.integration
 
@@ -288,3 +295,34 @@ def test_a_denied_experiment_stays_denied_on_every_route_through_the_iam_api(
             assert not carol_denied.leaks(response), (name, spelling, response.status_code, response.text[:300])
             if not name.startswith("GraphQL") and "OTLP" not in name:
                 assert response.status_code in (200, 400, 403), (name, spelling, response.status_code)
+
+
+def test_configure_mlflows_signer_signs_what_mlflows_own_cannot(
+    stack: MlflowStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """signing_session: two order_by keys, a folder and file name with spaces, an empty file proxied."""
+    env = stack.signed_client_env(ROLES["alice"][0], "SageMaker")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    order = ["name ASC", "last_updated_timestamp DESC"]
+    with pytest.raises(MlflowException, match="signature"):  # MLflow's own signer signs one of the two
+        client.search_registered_models(order_by=order)
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env.get("AWS_SESSION_TOKEN"), region_name=env["AWS_REGION"],
+    )  # fmt: skip
+    assert signing_session.reuse(session, env["AWS_REGION"])
+    try:
+        client.search_registered_models(order_by=order)
+        experiment = client.create_experiment(f"spaces-{secrets.token_hex(4)}")
+        run = client.create_run(experiment).info.run_id
+        files = {"x y é.txt": secrets.token_bytes(2048), "empty.bin": b""}
+        for name, body in files.items():
+            (tmp_path / name).write_bytes(body)
+            client.log_artifact(run, str(tmp_path / name), artifact_path="my folder")
+        for name, body in files.items():
+            got = client.download_artifacts(run, f"my folder/{name}", str(tmp_path / "back"))
+            assert Path(got).read_bytes() == body, name
+    finally:
+        monkeypatch.setattr(sys.modules[signing_session.SIGNER_MODULE], "AWSSigV4", signing_session.stock_signer())

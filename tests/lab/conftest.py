@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import import_module
 
 import boto3
 import pytest
@@ -20,3 +21,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
     use_fake_aws(monkeypatch, REGION, also_unset=("MLFLOW_TRACKING_URI",))
     with mock_aws():
         yield boto3.session.Session(region_name=REGION)
+
+
+@pytest.fixture(autouse=True)
+def stock_mlflow_signer() -> Iterator[None]:
+    """IAM sign-in replaces the signer MLflow's client imports (`signing_session`); no test keeps another's."""
+    import signing_session
+
+    yield
+    import_module(signing_session.SIGNER_MODULE).AWSSigV4 = signing_session.stock_signer()
