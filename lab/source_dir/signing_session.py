@@ -10,7 +10,7 @@ signer reads one consistent set of keys. They sign with botocore's SigV4
 (`SigV4Auth`, what boto3 signs AWS requests with) instead of the library's own
 canonicalisation, which keeps one value of a repeated query parameter, encodes
 the path once where execute-api wants it twice, and cannot hash a streamed body:
-requests API Gateway would refuse.
+requests API Gateway would refuse. A query is sent as SigV4 canonicalises it.
 
 This leans on how the two libraries build and look up the signer (MLflow imports
 the class by name for every request), so it is installed only when their source
@@ -26,6 +26,7 @@ import importlib
 import inspect
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import boto3
 import requests
@@ -108,8 +109,19 @@ def reuse(session: boto3.session.Session, region: str) -> bool:
     return True
 
 
+def sigv4_query(query: str) -> str:
+    """`query` encoded as SigV4's canonical form encodes it: a space as %20, never the `+` requests sends.
+
+    A `+` could be read back as a plus or a space by whoever recomputes the signature; %20 cannot.
+    """
+    return urlencode(parse_qsl(query, keep_blank_values=True), quote_via=quote)
+
+
 def sign(request: requests.PreparedRequest, keys: Credentials, service: str, region: str) -> requests.PreparedRequest:
     """Add botocore's SigV4 headers to `request`, its body (bytes, text or an open file) hashed as sent."""
+    parts = urlsplit(request.url or "")
+    if parts.query:
+        request.url = urlunsplit(parts._replace(query=sigv4_query(parts.query)))
     body: Any = request.body
     if isinstance(body, str):
         body = body.encode("iso-8859-1")  # how http.client sends a text body

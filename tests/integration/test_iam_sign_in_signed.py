@@ -300,7 +300,7 @@ def test_a_denied_experiment_stays_denied_on_every_route_through_the_iam_api(
 def test_configure_mlflows_signer_signs_what_mlflows_own_cannot(
     stack: MlflowStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """signing_session: two order_by keys, a folder and file name with spaces, an empty file proxied."""
+    """signing_session: two order_by keys, spaces in a query, folder and file names, an empty file proxied."""
     env = stack.signed_client_env(ROLES["alice"][0], "SageMaker")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -314,7 +314,7 @@ def test_configure_mlflows_signer_signs_what_mlflows_own_cannot(
     )  # fmt: skip
     assert signing_session.reuse(session, env["AWS_REGION"])
     try:
-        client.search_registered_models(order_by=order)
+        assert client.search_registered_models(filter_string="name LIKE 'no such %'", order_by=order) == []
         experiment = client.create_experiment(f"spaces-{secrets.token_hex(4)}")
         run = client.create_run(experiment).info.run_id
         files = {"x y é.txt": secrets.token_bytes(2048), "empty.bin": b""}

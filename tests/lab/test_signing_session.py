@@ -6,8 +6,11 @@ import logging
 
 import boto3
 import pytest
+import requests
 import requests_auth_aws_sigv4
 import signing_session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 from mlflow_setup import CURRENT_USER_PATH, configure_mlflow
 
@@ -104,3 +107,42 @@ def test_unreviewed_source_leaves_mlflows_own_signer(aws, monkeypatch, caplog, n
         assert not signing_session.reuse(boto3.session.Session(region_name=REGION), REGION)
     assert requests_auth_aws_sigv4.AWSSigV4 is signing_session.stock_signer()
     assert f"{name} is not the reviewed source" in caplog.text
+
+
+def test_a_query_goes_out_as_sigv4_encodes_it(aws):
+    """Both values of a repeated name, and a space as %20 rather than requests' `+`, signed as sent."""
+    keys = aws.get_credentials()
+    assert keys is not None
+    params = {"filter": "name LIKE 'a b%'", "order_by": ["name ASC", "version DESC"]}
+    with signing_stub(SignedRequests(keys.get_frozen_credentials(), REGION)) as api:
+        stock = http_request(MlflowHostCreds(api.url, aws_sigv4=True), "/search", "GET", max_retries=0, params=params)
+        assert signing_session.reuse(aws, REGION)
+        ours = http_request(MlflowHostCreds(api.url, aws_sigv4=True), "/search", "GET", max_retries=0, params=params)
+    assert (stock.status_code, ours.status_code) == (403, 200)  # the stock signer signs one order_by
+    sent = api.seen[-1]["path"]
+    assert sent == "/search?filter=name%20LIKE%20%27a%20b%25%27&order_by=name%20ASC&order_by=version%20DESC"
+
+
+def test_an_open_file_body_is_hashed_and_left_where_it_was(aws, tmp_path):
+    """MLflow streams a proxied upload from the open file; the stock signer fails on it (upstream 15051)."""
+    path = tmp_path / "body.bin"
+    path.write_bytes(b"0123456789")
+    assert signing_session.reuse(aws, REGION)
+    with open(path, "rb") as body:
+        body.seek(2)
+        signed = requests_auth_aws_sigv4.AWSSigV4("execute-api")(
+            requests.Request("PUT", "https://api.example.invalid/a%20b/c", data=body).prepare()
+        )
+        assert body.tell() == 2
+    copy = AWSRequest(method="PUT", url="https://api.example.invalid/a%20b/c", data=b"23456789")
+    copy.context["timestamp"] = signed.headers["X-Amz-Date"]
+    keys = aws.get_credentials()
+    assert keys is not None
+    signer = SigV4Auth(keys.get_frozen_credentials(), "execute-api", REGION)
+    names = signed.headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    for name in names:
+        if name != "host":
+            copy.headers[name] = signed.headers[name]
+    expected = signer.signature(signer.string_to_sign(copy, signer.canonical_request(copy)), copy)
+    assert signed.headers["Authorization"].endswith(f"Signature={expected}")
+    assert "/a%2520b/c\n" in signer.canonical_request(copy)  # execute-api's path: encoded twice
