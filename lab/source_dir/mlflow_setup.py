@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-import signing_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 # Names fixed by the CDK stacks (stacks/names.py; a test keeps them equal).
@@ -350,6 +349,8 @@ def sign_in_with_iam(
     checked here (`signing_session`); where that cannot be installed, from
     boto3's default chain and AWS_DEFAULT_REGION (not AWS_REGION) per request.
     """
+    import signing_session  # the file beside this one; not needed by callers that only want the settings
+
     caller = caller_arn(session, region)
     username = current_user(session, region, url)
     signing_session.reuse(session, region)

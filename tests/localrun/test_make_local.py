@@ -8,6 +8,7 @@ and find both, as the admin it prints.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from requests_auth_aws_sigv4 import AWSSigV4
 
+from localrun.__main__ import LOCAL_IAM_ROLE
 from localrun.process import free_port, private_dir
 from localrun.services import REPO_ROOT
 from tests.integration.sigv4 import env_signer
@@ -67,7 +70,8 @@ class LocalRun:
         assert "Starting nginx + MLflow (PostgreSQL)" in text, text
         assert f"(auth mode {self.auth_mode})" in text, text
         self.url = re.search(r"export MLFLOW_TRACKING_URI=(\S+)", text).group(1)
-        self.auth = (re.search(r"username: (\S+)", text).group(1), re.search(r"password: (\S+)", text).group(1))
+        login = re.search(r"username: (\S+)\n  password: (\S+)", text)  # sso mode prints people and a client
+        self.auth = (login[1], login[2]) if login else None
         return self
 
     def api(self, method: str, path: str, **kwargs: object) -> dict:
@@ -90,6 +94,24 @@ class LocalRun:
         assert "Stopped." in rest
 
 
+def iam_sign_in(run: LocalRun) -> tuple[str, AWSSigV4]:
+    """The IAM URL the banner names (API base) and a signer with the keys of the file it names.
+
+    Checks on the way that the file is the owner's alone, the banner shows no key, and an
+    unsigned request is refused there.
+    """
+    iam = re.search(r"signed requests at (\S+) .*?  set -a; \. (\S+); set \+a", run.text, re.S)
+    assert iam is not None, run.text
+    env_file = Path(iam[2])
+    assert env_file.stat().st_mode & 0o077 == 0, "the keys are the owner's alone"
+    keys = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert keys["MLFLOW_TRACKING_URI"] == iam[1] and keys["MLFLOW_TRACKING_AWS_SIGV4"] == "true"
+    assert keys["AWS_SECRET_ACCESS_KEY"] not in run.text, "no key in the banner"
+    url = f"{iam[1]}/api/2.0/mlflow"
+    assert requests.get(f"{url}/experiments/search", params={"max_results": 1}, timeout=30).status_code == 403
+    return url, env_signer(keys)
+
+
 def two_runs(state_dir: Path, prefix: list[str]) -> None:
     name = f"durable-{uuid.uuid4().hex[:8]}"
     with LocalRun(state_dir, prefix) as first:
@@ -106,19 +128,11 @@ def two_runs(state_dir: Path, prefix: list[str]) -> None:
         assert [(m["key"], m["value"]) for m in metrics] == [("accuracy", 0.93)]
         notes = second.artifact("GET", f"{experiment}/{run}/artifacts/notes.txt")
         assert notes.content == b"kept in the local S3\n"
-        # IAM sign-in: a session of the role the banner names signs with the keys of the file it names.
-        iam = re.search(r"signed requests at (\S+) .*?  set -a; \. (\S+); set \+a", second.text, re.S)
-        assert iam is not None, second.text
-        env_file = Path(iam[2])
-        assert env_file.stat().st_mode & 0o077 == 0, "the keys are the owner's alone"
-        keys = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
-        assert keys["MLFLOW_TRACKING_URI"] == iam[1] and keys["MLFLOW_TRACKING_AWS_SIGV4"] == "true"
-        assert keys["AWS_SECRET_ACCESS_KEY"] not in second.text, "no key in the banner"
-        signer = env_signer(keys)
-        url = f"{iam[1]}/api/2.0/mlflow/experiments/get-by-name"
-        signed = requests.get(url, params={"experiment_name": name}, auth=signer, timeout=30)
-        assert signed.status_code == 200 and signed.json()["experiment"]["experiment_id"] == experiment
-        assert requests.get(url, params={"experiment_name": name}, timeout=30).status_code == 403, "unsigned"
+        url, signer = iam_sign_in(second)
+        found = requests.get(
+            f"{url}/experiments/get-by-name", params={"experiment_name": name}, auth=signer, timeout=30
+        )
+        assert found.status_code == 200 and found.json()["experiment"]["experiment_id"] == experiment
     assert "IAM sign-in" not in first.text, "shared mode has no IAM sign-in"
     postgres = state_dir / "postgres"
     assert postgres.is_dir() and not postgres.is_symlink(), "the database lives in the state dir"
@@ -169,3 +183,18 @@ def test_a_dangling_link_from_an_earlier_version_is_replaced(tmp_path: Path) -> 
     (state / "postgres").symlink_to(tmp_path / "localrun-postgres-gone")
     real = private_dir(state / "postgres", None, durable=True)
     assert real == state / "postgres" and real.is_dir() and not real.is_symlink()
+
+
+def test_sso_mode_offers_iam_sign_in_as_the_local_app_client(state_dir: Path) -> None:
+    """`make local AUTH_MODE=sso`: the banner's keys sign in as the machine user its app client is."""
+    with LocalRun(state_dir, AS_ANOTHER_USER, auth_mode="sso") as run:
+        client = re.search(r"a token of app client (\S+) \(MLflow user", run.text)
+        assert client is not None and run.auth is None, run.text
+        url, signer = iam_sign_in(run)
+        name = f"signed-{uuid.uuid4().hex[:8]}"
+        created = requests.post(f"{url}/experiments/create", json={"name": name}, auth=signer, timeout=30)
+        assert created.status_code == 200, created.text
+        audit = [json.loads(each) for each in (state_dir / "audit" / "audit.log").read_text().splitlines()]
+        line = [each for each in audit if each["route"].endswith("/experiments/create")][-1]
+        role = LOCAL_IAM_ROLE.split(":role/")[1]
+        assert line["user"] == client[1] and f":assumed-role/{role}/" in line["iam_caller"], line
