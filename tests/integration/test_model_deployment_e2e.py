@@ -11,12 +11,12 @@ copies them in S3 and creates the SageMaker model and endpoint: Secrets Manager,
 S3 (the bucket MLflow stores artifacts in), SageMaker and CloudWatch are moto's
 server. The version's tags come back through the real MLflow.
 
-moto 5.2.5 has no UpdateEndpoint (`update_endpoint` is not implemented in
-moto/sagemaker), so the second move is followed as far as moto goes: the new
-model, endpoint config and rollback alarm exist, the blue/green UpdateEndpoint
-request is sent with its rollback alarm, moto refuses it as not implemented, and
-the version is tagged `failed` with the first variant still serving. When moto
-gains UpdateEndpoint, the test fails and should then expect `deployed`.
+The second move updates the endpoint blue/green: moto has no UpdateEndpoint,
+and the local stand-in adds it (localrun/moto_sagemaker.py: Updating, then
+InService with the new config, rolled back when a rollback alarm is in ALARM).
+A third move is rolled back by its alarm, tripped during the bake as the new
+variant's errors would trip it, and a fourth is refused by SageMaker: both are
+tagged `failed` while the second version's variant keeps serving.
 """
 
 from __future__ import annotations
@@ -86,7 +86,11 @@ class Deployment:
 
 def run_execution(request: dict[str, Any]) -> str:
     """The state machine: Deploy, then CheckEndpoint until the status settles; a raise fails the execution."""
-    answer = index.handler(request, None)
+    return check_until_settled(index.handler(request, None))
+
+
+def check_until_settled(answer: dict[str, Any]) -> str:
+    """The state machine after Deploy: CheckEndpoint every second (a minute deployed) until settled."""
     for _ in range(30):
         if answer["status"] != index.PENDING:
             return str(answer["status"])
@@ -164,7 +168,7 @@ def _register_versions(deployment: Deployment, count: int) -> list[str]:
 
 
 def test_alias_moves_deploy_through_mlflows_webhook_to_the_endpoint(deployment: Deployment) -> None:
-    first, second, third = _register_versions(deployment, 3)
+    first, second, third, fourth = _register_versions(deployment, 4)
 
     # 1. The first release creates the endpoint with the version's model.
     assert run_execution(deployment.release(first)) == "deployed"
@@ -188,35 +192,52 @@ def test_alias_moves_deploy_through_mlflows_webhook_to_the_endpoint(deployment: 
     # The version's own files, all of them, outside MLflow's prefix.
     assert "MLmodel" in _keys(deployment, model_data) == _keys(deployment, source)
 
-    # 2. The second release goes blue/green with auto-rollback, as far as moto goes (no UpdateEndpoint).
-    with pytest.raises(Exception, match=r"\(500\) when calling the UpdateEndpoint operation"):
-        run_execution(deployment.release(second))
-    # moto's server answers 500; its log says why (the worker's request itself is well formed).
-    assert "NotImplementedError: The update_endpoint action has not been implemented" in (
-        deployment.moto.process.log_path.read_text()
-    )
+    # 2. The second release updates the endpoint blue/green, with auto-rollback on its variant's errors.
+    assert run_execution(deployment.release(second)) == "deployed"
+    assert deployment.tags(second) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "deployed"}
+    assert deployment.serving() == ("InService", [f"v{second}"])
     (update,) = deployment.update_calls
     alarm = index.errors_alarm_name(ENDPOINT, f"v{second}")
     assert update["EndpointName"] == ENDPOINT
     assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": alarm}]}
-    new_config = sagemaker.describe_endpoint_config(EndpointConfigName=update["EndpointConfigName"])
-    assert [v["VariantName"] for v in new_config["ProductionVariants"]] == [f"v{second}"]
-    (rollback,) = deployment.moto.client("cloudwatch").describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == update["EndpointConfigName"]
+    assert described["LastDeploymentConfig"] == update["DeploymentConfig"]
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=update["EndpointConfigName"])[
+        "ProductionVariants"
+    ]
+    model_data = sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelDataSource"]
+    assert model_data["S3DataSource"]["S3Uri"].endswith(f"/{ENDPOINT}-v{second}/")
+    cloudwatch = deployment.moto.client("cloudwatch")
+    (rollback,) = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
     assert {d["Name"]: d["Value"] for d in rollback["Dimensions"]} == {
         "EndpointName": ENDPOINT,
         "VariantName": f"v{second}",
     }
-    assert deployment.tags(second)["deployment_status"] == "failed"
-    assert deployment.serving() == ("InService", [f"v{first}"])
+    assert deployment.tags(first)["deployment_status"] == "deployed"  # a record of that release, kept
 
-    # 3. A deployment SageMaker refuses (no such instance type) is tagged failed; the old variant serves on.
+    # 3. The third release's variant fails during the bake: its alarm rolls the update back.
+    deploying = index.handler(deployment.release(third), None)
+    third_alarm = index.errors_alarm_name(ENDPOINT, f"v{third}")
+    assert deployment.update_calls[-1]["DeploymentConfig"]["AutoRollbackConfiguration"] == {
+        "Alarms": [{"AlarmName": third_alarm}]
+    }
+    cloudwatch.set_alarm_state(AlarmName=third_alarm, StateValue="ALARM", StateReason="5xx from the new variant")
+    assert check_until_settled(deploying) == "failed"
+    assert deployment.tags(third) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "failed"}
+    assert deployment.serving() == ("InService", [f"v{second}"])
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == update["EndpointConfigName"]
+    assert third_alarm in described["FailureReason"]
+
+    # 4. A deployment SageMaker refuses (no such instance type) is tagged failed; the old variant serves on.
     deployment.hook.deployments[0]["instance_type"] = REFUSED_TYPE
     with pytest.raises(Exception, match="ValidationException.*instanceType"):
-        run_execution(deployment.release(third))
-    assert deployment.tags(third) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "failed"}
-    assert len(deployment.update_calls) == 1  # nothing reached the endpoint
-    assert deployment.serving() == ("InService", [f"v{first}"])
-    assert deployment.tags(first)["deployment_status"] == "deployed"
+        run_execution(deployment.release(fourth))
+    assert deployment.tags(fourth) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "failed"}
+    assert len(deployment.update_calls) == 2  # nothing reached the endpoint
+    assert deployment.serving() == ("InService", [f"v{second}"])
+    assert deployment.tags(second)["deployment_status"] == "deployed"
 
 
 def test_a_forged_or_replayed_delivery_is_refused(deployment: Deployment) -> None:
