@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import boto3
@@ -38,7 +39,7 @@ from localrun.process import environment
 from localrun.services import FAKE_AWS, MotoServer
 from localrun.stack import MlflowStack
 from stacks import names
-from stacks.functions.mlflow_accounts.index import Mlflow
+from stacks.functions.mlflow_accounts.index import read_login
 from stacks.functions.model_deployment import index, receiver, webhook
 from tests.integration.mlflow_users import Account, Accounts, as_mlflow_user
 from tests.integration.webhook_receiver import Receiver, started_webhook_stack
@@ -56,18 +57,42 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
 ENDPOINT = index.endpoint_name(names.MODEL_DEPLOYMENT_PREFIX, MODEL)
 
 
-class Deployment:
-    """The local stack, its registered webhook, the receiver, and the worker's view of AWS (moto)."""
+@contextmanager
+def as_app_client(stack: MlflowStack, client_id: str) -> Iterator[None]:
+    """The in-process MLflow client with an app client's bearer token (sso mode's code)."""
+    assert stack.oidc is not None
+    env = {
+        k: v for k, v in stack.client_env().items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    }
+    with environment({**env, "MLFLOW_TRACKING_TOKEN": stack.oidc.client_credentials_token(client_id)}):
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(None)
 
-    def __init__(self, stack: MlflowStack, moto: MotoServer, hook: Receiver, releaser: Account) -> None:
-        self.stack, self.moto, self.hook, self.releaser = stack, moto, hook, releaser
+
+class Deployment:
+    """The local stack, its registered webhook, the receiver, and the worker's view of AWS (moto).
+
+    `as_releaser`: the MLflow client as the user who registers the versions and moves the
+    alias (their creator: MANAGE); `login`: the deployment functions' own MLflow login.
+    """
+
+    def __init__(
+        self, stack: MlflowStack, moto: MotoServer, hook: Receiver,
+        as_releaser: Callable[[], AbstractContextManager[object]], login: Account,
+    ) -> None:  # fmt: skip
+        self.stack, self.moto, self.hook, self.as_releaser, self.login = stack, moto, hook, as_releaser, login
         self.sagemaker = moto.client("sagemaker")
         self.update_calls: list[dict[str, Any]] = []
+        # sso mode: the login secret's value before the server issued its token.
+        self.replaced: dict[str, str] | None = None
 
     def release(self, version: str) -> dict[str, Any]:
         """Set the alias as the model's manager; the one deployment MLflow's delivery started."""
         seen = len(self.hook.statuses)
-        with as_mlflow_user(self.stack, self.releaser):
+        with self.as_releaser():
             MlflowClient().set_registered_model_alias(MODEL, "champion", version)
         self.hook.wait_for(seen + 1)
         assert self.hook.statuses[seen:] == [202]
@@ -76,7 +101,7 @@ class Deployment:
         return request
 
     def tags(self, version: str) -> dict[str, str]:
-        with as_mlflow_user(self.stack):
+        with as_mlflow_user(self.stack, self.login):
             return dict(MlflowClient().get_model_version(MODEL, version).tags)
 
     def serving(self) -> tuple[str, list[str]]:
@@ -99,19 +124,44 @@ def check_until_settled(answer: dict[str, Any]) -> str:
     raise AssertionError(f"the endpoint did not settle: {answer}")
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[Deployment]:
-    stack = started_webhook_stack(tmp_path_factory.mktemp("deploy-stack"), moto_server)
+# sso mode: the app client (a Studio profile's, say) that releases.
+RELEASER_CLIENT = "studio-releaser"
+
+
+@pytest.fixture(scope="module", params=["accounts", "sso"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
+) -> Iterator[Deployment]:
+    """The flow in `accounts` mode (the functions sign in as MLflow's admin) and `sso` mode (as the
+    service account the server issues a token for into the deployment login secret)."""
+    mode: str = request.param
+    secretsmanager = moto_server.client("secretsmanager")
+    placeholder: dict[str, str] = {}
+    if mode == "sso":
+        # What the VPC stack creates: a generated password the server replaces with its token.
+        placeholder = {"username": names.DEPLOYMENT_LOGIN_USERNAME, "password": secrets.token_urlsafe(24)}
+        login_arn = secretsmanager.create_secret(
+            Name=f"mlflow-deployment-login-{secrets.token_hex(3)}", SecretString=json.dumps(placeholder)
+        )["ARN"]
+        server_env = {
+            names.DEPLOYMENT_LOGIN_SECRET_ENV: login_arn,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_server.endpoint_url,
+        }
+        stack = started_webhook_stack(
+            tmp_path_factory.mktemp("deploy-stack"), moto_server, auth_mode="sso", server_env=server_env,
+            machine_clients=[RELEASER_CLIENT],
+        )  # fmt: skip
+    else:
+        stack = started_webhook_stack(tmp_path_factory.mktemp("deploy-stack"), moto_server)
+        login_arn = secretsmanager.create_secret(
+            Name=f"mlflow-login-{secrets.token_hex(3)}",
+            SecretString=json.dumps({"username": stack.username, "password": stack.password}),
+        )["ARN"]
     hook = Receiver(SECRET, [dict(DEPLOYMENT)])
-    admin = Mlflow(stack.proxy_url, (stack.username, stack.password), None, 30)
-    login = moto_server.client("secretsmanager").create_secret(
-        Name=f"mlflow-login-{secrets.token_hex(3)}",
-        SecretString=json.dumps({"username": stack.username, "password": stack.password}),
-    )
     worker_env = {
         **FAKE_AWS,
         "AWS_ENDPOINT_URL": moto_server.endpoint_url,
-        "MLFLOW_SECRET_ARN": login["ARN"],
+        "MLFLOW_SECRET_ARN": login_arn,
         "MLFLOW_URL": stack.proxy_url,
         "SERVING_IMAGE_URI": IMAGE,
         "ENDPOINT_ROLE_ARN": ROLE,
@@ -122,23 +172,35 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
         "ALARM_ACTIONS": json.dumps(["arn:aws:sns:us-east-1:123456789012:mlflow-alarms"]),
     }
     properties = {"Name": "sagemaker-model-deployment", "Url": hook.url}
-    created = webhook.handle({"RequestType": "Create", "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
-    releaser = Accounts(stack).new_user("releaser")
+    if mode == "sso":
+        as_releaser: Callable[[], AbstractContextManager[object]] = lambda: as_app_client(stack, RELEASER_CLIENT)  # noqa: E731
+    else:
+        releaser = Accounts(stack).new_user("releaser")
+        as_releaser = lambda: as_mlflow_user(stack, releaser)  # noqa: E731
     session = boto3.DEFAULT_SESSION
     try:
         with environment(worker_env):
             boto3.setup_default_session()
-            result = Deployment(stack, moto_server, hook, releaser)
+            # The registrar's and the worker's own sign-in: the login they read from Secrets Manager.
+            admin = index.mlflow_from_environment()
+            created = webhook.handle(
+                {"RequestType": "Create", "ResourceProperties": properties}, mlflow=admin, secret=SECRET
+            )
+            login = Account(*read_login(login_arn, "MLflow login secret"))
+            result = Deployment(stack, moto_server, hook, as_releaser, login)
+            result.replaced = placeholder if mode == "sso" else None
             # Observe (not change) what the worker asks SageMaker to update.
             boto3.DEFAULT_SESSION.events.register(
                 "before-parameter-build.sagemaker.UpdateEndpoint",
                 lambda params, **_: result.update_calls.append(params),
             )
             yield result
+            # The next mode's run starts without an endpoint (moto is the session's).
+            result.sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+            deleted = {"RequestType": "Delete", "PhysicalResourceId": created["PhysicalResourceId"]}
+            webhook.handle({**deleted, "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
     finally:
         boto3.DEFAULT_SESSION = session
-        deleted = {"RequestType": "Delete", "PhysicalResourceId": created["PhysicalResourceId"]}
-        webhook.handle({**deleted, "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
         hook.stop()
         stack.stop()
 
@@ -153,7 +215,7 @@ def _keys(deployment: Deployment, prefix_uri: str) -> set[str]:
 def _register_versions(deployment: Deployment, count: int) -> list[str]:
     """Versions the releaser logs and registers (its creator: MANAGE on the model)."""
     versions = []
-    with as_mlflow_user(deployment.stack, deployment.releaser):
+    with deployment.as_releaser():
         # Its own experiment (the default one is not the releaser's), not left active for other modules.
         found = MlflowClient().get_experiment_by_name(MODEL)
         experiment = found.experiment_id if found else MlflowClient().create_experiment(MODEL)
@@ -185,7 +247,7 @@ def test_alias_moves_deploy_through_mlflows_webhook_to_the_endpoint(deployment: 
     model_data = model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
     copy_prefix = f"{names.MODEL_COPY_PREFIX}/{ENDPOINT}-v{first}/"
     assert model_data == f"s3://{deployment.stack.bucket}/{copy_prefix}"
-    with as_mlflow_user(deployment.stack):
+    with as_mlflow_user(deployment.stack, deployment.login):
         source = index.model_data_s3_uri(
             MlflowClient().get_model_version_download_uri(MODEL, first), deployment.stack.artifacts_destination
         )
@@ -240,12 +302,31 @@ def test_alias_moves_deploy_through_mlflows_webhook_to_the_endpoint(deployment: 
     assert deployment.tags(second)["deployment_status"] == "deployed"
 
 
+def test_the_functions_sign_in_with_their_own_login(deployment: Deployment) -> None:
+    """accounts: MLflow's admin (the server login). sso: the service account the server issued a token for."""
+    whoami = requests.get(f"{deployment.stack.proxy_url}/api/2.0/mlflow/users/current", auth=deployment.login.auth,
+                          timeout=30)  # fmt: skip
+    if deployment.replaced is None:
+        assert deployment.login == Account(deployment.stack.username, deployment.stack.password)
+        return
+    assert whoami.status_code == 200, whoami.text
+    assert whoami.json()["username"] == names.DEPLOYMENT_LOGIN_USERNAME
+    assert whoami.json()["is_admin"] is True
+    # The value the stack generated was replaced; as a password it signs in nowhere.
+    assert deployment.login.password != deployment.replaced["password"]
+    refused = requests.get(
+        f"{deployment.stack.proxy_url}/api/2.0/mlflow/users/current",
+        auth=(deployment.replaced["username"], deployment.replaced["password"]), timeout=30,
+    )  # fmt: skip
+    assert refused.status_code == 401
+
+
 def test_a_forged_or_replayed_delivery_is_refused(deployment: Deployment) -> None:
     """MLflow's own delivery, re-sent with another signature, or after its five minutes: nothing starts."""
     (version,) = _register_versions(deployment, 1)
     deployment.hook.deployments[0]["instance_type"] = INSTANCE_TYPE
     started = len(deployment.hook.started)
-    with as_mlflow_user(deployment.stack, deployment.releaser):
+    with deployment.as_releaser():
         MlflowClient().set_registered_model_alias(MODEL, "challenger", version)  # not configured: 200, no start
     deployment.hook.wait_for(len(deployment.hook.statuses) + 1)
     genuine = deployment.hook.deliveries[-1]
