@@ -1,15 +1,17 @@
 """Issue 21 end to end on the local stack: an alias move becomes a SageMaker endpoint (moto's).
 
-The local task runs in accounts mode with the webhook the stack registers
-(webhook.py's handler). A user with MANAGE on the model sets its alias; MLflow's
-own signed delivery reaches a loopback receiver running the receiver's code, and
-each deployment it starts runs the worker's Lambda handler (`index.handler`, with
-the environment the stack gives it) the way the state machine does: Deploy, then
-CheckEndpoint until the status is no longer pending. The worker reads its MLflow
-login from Secrets Manager, asks the real MLflow where the version's files are,
-copies them in S3 and creates the SageMaker model and endpoint: Secrets Manager,
-S3 (the bucket MLflow stores artifacts in), SageMaker and CloudWatch are moto's
-server. The version's tags come back through the real MLflow.
+The local task runs in accounts mode, then in sso mode, with the webhook the
+stack registers (webhook.py's handler). A user with MANAGE on the model (sso: an
+app client with a bearer token) sets its alias; MLflow's own signed delivery
+reaches a loopback receiver running the receiver's code, and each deployment it
+starts runs the worker's Lambda handler (`index.handler`, with the environment
+the stack gives it) the way the state machine does: Deploy, then CheckEndpoint
+until the status is no longer pending. The worker reads its MLflow login from
+Secrets Manager (sso: the token the server issued into it), asks the real MLflow
+where the version's files are, copies them in S3 and creates the SageMaker model
+and endpoint: Secrets Manager, S3 (the bucket MLflow stores artifacts in),
+SageMaker and CloudWatch are moto's server. The version's tags come back through
+the real MLflow.
 
 The second move updates the endpoint blue/green: moto has no UpdateEndpoint,
 and the local stand-in adds it (localrun/moto_sagemaker.py: Updating, then
