@@ -275,7 +275,8 @@ class MotoServer(HttpService):
 
     S3 answers browsers' CORS requests as the real one does, from the
     bucket's CORS rules only: moto's server otherwise allows every origin
-    on every response, which would hide a missing or wrong rule.
+    on every response, which would hide a missing or wrong rule. SageMaker
+    also answers UpdateEndpoint, which moto lacks (localrun/moto_sagemaker.py).
     """
 
     what = "moto server"
@@ -285,8 +286,9 @@ class MotoServer(HttpService):
         self.port = port or free_port()
         self.process = ManagedProcess(
             "moto",
-            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
-            env={**base_env(), **FAKE_AWS, "MOTO_DISABLE_GLOBAL_CORS": "true"},
+            [sys.executable, "-m", "localrun.moto_sagemaker", "-H", LOOPBACK, "-p", str(self.port)],
+            # PYTHONPATH: this checkout's localrun, whatever the caller's working directory.
+            env={**base_env(), **FAKE_AWS, "MOTO_DISABLE_GLOBAL_CORS": "true", "PYTHONPATH": str(REPO_ROOT)},
             log_path=log_dir / "moto.log",
         )
 

@@ -56,6 +56,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         config=config,
         mlflow=vpc.internal_mlflow,
         credentials_secret=vpc.credentials_secret,
+        deployment_login_secret=vpc.deployment_login_secret,
         studio_access_policy=vpc.storage.workflow_access_policy,
         training_access_policy=vpc.storage.training_access_policy,
         serving_access_policy=vpc.storage.serving_access_policy,

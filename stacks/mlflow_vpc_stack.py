@@ -11,6 +11,7 @@ from stacks.alarm_thresholds import rule
 from stacks.components.artifact_store import ArtifactStore
 from stacks.components.cognito_identity import CognitoIdentity
 from stacks.components.database import MetadataDatabase
+from stacks.components.deployment_login import DeploymentLogin
 from stacks.components.domain_certificate import DomainCertificate
 from stacks.components.external_issuer import ExternalIssuer
 from stacks.components.garbage_collection import ScheduledGarbageCollection
@@ -73,6 +74,12 @@ class MLflowVpcStack(Stack):
         self.webhook_key = (
             SessionKey(self, "WebhookKey", description="Key material of MLflow's webhook secret encryption, every task")
             if config.studio.model_deployments
+            else None
+        )
+        # sso mode signs nobody in with the server login: the deployment functions get a login of their own.
+        self.deployment_login = (
+            DeploymentLogin(self, "DeploymentLogin", removal_policy=removal)
+            if config.studio.model_deployments and not config.auth.needs.uses_credentials
             else None
         )
         self.database = MetadataDatabase(
@@ -142,6 +149,7 @@ class MLflowVpcStack(Stack):
                 container_insights=config.service.container_insights,
                 architecture=config.service.task_architecture,
                 webhook_key=self.webhook_key.secret if self.webhook_key else None,
+                deployment_login=self.deployment_login.secret if self.deployment_login else None,
             ),
         )
         # A new MLflow version: snapshot, old tasks to 0, then the new ones (one migrates); README, "Upgrading MLflow".
@@ -207,6 +215,10 @@ class MLflowVpcStack(Stack):
         self.private_subnets = self.network.private_subnets
         self.artifact_bucket = self.storage.bucket
         self.credentials_secret = self.credentials.secret
+        # What the model deployment functions sign in to MLflow with.
+        self.deployment_login_secret = (
+            self.deployment_login.secret if self.deployment_login else self.credentials_secret
+        )
         self.listener = self.tracking.listener
         self.load_balancer = self.tracking.load_balancer
         self.load_balancer_port = self.tracking.listener_port

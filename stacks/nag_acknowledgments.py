@@ -78,6 +78,14 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
             "MLflow keeps the webhook secrets encrypted with a key derived from this value; a rotation "
             "would leave the stored webhook unreadable (deliveries fail) until it is registered again.",
         )
+    if vpc.deployment_login is not None:
+        acknowledge(
+            vpc.deployment_login.secret,
+            "SMG4",
+            "Its value is an access token the MLflow tasks issue and renew when they start (a year's "
+            "lifetime, renewed with 60 days left); a Secrets Manager rotation would write a password "
+            "MLflow never issued, and the deployment functions could not sign in.",
+        )
     if isinstance(vpc.identity, CognitoIdentity):
         _cognito(vpc.identity)
     acknowledge(

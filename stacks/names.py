@@ -101,3 +101,7 @@ MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"
 # Artifact bucket keys the deployed versions' files are copied to (endpoints read only
 # these): outside MLflow's prefix and the keys Studio users may write.
 MODEL_COPY_PREFIX: Final = "model-deployments"
+# sso mode with model_deployments: the MLflow service account the deployment functions sign
+# in as (an access token the server issues into its secret, docker/mlflow/entrypoint.py).
+DEPLOYMENT_LOGIN_USERNAME: Final = "model-deployment"
+DEPLOYMENT_LOGIN_SECRET_ENV: Final = "MLFLOW_DEPLOYMENT_LOGIN_SECRET_ARN"  # noqa: S105 - a variable's name

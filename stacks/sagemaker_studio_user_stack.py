@@ -36,7 +36,9 @@ class SageMakerStudioUserStack(Stack):
     tasks learn the client ids), or to be filled in for an external issuer.
     With ``model_deployments`` set, registry aliases deploy to SageMaker endpoints
     (``ModelDeployment``; its failures go to ``alarm_topic``; ``model_deployment_policies``,
-    the worker's and the endpoints' access to the artifact bucket, come from the VPC stack).
+    the worker's and the endpoints' access to the artifact bucket, come from the VPC stack, and so
+    does ``deployment_login_secret``, their MLflow login: the server login unless the mode signs
+    nobody in with it).
     With ``iam_invoke_policy`` (IAM sign-in: the gateway stack's right to call its IAM API) each
     profile's roles sign their requests to that API instead of reading the login; the serving role may not call it.
     """
@@ -58,6 +60,7 @@ class SageMakerStudioUserStack(Stack):
         model_deployment_policies: tuple[iam.IManagedPolicy, iam.IManagedPolicy] | None = None,
         machine_clients: Mapping[str, CognitoMachineClient] | None = None,
         iam_invoke_policy: iam.IManagedPolicy | None = None,
+        deployment_login_secret: secretsmanager.ISecret | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -141,7 +144,7 @@ class SageMakerStudioUserStack(Stack):
                 deployments=config.studio.model_deployments,
                 allowed_instance_types=config.studio.allowed_instance_types,
                 mlflow=mlflow,
-                mlflow_secret=credentials_secret,
+                mlflow_secret=deployment_login_secret or credentials_secret,
                 endpoint_role=self.serving_role.role,
                 serving_image_uri=self.image_build.repository.repository_uri_for_tag(pinned_mlflow_version()),
                 artifact_bucket=artifact_bucket,

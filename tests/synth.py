@@ -157,6 +157,8 @@ IAM_SCALE_TO_ZERO_VARIANT: dict[str, Any] = {**SCALE_TO_ZERO_VARIANT, "auth_mode
 MODEL_DEPLOYMENT_VARIANT: dict[str, Any] = {
     "model_deployments": [{"model_name": "churn", "alias": "champion", "instance_type": "ml.m5.large"}],
 }
+# The same in sso mode, where the deployment functions sign in with a login the tasks issue.
+SSO_MODEL_DEPLOYMENT_VARIANT: dict[str, Any] = {**MODEL_DEPLOYMENT_VARIANT, "auth_mode": "sso"}
 
 
 def synth_templates(**overrides: Any) -> dict[str, Template]:

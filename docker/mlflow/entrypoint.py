@@ -72,6 +72,12 @@ sso mode also reads (and maps to the plugin's settings, see sso_settings()):
                         name (Studio profiles, pipelines); created on start
   MLFLOW_FLASK_SERVER_SECRET_KEY, MLFLOW_AUTH_DEFAULT_PERMISSION as above
   MLFLOW_AUTH_DB_NAME   the plugin's users' database (default mlflow_oidc_auth)
+  MLFLOW_DEPLOYMENT_LOGIN_SECRET_ARN
+                        optional (model_deployments): a Secrets Manager secret
+                        {"username", "password"}; its user becomes an admin
+                        service account signing in with an access token the
+                        plugin issues, written back as the password (the
+                        model deployment functions' login, ensure_deployment_login)
 every mode reads, when set:
   MLFLOW_WEBHOOK_KEY    a random string shared by every task (model_deployments):
                         MLflow's webhook secrets are encrypted with a Fernet key
@@ -86,6 +92,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import json
 import os
 import re
 import sys
@@ -93,7 +100,9 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ServerApp
@@ -755,7 +764,48 @@ def bootstrap_sso_store(env: Mapping[str, str], server_env: Mapping[str, str]) -
                 service_account_source="default",
             )  # fmt: skip
             log(f"created user {client_id} for that app client's tokens")
+    if env.get(DEPLOYMENT_LOGIN_ENV):
+        ensure_deployment_login(env[DEPLOYMENT_LOGIN_ENV], store)
     store.engine.dispose()
+
+
+DEPLOYMENT_LOGIN_ENV = "MLFLOW_DEPLOYMENT_LOGIN_SECRET_ARN"
+# The plugin issues access tokens for at most a year: a year less a day, renewed at a
+# start (every task start migrates, one at a time) once fewer than RENEW_BEFORE are left.
+DEPLOYMENT_TOKEN_LIFETIME = timedelta(days=365)
+DEPLOYMENT_TOKEN_RENEW_BEFORE = timedelta(days=60)
+DEPLOYMENT_TOKEN_NAME = "model-deployment"  # noqa: S105 - the token's name in the plugin, no secret
+
+
+def ensure_deployment_login(secret_arn: str, store: Any) -> None:
+    """sso mode with model_deployments: the login the deployment worker and webhook registrar use.
+
+    They sign in with HTTP basic, as they do in accounts mode with the admin. mlflow-oidc-auth
+    accepts basic auth only for an internal service account with an access token it issued
+    itself (never a chosen password), so the secret's user is made such an account (an admin:
+    only admins manage webhooks) and the token it issues is written back as the secret's
+    password. A password that still signs in, with a token far from expiry, is left alone.
+    """
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    login = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    username = login["username"]
+    if not store.has_user(username):
+        store.create_user(username, username, is_admin=True, is_service_account=True,
+                          service_account_source="internal")  # fmt: skip
+        log(f"created service account {username} (admin) for the model deployment functions")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # the plugin stores naive UTC
+    tokens = [t for t in store.list_user_tokens(username) if t.name == DEPLOYMENT_TOKEN_NAME]
+    if (
+        tokens
+        and tokens[0].expires_at > now + DEPLOYMENT_TOKEN_RENEW_BEFORE
+        and store.authenticate_user(username, login["password"])
+    ):
+        return
+    _, token, _ = store.replace_user_token(username, DEPLOYMENT_TOKEN_NAME, now + DEPLOYMENT_TOKEN_LIFETIME, None)
+    client.put_secret_value(SecretId=secret_arn, SecretString=json.dumps({"username": username, "password": token}))
+    log(f"issued {username} an access token until {(now + DEPLOYMENT_TOKEN_LIFETIME).date()} (in its secret)")
 
 
 def write_auth_config(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:

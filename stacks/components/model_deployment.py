@@ -11,9 +11,10 @@ Functions). The worker runs in the VPC: it reads the version's artifact
 location from MLflow and tags the outcome back, through the internal load
 balancer. A Step Functions state machine runs the worker, waits for the
 endpoint to settle and fails (alarm to the alarm topic) when it does not serve
-the new version. A custom resource registers the webhook in MLflow (as the
-server login, through the load balancer) with the secret and the receiver's
-URL. Handlers: stacks/functions/model_deployment/.
+the new version. A custom resource registers the webhook in MLflow (with the
+functions' login, ``mlflow_secret``: the server login, or in sso mode the
+VPC stack's DeploymentLogin; through the load balancer) with the secret and
+the receiver's URL. Handlers: stacks/functions/model_deployment/.
 """
 
 import json

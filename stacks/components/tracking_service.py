@@ -303,6 +303,16 @@ class TrackingService(Construct):
         if props.webhook_key is not None:
             # Every task derives the key MLflow encrypts webhook secrets with from it (entrypoint.py).
             mlflow_secrets["MLFLOW_WEBHOOK_KEY"] = ecs.Secret.from_secrets_manager(props.webhook_key)
+        if props.deployment_login is not None:
+            # Not secret: where the entrypoint writes the access token it issues the deployment functions.
+            mlflow_environment[names.DEPLOYMENT_LOGIN_SECRET_ENV] = props.deployment_login.secret_arn
+            self.task_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="IssueDeploymentLogin",
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+                    resources=[props.deployment_login.secret_arn],
+                )
+            )
         nginx_secrets = {}
         if needs.permissions:
             mlflow_environment["MLFLOW_AUTH_DEFAULT_PERMISSION"] = auth.default_permission

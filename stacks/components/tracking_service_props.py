@@ -112,5 +112,7 @@ class TrackingServiceProps:
     ai_gateway: bool = False
     # model_deployments: every task derives the key MLflow encrypts webhook secrets with from it.
     webhook_key: secretsmanager.ISecret | None = None
+    # model_deployments in sso mode: the deployment functions' login, which the tasks issue into (DeploymentLogin).
+    deployment_login: secretsmanager.ISecret | None = None
     container_insights: Literal["disabled", "enabled", "enhanced"] = "disabled"
     architecture: TaskArchitecture = "x86_64"  # the task's platform, and the one its images are built for

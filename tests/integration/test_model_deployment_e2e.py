@@ -1,22 +1,24 @@
 """Issue 21 end to end on the local stack: an alias move becomes a SageMaker endpoint (moto's).
 
-The local task runs in accounts mode with the webhook the stack registers
-(webhook.py's handler). A user with MANAGE on the model sets its alias; MLflow's
-own signed delivery reaches a loopback receiver running the receiver's code, and
-each deployment it starts runs the worker's Lambda handler (`index.handler`, with
-the environment the stack gives it) the way the state machine does: Deploy, then
-CheckEndpoint until the status is no longer pending. The worker reads its MLflow
-login from Secrets Manager, asks the real MLflow where the version's files are,
-copies them in S3 and creates the SageMaker model and endpoint: Secrets Manager,
-S3 (the bucket MLflow stores artifacts in), SageMaker and CloudWatch are moto's
-server. The version's tags come back through the real MLflow.
+The local task runs in accounts mode, then in sso mode, with the webhook the
+stack registers (webhook.py's handler). A user with MANAGE on the model (sso: an
+app client with a bearer token) sets its alias; MLflow's own signed delivery
+reaches a loopback receiver running the receiver's code, and each deployment it
+starts runs the worker's Lambda handler (`index.handler`, with the environment
+the stack gives it) the way the state machine does: Deploy, then CheckEndpoint
+until the status is no longer pending. The worker reads its MLflow login from
+Secrets Manager (sso: the token the server issued into it), asks the real MLflow
+where the version's files are, copies them in S3 and creates the SageMaker model
+and endpoint: Secrets Manager, S3 (the bucket MLflow stores artifacts in),
+SageMaker and CloudWatch are moto's server. The version's tags come back through
+the real MLflow.
 
-moto 5.2.5 has no UpdateEndpoint (`update_endpoint` is not implemented in
-moto/sagemaker), so the second move is followed as far as moto goes: the new
-model, endpoint config and rollback alarm exist, the blue/green UpdateEndpoint
-request is sent with its rollback alarm, moto refuses it as not implemented, and
-the version is tagged `failed` with the first variant still serving. When moto
-gains UpdateEndpoint, the test fails and should then expect `deployed`.
+The second move updates the endpoint blue/green: moto has no UpdateEndpoint,
+and the local stand-in adds it (localrun/moto_sagemaker.py: Updating, then
+InService with the new config, rolled back when a rollback alarm is in ALARM).
+A third move is rolled back by its alarm, tripped during the bake as the new
+variant's errors would trip it, and a fourth is refused by SageMaker: both are
+tagged `failed` while the second version's variant keeps serving.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import boto3
@@ -38,7 +41,7 @@ from localrun.process import environment
 from localrun.services import FAKE_AWS, MotoServer
 from localrun.stack import MlflowStack
 from stacks import names
-from stacks.functions.mlflow_accounts.index import Mlflow
+from stacks.functions.mlflow_accounts.index import read_login
 from stacks.functions.model_deployment import index, receiver, webhook
 from tests.integration.mlflow_users import Account, Accounts, as_mlflow_user
 from tests.integration.webhook_receiver import Receiver, started_webhook_stack
@@ -56,18 +59,42 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
 ENDPOINT = index.endpoint_name(names.MODEL_DEPLOYMENT_PREFIX, MODEL)
 
 
-class Deployment:
-    """The local stack, its registered webhook, the receiver, and the worker's view of AWS (moto)."""
+@contextmanager
+def as_app_client(stack: MlflowStack, client_id: str) -> Iterator[None]:
+    """The in-process MLflow client with an app client's bearer token (sso mode's code)."""
+    assert stack.oidc is not None
+    env = {
+        k: v for k, v in stack.client_env().items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    }
+    with environment({**env, "MLFLOW_TRACKING_TOKEN": stack.oidc.client_credentials_token(client_id)}):
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(None)
 
-    def __init__(self, stack: MlflowStack, moto: MotoServer, hook: Receiver, releaser: Account) -> None:
-        self.stack, self.moto, self.hook, self.releaser = stack, moto, hook, releaser
+
+class Deployment:
+    """The local stack, its registered webhook, the receiver, and the worker's view of AWS (moto).
+
+    `as_releaser`: the MLflow client as the user who registers the versions and moves the
+    alias (their creator: MANAGE); `login`: the deployment functions' own MLflow login.
+    """
+
+    def __init__(
+        self, stack: MlflowStack, moto: MotoServer, hook: Receiver,
+        as_releaser: Callable[[], AbstractContextManager[object]], login: Account,
+    ) -> None:  # fmt: skip
+        self.stack, self.moto, self.hook, self.as_releaser, self.login = stack, moto, hook, as_releaser, login
         self.sagemaker = moto.client("sagemaker")
         self.update_calls: list[dict[str, Any]] = []
+        # sso mode: the login secret's value before the server issued its token.
+        self.replaced: dict[str, str] | None = None
 
     def release(self, version: str) -> dict[str, Any]:
         """Set the alias as the model's manager; the one deployment MLflow's delivery started."""
         seen = len(self.hook.statuses)
-        with as_mlflow_user(self.stack, self.releaser):
+        with self.as_releaser():
             MlflowClient().set_registered_model_alias(MODEL, "champion", version)
         self.hook.wait_for(seen + 1)
         assert self.hook.statuses[seen:] == [202]
@@ -76,7 +103,7 @@ class Deployment:
         return request
 
     def tags(self, version: str) -> dict[str, str]:
-        with as_mlflow_user(self.stack):
+        with as_mlflow_user(self.stack, self.login):
             return dict(MlflowClient().get_model_version(MODEL, version).tags)
 
     def serving(self) -> tuple[str, list[str]]:
@@ -86,7 +113,11 @@ class Deployment:
 
 def run_execution(request: dict[str, Any]) -> str:
     """The state machine: Deploy, then CheckEndpoint until the status settles; a raise fails the execution."""
-    answer = index.handler(request, None)
+    return check_until_settled(index.handler(request, None))
+
+
+def check_until_settled(answer: dict[str, Any]) -> str:
+    """The state machine after Deploy: CheckEndpoint every second (a minute deployed) until settled."""
     for _ in range(30):
         if answer["status"] != index.PENDING:
             return str(answer["status"])
@@ -95,19 +126,44 @@ def run_execution(request: dict[str, Any]) -> str:
     raise AssertionError(f"the endpoint did not settle: {answer}")
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[Deployment]:
-    stack = started_webhook_stack(tmp_path_factory.mktemp("deploy-stack"), moto_server)
+# sso mode: the app client (a Studio profile's, say) that releases.
+RELEASER_CLIENT = "studio-releaser"
+
+
+@pytest.fixture(scope="module", params=["accounts", "sso"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
+) -> Iterator[Deployment]:
+    """The flow in `accounts` mode (the functions sign in as MLflow's admin) and `sso` mode (as the
+    service account the server issues a token for into the deployment login secret)."""
+    mode: str = request.param
+    secretsmanager = moto_server.client("secretsmanager")
+    placeholder: dict[str, str] = {}
+    if mode == "sso":
+        # What the VPC stack creates: a generated password the server replaces with its token.
+        placeholder = {"username": names.DEPLOYMENT_LOGIN_USERNAME, "password": secrets.token_urlsafe(24)}
+        login_arn = secretsmanager.create_secret(
+            Name=f"mlflow-deployment-login-{secrets.token_hex(3)}", SecretString=json.dumps(placeholder)
+        )["ARN"]
+        server_env = {
+            names.DEPLOYMENT_LOGIN_SECRET_ENV: login_arn,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_server.endpoint_url,
+        }
+        stack = started_webhook_stack(
+            tmp_path_factory.mktemp("deploy-stack"), moto_server, auth_mode="sso", server_env=server_env,
+            machine_clients=[RELEASER_CLIENT],
+        )  # fmt: skip
+    else:
+        stack = started_webhook_stack(tmp_path_factory.mktemp("deploy-stack"), moto_server)
+        login_arn = secretsmanager.create_secret(
+            Name=f"mlflow-login-{secrets.token_hex(3)}",
+            SecretString=json.dumps({"username": stack.username, "password": stack.password}),
+        )["ARN"]
     hook = Receiver(SECRET, [dict(DEPLOYMENT)])
-    admin = Mlflow(stack.proxy_url, (stack.username, stack.password), None, 30)
-    login = moto_server.client("secretsmanager").create_secret(
-        Name=f"mlflow-login-{secrets.token_hex(3)}",
-        SecretString=json.dumps({"username": stack.username, "password": stack.password}),
-    )
     worker_env = {
         **FAKE_AWS,
         "AWS_ENDPOINT_URL": moto_server.endpoint_url,
-        "MLFLOW_SECRET_ARN": login["ARN"],
+        "MLFLOW_SECRET_ARN": login_arn,
         "MLFLOW_URL": stack.proxy_url,
         "SERVING_IMAGE_URI": IMAGE,
         "ENDPOINT_ROLE_ARN": ROLE,
@@ -118,23 +174,35 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
         "ALARM_ACTIONS": json.dumps(["arn:aws:sns:us-east-1:123456789012:mlflow-alarms"]),
     }
     properties = {"Name": "sagemaker-model-deployment", "Url": hook.url}
-    created = webhook.handle({"RequestType": "Create", "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
-    releaser = Accounts(stack).new_user("releaser")
+    if mode == "sso":
+        as_releaser: Callable[[], AbstractContextManager[object]] = lambda: as_app_client(stack, RELEASER_CLIENT)  # noqa: E731
+    else:
+        releaser = Accounts(stack).new_user("releaser")
+        as_releaser = lambda: as_mlflow_user(stack, releaser)  # noqa: E731
     session = boto3.DEFAULT_SESSION
     try:
         with environment(worker_env):
             boto3.setup_default_session()
-            result = Deployment(stack, moto_server, hook, releaser)
+            # The registrar's and the worker's own sign-in: the login they read from Secrets Manager.
+            admin = index.mlflow_from_environment()
+            created = webhook.handle(
+                {"RequestType": "Create", "ResourceProperties": properties}, mlflow=admin, secret=SECRET
+            )
+            login = Account(*read_login(login_arn, "MLflow login secret"))
+            result = Deployment(stack, moto_server, hook, as_releaser, login)
+            result.replaced = placeholder if mode == "sso" else None
             # Observe (not change) what the worker asks SageMaker to update.
             boto3.DEFAULT_SESSION.events.register(
                 "before-parameter-build.sagemaker.UpdateEndpoint",
                 lambda params, **_: result.update_calls.append(params),
             )
             yield result
+            # The next mode's run starts without an endpoint (moto is the session's).
+            result.sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+            deleted = {"RequestType": "Delete", "PhysicalResourceId": created["PhysicalResourceId"]}
+            webhook.handle({**deleted, "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
     finally:
         boto3.DEFAULT_SESSION = session
-        deleted = {"RequestType": "Delete", "PhysicalResourceId": created["PhysicalResourceId"]}
-        webhook.handle({**deleted, "ResourceProperties": properties}, mlflow=admin, secret=SECRET)
         hook.stop()
         stack.stop()
 
@@ -149,7 +217,7 @@ def _keys(deployment: Deployment, prefix_uri: str) -> set[str]:
 def _register_versions(deployment: Deployment, count: int) -> list[str]:
     """Versions the releaser logs and registers (its creator: MANAGE on the model)."""
     versions = []
-    with as_mlflow_user(deployment.stack, deployment.releaser):
+    with deployment.as_releaser():
         # Its own experiment (the default one is not the releaser's), not left active for other modules.
         found = MlflowClient().get_experiment_by_name(MODEL)
         experiment = found.experiment_id if found else MlflowClient().create_experiment(MODEL)
@@ -164,7 +232,7 @@ def _register_versions(deployment: Deployment, count: int) -> list[str]:
 
 
 def test_alias_moves_deploy_through_mlflows_webhook_to_the_endpoint(deployment: Deployment) -> None:
-    first, second, third = _register_versions(deployment, 3)
+    first, second, third, fourth = _register_versions(deployment, 4)
 
     # 1. The first release creates the endpoint with the version's model.
     assert run_execution(deployment.release(first)) == "deployed"
@@ -181,42 +249,78 @@ def test_alias_moves_deploy_through_mlflows_webhook_to_the_endpoint(deployment: 
     model_data = model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
     copy_prefix = f"{names.MODEL_COPY_PREFIX}/{ENDPOINT}-v{first}/"
     assert model_data == f"s3://{deployment.stack.bucket}/{copy_prefix}"
-    with as_mlflow_user(deployment.stack):
+    with as_mlflow_user(deployment.stack, deployment.login):
         source = index.model_data_s3_uri(
             MlflowClient().get_model_version_download_uri(MODEL, first), deployment.stack.artifacts_destination
         )
     # The version's own files, all of them, outside MLflow's prefix.
     assert "MLmodel" in _keys(deployment, model_data) == _keys(deployment, source)
 
-    # 2. The second release goes blue/green with auto-rollback, as far as moto goes (no UpdateEndpoint).
-    with pytest.raises(Exception, match=r"\(500\) when calling the UpdateEndpoint operation"):
-        run_execution(deployment.release(second))
-    # moto's server answers 500; its log says why (the worker's request itself is well formed).
-    assert "NotImplementedError: The update_endpoint action has not been implemented" in (
-        deployment.moto.process.log_path.read_text()
-    )
+    # 2. The second release updates the endpoint blue/green, with auto-rollback on its variant's errors.
+    assert run_execution(deployment.release(second)) == "deployed"
+    assert deployment.tags(second) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "deployed"}
+    assert deployment.serving() == ("InService", [f"v{second}"])
     (update,) = deployment.update_calls
     alarm = index.errors_alarm_name(ENDPOINT, f"v{second}")
     assert update["EndpointName"] == ENDPOINT
     assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": alarm}]}
-    new_config = sagemaker.describe_endpoint_config(EndpointConfigName=update["EndpointConfigName"])
-    assert [v["VariantName"] for v in new_config["ProductionVariants"]] == [f"v{second}"]
-    (rollback,) = deployment.moto.client("cloudwatch").describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == update["EndpointConfigName"]
+    assert described["LastDeploymentConfig"] == update["DeploymentConfig"]
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=update["EndpointConfigName"])[
+        "ProductionVariants"
+    ]
+    model_data = sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelDataSource"]
+    assert model_data["S3DataSource"]["S3Uri"].endswith(f"/{ENDPOINT}-v{second}/")
+    cloudwatch = deployment.moto.client("cloudwatch")
+    (rollback,) = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
     assert {d["Name"]: d["Value"] for d in rollback["Dimensions"]} == {
         "EndpointName": ENDPOINT,
         "VariantName": f"v{second}",
     }
-    assert deployment.tags(second)["deployment_status"] == "failed"
-    assert deployment.serving() == ("InService", [f"v{first}"])
+    assert deployment.tags(first)["deployment_status"] == "deployed"  # a record of that release, kept
 
-    # 3. A deployment SageMaker refuses (no such instance type) is tagged failed; the old variant serves on.
+    # 3. The third release's variant fails during the bake: its alarm rolls the update back.
+    deploying = index.handler(deployment.release(third), None)
+    third_alarm = index.errors_alarm_name(ENDPOINT, f"v{third}")
+    assert deployment.update_calls[-1]["DeploymentConfig"]["AutoRollbackConfiguration"] == {
+        "Alarms": [{"AlarmName": third_alarm}]
+    }
+    cloudwatch.set_alarm_state(AlarmName=third_alarm, StateValue="ALARM", StateReason="5xx from the new variant")
+    assert check_until_settled(deploying) == "failed"
+    assert deployment.tags(third) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "failed"}
+    assert deployment.serving() == ("InService", [f"v{second}"])
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == update["EndpointConfigName"]
+    assert third_alarm in described["FailureReason"]
+
+    # 4. A deployment SageMaker refuses (no such instance type) is tagged failed; the old variant serves on.
     deployment.hook.deployments[0]["instance_type"] = REFUSED_TYPE
     with pytest.raises(Exception, match="ValidationException.*instanceType"):
-        run_execution(deployment.release(third))
-    assert deployment.tags(third) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "failed"}
-    assert len(deployment.update_calls) == 1  # nothing reached the endpoint
-    assert deployment.serving() == ("InService", [f"v{first}"])
-    assert deployment.tags(first)["deployment_status"] == "deployed"
+        run_execution(deployment.release(fourth))
+    assert deployment.tags(fourth) == {"sagemaker_endpoint": ENDPOINT, "deployment_status": "failed"}
+    assert len(deployment.update_calls) == 2  # nothing reached the endpoint
+    assert deployment.serving() == ("InService", [f"v{second}"])
+    assert deployment.tags(second)["deployment_status"] == "deployed"
+
+
+def test_the_functions_sign_in_with_their_own_login(deployment: Deployment) -> None:
+    """accounts: MLflow's admin (the server login). sso: the service account the server issued a token for."""
+    whoami = requests.get(f"{deployment.stack.proxy_url}/api/2.0/mlflow/users/current", auth=deployment.login.auth,
+                          timeout=30)  # fmt: skip
+    if deployment.replaced is None:
+        assert deployment.login == Account(deployment.stack.username, deployment.stack.password)
+        return
+    assert whoami.status_code == 200, whoami.text
+    assert whoami.json()["username"] == names.DEPLOYMENT_LOGIN_USERNAME
+    assert whoami.json()["is_admin"] is True
+    # The value the stack generated was replaced; as a password it signs in nowhere.
+    assert deployment.login.password != deployment.replaced["password"]
+    refused = requests.get(
+        f"{deployment.stack.proxy_url}/api/2.0/mlflow/users/current",
+        auth=(deployment.replaced["username"], deployment.replaced["password"]), timeout=30,
+    )  # fmt: skip
+    assert refused.status_code == 401
 
 
 def test_a_forged_or_replayed_delivery_is_refused(deployment: Deployment) -> None:
@@ -224,7 +328,7 @@ def test_a_forged_or_replayed_delivery_is_refused(deployment: Deployment) -> Non
     (version,) = _register_versions(deployment, 1)
     deployment.hook.deployments[0]["instance_type"] = INSTANCE_TYPE
     started = len(deployment.hook.started)
-    with as_mlflow_user(deployment.stack, deployment.releaser):
+    with deployment.as_releaser():
         MlflowClient().set_registered_model_alias(MODEL, "challenger", version)  # not configured: 200, no start
     deployment.hook.wait_for(len(deployment.hook.statuses) + 1)
     genuine = deployment.hook.deliveries[-1]

@@ -38,9 +38,15 @@ def webhook_server_env() -> dict[str, str]:
     }
 
 
-def started_webhook_stack(root: Path, moto: MotoServer) -> MlflowStack:
-    """The task in accounts mode with the webhook settings above, started (stop it when done)."""
-    stack = MlflowStack(root, moto=moto, auth_mode="accounts", server_env=webhook_server_env())
+def started_webhook_stack(
+    root: Path, moto: MotoServer, *, auth_mode: str = "accounts", server_env: dict[str, str] | None = None,
+    machine_clients: list[str] | None = None,
+) -> MlflowStack:  # fmt: skip
+    """The task (accounts mode unless told) with the webhook settings above, started (stop it when done)."""
+    stack = MlflowStack(
+        root, moto=moto, auth_mode=auth_mode, server_env={**webhook_server_env(), **(server_env or {})},
+        machine_clients=machine_clients,
+    )  # fmt: skip
     stack.start()
     return stack
 

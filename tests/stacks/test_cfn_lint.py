@@ -17,7 +17,12 @@ import pytest
 
 from stacks import names
 from tests.stacks.helpers import DOMAIN_CONTEXT, SSO_CONTEXT
-from tests.synth import IAM_SCALE_TO_ZERO_VARIANT, MODEL_DEPLOYMENT_VARIANT, synth_directory
+from tests.synth import (
+    IAM_SCALE_TO_ZERO_VARIANT,
+    MODEL_DEPLOYMENT_VARIANT,
+    SSO_MODEL_DEPLOYMENT_VARIANT,
+    synth_directory,
+)
 
 # Warnings we accept, each for a reason that holds for every occurrence.
 JUSTIFIED_WARNINGS = {
@@ -52,6 +57,7 @@ VARIANTS = {
     "domain-accounts": {**DOMAIN_CONTEXT, **ACCOUNTS},
     "sso": SSO_CONTEXT,
     "model-deployments": MODEL_DEPLOYMENT_VARIANT,
+    "sso-model-deployments": SSO_MODEL_DEPLOYMENT_VARIANT,
     # Every schedule of the shared mode's scale to zero, and the IAM listener's.
     "scale-to-zero-iam": IAM_SCALE_TO_ZERO_VARIANT,
 }

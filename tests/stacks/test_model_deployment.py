@@ -13,8 +13,9 @@ import pytest
 from stacks import names
 from stacks.components.model_deployment import FAILURES_ALARM_NAME, WEBHOOK_NAME, WEBHOOK_RESOURCE_TYPE
 from stacks.mlflow_version import pinned_mlflow_version
+from tests.docker.image_modules import image_module
 from tests.stacks.helpers import Template, as_list, only, props, render, resources, service_task_definition
-from tests.synth import MODEL_DEPLOYMENT_VARIANT, synth_directory, synth_templates
+from tests.synth import MODEL_DEPLOYMENT_VARIANT, SSO_MODEL_DEPLOYMENT_VARIANT, synth_directory, synth_templates
 
 ALLOWED = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]  # cdk.json's allowed_instance_types
 SAGEMAKER = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
@@ -254,3 +255,54 @@ def test_the_worker_copies_version_files_and_endpoints_read_only_the_copies(vpc_
     (serving_role,) = [r for i, r in roles.items() if i.startswith("ServingRole")]
     assert "ModelDeploymentWorkerAccess" in json.dumps(worker_role["Properties"]["ManagedPolicyArns"])
     assert "ModelDeploymentServingAccess" in json.dumps(serving_role["Properties"]["ManagedPolicyArns"])
+
+
+def _mlflow_container(template: Template) -> dict[str, Any]:
+    (mlflow,) = [c for c in service_task_definition(template)["ContainerDefinitions"] if c["Name"] == "mlflow"]
+    return mlflow
+
+
+def _task_role_statements(template: Template) -> dict[str, dict[str, Any]]:
+    (policy,) = [
+        r["Properties"]
+        for i, r in resources(template, "AWS::IAM::Policy").items()
+        if i.startswith("TrackingTaskRoleDefaultPolicy")
+    ]
+    return {s.get("Sid", ""): s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_in_sso_mode_the_functions_sign_in_with_a_login_the_tasks_issue() -> None:
+    """sso mode signs nobody in with the server login: the functions read a secret the tasks write their token to."""
+    templates = synth_templates(**SSO_MODEL_DEPLOYMENT_VARIANT)
+    vpc, studio = templates[names.VPC_STACK], templates[names.STUDIO_STACK]
+    (login_id,) = [i for i in resources(vpc, "AWS::SecretsManager::Secret") if i.startswith("DeploymentLogin")]
+    generated = vpc["Resources"][login_id]["Properties"]["GenerateSecretString"]
+    assert json.loads(generated["SecretStringTemplate"]) == {"username": names.DEPLOYMENT_LOGIN_USERNAME}
+    assert generated["GenerateStringKey"] == "password"
+    # The tasks learn where to write (an ARN in the environment: the value never passes through ECS)...
+    with image_module("entrypoint") as entrypoint:
+        assert entrypoint.DEPLOYMENT_LOGIN_ENV == names.DEPLOYMENT_LOGIN_SECRET_ENV
+    environment = {e["Name"]: e["Value"] for e in _mlflow_container(vpc)["Environment"]}
+    assert environment[names.DEPLOYMENT_LOGIN_SECRET_ENV] == {"Ref": login_id}
+    assert names.DEPLOYMENT_LOGIN_SECRET_ENV not in {s["Name"] for s in _mlflow_container(vpc)["Secrets"]}
+    # ... and may read and write that secret, no other one.
+    issue = _task_role_statements(vpc)["IssueDeploymentLogin"]
+    assert sorted(as_list(issue["Action"])) == ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
+    assert as_list(issue["Resource"]) == [{"Ref": login_id}]
+    # The worker and the registrar read it instead of the server login.
+    for part in ("Worker", "Registrar"):
+        arn = _function(studio, part)["Environment"]["Variables"]["MLFLOW_SECRET_ARN"]
+        assert "DeploymentLogin" in json.dumps(arn) and "Credentials" not in json.dumps(arn)
+    read = as_list(_statements_of(studio, "RegistrarRole")["ReadMlflowLoginAndWebhookSecret"]["Resource"])
+    assert any("DeploymentLogin" in json.dumps(r) for r in read)
+
+
+def test_the_modes_with_a_server_login_make_no_deployment_login(vpc_template: Template) -> None:
+    """shared and accounts modes: the functions sign in as the shared user or MLflow's admin."""
+    for template in (vpc_template, synth_templates(**MODEL_DEPLOYMENT_VARIANT)[names.VPC_STACK]):
+        assert not [i for i in resources(template, "AWS::SecretsManager::Secret") if i.startswith("DeploymentLogin")]
+        environment = {e["Name"] for e in _mlflow_container(template)["Environment"]}
+        assert names.DEPLOYMENT_LOGIN_SECRET_ENV not in environment
+        assert "IssueDeploymentLogin" not in _task_role_statements(template)
+    studio = synth_templates(**MODEL_DEPLOYMENT_VARIANT)[names.STUDIO_STACK]
+    assert "Credentials" in json.dumps(_function(studio, "Worker")["Environment"]["Variables"]["MLFLOW_SECRET_ARN"])

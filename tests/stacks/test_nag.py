@@ -9,7 +9,14 @@ from aws_cdk import aws_s3 as s3
 from stacks import names
 from stacks.nag_acknowledgments import _nag_name
 from tests.stacks.helpers import DOMAIN_CONTEXT
-from tests.synth import DAY_TWO_VARIANT, IAM_SCALE_TO_ZERO_VARIANT, MODEL_DEPLOYMENT_VARIANT, build_app, synth_templates
+from tests.synth import (
+    DAY_TWO_VARIANT,
+    IAM_SCALE_TO_ZERO_VARIANT,
+    MODEL_DEPLOYMENT_VARIANT,
+    SSO_MODEL_DEPLOYMENT_VARIANT,
+    build_app,
+    synth_templates,
+)
 
 VARIANTS = [
     {},
@@ -22,6 +29,7 @@ VARIANTS = [
     DOMAIN_CONTEXT,
     {**DOMAIN_CONTEXT, "auth_mode": "accounts", "user_profiles": "alice,bob"},
     MODEL_DEPLOYMENT_VARIANT,
+    SSO_MODEL_DEPLOYMENT_VARIANT,
     # Scale to zero with IAM sign-in: every schedule the shared mode has, and the IAM listener's.
     IAM_SCALE_TO_ZERO_VARIANT,
 ]

@@ -4,10 +4,10 @@ Create registers a webhook for ``model_version_alias.created`` pointing at the
 receiver's URL, signed with the webhook secret; Update changes the same webhook
 in place (URL, secret, events) or registers a new one if it was deleted by
 hand; Delete removes it (one already gone counts as removed). The physical id is
-MLflow's webhook id. MLflow allows webhooks to admins only (accounts mode), so the
-function uses the server login (the shared login, or MLflow's admin), read from
-Secrets Manager at run time with the webhook secret: neither is in the template,
-the event or a log line.
+MLflow's webhook id. MLflow allows webhooks to admins only, so the function uses
+the functions' login (the shared login, MLflow's admin, or in sso mode the admin
+service account the tasks issue a token for), read from Secrets Manager at run
+time with the webhook secret: neither is in the template, the event or a log line.
 
 Environment: ``MLFLOW_SECRET_ARN``, ``MLFLOW_URL``, optional ``MLFLOW_TLS_SERVER_NAME``
 (as the worker). ResourceProperties: ``Name``, ``Url``, ``WebhookSecretArn``.
