@@ -785,26 +785,46 @@ def ensure_deployment_login(secret_arn: str, store: Any) -> None:
     itself (never a chosen password), so the secret's user is made such an account (an admin:
     only admins manage webhooks) and the token it issues is written back as the secret's
     password. A password that still signs in, with a token far from expiry, is left alone.
+
+    Nothing here stops MLflow from starting: an unreadable secret, or a name that belongs to
+    someone else's account, leaves the functions without a login (their deployments fail and
+    alarm) and says so in one line.
     """
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     client = boto3.client("secretsmanager")
-    login = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
-    username = login["username"]
+    try:
+        login = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+        username, password = str(login["username"]), str(login.get("password", ""))
+    except (BotoCoreError, ClientError, ValueError, KeyError, TypeError) as exc:
+        log(f"model deployments get no MLflow login: could not read {{username, password}} from {secret_arn} "
+            f"({type(exc).__name__})")  # fmt: skip
+        return
     if not store.has_user(username):
         store.create_user(username, username, is_admin=True, is_service_account=True,
                           service_account_source="internal")  # fmt: skip
         log(f"created service account {username} (admin) for the model deployment functions")
+    user = store.get_user(username)
+    if not (user.is_admin and user.is_service_account and user.service_account_source == "internal"):
+        log(f"model deployments get no MLflow login: {username} (from {secret_arn}) is an account of someone "
+            "else's, not the deployment functions' service account; no token issued")  # fmt: skip
+        return
     now = datetime.now(timezone.utc).replace(tzinfo=None)  # the plugin stores naive UTC
     tokens = [t for t in store.list_user_tokens(username) if t.name == DEPLOYMENT_TOKEN_NAME]
     if (
         tokens
         and tokens[0].expires_at > now + DEPLOYMENT_TOKEN_RENEW_BEFORE
-        and store.authenticate_user(username, login["password"])
+        and store.authenticate_user(username, password)
     ):
         return
     _, token, _ = store.replace_user_token(username, DEPLOYMENT_TOKEN_NAME, now + DEPLOYMENT_TOKEN_LIFETIME, None)
-    client.put_secret_value(SecretId=secret_arn, SecretString=json.dumps({"username": username, "password": token}))
+    try:
+        client.put_secret_value(SecretId=secret_arn, SecretString=json.dumps({"username": username, "password": token}))
+    except (BotoCoreError, ClientError) as exc:
+        log(f"model deployments get no MLflow login: could not write the issued token to {secret_arn} "
+            f"({type(exc).__name__}); the next task start issues another")  # fmt: skip
+        return
     log(f"issued {username} an access token until {(now + DEPLOYMENT_TOKEN_LIFETIME).date()} (in its secret)")
 
 

@@ -98,3 +98,45 @@ def test_a_live_token_is_kept_and_one_near_expiry_or_not_signing_in_is_replaced(
     client.put_secret_value(SecretId=arn, SecretString=json.dumps({**issued, "password": "edited-by-hand"}))
     entrypoint.ensure_deployment_login(arn, store)
     assert store.authenticate_user(issued["username"], _login(secret)["password"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["not json", json.dumps({"password": "no user"}), json.dumps(["a", "list"])],
+    ids=["text", "no user", "list"],
+)
+def test_an_unreadable_secret_leaves_mlflow_starting_and_says_so(
+    entrypoint: ModuleType, store: Any, secret: tuple[Any, str], capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    client, arn = secret
+    client.put_secret_value(SecretId=arn, SecretString=value)
+    entrypoint.ensure_deployment_login(arn, store)
+    said = capsys.readouterr()
+    assert f"model deployments get no MLflow login: could not read {{username, password}} from {arn}" in (
+        said.out + said.err
+    )
+    assert not store.has_user(GENERATED["username"])
+    assert client.get_secret_value(SecretId=arn)["SecretString"] == value, "left as it was"
+
+
+def test_a_missing_secret_leaves_mlflow_starting(
+    entrypoint: ModuleType, store: Any, secret: tuple[Any, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    entrypoint.ensure_deployment_login(secret[1] + "-gone", store)
+    said = capsys.readouterr()
+    assert "(ResourceNotFoundException)" in said.out + said.err
+    assert not store.has_user(GENERATED["username"])
+
+
+def test_a_persons_account_named_in_the_secret_gets_no_token(
+    entrypoint: ModuleType, store: Any, secret: tuple[Any, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whoever may write the secret cannot have the tasks issue a token for somebody else's user."""
+    client, arn = secret
+    store.create_user("alice@example.com", "Alice", is_admin=False)
+    client.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": "alice@example.com", "password": "x"}))
+    entrypoint.ensure_deployment_login(arn, store)
+    said = capsys.readouterr()
+    assert "alice@example.com (from" in said.out + said.err and "no token issued" in said.out + said.err
+    assert store.list_user_tokens("alice@example.com") == []
+    assert _login(secret)["password"] == "x"
