@@ -36,7 +36,7 @@ from localrun.stack import (
     artifact_transfer_settings,
     new_password,
 )
-from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of
+from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of, parse_mode
 
 STATE_DIR = REPO_ROOT / ".local-run"
 BUCKET = "mlflow-artifacts-local"
@@ -152,8 +152,10 @@ def main() -> int:
         help="MLflow's AI gateway, as the stack's ai_gateway setting (default false)",
     )  # fmt: skip
     args = parser.parse_args()
-    if args.auth_mode not in AUTH_MODES:
-        parser.error(f"--auth-mode must be one of {', '.join(AUTH_MODES)}, got {args.auth_mode!r}")
+    try:
+        parse_mode(args.auth_mode)
+    except ValueError as error:
+        parser.error(f"--auth-mode {error}")
 
     state_dir = args.state_dir.absolute()
     state_dir.mkdir(parents=True, exist_ok=True)

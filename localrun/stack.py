@@ -22,7 +22,7 @@ from localrun.iam_gateway import CredentialTable, IamGateway
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.process import ServiceError, free_port
 from localrun.services import FAKE_AWS, MLFLOW_ENTRYPOINT, REPO_ROOT, MlflowServer, MotoServer, NginxProxy, Postgres
-from stacks.auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, needs_of
+from stacks.auth_modes import DEFAULT_AUTH_MODE, needs_of, parse_mode
 from stacks.iam_callers import PRINCIPALS_ENV, PRINCIPALS_PATH_ENV, SIGN_IN_ENV
 
 # sso mode: the MLflow app client at the local OpenID provider, and its groups.
@@ -38,6 +38,14 @@ def new_password(reserved: str = "") -> str:
 
 
 @cache
+def check_mode(mode: str) -> None:
+    """ServiceError unless `mode` is an auth mode."""
+    try:
+        parse_mode(mode)
+    except ValueError as error:
+        raise ServiceError(f"auth mode {error}") from None
+
+
 def lab_mlflow_setup() -> ModuleType:
     """lab/source_dir/mlflow_setup.py: the client settings users get, for our clients too."""
     path = REPO_ROOT / "lab" / "source_dir" / "mlflow_setup.py"
@@ -88,8 +96,7 @@ class MlflowStack:
         ai_gateway: bool = False,
         iam_principals: dict[str, str] | None = None,
     ) -> None:
-        if auth_mode not in AUTH_MODES:
-            raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
+        check_mode(auth_mode)
         self.root = root
         self.log_dir = root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -342,8 +349,7 @@ class MlflowStack:
 
     def switch_auth_mode(self, auth_mode: str) -> None:
         """Redeploy both containers in another mode, on the same data and ports."""
-        if auth_mode not in AUTH_MODES:
-            raise ServiceError(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
+        check_mode(auth_mode)
         self._stop_iam_gateway()
         self.nginx.stop()
         self.mlflow.stop()

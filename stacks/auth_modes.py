@@ -12,6 +12,15 @@ _IMAGE_MODULES = str(Path(__file__).resolve().parents[1] / "docker" / "mlflow")
 if _IMAGE_MODULES not in sys.path:
     sys.path.append(_IMAGE_MODULES)
 
-from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ModeNeeds, ServerApp, needs_of  # noqa: E402
+from auth_modes import (  # noqa: E402
+    AUTH_MODES,
+    DEFAULT_AUTH_MODE,
+    MODES,
+    AuthMode,
+    ModeNeeds,
+    ServerApp,
+    needs_of,
+    parse_mode,
+)
 
-__all__ = ["AUTH_MODES", "DEFAULT_AUTH_MODE", "MODES", "AuthMode", "ModeNeeds", "ServerApp", "needs_of"]
+__all__ = ["AUTH_MODES", "DEFAULT_AUTH_MODE", "MODES", "AuthMode", "ModeNeeds", "ServerApp", "needs_of", "parse_mode"]

@@ -91,6 +91,14 @@ MODES: dict[AuthMode, ModeNeeds] = {
 }
 
 
+def parse_mode(value: str) -> AuthMode:
+    """`value` as a mode; ValueError saying which names are modes (the caller names the setting)."""
+    for known in AUTH_MODES:
+        if value == known:
+            return known
+    raise ValueError(f"must be one of {', '.join(AUTH_MODES)}, got {value!r}")
+
+
 def needs_of(mode: str) -> ModeNeeds:
     """The row of `mode`, a name read from the environment or a command line (KeyError if not a mode)."""
     for known, needs in MODES.items():

@@ -105,7 +105,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from auth_modes import AUTH_MODES, DEFAULT_AUTH_MODE, MODES, AuthMode, ServerApp
+from auth_modes import DEFAULT_AUTH_MODE, MODES, AuthMode, ServerApp, parse_mode
 from iam_callers import PASSWORD_CHECK_SETTING, PRINCIPALS_ENV, PRINCIPALS_PATH_ENV, SIGN_IN_ENV, principals_from_json
 from request_guard import SOURCE_PATTERN
 
@@ -149,11 +149,15 @@ class ConfigError(Exception):
 
 
 def auth_mode(env: Mapping[str, str]) -> AuthMode:
-    mode = env.get("MLFLOW_AUTH_MODE") or DEFAULT_AUTH_MODE
-    for known in AUTH_MODES:
-        if mode == known:
-            return known
-    raise ConfigError(f"MLFLOW_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {mode!r}")
+    try:
+        return parse_mode(env.get("MLFLOW_AUTH_MODE") or DEFAULT_AUTH_MODE)
+    except ValueError as error:
+        raise ConfigError(f"MLFLOW_AUTH_MODE {error}") from None
+
+
+def app_setup(env: Mapping[str, str]) -> AppSetup:
+    """How to ready the server app of the environment's mode."""
+    return APP_SETUPS[MODES[auth_mode(env)].server_app]
 
 
 def check_required_env(env: Mapping[str, str]) -> None:
@@ -838,7 +842,7 @@ def prepare_runtime_dir(env: Mapping[str, str], server_env: Mapping[str, str]) -
     runtime = runtime_dir(env)
     (runtime / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
     runtime.chmod(0o700)
-    APP_SETUPS[MODES[auth_mode(env)].server_app].files(env, server_env)
+    app_setup(env).files(env, server_env)
 
 
 def preload_credential_cache(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
@@ -863,7 +867,7 @@ def migrate(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
     uri = server_env["MLFLOW_BACKEND_STORE_URI"]
     with migration_lock(uri):
         upgrade_tracking_schema(uri)
-        APP_SETUPS[MODES[auth_mode(env)].server_app].bootstrap(env, server_env)
+        app_setup(env).bootstrap(env, server_env)
 
 
 def _nothing(*_: object) -> None:
@@ -921,7 +925,7 @@ def main() -> None:
         argv = server_argv(server_env)
         check_tls_files(env)
         prepare_runtime_dir(env, server_env)
-        APP_SETUPS[MODES[auth_mode(env)].server_app].preload(env, server_env)
+        app_setup(env).preload(env, server_env)
     except ConfigError as error:
         log(f"{error}; refusing to start")
         sys.exit(64)

@@ -44,3 +44,18 @@ def test_every_mode_has_exactly_one_checker_and_what_its_app_needs() -> None:
             assert not needs.admin_login or needs.server_app == "basic-auth", mode
             assert needs.sign_in_provider == (needs.server_app == "oidc"), mode
             assert needs.uses_credentials == (needs.nginx_basic_auth or needs.admin_login), mode
+
+
+def test_a_name_is_a_mode_only_as_the_table_spells_it() -> None:
+    """One check of a mode name, whose message each caller prefixes with its setting's name."""
+    import pytest
+
+    from localrun.stack import ServiceError, check_mode
+    from stacks.auth_modes import AUTH_MODES, parse_mode
+
+    assert [parse_mode(mode) for mode in AUTH_MODES] == list(AUTH_MODES)
+    for wrong in ("Accounts", " sso", "oidc", ""):
+        with pytest.raises(ValueError, match=f"^must be one of shared, accounts, sso, got {wrong!r}$"):
+            parse_mode(wrong)
+    with pytest.raises(ServiceError, match="^auth mode must be one of shared, accounts, sso, got 'oidc'$"):
+        check_mode("oidc")  # what MlflowStack and its mode switch ask first
