@@ -9,7 +9,8 @@ when MLflow is back, and at ``up`` back at the target group. With IAM
 sign-in the IAM listener gets the same treatment, with the message as JSON
 in MLflow's error shape, since its callers are code. The
 ``tasks-below-desired`` alarm would fire every night: the same schedules
-disable its actions at ``down`` and enable them at ``up``.
+disable its actions at ``down`` and enable them at ``up``, when one more resets
+it to OK, so that tasks that fail to come back turn it to ALARM again, and tell.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _fixed_503(content_type: str, body: str) -> dict[str, Any]:
 
 
 class ScheduledScaleToZero(Construct):
-    """Scheduled actions on ``scaling`` and four schedules: listener page and alarm actions, off and on.
+    """Scheduled actions on ``scaling`` and five schedules: listener page and alarm actions, off and on; alarm reset.
 
     With ``iam_listener`` (IAM sign-in; forwarding to ``iam_target_group``) two more schedules
     switch it between ``scaled_down_error`` and its target group. The schedules' role may modify
@@ -147,6 +148,11 @@ class ScheduledScaleToZero(Construct):
             "Forward": default_action(listener, forward(target_group)),
             "MuteAlarm": {"AlarmNames": [alarm_name]},
             "UnmuteAlarm": {"AlarmNames": [alarm_name]},
+            "WatchAgain": {
+                "AlarmName": alarm_name,
+                "StateValue": "OK",
+                "StateReason": "MLflow scaled back up on schedule: the tasks are expected healthy again",
+            },
         }
         modify = ("elasticloadbalancingv2", "modifyListener", listener_statement)
         calls = {
@@ -154,6 +160,8 @@ class ScheduledScaleToZero(Construct):
             "Forward": (up, *modify),
             "MuteAlarm": (down, "cloudwatch", "disableAlarmActions", alarm_statement("DisableAlarmActions")),
             "UnmuteAlarm": (up, "cloudwatch", "enableAlarmActions", alarm_statement("EnableAlarmActions")),
+            # Left in ALARM from the night, it would not tell of tasks that never start.
+            "WatchAgain": (up, "cloudwatch", "setAlarmState", alarm_statement("SetAlarmState")),
         }
         if iam_listener is not None and iam_target_group is not None:
             self.inputs["IamShowError"] = default_action(

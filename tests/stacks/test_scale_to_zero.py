@@ -35,7 +35,7 @@ def iam_night_template() -> Template:
     return synth_templates(**IAM_SCALE_TO_ZERO_VARIANT)[names.VPC_STACK]
 
 
-SCHEDULES = ("ShowPage", "Forward", "MuteAlarm", "UnmuteAlarm", "IamShowError", "IamForward")
+SCHEDULES = ("ShowPage", "Forward", "MuteAlarm", "UnmuteAlarm", "WatchAgain", "IamShowError", "IamForward")
 
 
 def schedules(template: Template) -> dict[str, dict[str, Any]]:
@@ -94,6 +94,7 @@ def test_the_schedules_run_at_down_and_up_in_utc_on_the_listener_and_the_alarm(n
         "MuteAlarm": (NIGHTS["down"], "Etc/UTC"),
         "Forward": (NIGHTS["up"], "Etc/UTC"),
         "UnmuteAlarm": (NIGHTS["up"], "Etc/UTC"),
+        "WatchAgain": (NIGHTS["up"], "Etc/UTC"),
     }
     arns = {name: resolve(props["Target"]["Arn"], {"AWS::Partition": "aws"}) for name, props in found.items()}
     assert arns == {
@@ -101,6 +102,7 @@ def test_the_schedules_run_at_down_and_up_in_utc_on_the_listener_and_the_alarm(n
         "Forward": "arn:aws:scheduler:::aws-sdk:elasticloadbalancingv2:modifyListener",
         "MuteAlarm": "arn:aws:scheduler:::aws-sdk:cloudwatch:disableAlarmActions",
         "UnmuteAlarm": "arn:aws:scheduler:::aws-sdk:cloudwatch:enableAlarmActions",
+        "WatchAgain": "arn:aws:scheduler:::aws-sdk:cloudwatch:setAlarmState",
     }
     (listener_id,) = resources(night_template, "AWS::ElasticLoadBalancingV2::Listener")
     (group_id,) = resources(night_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
@@ -112,6 +114,7 @@ def test_the_schedules_run_at_down_and_up_in_utc_on_the_listener_and_the_alarm(n
     (page,) = inputs["ShowPage"]["DefaultActions"]
     assert page["FixedResponseConfig"]["StatusCode"] == "503"
     assert inputs["MuteAlarm"] == inputs["UnmuteAlarm"] == {"AlarmNames": [ALARM]}
+    assert (inputs["WatchAgain"]["AlarmName"], inputs["WatchAgain"]["StateValue"]) == (ALARM, "OK")
 
 
 @pytest.mark.parametrize(("which", "listener_ports"), [("night_template", [80]), ("iam_night_template", [80, 8081])])
@@ -145,6 +148,7 @@ def test_the_schedules_role_may_modify_those_listeners_and_switch_that_alarm_onl
         *{("elasticloadbalancing:ModifyListener", f"LISTENER-{port}") for port in listener_ports},
         ("cloudwatch:DisableAlarmActions", alarm_arn),
         ("cloudwatch:EnableAlarmActions", alarm_arn),
+        ("cloudwatch:SetAlarmState", alarm_arn),
     }
     assert all(statement["Effect"] == "Allow" and "Condition" not in statement for statement in statements)
 
@@ -300,6 +304,7 @@ def test_each_input_is_a_call_that_gives_each_listener_its_503_then_its_tasks_ba
     methods = {"modifyListener": elbv2.modify_listener}
     methods |= {"disableAlarmActions": cloudwatch.disable_alarm_actions}
     methods |= {"enableAlarmActions": cloudwatch.enable_alarm_actions}
+    methods |= {"setAlarmState": cloudwatch.set_alarm_state}
 
     def run_at(expression: str) -> None:
         for name, props in found.items():
@@ -314,6 +319,9 @@ def test_each_input_is_a_call_that_gives_each_listener_its_503_then_its_tasks_ba
     def actions_enabled() -> bool:
         return cloudwatch.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"][0]["ActionsEnabled"]
 
+    def state() -> str:
+        return cloudwatch.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"][0]["StateValue"]
+
     answers = {
         80: ("text/html", scaled_down_page(NIGHTS["up"])),
         8081: ("application/json", scaled_down_error(NIGHTS["up"])),
@@ -327,12 +335,15 @@ def test_each_input_is_a_call_that_gives_each_listener_its_503_then_its_tasks_ba
         assert (response["StatusCode"], response["ContentType"], response["MessageBody"]) == ("503", content_type, body)
         assert "back at 07:00 UTC, Monday to Friday" in response["MessageBody"]
     assert actions_enabled() is False
+    # No task all night: the alarm breaches (silently).
+    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="no healthy task")
 
     run_at(NIGHTS["up"])
     for listener_port, group_port in routes.items():
         forward = default_action(listener_port)
         assert (forward["Type"], forward["TargetGroupArn"]) == ("forward", arns[group_ids[group_port]])
     assert actions_enabled() is True
+    assert state() == "OK", "watching again: tasks that never start turn it to ALARM, which notifies"
 
 
 def test_an_expression_is_shown_as_text_never_as_markup() -> None:
