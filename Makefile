@@ -68,6 +68,11 @@ $(NODE_STAMP): package.json package-lock.json
 synth: install
 	npx cdk synth --quiet $(SETTINGS)
 
+# Test runs cache bytecode even where PYTHONDONTWRITEBYTECODE is set (as on some CI
+# images): otherwise every xdist worker and every Python a test starts compiles the
+# project's modules again, and pytest rewrites the test modules' asserts again.
+test test-unit restore-drill: export PYTHONDONTWRITEBYTECODE :=
+
 # The slowest 25 tests are listed at the end, so a test that grows slow shows in CI.
 test: install system-packages mlflow-previous
 	$(BIN)/python -m pytest --durations=25

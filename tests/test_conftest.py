@@ -19,3 +19,24 @@ def test_boto3_sessions_share_one_data_loader() -> None:
     """Service models are parsed once per worker, not once per session (tests/conftest.py)."""
     first, second = boto3.session.Session(region_name="eu-west-1"), boto3.session.Session(region_name="eu-west-1")
     assert first._session.get_component("data_loader") is second._session.get_component("data_loader")
+
+
+# Session-scoped stacks (tests/integration/conftest.py) and the xdist group of the tests using them.
+SESSION_STACK_GROUPS = {"accounts_stack": "accounts-stack", "sso_stack": "sso-stack"}
+
+
+def test_every_user_of_a_session_stack_runs_in_its_group(request: pytest.FixtureRequest) -> None:
+    """A test outside its stack's group makes the other worker start a second stack (15-30 CPU-seconds).
+
+    Sees the fixtures a test names (directly or through other fixtures); a test that asks
+    for a stack by name at run time (getfixturevalue) carries the group mark itself.
+    """
+    strays = [
+        (item.nodeid, fixture)
+        for item in request.session.items
+        for fixture, group in SESSION_STACK_GROUPS.items()
+        if fixture in getattr(item, "fixturenames", ())
+        and (mark := item.get_closest_marker("xdist_group")) is not None
+        and mark.args[0] != group
+    ]
+    assert not strays

@@ -921,8 +921,10 @@ def main() -> None:
         gc(sys.argv[2:])
     try:
         env = dict(os.environ)
+        # The command line's settings first: they pass through server_environment unchanged,
+        # and checking them needs no MLflow import (which the allowed hosts' defaults take).
+        argv = server_argv(env)
         server_env = server_environment(env)
-        argv = server_argv(server_env)
         check_tls_files(env)
         prepare_runtime_dir(env, server_env)
         app_setup(env).preload(env, server_env)

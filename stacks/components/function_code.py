@@ -5,6 +5,9 @@ from pathlib import Path
 from aws_cdk import aws_lambda as lambda_
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
+# Bytecode caches (left by tests and local runs importing the code) stay out of every
+# asset built from a source folder, so its hash and contents follow the source alone.
+NOT_SOURCE = ["__pycache__", "*.pyc"]
 
 
 def function_dir(name: str) -> Path:
@@ -12,12 +15,8 @@ def function_dir(name: str) -> Path:
 
 
 def asset_code(name: str) -> lambda_.Code:
-    """The folder as a zip asset: index.py and the modules beside it.
-
-    Bytecode caches (left by tests importing the handler) stay out, so the
-    asset hash follows the source alone.
-    """
-    return lambda_.Code.from_asset(str(function_dir(name)), exclude=["__pycache__", "*.pyc"])
+    """The folder as a zip asset: index.py and the modules beside it (no bytecode caches)."""
+    return lambda_.Code.from_asset(str(function_dir(name)), exclude=NOT_SOURCE)
 
 
 def inline_code(name: str) -> lambda_.Code:

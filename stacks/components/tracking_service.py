@@ -16,6 +16,7 @@ from constructs import Construct
 
 from stacks import iam_callers, names
 from stacks.auth_modes import MODES
+from stacks.components.function_code import NOT_SOURCE
 from stacks.components.security_groups import closed_security_group
 from stacks.components.tracking_service_props import TrackingServiceProps
 from stacks.config.service import TaskArchitecture
@@ -388,7 +389,9 @@ class TrackingService(Construct):
     ) -> ecs.ContainerDefinition:
         """An essential container built from docker/<name>, logging to its own group."""
         group = logs.LogGroup(self, f"{name.capitalize()}Logs", retention=retention, removal_policy=removal_policy)
-        self.images[name] = ecs.ContainerImage.from_asset(str(DOCKER_DIR / name), platform=self._image_platform)
+        self.images[name] = ecs.ContainerImage.from_asset(
+            str(DOCKER_DIR / name), platform=self._image_platform, exclude=NOT_SOURCE
+        )
         container = self.task_definition.add_container(
             name,
             image=self.images[name],

@@ -15,8 +15,12 @@ import requests
 from localrun.process import wait_until
 from localrun.services import Postgres
 from localrun.stack import MlflowStack
+from tests.integration.mlflow_users import ACCOUNTS_GROUP
 
 pytestmark = pytest.mark.integration
+# Each mode's session stack (conftest.py); the accounts cases run where the accounts-mode
+# modules run, on that worker's accounts_stack, instead of starting another.
+MODES = ["shared", pytest.param("accounts", marks=ACCOUNTS_GROUP)]
 
 
 def search(stack: MlflowStack) -> None:
@@ -115,7 +119,7 @@ def check_bursts(stack: MlflowStack, interrupt: Callable[[], None], rounds: int)
         assert steps <= logged_steps(stack, run_id), f"run {run_id} lost acknowledged batches"
 
 
-@pytest.mark.parametrize("mode", ["shared", "accounts"])
+@pytest.mark.parametrize("mode", MODES)
 def test_burst_after_closed_sessions(mode: str, request: pytest.FixtureRequest) -> None:
     stack: MlflowStack = request.getfixturevalue("mlflow_stack" if mode == "shared" else "accounts_stack")
     postgres = stack.postgres
@@ -123,7 +127,7 @@ def test_burst_after_closed_sessions(mode: str, request: pytest.FixtureRequest) 
     check_bursts(stack, lambda: terminate_sessions(postgres), BURST_ROUNDS)
 
 
-@pytest.mark.parametrize("mode", ["shared", "accounts"])
+@pytest.mark.parametrize("mode", MODES)
 def test_burst_after_postgres_restart(mode: str, request: pytest.FixtureRequest) -> None:
     stack: MlflowStack = request.getfixturevalue("mlflow_stack" if mode == "shared" else "accounts_stack")
     postgres = stack.postgres

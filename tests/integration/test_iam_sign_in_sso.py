@@ -22,7 +22,8 @@ from tests.integration.test_audit_trail import audit_lines
 from tests.integration.test_iam_sign_in_signed import run_signed_client, signed
 from tests.integration.transfer_client import sha256
 
-pytestmark = pytest.mark.integration
+# On the worker that holds the session's sso_stack (conftest.py), not a second one of its own.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
 
 ACCOUNT = "123456789012"
 # Each profile's execution and training roles -> its app client's machine user.

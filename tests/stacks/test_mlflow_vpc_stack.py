@@ -1,6 +1,7 @@
 """MLflowVpcStack: network, artifact bucket, Aurora, secrets, ECS service and ALB."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from tests.stacks.helpers import (
     resources,
     service_task_definition,
 )
-from tests.synth import DAY_TWO_VARIANT, synth_directory, synth_templates
+from tests.synth import DAY_TWO_VARIANT, REPO, synth_directory, synth_templates
 
 
 def _subnet_types(template: Template) -> list[str]:
@@ -637,6 +638,23 @@ def test_the_ai_gateway_is_off_unless_the_setting_turns_it_on(context: dict[str,
 def _image_platforms(**overrides: Any) -> set[str]:
     manifest = json.loads((synth_directory(**overrides) / "MLflowVpcStack.assets.json").read_text())
     return {image["source"]["platform"] for image in manifest["dockerImages"].values()}
+
+
+def test_each_image_is_built_from_its_sources_without_bytecode() -> None:
+    """The tests import docker/mlflow's modules (bytecode caches appear beside them): the image's
+    context, and so its hash, holds the tracked files only, whatever ran in the tree before a synth."""
+    directory = synth_directory()
+    manifest = json.loads((directory / "MLflowVpcStack.assets.json").read_text())
+    for image in manifest["dockerImages"].values():
+        name = image["displayName"].split("/")[2]  # Tracking/TaskDefinition/<container>/AssetImage
+        source = REPO / "docker" / name
+        staged = directory / image["source"]["directory"]
+
+        def files(root: Path) -> set[str]:
+            return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+        expected = {f for f in files(source) if "__pycache__" not in f and not f.endswith(".pyc")}
+        assert files(staged) == expected, name
 
 
 @pytest.mark.parametrize(
