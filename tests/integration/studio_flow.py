@@ -515,21 +515,28 @@ def studio_env(aws: StudioAws, call_log: Path | None = None, *, scratch: Path) -
     """This process (and its children) as a Studio kernel: role credentials, moto, no MLflow vars.
 
     Temporary files go to `scratch`, a test directory (tests/temporary_files.py says why).
+    Afterwards the environment is as before, including what the kernel's code wrote into it
+    itself (configure_mlflow() exports its login), which a later test would otherwise send.
     """
     import boto3
 
     env = aws.env(call_log)
-    with pytest.MonkeyPatch.context() as patch:
-        for name in SCRUBBED:
-            patch.delenv(name, raising=False)
-        for name, value in env.items():
-            patch.setenv(name, value)
-        keep_temporary_files_in(patch, scratch)  # this process, the kernel and what they start
-        boto3.DEFAULT_SESSION = None  # no credentials cached from before
-        try:
-            yield env
-        finally:
-            boto3.DEFAULT_SESSION = None
+    before = dict(os.environ)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name in SCRUBBED:
+                patch.delenv(name, raising=False)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            keep_temporary_files_in(patch, scratch)  # this process, the kernel and what they start
+            boto3.DEFAULT_SESSION = None  # no credentials cached from before
+            try:
+                yield env
+            finally:
+                boto3.DEFAULT_SESSION = None
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def read_calls(path: Path) -> list[dict[str, Any]]:

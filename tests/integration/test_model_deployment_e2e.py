@@ -66,7 +66,11 @@ def as_app_client(stack: MlflowStack, client_id: str) -> Iterator[None]:
     env = {
         k: v for k, v in stack.client_env().items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
     }
-    with environment({**env, "MLFLOW_TRACKING_TOKEN": stack.oidc.client_credentials_token(client_id)}):
+    token = stack.oidc.client_credentials_token(client_id)
+    with environment(
+        {**env, "MLFLOW_TRACKING_TOKEN": token, "MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
+    ):
+        # (empty: a login some earlier code left in this process would be sent instead of the token)
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
         try:
             yield
