@@ -1,12 +1,11 @@
 """The model deployment functions' MLflow login in a mode where the server login signs in nowhere (sso)."""
 
-import json
-
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks import names
+from stacks.components.login_secret import login_secret_value
 
 
 class DeploymentLogin(Construct):
@@ -26,11 +25,7 @@ class DeploymentLogin(Construct):
             self,
             "Secret",
             description="MLflow login of the model deployment functions (sso mode): a token the tasks issue",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=json.dumps({"username": names.DEPLOYMENT_LOGIN_USERNAME}),
-                generate_string_key="password",
-                exclude_punctuation=True,
-                password_length=48,
-            ),
+            # A placeholder: the tasks write the token they issue over it (it never signs in).
+            generate_secret_string=login_secret_value(names.DEPLOYMENT_LOGIN_USERNAME, password_length=48),
             removal_policy=removal_policy,
         )

@@ -5,6 +5,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.components.login_secret import login_secret_value
 from stacks.components.mlflow_account_provisioner import RESOURCE_TYPE, MlflowAccountProvisioner
 
 
@@ -38,13 +39,7 @@ class MlflowUserAccount(Construct):
             "Secret",
             secret_name=secret_name,
             description=f"MLflow login of SageMaker Studio user profile {username}",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=f'{{"username": "{username}"}}',
-                generate_string_key="password",
-                password_length=32,
-                # Alphanumeric: it travels in HTTP basic auth and environment variables.
-                exclude_punctuation=True,
-            ),
+            generate_secret_string=login_secret_value(username),
             removal_policy=removal_policy,
         )
         self._provisioner_role = provisioner.role

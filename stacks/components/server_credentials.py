@@ -6,6 +6,7 @@ from constructs import Construct
 
 from stacks import names
 from stacks.auth_modes import MODES, AuthMode
+from stacks.components.login_secret import login_secret_value
 
 USERNAME = names.SERVER_USERNAME
 
@@ -47,14 +48,7 @@ class ServerCredentials(Construct):
             "Secret",
             secret_name=secret_name,
             description=description(auth_mode),
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=f'{{"username": "{USERNAME}"}}',
-                generate_string_key="password",
-                password_length=32,
-                # Alphanumeric only: the password travels in HTTP basic auth and
-                # in shell-friendly env vars; 32 characters keep ~190 bits.
-                exclude_punctuation=True,
-            ),
+            generate_secret_string=login_secret_value(USERNAME),
             removal_policy=removal_policy,
         )
         self.secret_name = secret_name
