@@ -312,17 +312,16 @@ def test_configure_mlflows_signer_signs_what_mlflows_own_cannot(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=env.get("AWS_SESSION_TOKEN"), region_name=env["AWS_REGION"],
     )  # fmt: skip
+    # reuse() replaces the name MLflow imports; monkeypatch puts the stock class back afterwards.
+    monkeypatch.setattr(sys.modules[signing_session.SIGNER_MODULE], "AWSSigV4", signing_session.stock_signer())
     assert signing_session.reuse(session, env["AWS_REGION"])
-    try:
-        assert client.search_registered_models(filter_string="name LIKE 'no such %'", order_by=order) == []
-        experiment = client.create_experiment(f"spaces-{secrets.token_hex(4)}")
-        run = client.create_run(experiment).info.run_id
-        files = {"x y é.txt": secrets.token_bytes(2048), "empty.bin": b""}
-        for name, body in files.items():
-            (tmp_path / name).write_bytes(body)
-            client.log_artifact(run, str(tmp_path / name), artifact_path="my folder")
-        for name, body in files.items():
-            got = client.download_artifacts(run, f"my folder/{name}", str(tmp_path / "back"))
-            assert Path(got).read_bytes() == body, name
-    finally:
-        monkeypatch.setattr(sys.modules[signing_session.SIGNER_MODULE], "AWSSigV4", signing_session.stock_signer())
+    assert client.search_registered_models(filter_string="name LIKE 'no such %'", order_by=order) == []
+    experiment = client.create_experiment(f"spaces-{secrets.token_hex(4)}")
+    run = client.create_run(experiment).info.run_id
+    files = {"x y é.txt": secrets.token_bytes(2048), "empty.bin": b""}
+    for name, body in files.items():
+        (tmp_path / name).write_bytes(body)
+        client.log_artifact(run, str(tmp_path / name), artifact_path="my folder")
+    for name, body in files.items():
+        got = client.download_artifacts(run, f"my folder/{name}", str(tmp_path / "back"))
+        assert Path(got).read_bytes() == body, name
