@@ -111,11 +111,14 @@ class Postgres:
         user: dict[str, Any] = {}
         if self.run_as:
             user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
+        # Throw-away data (as with fsync=off below): initdb need not wait for its files to reach
+        # the disk, which takes it about half of its 5 s here.
+        no_sync = [] if self.durable else ["--no-sync"]
         try:
             subprocess.run(
                 [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser,
                  "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
-                 "--no-instructions"],  # fmt: skip
+                 "--no-instructions", *no_sync],  # fmt: skip
                 check=True, capture_output=True, env=base_env(), cwd=self.workdir, **user,
             )  # fmt: skip
         except subprocess.CalledProcessError as error:
