@@ -84,7 +84,7 @@ class Receiver:
     def wait_for(self, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while len(self.statuses) < count and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.server.shutdown()
