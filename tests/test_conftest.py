@@ -5,6 +5,8 @@ import os
 import boto3
 import pytest
 
+from tests.integration.iam_accounts import IAM_ACCOUNTS_GROUP
+
 
 def test_each_module_is_one_xdist_group(request: pytest.FixtureRequest) -> None:
     """Module fixtures (a server, a drill) start once only if xdist keeps the module on one worker."""
@@ -22,7 +24,11 @@ def test_boto3_sessions_share_one_data_loader() -> None:
 
 
 # Session-scoped stacks (tests/integration/conftest.py) and the xdist group of the tests using them.
-SESSION_STACK_GROUPS = {"accounts_stack": "accounts-stack", "sso_stack": "sso-stack"}
+SESSION_STACK_GROUPS = {
+    "accounts_stack": "accounts-stack",
+    "sso_stack": "sso-stack",
+    "iam_accounts": IAM_ACCOUNTS_GROUP.args[0],
+}
 
 
 def test_every_user_of_a_session_stack_runs_in_its_group(request: pytest.FixtureRequest) -> None:

@@ -3,7 +3,7 @@
 The caller header sent straight to nginx's IAM server stands in for API Gateway's IAM route
 (which verifies the SigV4 signature and writes it); the stand-in that verifies real signatures
 is localrun's. Role A maps to its user through the static table (the iam_principals setting),
-role B through a per-profile SSM parameter in the moto server.
+role B through a per-profile SSM parameter in the moto server (both set up in iam_accounts.py).
 """
 
 from __future__ import annotations
@@ -22,23 +22,20 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking.request_header.abstract_request_header_provider import RequestHeaderProvider
 
 from localrun.process import environment
-from localrun.services import MotoServer
 from localrun.stack import MlflowStack, artifact_transfer_settings
-from stacks.iam_callers import CALLER_HEADER, profile_parameter
+from stacks.iam_callers import CALLER_HEADER
+from tests.integration.iam_accounts import ACCOUNT, GHOST_ROLE, IAM_ACCOUNTS_GROUP, IamAccounts
 from tests.integration.mlflow_users import Account, Accounts, api
 from tests.integration.proxy_log import logged_text
 from tests.integration.test_audit_trail import audit_lines
 
-pytestmark = pytest.mark.integration
+# On the worker that holds the session's iam_accounts stack (conftest.py), not a second one of its own.
+pytestmark = [pytest.mark.integration, IAM_ACCOUNTS_GROUP]
 
-ACCOUNT = "123456789012"
-ROLE_A = f"arn:aws:iam::{ACCOUNT}:role/studio-alice"
-ROLE_B = f"arn:aws:iam::{ACCOUNT}:role/studio/studio-bob"  # a role path: the same caller as without
 # What API Gateway reports for a notebook or a training job: a session of the role.
 SESSION_A = f"arn:aws:sts::{ACCOUNT}:assumed-role/studio-alice/SageMaker-1733500000"
 SESSION_B = f"arn:aws:sts::{ACCOUNT}:assumed-role/studio-bob/training-job-7"
 UNMAPPED = f"arn:aws:sts::{ACCOUNT}:assumed-role/endpoint-role/invocation"
-GHOST_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ghost"  # mapped to a user nobody created
 SIGV4 = (
     "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20261206/eu-west-1/execute-api/aws4_request, "
     "SignedHeaders=host;x-amz-date, Signature=" + "1" * 64
@@ -67,31 +64,15 @@ def register_header_provider() -> None:
 
 
 @pytest.fixture(scope="module")
-def users() -> dict[str, str]:
-    return {"alice": f"alice-{secrets.token_hex(3)}", "bob": f"bob-{secrets.token_hex(3)}"}
+def users(iam_accounts: IamAccounts) -> dict[str, str]:
+    return iam_accounts.header_users
 
 
 @pytest.fixture(scope="module")
-def iam_stack(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, users: dict[str, str]
-) -> Iterator[MlflowStack]:
-    """Accounts mode with default permission READ: everyone reads, only grants write."""
-    stack = MlflowStack(
-        tmp_path_factory.mktemp("iam-stack"), moto=moto_server, auth_mode="accounts", default_permission="READ",
-        workers=1, iam_principals={ROLE_A: users["alice"], GHOST_ROLE: "ghost-user"},
-    )  # fmt: skip
-    # Before the first signed request: the server reads the parameters then (and every minute).
-    moto_server.client("ssm").put_parameter(
-        Name=f"{stack.iam_principals_path}/{users['bob']}", Type="String",
-        Value=profile_parameter(users["bob"], [ROLE_B]),
-    )  # fmt: skip
-    stack.start()
-    with Accounts(stack).client() as admin:
-        for user in users.values():
-            admin.create_user(user, secrets.token_urlsafe(16))
+def iam_stack(iam_accounts: IamAccounts) -> MlflowStack:
+    """The session's accounts stack with IAM sign-in (iam_accounts.py), with MLflow's client able to send the caller."""
     register_header_provider()
-    yield stack
-    stack.stop()
+    return iam_accounts.stack
 
 
 @contextmanager

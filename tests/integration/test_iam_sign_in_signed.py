@@ -12,7 +12,6 @@ import json
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,9 +25,17 @@ from mlflow.exceptions import MlflowException
 from requests_auth_aws_sigv4 import AWSSigV4
 
 from localrun.iam_gateway import IssuedCredentials
-from localrun.services import FAKE_AWS, MotoServer
+from localrun.services import FAKE_AWS
 from localrun.stack import MlflowStack
-from stacks.iam_callers import profile_parameter
+from tests.integration.iam_accounts import (
+    ACCOUNT,
+    CAROL_PASSWORD,
+    IAM_ACCOUNTS_GROUP,
+    PROFILE_ROLES,
+    ROGUE_ROLE,
+    SQUATTER_ROLE,
+    IamAccounts,
+)
 from tests.integration.mlflow_users import Account, Accounts, api
 from tests.integration.sigv4 import env_signer
 from tests.integration.test_audit_trail import audit_lines
@@ -41,56 +48,22 @@ from tests.localrun.test_iam_gateway import botocore_signed
 # isort: split
 import signing_session  # lab/source_dir: what configure_mlflow() installs for a signed client
 
-pytestmark = pytest.mark.integration
+# On the worker that holds the session's iam_accounts stack (conftest.py), not a second one of its own.
+pytestmark = [pytest.mark.integration, IAM_ACCOUNTS_GROUP]
 
-ACCOUNT = "123456789012"
 CLIENT = Path(__file__).with_name("signed_transfer_client.py")
-# Each Studio profile's execution and training roles, as the Studio stack lists them in its parameter.
-ROLES = {
-    profile: (
-        f"arn:aws:iam::{ACCOUNT}:role/studio-{profile}-execution",
-        f"arn:aws:iam::{ACCOUNT}:role/{profile}-training",
-    )
-    for profile in ("alice", "bob", "carol")
-}
-CAROL_PASSWORD = secrets.token_urlsafe(16)
 ENDPOINT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlflow-serving"  # maps to nobody
-# Roles of someone who may write SSM parameters under the path: one named for the admin,
-# one named "squatter" that claims bob's user.
-ROGUE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/rogue"
-SQUATTER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/squatter"
 
 
 @pytest.fixture(scope="module")
-def users() -> dict[str, str]:
-    return {profile: f"{profile}-{secrets.token_hex(3)}" for profile in ROLES}
+def users(iam_accounts: IamAccounts) -> dict[str, str]:
+    return iam_accounts.profile_users
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, users: dict[str, str]
-) -> Iterator[MlflowStack]:
-    """Accounts mode with default permission READ, a user and a principal parameter per profile."""
-    stack = MlflowStack(
-        tmp_path_factory.mktemp("iam-signed"), moto=moto_server, auth_mode="accounts", default_permission="READ"
-    )
-    for profile, user in users.items():
-        moto_server.client("ssm").put_parameter(
-            Name=f"{stack.iam_principals_path}/{user}",
-            Type="String",
-            Value=profile_parameter(user, list(ROLES[profile])),
-        )
-    ssm = moto_server.client("ssm")
-    for name, user, role in (("", stack.username, ROGUE_ROLE), ("squatter", users["bob"], SQUATTER_ROLE)):
-        ssm.put_parameter(
-            Name=f"{stack.iam_principals_path}/{name or user}", Type="String", Value=profile_parameter(user, [role])
-        )
-    stack.start()
-    with Accounts(stack).client() as admin:
-        for user in users.values():
-            admin.create_user(user, CAROL_PASSWORD if user == users["carol"] else secrets.token_urlsafe(16))
-    yield stack
-    stack.stop()
+def stack(iam_accounts: IamAccounts) -> MlflowStack:
+    """The session's accounts stack with IAM sign-in: a user and a principal parameter per profile (iam_accounts.py)."""
+    return iam_accounts.stack
 
 
 def signer(stack: MlflowStack, role: str, session: str = "SageMaker") -> AWSSigV4:
@@ -137,7 +110,7 @@ def test_a_signed_client_logs_runs_metrics_a_model_and_artifacts_as_its_profile_
     """The real MLflow client with MLFLOW_TRACKING_AWS_SIGV4, a 1 KB and a 200 MB file, no password anywhere."""
     small = tmp_path / "small.bin"
     small.write_bytes(secrets.token_bytes(1024))
-    result = run_signed_client(stack, ROLES["alice"][0], "SageMaker-notebook", tmp_path, [small, big_file])
+    result = run_signed_client(stack, PROFILE_ROLES["alice"][0], "SageMaker-notebook", tmp_path, [small, big_file])
     expected = {path.name: sha256(path) for path in (small, big_file)}
     assert result["artifacts"] == expected
     assert {name: digest for name, digest in result["model"].items() if name in expected} == expected
@@ -154,7 +127,7 @@ def test_a_signed_client_logs_runs_metrics_a_model_and_artifacts_as_its_profile_
 def test_each_of_a_profiles_roles_is_its_user_whatever_the_session(
     stack: MlflowStack, users: dict[str, str], role_index: int
 ) -> None:
-    role = ROLES["bob"][role_index]
+    role = PROFILE_ROLES["bob"][role_index]
     for session in ("SageMaker", f"training-job-{secrets.token_hex(4)}"):
         response = requests.get(
             f"{stack.iam_url}/api/2.0/mlflow/users/current", auth=signer(stack, role, session), timeout=60
@@ -165,17 +138,17 @@ def test_each_of_a_profiles_roles_is_its_user_whatever_the_session(
 
 def test_a_profiles_role_cannot_write_anothers_experiment(stack: MlflowStack, users: dict[str, str]) -> None:
     name = f"bob-only-{secrets.token_hex(4)}"
-    created = signed(stack, ROLES["bob"][0], "POST", "experiments/create", json={"name": name})
+    created = signed(stack, PROFILE_ROLES["bob"][0], "POST", "experiments/create", json={"name": name})
     assert created.status_code == 200, created.text
     experiment = created.json()["experiment_id"]
     # READ for everyone (default_permission): alice sees it but may not log into it or change it.
-    assert signed(stack, ROLES["alice"][0], "GET", "experiments/get", params={"experiment_id": experiment}).ok
+    assert signed(stack, PROFILE_ROLES["alice"][0], "GET", "experiments/get", params={"experiment_id": experiment}).ok
     for path, body in (
         ("runs/create", {"experiment_id": experiment}),
         ("experiments/update", {"experiment_id": experiment, "new_name": name + "-taken"}),
         ("experiments/delete", {"experiment_id": experiment}),
     ):
-        refused = signed(stack, ROLES["alice"][1], "POST", path, json=body)
+        refused = signed(stack, PROFILE_ROLES["alice"][1], "POST", path, json=body)
         assert refused.status_code == 403, (path, refused.text)
     assert admin_get(stack, "experiments/get", experiment_id=experiment)["experiment"]["name"] == name
 
@@ -196,7 +169,7 @@ def test_a_profile_parameter_cannot_make_a_role_the_admin_or_another_user(stack:
 
 
 def _keys(stack: MlflowStack) -> IssuedCredentials:
-    return stack.iam_credentials.issue(ROLES["alice"][0], "attacker-replay")
+    return stack.iam_credentials.issue(PROFILE_ROLES["alice"][0], "attacker-replay")
 
 
 def _unsigned(stack: MlflowStack, url: str, body: bytes) -> dict[str, str]:
@@ -270,7 +243,7 @@ def carol_denied(stack: MlflowStack, users: dict[str, str]) -> Denied:
     accounts = Accounts(stack)
     carol = Account(users["carol"], CAROL_PASSWORD)
     denied = deny_to(accounts, stack, carol)
-    signed_carol = SignedAccount(carol.username, "", signer(stack, ROLES["carol"][0], "colleague-notebook"))
+    signed_carol = SignedAccount(carol.username, "", signer(stack, PROFILE_ROLES["carol"][0], "colleague-notebook"))
     return replace(denied, b=signed_carol)
 
 
@@ -301,7 +274,7 @@ def test_configure_mlflows_signer_signs_what_mlflows_own_cannot(
     stack: MlflowStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """signing_session: two order_by keys, spaces in a query, folder and file names, an empty file proxied."""
-    env = stack.signed_client_env(ROLES["alice"][0], "SageMaker")
+    env = stack.signed_client_env(PROFILE_ROLES["alice"][0], "SageMaker")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
