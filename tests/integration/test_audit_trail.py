@@ -134,7 +134,7 @@ def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: Mlflo
         assert created.status_code == 200, created.text
         deadline, messages = time.monotonic() + 30, []
         while time.monotonic() < deadline and not messages:
-            time.sleep(1)
+            time.sleep(0.2)
             messages = [
                 event["message"]
                 for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]
