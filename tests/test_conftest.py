@@ -6,6 +6,7 @@ import boto3
 import pytest
 
 from tests.integration.iam_accounts import IAM_ACCOUNTS_GROUP
+from tests.integration.webhook_receiver import WEBHOOK_STACK_GROUP
 
 
 def test_each_module_is_one_xdist_group(request: pytest.FixtureRequest) -> None:
@@ -28,6 +29,7 @@ SESSION_STACK_GROUPS = {
     "accounts_stack": "accounts-stack",
     "sso_stack": "sso-stack",
     "iam_accounts": IAM_ACCOUNTS_GROUP.args[0],
+    "webhook_stack": WEBHOOK_STACK_GROUP.args[0],
 }
 
 

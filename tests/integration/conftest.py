@@ -8,8 +8,9 @@ entrypoints in `shared` mode; `accounts_stack` the same in `accounts` mode
 out the admin (from the stack's secret) and new users (helpers in
 mlflow_users.py). Modules that use `accounts_stack` carry
 `pytestmark = [..., ACCOUNTS_GROUP]`, so they run on one worker and share one
-stack; so do `sso_stack`'s (group "sso-stack") and `iam_accounts`' (the accounts
-stack with IAM sign-in, iam_accounts.py: IAM_ACCOUNTS_GROUP). A module starts a
+stack; so do `sso_stack`'s (group "sso-stack"), `iam_accounts`' (the accounts
+stack with IAM sign-in, iam_accounts.py: IAM_ACCOUNTS_GROUP) and `webhook_stack`'s
+(WEBHOOK_STACK_GROUP). A module starts a
 stack of its own only when it needs other settings or a fresh database, and
 says why. Missing nginx or PostgreSQL binaries fail the run (they are apt
 packages CI installs), they never skip it.
@@ -29,6 +30,7 @@ from localrun.stack import SSO_ADMIN_GROUP, SSO_ALLOWED_GROUP, MlflowStack
 from tests.integration.big_transfers import BIG_FILE_BYTES
 from tests.integration.iam_accounts import IamAccounts, running_iam_accounts
 from tests.integration.mlflow_users import Accounts, as_mlflow_user
+from tests.integration.webhook_receiver import started_webhook_stack
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +103,17 @@ def sso_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer)
 def iam_accounts(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[IamAccounts]:
     """accounts mode, default permission READ, with IAM sign-in's callers mapped (iam_accounts.py)."""
     yield from running_iam_accounts(tmp_path_factory.mktemp("iam-accounts-stack"), moto_server)
+
+
+@pytest.fixture(scope="session")
+def webhook_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[MlflowStack]:
+    """accounts mode whose MLflow delivers webhooks to loopback receivers (webhook_receiver.py).
+
+    Its users delete the webhooks they register: a module finds none of another's.
+    """
+    stack = started_webhook_stack(tmp_path_factory.mktemp("webhook-stack"), moto_server)
+    yield stack
+    stack.stop()
 
 
 @pytest.fixture(scope="session")

@@ -44,9 +44,10 @@ from stacks import names
 from stacks.functions.mlflow_accounts.index import read_login
 from stacks.functions.model_deployment import index, receiver, webhook
 from tests.integration.mlflow_users import Account, Accounts, as_mlflow_user
-from tests.integration.webhook_receiver import Receiver, started_webhook_stack
+from tests.integration.webhook_receiver import WEBHOOK_STACK_GROUP, Receiver, started_webhook_stack
 
-pytestmark = [pytest.mark.integration]
+# On the worker that holds the session's webhook_stack (conftest.py), not a second one of its own.
+pytestmark = [pytest.mark.integration, WEBHOOK_STACK_GROUP]
 
 SECRET = secrets.token_urlsafe(36)
 MODEL = f"churn-{secrets.token_hex(3)}"
@@ -163,7 +164,9 @@ def deployment(
             machine_clients=[RELEASER_CLIENT],
         )  # fmt: skip
     else:
-        stack = started_webhook_stack(tmp_path_factory.mktemp("deploy-stack"), moto_server)
+        # The session's (conftest.py), which test_model_deployment_webhook also uses: this module's
+        # webhook is deleted below, and its model has a name of its own.
+        stack = request.getfixturevalue("webhook_stack")
         login_arn = secretsmanager.create_secret(
             Name=f"mlflow-login-{secrets.token_hex(3)}",
             SecretString=json.dumps({"username": stack.username, "password": stack.password}),
@@ -213,7 +216,8 @@ def deployment(
     finally:
         boto3.DEFAULT_SESSION = session
         hook.stop()
-        stack.stop()
+        if mode == "sso":  # its own: no other module needs sso mode with the deployment login
+            stack.stop()
 
 
 def _keys(deployment: Deployment, prefix_uri: str) -> set[str]:

@@ -25,10 +25,11 @@ from localrun.stack import MlflowStack
 from stacks.functions.mlflow_accounts.index import Mlflow
 from stacks.functions.model_deployment import webhook
 from tests.integration.mlflow_users import Account, Accounts, api, as_mlflow_user
-from tests.integration.webhook_receiver import CACHE_TTL, Receiver, started_webhook_stack
+from tests.integration.webhook_receiver import CACHE_TTL, WEBHOOK_STACK_GROUP, Receiver
 from tests.test_readme import doc, section
 
-pytestmark = [pytest.mark.integration]
+# On the worker that holds the session's webhook_stack (conftest.py), not a second one of its own.
+pytestmark = [pytest.mark.integration, WEBHOOK_STACK_GROUP]
 
 SECRET = "first-webhook-secret-for-tests"
 ROTATED = "second-webhook-secret-for-tests"
@@ -37,11 +38,10 @@ DEPLOYMENTS = [{"model_name": MODEL, "alias": "champion", "instance_type": "ml.m
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: Any) -> Iterator[MlflowStack]:
-    """Accounts mode; MLflow may deliver to loopback over http (the receiver here, not a function URL)."""
-    stack = started_webhook_stack(tmp_path_factory.mktemp("webhook-stack"), moto_server)
-    yield stack
-    stack.stop()
+def stack(webhook_stack: MlflowStack) -> MlflowStack:
+    """The session's accounts-mode stack whose MLflow may deliver to loopback over http (the receiver here,
+    not a function URL); test_model_deployment_e2e's accounts run uses it too and deletes its webhook."""
+    return webhook_stack
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from localrun.services import MotoServer
 from localrun.stack import MlflowStack
 from stacks.functions.model_deployment import receiver
+
+# The modules that use the session's webhook_stack (conftest.py) run on the worker that holds it.
+WEBHOOK_STACK_GROUP = pytest.mark.xdist_group("webhook-stack")
 
 # MLflow lists webhooks once per MLFLOW_WEBHOOK_CACHE_TTL per worker (60 s by default): one here.
 CACHE_TTL = 1
