@@ -65,6 +65,9 @@ def running_iam_accounts(root: Path, moto: MotoServer) -> Iterator[IamAccounts]:
     stack = MlflowStack(
         root, moto=moto, auth_mode="accounts", default_permission="READ",
         iam_principals={ROLE_A: header_users["alice"], GHOST_ROLE: "ghost-user"},
+        # One uvicorn worker, as the session's shared-mode stack: each imports MLflow anew (seconds
+        # of CPU), and no test here is about workers (the accounts stack's cache tests are).
+        workers=1,
     )  # fmt: skip
     parameters = {header_users["bob"]: profile_parameter(header_users["bob"], [ROLE_B])}
     for profile, user in profile_users.items():

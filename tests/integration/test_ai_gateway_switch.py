@@ -21,6 +21,7 @@ SERVER_INFO = "/api/3.0/mlflow/server-info"
 
 @pytest.fixture(scope="module")
 def gateway_stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[MlflowStack]:
+    """A stack of its own: the gateway is set when the server starts, and the session's stacks keep it off."""
     stack = MlflowStack(tmp_path_factory.mktemp("ai-gateway-stack"), moto=moto_server, workers=1, ai_gateway=True)
     stack.start()
     yield stack

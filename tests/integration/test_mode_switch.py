@@ -53,6 +53,9 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> Iterator[MlflowStack]:
+    """A stack of its own: it is redeployed in another mode, which no session stack may be, and the
+    admin must find exactly what was logged before. Its setup is two MLflow starts (shared, then
+    accounts: about 11 and 13 CPU-seconds, mostly MLflow's imports) and a logged model."""
     stack = MlflowStack(tmp_path_factory.mktemp("switch-stack"), moto=moto_server, workers=1)
     stack.start()
     yield stack
