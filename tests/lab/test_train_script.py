@@ -33,6 +33,7 @@ def tracking(tmp_path, monkeypatch) -> str:
     mlflow.set_tracking_uri(None)
 
 
+@pytest.mark.integration  # a training run
 def test_local_run_logs_params_metrics_and_model(tracking, tmp_path):
     run_id = train.train(train.parse_args(["--c", "0.5", "--experiment-name", "unit"]))
     run = MlflowClient().get_run(run_id)
@@ -54,6 +55,7 @@ def test_local_run_logs_params_metrics_and_model(tracking, tmp_path):
         assert f"{name}=={importlib.metadata.version(name)}" in pins, (name, pins)
 
 
+@pytest.mark.integration  # a training run
 def test_runs_as_training_job_script(tracking, tmp_path):
     """Hyperparameters arrive as `--name value`, identity in the environment, plus unknown args."""
     job = "mlflow-train-20250101-000000"
