@@ -20,7 +20,7 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy import Engine, event
 
 from tests.docker.image_modules import image_module
-from tests.mlflow_databases import tracking_database
+from tests.mlflow_databases import fresh_database, tracking_database
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,7 @@ def test_the_password_check_module_installs_them(
 def auth_store(tmp_path_factory: pytest.TempPathFactory) -> AuthStore:
     """MLflow's own user store with users, per-resource grants and roles in two workspaces."""
     store = AuthStore()
-    store.init_db(f"sqlite:///{tmp_path_factory.mktemp('auth') / 'auth.db'}")
+    store.init_db(fresh_database("auth", tmp_path_factory.mktemp("auth") / "auth.db"))
     for name in ("alice", "bob", "carol"):
         store.create_user(name, "a-long-enough-password-1", is_admin=name == "carol")
     store.create_experiment_permission("1", "alice", "READ")
