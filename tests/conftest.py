@@ -9,6 +9,10 @@ import pytest
 
 # Node 20 is past end of life for jsii, which prints a banner on every import.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# moto's EC2 otherwise makes its tens of thousands of default AMIs, each with a volume and a
+# snapshot, whenever an in-process mock touches EC2 (a second of CPU and more each time); no
+# test launches an instance or looks up an image.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
 @functools.cache

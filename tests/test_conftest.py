@@ -1,6 +1,8 @@
 """The suite's own settings hold (tests/conftest.py)."""
 
 import os
+import re
+from pathlib import Path
 
 import boto3
 import pytest
@@ -46,5 +48,30 @@ def test_every_user_of_a_session_stack_runs_in_its_group(request: pytest.Fixture
         if fixture in getattr(item, "fixturenames", ())
         and (mark := item.get_closest_marker("xdist_group")) is not None
         and mark.args[0] != group
+    ]
+    assert not strays
+
+
+# Fixtures of the unit directories that start a server: moto's (tests/tools/conftest.py,
+# test_serving_image_buildspec.py) and npm oidc-provider (test_mlflow_setup_sso.py).
+SERVER_FIXTURES = {"moto", "moto_endpoint", "provider"}
+
+
+def _unit_test_paths() -> list[str]:
+    """What `make test-unit` runs: the Makefile's UNIT_TESTS."""
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    return re.search(r"^UNIT_TESTS := (.+)$", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
+
+
+def test_every_unit_test_that_starts_a_server_is_an_integration_test(request: pytest.FixtureRequest) -> None:
+    """`make test-unit` leaves servers to `make test`: a test there that asks for one carries the integration mark."""
+    paths = _unit_test_paths()
+    assert "tests/tools" in paths and "tests/stacks" in paths
+    strays = [
+        item.nodeid
+        for item in request.session.items
+        if any(Path(item.nodeid.split("::")[0]).is_relative_to(path) for path in paths)
+        and SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and not item.get_closest_marker("integration")
     ]
     assert not strays

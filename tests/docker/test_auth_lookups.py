@@ -20,6 +20,7 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy import Engine, event
 
 from tests.docker.image_modules import image_module
+from tests.mlflow_databases import fresh_database, tracking_database
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def lookups() -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> SqlAlchemyStore:
     root = tmp_path_factory.mktemp("tracking")
-    return SqlAlchemyStore(f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts"))
+    return SqlAlchemyStore(tracking_database(root / "mlflow.db"), str(root / "artifacts"))
 
 
 def test_a_run_reads_back_with_the_same_info_and_no_data(lookups: ModuleType, tracking_store: SqlAlchemyStore) -> None:
@@ -140,7 +141,7 @@ def test_remembered_runs_are_bounded_and_kept_per_store(
         view.get_run(run_id)
     assert list(lookups._run_experiments[tracking_store]) == runs[2:]  # full at two: started over
 
-    other = SqlAlchemyStore(f"sqlite:///{tmp_path / 'other.db'}", str(tmp_path / "artifacts"))
+    other = SqlAlchemyStore(tracking_database(tmp_path / "other.db"), str(tmp_path / "artifacts"))
     with pytest.raises(MlflowException):
         lookups.RunInfoStore(other).get_run(runs[2])  # another store's runs are not this one's
     other.engine.dispose()
@@ -229,7 +230,7 @@ def test_the_password_check_module_installs_them(
 def auth_store(tmp_path_factory: pytest.TempPathFactory) -> AuthStore:
     """MLflow's own user store with users, per-resource grants and roles in two workspaces."""
     store = AuthStore()
-    store.init_db(f"sqlite:///{tmp_path_factory.mktemp('auth') / 'auth.db'}")
+    store.init_db(fresh_database("auth", tmp_path_factory.mktemp("auth") / "auth.db"))
     for name in ("alice", "bob", "carol"):
         store.create_user(name, "a-long-enough-password-1", is_admin=name == "carol")
     store.create_experiment_permission("1", "alice", "READ")

@@ -21,6 +21,7 @@ from moto import mock_aws
 from stacks import names
 from tests.docker.image_modules import image_module
 from tests.fake_aws import use_fake_aws
+from tests.mlflow_databases import fresh_database
 
 GENERATED = {"username": names.DEPLOYMENT_LOGIN_USERNAME, "password": "generated-by-cloudformation-0123456789"}
 
@@ -37,7 +38,7 @@ def store(tmp_path: Path) -> Any:
     from mlflow_oidc_auth.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore()
-    store.init_db(f"sqlite:///{tmp_path / 'users.db'}")
+    store.init_db(fresh_database("oidc-users", tmp_path / "users.db"))
     yield store
     store.engine.dispose()
 

@@ -311,7 +311,10 @@ def test_refuses_to_start_with_a_clear_message(base: dict[str, str], missing: st
 
 
 def start_until_the_database(app: Path, env: dict[str, str], tmp_path: Path) -> tuple[str, configparser.ConfigParser]:
-    """Run the entrypoint in `app` against a closed database port: it gets as far as the migration."""
+    """Run the entrypoint in `app` against a closed database port: it gets as far as the migration.
+
+    The server's whole start (MLflow's imports, seconds each): its tests are integration tests.
+    """
     env = {
         **env, "DB_HOST": "127.0.0.1", "DB_PORT": str(free_port()), "DB_SSLMODE": "disable",
         "MLFLOW_RUNTIME_DIR": str(tmp_path / "runtime"),
@@ -332,6 +335,7 @@ def image_copy(tmp_path: Path, broken: str, text: str) -> Path:
     return app
 
 
+@pytest.mark.integration
 def test_accounts_mode_falls_back_to_mlflows_own_check_where_the_patches_do_not_load(tmp_path: Path) -> None:
     """The image's files, except that auth_lookups.py imports a name this MLflow does not have, as it
     would after a release renamed one: the server starts with MLflow's own check, uncached."""
@@ -508,6 +512,7 @@ def test_refuses_to_start_on_iam_settings_that_cannot_work(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_iam_sign_in_hands_over_to_mlflows_own_check_where_the_cache_does_not_load(tmp_path: Path) -> None:
     app = image_copy(
         tmp_path, "auth_lookups.py", "from mlflow.server.auth.sqlalchemy_store import GrantRowOfANewRelease\n"
@@ -518,6 +523,7 @@ def test_iam_sign_in_hands_over_to_mlflows_own_check_where_the_cache_does_not_lo
     assert parser["mlflow"]["iam_password_check"] == "mlflow.server.auth:authenticate_request_basic_auth"
 
 
+@pytest.mark.integration
 def test_a_server_whose_iam_sign_in_does_not_load_serves_passwords_only(tmp_path: Path) -> None:
     app = image_copy(tmp_path, "iam_sign_in.py", "from iam_callers import NameOfANewRelease\n")
     stderr, parser = start_until_the_database(app, IAM, tmp_path)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -14,8 +12,8 @@ from typing import Any, get_args
 
 import pytest
 
-from localrun.services import MLFLOW_ENTRYPOINT
 from tests.docker.image_modules import image_module
+from tests.mlflow_databases import tracking_database
 
 
 @pytest.fixture(scope="module")
@@ -294,15 +292,16 @@ def test_deployment_app_wraps_the_app_each_mode_would_serve() -> None:
 
 
 def test_mlflow_finds_the_deployment_app_next_to_the_entrypoint() -> None:
-    """`mlflow server --app-name deployment` resolves through the dist-info folder, as a factory."""
-    code = (
-        "from mlflow.server import _find_app, _is_factory; app = _find_app('deployment'); print(app, _is_factory(app))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(MLFLOW_ENTRYPOINT.parent)}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
-    )
-    assert result.stdout.split() == ["deployment_app:create_app", "True"]
+    """`mlflow server --app-name deployment` resolves through the dist-info folder, as a factory.
+
+    With the entrypoint's folder on sys.path, as its PYTHONPATH puts it for the server
+    (in this process: MLflow is imported here anyway, a new Python would import it again).
+    """
+    from mlflow.server import _find_app, _is_factory
+
+    with image_module("deployment_app"):
+        app = _find_app("deployment")
+        assert (app, _is_factory(app)) == ("deployment_app:create_app", True)
 
 
 def _otlp(trace_ids: list[bytes]) -> bytes:
@@ -411,7 +410,7 @@ def test_trace_homes_reads_mlflows_own_table(guard: ModuleType, tmp_path) -> Non
     from mlflow.entities import TraceInfo, TraceLocation, TraceState
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_database(tmp_path / "mlflow.db")
     store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
     experiment_id = store.create_experiment("traced")
     trace_id = "tr-" + os.urandom(16).hex()

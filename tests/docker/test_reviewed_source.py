@@ -18,6 +18,7 @@ from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
 from werkzeug.datastructures import Authorization
 
 from tests.docker.image_modules import image_module
+from tests.mlflow_databases import fresh_database
 
 PASSWORD = "a-long-enough-password-1"
 # The password older MLflow versions shipped for the admin, which MLflow refuses an admin since.
@@ -151,7 +152,7 @@ def test_a_new_caller_of_get_run_is_a_change(modules: dict[str, ModuleType], mon
 def users(tmp_path: Path, pristine: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthStore]:
     """MLflow's own user store (SQLite) as the auth app's: an admin, an ordinary user, one with the legacy password."""
     store = AuthStore()
-    store.init_db(f"sqlite:///{tmp_path / 'auth.db'}")
+    store.init_db(fresh_database("auth", tmp_path / "auth.db"))
     store.create_user("root", LEGACY, is_admin=True)  # as on a server upgraded from an old default
     store.create_user("alice", PASSWORD)
     store.create_user("dave", LEGACY)  # an ordinary user may have it

@@ -18,6 +18,8 @@ from mlflow_setup import MlflowSetupError, configure_mlflow
 
 from localrun.oidc import OidcClient, OidcProvider
 
+pytestmark = pytest.mark.integration  # npm oidc-provider on loopback
+
 URL = "https://abc123.execute-api.eu-west-1.amazonaws.com"
 SECRET_NAME = "mlflow/studio-alice"
 AUDIENCE = "mlflow-ui-client"

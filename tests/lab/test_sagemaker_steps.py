@@ -15,6 +15,7 @@ import sagemaker_steps as steps
 from packaging.requirements import Requirement
 
 from tests.lab.conftest import REGION
+from tests.mlflow_databases import tracking_database
 
 
 def test_mlflow_pin_comes_from_the_server_requirements():
@@ -235,7 +236,7 @@ def test_serving_image_uri_when_built(aws):
 @pytest.fixture
 def registry(tmp_path):
     """A real MLflow registry (SQLite) with one version of model `churn`."""
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking_uri=tracking_database(tmp_path / "mlflow.db"))
     client.create_registered_model("churn")
     client.create_model_version("churn", source=str(tmp_path / "model"))
     return client

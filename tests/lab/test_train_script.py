@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import mlflow
 import pytest
-import train
 from mlflow import MlflowClient
 
 from tests.temporary_files import keep_temporary_files_in
 
-SCRIPT = Path(train.__file__)
+
+@pytest.fixture(scope="module")
+def train() -> ModuleType:
+    """lab/source_dir/train.py, imported by the worker running these tests only (scikit-learn takes seconds)."""
+    return importlib.import_module("train")
 
 
 @pytest.fixture
@@ -33,7 +38,8 @@ def tracking(tmp_path, monkeypatch) -> str:
     mlflow.set_tracking_uri(None)
 
 
-def test_local_run_logs_params_metrics_and_model(tracking, tmp_path):
+@pytest.mark.integration  # a training run
+def test_local_run_logs_params_metrics_and_model(train, tracking, tmp_path):
     run_id = train.train(train.parse_args(["--c", "0.5", "--experiment-name", "unit"]))
     run = MlflowClient().get_run(run_id)
     assert run.data.params["C"] == "0.5" and run.data.params["dataset"] == "breast_cancer"
@@ -54,7 +60,8 @@ def test_local_run_logs_params_metrics_and_model(tracking, tmp_path):
         assert f"{name}=={importlib.metadata.version(name)}" in pins, (name, pins)
 
 
-def test_runs_as_training_job_script(tracking, tmp_path):
+@pytest.mark.integration  # a training run
+def test_runs_as_training_job_script(train, tracking, tmp_path):
     """Hyperparameters arrive as `--name value`, identity in the environment, plus unknown args."""
     job = "mlflow-train-20250101-000000"
     arn = f"arn:aws:sagemaker:eu-west-1:123456789012:training-job/{job}"
@@ -67,7 +74,7 @@ def test_runs_as_training_job_script(tracking, tmp_path):
         "SM_CURRENT_INSTANCE_TYPE": "ml.m5.large",
     }
     args = ["--c", "2.0", "--max-iter", "300", "--experiment-name", "unit", "--some-toolkit-arg", "1"]
-    subprocess.run([sys.executable, str(SCRIPT), *args], env=env, cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, train.__file__, *args], env=env, cwd=tmp_path, check=True)
 
     written = json.loads((model_dir / "mlflow_run.json").read_text())
     run = MlflowClient().get_run(written["run_id"])
@@ -77,14 +84,14 @@ def test_runs_as_training_job_script(tracking, tmp_path):
     assert run.data.tags["sagemaker.instance_type"] == "ml.m5.large"
 
 
-def test_job_name_falls_back_to_sm_training_env():
+def test_job_name_falls_back_to_sm_training_env(train):
     tags = train.training_job_tags({"SM_TRAINING_ENV": json.dumps({"job_name": "mlflow-j"})})
     assert tags == {"sagemaker.training_job_name": "mlflow-j", "mlflow.source.type": "JOB"}
     assert train.training_job_tags({}) == {}
     assert train.training_job_tags({"SM_TRAINING_ENV": "not json"}) == {}
 
 
-def test_configures_mlflow_from_aws_when_no_uri_is_set(monkeypatch):
+def test_configures_mlflow_from_aws_when_no_uri_is_set(train, monkeypatch):
     """Inside a training job nothing points at MLflow: the script asks the stacks."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     calls = {}

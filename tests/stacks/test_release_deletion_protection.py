@@ -18,8 +18,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.cloudformation.models import cloudformation_backends
-from moto.core import DEFAULT_ACCOUNT_ID
 
 from stacks import names
 from stacks.functions.release_deletion_protection import index as release
@@ -36,6 +34,11 @@ CLUSTER = "mlflowvpcstack-databasecluster5b53a178-x1y2z3"
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """moto with a protected cluster and its stack; ``set_stack_status`` moves the stack along."""
+    # Here, not at the top: moto's CloudFormation models take seconds to import, which every
+    # worker collecting this module would pay.
+    from moto.cloudformation.models import cloudformation_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
     use_fake_aws(monkeypatch, REGION)
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)

@@ -26,6 +26,8 @@ from stacks.components.serving_image_build import BASE_IMAGE_MIRROR
 from stacks.mlflow_version import pinned_mlflow_version
 from tests.stacks.helpers import Template, props
 
+pytestmark = pytest.mark.integration  # a moto server and MLflow's own CLI
+
 REGION = "us-east-1"
 FAKE_DOCKER = """\
 #!{python}

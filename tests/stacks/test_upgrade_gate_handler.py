@@ -19,11 +19,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.cloudformation.models import cloudformation_backends
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ecs.models import ecs_backends
-from moto.moto_api import state_manager
-from moto.rds.models import rds_backends
 
 from stacks import names
 from stacks.components.function_code import function_dir
@@ -78,6 +73,14 @@ class Recorder:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """The stack with its database, ECS cluster and service running two tasks of the old version."""
+    # Here, not at the top: moto's CloudFormation, ECS and RDS models take seconds to import,
+    # which every worker collecting this module would pay.
+    from moto.cloudformation.models import cloudformation_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ecs.models import ecs_backends
+    from moto.moto_api import state_manager
+    from moto.rds.models import rds_backends
+
     use_fake_aws(monkeypatch, REGION)
     with mock_aws():
         rds, ecs = boto3.client("rds", region_name=REGION), boto3.client("ecs", region_name=REGION)

@@ -52,6 +52,7 @@ def _problem_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return lines
 
 
+@pytest.mark.integration
 def test_a_ready_setup_passes_with_one_line(aws: MotoServer, tmp_path: Path) -> None:
     result = _preflight(_ready(aws, tmp_path))
     assert result.returncode == 0, result.stderr
@@ -60,6 +61,7 @@ def test_a_ready_setup_passes_with_one_line(aws: MotoServer, tmp_path: Path) -> 
     )
 
 
+@pytest.mark.integration
 def test_missing_credentials(aws: MotoServer, tmp_path: Path) -> None:
     _bootstrap(aws)
     fake_command(tmp_path, "docker", RUNNING_ENGINE)
@@ -68,6 +70,7 @@ def test_missing_credentials(aws: MotoServer, tmp_path: Path) -> None:
     assert line.startswith("preflight: no AWS credentials found: run `aws configure`"), line
 
 
+@pytest.mark.integration
 def test_missing_region(aws: MotoServer, tmp_path: Path) -> None:
     fake_command(tmp_path, "docker", RUNNING_ENGINE)
     env = tool_env(aws, [tmp_path])
@@ -84,6 +87,7 @@ def test_unreachable_aws(tmp_path: Path) -> None:
     assert line.startswith(f"preflight: cannot reach AWS in region {REGION} (") and "check the network" in line
 
 
+@pytest.mark.integration
 def test_docker_not_installed(aws: MotoServer, tmp_path: Path) -> None:
     _bootstrap(aws)
     env = tool_env(aws, [tmp_path], PATH=str(tmp_path))  # nothing called docker on PATH
@@ -91,6 +95,7 @@ def test_docker_not_installed(aws: MotoServer, tmp_path: Path) -> None:
     assert line.startswith("preflight: `docker` is not installed: the CDK builds the two container images"), line
 
 
+@pytest.mark.integration
 def test_docker_engine_stopped(aws: MotoServer, tmp_path: Path) -> None:
     _bootstrap(aws)
     fake_command(tmp_path, "docker", STOPPED_ENGINE)
@@ -102,6 +107,7 @@ def test_docker_engine_stopped(aws: MotoServer, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.integration
 def test_cdk_docker_replaces_docker_like_the_cdk_does(aws: MotoServer, tmp_path: Path) -> None:
     _bootstrap(aws)
     fake_command(tmp_path, "docker", STOPPED_ENGINE)
@@ -110,6 +116,7 @@ def test_cdk_docker_replaces_docker_like_the_cdk_does(aws: MotoServer, tmp_path:
     assert result.returncode == 0 and "Docker engine 5.2.0" in result.stdout, result.stderr
 
 
+@pytest.mark.integration
 def test_account_not_bootstrapped(aws: MotoServer, tmp_path: Path) -> None:
     fake_command(tmp_path, "docker", RUNNING_ENGINE)
     (line,) = _problem_lines(_preflight(tool_env(aws, [tmp_path])))
@@ -119,6 +126,7 @@ def test_account_not_bootstrapped(aws: MotoServer, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.integration
 def test_bootstrap_too_old(aws: MotoServer, tmp_path: Path) -> None:
     _bootstrap(aws, version="5")
     fake_command(tmp_path, "docker", RUNNING_ENGINE)
@@ -127,6 +135,7 @@ def test_bootstrap_too_old(aws: MotoServer, tmp_path: Path) -> None:
     assert line.endswith(f"run `npx cdk bootstrap aws://{ACCOUNT}/{REGION}` to upgrade it")
 
 
+@pytest.mark.integration
 def test_every_problem_is_reported_at_once(aws: MotoServer, tmp_path: Path) -> None:
     fake_command(tmp_path, "docker", STOPPED_ENGINE)
     lines = _problem_lines(_preflight(tool_env(aws, [tmp_path])))
@@ -134,6 +143,7 @@ def test_every_problem_is_reported_at_once(aws: MotoServer, tmp_path: Path) -> N
     assert "Docker engine is not running" in lines[0] and "not bootstrapped" in lines[1]
 
 
+@pytest.mark.integration
 def test_only_credentials_skips_docker_and_bootstrap(aws: MotoServer, tmp_path: Path) -> None:
     fake_command(tmp_path, "docker", STOPPED_ENGINE)
     result = _preflight(tool_env(aws, [tmp_path]), "--only", "credentials")
@@ -175,6 +185,7 @@ def test_make_deploy_stops_before_the_cdk_cli_when_preflight_fails(fake_cli: tup
     assert not record.exists(), "the CDK CLI ran although the preflight failed"
 
 
+@pytest.mark.integration
 def test_make_deploy_runs_the_cdk_cli_after_a_passing_preflight(aws: MotoServer, fake_cli: tuple[Path, Path]) -> None:
     bin_dir, record = fake_cli
     _bootstrap(aws)
@@ -185,6 +196,7 @@ def test_make_deploy_runs_the_cdk_cli_after_a_passing_preflight(aws: MotoServer,
     assert record.read_text().splitlines() == ["cdk deploy --all"]
 
 
+@pytest.mark.integration
 def test_make_destroy_without_a_terminal_says_how_to_confirm(aws: MotoServer, fake_cli: tuple[Path, Path]) -> None:
     bin_dir, record = fake_cli
     result = _make("destroy", tool_env(aws, [bin_dir]))
@@ -194,6 +206,7 @@ def test_make_destroy_without_a_terminal_says_how_to_confirm(aws: MotoServer, fa
     assert not record.exists()
 
 
+@pytest.mark.integration
 def test_make_destroy_force_confirms_in_advance(aws: MotoServer, fake_cli: tuple[Path, Path]) -> None:
     bin_dir, record = fake_cli
     result = _make("destroy", tool_env(aws, [bin_dir]), "FORCE=1")
@@ -217,6 +230,7 @@ EXTERNAL = [
 ]  # fmt: skip
 
 
+@pytest.mark.integration
 def test_external_issuer_secret_must_exist_and_hold_the_client(aws: MotoServer, tmp_path: Path) -> None:
     env = _ready(aws, tmp_path)
     where = f"in account {ACCOUNT}, region {REGION}"
@@ -247,6 +261,7 @@ def test_external_issuer_secret_must_exist_and_hold_the_client(aws: MotoServer, 
     assert _preflight(env, *EXTERNAL, "-c", "auth_mode=accounts").returncode == 0
 
 
+@pytest.mark.integration
 def test_make_preflight_passes_the_settings_on(aws: MotoServer, tmp_path: Path) -> None:
     result = _make("preflight", _ready(aws, tmp_path), f"CDK_ARGS={' '.join(EXTERNAL)}")
     assert result.returncode != 0
@@ -261,6 +276,7 @@ FEDERATION = [
 ]  # fmt: skip
 
 
+@pytest.mark.integration
 def test_federated_providers_secrets_must_exist_and_hold_the_client_secret(aws: MotoServer, tmp_path: Path) -> None:
     env = _ready(aws, tmp_path)
     where = f"in account {ACCOUNT}, region {REGION}"

@@ -7,8 +7,12 @@ import sys
 import time
 from datetime import datetime, timezone
 
+import pytest
+
 from localrun.services import MotoServer
 from tests.tools.conftest import client, run_from_root, tool_env
+
+pytestmark = pytest.mark.integration  # every test runs the tool against the moto server
 
 BUCKET = "mlflow-artifacts-bucket"
 KEY = "mlflow-artifacts/1/abc/artifacts/model.pkl"

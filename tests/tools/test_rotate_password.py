@@ -14,6 +14,8 @@ from localrun.services import MotoServer
 from stacks import names
 from tests.tools.conftest import ACCOUNT, REGION, ROOT, client, run_from_root, tool_env
 
+pytestmark = pytest.mark.integration  # every test runs the tool against the moto server
+
 SECRET = "team-mlflow-login"  # a non-default credentials_secret_name: the tool must take it from the output
 OLD_PASSWORD = "Old0Password0Of0Thirty0Two0Chars"
 CLUSTER, SERVICE = "MLflowVpcStack-TrackingCluster-abc", "MLflowVpcStack-TrackingService-def"
