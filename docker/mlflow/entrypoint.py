@@ -291,6 +291,11 @@ def default_allowed_hosts(env: Mapping[str, str]) -> str:
     reach this server as the API Gateway host name (or the custom domain) and
     the ALB's host name; the ALB health check uses the task's private IP,
     which MLflow's defaults (loopback and private ranges) already cover.
+
+    Only asked for when MLFLOW_SERVER_ALLOWED_HOSTS is unset: MLflow's defaults
+    live in its server package, whose import builds its whole app (about 0.5
+    CPU-s). The worker cannot add them instead: MLflow's Flask app reads the
+    setting when that package is imported, which reading the defaults does.
     """
     from mlflow.server.security_utils import get_default_allowed_hosts
 
@@ -571,7 +576,8 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
         result["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"] = webhook_encryption_key(shared_webhook_key)
     # MLflow's own check of model version sources, behind request_guard.py's (the same rule).
     result.setdefault("MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", SOURCE_PATTERN)
-    result.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", default_allowed_hosts(env))
+    if "MLFLOW_SERVER_ALLOWED_HOSTS" not in result:  # an operator's value spares importing MLflow's server
+        result["MLFLOW_SERVER_ALLOWED_HOSTS"] = default_allowed_hosts(env)
     # The UI's own POSTs carry the public origin; MLflow blocks
     # state-changing cross-origin requests from anywhere else.
     result.setdefault("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", default_cors_origins(env))
@@ -740,7 +746,8 @@ def bootstrap_auth_store(env: Mapping[str, str]) -> None:
 def bootstrap_sso_store(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
     """Migrate the plugin's schema and create the users code acts as."""
     # The plugin reads its configuration from the environment at import.
-    os.environ.update({k: v for k, v in server_env.items() if k in sso_settings(env) or k == "PGPASSWORD"})
+    names = {*sso_settings(env), "PGPASSWORD"}
+    os.environ.update({k: v for k, v in server_env.items() if k in names})
     import sqlalchemy
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -282,6 +284,23 @@ def test_unknown_region_accepts_any_region(entrypoint: ModuleType) -> None:
     env = {k: v for k, v in ENV.items() if k != "AWS_REGION"}
     patterns = entrypoint.server_environment(env)["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     assert is_allowed_host_header(patterns, "abc.execute-api.ap-south-1.amazonaws.com")
+
+
+def test_an_operators_allowed_hosts_spare_mlflows_server_import(entrypoint: ModuleType) -> None:
+    """MLflow's default hosts live in its server package (about 0.5 CPU-s to import): with the
+    setting given, they are not read, and the entrypoint imports nothing of MLflow building the
+    server's environment (issue 22)."""
+    code = (
+        "import json, sys, entrypoint; env = entrypoint.server_environment(json.loads(sys.argv[1])); "
+        "print(env['MLFLOW_SERVER_ALLOWED_HOSTS'], sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    )
+    for env in (ENV, ACCOUNTS, SSO):
+        result = subprocess.run(
+            [sys.executable, "-c", code, json.dumps({**env, "MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow.internal.example"})],
+            env={**os.environ, "PYTHONPATH": str(MLFLOW_ENTRYPOINT.parent)},
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        assert result.stdout.split() == ["mlflow.internal.example", "[]"], env.get("MLFLOW_AUTH_MODE")
 
 
 def test_cors_allows_the_api_gateway_origin_only(entrypoint: ModuleType) -> None:
