@@ -7,7 +7,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.integration.conftest import SSO_GROUP
 from tests.integration.iam_accounts import IAM_ACCOUNTS_GROUP
+from tests.integration.mlflow_users import ACCOUNTS_GROUP
 from tests.integration.webhook_receiver import WEBHOOK_STACK_GROUP
 
 
@@ -28,8 +30,8 @@ def test_boto3_sessions_share_one_data_loader() -> None:
 
 # Session-scoped stacks (tests/integration/conftest.py) and the xdist group of the tests using them.
 SESSION_STACK_GROUPS = {
-    "accounts_stack": "accounts-stack",
-    "sso_stack": "sso-stack",
+    "accounts_stack": ACCOUNTS_GROUP.args[0],
+    "sso_stack": SSO_GROUP.args[0],
     "iam_accounts": IAM_ACCOUNTS_GROUP.args[0],
     "webhook_stack": WEBHOOK_STACK_GROUP.args[0],
 }

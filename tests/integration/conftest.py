@@ -8,7 +8,7 @@ entrypoints in `shared` mode; `accounts_stack` the same in `accounts` mode
 out the admin (from the stack's secret) and new users (helpers in
 mlflow_users.py). Modules that use `accounts_stack` carry
 `pytestmark = [..., ACCOUNTS_GROUP]`, so they run on one worker and share one
-stack; so do `sso_stack`'s (group "sso-stack"), `iam_accounts`' (the accounts
+stack; so do `sso_stack`'s (SSO_GROUP), `iam_accounts`' (the accounts
 stack with IAM sign-in, iam_accounts.py: IAM_ACCOUNTS_GROUP) and `webhook_stack`'s
 (WEBHOOK_STACK_GROUP). A module starts a
 stack of its own only when it needs other settings or a fresh database, and
@@ -79,6 +79,8 @@ SSO_SHORT_LIVED = "short-lived"
 SSO_COLLEAGUE = "studio-bob"
 # An app client the tracing tests grant READ on one experiment (and nothing else).
 SSO_READER = "studio-carol"
+# Modules that use `sso_stack` carry this, so one worker holds the one stack.
+SSO_GROUP = pytest.mark.xdist_group("sso-stack")
 
 
 @pytest.fixture(scope="session")

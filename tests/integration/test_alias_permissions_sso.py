@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from localrun.stack import MlflowStack
-from tests.integration.conftest import SSO_COLLEAGUE, SSO_MACHINE
+from tests.integration.conftest import SSO_COLLEAGUE, SSO_GROUP, SSO_MACHINE
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
+pytestmark = [pytest.mark.integration, SSO_GROUP]
 
 ROUTES = ["/api/2.0/mlflow/registered-models/alias", "/ajax-api/2.0/mlflow/registered-models/alias"]
 

@@ -11,7 +11,7 @@ import requests
 
 from localrun.services import MlflowServer
 from localrun.stack import MlflowStack
-from tests.integration.conftest import SSO_MACHINE
+from tests.integration.conftest import SSO_GROUP, SSO_MACHINE
 from tests.integration.mlflow_users import ACCOUNTS_GROUP
 from tests.integration.proxy_log import logged_text
 
@@ -83,7 +83,7 @@ def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accoun
     assert password not in json.dumps(new) and accounts_stack.password not in json.dumps(new)
 
 
-@pytest.mark.xdist_group("sso-stack")
+@SSO_GROUP
 def test_sso_mode_logs_the_tokens_user_never_a_claimed_one(sso_stack: MlflowStack) -> None:
     assert sso_stack.oidc is not None
     token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
@@ -147,7 +147,7 @@ def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: Mlflo
     assert '"mlflow-change"' not in (mlflow_stack.log_dir / "mlflow-audit-group.log").read_text()
 
 
-@pytest.mark.xdist_group("sso-stack")
+@SSO_GROUP
 def test_nginx_logs_the_tokens_user_and_never_shows_the_header(sso_stack: MlflowStack) -> None:
     """nginx cannot check a bearer token; its access log names the user MLflow's audit layer saw."""
     assert sso_stack.oidc is not None

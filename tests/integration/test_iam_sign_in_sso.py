@@ -17,13 +17,13 @@ import requests
 from localrun.services import MotoServer
 from localrun.stack import MlflowStack
 from stacks.iam_callers import CALLER_HEADER, profile_parameter
-from tests.integration.conftest import SSO_COLLEAGUE, SSO_MACHINE
+from tests.integration.conftest import SSO_COLLEAGUE, SSO_GROUP, SSO_MACHINE
 from tests.integration.test_audit_trail import audit_lines
 from tests.integration.test_iam_sign_in_signed import run_signed_client, signed
 from tests.integration.transfer_client import sha256
 
 # On the worker that holds the session's sso_stack (conftest.py), not a second one of its own.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
+pytestmark = [pytest.mark.integration, SSO_GROUP]
 
 ACCOUNT = "123456789012"
 # Each profile's execution and training roles -> its app client's machine user.

@@ -14,11 +14,11 @@ import pytest
 import requests
 
 from tests.integration import studio_flow
-from tests.integration.conftest import SSO_COLLEAGUE
+from tests.integration.conftest import SSO_COLLEAGUE, SSO_GROUP
 from tests.integration.studio_flow import PROFILE, SSO
 
 # On the worker that holds the session's sso_stack (and its moto server).
-pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.xdist_group("sso-stack")]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, SSO_GROUP]
 
 sso_studio_aws = studio_flow.sso_studio_aws
 sso_notebook_run = studio_flow.sso_notebook_run

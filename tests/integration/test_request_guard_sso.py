@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from localrun.stack import MlflowStack
-from tests.integration.conftest import SSO_COLLEAGUE, SSO_MACHINE
+from tests.integration.conftest import SSO_COLLEAGUE, SSO_GROUP, SSO_MACHINE
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
+pytestmark = [pytest.mark.integration, SSO_GROUP]
 
 SEARCH_RUNS = "mutation q($i: [String]) { mlflowSearchRuns(input: {experimentIds: $i}) { runs { info { runId } } } }"
 SPELLINGS = ["0{e}", "+{e}", " {e}", "{e} ", "0_{e}", "\uff10{e}"]

@@ -23,10 +23,18 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.services import MlflowServer
 from localrun.stack import SSO_CLIENT_ID, MlflowStack
-from tests.integration.conftest import SSO_ADMIN, SSO_MACHINE, SSO_OUTSIDER, SSO_SHORT_LIVED, SSO_USER, another_task
+from tests.integration.conftest import (
+    SSO_ADMIN,
+    SSO_GROUP,
+    SSO_MACHINE,
+    SSO_OUTSIDER,
+    SSO_SHORT_LIVED,
+    SSO_USER,
+    another_task,
+)
 from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sso-stack")]
+pytestmark = [pytest.mark.integration, SSO_GROUP]
 
 SHOTS = SCREENSHOTS.parent / "sso"
 TIMEOUT_MS = 60_000

@@ -44,13 +44,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from localrun.process import LOOPBACK, environment
 from localrun.stack import MlflowStack
-from tests.integration.conftest import SSO_COLLEAGUE, SSO_MACHINE, SSO_READER
+from tests.integration.conftest import SSO_COLLEAGUE, SSO_GROUP, SSO_MACHINE, SSO_READER
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts
 from tests.integration.proxy_log import ProxyLog
 
 pytestmark = [pytest.mark.integration]
 
-SSO_GROUP = pytest.mark.xdist_group("sso-stack")
 MODES = [
     pytest.param("shared"),
     pytest.param("accounts", marks=ACCOUNTS_GROUP),
