@@ -140,6 +140,7 @@ class MLflowVpcStack(Stack):
                     min_count=config.service.min_task_count,
                     max_count=config.service.max_task_count,
                     cpu_target_percent=config.service.cpu_scaling_target_percent,
+                    on_demand_count=config.service.on_demand_task_count,
                 ),
                 log_retention=retention,
                 audit_log_retention=config.operations.audit_log_retention,

@@ -142,6 +142,7 @@ DAY_TWO_VARIANT: dict[str, Any] = {
     "artifact_version_retention_days": 7,
     "aurora_min_acu": 1,
     "aurora_max_acu": 16,
+    "on_demand_task_count": 4,  # no Fargate Spot: every task up to max_task_count on regular Fargate
 }
 
 

@@ -18,7 +18,7 @@ from stacks import iam_callers, names
 from stacks.auth_modes import MODES
 from stacks.components.function_code import NOT_SOURCE
 from stacks.components.security_groups import closed_security_group
-from stacks.components.tracking_service_props import TrackingServiceProps
+from stacks.components.tracking_service_props import ServiceSize, TrackingServiceProps
 from stacks.config.service import TaskArchitecture
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
@@ -38,6 +38,11 @@ IAM_HTTP_PORT = 8081
 IAM_HTTPS_PORT = 8443
 # TLS 1.3 and 1.2 with forward-secret AES-GCM ciphers only, hybrid post-quantum key exchange offered.
 TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
+# ECS's names for its two Fargate capacity providers.
+FARGATE = "FARGATE"
+FARGATE_SPOT = "FARGATE_SPOT"
+# Changed only when running tasks must move at the next deploy (see the ForceNewDeployment override).
+CAPACITY_PROVIDER_STRATEGY_NONCE = "capacity-provider-strategy-1"
 # Each container's only writable path (a task volume; the root filesystem is read-only).
 SCRATCH_PATH = "/tmp"  # noqa: S108 - a per-task volume, no other user
 
@@ -169,12 +174,23 @@ class TrackingService(Construct):
             database.connectable, ec2.Port.tcp(database.port), "MLflow tasks to Aurora"
         )
 
+        # Written out rather than Cluster.enable_fargate_capacity_providers(), whose association
+        # the service would not wait for: a strategy naming a provider the cluster does not have
+        # yet fails the service's creation.
+        self.capacity_providers = ecs.CfnClusterCapacityProviderAssociations(
+            self,
+            "CapacityProviders",
+            cluster=self.cluster.cluster_name,
+            capacity_providers=[FARGATE, FARGATE_SPOT],
+            default_capacity_provider_strategy=[],
+        )
         self.service = ecs.FargateService(
             self,
             "Service",
             cluster=self.cluster,
             task_definition=self.task_definition,
             desired_count=size.desired_count,
+            capacity_provider_strategies=self._capacity(size),
             # Subnets in every configured AZ: ECS spreads Fargate tasks across them.
             vpc_subnets=props.subnets,
             security_groups=[self.security_group],
@@ -183,6 +199,17 @@ class TrackingService(Construct):
             min_healthy_percent=100,
             max_healthy_percent=200,
             health_check_grace_period=Duration.seconds(180),
+        )
+        self.service.node.add_dependency(self.capacity_providers)
+        # A service deployed with the plain launch type (before on_demand_task_count) moves to a
+        # strategy only with a new deployment (AWS's ECS best practices guide, "Amazon ECS clusters
+        # for Fargate"). CloudFormation forces one when this property first appears, or when the
+        # nonce changes; never on a deploy that leaves both as they are.
+        cfn_service = self.service.node.default_child
+        assert isinstance(cfn_service, ecs.CfnService)
+        cfn_service.add_property_override(
+            "ForceNewDeployment",
+            {"EnableForceNewDeployment": True, "ForceNewDeploymentNonce": CAPACITY_PROVIDER_STRATEGY_NONCE},
         )
         # The service's scalable target; scheduled actions (scale to zero at night) are added to it.
         self.scaling = self.service.auto_scale_task_count(min_capacity=size.min_count, max_capacity=size.max_count)
@@ -231,6 +258,21 @@ class TrackingService(Construct):
             self.iam_listener, self.iam_target_group = self.nginx_listener(
                 "Iam", "NginxIam", listener_port=self.iam_listener_port, container_port=names.NGINX_IAM_PORT
             )
+
+    def _capacity(self, size: ServiceSize) -> list[ecs.CapacityProviderStrategy]:
+        """The first ``on_demand_count`` tasks on regular Fargate, every task beyond them on Fargate Spot.
+
+        ECS fills a strategy's base before it shares tasks out by weight, so
+        the Spot weight takes every task above the base. A strategy (never the
+        plain launch type) either way, so turning Spot on or off later is a
+        change ECS makes in place.
+        """
+        if not size.uses_spot:
+            return [ecs.CapacityProviderStrategy(capacity_provider=FARGATE, weight=1)]
+        return [
+            ecs.CapacityProviderStrategy(capacity_provider=FARGATE, base=size.on_demand_count, weight=0),
+            ecs.CapacityProviderStrategy(capacity_provider=FARGATE_SPOT, weight=1),
+        ]
 
     def nginx_listener(
         self, listener_id: str, target_id: str, *, listener_port: int, container_port: int

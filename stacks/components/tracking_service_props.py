@@ -88,6 +88,12 @@ class ServiceSize:
     min_count: int
     max_count: int
     cpu_target_percent: int  # scale out above this average CPU
+    on_demand_count: int  # the first tasks, on regular Fargate; the ones beyond run on Fargate Spot
+
+    @property
+    def uses_spot(self) -> bool:
+        """Whether any task can run on Fargate Spot."""
+        return self.on_demand_count < self.max_count
 
 
 @dataclass(frozen=True, kw_only=True)

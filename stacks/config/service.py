@@ -70,6 +70,15 @@ class Service(Section):
     )
     min_task_count: int = setting(2, "1-20, at most max_task_count", "autoscaling floor", ge=1, le=20)
     max_task_count: int = setting(4, "1-20, at least min_task_count", "autoscaling ceiling", ge=1, le=20)
+    on_demand_task_count: int = setting(
+        1,
+        "1-20",
+        "tasks that run on regular Fargate; the service's tasks beyond it run on Fargate Spot (up to 70% cheaper,"
+        " interruptible with two minutes' notice, see [Fargate Spot](operations.md#fargate-spot)); at"
+        " max_task_count or more, none do",
+        ge=1,
+        le=20,
+    )
     container_insights: Literal["disabled", "enabled", "enhanced"] = setting(
         "disabled",
         "disabled, enabled, enhanced",

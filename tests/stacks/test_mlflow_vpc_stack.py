@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from stacks import names
+from stacks.components.tracking_service import CAPACITY_PROVIDER_STRATEGY_NONCE
 from tests.stacks.helpers import (
     Template,
     as_list,
@@ -385,10 +386,38 @@ def test_logs_go_to_groups_with_retention(vpc_template: Template) -> None:
         assert ref_id(logging["Options"]["awslogs-group"]) in groups
 
 
+def test_the_first_task_runs_on_regular_fargate_and_the_ones_beyond_it_on_spot(vpc_template: Template) -> None:
+    service = only(vpc_template, "AWS::ECS::Service")[1]
+    association_id, association = only(vpc_template, "AWS::ECS::ClusterCapacityProviderAssociations")
+    assert "LaunchType" not in service["Properties"]  # ECS refuses a launch type beside a strategy
+    assert service["Properties"]["CapacityProviderStrategy"] == [
+        {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0},
+        {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+    ]
+    cluster_id = only(vpc_template, "AWS::ECS::Cluster")[0]
+    assert association["Properties"]["Cluster"] == {"Ref": cluster_id}
+    assert sorted(association["Properties"]["CapacityProviders"]) == ["FARGATE", "FARGATE_SPOT"]
+    # The strategy names providers the cluster must already have when the service is created.
+    assert association_id in service["DependsOn"]
+    # A deployed service moves from the plain launch type to a strategy only with a new deployment.
+    assert service["Properties"]["ForceNewDeployment"] == {
+        "EnableForceNewDeployment": True,
+        "ForceNewDeploymentNonce": CAPACITY_PROVIDER_STRATEGY_NONCE,
+    }
+
+
+def test_on_demand_task_count_at_the_ceiling_keeps_every_task_off_spot(vpc_template: Template) -> None:
+    template = synth_templates(**DAY_TWO_VARIANT)[names.VPC_STACK]  # on_demand_task_count=4, max_task_count=4
+    service = only(template, "AWS::ECS::Service")[1]["Properties"]
+    # Still a strategy, so that turning Spot on or off is a change ECS makes in place.
+    assert service["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE", "Weight": 1}]
+    assert "LaunchType" not in service
+    assert service["ForceNewDeployment"] == props(vpc_template, "AWS::ECS::Service")["ForceNewDeployment"]
+
+
 def test_service_is_private_with_circuit_breaker_and_cpu_scaling(vpc_template: Template) -> None:
     service = props(vpc_template, "AWS::ECS::Service")
     assert service["DesiredCount"] == 2
-    assert service["LaunchType"] == "FARGATE"
     assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
     network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert network["AssignPublicIp"] == "DISABLED"

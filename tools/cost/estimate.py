@@ -146,6 +146,23 @@ class _Service:
     # Share of the time its tasks run: below 1 when scheduled actions scale it to zero.
     running_share: float = 1.0
     schedule: str = ""
+    # Of the idle tasks, how many its capacity provider strategy puts on Fargate Spot.
+    spot_tasks: float = 0.0
+
+
+def tasks_on_spot(service: dict[str, Any], tasks: int) -> float:
+    """How many of ``tasks`` a capacity provider strategy runs on Fargate Spot.
+
+    ECS puts the base on its provider first and shares the rest out by weight.
+    """
+    strategy = service.get("CapacityProviderStrategy") or []
+    weights = {item["CapacityProvider"]: int(item.get("Weight", 0)) for item in strategy}
+    base = sum(int(item.get("Base", 0)) for item in strategy if item["CapacityProvider"] != "FARGATE_SPOT")
+    spot_base = sum(int(item.get("Base", 0)) for item in strategy if item["CapacityProvider"] == "FARGATE_SPOT")
+    if not weights.get("FARGATE_SPOT") and not spot_base:
+        return 0.0
+    beyond = max(tasks - base - spot_base, 0)
+    return min(spot_base, tasks) + beyond * weights.get("FARGATE_SPOT", 0) / (sum(weights.values()) or 1)
 
 
 def _fargate_services(templates: Mapping[str, Template]) -> list[_Service]:
@@ -172,6 +189,7 @@ def _fargate_services(templates: Mapping[str, Template]) -> list[_Service]:
                 arm=platform == "ARM64",
                 running_share=share,
                 schedule=schedule,
+                spot_tasks=tasks_on_spot(service, floor),
             )
         )
     return services
@@ -270,13 +288,21 @@ def estimate(templates: Mapping[str, Template], prices: Prices) -> Estimate:
     for service in services:
         vcpu_price = usd["fargate_arm_vcpu_hour" if service.arm else "fargate_vcpu_hour"]
         gb_price = usd["fargate_arm_gb_hour" if service.arm else "fargate_gb_hour"]
-        per_task = service.vcpu * vcpu_price + service.memory_gb * gb_price
-        fargate += service.idle_tasks * per_task * hours * service.running_share
-        details.append(
-            f"{service.idle_tasks} x ({service.vcpu:g} vCPU, {service.memory_gb:g} GB) x {hours:g} h"
-            f"{service.schedule} = ${per_task * hours * service.running_share:.2f}/task"
-            f" (floor; up to {service.max_tasks} under load)"
-        )
+        per_task = (service.vcpu * vcpu_price + service.memory_gb * gb_price) * hours * service.running_share
+        per_spot_task = per_task * (1 - assumed["fargate_spot_discount"])
+        on_demand = service.idle_tasks - service.spot_tasks
+        fargate += on_demand * per_task + service.spot_tasks * per_spot_task
+        size = f"({service.vcpu:g} vCPU, {service.memory_gb:g} GB) x {hours:g} h{service.schedule}"
+        if service.spot_tasks:
+            details.append(
+                f"{service.idle_tasks} x {size}: {on_demand:g} on-demand at ${per_task:.2f} + {service.spot_tasks:g}"
+                f" Spot at ${per_spot_task:.2f} (assumed {assumed['fargate_spot_discount']:.0%} off)"
+                f" (floor; up to {service.max_tasks} under load)"
+            )
+        else:
+            details.append(
+                f"{service.idle_tasks} x {size} = ${per_task:.2f}/task (floor; up to {service.max_tasks} under load)"
+            )
     idle.append(Line("Fargate tasks", "; ".join(details) or "none", fargate))
 
     for number, cluster in enumerate(_aurora_clusters(templates), start=1):

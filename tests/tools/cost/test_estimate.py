@@ -15,14 +15,17 @@ from tests.synth import SCALE_TO_ZERO_VARIANT, synth_directory, synth_templates
 from tests.test_readme import doc
 from tests.tools.conftest import run_from_root
 from tools import presets
-from tools.cost.estimate import GB, Estimate, Prices, estimate, render
+from tools.cost.estimate import GB, Estimate, Prices, estimate, render, tasks_on_spot
 
 ROOT = Path(__file__).resolve().parents[3]
 PRICES = Prices.load()
 USD = PRICES.usd
 HOURS = 730
-# One default task (1 vCPU, 2 GB) for a month, from the price table by hand.
+# One default task (1 vCPU, 2 GB) for a month, from the price table by hand; the same on Fargate Spot.
 TASK_MONTH = (1 * USD["fargate_vcpu_hour"] + 2 * USD["fargate_gb_hour"]) * HOURS
+SPOT_TASK_MONTH = TASK_MONTH * (1 - PRICES.assumed["fargate_spot_discount"])
+# The default floor: the first task on regular Fargate, the second on Fargate Spot.
+DEFAULT_TASKS_MONTH = TASK_MONTH + SPOT_TASK_MONTH
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,8 @@ def _others(result: Estimate, item: str) -> dict[str, float]:
     return {line.item: line.usd for line in result.idle if line.item != item}
 
 
-# One synth with several independent changes (each synth takes seconds): one task fewer,
-# a 0.5 ACU floor for Aurora and a second NAT gateway.
+# One synth with several independent changes (each synth takes seconds): one task fewer
+# (the on-demand one stays), a 0.5 ACU floor for Aurora and a second NAT gateway.
 CHANGED = {"desired_task_count": 1, "min_task_count": 1, "aurora_min_acu": 0.5, "nat_gateways": 2}
 
 
@@ -49,9 +52,12 @@ def changed() -> Estimate:
     return estimate(synth_templates(**CHANGED), PRICES)
 
 
-def test_one_task_less_costs_exactly_one_task_less(default: Estimate, changed: Estimate) -> None:
-    assert default.line("Fargate tasks").usd == pytest.approx(2 * TASK_MONTH, abs=1e-9)
-    assert default.line("Fargate tasks").usd - changed.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
+def test_one_task_less_costs_exactly_the_spot_task_less(default: Estimate, changed: Estimate) -> None:
+    assert default.line("Fargate tasks").usd == pytest.approx(DEFAULT_TASKS_MONTH, abs=1e-9)
+    split = f"1 on-demand at ${TASK_MONTH:.2f} + 1 Spot at ${SPOT_TASK_MONTH:.2f} (assumed 50% off)"
+    assert split in default.line("Fargate tasks").detail
+    assert changed.line("Fargate tasks").usd == pytest.approx(TASK_MONTH, abs=1e-9)
+    assert "Spot" not in changed.line("Fargate tasks").detail
     # Besides the lines the other two changes own, only what runs per task moves with the task count:
     # health-check flow logs.
     moved = {k for k, v in _others(default, "Fargate tasks").items() if v != _others(changed, "Fargate tasks")[k]}
@@ -61,6 +67,68 @@ def test_one_task_less_costs_exactly_one_task_less(default: Estimate, changed: E
         "NAT gateways",
         "Public IPv4 addresses",
     }
+
+
+@pytest.mark.parametrize(
+    ("strategy", "tasks", "spot"),
+    [
+        (None, 2, 0),  # the plain Fargate launch type
+        (
+            [
+                {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0},
+                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+            ],
+            2,
+            1,
+        ),
+        (
+            [
+                {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0},
+                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+            ],
+            1,
+            0,
+        ),
+        (
+            [
+                {"CapacityProvider": "FARGATE", "Base": 2, "Weight": 0},
+                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+            ],
+            4,
+            2,
+        ),
+        ([{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}], 3, 3),
+        (
+            [
+                {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1},
+                {"CapacityProvider": "FARGATE_SPOT", "Weight": 3},
+            ],
+            5,
+            3,
+        ),
+        (
+            [
+                {"CapacityProvider": "FARGATE_SPOT", "Base": 1, "Weight": 0},
+                {"CapacityProvider": "FARGATE", "Weight": 1},
+            ],
+            3,
+            1,
+        ),
+    ],
+)
+def test_tasks_on_spot_follow_the_strategy_base_first_then_weights(
+    strategy: list[dict[str, object]] | None, tasks: int, spot: float
+) -> None:
+    service = {} if strategy is None else {"CapacityProviderStrategy": strategy}
+    assert tasks_on_spot(service, tasks) == spot
+
+
+def test_the_default_idles_under_130_at_any_spot_discount_above_5_percent() -> None:
+    # prices.json's word for its assumed Spot discount; the worst case it names, priced.
+    low = Prices(**{**PRICES.__dict__, "assumed": {**PRICES.assumed, "fargate_spot_discount": 0.05}})
+    assert estimate(synth_templates(), low).idle_total < 130
+    none = Prices(**{**PRICES.__dict__, "assumed": {**PRICES.assumed, "fargate_spot_discount": 0.0}})
+    assert estimate(synth_templates(), none).idle_total > 130  # so the claim is about Spot, not slack
 
 
 def test_paused_aurora_leaves_only_storage(default: Estimate) -> None:
@@ -88,7 +156,7 @@ def test_idle_total_by_hand(default: Estimate) -> None:
     health_checks = 2 * 2 * HOURS * 3600 / 15  # 2 ALB nodes x 2 tasks, every 15 s
     expected = (
         HOURS * (USD["nat_gateway_hour"] + USD["public_ipv4_hour"] + USD["alb_hour"])
-        + 2 * TASK_MONTH
+        + DEFAULT_TASKS_MONTH
         + 1 * USD["aurora_storage_gb_month"]
         + 2 * USD["secret_month"]
         + 1 * USD["kms_key_month"]
@@ -143,7 +211,9 @@ def test_dev_preset_runs_one_task_and_pauses_aurora(default: Estimate, dev: Esti
     assert dev.line("Fargate tasks").usd == pytest.approx(half_vcpu_task, abs=1e-9)
     assert dev.line("NAT gateways").usd == pytest.approx(USD["nat_gateway_hour"] * HOURS)
     assert dev.line("Aurora Serverless v2 compute").usd == 0
-    assert default.idle_total - dev.idle_total > TASK_MONTH
+    assert default.idle_total - dev.idle_total == pytest.approx(
+        default.line("Fargate tasks").usd - half_vcpu_task + default.line("VPC flow logs (health checks)").usd / 2
+    )
 
 
 def test_sso_with_the_stacks_pool_adds_each_client_credentials_client_and_its_secret() -> None:
@@ -245,6 +315,32 @@ def _cost_block(marker: str) -> str:
     return match.group(1)
 
 
+def test_docs_show_the_current_lines_of_the_scheduled_estimate(default: Estimate) -> None:
+    scheduled = estimate(synth_templates(**SCALE_TO_ZERO_VARIANT), PRICES)
+    shown = _cost_block("schedule \\(the lines that change\\)").splitlines()
+    assert len(shown) == 3
+    assert set(shown) <= set(render(scheduled, PRICES, list(synth_templates())).splitlines())
+    text = " ".join(doc("operations.md").split())
+    tasks, total, saved = (
+        default.line("Fargate tasks").usd,
+        default.idle_total,
+        round(default.idle_total, 2) - round(scheduled.idle_total, 2),  # the two totals as printed
+    )
+    assert f"instead of ${tasks:.2f} for the tasks and ${total:.2f} in all: ${saved:.2f} a month less" in text
+
+
+def test_docs_state_what_spot_and_arm64_change(default: Estimate) -> None:
+    text = " ".join(doc("operations.md").split())
+    regular = Prices(**{**PRICES.__dict__, "assumed": {**PRICES.assumed, "fargate_spot_discount": 0.0}})
+    without_spot = estimate(synth_templates(), regular)
+    assert (
+        f"(`-c on_demand_task_count=4`) the tasks cost ${without_spot.line('Fargate tasks').usd:.2f}"
+        f" and the total is ${without_spot.idle_total:.2f}"
+    ) in text
+    arm = estimate(synth_templates(task_architecture="arm64"), PRICES)
+    assert f"${arm.idle_total:.2f} a month idle instead of ${default.idle_total:.2f}" in text
+
+
 def test_readme_prices_sso_with_cognito_from_the_price_table() -> None:
     text = " ".join(doc("operations.md").split())
     per_profile = USD["cognito_m2m_client_month"] + USD["secret_month"]
@@ -269,7 +365,7 @@ def test_a_schedule_to_zero_bills_the_tasks_for_the_hours_they_run(default: Esti
     # 07:00-19:00 UTC on the 261 weekdays of a 365-day year.
     share = 261 * 12 / (365 * 24)
     line = scheduled.line("Fargate tasks")
-    assert line.usd == pytest.approx(2 * TASK_MONTH * share, abs=1e-9)
+    assert line.usd == pytest.approx(DEFAULT_TASKS_MONTH * share, abs=1e-9)
     assert "x 35.8% of the time" in line.detail
     assert scheduled.line("VPC flow logs (health checks)").usd == pytest.approx(
         default.line("VPC flow logs (health checks)").usd * share, rel=1e-9
