@@ -41,6 +41,8 @@ TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 # ECS's names for its two Fargate capacity providers.
 FARGATE = "FARGATE"
 FARGATE_SPOT = "FARGATE_SPOT"
+# The highest weight ECS accepts in a capacity provider strategy.
+SPOT_WEIGHT = 1000
 # Changed only when running tasks must move at the next deploy (see the ForceNewDeployment override).
 CAPACITY_PROVIDER_STRATEGY_NONCE = "capacity-provider-strategy-1"
 # Each container's only writable path (a task volume; the root filesystem is read-only).
@@ -262,16 +264,18 @@ class TrackingService(Construct):
     def _capacity(self, size: ServiceSize) -> list[ecs.CapacityProviderStrategy]:
         """The first ``on_demand_count`` tasks on regular Fargate, every task beyond them on Fargate Spot.
 
-        ECS fills a strategy's base before it shares tasks out by weight, so
-        the Spot weight takes every task above the base. A strategy (never the
-        plain launch type) either way, so turning Spot on or off later is a
-        change ECS makes in place.
+        ECS places a strategy's base before it shares the other tasks out by
+        weight. Regular Fargate keeps weight 1: ECS places nothing on a provider
+        of weight 0, and we do not rely on it honouring a base there. Spot's
+        weight is the most ECS accepts, so the tasks beyond the base go to Spot.
+        A strategy (never the plain launch type) either way, so turning Spot on
+        or off later is a change ECS makes in place.
         """
         if not size.uses_spot:
             return [ecs.CapacityProviderStrategy(capacity_provider=FARGATE, weight=1)]
         return [
-            ecs.CapacityProviderStrategy(capacity_provider=FARGATE, base=size.on_demand_count, weight=0),
-            ecs.CapacityProviderStrategy(capacity_provider=FARGATE_SPOT, weight=1),
+            ecs.CapacityProviderStrategy(capacity_provider=FARGATE, base=size.on_demand_count, weight=1),
+            ecs.CapacityProviderStrategy(capacity_provider=FARGATE_SPOT, weight=SPOT_WEIGHT),
         ]
 
     def nginx_listener(

@@ -391,8 +391,8 @@ def test_the_first_task_runs_on_regular_fargate_and_the_ones_beyond_it_on_spot(v
     association_id, association = only(vpc_template, "AWS::ECS::ClusterCapacityProviderAssociations")
     assert "LaunchType" not in service["Properties"]  # ECS refuses a launch type beside a strategy
     assert service["Properties"]["CapacityProviderStrategy"] == [
-        {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0},
-        {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+        {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1},
+        {"CapacityProvider": "FARGATE_SPOT", "Weight": 1000},
     ]
     cluster_id = only(vpc_template, "AWS::ECS::Cluster")[0]
     assert association["Properties"]["Cluster"] == {"Ref": cluster_id}

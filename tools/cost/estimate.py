@@ -147,22 +147,27 @@ class _Service:
     running_share: float = 1.0
     schedule: str = ""
     # Of the idle tasks, how many its capacity provider strategy puts on Fargate Spot.
-    spot_tasks: float = 0.0
+    spot_tasks: int = 0
 
 
-def tasks_on_spot(service: dict[str, Any], tasks: int) -> float:
+def tasks_on_spot(service: dict[str, Any], tasks: int) -> int:
     """How many of ``tasks`` a capacity provider strategy runs on Fargate Spot.
 
-    ECS puts the base on its provider first and shares the rest out by weight.
+    ECS places each base on its provider first. Each further task goes to the
+    provider (of weight above 0) furthest below its weight's share: our model of
+    ECS's proportional spread, the first listed winning a tie.
     """
     strategy = service.get("CapacityProviderStrategy") or []
-    weights = {item["CapacityProvider"]: int(item.get("Weight", 0)) for item in strategy}
-    base = sum(int(item.get("Base", 0)) for item in strategy if item["CapacityProvider"] != "FARGATE_SPOT")
-    spot_base = sum(int(item.get("Base", 0)) for item in strategy if item["CapacityProvider"] == "FARGATE_SPOT")
-    if not weights.get("FARGATE_SPOT") and not spot_base:
-        return 0.0
-    beyond = max(tasks - base - spot_base, 0)
-    return min(spot_base, tasks) + beyond * weights.get("FARGATE_SPOT", 0) / (sum(weights.values()) or 1)
+    placed: dict[str, int] = {}
+    for item in strategy:
+        placed[item["CapacityProvider"]] = min(int(item.get("Base", 0)), tasks - sum(placed.values()))
+    weights = {item["CapacityProvider"]: int(item.get("Weight", 0)) for item in strategy if item.get("Weight", 0)}
+    shared = dict.fromkeys(weights, 0)
+    beyond_bases = tasks - sum(placed.values()) if weights else 0  # without a weight, nothing more is placed
+    for placing in range(1, beyond_bases + 1):
+        chosen = max(weights, key=lambda name: weights[name] / sum(weights.values()) * placing - shared[name])
+        shared[chosen] += 1
+    return placed.get("FARGATE_SPOT", 0) + shared.get("FARGATE_SPOT", 0)
 
 
 def _fargate_services(templates: Mapping[str, Template]) -> list[_Service]:

@@ -69,35 +69,30 @@ def test_one_task_less_costs_exactly_the_spot_task_less(default: Estimate, chang
     }
 
 
+_ONE_ON_DEMAND_REST_SPOT = [
+    {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1},
+    {"CapacityProvider": "FARGATE_SPOT", "Weight": 1000},
+]
+
+
 @pytest.mark.parametrize(
     ("strategy", "tasks", "spot"),
     [
         (None, 2, 0),  # the plain Fargate launch type
+        (_ONE_ON_DEMAND_REST_SPOT, 1, 0),
+        (_ONE_ON_DEMAND_REST_SPOT, 2, 1),
+        (_ONE_ON_DEMAND_REST_SPOT, 4, 3),
         (
             [
-                {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0},
-                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
-            ],
-            2,
-            1,
-        ),
-        (
-            [
-                {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0},
-                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
-            ],
-            1,
-            0,
-        ),
-        (
-            [
-                {"CapacityProvider": "FARGATE", "Base": 2, "Weight": 0},
-                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+                {"CapacityProvider": "FARGATE", "Base": 2, "Weight": 1},
+                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1000},
             ],
             4,
             2,
         ),
+        ([{"CapacityProvider": "FARGATE", "Weight": 1}], 4, 0),  # on_demand_task_count at the ceiling
         ([{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}], 3, 3),
+        # Beyond the base, one task in four on regular Fargate; a tie goes to the first listed.
         (
             [
                 {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1},
@@ -106,6 +101,15 @@ def test_one_task_less_costs_exactly_the_spot_task_less(default: Estimate, chang
             5,
             3,
         ),
+        (
+            [
+                {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1},
+                {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+            ],
+            3,
+            1,
+        ),
+        # A weight of 0 places its base and nothing more.
         (
             [
                 {"CapacityProvider": "FARGATE_SPOT", "Base": 1, "Weight": 0},
@@ -117,7 +121,7 @@ def test_one_task_less_costs_exactly_the_spot_task_less(default: Estimate, chang
     ],
 )
 def test_tasks_on_spot_follow_the_strategy_base_first_then_weights(
-    strategy: list[dict[str, object]] | None, tasks: int, spot: float
+    strategy: list[dict[str, object]] | None, tasks: int, spot: int
 ) -> None:
     service = {} if strategy is None else {"CapacityProviderStrategy": strategy}
     assert tasks_on_spot(service, tasks) == spot
