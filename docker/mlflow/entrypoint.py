@@ -16,7 +16,8 @@ It starts in two stages, one process (the container's PID 1) throughout:
      the admin, then run MLflow's CLI in this process. One MLflow import per
      start, and /proc/<pid>/environ (a process's initial environment, for
      its whole life) shows only what the server needs: no admin password,
-     no DB_PASSWORD, no MLFLOW_WEBHOOK_KEY.
+     no MLFLOW_WEBHOOK_KEY, the database password only inside the URI (and
+     as PGPASSWORD where the mode has a users' database).
 
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME, DB_USERNAME, DB_PASSWORD
@@ -747,7 +748,7 @@ def bootstrap_auth_store(env: Mapping[str, str]) -> None:
         engine.dispose()
     head = ScriptDirectory.from_config(auth_db_utils._get_alembic_config(uri)).get_current_head()
 
-    # Reads MLFLOW_AUTH_CONFIG_PATH, which main() has written.
+    # Reads MLFLOW_AUTH_CONFIG_PATH (the ini file stage 1 wrote), which bootstrap_basic_auth has set.
     from mlflow.server import auth
 
     username, password = env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]
