@@ -3,9 +3,21 @@
 The image runs this file; the integration tests and `make local` run the very
 same file natively. It builds the database URIs itself (so no password
 appears on a command line), migrates the schemas once under a PostgreSQL
-advisory lock (tasks starting together never race), then replaces itself
-with `mlflow server` bound to loopback: only the nginx container of the task
+advisory lock (tasks starting together never race), then runs MLflow's
+`mlflow server` bound to loopback: only the nginx container of the task
 can reach it.
+
+It starts in two stages, one process (the container's PID 1) throughout:
+  1. no argument: check the settings and write the runtime dir, importing
+     nothing of MLflow; hand the original environment over an inherited pipe
+     and exec stage 2 with the server's environment (`server_environment`).
+  2. `serve --environment-fd N`: read the original environment from the
+     pipe (it never enters os.environ), load the auth app, migrate, create
+     the admin, then run MLflow's CLI in this process. One MLflow import per
+     start, and /proc/<pid>/environ (a process's initial environment, for
+     its whole life) shows only what the server needs: no admin password,
+     no MLFLOW_WEBHOOK_KEY, the database password only inside the URI (and
+     as PGPASSWORD where the mode has a users' database).
 
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME, DB_USERNAME, DB_PASSWORD
@@ -90,6 +102,7 @@ and the switches set in `server_environment` may be overridden too.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import importlib
 import json
@@ -110,7 +123,8 @@ from iam_callers import PASSWORD_CHECK_SETTING, PRINCIPALS_ENV, PRINCIPALS_PATH_
 from request_guard import SOURCE_PATTERN
 
 HOST = "127.0.0.1"
-HERE = Path(__file__).resolve().parent
+THIS_FILE = Path(__file__).resolve()
+HERE = THIS_FILE.parent
 DEFAULT_WORKERS = "2"
 DEFAULT_RUNTIME_DIR = "/tmp/mlflow"  # noqa: S108 - the task's own scratch volume, no other user
 DB_VARIABLES = ("DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD")
@@ -549,8 +563,14 @@ def webhook_encryption_key(shared: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(shared.encode()).digest()).decode()
 
 
-def server_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The environment `mlflow server` runs with."""
+def server_environment(env: Mapping[str, str], *, mlflow_defaults: bool = True) -> dict[str, str]:
+    """The environment `mlflow server` runs with.
+
+    `mlflow_defaults=False` leaves out MLflow's default allowed hosts (when
+    MLFLOW_SERVER_ALLOWED_HOSTS is unset): only its server package knows them,
+    so the first stage goes without and the second, which imports MLflow
+    anyway, adds them to the environment its workers inherit.
+    """
     result = dict(env)
     mode = auth_mode(env)
     result["MLFLOW_AUTH_MODE"] = mode
@@ -576,7 +596,8 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
         result["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"] = webhook_encryption_key(shared_webhook_key)
     # MLflow's own check of model version sources, behind request_guard.py's (the same rule).
     result.setdefault("MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", SOURCE_PATTERN)
-    if "MLFLOW_SERVER_ALLOWED_HOSTS" not in result:  # an operator's value spares importing MLflow's server
+    # An operator's value spares importing MLflow's server package.
+    if mlflow_defaults and "MLFLOW_SERVER_ALLOWED_HOSTS" not in result:
         result["MLFLOW_SERVER_ALLOWED_HOSTS"] = default_allowed_hosts(env)
     # The UI's own POSTs carry the public origin; MLflow blocks
     # state-changing cross-origin requests from anywhere else.
@@ -613,7 +634,7 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def server_argv(env: Mapping[str, str]) -> list[str]:
-    """The `mlflow server` command line: nothing secret in it."""
+    """The arguments of MLflow's CLI (`mlflow server ...`): nothing secret in them."""
     destination = env.get("MLFLOW_ARTIFACTS_DESTINATION")
     if not destination:
         raise ConfigError("MLFLOW_ARTIFACTS_DESTINATION is missing (e.g. s3://bucket/mlflow-artifacts)")
@@ -624,7 +645,7 @@ def server_argv(env: Mapping[str, str]) -> list[str]:
     if not port.isdigit():
         raise ConfigError(f"MLFLOW_PORT must be a number, got {port!r}")
     argv = [
-        sys.executable, "-m", "mlflow", "server",
+        "server",
         "--host", HOST,
         "--port", port,
         "--workers", workers,
@@ -727,15 +748,18 @@ def bootstrap_auth_store(env: Mapping[str, str]) -> None:
         engine.dispose()
     head = ScriptDirectory.from_config(auth_db_utils._get_alembic_config(uri)).get_current_head()
 
-    # Reads MLFLOW_AUTH_CONFIG_PATH, which main() has written.
+    # Reads MLFLOW_AUTH_CONFIG_PATH (the ini file stage 1 wrote), which bootstrap_basic_auth has set.
     from mlflow.server import auth
 
-    auth.bootstrap_admin_user()  # migrations, then the admin if it does not exist
+    username, password = env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    # MLflow's bootstrap_admin_user, with the password handed to it: the admin password is
+    # in no process's environment (MLflow would read it from there).
+    auth.store.init_db(auth.auth_config.database_uri, read_db_uri=auth.auth_config.read_database_uri)  # migrations
+    auth.create_admin_user(username, password)  # the admin, if it does not exist
     if before != head:
         log(f"auth schema migrated from {before or 'an empty database'} to {head}")
     else:
         log(f"auth schema is current ({head})")
-    username, password = env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]
     if not auth.store.authenticate_user(username, password, use_primary=True):
         # The secret is the admin's source of truth: rotating it and
         # restarting the tasks rotates the admin's password.
@@ -923,30 +947,134 @@ def gc(argv: list[str]) -> None:
     sys.exit(garbage_collection.main(argv, uri, destination, env))
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["gc"]:
-        gc(sys.argv[2:])
+SERVE = "serve"
+ENVIRONMENT_FD = "--environment-fd"
+
+
+@contextmanager
+def refusing_to_start() -> Iterator[None]:
+    """A setting that cannot work, or a runtime dir that cannot be written: one line, exit 64."""
     try:
-        env = dict(os.environ)
-        # The command line's settings first: they pass through server_environment unchanged,
-        # and checking them needs no MLflow import (which the allowed hosts' defaults take).
-        argv = server_argv(env)
-        server_env = server_environment(env)
-        check_tls_files(env)
-        prepare_runtime_dir(env, server_env)
-        app_setup(env).preload(env, server_env)
+        yield
     except ConfigError as error:
         log(f"{error}; refusing to start")
         sys.exit(64)
     except OSError as error:
         log(f"cannot write to MLFLOW_RUNTIME_DIR ({error.strerror}); refusing to start")
         sys.exit(64)
+
+
+def hand_over_environment(env: Mapping[str, str]) -> int:
+    """A pipe holding `env` as JSON, for stage 2: the read end, inheritable; the write end closed.
+
+    Nobody reads before the exec, so all of it must fit the pipe: it grows to the payload
+    (Linux lets any process go to 1 MiB) and is written without blocking, so a larger
+    environment is refused instead of hanging the start.
+    """
+    payload = json.dumps(dict(env)).encode()
+    written = 0
+    try:
+        read_end, write_end = os.pipe()
+        try:
+            if len(payload) > fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ):
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, len(payload))
+            os.set_blocking(write_end, False)
+            written = os.write(write_end, payload)
+        finally:
+            os.close(write_end)
+    except OSError as error:
+        reason = error.strerror
+    else:
+        reason = "it does not fit"
+    if written != len(payload):
+        raise ConfigError(f"the environment ({len(payload)} bytes) cannot go to the server over a pipe ({reason})")
+    os.set_inheritable(read_end, True)
+    return read_end
+
+
+def received_environment(args: list[str]) -> dict[str, str]:
+    """The original environment stage 1 wrote to the pipe `serve --environment-fd N` names.
+
+    Errors name the descriptor, never what it held.
+    """
+    if len(args) != 2 or args[0] != ENVIRONMENT_FD or not args[1].isdigit():
+        raise ConfigError(
+            f"{SERVE} needs {ENVIRONMENT_FD} <fd> from the entrypoint's first stage (run it without arguments)"
+        )
+    fd = int(args[1])
+    try:
+        with os.fdopen(fd, "rb") as pipe:
+            data = pipe.read()
+    except OSError as error:
+        raise ConfigError(f"cannot read the environment from {ENVIRONMENT_FD} {fd} ({error.strerror})") from None
+    try:
+        env = json.loads(data)
+    except ValueError:
+        env = None
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ConfigError(f"{ENVIRONMENT_FD} {fd} does not hold the environment as a JSON object of strings")
+    return env
+
+
+def start() -> None:
+    """Stage 1, the container's command: check, write the runtime dir, exec stage 2 with the server's environment.
+
+    Nothing here imports MLflow; stage 2 does, once. The original environment (with the
+    admin password, DB_PASSWORD, MLFLOW_WEBHOOK_KEY) goes over the pipe, so stage 2's
+    initial environment, which /proc shows for the life of the server, is the server's.
+    """
+    with refusing_to_start():
+        env = dict(os.environ)
+        # The command line's settings first: they pass through server_environment unchanged.
+        server_argv(env)
+        server_env = server_environment(env, mlflow_defaults=False)
+        check_tls_files(env)
+        prepare_runtime_dir(env, server_env)
+        read_end = hand_over_environment(env)
+    stage_2 = [sys.executable, str(THIS_FILE), SERVE, ENVIRONMENT_FD, str(read_end)]
+    os.execve(sys.executable, stage_2, server_env)  # noqa: S606 - our interpreter and file, no shell
+
+
+def prepare_server(args: list[str]) -> list[str]:
+    """Stage 2 up to serving: the auth app loaded, schemas migrated, users created; MLflow CLI's arguments.
+
+    The original environment lives only in this call's locals (never os.environ) and is
+    gone when it returns, before the server runs.
+    """
+    with refusing_to_start():
+        env = received_environment(args)
+        argv = server_argv(env)
+        server_env = server_environment(env)
+        # MLflow's default allowed hosts, which stage 1 left out; uvicorn's workers inherit them.
+        os.environ["MLFLOW_SERVER_ALLOWED_HOSTS"] = server_env["MLFLOW_SERVER_ALLOWED_HOSTS"]
+        app_setup(env).preload(env, server_env)
     uri = server_env["MLFLOW_BACKEND_STORE_URI"]
-    mode = auth_mode(env)
-    log(f"mode {mode}, backend {redacted(uri)}, artifacts {server_env['MLFLOW_ARTIFACTS_DESTINATION']}")
+    log(f"mode {auth_mode(env)}, backend {redacted(uri)}, artifacts {server_env['MLFLOW_ARTIFACTS_DESTINATION']}")
     migrate(env, server_env)
     log(f"serving on {HOST}:{argv[argv.index('--port') + 1]}")
-    os.execve(sys.executable, argv, server_env)  # noqa: S606 - our interpreter and argv, no shell
+    return argv
+
+
+def serve(args: list[str]) -> None:
+    """Stage 2 (`serve --environment-fd N`): prepare, then MLflow's own CLI in this process.
+
+    MLflow's server command starts uvicorn as a child, forwards SIGTERM and SIGINT to it
+    and exits with it, as it did when it was a process of its own.
+    """
+    argv = prepare_server(args)
+    from mlflow.cli import cli
+
+    cli.main(args=argv, prog_name="mlflow")
+
+
+def main() -> None:
+    command = sys.argv[1:2]
+    if command == ["gc"]:
+        gc(sys.argv[2:])
+    elif command == [SERVE]:
+        serve(sys.argv[2:])
+    else:
+        start()
 
 
 if __name__ == "__main__":

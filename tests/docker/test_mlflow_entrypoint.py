@@ -95,6 +95,7 @@ def test_missing_database_setting_is_an_error(entrypoint: ModuleType, missing: s
 
 def test_server_command_line_is_loopback_serving_artifacts(entrypoint: ModuleType) -> None:
     argv = entrypoint.server_argv(entrypoint.server_environment(ENV))
+    assert argv[0] == "server"  # MLflow's CLI command, run in the entrypoint's process
     joined = " ".join(argv)
     assert "--host 127.0.0.1" in joined and "--port 5000" in joined
     assert "--workers 2" in joined
@@ -301,6 +302,24 @@ def test_an_operators_allowed_hosts_spare_mlflows_server_import(entrypoint: Modu
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         assert result.stdout.split() == ["mlflow.internal.example", "[]"], env.get("MLFLOW_AUTH_MODE")
+
+
+def test_the_first_stage_imports_nothing_of_mlflow(entrypoint: ModuleType) -> None:
+    """Stage 1 builds stage 2's environment without MLflow's default hosts (stage 2 adds them, importing
+    MLflow once for the whole start)."""
+    code = (
+        "import json, sys, entrypoint; env = entrypoint.server_environment(json.loads(sys.argv[1]), "
+        "mlflow_defaults=False); entrypoint.server_argv(env); "
+        "print('MLFLOW_SERVER_ALLOWED_HOSTS' in env, sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    )
+    for env in (ENV, ACCOUNTS, SSO):
+        result = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(env)],
+            env={**os.environ, "PYTHONPATH": str(MLFLOW_ENTRYPOINT.parent)},
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        assert result.stdout.split() == ["False", "[]"], env.get("MLFLOW_AUTH_MODE")
+    assert entrypoint.server_environment(ENV)["MLFLOW_SERVER_ALLOWED_HOSTS"]  # by default, with them
 
 
 def test_cors_allows_the_api_gateway_origin_only(entrypoint: ModuleType) -> None:
