@@ -33,6 +33,8 @@ import mlflow_setup  # noqa: E402
 # The one file that pins MLflow for the server, the tests and this lab.
 PINNED_REQUIREMENTS = LAB_DIR.parent / "docker" / "mlflow" / "requirements.txt"
 NAME_PREFIX = "mlflow-"
+# Names the registry's alias deployments use: the Studio role may not change them.
+REGISTRY_DEPLOYMENT_PREFIX = "mlflow-registry-"
 S3_PREFIX = "sagemaker"
 SERVING_REPOSITORY = "mlflow-pyfunc"
 STUDIO_STACK_NAME = "SageMakerStudioUserStack"
@@ -152,6 +154,11 @@ def unique_name(base: str, max_length: int = 63) -> str:
     name = f"{NAME_PREFIX}{base}-{stamp}"
     if len(name) > max_length:
         raise WorkflowError(f"{name!r} is longer than {max_length} characters; shorten {base!r}")
+    if name.startswith(REGISTRY_DEPLOYMENT_PREFIX):
+        raise WorkflowError(
+            f"{name!r} starts with {REGISTRY_DEPLOYMENT_PREFIX!r}, the registry deployments' names, which this "
+            f"role may not create or change; choose a base other than {base!r}"
+        )
     return name
 
 

@@ -98,6 +98,8 @@ SAGEMAKER_RESOURCE_PREFIX: Final = "mlflow-"
 # Endpoints, endpoint configs, models and rollback alarms that registry aliases
 # deploy (model_deployments) start with this: <prefix>-<registered model name>.
 MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"
+# The IAM resource-name wildcard of those: only the deployment worker changes them.
+MODEL_DEPLOYMENT_NAMES: Final = f"{MODEL_DEPLOYMENT_PREFIX}-*"
 # Artifact bucket keys the deployed versions' files are copied to (endpoints read only
 # these): outside MLflow's prefix and the keys Studio users may write.
 MODEL_COPY_PREFIX: Final = "model-deployments"

@@ -116,7 +116,7 @@ class ModelDeployment(Construct):
         worker_logs = logs.LogGroup(self, "WorkerLogs", retention=log_retention, removal_policy=removal_policy)
 
         def sagemaker_arn(resource: str) -> str:
-            return stack.format_arn(service="sagemaker", resource=resource, resource_name=f"{prefix}-*")
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name=names.MODEL_DEPLOYMENT_NAMES)
 
         self.sagemaker_arns = {kind: sagemaker_arn(kind) for kind in ("model", "endpoint-config", "endpoint")}
         # The version's files are copied out of MLflow's prefix for the endpoint (policies beside the bucket).
@@ -124,7 +124,7 @@ class ModelDeployment(Construct):
         self.alarm_arns = stack.format_arn(
             service="cloudwatch",
             resource="alarm",
-            resource_name=f"{prefix}-*",
+            resource_name=names.MODEL_DEPLOYMENT_NAMES,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         self.worker_role = vpc_function_role(

@@ -9,6 +9,8 @@ from stacks.components.mlflow_lookup import mlflow_lookup_statements
 
 # Training, model, endpoint-config and endpoint resources the workflow creates.
 _SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
+# What a registry alias deploys (stacks/components/model_deployment.py), under the same prefix.
+_REGISTRY_DEPLOYMENT_RESOURCES = ("model", "endpoint-config", "endpoint")
 _SAGEMAKER_WORKFLOW_ACTIONS = [
     "sagemaker:DescribeTrainingJob",
     "sagemaker:StopTrainingJob",
@@ -32,6 +34,10 @@ _INSTANCE_TYPE_ACTIONS = {
     "sagemaker:CreateTrainingJob": "training-job",
     "sagemaker:CreateEndpointConfig": "endpoint-config",
 }
+# What a Studio user may still do to a registry deployment's model, endpoint
+# config and endpoint: look and call. Everything else is the worker's, which
+# deploys only what a permitted alias move asks for.
+_REGISTRY_DEPLOYMENT_USES = ["sagemaker:Describe*", "sagemaker:List*", "sagemaker:InvokeEndpoint*"]
 # Actions Studio's own UI performs as the execution role inside the domain.
 _STUDIO_UI_ACTIONS = [
     "sagemaker:DescribeDomain",
@@ -64,7 +70,8 @@ class StudioExecutionRole(Construct):
 
     Each statement names the resources the workflow touches: the profile's
     MLflow login secret, the stacks' outputs and parameters, and SageMaker
-    resources whose names start with ``mlflow-``. It hands SageMaker the
+    resources whose names start with ``mlflow-``, except that it may only look at
+    and call the registry's deployments (``mlflow-registry-*``). It hands SageMaker the
     profile's training role and the serving role, never itself. Artifact
     bucket access comes from the policy the artifact store defines next to its
     bucket (job code and model data; not MLflow's artifacts, which go through MLflow).
@@ -178,7 +185,16 @@ class StudioExecutionRole(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             ),
         ]
-        self.policy = iam.Policy(self, "WorkflowPolicy", statements=statements)
+        # The registry's deployments also start with the workflow's prefix: without this, a
+        # Studio user could point a registry endpoint at a model of their own (or delete it)
+        # and step around MLflow's alias permissions. A Deny, so no later Allow reopens it.
+        registry_deployments = iam.PolicyStatement(
+            sid="RegistryDeploymentsAreTheWorkers",
+            effect=iam.Effect.DENY,
+            not_actions=_REGISTRY_DEPLOYMENT_USES,
+            resources=[arn("sagemaker", kind, names.MODEL_DEPLOYMENT_NAMES) for kind in _REGISTRY_DEPLOYMENT_RESOURCES],
+        )
+        self.policy = iam.Policy(self, "WorkflowPolicy", statements=[*statements, registry_deployments])
         self.policy.attach_to_role(role)
         self.wildcard_resources: list[str] = []
         self._track_wildcards(statements)

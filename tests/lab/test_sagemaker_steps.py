@@ -93,6 +93,9 @@ def test_unique_name_is_prefixed_and_short():
     assert re.fullmatch(r"mlflow-demo-\d{8}-\d{6}", name)
     with pytest.raises(steps.WorkflowError):
         steps.unique_name("x" * 60)
+    with pytest.raises(steps.WorkflowError, match="the registry deployments' names"):
+        steps.unique_name("registry-demo")
+    assert steps.unique_name("registryish").startswith("mlflow-registryish-")
 
 
 def test_training_job_request_for_script_mode():
@@ -195,6 +198,8 @@ def test_lab_names_match_the_stacks():
         names.ROLE_TAG_SERVING_ROLE,
     )
     assert steps.SERVING_REPOSITORY == names.SERVING_IMAGE_REPOSITORY
+    assert steps.NAME_PREFIX == names.SAGEMAKER_RESOURCE_PREFIX
+    assert steps.REGISTRY_DEPLOYMENT_PREFIX + "*" == names.MODEL_DEPLOYMENT_NAMES
 
 
 def test_upload_source_dir(aws, tmp_path):

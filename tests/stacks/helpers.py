@@ -51,6 +51,14 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def statement_actions(statement: dict[str, Any]) -> list[str]:
+    """The actions a statement names; a NotAction statement names none, and may only deny."""
+    if "NotAction" in statement:
+        assert statement["Effect"] == "Deny", f"an Allow with NotAction grants nearly everything: {statement}"
+        return []
+    return as_list(statement["Action"])
+
+
 def ingress_rules(template: Template) -> list[dict[str, Any]]:
     """Inline and standalone security group ingress rules."""
     rules = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()]

@@ -19,6 +19,7 @@ from tests.stacks.helpers import (
     ref_id,
     resources,
     service_task_definition,
+    statement_actions,
 )
 from tests.synth import DAY_TWO_VARIANT, REPO, synth_directory, synth_templates
 
@@ -629,7 +630,7 @@ def test_execution_role_reads_only_the_two_secrets(vpc_template: Template) -> No
 def test_no_statement_allows_every_action_or_listsecrets(templates: dict[str, Template]) -> None:
     for template in templates.values():
         for statement in policy_statements(template):
-            actions = as_list(statement["Action"])
+            actions = statement_actions(statement)
             assert "*" not in actions and "s3:*" not in actions or statement["Effect"] == "Deny"
             assert "secretsmanager:ListSecrets" not in actions
 

@@ -135,3 +135,43 @@ def test_workload_roles_write_only_their_own_keys(roles) -> None:
     assert _decide(roles, "ServingRole", model_data) == "Allow"
     assert _decide(roles, "ServingRole", Request("s3:PutObject", model_data.resource)) != "Allow"
     assert _decide(roles, "alice/TrainingRole", model_data) != "Allow"
+
+
+def _sagemaker_arn(kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name}"
+
+
+# What a Studio user could do to a registry deployment to step around MLflow's alias
+# permissions: serve another model, change or drop the endpoint, squat a name first.
+REGISTRY_CHANGES = [
+    ("sagemaker:UpdateEndpoint", "endpoint"),
+    ("sagemaker:DeleteEndpoint", "endpoint"),
+    ("sagemaker:CreateEndpoint", "endpoint"),
+    ("sagemaker:UpdateEndpointWeightsAndCapacities", "endpoint"),
+    ("sagemaker:AddTags", "endpoint"),
+    ("sagemaker:CreateEndpointConfig", "endpoint-config"),
+    ("sagemaker:DeleteEndpointConfig", "endpoint-config"),
+    ("sagemaker:CreateModel", "model"),
+    ("sagemaker:DeleteModel", "model"),
+]
+
+
+@pytest.mark.parametrize("action, kind", REGISTRY_CHANGES)
+def test_only_the_deployment_worker_changes_registry_deployments(roles, action: str, kind: str) -> None:
+    """Explicitly denied, though the names share the workflow's `mlflow-` prefix; the same call on the
+    workflow's own names stays allowed (SageMaker's ARNs carry the name in lower case)."""
+    registry = _sagemaker_arn(kind, names.MODEL_DEPLOYMENT_NAMES.replace("*", "churn-model"))
+    own = _sagemaker_arn(kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}demo-20261207-120000")
+    context = {"sagemaker:InstanceTypes": ["ml.m5.large"]} if action == "sagemaker:CreateEndpointConfig" else {}
+    for role in roles:
+        assert _decide(roles, role, Request(action, registry, context)) != "Allow", (role, action)
+    for profile in ("alice", "bob"):
+        assert _decide(roles, f"{profile}/ExecutionRole", Request(action, registry, context)) == "Deny"
+        if action != "sagemaker:UpdateEndpointWeightsAndCapacities":  # not a workflow call anywhere
+            assert _decide(roles, f"{profile}/ExecutionRole", Request(action, own, context)) == "Allow", action
+
+
+def test_studio_users_may_still_look_at_and_call_a_registry_endpoint(roles) -> None:
+    endpoint = _sagemaker_arn("endpoint", names.MODEL_DEPLOYMENT_NAMES.replace("*", "churn-model"))
+    for action in ("sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"):
+        assert _decide(roles, "alice/ExecutionRole", Request(action, endpoint)) == "Allow", action

@@ -19,6 +19,7 @@ from tests.stacks.helpers import (
     ref_id,
     render,
     resources,
+    statement_actions,
 )
 from tests.synth import synth_templates
 
@@ -31,7 +32,7 @@ def _resources(statement: dict[str, Any]) -> set[str]:
 
 
 def _actions(statement: dict[str, Any]) -> set[str]:
-    return set(as_list(statement["Action"]))
+    return set(statement_actions(statement))
 
 
 def _tags(template: Template, role_id: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from tests.stacks.helpers import (
     render,
     resources,
     service_task_definition,
+    statement_actions,
     statement_by_sid,
 )
 from tests.synth import synth_templates
@@ -385,7 +386,7 @@ def test_client_secret_lookup_returns_only_the_secret_and_logs_nothing(sso_templ
         call = json.loads(render(lookup["Properties"]["Create"]))
         assert call["outputPaths"] == ["UserPoolClient.ClientSecret"] and call["logApiResponseData"] is False
         assert call["parameters"]["ClientId"].startswith("${MLflowVpcStack:PublishOutputRefStudioClient")
-    cognito = [s for s in policy_statements(studio) if "cognito" in json.dumps(s["Action"])]
+    cognito = [s for s in policy_statements(studio) if "cognito" in json.dumps(statement_actions(s))]
     assert {s["Action"] for s in cognito} == {"cognito-idp:DescribeUserPoolClient"}
     pool = only(sso_templates[names.VPC_STACK], POOL)[0]
     assert len(cognito) == 2 and all(
