@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -76,6 +79,65 @@ class PeakSampler:
         self._thread.join(timeout=5)
 
 
+class TaskCgroup:
+    """A memory cgroup holding what the Fargate task would run: MLflow's tree and nginx.
+
+    The cgroup's charge is what the task's memory limit is enforced on (RSS
+    sums count a page once per process that maps it). cgroup v1: MLflow and
+    nginx are restarted from inside it, so everything they allocate is charged
+    to it from the start (page cache of files read before stays with whoever
+    read them first: the anonymous figure is the exact one). Where no memory
+    cgroup can be made (no v1 hierarchy, not root), `available` is False and
+    `why` says why.
+    """
+
+    ROOT = Path("/sys/fs/cgroup/memory")
+
+    def __init__(self) -> None:
+        self.path = self.ROOT / f"mlflow-task-benchmark-{os.getpid()}"
+        self.available, self.why = False, ""
+
+    def __enter__(self) -> TaskCgroup:
+        try:
+            self.path.mkdir()
+            self.available = True
+        except OSError as error:
+            self.why = f"{self.ROOT}: {error.strerror}"
+        return self
+
+    @contextmanager
+    def hosting(self) -> Iterator[None]:
+        """This process inside the cgroup, so what it starts meanwhile is born there."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            yield
+        finally:
+            (self.ROOT / "cgroup.procs").write_text(str(os.getpid()))
+
+    def charge(self) -> tuple[int, int]:
+        """(charged, anonymous) bytes now; anonymous pages are the ones pressure cannot drop."""
+        stat = dict(line.split() for line in (self.path / "memory.stat").read_text().splitlines())
+        return int((self.path / "memory.usage_in_bytes").read_text()), int(stat["total_rss"])
+
+    def reset_peak(self) -> None:
+        (self.path / "memory.max_usage_in_bytes").write_text("0")
+
+    def peak(self) -> int:
+        return int((self.path / "memory.max_usage_in_bytes").read_text())
+
+    def __exit__(self, *exc: object) -> None:
+        """Removes the cgroup once the stopped stack's last process has left it."""
+        deadline = time.monotonic() + 10
+        while self.available:
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
 def browse(base_url: str, auth: tuple[str, str], run_id: str, seconds: float) -> int:
     """What a person in the UI and a notebook read while jobs log: searches,
     metric histories, artifact listings (the server then loads its S3 client),
@@ -123,11 +185,19 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory(prefix="server-memory-") as tmp,
+        TaskCgroup() as cgroup,
         running_stack(Path(tmp), workers=workers, server_env=server_env) as stack,
     ):
+        if cgroup.available:
+            with cgroup.hosting():
+                stack.restart_mlflow()
+                stack.restart_nginx()
         time.sleep(3)  # let start-up allocations settle before the idle figure
         idle = tree_memory(stack.mlflow.process)
         nginx_idle = tree_memory(stack.nginx.process)
+        charged_idle = cgroup.charge() if cgroup.available else (0, 0)
+        if cgroup.available:
+            cgroup.reset_peak()
         auth = (stack.username, stack.password)
         runs = create_runs(stack.proxy_url, auth, args.clients)
         reads: list[int] = []
@@ -138,6 +208,7 @@ def main() -> None:
             reader.join(timeout=args.seconds + 60)
         after = tree_memory(stack.mlflow.process)
         processes = len(stack.mlflow.process.process_tree_pids())
+        charged_peak, charged_after = (cgroup.peak(), cgroup.charge()) if cgroup.available else (0, (0, 0))
 
     label = "MLflow defaults" if args.mlflow_defaults else "deployed defaults"
     print(f"MLflow process tree ({label}, workers {workers or 2}, {processes} processes)")
@@ -147,6 +218,13 @@ def main() -> None:
           f"{sum(reads)} UI/API reads)")  # fmt: skip
     print(f"  after load    {fmt(after)}")
     print(f"nginx           {fmt(nginx_idle)} after start, {fmt(nginx_peak.peak)} peak")
+    if cgroup.available:
+        print("task cgroup (MLflow and nginx; what the task's memory limit is enforced on)")
+        for label, (charged, anonymous) in (("after start ", charged_idle), ("after load  ", charged_after)):
+            print(f"  {label}  charged {charged / MIB:7.0f} MiB   anonymous {anonymous / MIB:7.0f} MiB")
+        print(f"  peak in load  charged {charged_peak / MIB:7.0f} MiB")
+    else:
+        print(f"task cgroup: not measured ({cgroup.why})")
     need = (mlflow_peak.peak[0] + nginx_peak.peak[0]) / MIB / (1 - HEADROOM)
     print(f"task memory for {HEADROOM:.0%} headroom over the RSS peak: >= {math.ceil(need)} MiB")
     estimate, model = task_sizing.peak_mib(workers or 2), task_sizing.memory_needed_mib(workers or 2)

@@ -3,14 +3,14 @@
 `benchmarks/server_memory.py --workers N` measures the MLflow process tree
 (entrypoint, uvicorn, its workers) and nginx while 8 clients log batches and
 one browses, with the deployed settings. MEASURED holds the peak resident
-memory (RSS: the safe side of what the task's cgroup sees), MLflow 3.17.2, on a
+memory (RSS sums: the safe side of the task cgroup's charge, which the
+benchmark also prints; docs/benchmarks.md has both), MLflow 3.17.2, on a
 2-core machine shared with other jobs (figures move by a few percent between
-runs). nginx peaked at 14 MiB in every run.
+runs).
 
-Each worker adds about 250-265 MiB. The model below (a base plus a share per
-worker) lies above every measurement (tests/stacks/test_task_sizing.py); the
-configuration refuses a worker count whose estimate plus HEADROOM does not fit
-in task_memory_mib (stacks/config.py).
+The model below (a base plus a share per worker) lies above every measurement
+(tests/stacks/test_task_sizing.py); the configuration refuses a worker count
+whose estimate plus HEADROOM does not fit in task_memory_mib (stacks/config.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import math
 
 # workers -> measured peak RSS of the MLflow process tree (MiB)
 MEASURED_MLFLOW_PEAK_MIB = {1: 545, 2: 866, 4: 1394, 8: 2404, 16: 4368}
-MEASURED_NGINX_PEAK_MIB = 14
+MEASURED_NGINX_PEAK_MIB = 24
 
-MLFLOW_BASE_MIB = 350
+MLFLOW_BASE_MIB = 340
 MLFLOW_PER_WORKER_MIB = 265
 HEADROOM = 0.30
 
