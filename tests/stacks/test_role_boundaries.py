@@ -157,7 +157,7 @@ REGISTRY_CHANGES = [
 
 
 @pytest.mark.parametrize("action, kind", REGISTRY_CHANGES)
-def test_only_the_deployment_worker_changes_registry_deployments(roles, action: str, kind: str) -> None:
+def test_no_studio_role_changes_a_registry_deployment(roles, action: str, kind: str) -> None:
     """Explicitly denied, though the names share the workflow's `mlflow-` prefix; the same call on the
     workflow's own names stays allowed (SageMaker's ARNs carry the name in lower case)."""
     registry = _sagemaker_arn(kind, names.MODEL_DEPLOYMENT_NAMES.replace("*", "churn-model"))
