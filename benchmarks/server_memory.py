@@ -195,8 +195,10 @@ def main() -> None:
         time.sleep(3)  # let start-up allocations settle before the idle figure
         idle = tree_memory(stack.mlflow.process)
         nginx_idle = tree_memory(stack.nginx.process)
-        charged_idle = cgroup.charge() if cgroup.available else (0, 0)
+        # (charged, anonymous) bytes, read only where the cgroup exists.
+        charged: dict[str, tuple[int, int]] = {}
         if cgroup.available:
+            charged["after start "] = cgroup.charge()
             cgroup.reset_peak()
         auth = (stack.username, stack.password)
         runs = create_runs(stack.proxy_url, auth, args.clients)
@@ -208,7 +210,9 @@ def main() -> None:
             reader.join(timeout=args.seconds + 60)
         after = tree_memory(stack.mlflow.process)
         processes = len(stack.mlflow.process.process_tree_pids())
-        charged_peak, charged_after = (cgroup.peak(), cgroup.charge()) if cgroup.available else (0, (0, 0))
+        if cgroup.available:
+            charged["after load  "] = cgroup.charge()
+            charged_peak = cgroup.peak()
 
     label = "MLflow defaults" if args.mlflow_defaults else "deployed defaults"
     print(f"MLflow process tree ({label}, workers {workers or 2}, {processes} processes)")
@@ -218,10 +222,10 @@ def main() -> None:
           f"{sum(reads)} UI/API reads)")  # fmt: skip
     print(f"  after load    {fmt(after)}")
     print(f"nginx           {fmt(nginx_idle)} after start, {fmt(nginx_peak.peak)} peak")
-    if cgroup.available:
+    if charged:
         print("task cgroup (MLflow and nginx; what the task's memory limit is enforced on)")
-        for label, (charged, anonymous) in (("after start ", charged_idle), ("after load  ", charged_after)):
-            print(f"  {label}  charged {charged / MIB:7.0f} MiB   anonymous {anonymous / MIB:7.0f} MiB")
+        for moment, (bytes_charged, anonymous) in charged.items():
+            print(f"  {moment}  charged {bytes_charged / MIB:7.0f} MiB   anonymous {anonymous / MIB:7.0f} MiB")
         print(f"  peak in load  charged {charged_peak / MIB:7.0f} MiB")
     else:
         print(f"task cgroup: not measured ({cgroup.why})")

@@ -100,6 +100,8 @@ SAGEMAKER_RESOURCE_PREFIX: Final = "mlflow-"
 MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"
 # The IAM resource-name wildcard of those: only the deployment worker changes them.
 MODEL_DEPLOYMENT_NAMES: Final = f"{MODEL_DEPLOYMENT_PREFIX}-*"
+# The SageMaker resource types a registry deployment creates under those names.
+MODEL_DEPLOYMENT_RESOURCE_TYPES: Final = ("model", "endpoint-config", "endpoint")
 # Artifact bucket keys the deployed versions' files are copied to (endpoints read only
 # these): outside MLflow's prefix and the keys Studio users may write.
 MODEL_COPY_PREFIX: Final = "model-deployments"

@@ -118,7 +118,7 @@ class ModelDeployment(Construct):
         def sagemaker_arn(resource: str) -> str:
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=names.MODEL_DEPLOYMENT_NAMES)
 
-        self.sagemaker_arns = {kind: sagemaker_arn(kind) for kind in ("model", "endpoint-config", "endpoint")}
+        self.sagemaker_arns = {kind: sagemaker_arn(kind) for kind in names.MODEL_DEPLOYMENT_RESOURCE_TYPES}
         # The version's files are copied out of MLflow's prefix for the endpoint (policies beside the bucket).
         endpoint_role.add_managed_policy(serving_copies_policy)
         self.alarm_arns = stack.format_arn(

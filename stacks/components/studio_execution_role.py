@@ -9,8 +9,6 @@ from stacks.components.mlflow_lookup import mlflow_lookup_statements
 
 # Training, model, endpoint-config and endpoint resources the workflow creates.
 _SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
-# What a registry alias deploys (stacks/components/model_deployment.py), under the same prefix.
-_REGISTRY_DEPLOYMENT_RESOURCES = ("model", "endpoint-config", "endpoint")
 _SAGEMAKER_WORKFLOW_ACTIONS = [
     "sagemaker:DescribeTrainingJob",
     "sagemaker:StopTrainingJob",
@@ -192,7 +190,9 @@ class StudioExecutionRole(Construct):
             sid="RegistryDeploymentsAreTheWorkers",
             effect=iam.Effect.DENY,
             not_actions=_REGISTRY_DEPLOYMENT_USES,
-            resources=[arn("sagemaker", kind, names.MODEL_DEPLOYMENT_NAMES) for kind in _REGISTRY_DEPLOYMENT_RESOURCES],
+            resources=[
+                arn("sagemaker", kind, names.MODEL_DEPLOYMENT_NAMES) for kind in names.MODEL_DEPLOYMENT_RESOURCE_TYPES
+            ],
         )
         self.policy = iam.Policy(self, "WorkflowPolicy", statements=[*statements, registry_deployments])
         self.policy.attach_to_role(role)

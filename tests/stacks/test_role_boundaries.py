@@ -141,6 +141,7 @@ def _sagemaker_arn(kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name}"
 
 
+REGISTRY_NAME = names.MODEL_DEPLOYMENT_NAMES.replace("*", "churn-model")
 # What a Studio user could do to a registry deployment to step around MLflow's alias
 # permissions: serve another model, change or drop the endpoint, squat a name first.
 REGISTRY_CHANGES = [
@@ -160,7 +161,7 @@ REGISTRY_CHANGES = [
 def test_no_studio_role_changes_a_registry_deployment(roles, action: str, kind: str) -> None:
     """Explicitly denied, though the names share the workflow's `mlflow-` prefix; the same call on the
     workflow's own names stays allowed (SageMaker's ARNs carry the name in lower case)."""
-    registry = _sagemaker_arn(kind, names.MODEL_DEPLOYMENT_NAMES.replace("*", "churn-model"))
+    registry = _sagemaker_arn(kind, REGISTRY_NAME)
     own = _sagemaker_arn(kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}demo-20261207-120000")
     context = {"sagemaker:InstanceTypes": ["ml.m5.large"]} if action == "sagemaker:CreateEndpointConfig" else {}
     for role in roles:
@@ -172,6 +173,6 @@ def test_no_studio_role_changes_a_registry_deployment(roles, action: str, kind: 
 
 
 def test_studio_users_may_still_look_at_and_call_a_registry_endpoint(roles) -> None:
-    endpoint = _sagemaker_arn("endpoint", names.MODEL_DEPLOYMENT_NAMES.replace("*", "churn-model"))
+    endpoint = _sagemaker_arn("endpoint", REGISTRY_NAME)
     for action in ("sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"):
         assert _decide(roles, "alice/ExecutionRole", Request(action, endpoint)) == "Allow", action
