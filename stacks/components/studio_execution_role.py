@@ -36,20 +36,24 @@ _INSTANCE_TYPE_ACTIONS = {
 # config and endpoint: look and call. Everything else is the worker's, which
 # deploys only what a permitted alias move asks for.
 _REGISTRY_DEPLOYMENT_USES = ["sagemaker:Describe*", "sagemaker:List*", "sagemaker:InvokeEndpoint*"]
-# Actions Studio's own UI performs as the execution role inside the domain.
-_STUDIO_UI_ACTIONS = [
+# What Studio's UI reads in the domain as the execution role: any profile's, space's or app's.
+_STUDIO_READ_ACTIONS = [
     "sagemaker:DescribeDomain",
     "sagemaker:DescribeUserProfile",
     "sagemaker:DescribeSpace",
-    "sagemaker:CreateSpace",
-    "sagemaker:UpdateSpace",
-    "sagemaker:DeleteSpace",
     "sagemaker:DescribeApp",
-    "sagemaker:CreateApp",
-    "sagemaker:DeleteApp",
-    "sagemaker:AddTags",
     "sagemaker:ListTags",
 ]
+# What it changes: a space (its settings, its storage) and the apps that run in one.
+_SPACE_CHANGES = ["sagemaker:CreateSpace", "sagemaker:UpdateSpace", "sagemaker:DeleteSpace"]
+_APP_CHANGES = ["sagemaker:CreateApp", "sagemaker:DeleteApp"]
+# Condition keys SageMaker sets on space and app requests (the AWS managed policy
+# AmazonDataZoneSageMakerEnvironmentRolePermissionsBoundary uses the same keys).
+_SPACE_OWNER_KEY = "sagemaker:OwnerUserProfileArn"
+_SPACE_SHARING_KEY = "sagemaker:SpaceSharingType"
+# Present only when a create call tags what it creates (Studio tags its spaces and apps).
+_TAGGING_ACTION_KEY = "sagemaker:TaggingAction"
+_TAGGED_CREATIONS = ["CreateSpace", "CreateApp"]
 # List and search calls cannot be scoped to resources in IAM.
 _UNSCOPABLE_READ_ACTIONS = [
     "sagemaker:ListTrainingJobs",
@@ -70,7 +74,8 @@ class StudioExecutionRole(Construct):
     MLflow login secret, the stacks' outputs and parameters, and SageMaker
     resources whose names start with ``mlflow-``, except that it may only look at
     and call the registry's deployments (``mlflow-registry-*``). It hands SageMaker the
-    profile's training role and the serving role, never itself. Artifact
+    profile's training role and the serving role, never itself. In the Studio
+    domain it changes only the spaces its profile owns (and their apps). Artifact
     bucket access comes from the policy the artifact store defines next to its
     bucket (job code and model data; not MLflow's artifacts, which go through MLflow).
 
@@ -94,6 +99,7 @@ class StudioExecutionRole(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self._profile = profile
 
         self.role = iam.Role(
             self,
@@ -200,20 +206,61 @@ class StudioExecutionRole(Construct):
         self._track_wildcards(statements)
 
     def allow_studio_in_domain(self, domain_id: str) -> None:
-        """Let Studio's UI manage this user's spaces and apps, in this one domain only."""
+        """Let Studio's UI manage this profile's own spaces and apps, in this one domain only.
+
+        A private space holds its owner's work on its own volume: another profile may look
+        at it, never change, stop or delete it. Shared spaces are shared: any profile may
+        start and stop their apps, only their owner change or delete them.
+        """
         arn = self._slash_arn
-        statement = iam.PolicyStatement(
-            sid="UseStudioInOwnDomain",
-            actions=_STUDIO_UI_ACTIONS,
-            resources=[
-                arn("sagemaker", "domain", domain_id),
-                arn("sagemaker", "user-profile", f"{domain_id}/*"),
-                arn("sagemaker", "space", f"{domain_id}/*"),
-                arn("sagemaker", "app", f"{domain_id}/*"),
-            ],
-        )
-        self.policy.add_statements(statement)
-        self._track_wildcards([statement])
+        own_profile = [arn("sagemaker", "user-profile", f"{domain_id}/{name}") for name in _spellings(self._profile)]
+        spaces = arn("sagemaker", "space", f"{domain_id}/*")
+        apps = arn("sagemaker", "app", f"{domain_id}/*")
+        statements = [
+            iam.PolicyStatement(
+                sid="ReadStudioDomain",
+                actions=_STUDIO_READ_ACTIONS,
+                resources=[
+                    arn("sagemaker", "domain", domain_id),
+                    arn("sagemaker", "user-profile", f"{domain_id}/*"),
+                    spaces,
+                    apps,
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ChangeOwnSpaces",
+                actions=_SPACE_CHANGES,
+                resources=[spaces],
+                conditions={"ArnLike": {_SPACE_OWNER_KEY: own_profile}},
+            ),
+            iam.PolicyStatement(
+                sid="RunAppsInOwnSpaces",
+                actions=_APP_CHANGES,
+                resources=[apps],
+                conditions={"ArnLike": {_SPACE_OWNER_KEY: own_profile}},
+            ),
+            iam.PolicyStatement(
+                sid="RunAppsInSharedSpaces",
+                actions=_APP_CHANGES,
+                resources=[apps],
+                conditions={"StringEquals": {_SPACE_SHARING_KEY: "Shared"}},
+            ),
+            iam.PolicyStatement(
+                # Studio Classic's apps belong to a profile, not a space: no owner key, the name says whose.
+                sid="RunOwnProfileApps",
+                actions=_APP_CHANGES,
+                resources=[arn("sagemaker", "app", f"{domain_id}/{name}/*") for name in _spellings(self._profile)],
+                conditions={"Null": {_SPACE_OWNER_KEY: "true"}},
+            ),
+            iam.PolicyStatement(
+                sid="TagWhatStudioCreates",
+                actions=["sagemaker:AddTags"],
+                resources=[spaces, apps],
+                conditions={"StringEquals": {_TAGGING_ACTION_KEY: _TAGGED_CREATIONS}},
+            ),
+        ]
+        self.policy.add_statements(*statements)
+        self._track_wildcards(statements)
 
     def _track_wildcards(self, statements: list[iam.PolicyStatement]) -> None:
         """Remember name-scoped wildcard resources so each can be acknowledged on its own."""
@@ -230,3 +277,8 @@ class StudioExecutionRole(Construct):
             account=account,
             arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
+
+
+def _spellings(name: str) -> list[str]:
+    """The name as configured and, if it differs, in lower case: SageMaker writes some ARNs in lower case."""
+    return list(dict.fromkeys([name, name.lower()]))

@@ -12,14 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aws_cdk import App, Stack, assertions
+from aws_cdk import aws_iam as iam
 
 from stacks import names
+from stacks.components.studio_execution_role import StudioExecutionRole
 from tests.lab.cfn_policies import AppResolver, Environment, role_statements
 from tests.lab.iam_policy import Request, evaluate
 from tests.stacks.helpers import Template, resources
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 BUCKET = "artifact-bucket"
+DOMAIN = "d-0a1b2c3d4e5f"
 TO_SAGEMAKER = {"iam:PassedToService": "sagemaker.amazonaws.com"}
 
 
@@ -34,11 +38,10 @@ def roles(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
     accounts_templates: dict[str, Template] = request.getfixturevalue(variant)
     vpc = accounts_templates[names.VPC_STACK]
     (bucket_id,) = [b for b in resources(vpc, "AWS::S3::Bucket") if "Artifacts" in b]
-    resolver = AppResolver(
-        accounts_templates,
-        Environment(account=ACCOUNT, region=REGION, bindings={(names.VPC_STACK, bucket_id): {"Ref": BUCKET}}),
-    )
     studio = accounts_templates[names.STUDIO_STACK]
+    (domain_id,) = resources(studio, "AWS::SageMaker::Domain")
+    bindings = {(names.VPC_STACK, bucket_id): {"Ref": BUCKET}, (names.STUDIO_STACK, domain_id): {"DomainId": DOMAIN}}
+    resolver = AppResolver(accounts_templates, Environment(account=ACCOUNT, region=REGION, bindings=bindings))
     found = {}
     for logical_id, role in resources(studio, "AWS::IAM::Role").items():
         principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
@@ -176,3 +179,131 @@ def test_studio_users_may_still_look_at_and_call_a_registry_endpoint(roles) -> N
     endpoint = _sagemaker_arn("endpoint", REGISTRY_NAME)
     for action in ("sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"):
         assert _decide(roles, "alice/ExecutionRole", Request(action, endpoint)) == "Allow", action
+
+
+# --- Studio's spaces and apps -------------------------------------------------------------
+
+OWNER_KEY, SHARING_KEY = "sagemaker:OwnerUserProfileArn", "sagemaker:SpaceSharingType"
+SPACE_CHANGES = ["sagemaker:CreateSpace", "sagemaker:UpdateSpace", "sagemaker:DeleteSpace"]
+APP_CHANGES = ["sagemaker:CreateApp", "sagemaker:DeleteApp"]
+PROFILE_PAIRS = [("alice", "bob"), ("bob", "alice")]
+
+
+def _in_domain(kind: str, name: str, domain: str = DOMAIN) -> str:
+    return _sagemaker_arn(kind, f"{domain}/{name}")
+
+
+def _space_of(owner: str, sharing: str, domain: str = DOMAIN) -> dict[str, str | list[str]]:
+    """The keys SageMaker sets on a request about a space (or an app in it) that `owner` owns."""
+    return {OWNER_KEY: _in_domain("user-profile", owner, domain), SHARING_KEY: sharing}
+
+
+@pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
+def test_a_profile_changes_only_the_spaces_it_owns(roles, profile: str, other: str) -> None:
+    """Deleting a private space deletes its volume: another profile's work."""
+    role = f"{profile}/ExecutionRole"
+    for action in SPACE_CHANGES:
+        for sharing in ("Private", "Shared"):
+            own = Request(action, _in_domain("space", "work"), _space_of(profile, sharing))
+            assert _decide(roles, role, own) == "Allow", own
+            for request in (
+                Request(action, _in_domain("space", "work"), _space_of(other, sharing)),
+                # a profile whose name merely starts with this one's, the same name in another domain
+                Request(action, _in_domain("space", "work"), _space_of(f"{profile}-2", sharing)),
+                Request(action, _in_domain("space", "work", "d-ffffffffffff"), _space_of(profile, sharing)),
+                Request(
+                    action, _in_domain("space", "work", "d-ffffffffffff"), _space_of(profile, sharing, "d-ffffffffffff")
+                ),
+            ):
+                assert _decide(roles, role, request) != "Allow", request
+        # a space nobody owns (an administrator's), or a request without the key
+        for request in (
+            Request(action, _in_domain("space", "team"), {SHARING_KEY: "Shared"}),
+            Request(action, _in_domain("space", "team")),
+        ):
+            assert _decide(roles, role, request) != "Allow", request
+
+
+@pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
+def test_apps_start_and_stop_in_own_spaces_and_shared_ones_only(roles, profile: str, other: str) -> None:
+    role = f"{profile}/ExecutionRole"
+    lab = _in_domain("app", "work/JupyterLab/default")
+    # Studio Classic's apps carry the profile's name and no owner key.
+    classic = "KernelGateway/datascience-1-0-ml-t3-medium"
+    for action in APP_CHANGES:
+        allowed = [
+            Request(action, lab, _space_of(profile, "Private")),
+            Request(action, lab, _space_of(profile, "Shared")),
+            Request(action, lab, _space_of(other, "Shared")),
+            Request(action, _in_domain("app", f"{profile}/{classic}")),
+        ]
+        refused = [
+            Request(action, lab, _space_of(other, "Private")),
+            # another profile's private space named like this profile
+            Request(action, _in_domain("app", f"{profile}/JupyterLab/default"), _space_of(other, "Private")),
+            Request(action, _in_domain("app", f"{other}/{classic}")),
+            Request(action, _in_domain("app", f"{profile}/{classic}", "d-ffffffffffff")),
+        ]
+        for request in allowed:
+            assert _decide(roles, role, request) == "Allow", request
+        for request in refused:
+            assert _decide(roles, role, request) != "Allow", request
+
+
+@pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
+def test_studio_tags_only_what_it_creates(roles, profile: str, other: str) -> None:
+    role = f"{profile}/ExecutionRole"
+    on_create = {"sagemaker:TaggingAction": "CreateSpace"}
+    assert _decide(roles, role, Request("sagemaker:AddTags", _in_domain("space", "work"), on_create)) == "Allow"
+    for resource in (
+        _in_domain("space", "work"),
+        _in_domain("app", "work/JupyterLab/default"),
+        _in_domain("user-profile", other),
+        _in_domain("user-profile", profile),
+        _sagemaker_arn("domain", DOMAIN),
+    ):
+        assert _decide(roles, role, Request("sagemaker:AddTags", resource)) != "Allow", resource
+    assert _decide(roles, role, Request("sagemaker:AddTags", _in_domain("user-profile", other), on_create)) != "Allow"
+
+
+def test_a_profile_still_sees_the_domains_profiles_spaces_and_apps(roles) -> None:
+    for action, resource in (
+        ("sagemaker:DescribeDomain", _sagemaker_arn("domain", DOMAIN)),
+        ("sagemaker:DescribeUserProfile", _in_domain("user-profile", "bob")),
+        ("sagemaker:DescribeSpace", _in_domain("space", "work")),
+        ("sagemaker:DescribeApp", _in_domain("app", "work/JupyterLab/default")),
+        ("sagemaker:ListTags", _in_domain("space", "work")),
+    ):
+        assert _decide(roles, "alice/ExecutionRole", Request(action, resource, _space_of("bob", "Private"))) == "Allow"
+        assert (
+            _decide(roles, "alice/ExecutionRole", Request(action, resource.replace(DOMAIN, "d-ffffffffffff")))
+            != "Allow"
+        )
+
+
+def test_a_profile_named_in_capitals_owns_its_spaces_in_either_spelling() -> None:
+    """SageMaker writes some ARNs in lower case: the owner key may name `Carol` as `carol`."""
+    app = App()
+    stack = Stack(app, "Studio")
+    role = StudioExecutionRole(
+        stack, "Carol", profile="Carol", credentials_secret_arn=None, credentials_secret_name="login",
+        training_role=iam.Role(stack, "Training", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")),
+        serving_role=iam.Role(stack, "Serving", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")),
+        artifact_access_policy=iam.ManagedPolicy(
+            stack, "Artifacts", statements=[iam.PolicyStatement(actions=["s3:GetObject"], resources=["*"])]
+        ),
+        output_stack_names=["Outputs"], allowed_instance_types=["ml.m5.large"], serving_repository_arn="*",
+    )  # fmt: skip
+    role.allow_studio_in_domain(DOMAIN)
+    template = assertions.Template.from_stack(stack).to_json()
+    resolver = AppResolver({"Studio": template}, Environment(account=ACCOUNT, region=REGION))
+    (role_id,) = [r for r in resources(template, "AWS::IAM::Role") if r.startswith("Carol")]
+    statements = role_statements(resolver, "Studio", role_id)
+    for owner in ("Carol", "carol"):
+        request = Request("sagemaker:DeleteSpace", _in_domain("space", "work"), _space_of(owner, "Private"))
+        assert evaluate(statements, request) == "Allow", owner
+        classic = Request("sagemaker:DeleteApp", _in_domain("app", f"{owner}/KernelGateway/default"))
+        assert evaluate(statements, classic) == "Allow", owner
+    for owner in ("CAROL", "Caro", "carol-2"):
+        request = Request("sagemaker:DeleteSpace", _in_domain("space", "work"), _space_of(owner, "Private"))
+        assert evaluate(statements, request) != "Allow", owner

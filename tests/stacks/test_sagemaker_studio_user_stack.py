@@ -379,7 +379,7 @@ def test_existing_domain_gets_only_profiles_each_with_its_own_roles(existing_dom
     assert roles["alice"] != roles["bob"]
     for name, role in roles.items():
         assert f"User{name}" in role
-        studio = _sid(_inline_statements(template, role), "UseStudioInOwnDomain")
+        studio = _sid(_inline_statements(template, role), "ReadStudioDomain")
         assert f"{ARN}:sagemaker:{REGION_ACCOUNT}:app/d-abcdef123456/*" in _resources(studio)
         training = _tags(template, role)[names.ROLE_TAG_TRAINING_ROLE]
         assert training == {"Fn::GetAtt": [_role_id(template, f"User{name}TrainingRole"), "Arn"]}
