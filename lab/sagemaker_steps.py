@@ -35,7 +35,7 @@ PINNED_REQUIREMENTS = LAB_DIR.parent / "docker" / "mlflow" / "requirements.txt"
 NAME_PREFIX = "mlflow-"
 # Names the registry's alias deployments use: the Studio role may not change them.
 REGISTRY_DEPLOYMENT_PREFIX = "mlflow-registry-"
-S3_PREFIX = "sagemaker"
+S3_PREFIX = "sagemaker"  # the keys the Studio role may list
 SERVING_REPOSITORY = "mlflow-pyfunc"
 STUDIO_STACK_NAME = "SageMakerStudioUserStack"
 SERVING_ROLE_OUTPUT_KEY = "ServingRoleArn"

@@ -95,6 +95,8 @@ STUDIO_DOMAIN_NAME: Final = "mlflow-studio"
 # SageMaker resources the Studio workflow creates carry this prefix, so the
 # Studio role can be scoped to them.
 SAGEMAKER_RESOURCE_PREFIX: Final = "mlflow-"
+# Artifact bucket keys of the workflow's training jobs: <prefix>/<job name>/source|output/...
+TRAINING_KEY_PREFIX: Final = "sagemaker"
 # Endpoints, endpoint configs, models and rollback alarms that registry aliases
 # deploy (model_deployments) start with this: <prefix>-<registered model name>.
 MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"

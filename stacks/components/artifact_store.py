@@ -103,9 +103,9 @@ class ArtifactStore(Construct):
         # MLflow's own prefix: only the MLflow tasks touch it; everyone else goes through MLflow.
         self.mlflow_artifact_arns = self.bucket.arn_for_objects(f"{names.ARTIFACT_PREFIX}/*")
         # What MLflow's SageMaker deployment uploads: <model name>/model.tar.gz, and the
-        # workflow names its models mlflow-*. Training job code and output use "sagemaker/".
+        # workflow names its models mlflow-*. Training job code and output use TRAINING_KEY_PREFIX/.
         self.model_data_arns = self.bucket.arn_for_objects(f"{names.SAGEMAKER_RESOURCE_PREFIX}*/model.tar.gz")
-        self.training_object_arns = self.bucket.arn_for_objects("sagemaker/*")
+        self.training_object_arns = self.bucket.arn_for_objects(f"{names.TRAINING_KEY_PREFIX}/*")
         self.workflow_object_arns = [self.model_data_arns, self.training_object_arns]
 
         # Kept beside the bucket so the statements and their wildcards live in one
@@ -116,9 +116,17 @@ class ArtifactStore(Construct):
             description="MLflow Studio workflow: job code, SageMaker model data; not MLflow's artifact prefix",
             statements=[
                 iam.PolicyStatement(
-                    sid="ListArtifactBucket",
-                    actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                    sid="FindArtifactBucket",
+                    actions=["s3:GetBucketLocation"],
                     resources=[self.bucket.bucket_arn],
+                ),
+                iam.PolicyStatement(
+                    # Only the training jobs' keys: a listing of MLflow's prefix would show every
+                    # experiment's run ids and artifact names, whatever MLflow lets the caller read.
+                    sid="ListTrainingJobKeys",
+                    actions=["s3:ListBucket"],
+                    resources=[self.bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{names.TRAINING_KEY_PREFIX}/*"]}},
                 ),
                 iam.PolicyStatement(
                     sid="ReadWriteWorkflowObjects",

@@ -101,7 +101,9 @@ class FlowMapper:
                 raise KeyError(f"no IAM mapping for s3 {op}")
             bucket = params["Bucket"]
             resource = self.s3_object(bucket, params["Key"]) if "Key" in params else f"arn:aws:s3:::{bucket}"
-            return [Request(action, resource, why=why)]
+            # A listing's prefix is what its permission may be conditioned on.
+            context: dict[str, str | list[str]] = {"s3:prefix": params["Prefix"]} if "Prefix" in params else {}
+            return [Request(action, resource, context, why=why)]
         if service == "secretsmanager":
             return [Request(f"secretsmanager:{op}", self.secret_arn(params["SecretId"]), why=why)]
         if service == "cloudformation" and op == "DescribeStacks":

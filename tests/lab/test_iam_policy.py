@@ -238,7 +238,9 @@ def test_mapper_names_the_resource_each_call_is_authorized_on():
     head = {"service": "s3", "operation": "HeadObject", "params": {"Bucket": "b", "Key": "artifacts/1/x"}}
     assert str(m.requests_for_call(head)[0]) == "s3:GetObject on arn:aws:s3:::b/mlflow-artifacts/1/x"
     listing = {"service": "s3", "operation": "ListObjectsV2", "params": {"Bucket": "b", "Prefix": "x"}}
-    assert str(m.requests_for_call(listing)[0]) == "s3:ListBucket on arn:aws:s3:::b"
+    assert str(m.requests_for_call(listing)[0]) == "s3:ListBucket on arn:aws:s3:::b {'s3:prefix': 'x'}"
+    whole = {"service": "s3", "operation": "ListObjectsV2", "params": {"Bucket": "b"}}
+    assert m.requests_for_call(whole)[0].context == {}
     param = {"service": "ssm", "operation": "GetParameter", "params": {"Name": "/mlflow/tracking-url"}}
     assert m.requests_for_call(param)[0].resource == "arn:aws:ssm:us-east-1:123456789012:parameter/mlflow/tracking-url"
     assert m.requests_for_call({"service": "sts", "operation": "GetCallerIdentity", "params": {}}) == []

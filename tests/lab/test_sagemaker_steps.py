@@ -199,6 +199,7 @@ def test_lab_names_match_the_stacks():
     )
     assert steps.SERVING_REPOSITORY == names.SERVING_IMAGE_REPOSITORY
     assert steps.NAME_PREFIX == names.SAGEMAKER_RESOURCE_PREFIX
+    assert steps.S3_PREFIX == names.TRAINING_KEY_PREFIX
     assert steps.REGISTRY_DEPLOYMENT_PREFIX + "*" == names.MODEL_DEPLOYMENT_NAMES
 
 

@@ -115,6 +115,22 @@ def test_every_role_is_denied_mlflows_artifact_prefix(roles, action: str) -> Non
             assert _decide(roles, role, request) == "Deny", (role, request)
 
 
+def test_no_role_lists_mlflows_artifact_prefix(roles) -> None:
+    """A listing would name every experiment's runs and artifact files, readable in MLflow or not."""
+    bucket = f"arn:aws:s3:::{BUCKET}"
+    # Every prefix a listing of mlflow-artifacts/ could start with, the model copies, the whole bucket.
+    for prefix in ("mlflow-artifacts/", "mlflow-artifacts/1/", "mlflow-", "m", "", "model-deployments/", "*"):
+        for role in roles:
+            request = Request("s3:ListBucket", bucket, {"s3:prefix": prefix})
+            assert _decide(roles, role, request) != "Allow", (role, prefix)
+    for role in roles:
+        assert _decide(roles, role, Request("s3:ListBucket", bucket)) != "Allow", role
+    for profile in ("alice", "bob"):
+        for prefix in ("sagemaker/", "sagemaker/mlflow-train-1/output/"):
+            request = Request("s3:ListBucket", bucket, {"s3:prefix": prefix})
+            assert _decide(roles, f"{profile}/ExecutionRole", request) == "Allow", prefix
+
+
 def test_each_profile_passes_only_its_own_training_role_and_the_serving_role(roles) -> None:
     for profile, other in (("alice", "bob"), ("bob", "alice")):
         studio = f"{profile}/ExecutionRole"

@@ -253,8 +253,10 @@ def _assert_denies_mlflow_artifacts(statements: dict[str, dict[str, Any]], bucke
 def test_studio_uses_job_code_and_model_data_keys_but_not_mlflows_artifacts(vpc_template: Template) -> None:
     statements = _storage_policy(vpc_template, "WorkflowAccess")
     bucket = _bucket(vpc_template)
-    assert _actions(statements["ListArtifactBucket"]) == {"s3:ListBucket", "s3:GetBucketLocation"}
-    assert _resources(statements["ListArtifactBucket"]) == {bucket}
+    assert _actions(statements["FindArtifactBucket"]) == {"s3:GetBucketLocation"}
+    assert _actions(statements["ListTrainingJobKeys"]) == {"s3:ListBucket"}
+    assert _resources(statements["ListTrainingJobKeys"]) == {bucket}
+    assert statements["ListTrainingJobKeys"]["Condition"] == {"StringLike": {"s3:prefix": ["sagemaker/*"]}}
     assert _actions(statements["ReadWriteWorkflowObjects"]) == {
         "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload",
     }  # fmt: skip
