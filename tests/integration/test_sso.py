@@ -22,7 +22,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from localrun.oidc import OidcClient, OidcProvider, OidcUser
 from localrun.services import MlflowServer
-from localrun.stack import SSO_CLIENT_ID, MlflowStack
+from localrun.stack import SSO_ALLOWED_GROUP, SSO_CLIENT_ID, MlflowStack
 from tests.integration.conftest import (
     SSO_ADMIN,
     SSO_GROUP,
@@ -163,6 +163,47 @@ def test_an_admin_grants_and_a_person_sees_only_what_was_granted(
     assert alice.context.request.get(get).status == 403
     alice.context.close()
     admin.context.close()
+
+
+def test_a_signed_in_person_cannot_raise_herself(browser, sso_stack: MlflowStack, scene: dict[str, str]) -> None:
+    """The plugin's other ways to power, tried from a real session (token calls need one).
+
+    Each must be a 403 (the route exists and refused her, not a 404), and afterwards the
+    machine user still works, keeps its experiment to itself, and she is no admin.
+    """
+    _, private = scene
+    alice = sign_in(browser, sso_stack, SSO_USER)
+    me, machine, group = SSO_USER.email, SSO_MACHINE, SSO_ALLOWED_GROUP
+    attempts = [
+        # a token that signs in as another user, and the machine user switched off
+        ("PATCH", "api/2.0/mlflow/users/access-token", {"username": machine}),
+        ("POST", f"api/2.0/mlflow/users/{machine}/tokens", {"name": "mine"}),
+        ("PATCH", f"api/2.0/mlflow/users/{machine}/active", {"active": False}),
+        ("POST", "api/2.0/mlflow/users", {"username": f"ghost-{secrets.token_hex(3)}", "display_name": "Ghost"}),
+        # grants: hers, her whole group's
+        ("POST", f"ajax-api/2.0/mlflow/permissions/users/{me}/experiments/{scene[private]}", {"permission": "MANAGE"}),
+        (
+            "POST",
+            f"ajax-api/2.0/mlflow/permissions/groups/{group}/experiments/{scene[private]}",
+            {"permission": "READ"},
+        ),
+        # the provisioning API's own credentials
+        ("POST", "api/2.0/mlflow/scim/tokens", {"name": "mine"}),
+    ]
+    let_through = []
+    for method, path, body in attempts:
+        status, answer = api(alice, method, path, body)
+        if status != 403:
+            let_through.append(f"{method} {path}: {status} {answer}")
+    assert not let_through, "not refused with 403:\n" + "\n".join(let_through)
+
+    assert api(alice, "GET", "ajax-api/2.0/mlflow/users/current")[1]["is_admin"] is False
+    get = f"{sso_stack.proxy_url}/api/2.0/mlflow/experiments/get?experiment_id={scene[private]}"
+    assert alice.context.request.get(get).status == 403
+    alice.context.close()
+    assert sso_stack.oidc is not None
+    token = sso_stack.oidc.client_credentials_token(SSO_MACHINE)
+    assert requests.get(get, headers=bearer(token), timeout=30).status_code == 200
 
 
 def test_a_person_outside_the_allowed_group_is_refused(browser, sso_stack: MlflowStack, record_property) -> None:
