@@ -213,7 +213,7 @@ class ModelDeployment(Construct):
             log_group=worker_logs,
         )
 
-        # --- the state machine: deploy, then poll until the endpoint settles ---------
+        # --- the state machine: deploy (or wait its turn), then poll until the endpoint settles
         machine_logs = logs.LogGroup(self, "StateMachineLogs", retention=log_retention, removal_policy=removal_policy)
         deploy = tasks.LambdaInvoke(self, "Deploy", lambda_function=self.worker, payload_response_only=True)
         wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(POLL_INTERVAL))
@@ -231,10 +231,23 @@ class ModelDeployment(Construct):
                 )
             )
         )
+        wait.next(check).next(settled)
+        # The worker starts nothing while the endpoint is busy with the release before (deploy again
+        # after a wait) or when the alias names another version now (done: that move deploys).
+        # The statuses are the worker's (functions/model_deployment/index.py; pinned by a test).
+        started = (
+            sfn.Choice(self, "Started")
+            .when(
+                sfn.Condition.string_equals("$.status", "waiting"),
+                sfn.Wait(self, "WaitForPreviousRelease", time=sfn.WaitTime.duration(POLL_INTERVAL)).next(deploy),
+            )
+            .when(sfn.Condition.string_equals("$.status", "superseded"), sfn.Succeed(self, "Superseded"))
+            .otherwise(wait)
+        )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(deploy.next(wait).next(check).next(settled)),
+            definition_body=sfn.DefinitionBody.from_chainable(deploy.next(started)),
             timeout=EXECUTION_TIMEOUT,
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=machine_logs, level=sfn.LogLevel.ALL),

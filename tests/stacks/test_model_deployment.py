@@ -311,3 +311,24 @@ def test_the_modes_with_a_server_login_make_no_deployment_login(vpc_template: Te
         assert "IssueDeploymentLogin" not in _task_role_statements(template)
     studio = synth_templates(**MODEL_DEPLOYMENT_VARIANT)[names.STUDIO_STACK]
     assert "Credentials" in json.dumps(_function(studio, "Worker")["Environment"]["Variables"]["MLFLOW_SECRET_ARN"])
+
+
+def test_a_release_waits_for_the_one_before_and_ends_when_the_alias_moved_on(studio: Template) -> None:
+    """The state machine follows the worker's answers (its statuses, index.py) around the Deploy step."""
+    from stacks.functions.model_deployment import index
+
+    (machine,) = _ours(studio, "AWS::StepFunctions::StateMachine").values()
+    states = json.loads(render(machine["DefinitionString"]))["States"]
+    assert states["Deploy"]["Next"] == "Started"
+
+    def choices(state: str) -> dict[str, str]:
+        assert all(c["Variable"] == "$.status" for c in states[state]["Choices"])
+        return {c["StringEquals"]: c["Next"] for c in states[state]["Choices"]}
+
+    assert choices("Started") == {index.WAITING: "WaitForPreviousRelease", index.SUPERSEDED: "Superseded"}
+    assert states["Started"]["Default"] == "WaitForEndpoint"
+    assert (states["WaitForPreviousRelease"]["Seconds"], states["WaitForPreviousRelease"]["Next"]) == (60, "Deploy")
+    assert states["Superseded"]["Type"] == "Succeed"
+    assert states["WaitForEndpoint"]["Next"] == "CheckEndpoint"
+    assert states["CheckEndpoint"]["Next"] == "Settled"
+    assert choices("Settled") == {index.PENDING: "WaitForEndpoint", "deployed": "Deployed"}

@@ -124,6 +124,26 @@ def test_a_failed_deployment_is_tagged_failed_and_the_old_variant_keeps_serving(
     assert [v["VariantName"] for v in described["ProductionVariants"]] == ["v1"]
 
 
+@pytest.mark.parametrize(
+    ("alias_version", "endpoint_status", "step"),
+    [
+        ("2", None, index.DEPLOY),  # the first release
+        ("2", "InService", index.DEPLOY),
+        ("2", "Failed", index.DEPLOY),  # SageMaker says what it makes of the update
+        *[("2", state, index.WAITING) for state in sorted(index.SETTLING)],  # the release before is not done
+        ("3", "InService", index.SUPERSEDED),  # the alias moved on: a quick roll-back, a late or repeated delivery
+        ("3", "Updating", index.SUPERSEDED),
+        ("1", None, index.SUPERSEDED),
+        (None, "InService", index.SUPERSEDED),  # the alias (or the model) is gone
+    ],
+)
+def test_a_release_starts_only_for_what_the_alias_names_on_a_settled_endpoint(
+    alias_version: str | None, endpoint_status: str | None, step: str
+) -> None:
+    assert index.next_step("2", alias_version, endpoint_status) == step
+    assert index.next_step(2, alias_version, endpoint_status) == step  # the version as a number
+
+
 @pytest.mark.parametrize("state", ["Creating", "Updating", "SystemUpdating", "RollingBack"])
 def test_an_endpoint_still_changing_is_pending_and_tags_nothing(state: str) -> None:
     class Settling:

@@ -18,11 +18,19 @@ Standard library and boto3 only, plus the MLflow REST client of
 Secrets Manager at run time (``MLFLOW_SECRET_ARN``). The state machine calls
 ``handler`` once to deploy, then with the answer (``step: finish``) until its
 ``status`` is no longer ``pending``.
+
+What serves is what the alias names: before it starts anything the worker asks
+MLflow where the alias points now. A release the alias has moved past (a quick
+roll-back, a delivery that arrived late or twice) starts nothing and ends
+``superseded``; one that finds the endpoint still busy with the release before
+it ends ``waiting``, and the state machine asks again a minute later, so the
+last move is the one deployed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -33,6 +41,7 @@ from typing import Any
 from ..mlflow_accounts.index import Mlflow, read_login
 
 Tagger = Callable[[str, str, dict[str, str]], None]
+logger = logging.getLogger(__name__)
 
 STATUS_TAG = "deployment_status"
 ENDPOINT_TAG = "sagemaker_endpoint"
@@ -169,6 +178,24 @@ def deploy(
 # SageMaker's endpoint states that end on their own; the state machine asks again after a wait.
 SETTLING = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 PENDING = "pending"
+# Answers of the deploy step that started nothing: the state machine waits and deploys again,
+# or ends (the alias names another version now, or none).
+WAITING = "waiting"
+SUPERSEDED = "superseded"
+DEPLOY = "deploy"
+
+
+def next_step(version: str, alias_version: str | None, endpoint_status: str | None) -> str:
+    """SUPERSEDED, WAITING or DEPLOY for a release of ``version``.
+
+    ``alias_version``: what the alias names now (None: the alias is gone);
+    ``endpoint_status``: the endpoint's SageMaker status (None: no endpoint yet).
+    """
+    if alias_version != str(version):
+        return SUPERSEDED
+    if endpoint_status in SETTLING:
+        return WAITING
+    return DEPLOY
 
 
 def finish(request: Mapping[str, Any], endpoint: str, *, sagemaker: Any, tag: Tagger) -> str:
@@ -186,14 +213,19 @@ def finish(request: Mapping[str, Any], endpoint: str, *, sagemaker: Any, tag: Ta
     return status
 
 
-def _exists(sagemaker: Any, endpoint: str) -> bool:
+def endpoint_status(sagemaker: Any, endpoint: str) -> str | None:
+    """The endpoint's SageMaker status, None when there is no such endpoint."""
     try:
-        sagemaker.describe_endpoint(EndpointName=endpoint)
+        described = sagemaker.describe_endpoint(EndpointName=endpoint)
     except sagemaker.exceptions.ClientError as error:
         if "Could not find endpoint" in str(error):
-            return False
+            return None
         raise
-    return True
+    return str(described["EndpointStatus"])
+
+
+def _exists(sagemaker: Any, endpoint: str) -> bool:
+    return endpoint_status(sagemaker, endpoint) is not None
 
 
 def mlflow_from_environment() -> Mlflow:
@@ -221,6 +253,17 @@ def rest_tagger(mlflow: Mlflow) -> Tagger:
     return tag
 
 
+def rest_alias_version(mlflow: Mlflow, name: str, alias: str) -> str | None:
+    """The version ``alias`` names now; None when the alias (or the model) is gone."""
+    query = urllib.parse.urlencode({"name": name, "alias": alias})
+    status, answer = mlflow.request("GET", f"/api/2.0/mlflow/registered-models/alias?{query}", None)
+    if status == 404:
+        return None
+    if status != 200:
+        raise RuntimeError(f"MLflow answered GET registered-models/alias with {status}: {answer.get('error_code')}")
+    return str(answer["model_version"]["version"])
+
+
 def rest_artifact_uri(mlflow: Mlflow, name: str, version: str) -> str:
     query = urllib.parse.urlencode({"name": name, "version": version})
     uri: str = _answer(mlflow, "GET", f"model-versions/get-download-uri?{query}")["artifact_uri"]
@@ -236,16 +279,27 @@ def handler(event: Mapping[str, Any], _context: object) -> dict[str, Any]:  # pr
     if event.get("step") == "finish":
         status = finish(event["request"], event["endpoint"], sagemaker=sagemaker, tag=tag)
         return {**event, "status": status}
-    request = event
-    artifacts = rest_artifact_uri(mlflow, request["model_name"], request["version"])
+    # The receiver's request, or the answer of a deploy step that waited (the request and its status).
+    request = {key: value for key, value in event.items() if key != "status"}
     prefix = os.environ["ENDPOINT_PREFIX"]
-    model_data = model_data_copy_uri(
-        os.environ["MODEL_DATA_S3_ROOT"], endpoint_name(prefix, request["model_name"]), str(request["version"])
-    )
+    name, version = request["model_name"], str(request["version"])
+    endpoint = endpoint_name(prefix, name)
+    step = next_step(version, rest_alias_version(mlflow, name, request["alias"]), endpoint_status(sagemaker, endpoint))
+    if step == SUPERSEDED:
+        logger.info(
+            "%s version %s: alias %s names another version now; nothing started", name, version, request["alias"]
+        )
+        return {**request, "status": SUPERSEDED}
+    if step == WAITING:
+        if event.get("status") != WAITING:
+            tag(name, version, {ENDPOINT_TAG: endpoint, STATUS_TAG: WAITING})
+        return {**request, "status": WAITING}
+    artifacts = rest_artifact_uri(mlflow, name, version)
+    model_data = model_data_copy_uri(os.environ["MODEL_DATA_S3_ROOT"], endpoint, version)
     try:
         copy_model_files(boto3.client("s3"), model_data_s3_uri(artifacts, os.environ["ARTIFACT_S3_ROOT"]), model_data)
     except Exception:
-        tag(request["model_name"], str(request["version"]), {STATUS_TAG: "failed"})
+        tag(name, version, {STATUS_TAG: "failed"})
         raise
     endpoint = deploy(
         request,
