@@ -388,9 +388,17 @@ def test_a_forged_or_replayed_delivery_is_refused(deployment: Deployment) -> Non
 
     # The genuine delivery, unchanged, five minutes and a second later.
     aged = receiver.handle(
-        genuine, secret=SECRET, deployments=deployment.hook.deployments, start=deployment.hook.started.append,
+        genuine, secret=SECRET, deployments=deployment.hook.deployments, start=deployment.hook.start,
         now=stamp + 301,
     )  # fmt: skip
     assert aged["statusCode"] == 401
     assert "older than 5 minutes" in json.loads(aged["body"])["refused"]
     assert len(deployment.hook.started) == started
+
+    # A configured move's delivery, posted again within its five minutes: one execution, named for it.
+    request = deployment.release(version)
+    release = deployment.hook.deliveries[-1]
+    assert deployment.hook.execution_names[-1] == release["headers"]["x-mlflow-delivery-id"]
+    again = requests.post(deployment.hook.url, data=release["body"], headers=release["headers"], timeout=10)
+    assert again.status_code == 200
+    assert deployment.hook.started[-1] == request and len(deployment.hook.started) == started + 1

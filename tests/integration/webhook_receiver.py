@@ -63,6 +63,7 @@ class Receiver:
         self.secret = secret
         self.deployments = deployments
         self.started: list[dict[str, Any]] = []
+        self.execution_names: list[str] = []
         self.statuses: list[int] = []
         self.deliveries: list[dict[str, Any]] = []
         outer = self
@@ -71,9 +72,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 event = {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-                response = receiver.handle(
-                    event, secret=outer.secret, deployments=outer.deployments, start=outer.started.append
-                )
+                response = receiver.handle(event, secret=outer.secret, deployments=outer.deployments, start=outer.start)
                 outer.deliveries.append(event)
                 outer.statuses.append(response["statusCode"])
                 self.send_response(response["statusCode"])
@@ -85,6 +84,14 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def start(self, request: dict[str, Any], name: str) -> bool:
+        """Record the execution the receiver starts; a name used before starts nothing, as in Step Functions."""
+        if name in self.execution_names:
+            return False
+        self.execution_names.append(name)
+        self.started.append(request)
+        return True
 
     def wait_for(self, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

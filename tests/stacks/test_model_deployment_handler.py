@@ -32,9 +32,19 @@ def delivery(data: dict[str, Any], *, action: str = "created", at: float | None 
     return {"headers": headers, "body": body, "isBase64Encoded": False}
 
 
+def recorder(started: list[dict[str, Any]]) -> Any:
+    """A receiver's `start` that records the requests it starts."""
+
+    def start(request: dict[str, Any], _name: str) -> bool:
+        started.append(request)
+        return True
+
+    return start
+
+
 def receive(event: dict) -> tuple[int, list[dict[str, Any]]]:
     started: list[dict[str, Any]] = []
-    response = receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=started.append)
+    response = receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=recorder(started))
     return response["statusCode"], started
 
 
@@ -42,6 +52,48 @@ def test_a_signed_alias_move_starts_the_configured_deployment() -> None:
     status, started = receive(delivery({"name": "churn", "alias": "champion", "version": "3"}))
     assert status == 202
     assert started == [{**DEPLOYMENTS[0], "version": "3"}]
+
+
+def test_the_same_delivery_starts_one_execution_named_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's retry of a delivery it got no answer for, or a replay within the five minutes."""
+    use_fake_aws(monkeypatch, "us-east-1")
+    with mock_aws():
+        sfn = boto3.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="deploy", definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/machine",
+        )["stateMachineArn"]  # fmt: skip
+
+        def start(request: dict[str, Any], name: str) -> bool:
+            return receiver.start_execution(sfn, machine, request, name)
+
+        def post(event: dict) -> int:
+            return int(receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=start)["statusCode"])
+
+        first = delivery({"name": "churn", "alias": "champion", "version": "5"})
+        assert post(first) == 202
+        assert post(first) == 202  # Step Functions answers with the running execution
+        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+        assert [e["name"] for e in executions] == ["d-1"]
+        # The same id with another body (signed again): that name is taken, nothing new starts.
+        other = delivery({"name": "churn", "alias": "champion", "version": "6"})
+        assert post(other) == 200
+        assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("delivery_id", "name"),
+    [("0b7c6d3e-1f2a-4b5c-8d9e-0f1a2b3c4d5e", "0b7c6d3e-1f2a-4b5c-8d9e-0f1a2b3c4d5e"), ("d_1", "d_1")],
+)
+def test_an_execution_is_named_after_its_delivery(delivery_id: str, name: str) -> None:
+    assert receiver.execution_name(delivery_id) == name
+
+
+@pytest.mark.parametrize("delivery_id", ["a b", "x" * 81, "id:with/other*characters"])
+def test_a_delivery_id_step_functions_would_refuse_becomes_its_digest(delivery_id: str) -> None:
+    name = receiver.execution_name(delivery_id)
+    assert len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+    assert name != receiver.execution_name(delivery_id + "x")
 
 
 @pytest.mark.parametrize(
@@ -216,7 +268,7 @@ def test_mlflows_own_delivery_of_an_alias_move_reaches_the_receiver(monkeypatch:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"])).decode()
             event = {"headers": dict(self.headers.items()), "body": body}
-            response = receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=started.append)
+            response = receiver.handle(event, secret=SECRET, deployments=DEPLOYMENTS, start=recorder(started))
             self.send_response(response["statusCode"])
             self.end_headers()
 
