@@ -41,6 +41,8 @@ AUDITED_FIELDS = frozenset(
         "experimentid", "experimentids", "runid", "runuuid", "name", "newname", "version",
         "alias", "username", "modelid", "traceid", "requestid", "promptname", "key",
         "experimentname", "registeredmodelname", "permission", "webhookid", "datasetid",
+        # MLflow 3's grants and roles: what a grant is on, which role, who became an admin.
+        "resourcetype", "resourceid", "resourcepattern", "roleid", "rolepermissionid", "workspace", "isadmin",
     }
 )  # fmt: skip
 CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -96,9 +98,10 @@ def audited_fields(query_string: bytes, body: bytes) -> dict[str, Any]:
 
 
 def _is_identifier(value: object) -> bool:
+    """An id, a name or a flag (is_admin); never an object, whose fields could be anything."""
     if isinstance(value, list):
         return all(_is_identifier(item) for item in value)
-    return isinstance(value, str | int) and not isinstance(value, bool) and len(str(value)) <= 512
+    return isinstance(value, str | int) and len(str(value)) <= 512
 
 
 def is_change(method: str, path: str, body: bytes) -> bool:

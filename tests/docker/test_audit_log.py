@@ -55,6 +55,42 @@ def test_creating_a_user_logs_the_name_never_the_password(audit: ModuleType) -> 
     assert "hunter2" not in json.dumps(line) and "pw-x" not in json.dumps(line)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "resource"),
+    [
+        (
+            "/api/3.0/mlflow/users/permissions/grant",
+            {"username": "bob", "resource_type": "experiment", "resource_id": "12", "permission": "MANAGE"},
+            {"username": "bob", "resource_type": "experiment", "resource_id": "12", "permission": "MANAGE"},
+        ),
+        (
+            "/api/3.0/mlflow/roles/permissions/add",
+            {"role_id": 3, "resource_type": "experiment", "resource_pattern": "*", "permission": "READ"},
+            {"role_id": 3, "resource_type": "experiment", "resource_pattern": "*", "permission": "READ"},
+        ),
+        ("/api/3.0/mlflow/roles/assign", {"username": "bob", "role_id": 3}, {"username": "bob", "role_id": 3}),
+        (
+            "/api/3.0/mlflow/roles/create",
+            {"name": "auditors", "workspace": "default", "description": "free text, not logged"},
+            {"name": "auditors", "workspace": "default"},
+        ),
+        (
+            "/api/2.0/mlflow/users/update-admin",
+            {"username": "bob", "is_admin": True},
+            {"username": "bob", "is_admin": True},
+        ),
+    ],
+    ids=["grant", "role permission", "assign", "role", "admin flag"],
+)
+def test_grants_roles_and_the_admin_flag_log_what_they_give_to_whom(
+    audit: ModuleType, path: str, body: dict, resource: dict
+) -> None:
+    """MLflow 3's grant and role APIs: a year later the line still says which experiment, which role."""
+    (line,) = logged(audit, "accounts", "POST", path, body, headers=basic("admin", "pw-x"))
+    assert line["resource"] == resource
+    assert "free text" not in json.dumps(line)
+
+
 def test_deletes_log_query_string_ids(audit: ModuleType) -> None:
     (line,) = logged(
         audit, "accounts", "DELETE", "/api/2.0/mlflow/registered-models/alias",

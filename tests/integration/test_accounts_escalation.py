@@ -20,6 +20,7 @@ import pytest
 
 from localrun.stack import MlflowStack
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts, api
+from tests.integration.test_audit_trail import audit_lines
 
 pytestmark = [pytest.mark.integration, ACCOUNTS_GROUP]
 
@@ -92,12 +93,23 @@ def _attempts(prize: Prize, new_user: str) -> list[tuple[str, str, dict[str, Any
 def test_an_ordinary_user_cannot_raise_itself(accounts_stack: MlflowStack, prize: Prize, prefix: str) -> None:
     new_user = f"ghost-{secrets.token_hex(3)}"
     allowed = []
-    for method, path, body in _attempts(prize, new_user):
+    before = len(audit_lines(accounts_stack))
+    attempts = _attempts(prize, new_user)
+    for method, path, body in attempts:
         response = api(accounts_stack, method, prefix + path, prize.b, json=body)
         # 403: the route exists and refused B (a 404 would prove nothing).
         if response.status_code != 403:
             allowed.append(f"{method} {prefix}{path} {body}: {response.status_code} {response.text[:200]}")
     assert not allowed, "not refused with 403:\n" + "\n".join(allowed)
+    # Each attempt is in the audit trail: B's name, the refusal, what it was after.
+    tried = [line for line in audit_lines(accounts_stack)[before:] if line["user"] == prize.b.username]
+    assert [(line["route"], line["status"]) for line in tried] == [(prefix + path, 403) for _, path, _ in attempts]
+    assert tried[0]["resource"] == {"username": prize.b.username, "is_admin": True}
+    grant = tried[[path for _, path, _ in attempts].index("/3.0/mlflow/users/permissions/grant")]
+    assert grant["resource"] == {
+        "username": prize.b.username, "resource_type": "experiment", "resource_id": prize.experiment_id,
+        "permission": "MANAGE",
+    }  # fmt: skip
 
     admin = Account(accounts_stack.username, accounts_stack.password)
     current = api(accounts_stack, "GET", "/api/2.0/mlflow/users/current", prize.b)
