@@ -354,6 +354,17 @@ def _studio_stack(stacks: ProjectStacks) -> None:
             "CloudFormation assigns, and parameters live under /mlflow/.",
         )
         _workload_role(user.training_role, "training jobs", "their log group /aws/sagemaker/TrainingJobs")
+        acknowledge(
+            user.launch.policy,
+            "IAM5[Resource::*]",
+            "The List calls the console makes to find the domain and the profile cannot be scoped to resources.",
+        )
+        acknowledge_wildcards(
+            user.launch.policy,
+            user.launch.wildcard_resources,
+            "Describing the domain's profiles (read-only) lets the console list them; opening Studio is allowed "
+            "for this one profile only.",
+        )
         if user.account is not None:
             acknowledge(
                 user.account.secret,

@@ -27,6 +27,8 @@ OUTPUT_DATABASE_CLUSTER: Final = "DatabaseClusterIdentifier"
 OUTPUT_AUDIT_LOG_GROUP: Final = "AuditLogGroupName"
 OUTPUT_DOMAIN_ID: Final = "StudioDomainId"
 OUTPUT_USER_PROFILES: Final = "StudioUserProfiles"  # comma-separated
+# JSON: profile -> the managed policy that opens Studio as that profile (one person's).
+OUTPUT_STUDIO_LAUNCH_POLICIES: Final = "StudioLaunchPolicies"
 OUTPUT_SERVING_ROLE: Final = "ServingRoleArn"
 OUTPUT_IMAGE_BUILD_PROJECT: Final = "ServingImageBuildProject"
 OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"

@@ -170,6 +170,10 @@ class SageMakerStudioUserStack(Stack):
         for key, value in (
             (names.OUTPUT_DOMAIN_ID, self.studio.domain_id),
             (names.OUTPUT_USER_PROFILES, ",".join(config.studio.user_profiles)),
+            (
+                names.OUTPUT_STUDIO_LAUNCH_POLICIES,
+                self.to_json_string({user.profile: user.launch.policy.managed_policy_arn for user in self.users}),
+            ),
             (names.OUTPUT_SERVING_ROLE, self.serving_role.role.role_arn),
             (names.OUTPUT_IMAGE_BUILD_PROJECT, self.image_build.project.project_name),
         ):

@@ -13,6 +13,7 @@ from stacks.components.mlflow_user_account import MlflowUserAccount
 from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient, OAuthClientLogin
 from stacks.components.studio_domain import StudioDomain
 from stacks.components.studio_execution_role import StudioExecutionRole
+from stacks.components.studio_launch_policy import StudioLaunchPolicy
 from stacks.components.workload_roles import TrainingRole
 from stacks.iam_callers import profile_parameter
 
@@ -136,6 +137,8 @@ class StudioUser(Construct):
         if self.oauth_login is not None:
             self.oauth_login.restrict_reading_to([self.execution_role.role, self.training_role.role])
 
+        # Who may open this profile's Studio works as it: the one person it is for.
+        self.launch = StudioLaunchPolicy(self, "Launch", profile=profile, domain_id=domain.domain_id)
         self.user_profile = sagemaker.CfnUserProfile(
             self,
             "Profile",

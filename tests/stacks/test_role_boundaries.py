@@ -9,6 +9,7 @@ shows the same policies allow everything the workflow needs.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -32,16 +33,21 @@ def _secret_arn(name: str) -> str:
 
 
 @pytest.fixture(scope="module", params=["iam", "password"])
-def roles(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
-    """ "alice/ExecutionRole", ..., "ServingRole" -> {"arn", "statements"}, with IAM sign-in on and off."""
+def resolver(request: pytest.FixtureRequest) -> AppResolver:
+    """The accounts-mode app (two profiles), with IAM sign-in on and off; bucket and domain named."""
     variant = "accounts_templates" if request.param == "iam" else "accounts_password_templates"
     accounts_templates: dict[str, Template] = request.getfixturevalue(variant)
     vpc = accounts_templates[names.VPC_STACK]
     (bucket_id,) = [b for b in resources(vpc, "AWS::S3::Bucket") if "Artifacts" in b]
-    studio = accounts_templates[names.STUDIO_STACK]
-    (domain_id,) = resources(studio, "AWS::SageMaker::Domain")
+    (domain_id,) = resources(accounts_templates[names.STUDIO_STACK], "AWS::SageMaker::Domain")
     bindings = {(names.VPC_STACK, bucket_id): {"Ref": BUCKET}, (names.STUDIO_STACK, domain_id): {"DomainId": DOMAIN}}
-    resolver = AppResolver(accounts_templates, Environment(account=ACCOUNT, region=REGION, bindings=bindings))
+    return AppResolver(accounts_templates, Environment(account=ACCOUNT, region=REGION, bindings=bindings))
+
+
+@pytest.fixture(scope="module")
+def roles(resolver: AppResolver) -> dict[str, dict[str, Any]]:
+    """ "alice/ExecutionRole", ..., "ServingRole" -> {"arn", "statements"}."""
+    studio = resolver.templates[names.STUDIO_STACK]
     found = {}
     for logical_id, role in resources(studio, "AWS::IAM::Role").items():
         principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
@@ -70,7 +76,7 @@ ADMIN = _secret_arn("mlflow-server-credentials")
 
 def _iam_sign_in(request: pytest.FixtureRequest) -> bool:
     """Whether this run's ``roles`` are those of IAM sign-in (the fixture's parameter)."""
-    return bool(request.node.callspec.params["roles"] == "iam")
+    return bool(request.node.callspec.params["resolver"] == "iam")
 
 
 @pytest.mark.parametrize("profile", ["alice", "bob"])
@@ -323,3 +329,49 @@ def test_a_profile_named_in_capitals_owns_its_spaces_in_either_spelling() -> Non
     for owner in ("CAROL", "Caro", "carol-2"):
         request = Request("sagemaker:DeleteSpace", _in_domain("space", "work"), _space_of(owner, "Private"))
         assert evaluate(statements, request) != "Allow", owner
+
+
+# --- who may open a profile's Studio ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def launch_policies(resolver: AppResolver) -> dict[str, list[dict[str, Any]]]:
+    """profile -> the statements of the managed policy the stack publishes for that profile's person."""
+    studio = resolver.templates[names.STUDIO_STACK]
+    published = json.loads(
+        resolver.resolve(names.STUDIO_STACK, studio["Outputs"][names.OUTPUT_STUDIO_LAUNCH_POLICIES]["Value"])
+    )
+    by_arn = {
+        resolver.attributes(names.STUDIO_STACK, logical_id)["Ref"]: policy["Properties"]["PolicyDocument"]
+        for logical_id, policy in resources(studio, "AWS::IAM::ManagedPolicy").items()
+    }
+    return {
+        profile: resolver.resolve(names.STUDIO_STACK, by_arn[arn])["Statement"] for profile, arn in published.items()
+    }
+
+
+@pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
+def test_a_launch_policy_opens_studio_as_its_profile_and_no_other(launch_policies, profile: str, other: str) -> None:
+    """Whoever opens a profile's Studio works as it (its roles, its MLflow login): one person per profile."""
+    statements = launch_policies[profile]
+    open_as = "sagemaker:CreatePresignedDomainUrl"
+    assert evaluate(statements, Request(open_as, _in_domain("user-profile", profile))) == "Allow"
+    for refused in (
+        Request(open_as, _in_domain("user-profile", other)),
+        Request(open_as, _in_domain("user-profile", f"{profile}-2")),
+        Request(open_as, _in_domain("user-profile", profile, "d-ffffffffffff")),
+        # Nothing the profile's roles may do comes with it.
+        Request("sagemaker:CreateApp", _in_domain("app", f"{profile}/JupyterServer/default")),
+        Request("sagemaker:UpdateUserProfile", _in_domain("user-profile", profile)),
+        Request("secretsmanager:GetSecretValue", LOGIN[profile]),
+        Request("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/anything", TO_SAGEMAKER),
+        Request("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/anything"),
+    ):
+        assert evaluate(statements, refused) != "Allow", refused
+    # The console still finds its way there.
+    for action, resource in (
+        ("sagemaker:ListUserProfiles", "*"),
+        ("sagemaker:DescribeDomain", _sagemaker_arn("domain", DOMAIN)),
+        ("sagemaker:DescribeUserProfile", _in_domain("user-profile", other)),
+    ):
+        assert evaluate(statements, Request(action, resource)) == "Allow", action

@@ -619,5 +619,10 @@ def test_build_role_pushes_only_to_the_serving_repository(studio_template: Templ
 def test_outputs_are_published_under_stable_keys(studio_template: Template) -> None:
     assert set(studio_template["Outputs"]) == {
         names.OUTPUT_DOMAIN_ID, names.OUTPUT_USER_PROFILES, names.OUTPUT_SERVING_ROLE, names.OUTPUT_IMAGE_BUILD_PROJECT,
+        names.OUTPUT_STUDIO_LAUNCH_POLICIES,
     }  # fmt: skip
     assert studio_template["Outputs"][names.OUTPUT_USER_PROFILES]["Value"] == "mlflow-user"
+    # One launch policy per profile, by name: {"mlflow-user": <its ARN>}.
+    (policy,) = resources(studio_template, "AWS::IAM::ManagedPolicy")
+    launch = render(studio_template["Outputs"][names.OUTPUT_STUDIO_LAUNCH_POLICIES]["Value"])
+    assert launch == '{"mlflow-user":"${%s}"}' % policy, launch
