@@ -213,7 +213,9 @@ class StudioExecutionRole(Construct):
         start and stop their apps, only their owner change or delete them.
         """
         arn = self._slash_arn
-        own_profile = [arn("sagemaker", "user-profile", f"{domain_id}/{name}") for name in _spellings(self._profile)]
+        own_profile = [
+            arn("sagemaker", "user-profile", f"{domain_id}/{name}") for name in name_spellings(self._profile)
+        ]
         spaces = arn("sagemaker", "space", f"{domain_id}/*")
         apps = arn("sagemaker", "app", f"{domain_id}/*")
         statements = [
@@ -249,7 +251,7 @@ class StudioExecutionRole(Construct):
                 # Studio Classic's apps belong to a profile, not a space: no owner key, the name says whose.
                 sid="RunOwnProfileApps",
                 actions=_APP_CHANGES,
-                resources=[arn("sagemaker", "app", f"{domain_id}/{name}/*") for name in _spellings(self._profile)],
+                resources=[arn("sagemaker", "app", f"{domain_id}/{name}/*") for name in name_spellings(self._profile)],
                 conditions={"Null": {_SPACE_OWNER_KEY: "true"}},
             ),
             iam.PolicyStatement(
@@ -279,6 +281,6 @@ class StudioExecutionRole(Construct):
         )
 
 
-def _spellings(name: str) -> list[str]:
-    """The name as configured and, if it differs, in lower case: SageMaker writes some ARNs in lower case."""
+def name_spellings(name: str) -> list[str]:
+    """A profile's name as configured and, if it differs, in lower case: SageMaker writes some ARNs so."""
     return list(dict.fromkeys([name, name.lower()]))

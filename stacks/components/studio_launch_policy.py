@@ -10,6 +10,8 @@ from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.components.studio_execution_role import name_spellings
+
 # The console's way to the profile: find the domain and the profile, see its spaces and apps.
 _FIND_ACTIONS = ["sagemaker:ListDomains", "sagemaker:ListUserProfiles", "sagemaker:ListSpaces", "sagemaker:ListApps"]
 _LOOK_ACTIONS = ["sagemaker:DescribeDomain", "sagemaker:DescribeUserProfile"]
@@ -27,8 +29,7 @@ class StudioLaunchPolicy(Construct):
                 service="sagemaker", resource=resource, resource_name=name, arn_format=ArnFormat.SLASH_RESOURCE_NAME
             )
 
-        # SageMaker writes some ARNs in lower case: the profile in either spelling.
-        own = [arn("user-profile", f"{domain_id}/{name}") for name in dict.fromkeys([profile, profile.lower()])]
+        own = [arn("user-profile", f"{domain_id}/{name}") for name in name_spellings(profile)]
         statements = [
             iam.PolicyStatement(
                 sid="OpenStudioAsThisProfile", actions=["sagemaker:CreatePresignedDomainUrl"], resources=own
