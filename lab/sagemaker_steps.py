@@ -2,8 +2,9 @@
 
 Plain boto3 calls (no SageMaker Python SDK): the notebook reads as the list of
 AWS calls it makes, and the Studio role's policy (stacks/) can be checked
-against exactly those calls. Every name the flow creates starts with
-`mlflow-`, the prefix the role's SageMaker permissions are scoped to.
+against exactly those calls. Every name the flow creates starts with the
+profile's own prefix (`mlflow-<8 hex digits>-`, a tag on its role), the names its
+roles' SageMaker and bucket permissions are scoped to.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ REGISTRY_DEPLOYMENT_PREFIX = "mlflow-registry-"
 S3_PREFIX = "sagemaker"  # the keys the Studio role may list
 SERVING_REPOSITORY = "mlflow-pyfunc"
 STUDIO_STACK_NAME = "SageMakerStudioUserStack"
-SERVING_ROLE_OUTPUT_KEY = "ServingRoleArn"
 # Published only when the stack deploys models on alias moves (model_deployments).
 DEPLOYMENT_WEBHOOK_OUTPUT_KEY = "ModelDeploymentWebhookUrl"
 # What the deployment worker tags a model version with, and the statuses it ends on.
@@ -48,6 +48,7 @@ DEPLOYMENT_SETTLED = ("deployed", "failed")
 # Tags on each Studio execution role: the roles its SageMaker workloads run as.
 TRAINING_ROLE_TAG = "mlflow:training-role"
 SERVING_ROLE_TAG = "mlflow:serving-role"
+NAME_PREFIX_TAG = "mlflow:name-prefix"
 
 # SageMaker's scikit-learn 1.4-2 image (Python 3.10, which MLflow 3 needs) is
 # published by one AWS account per region.
@@ -148,10 +149,15 @@ def write_training_requirements(source_dir: Path = SOURCE_DIR) -> Path:
     return target
 
 
-def unique_name(base: str, max_length: int = 63) -> str:
-    """`mlflow-<base>-<UTC timestamp>`, short enough for any SageMaker name."""
+def unique_name(base: str, prefix: str = NAME_PREFIX, max_length: int = 63) -> str:
+    """`<prefix><base>-<UTC timestamp>`, short enough for any SageMaker name.
+
+    `prefix`: the profile's (`WorkloadRoles.name_prefix`), the only names its roles may use.
+    """
+    if not prefix.startswith(NAME_PREFIX):
+        raise WorkflowError(f"{prefix!r} does not start with {NAME_PREFIX!r}")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    name = f"{NAME_PREFIX}{base}-{stamp}"
+    name = f"{prefix}{base}-{stamp}"
     if len(name) > max_length:
         raise WorkflowError(f"{name!r} is longer than {max_length} characters; shorten {base!r}")
     if name.startswith(REGISTRY_DEPLOYMENT_PREFIX):
@@ -184,10 +190,11 @@ class WorkloadRoles:
 
     training: str  # training jobs: this user's MLflow login, job code and output
     serving: str  # models and endpoints: model data and the serving image, no MLflow login
+    name_prefix: str  # the SageMaker names (and bucket keys) this profile's roles may use
 
 
 def workload_roles(session: boto3.session.Session) -> WorkloadRoles:
-    """From the Studio execution role's tags (the serving role also from the Studio stack's output)."""
+    """From the Studio execution role's tags."""
     role = _studio_role(session)
     training = role.tags.get(TRAINING_ROLE_TAG)
     if not training:
@@ -195,10 +202,14 @@ def workload_roles(session: boto3.session.Session) -> WorkloadRoles:
             f"Role {role.name} has no tag {TRAINING_ROLE_TAG!r}: run the notebook as a user profile "
             f"created by {STUDIO_STACK_NAME} (redeploy it if the profile predates its training roles)."
         )
-    serving = role.tags.get(SERVING_ROLE_TAG) or mlflow_setup.stack_output(
-        session, session.region_name, STUDIO_STACK_NAME, SERVING_ROLE_OUTPUT_KEY
-    )
-    return WorkloadRoles(training=training, serving=serving)
+    serving = role.tags.get(SERVING_ROLE_TAG)
+    name_prefix = role.tags.get(NAME_PREFIX_TAG)
+    if not (serving and name_prefix):
+        raise WorkflowError(
+            f"Role {role.name} has no tags {SERVING_ROLE_TAG!r} and {NAME_PREFIX_TAG!r}: redeploy "
+            f"{STUDIO_STACK_NAME}, which gives each profile its own serving role and names."
+        )
+    return WorkloadRoles(training=training, serving=serving, name_prefix=name_prefix)
 
 
 def sklearn_training_image(region: str) -> str:

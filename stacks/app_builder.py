@@ -57,8 +57,7 @@ def build_stacks(app: cdk.App, config: ProjectConfig) -> ProjectStacks:
         mlflow=vpc.internal_mlflow,
         credentials_secret=vpc.credentials_secret,
         deployment_login_secret=vpc.deployment_login_secret,
-        studio_access_policy=vpc.storage.workflow_access_policy,
-        training_access_policy=vpc.storage.training_access_policy,
+        profile_storage=vpc.storage.profiles,
         serving_access_policy=vpc.storage.serving_access_policy,
         # The Studio stack's own outputs too: the notebook reads whether alias moves deploy.
         output_stack_names=[names.VPC_STACK, names.GATEWAY_STACK, names.STUDIO_STACK],

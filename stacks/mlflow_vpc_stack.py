@@ -60,6 +60,8 @@ class MLflowVpcStack(Stack):
             access_log_retention=Duration.days(config.operations.log_retention_days),
             noncurrent_version_retention=Duration.days(config.operations.artifact_version_retention_days),
         )
+        for profile in config.studio.user_profiles:
+            self.storage.add_profile_access(profile)
         if config.studio.model_deployments:
             self.storage.add_model_deployment_access()
         self.credentials = ServerCredentials(

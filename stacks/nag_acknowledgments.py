@@ -140,25 +140,26 @@ def _vpc_stack(stacks: ProjectStacks) -> None:
         "only duplicate.",
     )
     storage = vpc.storage
-    acknowledge_wildcards(
-        storage.workflow_access_policy,
-        storage.workflow_object_arns,
-        "Studio users write two kinds of keys in the artifact bucket: 'mlflow-*/model.tar.gz' (the "
-        "model data MLflow's SageMaker deployment uploads for models named mlflow-*) and "
-        "'sagemaker/' (training job code and output); MLflow's own prefix is explicitly denied.",
-    )
-    acknowledge_wildcards(
-        storage.training_access_policy,
-        [storage.training_object_arns],
-        "Training jobs read their code and write their output under the 'sagemaker/' key prefix, "
-        "named per job; MLflow's own prefix is explicitly denied.",
-    )
-    acknowledge_wildcards(
-        storage.serving_access_policy,
-        [storage.model_data_arns],
-        "Models read only 'mlflow-*/model.tar.gz', the model data MLflow's SageMaker deployment "
-        "uploads for models named mlflow-*; MLflow's own prefix is explicitly denied.",
-    )
+    for profile, policies in storage.profiles.items():
+        acknowledge_wildcards(
+            policies.studio,
+            [policies.keys.model_data, policies.keys.job_keys],
+            f"Studio profile {profile} writes its own keys only: '<prefix>*/model.tar.gz' (the model data "
+            "MLflow's SageMaker deployment uploads for its models) and 'sagemaker/<prefix>*' (its training "
+            "jobs' code and output), <prefix> being the profile's; MLflow's own prefix is explicitly denied.",
+        )
+        acknowledge_wildcards(
+            policies.training,
+            [policies.keys.job_keys],
+            f"Training jobs of Studio profile {profile} read their code and write their output under "
+            "'sagemaker/<prefix>*', named per job; MLflow's own prefix is explicitly denied.",
+        )
+        acknowledge_wildcards(
+            policies.serving,
+            [policies.keys.model_data],
+            f"Models of Studio profile {profile} read only '<prefix>*/model.tar.gz', the model data MLflow's "
+            "SageMaker deployment uploads for them; MLflow's own prefix is explicitly denied.",
+        )
     if storage.model_deployment_worker_policy and storage.model_deployment_serving_policy:
         acknowledge_wildcards(
             storage.model_deployment_worker_policy,
@@ -349,11 +350,21 @@ def _studio_stack(stacks: ProjectStacks) -> None:
         acknowledge_wildcards(
             role.policy,
             role.wildcard_resources,
-            "Scoped by name: resources the MLflow workflow creates carry the 'mlflow-' prefix, "
+            "Scoped by name: resources and bucket keys the profile's workflow creates carry its own prefix "
+            "('mlflow-<8 hex>-'), "
             "Studio resources are limited to the project's domain, stack ARNs end in a stack id "
             "CloudFormation assigns, and parameters live under /mlflow/.",
         )
-        _workload_role(user.training_role, "training jobs", "their log group /aws/sagemaker/TrainingJobs")
+        _workload_role(
+            user.training_role,
+            "training jobs",
+            "their log group /aws/sagemaker/TrainingJobs and their profile's job keys (sagemaker/<prefix>*)",
+        )
+        _workload_role(
+            user.serving_role,
+            "model endpoints",
+            "their log groups /aws/sagemaker/Endpoints/<name> and read their profile's model data (<prefix>*)",
+        )
         acknowledge(
             user.launch.policy,
             "IAM5[Resource::*]",

@@ -4,6 +4,7 @@ Changing one of these breaks users' notebooks and scripts, so they live in one
 place and the tests pin them.
 """
 
+import hashlib
 from typing import Final
 
 VPC_STACK: Final = "MLflowVpcStack"
@@ -49,6 +50,8 @@ DASHBOARD_NAME: Final = "mlflow"
 ROLE_TAG_CREDENTIALS_SECRET: Final = "mlflow:credentials-secret"  # noqa: S105 - a tag's name
 ROLE_TAG_TRAINING_ROLE: Final = "mlflow:training-role"
 ROLE_TAG_SERVING_ROLE: Final = "mlflow:serving-role"
+# The prefix of the SageMaker names and bucket keys the profile's workflow may use.
+ROLE_TAG_NAME_PREFIX: Final = "mlflow:name-prefix"
 
 # SSM parameters, readable without CloudFormation permissions.
 SSM_PREFIX: Final = "/mlflow"
@@ -99,6 +102,19 @@ STUDIO_DOMAIN_NAME: Final = "mlflow-studio"
 SAGEMAKER_RESOURCE_PREFIX: Final = "mlflow-"
 # Artifact bucket keys of the workflow's training jobs: <prefix>/<job name>/source|output/...
 TRAINING_KEY_PREFIX: Final = "sagemaker"
+
+
+def workflow_name_prefix(profile: str) -> str:
+    """`mlflow-<8 hex digits>-`: the SageMaker names (and so bucket keys) one profile's workflow uses.
+
+    A digest of the profile name (lower case, as SageMaker's ARNs spell names) has a fixed
+    length, so no profile's prefix starts another's and none is `mlflow-registry-`; it is
+    exactly as long as the part of a name MLflow's SageMaker deployment keeps when it
+    shortens one.
+    """
+    return f"{SAGEMAKER_RESOURCE_PREFIX}{hashlib.sha256(profile.lower().encode()).hexdigest()[:8]}-"
+
+
 # Endpoints, endpoint configs, models and rollback alarms that registry aliases
 # deploy (model_deployments) start with this: <prefix>-<registered model name>.
 MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"

@@ -11,6 +11,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import names
+from stacks.components.artifact_store import ProfileStorage
 from stacks.components.internal_mlflow import InternalMlflow
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.model_deployment import ModelDeployment
@@ -51,8 +52,7 @@ class SageMakerStudioUserStack(Stack):
         config: ProjectConfig,
         mlflow: InternalMlflow,
         credentials_secret: secretsmanager.ISecret,
-        studio_access_policy: iam.IManagedPolicy,
-        training_access_policy: iam.IManagedPolicy,
+        profile_storage: Mapping[str, ProfileStorage],
         serving_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
         artifact_bucket: s3.IBucket,
@@ -73,9 +73,12 @@ class SageMakerStudioUserStack(Stack):
             log_retention=config.operations.log_retention,
             removal_policy=removal,
         )
+        # The registry's endpoints run as this one (they read their copies, model_deployment.py);
+        # the notebook's endpoints run as their profile's own (StudioUser).
         self.serving_role = ServingRole(
             self,
             "Serving",
+            description="SageMaker endpoints of the model registry: the serving image, no model data of the workflow",
             storage_policy=serving_access_policy,
             serving_repository_arn=self.image_build.repository.repository_arn,
         )
@@ -126,10 +129,8 @@ class SageMakerStudioUserStack(Stack):
                 cognito_client=machine_clients.get(profile),
                 client_secret_reader=self.client_secret_reader,
                 oauth_secret_name=config.auth.oauth_client_secret_name(profile),
-                serving_role=self.serving_role.role,
+                storage=profile_storage[profile],
                 iam_invoke_policy=iam_invoke_policy,
-                studio_access_policy=studio_access_policy,
-                training_access_policy=training_access_policy,
                 output_stack_names=output_stack_names,
                 serving_repository_arn=self.image_build.repository.repository_arn,
                 allowed_instance_types=config.studio.allowed_instance_types,

@@ -4,16 +4,29 @@ Nobody but the MLflow tasks touches MLflow's artifact prefix directly; the
 Studio workflow and its SageMaker jobs and models use their own key prefixes.
 """
 
+from dataclasses import dataclass
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks import names
+from stacks.components.workflow_keys import WorkflowKeys
 
 # S3 request metrics (CloudWatch, 1-minute) for the whole artifact bucket; the
 # alarms and the dashboard select them by this filter id.
 REQUEST_METRICS_FILTER_ID = "EntireBucket"
+
+
+@dataclass(frozen=True)
+class ProfileStorage:
+    """One Studio profile's bucket policies: for its execution, training and serving roles."""
+
+    studio: iam.ManagedPolicy
+    training: iam.ManagedPolicy
+    serving: iam.ManagedPolicy
+    keys: WorkflowKeys
 
 
 def _secure_bucket(
@@ -102,34 +115,35 @@ class ArtifactStore(Construct):
         self.model_deployment_serving_policy: iam.ManagedPolicy | None = None
         # MLflow's own prefix: only the MLflow tasks touch it; everyone else goes through MLflow.
         self.mlflow_artifact_arns = self.bucket.arn_for_objects(f"{names.ARTIFACT_PREFIX}/*")
-        # What MLflow's SageMaker deployment uploads: <model name>/model.tar.gz, and the
-        # workflow names its models mlflow-*. Training job code and output use TRAINING_KEY_PREFIX/.
-        self.model_data_arns = self.bucket.arn_for_objects(f"{names.SAGEMAKER_RESOURCE_PREFIX}*/model.tar.gz")
-        self.training_object_arns = self.bucket.arn_for_objects(f"{names.TRAINING_KEY_PREFIX}/*")
-        self.workflow_object_arns = [self.model_data_arns, self.training_object_arns]
-
-        # Kept beside the bucket so the statements and their wildcards live in one
-        # stack; the Studio stack attaches them to its roles.
-        self.workflow_access_policy = iam.ManagedPolicy(
+        # One set of policies per Studio profile (add_profile_access), kept beside the bucket so
+        # the statements and their wildcards live in one stack; the Studio stack attaches them.
+        self.profiles: dict[str, ProfileStorage] = {}
+        # The registry's endpoints' role: their copies come from add_model_deployment_access.
+        self.serving_access_policy = iam.ManagedPolicy(
             self,
-            "WorkflowAccess",
-            description="MLflow Studio workflow: job code, SageMaker model data; not MLflow's artifact prefix",
+            "ServingAccess",
+            description="SageMaker endpoints of the model registry: never MLflow's artifact prefix",
+            statements=[self._deny_mlflow_artifacts()],
+        )
+
+    def add_profile_access(self, profile: str) -> "ProfileStorage":
+        """The keys of one Studio profile's workflow (names.workflow_name_prefix), for its three roles.
+
+        Its execution role writes job code and model data and lists its jobs' keys, its training
+        jobs read their code and write their output, its models read their model data; none
+        reaches another profile's keys or MLflow's prefix.
+        """
+        keys = WorkflowKeys.of(self.bucket, names.workflow_name_prefix(profile))
+        studio = iam.ManagedPolicy(
+            self,
+            f"{profile}WorkflowAccess",
+            description=f"Studio profile {profile}: its job code and model data; not MLflow's artifact prefix",
             statements=[
                 iam.PolicyStatement(
-                    sid="FindArtifactBucket",
-                    actions=["s3:GetBucketLocation"],
-                    resources=[self.bucket.bucket_arn],
+                    sid="FindArtifactBucket", actions=["s3:GetBucketLocation"], resources=[self.bucket.bucket_arn]
                 ),
                 iam.PolicyStatement(
-                    # Only the training jobs' keys: a listing of MLflow's prefix would show every
-                    # experiment's run ids and artifact names, whatever MLflow lets the caller read.
-                    sid="ListTrainingJobKeys",
-                    actions=["s3:ListBucket"],
-                    resources=[self.bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{names.TRAINING_KEY_PREFIX}/*"]}},
-                ),
-                iam.PolicyStatement(
-                    sid="ReadWriteWorkflowObjects",
+                    sid="ReadWriteOwnWorkflowObjects",
                     actions=[
                         "s3:GetObject",
                         "s3:PutObject",
@@ -138,37 +152,44 @@ class ArtifactStore(Construct):
                         "s3:DeleteObject",
                         "s3:AbortMultipartUpload",
                     ],
-                    resources=self.workflow_object_arns,
+                    resources=[keys.model_data, keys.job_keys],
+                ),
+                iam.PolicyStatement(
+                    # Only its own jobs' keys: a listing of MLflow's prefix would name every experiment's
+                    # runs and artifact files, whatever MLflow lets the profile read.
+                    sid="ListOwnTrainingJobKeys",
+                    actions=["s3:ListBucket"],
+                    resources=[self.bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [keys.job_listing]}},
                 ),
                 self._deny_mlflow_artifacts(),
             ],
         )
-        self.training_access_policy = iam.ManagedPolicy(
+        training = iam.ManagedPolicy(
             self,
-            "TrainingAccess",
-            description="SageMaker training jobs of the MLflow workflow: their code and output only",
+            f"{profile}TrainingAccess",
+            description=f"Training jobs of Studio profile {profile}: their code and output only",
             statements=[
                 iam.PolicyStatement(
                     sid="ReadCodeWriteOutput",
                     actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                    resources=[self.training_object_arns],
+                    resources=[keys.job_keys],
                 ),
                 self._deny_mlflow_artifacts(),
             ],
         )
-        self.serving_access_policy = iam.ManagedPolicy(
+        serving = iam.ManagedPolicy(
             self,
-            "ServingAccess",
-            description="SageMaker models of the MLflow workflow: read the model data MLflow uploaded, nothing else",
+            f"{profile}ServingAccess",
+            description=f"Models of Studio profile {profile}: read its model data, nothing else",
             statements=[
-                iam.PolicyStatement(
-                    sid="ReadModelData",
-                    actions=["s3:GetObject"],
-                    resources=[self.model_data_arns],
-                ),
+                iam.PolicyStatement(sid="ReadModelData", actions=["s3:GetObject"], resources=[keys.model_data]),
                 self._deny_mlflow_artifacts(),
             ],
         )
+        storage = ProfileStorage(studio=studio, training=training, serving=serving, keys=keys)
+        self.profiles[profile] = storage
+        return storage
 
     def add_model_deployment_access(self) -> None:
         """model_deployments: the worker copies a version's files out of MLflow's prefix; endpoints read the copy.

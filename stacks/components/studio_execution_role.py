@@ -36,6 +36,14 @@ _INSTANCE_TYPE_ACTIONS = {
 # config and endpoint: look and call. Everything else is the worker's, which
 # deploys only what a permitted alias move asks for.
 _REGISTRY_DEPLOYMENT_USES = ["sagemaker:Describe*", "sagemaker:List*", "sagemaker:InvokeEndpoint*"]
+# Those of them a Studio user makes (the workflow's own names are the profile's, not these).
+_REGISTRY_DEPLOYMENT_CALLS = [
+    "sagemaker:DescribeModel",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeEndpoint",
+    "sagemaker:InvokeEndpoint",
+    "sagemaker:ListTags",
+]
 # What Studio's UI reads in the domain as the execution role: any profile's, space's or app's.
 _STUDIO_READ_ACTIONS = [
     "sagemaker:DescribeDomain",
@@ -71,13 +79,14 @@ class StudioExecutionRole(Construct):
     """Least-privilege execution role of one Studio user profile.
 
     Each statement names the resources the workflow touches: the profile's
-    MLflow login secret, the stacks' outputs and parameters, and SageMaker
-    resources whose names start with ``mlflow-``, except that it may only look at
-    and call the registry's deployments (``mlflow-registry-*``). It hands SageMaker the
-    profile's training role and the serving role, never itself. In the Studio
-    domain it changes only the spaces its profile owns (and their apps). Artifact
-    bucket access comes from the policy the artifact store defines next to its
-    bucket (job code and model data; not MLflow's artifacts, which go through MLflow).
+    MLflow login secret, the stacks' outputs and parameters, and the SageMaker
+    resources and bucket keys (job code, model data) whose names start with the
+    profile's ``name_prefix`` (names.workflow_name_prefix), so one profile cannot
+    change another's endpoints or read its models; it may only look at and call the
+    registry's deployments (``mlflow-registry-*``). It hands SageMaker the profile's
+    training and serving roles, never itself. In the Studio domain it changes only
+    the spaces its profile owns (and their apps). MLflow's artifacts go through MLflow
+    (the profile's bucket policy, from the artifact store, denies them).
 
     Its tags tell the lab which secret and workload roles are this profile's.
     """
@@ -88,6 +97,7 @@ class StudioExecutionRole(Construct):
         construct_id: str,
         *,
         profile: str,
+        name_prefix: str,
         credentials_secret_arn: str | None,
         credentials_secret_name: str,
         training_role: iam.IRole,
@@ -113,6 +123,7 @@ class StudioExecutionRole(Construct):
             (names.ROLE_TAG_CREDENTIALS_SECRET, credentials_secret_name),
             (names.ROLE_TAG_TRAINING_ROLE, training_role.role_arn),
             (names.ROLE_TAG_SERVING_ROLE, serving_role.role_arn),
+            (names.ROLE_TAG_NAME_PREFIX, name_prefix),
         ):
             Tags.of(role).add(key, value)
 
@@ -128,24 +139,27 @@ class StudioExecutionRole(Construct):
             iam.PolicyStatement(
                 sid="ManageWorkflowSageMakerResources",
                 actions=_SAGEMAKER_WORKFLOW_ACTIONS,
-                resources=[
-                    arn("sagemaker", kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}*")
-                    for kind in _SAGEMAKER_WORKFLOW_RESOURCES
-                ],
+                resources=[arn("sagemaker", kind, f"{name_prefix}*") for kind in _SAGEMAKER_WORKFLOW_RESOURCES],
             ),
             iam.PolicyStatement(
                 sid="TrainAndHostOnAllowedInstanceTypes",
                 actions=list(_INSTANCE_TYPE_ACTIONS),
-                resources=[
-                    arn("sagemaker", kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}*")
-                    for kind in _INSTANCE_TYPE_ACTIONS.values()
-                ],
+                resources=[arn("sagemaker", kind, f"{name_prefix}*") for kind in _INSTANCE_TYPE_ACTIONS.values()],
                 conditions={
                     # Every instance type in the request is an allowed one ...
                     "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": allowed_instance_types},
                     # ... and there is one (ForAllValues alone passes a request without the key).
                     "Null": {"sagemaker:InstanceTypes": "false"},
                 },
+            ),
+            iam.PolicyStatement(
+                # The registry's endpoints serve everyone: look at them and call them, nothing more.
+                sid="UseRegistryDeployments",
+                actions=_REGISTRY_DEPLOYMENT_CALLS,
+                resources=[
+                    arn("sagemaker", kind, names.MODEL_DEPLOYMENT_NAMES)
+                    for kind in names.MODEL_DEPLOYMENT_RESOURCE_TYPES
+                ],
             ),
             iam.PolicyStatement(
                 sid="ListWithoutResourceScope",

@@ -8,13 +8,14 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks import names
+from stacks.components.artifact_store import ProfileStorage
 from stacks.components.mlflow_account_provisioner import MlflowAccountProvisioner
 from stacks.components.mlflow_user_account import MlflowUserAccount
 from stacks.components.oauth_client_login import ClientSecretReader, CognitoMachineClient, OAuthClientLogin
 from stacks.components.studio_domain import StudioDomain
 from stacks.components.studio_execution_role import StudioExecutionRole
 from stacks.components.studio_launch_policy import StudioLaunchPolicy
-from stacks.components.workload_roles import TrainingRole
+from stacks.components.workload_roles import ServingRole, TrainingRole
 from stacks.iam_callers import profile_parameter
 
 
@@ -49,10 +50,8 @@ class StudioUser(Construct):
         cognito_client: CognitoMachineClient | None,
         client_secret_reader: ClientSecretReader | None,
         oauth_secret_name: str,
-        serving_role: iam.IRole,
+        storage: ProfileStorage,
         iam_invoke_policy: iam.IManagedPolicy | None,
-        studio_access_policy: iam.IManagedPolicy,
-        training_access_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
         serving_repository_arn: str,
         allowed_instance_types: list[str],
@@ -93,24 +92,34 @@ class StudioUser(Construct):
         if iam_user is None:
             iam_invoke_policy = None
         readable_secret_arn = secret.secret_arn if iam_invoke_policy is None else None
+        # The profile's own SageMaker names and bucket keys (``storage``): its roles reach no other profile's.
+        self.name_prefix = names.workflow_name_prefix(profile)
         self.training_role = TrainingRole(
             self,
             "Training",
             profile=profile,
             credentials_secret_arn=readable_secret_arn,
             credentials_secret_name=secret_name,
-            storage_policy=training_access_policy,
+            storage_policy=storage.training,
             output_stack_names=output_stack_names,
+        )
+        self.serving_role = ServingRole(
+            self,
+            "Serving",
+            description=f"SageMaker models of Studio profile {profile}: its model data and the serving image only",
+            storage_policy=storage.serving,
+            serving_repository_arn=serving_repository_arn,
         )
         self.execution_role = StudioExecutionRole(
             self,
             "ExecutionRole",
             profile=profile,
+            name_prefix=self.name_prefix,
             credentials_secret_arn=readable_secret_arn,
             credentials_secret_name=secret_name,
             training_role=self.training_role.role,
-            serving_role=serving_role,
-            artifact_access_policy=studio_access_policy,
+            serving_role=self.serving_role.role,
+            artifact_access_policy=storage.studio,
             output_stack_names=output_stack_names,
             allowed_instance_types=allowed_instance_types,
             serving_repository_arn=serving_repository_arn,

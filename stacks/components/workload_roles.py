@@ -1,9 +1,10 @@
-"""The roles SageMaker workloads run as: one per profile for training jobs, one for model serving.
+"""The roles SageMaker workloads run as: one per profile for training jobs and for model serving.
 
-The Studio execution role passes them; it is never passed itself. A training
-job holds at most its user's MLflow login; a model-serving container holds no
-MLflow login, cannot write MLflow's artifacts and reads only the model data
-MLflow's SageMaker deployment uploaded.
+The Studio execution role passes its profile's; it is never passed itself. Code a
+user chose runs as them (the training script, a model's own code), so each reaches
+only its profile's keys: a training job holds at most its user's MLflow login and
+its profile's job code and output; a model-serving container holds no MLflow login,
+cannot write MLflow's artifacts and reads only its profile's model data.
 """
 
 from aws_cdk import ArnFormat, Stack, Tags
@@ -109,20 +110,24 @@ class TrainingRole(Construct):
 
 
 class ServingRole(Construct):
-    """What SageMaker models and endpoints of the workflow run as: no MLflow login at all."""
+    """What SageMaker models and endpoints run as: no MLflow login at all.
+
+    One per profile for the notebook's endpoints, whose ``storage_policy`` reads that profile's
+    model data only (a model's own code runs as this role); the stack's own one for the
+    registry's endpoints, which read their copies (``model_deployment``).
+    """
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        description: str,
         storage_policy: iam.IManagedPolicy,
         serving_repository_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.role = _sagemaker_role(
-            self, "Role", "SageMaker models of the MLflow workflow: model data and serving image only", storage_policy
-        )
+        self.role = _sagemaker_role(self, "Role", description, storage_policy)
         statements = _runtime_statements(self, "/aws/sagemaker/Endpoints/*", [serving_repository_arn])
         self.policy = iam.Policy(self, "Policy", statements=statements)
         self.policy.attach_to_role(self.role)

@@ -54,6 +54,7 @@ from nbclient import NotebookClient
 from localrun.iam_gateway import CredentialTable, IamGateway, IssuedCredentials
 from localrun.services import FAKE_AWS, REPO_ROOT
 from localrun.sts_tap import StsTap
+from stacks import names
 from stacks.iam_callers import profile_parameter
 from tests.lab import LAB_DIR  # also puts lab/ and lab/source_dir on sys.path
 from tests.temporary_files import keep_temporary_files_in
@@ -206,6 +207,8 @@ class StudioNames:
     serving_role: str
     server_secret: str
     login_secret: str
+    # The Studio profile: its roles' SageMaker names and bucket keys start with its prefix.
+    profile: str = "mlflow-user"  # the default user_profiles (cdk.json), which the flow test synthesizes
 
 
 SHARED = StudioNames("us-east-1", ROLE_NAME, TRAINING_ROLE_NAME, SERVING_ROLE_NAME, SECRET_NAME, SECRET_NAME)
@@ -275,6 +278,7 @@ def create_studio_aws(
             "mlflow:credentials-secret": where.login_secret,
             "mlflow:training-role": aws.training_role_arn,
             "mlflow:serving-role": aws.serving_role_arn,
+            "mlflow:name-prefix": names.workflow_name_prefix(where.profile),
         },
     )
     aws.credentials = sts.assume_role(RoleArn=aws.role_arn, RoleSessionName="SageMaker")["Credentials"]
@@ -346,6 +350,7 @@ ACCOUNTS = StudioNames(
     serving_role=f"mlflow-{PROFILE}-serving-role",
     server_secret=SECRET_NAME,  # MLflow's admin in accounts mode
     login_secret=f"{SECRET_NAME}/users/{PROFILE}/login",  # ProjectConfig.user_secret_name
+    profile=PROFILE,
 )
 ACCOUNTS_HANDLER = REPO_ROOT / "stacks" / "functions" / "mlflow_accounts" / "index.py"
 
@@ -418,6 +423,7 @@ SSO = StudioNames(
     serving_role=f"mlflow-sso-{PROFILE}-serving-role",
     server_secret=SECRET_NAME,
     login_secret=f"{SECRET_NAME}/users/{PROFILE}/oauth",
+    profile=PROFILE,
 )
 
 
@@ -455,6 +461,7 @@ IAM = StudioNames(
     serving_role=f"mlflow-{IAM_PROFILE}-serving-role",
     server_secret=SECRET_NAME,
     login_secret=f"{SECRET_NAME}/users/{IAM_PROFILE}/login",  # the person's browser login, unread here
+    profile=IAM_PROFILE,
 )
 # How long the server may take to read a new profile parameter (docker/mlflow/iam_sign_in.py).
 PRINCIPALS_REFRESH_WAIT = REFRESH_SECONDS + 30
@@ -566,7 +573,7 @@ class NotebookRun:
         """The deployed model answered the sample and its endpoint was deleted afterwards."""
         out = self.outputs()
         assert re.search(r"predictions: \[[01](, [01]){4}\]", out)
-        assert re.search(r"endpoint mlflow-demo-\S+ deleted", out)
+        assert re.search(r"endpoint mlflow-[0-9a-f]{8}-demo-\S+ deleted", out)
 
     def assert_every_cell_ran(self) -> None:
         """Every code cell executed, and none raised (the first error's message if one did)."""

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from mlflow import MlflowClient
 
+from stacks import names
 from tests.integration import studio_flow
 from tests.integration.studio_flow import NOTEBOOK
 
@@ -17,6 +18,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.xdist_group(
 # The Studio e2e fixtures live in studio_flow.py (tests/integration/conftest.py is the proxy suite's).
 notebook_run = studio_flow.notebook_run
 studio_aws = studio_flow.studio_aws
+# The profile's own SageMaker names: the notebook's execution role is tagged with them.
+OWN = names.workflow_name_prefix(studio_flow.SHARED.profile)
 
 
 def test_committed_notebook_has_no_outputs_and_one_switch():
@@ -40,7 +43,7 @@ def test_notebook_reports_each_step(notebook_run, studio_aws):
     # The configured (non-default) secret, found through the notebook's role.
     assert f"secret {studio_aws.secret_name!r}, from tag mlflow:credentials-secret of role" in out
     assert studio_aws.password not in out
-    assert re.search(r"endpoint mlflow-demo-\d{8}-\d{6}: InService", out)
+    assert re.search(re.escape(OWN) + r"demo-\d{8}-\d{6}: InService", out)
     notebook_run.assert_model_served_and_removed()
 
 
@@ -55,7 +58,7 @@ def test_runs_and_registered_model_are_in_mlflow(notebook_run, studio_aws, mlflo
     assert len(job_runs) == 1
     job_run = job_runs[0]
     job = job_run.data.tags["sagemaker.training_job_name"]
-    assert job.startswith("mlflow-train-") and job_run.info.run_name == job
+    assert job.startswith(f"{OWN}train-") and job_run.info.run_name == job
     assert job_run.data.tags["sagemaker.training_job_arn"].endswith(f":training-job/{job}")
 
     versions = client.search_model_versions(f"name='breast-cancer-classifier-{studio_aws.username}'")
@@ -64,7 +67,7 @@ def test_runs_and_registered_model_are_in_mlflow(notebook_run, studio_aws, mlflo
 
 def test_training_job_and_deployment_went_to_sagemaker_and_were_cleaned_up(notebook_run, studio_aws, moto_server):
     sagemaker = moto_server.client("sagemaker")
-    jobs = sagemaker.list_training_jobs(NameContains="mlflow-train-")["TrainingJobSummaries"]
+    jobs = sagemaker.list_training_jobs(NameContains=f"{OWN}train-")["TrainingJobSummaries"]
     assert jobs
     job = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
     # SageMaker runs the job as the profile's training role and the model as the serving role.
@@ -72,12 +75,12 @@ def test_training_job_and_deployment_went_to_sagemaker_and_were_cleaned_up(noteb
     (model,) = [c["params"] for c in notebook_run.calls if c["operation"] == "CreateModel"]
     assert model["ExecutionRoleArn"] == studio_aws.serving_role_arn
     assert job["HyperParameters"]["sagemaker_submit_directory"].startswith(
-        f'"s3://{studio_aws.bucket}/sagemaker/mlflow-train-'
+        f'"s3://{studio_aws.bucket}/sagemaker/{OWN}train-'
     )
     # The notebook deleted its endpoint, endpoint config and model.
-    assert not sagemaker.list_endpoints(NameContains="mlflow-demo-")["Endpoints"]
-    assert not sagemaker.list_endpoint_configs(NameContains="mlflow-demo-")["EndpointConfigs"]
-    assert not sagemaker.list_models(NameContains="mlflow-demo-")["Models"]
+    assert not sagemaker.list_endpoints(NameContains=f"{OWN}demo-")["Endpoints"]
+    assert not sagemaker.list_endpoint_configs(NameContains=f"{OWN}demo-")["EndpointConfigs"]
+    assert not sagemaker.list_models(NameContains=f"{OWN}demo-")["Models"]
 
 
 def test_training_requirements_were_generated_from_the_pin(notebook_run):

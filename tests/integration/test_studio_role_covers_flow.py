@@ -34,7 +34,11 @@ studio_aws = studio_flow.studio_aws
 
 
 def sagemaker_role_ids(template: dict[str, Any]) -> dict[str, str]:
-    """Kind -> logical id of the roles SageMaker assumes in a one-profile Studio stack."""
+    """Kind -> logical id of the roles SageMaker assumes in a one-profile Studio stack.
+
+    The profile's roles (logical ids under its `User<profile>` construct) and the stack's own:
+    the domain's default role and the registry endpoints' serving role.
+    """
     found: dict[str, str] = {}
     for logical, res in template["Resources"].items():
         if res["Type"] == "AWS::IAM::Role" and any(
@@ -44,9 +48,11 @@ def sagemaker_role_ids(template: dict[str, Any]) -> dict[str, str]:
             kind = next(
                 (k for k in ("ExecutionRole", "TrainingRole", "ServingRole", "DefaultRole") if k in logical), None
             )
+            if kind == "ServingRole" and not logical.startswith("User"):
+                kind = "RegistryServingRole"
             assert kind and kind not in found, logical
             found[kind] = logical
-    assert set(found) == {"ExecutionRole", "TrainingRole", "ServingRole", "DefaultRole"}
+    assert set(found) == {"ExecutionRole", "TrainingRole", "ServingRole", "DefaultRole", "RegistryServingRole"}
     return found
 
 
@@ -234,13 +240,17 @@ def test_the_serving_role_holds_no_mlflow_login_and_writes_no_artifacts(studio_a
     serving = policies[studio_aws.serving_role_arn]
     bucket = f"arn:aws:s3:::{studio_aws.bucket}"
     assert evaluate(serving, Request("secretsmanager:GetSecretValue", studio_aws.secret_arn)) != "Allow"
+    own = names.workflow_name_prefix(studio_flow.SHARED.profile)
     for key in (
         "mlflow-artifacts/1/abc/artifacts/x",
-        "sagemaker/job/output/model.tar.gz",
-        "mlflow-demo-m/model.tar.gz",
+        f"sagemaker/{own}job/output/model.tar.gz",
+        f"{own}demo-m/model.tar.gz",
     ):
         assert evaluate(serving, Request("s3:PutObject", f"{bucket}/{key}")) != "Allow", key
-    assert evaluate(serving, Request("s3:GetObject", f"{bucket}/mlflow-demo-m/model.tar.gz")) == "Allow"
+    assert evaluate(serving, Request("s3:GetObject", f"{bucket}/{own}demo-m/model.tar.gz")) == "Allow"
+    # Another profile's model data, or a name without a profile's prefix: not this role's.
+    for key in (f"{names.workflow_name_prefix('someone-else')}demo-m/model.tar.gz", "mlflow-demo-m/model.tar.gz"):
+        assert evaluate(serving, Request("s3:GetObject", f"{bucket}/{key}")) != "Allow", key
     # The training role reads the same login as the notebook (shared mode: the one login), and no other.
     training = policies[studio_aws.training_role_arn]
     assert evaluate(training, Request("secretsmanager:GetSecretValue", studio_aws.secret_arn)) == "Allow"

@@ -298,6 +298,10 @@ def test_multivalued_key_needs_a_set_operator():
         evaluate(policy, Request("sagemaker:CreateTrainingJob", "arn:x", {"sagemaker:InstanceTypes": ["ml.m5.large"]}))
 
 
+# The names the default profile's (cdk.json's mlflow-user) workflow uses.
+DEFAULT_PROFILE_PREFIX = names.workflow_name_prefix("mlflow-user")
+
+
 @pytest.fixture(scope="module")
 def studio_role_policy() -> list[dict]:
     """The synthesized Studio execution role with the default configuration."""
@@ -332,13 +336,13 @@ def test_studio_role_caps_instance_types(studio_role_policy, operation, params, 
     from tests.lab.flow_requests import instance_types_context
 
     kind = "training-job" if operation == "CreateTrainingJob" else "endpoint-config"
-    resource = f"arn:aws:sagemaker:us-east-1:123456789012:{kind}/mlflow-demo-1"
+    resource = f"arn:aws:sagemaker:us-east-1:123456789012:{kind}/{DEFAULT_PROFILE_PREFIX}demo-1"
     request = Request(f"sagemaker:{operation}", resource, instance_types_context(operation, params))
     assert evaluate(studio_role_policy, request) == decision
 
 
 def test_actions_without_the_instance_types_key_keep_working(studio_role_policy):
-    arn = "arn:aws:sagemaker:us-east-1:123456789012:{}/mlflow-demo-1"
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:{}/" + f"{DEFAULT_PROFILE_PREFIX}demo-1"
     for action, kind in [
         ("sagemaker:DescribeTrainingJob", "training-job"),
         ("sagemaker:StopTrainingJob", "training-job"),

@@ -89,13 +89,21 @@ def test_unmet_requirements_are_what_pip_must_install():
 
 
 def test_unique_name_is_prefixed_and_short():
+    from stacks import names
+
     name = steps.unique_name("demo")
     assert re.fullmatch(r"mlflow-demo-\d{8}-\d{6}", name)
+    prefix = names.workflow_name_prefix("alice")
+    assert re.fullmatch(re.escape(prefix) + r"demo-\d{8}-\d{6}", steps.unique_name("demo", prefix))
     with pytest.raises(steps.WorkflowError):
         steps.unique_name("x" * 60)
+    with pytest.raises(steps.WorkflowError):
+        steps.unique_name("x" * 32, prefix)  # the profile's prefix takes 9 more characters
     with pytest.raises(steps.WorkflowError, match="the registry deployments' names"):
         steps.unique_name("registry-demo")
     assert steps.unique_name("registryish").startswith("mlflow-registryish-")
+    with pytest.raises(steps.WorkflowError, match="does not start with 'mlflow-'"):
+        steps.unique_name("demo", "other-")
 
 
 def test_training_job_request_for_script_mode():
@@ -147,6 +155,7 @@ def test_execution_role_refuses_a_user(aws):
 
 
 def test_workload_roles_come_from_the_studio_roles_tags(aws):
+    from stacks import names
     from tests.lab.test_mlflow_setup import as_role
 
     studio = as_role(
@@ -154,25 +163,25 @@ def test_workload_roles_come_from_the_studio_roles_tags(aws):
         "alice-studio",
         {
             "mlflow:training-role": "arn:aws:iam::123456789012:role/alice-training",
-            "mlflow:serving-role": "arn:aws:iam::123456789012:role/serving",
+            "mlflow:serving-role": "arn:aws:iam::123456789012:role/alice-serving",
+            "mlflow:name-prefix": names.workflow_name_prefix("alice"),
         },
     )
     roles = steps.workload_roles(studio)
     assert roles == steps.WorkloadRoles(
-        training="arn:aws:iam::123456789012:role/alice-training", serving="arn:aws:iam::123456789012:role/serving"
+        training="arn:aws:iam::123456789012:role/alice-training",
+        serving="arn:aws:iam::123456789012:role/alice-serving",
+        name_prefix=names.workflow_name_prefix("alice"),
     )
+    assert steps.unique_name("demo", roles.name_prefix).startswith(names.workflow_name_prefix("alice") + "demo-")
 
 
-def test_serving_role_falls_back_to_the_studio_stack_output(aws):
+def test_a_role_from_before_per_profile_names_says_to_redeploy(aws):
     from tests.lab.test_mlflow_setup import as_role
 
-    template = {
-        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {"ServingRoleArn": {"Value": "arn:aws:iam::123456789012:role/serving-from-output"}},
-    }
-    aws.client("cloudformation").create_stack(StackName="SageMakerStudioUserStack", TemplateBody=json.dumps(template))
     studio = as_role(aws, "bob-studio", {"mlflow:training-role": "arn:aws:iam::123456789012:role/bob-training"})
-    assert steps.workload_roles(studio).serving == "arn:aws:iam::123456789012:role/serving-from-output"
+    with pytest.raises(steps.WorkflowError, match=r"no tags 'mlflow:serving-role' and 'mlflow:name-prefix'.*redeploy"):
+        steps.workload_roles(studio)
 
 
 def test_a_role_without_a_training_role_says_which_profile_to_use(aws):
@@ -188,14 +197,14 @@ def test_lab_names_match_the_stacks():
     from stacks import names
 
     assert steps.STUDIO_STACK_NAME == names.STUDIO_STACK
-    assert steps.SERVING_ROLE_OUTPUT_KEY == names.OUTPUT_SERVING_ROLE
     assert steps.DEPLOYMENT_WEBHOOK_OUTPUT_KEY == names.OUTPUT_DEPLOYMENT_WEBHOOK_URL
     from stacks.functions.model_deployment import index
 
     assert (steps.DEPLOYMENT_STATUS_TAG, steps.DEPLOYMENT_ENDPOINT_TAG) == (index.STATUS_TAG, index.ENDPOINT_TAG)
-    assert (steps.TRAINING_ROLE_TAG, steps.SERVING_ROLE_TAG) == (
+    assert (steps.TRAINING_ROLE_TAG, steps.SERVING_ROLE_TAG, steps.NAME_PREFIX_TAG) == (
         names.ROLE_TAG_TRAINING_ROLE,
         names.ROLE_TAG_SERVING_ROLE,
+        names.ROLE_TAG_NAME_PREFIX,
     )
     assert steps.SERVING_REPOSITORY == names.SERVING_IMAGE_REPOSITORY
     assert steps.NAME_PREFIX == names.SAGEMAKER_RESOURCE_PREFIX

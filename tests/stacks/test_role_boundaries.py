@@ -25,6 +25,8 @@ from tests.stacks.helpers import Template, resources
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 BUCKET = "artifact-bucket"
 DOMAIN = "d-0a1b2c3d4e5f"
+# Each profile's SageMaker names and bucket keys start with its own prefix.
+PREFIXES = {profile: names.workflow_name_prefix(profile) for profile in ("alice", "bob")}
 TO_SAGEMAKER = {"iam:PassedToService": "sagemaker.amazonaws.com"}
 
 
@@ -61,7 +63,8 @@ def roles(resolver: AppResolver) -> dict[str, dict[str, Any]]:
             "statements": role_statements(resolver, names.STUDIO_STACK, logical_id),
         }
     assert set(found) == {
-        "alice/ExecutionRole", "alice/TrainingRole", "bob/ExecutionRole", "bob/TrainingRole", "ServingRole",
+        "alice/ExecutionRole", "alice/TrainingRole", "alice/ServingRole",
+        "bob/ExecutionRole", "bob/TrainingRole", "bob/ServingRole", "ServingRole",
     }  # fmt: skip
     return found
 
@@ -124,20 +127,23 @@ def test_every_role_is_denied_mlflows_artifact_prefix(roles, action: str) -> Non
 def test_no_role_lists_mlflows_artifact_prefix(roles) -> None:
     """A listing would name every experiment's runs and artifact files, readable in MLflow or not."""
     bucket = f"arn:aws:s3:::{BUCKET}"
-    # Every prefix a listing of mlflow-artifacts/ could start with, the model copies, the whole bucket.
-    for prefix in ("mlflow-artifacts/", "mlflow-artifacts/1/", "mlflow-", "m", "", "model-deployments/", "*"):
+    # Every prefix a listing of mlflow-artifacts/ could start with, the model copies, the whole bucket,
+    # every profile's job keys at once.
+    for prefix in ("mlflow-artifacts/", "mlflow-artifacts/1/", "mlflow-", "m", "", "model-deployments/", "*",
+                   "sagemaker/", "sagemaker/mlflow-"):  # fmt: skip
         for role in roles:
             request = Request("s3:ListBucket", bucket, {"s3:prefix": prefix})
             assert _decide(roles, role, request) != "Allow", (role, prefix)
     for role in roles:
         assert _decide(roles, role, Request("s3:ListBucket", bucket)) != "Allow", role
     for profile in ("alice", "bob"):
-        for prefix in ("sagemaker/", "sagemaker/mlflow-train-1/output/"):
+        own = PREFIXES[profile]
+        for prefix in (f"sagemaker/{own}", f"sagemaker/{own}train-1/output/"):
             request = Request("s3:ListBucket", bucket, {"s3:prefix": prefix})
             assert _decide(roles, f"{profile}/ExecutionRole", request) == "Allow", prefix
 
 
-def test_each_profile_passes_only_its_own_training_role_and_the_serving_role(roles) -> None:
+def test_each_profile_passes_only_its_own_training_and_serving_roles(roles) -> None:
     for profile, other in (("alice", "bob"), ("bob", "alice")):
         studio = f"{profile}/ExecutionRole"
         passes = {
@@ -146,20 +152,69 @@ def test_each_profile_passes_only_its_own_training_role_and_the_serving_role(rol
         }
         assert {target for target, decision in passes.items() if decision == "Allow"} == {
             f"{profile}/TrainingRole",
-            "ServingRole",
+            f"{profile}/ServingRole",
         }, passes
-        # The other profile's training role would hand out the other user's login.
+        # The other profile's training role would hand out the other user's login, its serving
+        # role the other profile's models; the registry's role is the deployment worker's.
         assert passes[f"{other}/TrainingRole"] != "Allow"
+        assert passes[f"{other}/ServingRole"] != "Allow"
+        assert passes["ServingRole"] != "Allow"
 
 
 def test_workload_roles_write_only_their_own_keys(roles) -> None:
-    code = Request("s3:PutObject", f"arn:aws:s3:::{BUCKET}/sagemaker/mlflow-train-1/output/model.tar.gz")
-    model_data = Request("s3:GetObject", f"arn:aws:s3:::{BUCKET}/mlflow-demo-1-model-x/model.tar.gz")
+    own = PREFIXES["alice"]
+    code = Request("s3:PutObject", f"arn:aws:s3:::{BUCKET}/sagemaker/{own}train-1/output/model.tar.gz")
+    model_data = Request("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{own}demo-1-model-x/model.tar.gz")
     assert _decide(roles, "alice/TrainingRole", code) == "Allow"
-    assert _decide(roles, "ServingRole", code) != "Allow"
-    assert _decide(roles, "ServingRole", model_data) == "Allow"
-    assert _decide(roles, "ServingRole", Request("s3:PutObject", model_data.resource)) != "Allow"
+    assert _decide(roles, "alice/ServingRole", code) != "Allow"
+    assert _decide(roles, "alice/ServingRole", model_data) == "Allow"
+    assert _decide(roles, "alice/ServingRole", Request("s3:PutObject", model_data.resource)) != "Allow"
     assert _decide(roles, "alice/TrainingRole", model_data) != "Allow"
+    # The registry's endpoints read their copies (model_deployments), never the workflow's model data.
+    assert _decide(roles, "ServingRole", model_data) != "Allow"
+
+
+@pytest.mark.parametrize("profile, other", [("alice", "bob"), ("bob", "alice")])
+def test_a_profile_reaches_none_of_anothers_workflow(roles, profile: str, other: str) -> None:
+    """Endpoints, models, jobs, their model data and job keys: each profile's own, by its name prefix.
+
+    User code runs as the workload roles (the training script, a model's own code), so they are
+    held to the profile's keys as well as its execution role.
+    """
+    theirs = PREFIXES[other]
+    bucket = f"arn:aws:s3:::{BUCKET}"
+    changes = [
+        Request(action, _sagemaker_arn(kind, f"{theirs}demo-20261207-120000"), context)
+        for action, kind, context in (
+            ("sagemaker:UpdateEndpoint", "endpoint", {}),
+            ("sagemaker:DeleteEndpoint", "endpoint", {}),
+            ("sagemaker:InvokeEndpoint", "endpoint", {}),
+            ("sagemaker:DescribeEndpoint", "endpoint", {}),
+            ("sagemaker:AddTags", "endpoint", {}),
+            ("sagemaker:CreateEndpoint", "endpoint", {}),
+            ("sagemaker:CreateModel", "model", {}),
+            ("sagemaker:DeleteModel", "model", {}),
+            ("sagemaker:CreateEndpointConfig", "endpoint-config", {"sagemaker:InstanceTypes": ["ml.m5.large"]}),
+            ("sagemaker:StopTrainingJob", "training-job", {}),
+            ("sagemaker:CreateTrainingJob", "training-job", {"sagemaker:InstanceTypes": ["ml.m5.large"]}),
+        )
+    ]
+    data = [
+        Request(action, f"{bucket}/{key}")
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+        for key in (f"{theirs}demo-m/model.tar.gz", f"sagemaker/{theirs}train-1/source/sourcedir.tar.gz")
+    ]
+    for kind in ("ExecutionRole", "TrainingRole", "ServingRole"):
+        for request in [*changes, *data]:
+            assert _decide(roles, f"{profile}/{kind}", request) != "Allow", (kind, request)
+    # The same on its own names is the workflow's.
+    own = PREFIXES[profile]
+    for request in changes:
+        mine = Request(request.action, request.resource.replace(theirs, own), request.context)
+        assert _decide(roles, f"{profile}/ExecutionRole", mine) == "Allow", mine
+    for request in data:
+        mine = Request(request.action, request.resource.replace(theirs, own))
+        assert _decide(roles, f"{profile}/ExecutionRole", mine) == "Allow", mine
 
 
 def _sagemaker_arn(kind: str, name: str) -> str:
@@ -187,11 +242,11 @@ def test_no_studio_role_changes_a_registry_deployment(roles, action: str, kind: 
     """Explicitly denied, though the names share the workflow's `mlflow-` prefix; the same call on the
     workflow's own names stays allowed (SageMaker's ARNs carry the name in lower case)."""
     registry = _sagemaker_arn(kind, REGISTRY_NAME)
-    own = _sagemaker_arn(kind, f"{names.SAGEMAKER_RESOURCE_PREFIX}demo-20261207-120000")
     context = {"sagemaker:InstanceTypes": ["ml.m5.large"]} if action == "sagemaker:CreateEndpointConfig" else {}
     for role in roles:
         assert _decide(roles, role, Request(action, registry, context)) != "Allow", (role, action)
     for profile in ("alice", "bob"):
+        own = _sagemaker_arn(kind, f"{PREFIXES[profile]}demo-20261207-120000")
         assert _decide(roles, f"{profile}/ExecutionRole", Request(action, registry, context)) == "Deny"
         if action != "sagemaker:UpdateEndpointWeightsAndCapacities":  # not a workflow call anywhere
             assert _decide(roles, f"{profile}/ExecutionRole", Request(action, own, context)) == "Allow", action
@@ -308,7 +363,8 @@ def test_a_profile_named_in_capitals_owns_its_spaces_in_either_spelling() -> Non
     app = App()
     stack = Stack(app, "Studio")
     role = StudioExecutionRole(
-        stack, "Carol", profile="Carol", credentials_secret_arn=None, credentials_secret_name="login",
+        stack, "Carol", profile="Carol", name_prefix=names.workflow_name_prefix("Carol"),
+        credentials_secret_arn=None, credentials_secret_name="login",
         training_role=iam.Role(stack, "Training", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")),
         serving_role=iam.Role(stack, "Serving", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")),
         artifact_access_policy=iam.ManagedPolicy(

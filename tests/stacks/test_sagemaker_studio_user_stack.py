@@ -39,6 +39,10 @@ def _tags(template: Template, role_id: str) -> dict[str, Any]:
     return {t["Key"]: t["Value"] for t in template["Resources"][role_id]["Properties"].get("Tags", [])}
 
 
+# The default profile's (cdk.json's mlflow-user) SageMaker names and bucket keys.
+PREFIX = names.workflow_name_prefix("mlflow-user")
+
+
 def _sagemaker_roles(template: Template) -> dict[str, dict[str, Any]]:
     return {
         logical_id: role
@@ -89,7 +93,7 @@ def test_role_is_assumed_by_sagemaker_and_has_no_aws_managed_policy(
     studio_template: Template, execution_role: str
 ) -> None:
     (managed,) = _managed(studio_template, execution_role)
-    assert managed.startswith("${MLflowVpcStack:") and "StorageWorkflowAccess" in managed
+    assert managed.startswith("${MLflowVpcStack:") and "StoragemlflowuserWorkflowAccess" in managed
     assert "Policies" not in studio_template["Resources"][execution_role]["Properties"]
 
 
@@ -117,11 +121,12 @@ def test_shared_mode_roles_read_only_the_shared_credentials_secret(studio_templa
 def test_roles_are_tagged_with_their_secret_and_workload_roles(studio_template: Template, execution_role: str) -> None:
     """The lab finds its login and the roles to hand SageMaker through these tags."""
     training = _role_id(studio_template, "TrainingRole")
-    serving = _role_id(studio_template, "ServingRole")
+    serving = _role_id(studio_template, "UsermlflowuserServingRole")
     assert _tags(studio_template, execution_role) == {
         names.ROLE_TAG_CREDENTIALS_SECRET: "mlflow-server-credentials",
         names.ROLE_TAG_TRAINING_ROLE: {"Fn::GetAtt": [training, "Arn"]},
         names.ROLE_TAG_SERVING_ROLE: {"Fn::GetAtt": [serving, "Arn"]},
+        names.ROLE_TAG_NAME_PREFIX: PREFIX,
     }
     assert _tags(studio_template, training) == {names.ROLE_TAG_CREDENTIALS_SECRET: "mlflow-server-credentials"}
     assert _tags(studio_template, serving) == {}
@@ -130,7 +135,7 @@ def test_roles_are_tagged_with_their_secret_and_workload_roles(studio_template: 
 def test_configured_secret_name_reaches_the_tags() -> None:
     template = synth_templates(credentials_secret_name="team-a/mlflow")[names.STUDIO_STACK]
     tagged = {_tags(template, role).get(names.ROLE_TAG_CREDENTIALS_SECRET) for role in _sagemaker_roles(template)}
-    assert tagged == {"team-a/mlflow", None}  # None: the serving role and the domain's default role
+    assert tagged == {"team-a/mlflow", None}  # None: the serving roles and the domain's default role
 
 
 def test_role_reads_stack_outputs_parameters_and_its_own_tags(
@@ -150,7 +155,7 @@ def test_role_reads_stack_outputs_parameters_and_its_own_tags(
     assert _actions(own) == {"iam:GetRole"} and _resources(own) == {"${%s.Arn}" % execution_role}
 
 
-def test_sagemaker_actions_are_limited_to_mlflow_prefixed_resources(workflow: list[dict[str, Any]]) -> None:
+def test_sagemaker_actions_are_limited_to_the_profiles_prefixed_resources(workflow: list[dict[str, Any]]) -> None:
     statement = _sid(workflow, "ManageWorkflowSageMakerResources")
     assert {
         "sagemaker:DescribeTrainingJob",
@@ -160,16 +165,22 @@ def test_sagemaker_actions_are_limited_to_mlflow_prefixed_resources(workflow: li
         "sagemaker:InvokeEndpoint",
     } <= _actions(statement)  # fmt: skip
     assert _resources(statement) == {
-        f"{ARN}:sagemaker:{REGION_ACCOUNT}:{kind}/mlflow-*"
+        f"{ARN}:sagemaker:{REGION_ACCOUNT}:{kind}/{PREFIX}*"
         for kind in ("training-job", "model", "endpoint-config", "endpoint")
     }
+    # The registry's endpoints: look and call only.
+    registry = _sid(workflow, "UseRegistryDeployments")
+    assert _actions(registry) == {
+        "sagemaker:DescribeModel", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeEndpoint",
+        "sagemaker:InvokeEndpoint", "sagemaker:ListTags",
+    }  # fmt: skip
 
 
 def test_instances_are_chosen_only_from_the_allowed_types(studio_template: Template, workflow: list) -> None:
     statement = _sid(workflow, "TrainAndHostOnAllowedInstanceTypes")
     assert _actions(statement) == {"sagemaker:CreateTrainingJob", "sagemaker:CreateEndpointConfig"}
     assert _resources(statement) == {
-        f"{ARN}:sagemaker:{REGION_ACCOUNT}:{kind}/mlflow-*" for kind in ("training-job", "endpoint-config")
+        f"{ARN}:sagemaker:{REGION_ACCOUNT}:{kind}/{PREFIX}*" for kind in ("training-job", "endpoint-config")
     }
     assert statement["Condition"] == {
         "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]},
@@ -188,7 +199,7 @@ def test_passes_the_workload_roles_and_never_itself(
     assert [s["Sid"] for s in passes] == ["PassWorkloadRolesToSageMaker"]
     assert _resources(passes[0]) == {
         "${%s.Arn}" % _role_id(studio_template, "TrainingRole"),
-        "${%s.Arn}" % _role_id(studio_template, "ServingRole"),
+        "${%s.Arn}" % _role_id(studio_template, "UsermlflowuserServingRole"),
     }
     assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert "${%s.Arn}" % execution_role not in _resources(passes[0])
@@ -250,39 +261,44 @@ def _assert_denies_mlflow_artifacts(statements: dict[str, dict[str, Any]], bucke
     assert _resources(deny) == {f"{bucket}/mlflow-artifacts/*"}
 
 
-def test_studio_uses_job_code_and_model_data_keys_but_not_mlflows_artifacts(vpc_template: Template) -> None:
-    statements = _storage_policy(vpc_template, "WorkflowAccess")
+def test_studio_uses_its_profiles_job_code_and_model_data_keys_but_not_mlflows_artifacts(
+    vpc_template: Template,
+) -> None:
+    statements = _storage_policy(vpc_template, "mlflowuserWorkflowAccess")
     bucket = _bucket(vpc_template)
     assert _actions(statements["FindArtifactBucket"]) == {"s3:GetBucketLocation"}
-    assert _actions(statements["ListTrainingJobKeys"]) == {"s3:ListBucket"}
-    assert _resources(statements["ListTrainingJobKeys"]) == {bucket}
-    assert statements["ListTrainingJobKeys"]["Condition"] == {"StringLike": {"s3:prefix": ["sagemaker/*"]}}
-    assert _actions(statements["ReadWriteWorkflowObjects"]) == {
+    assert _actions(statements["ListOwnTrainingJobKeys"]) == {"s3:ListBucket"}
+    assert _resources(statements["ListOwnTrainingJobKeys"]) == {bucket}
+    assert statements["ListOwnTrainingJobKeys"]["Condition"] == {"StringLike": {"s3:prefix": [f"sagemaker/{PREFIX}*"]}}
+    assert _actions(statements["ReadWriteOwnWorkflowObjects"]) == {
         "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload",
     }  # fmt: skip
-    assert _resources(statements["ReadWriteWorkflowObjects"]) == {
-        f"{bucket}/mlflow-*/model.tar.gz",
-        f"{bucket}/sagemaker/*",
+    assert _resources(statements["ReadWriteOwnWorkflowObjects"]) == {
+        f"{bucket}/{PREFIX}*/model.tar.gz",
+        f"{bucket}/sagemaker/{PREFIX}*",
     }
     _assert_denies_mlflow_artifacts(statements, bucket)
 
 
 def test_training_jobs_read_their_code_and_write_their_output_only(vpc_template: Template) -> None:
-    statements = _storage_policy(vpc_template, "TrainingAccess")
+    statements = _storage_policy(vpc_template, "mlflowuserTrainingAccess")
     bucket = _bucket(vpc_template)
     assert set(statements) == {"ReadCodeWriteOutput", "NoDirectMlflowArtifactAccess"}
     assert _actions(statements["ReadCodeWriteOutput"]) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
-    assert _resources(statements["ReadCodeWriteOutput"]) == {f"{bucket}/sagemaker/*"}
+    assert _resources(statements["ReadCodeWriteOutput"]) == {f"{bucket}/sagemaker/{PREFIX}*"}
     _assert_denies_mlflow_artifacts(statements, bucket)
 
 
 def test_models_read_the_model_data_mlflow_uploaded_only(vpc_template: Template) -> None:
-    statements = _storage_policy(vpc_template, "ServingAccess")
+    statements = _storage_policy(vpc_template, "mlflowuserServingAccess")
     bucket = _bucket(vpc_template)
     assert set(statements) == {"ReadModelData", "NoDirectMlflowArtifactAccess"}
     assert _actions(statements["ReadModelData"]) == {"s3:GetObject"}
-    assert _resources(statements["ReadModelData"]) == {f"{bucket}/mlflow-*/model.tar.gz"}
+    assert _resources(statements["ReadModelData"]) == {f"{bucket}/{PREFIX}*/model.tar.gz"}
     _assert_denies_mlflow_artifacts(statements, bucket)
+    # The registry endpoints' policy: the Deny only (their copies come with model_deployments).
+    registry = _storage_policy(vpc_template, "StorageServingAccess")
+    assert set(registry) == {"NoDirectMlflowArtifactAccess"}
 
 
 # --- workload roles ----------------------------------------------------------------
@@ -291,7 +307,7 @@ def test_models_read_the_model_data_mlflow_uploaded_only(vpc_template: Template)
 def test_training_role_holds_the_login_job_keys_images_and_logs(studio_template: Template) -> None:
     role = _role_id(studio_template, "TrainingRole")
     (managed,) = _managed(studio_template, role)
-    assert "StorageTrainingAccess" in managed
+    assert "StoragemlflowuserTrainingAccess" in managed
     statements = _inline_statements(studio_template, role)
     assert {s["Sid"] for s in statements} == {
         "ReadMlflowCredentials", "ReadStackOutputs", "ReadMlflowParameters", "ReadOwnRole",
@@ -307,10 +323,13 @@ def test_training_role_holds_the_login_job_keys_images_and_logs(studio_template:
     assert not [s for s in statements if "iam:PassRole" in _actions(s)]
 
 
-def test_serving_role_holds_no_mlflow_login(studio_template: Template) -> None:
-    role = _role_id(studio_template, "ServingRole")
+@pytest.mark.parametrize(("fragment", "policy"), [("UsermlflowuserServingRole", "StoragemlflowuserServingAccess"),
+                                                 ("ServingRole", "StorageServingAccess")])  # fmt: skip
+def test_serving_roles_hold_no_mlflow_login(studio_template: Template, fragment: str, policy: str) -> None:
+    """The profile's (the notebook's endpoints) and the stack's (the registry's endpoints, its output)."""
+    (role,) = [r for r in _sagemaker_roles(studio_template) if "ServingRole" in r and r.startswith(fragment)]
     (managed,) = _managed(studio_template, role)
-    assert "StorageServingAccess" in managed
+    assert f"PublishOutputRef{policy}" in managed, managed
     statements = _inline_statements(studio_template, role)
     assert {s["Sid"] for s in statements} == {"PullImages", "RegistryLogin", "WriteLogs", "WriteMetrics"}
     assert not [s for s in statements if any(a.split(":")[0] in ("secretsmanager", "ssm", "iam") for a in _actions(s))]
@@ -319,7 +338,8 @@ def test_serving_role_holds_no_mlflow_login(studio_template: Template) -> None:
     assert _resources(_sid(statements, "WriteLogs")) == {
         f"{ARN}:logs:{REGION_ACCOUNT}:log-group:/aws/sagemaker/Endpoints/*"
     }
-    assert studio_template["Outputs"][names.OUTPUT_SERVING_ROLE]["Value"] == {"Fn::GetAtt": [role, "Arn"]}
+    if fragment == "ServingRole":
+        assert studio_template["Outputs"][names.OUTPUT_SERVING_ROLE]["Value"] == {"Fn::GetAtt": [role, "Arn"]}
 
 
 # --- domain and profiles -------------------------------------------------------------
@@ -383,11 +403,17 @@ def test_existing_domain_gets_only_profiles_each_with_its_own_roles(existing_dom
         assert f"User{name}" in role
         studio = _sid(_inline_statements(template, role), "ReadStudioDomain")
         assert f"{ARN}:sagemaker:{REGION_ACCOUNT}:app/d-abcdef123456/*" in _resources(studio)
-        training = _tags(template, role)[names.ROLE_TAG_TRAINING_ROLE]
-        assert training == {"Fn::GetAtt": [_role_id(template, f"User{name}TrainingRole"), "Arn"]}
+        tags = _tags(template, role)
+        assert tags[names.ROLE_TAG_TRAINING_ROLE] == {
+            "Fn::GetAtt": [_role_id(template, f"User{name}TrainingRole"), "Arn"]
+        }
+        assert tags[names.ROLE_TAG_SERVING_ROLE] == {
+            "Fn::GetAtt": [_role_id(template, f"User{name}ServingRole"), "Arn"]
+        }
+        assert tags[names.ROLE_TAG_NAME_PREFIX] == names.workflow_name_prefix(name)
     assert template["Outputs"][names.OUTPUT_USER_PROFILES]["Value"] == "alice,bob"
-    # One serving role for every profile.
-    assert len([r for r in _sagemaker_roles(template) if "ServingRole" in r]) == 1
+    # A serving role per profile, and the registry endpoints' one.
+    assert len([r for r in _sagemaker_roles(template) if "ServingRole" in r]) == 3
 
 
 # --- accounts mode: one MLflow user per profile ---------------------------------------
