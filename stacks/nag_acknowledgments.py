@@ -363,7 +363,7 @@ def _studio_stack(stacks: ProjectStacks) -> None:
         _workload_role(
             user.serving_role,
             "model endpoints",
-            "their log groups /aws/sagemaker/Endpoints/<name> and read their profile's model data (<prefix>*)",
+            "their log groups /aws/sagemaker/Endpoints/<prefix>* and read their profile's model data (<prefix>*)",
         )
         acknowledge(
             user.launch.policy,
@@ -392,7 +392,9 @@ def _studio_stack(stacks: ProjectStacks) -> None:
                 "for the profile's app client; an external provider's administrator puts theirs here); a "
                 "Secrets Manager rotation could not change it at the provider.",
             )
-    _workload_role(studio.serving_role, "model endpoints", "their log groups /aws/sagemaker/Endpoints/<name>")
+    _workload_role(
+        studio.serving_role, "registry endpoints", "their log groups /aws/sagemaker/Endpoints/mlflow-registry-*"
+    )
     if studio.model_deployment is not None:
         _model_deployment(studio.model_deployment)
     if studio.provisioner is not None:

@@ -81,6 +81,7 @@ class SageMakerStudioUserStack(Stack):
             description="SageMaker endpoints of the model registry: the serving image, no model data of the workflow",
             storage_policy=serving_access_policy,
             serving_repository_arn=self.image_build.repository.repository_arn,
+            endpoint_names=names.MODEL_DEPLOYMENT_NAMES,
         )
         self.studio = StudioDomain(
             self,

@@ -109,6 +109,7 @@ class StudioUser(Construct):
             description=f"SageMaker models of Studio profile {profile}: its model data and the serving image only",
             storage_policy=storage.serving,
             serving_repository_arn=serving_repository_arn,
+            endpoint_names=f"{self.name_prefix}*",
         )
         self.execution_role = StudioExecutionRole(
             self,

@@ -114,7 +114,8 @@ class ServingRole(Construct):
 
     One per profile for the notebook's endpoints, whose ``storage_policy`` reads that profile's
     model data only (a model's own code runs as this role); the stack's own one for the
-    registry's endpoints, which read their copies (``model_deployment``).
+    registry's endpoints, which read their copies (``model_deployment``). Each writes the
+    logs of the endpoints named ``endpoint_names`` (an IAM wildcard) only.
     """
 
     def __init__(
@@ -125,10 +126,13 @@ class ServingRole(Construct):
         description: str,
         storage_policy: iam.IManagedPolicy,
         serving_repository_arn: str,
+        endpoint_names: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = _sagemaker_role(self, "Role", description, storage_policy)
-        statements = _runtime_statements(self, "/aws/sagemaker/Endpoints/*", [serving_repository_arn])
+        # SageMaker logs an endpoint to /aws/sagemaker/Endpoints/<its name>: only its own endpoints' groups,
+        # so a model's code cannot write into another profile's (or the registry's) endpoint logs.
+        statements = _runtime_statements(self, f"/aws/sagemaker/Endpoints/{endpoint_names}", [serving_repository_arn])
         self.policy = iam.Policy(self, "Policy", statements=statements)
         self.policy.attach_to_role(self.role)
         self.wildcard_resources = _wildcards(statements)

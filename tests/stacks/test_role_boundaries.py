@@ -174,6 +174,29 @@ def test_workload_roles_write_only_their_own_keys(roles) -> None:
     assert _decide(roles, "ServingRole", model_data) != "Allow"
 
 
+def _endpoint_log(endpoint: str) -> str:
+    """Where SageMaker logs an endpoint's containers: a group named after the endpoint."""
+    return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{endpoint}:log-stream:AllTraffic/i-1"
+
+
+def test_a_models_code_writes_only_its_own_endpoints_logs(roles) -> None:
+    """A model's code runs as its serving role: it must not write lines into others' endpoint logs."""
+    registry = _endpoint_log(REGISTRY_NAME)
+    for profile, other in (("alice", "bob"), ("bob", "alice")):
+        serving = f"{profile}/ServingRole"
+        assert (
+            _decide(roles, serving, Request("logs:PutLogEvents", _endpoint_log(f"{PREFIXES[profile]}demo-1")))
+            == "Allow"
+        )
+        for endpoint in (_endpoint_log(f"{PREFIXES[other]}demo-1"), registry, _endpoint_log("production-model")):
+            assert _decide(roles, serving, Request("logs:PutLogEvents", endpoint)) != "Allow", endpoint
+    assert _decide(roles, "ServingRole", Request("logs:PutLogEvents", registry)) == "Allow"
+    assert (
+        _decide(roles, "ServingRole", Request("logs:PutLogEvents", _endpoint_log(f"{PREFIXES['alice']}demo-1")))
+        != "Allow"
+    )
+
+
 @pytest.mark.parametrize("profile, other", [("alice", "bob"), ("bob", "alice")])
 def test_a_profile_reaches_none_of_anothers_workflow(roles, profile: str, other: str) -> None:
     """Endpoints, models, jobs, their model data and job keys: each profile's own, by its name prefix.

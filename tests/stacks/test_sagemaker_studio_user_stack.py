@@ -335,8 +335,9 @@ def test_serving_roles_hold_no_mlflow_login(studio_template: Template, fragment:
     assert not [s for s in statements if any(a.split(":")[0] in ("secretsmanager", "ssm", "iam") for a in _actions(s))]
     repository_id, _ = only(studio_template, "AWS::ECR::Repository")
     assert _resources(_sid(statements, "PullImages")) == {"${%s.Arn}" % repository_id}
+    endpoints = PREFIX + "*" if fragment.startswith("User") else names.MODEL_DEPLOYMENT_NAMES
     assert _resources(_sid(statements, "WriteLogs")) == {
-        f"{ARN}:logs:{REGION_ACCOUNT}:log-group:/aws/sagemaker/Endpoints/*"
+        f"{ARN}:logs:{REGION_ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{endpoints}"
     }
     if fragment == "ServingRole":
         assert studio_template["Outputs"][names.OUTPUT_SERVING_ROLE]["Value"] == {"Fn::GetAtt": [role, "Arn"]}
