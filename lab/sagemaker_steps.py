@@ -36,7 +36,7 @@ PINNED_REQUIREMENTS = LAB_DIR.parent / "docker" / "mlflow" / "requirements.txt"
 NAME_PREFIX = "mlflow-"
 # Names the registry's alias deployments use: the Studio role may not change them.
 REGISTRY_DEPLOYMENT_PREFIX = "mlflow-registry-"
-S3_PREFIX = "sagemaker"  # the keys the Studio role may list
+S3_PREFIX = "sagemaker"  # training jobs' keys: S3_PREFIX/<job name>/source|output
 SERVING_REPOSITORY = "mlflow-pyfunc"
 STUDIO_STACK_NAME = "SageMakerStudioUserStack"
 # Published only when the stack deploys models on alias moves (model_deployments).

@@ -128,6 +128,9 @@ class StudioExecutionRole(Construct):
             Tags.of(role).add(key, value)
 
         arn = self._slash_arn
+        registry_deployments = [
+            arn("sagemaker", kind, names.MODEL_DEPLOYMENT_NAMES) for kind in names.MODEL_DEPLOYMENT_RESOURCE_TYPES
+        ]
 
         statements = [
             *mlflow_lookup_statements(
@@ -156,10 +159,7 @@ class StudioExecutionRole(Construct):
                 # The registry's endpoints serve everyone: look at them and call them, nothing more.
                 sid="UseRegistryDeployments",
                 actions=_REGISTRY_DEPLOYMENT_CALLS,
-                resources=[
-                    arn("sagemaker", kind, names.MODEL_DEPLOYMENT_NAMES)
-                    for kind in names.MODEL_DEPLOYMENT_RESOURCE_TYPES
-                ],
+                resources=registry_deployments,
             ),
             iam.PolicyStatement(
                 sid="ListWithoutResourceScope",
@@ -203,18 +203,16 @@ class StudioExecutionRole(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             ),
         ]
-        # The registry's deployments also start with the workflow's prefix: without this, a
-        # Studio user could point a registry endpoint at a model of their own (or delete it)
-        # and step around MLflow's alias permissions. A Deny, so no later Allow reopens it.
-        registry_deployments = iam.PolicyStatement(
+        # A Studio user who could change a registry endpoint (point it at a model of their own,
+        # delete it) would step around MLflow's alias permissions. The Allows above name only
+        # the profile's own resources; this Deny keeps any Allow added later from reopening them.
+        registry_deny = iam.PolicyStatement(
             sid="RegistryDeploymentsAreTheWorkers",
             effect=iam.Effect.DENY,
             not_actions=_REGISTRY_DEPLOYMENT_USES,
-            resources=[
-                arn("sagemaker", kind, names.MODEL_DEPLOYMENT_NAMES) for kind in names.MODEL_DEPLOYMENT_RESOURCE_TYPES
-            ],
+            resources=registry_deployments,
         )
-        self.policy = iam.Policy(self, "WorkflowPolicy", statements=[*statements, registry_deployments])
+        self.policy = iam.Policy(self, "WorkflowPolicy", statements=[*statements, registry_deny])
         self.policy.attach_to_role(role)
         self.wildcard_resources: list[str] = []
         self._track_wildcards(statements)
@@ -227,9 +225,8 @@ class StudioExecutionRole(Construct):
         start and stop their apps, only their owner change or delete them.
         """
         arn = self._slash_arn
-        own_profile = [
-            arn("sagemaker", "user-profile", f"{domain_id}/{name}") for name in name_spellings(self._profile)
-        ]
+        spellings = name_spellings(self._profile)
+        own_profile = [arn("sagemaker", "user-profile", f"{domain_id}/{name}") for name in spellings]
         spaces = arn("sagemaker", "space", f"{domain_id}/*")
         apps = arn("sagemaker", "app", f"{domain_id}/*")
         statements = [
@@ -265,7 +262,7 @@ class StudioExecutionRole(Construct):
                 # Studio Classic's apps belong to a profile, not a space: no owner key, the name says whose.
                 sid="RunOwnProfileApps",
                 actions=_APP_CHANGES,
-                resources=[arn("sagemaker", "app", f"{domain_id}/{name}/*") for name in name_spellings(self._profile)],
+                resources=[arn("sagemaker", "app", f"{domain_id}/{name}/*") for name in spellings],
                 conditions={"Null": {_SPACE_OWNER_KEY: "true"}},
             ),
             iam.PolicyStatement(

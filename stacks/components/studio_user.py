@@ -93,7 +93,7 @@ class StudioUser(Construct):
             iam_invoke_policy = None
         readable_secret_arn = secret.secret_arn if iam_invoke_policy is None else None
         # The profile's own SageMaker names and bucket keys (``storage``): its roles reach no other profile's.
-        self.name_prefix = names.workflow_name_prefix(profile)
+        self.name_prefix = storage.keys.name_prefix
         self.training_role = TrainingRole(
             self,
             "Training",

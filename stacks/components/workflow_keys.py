@@ -16,7 +16,7 @@ class WorkflowKeys:
     output under ``TRAINING_KEY_PREFIX/<job name>/``, also named with it.
     """
 
-    bucket_arn: str
+    name_prefix: str  # names.workflow_name_prefix of the profile
     model_data: str
     job_keys: str
     job_listing: str  # the s3:prefix a listing of the job keys sends
@@ -25,7 +25,7 @@ class WorkflowKeys:
     def of(cls, bucket: s3.IBucket, name_prefix: str) -> "WorkflowKeys":
         jobs = f"{names.TRAINING_KEY_PREFIX}/{name_prefix}*"
         return cls(
-            bucket_arn=bucket.bucket_arn,
+            name_prefix=name_prefix,
             model_data=bucket.arn_for_objects(f"{name_prefix}*/model.tar.gz"),
             job_keys=bucket.arn_for_objects(jobs),
             job_listing=jobs,

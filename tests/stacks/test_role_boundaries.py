@@ -27,6 +27,7 @@ BUCKET = "artifact-bucket"
 DOMAIN = "d-0a1b2c3d4e5f"
 # Each profile's SageMaker names and bucket keys start with its own prefix.
 PREFIXES = {profile: names.workflow_name_prefix(profile) for profile in ("alice", "bob")}
+PROFILE_PAIRS = [("alice", "bob"), ("bob", "alice")]
 TO_SAGEMAKER = {"iam:PassedToService": "sagemaker.amazonaws.com"}
 
 
@@ -144,7 +145,7 @@ def test_no_role_lists_mlflows_artifact_prefix(roles) -> None:
 
 
 def test_each_profile_passes_only_its_own_training_and_serving_roles(roles) -> None:
-    for profile, other in (("alice", "bob"), ("bob", "alice")):
+    for profile, other in PROFILE_PAIRS:
         studio = f"{profile}/ExecutionRole"
         passes = {
             target: _decide(roles, studio, Request("iam:PassRole", roles[target]["arn"], TO_SAGEMAKER))
@@ -182,7 +183,7 @@ def _endpoint_log(endpoint: str) -> str:
 def test_a_models_code_writes_only_its_own_endpoints_logs(roles) -> None:
     """A model's code runs as its serving role: it must not write lines into others' endpoint logs."""
     registry = _endpoint_log(REGISTRY_NAME)
-    for profile, other in (("alice", "bob"), ("bob", "alice")):
+    for profile, other in PROFILE_PAIRS:
         serving = f"{profile}/ServingRole"
         assert (
             _decide(roles, serving, Request("logs:PutLogEvents", _endpoint_log(f"{PREFIXES[profile]}demo-1")))
@@ -197,7 +198,7 @@ def test_a_models_code_writes_only_its_own_endpoints_logs(roles) -> None:
     )
 
 
-@pytest.mark.parametrize("profile, other", [("alice", "bob"), ("bob", "alice")])
+@pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
 def test_a_profile_reaches_none_of_anothers_workflow(roles, profile: str, other: str) -> None:
     """Endpoints, models, jobs, their model data and job keys: each profile's own, by its name prefix.
 
@@ -286,7 +287,6 @@ def test_studio_users_may_still_look_at_and_call_a_registry_endpoint(roles) -> N
 OWNER_KEY, SHARING_KEY = "sagemaker:OwnerUserProfileArn", "sagemaker:SpaceSharingType"
 SPACE_CHANGES = ["sagemaker:CreateSpace", "sagemaker:UpdateSpace", "sagemaker:DeleteSpace"]
 APP_CHANGES = ["sagemaker:CreateApp", "sagemaker:DeleteApp"]
-PROFILE_PAIRS = [("alice", "bob"), ("bob", "alice")]
 
 
 def _in_domain(kind: str, name: str, domain: str = DOMAIN) -> str:

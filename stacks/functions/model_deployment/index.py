@@ -140,7 +140,7 @@ def deploy(
                 }
             ],
         )
-        if _exists(sagemaker, endpoint):
+        if endpoint_status(sagemaker, endpoint) is not None:
             alarm = errors_alarm_name(endpoint, variant)
             cloudwatch.put_metric_alarm(
                 AlarmName=alarm,
@@ -224,10 +224,6 @@ def endpoint_status(sagemaker: Any, endpoint: str) -> str | None:
     return str(described["EndpointStatus"])
 
 
-def _exists(sagemaker: Any, endpoint: str) -> bool:
-    return endpoint_status(sagemaker, endpoint) is not None
-
-
 def mlflow_from_environment() -> Mlflow:
     """MLflow through the internal load balancer with the login of ``MLFLOW_SECRET_ARN``."""
     login = read_login(os.environ["MLFLOW_SECRET_ARN"], "MLflow login secret")
@@ -235,7 +231,10 @@ def mlflow_from_environment() -> Mlflow:
 
 
 def _answer(mlflow: Mlflow, method: str, path: str, body: dict[str, str] | None = None) -> dict[str, Any]:
-    status, answer = mlflow.request(method, f"/api/2.0/mlflow/{path}", body)
+    return _ok(method, path, *mlflow.request(method, f"/api/2.0/mlflow/{path}", body))
+
+
+def _ok(method: str, path: str, status: int, answer: dict[str, Any]) -> dict[str, Any]:
     if status != 200:
         raise RuntimeError(f"MLflow answered {method} {path.split('?')[0]} with {status}: {answer.get('error_code')}")
     return answer
@@ -255,13 +254,11 @@ def rest_tagger(mlflow: Mlflow) -> Tagger:
 
 def rest_alias_version(mlflow: Mlflow, name: str, alias: str) -> str | None:
     """The version ``alias`` names now; None when the alias (or the model) is gone."""
-    query = urllib.parse.urlencode({"name": name, "alias": alias})
-    status, answer = mlflow.request("GET", f"/api/2.0/mlflow/registered-models/alias?{query}", None)
+    path = "registered-models/alias?" + urllib.parse.urlencode({"name": name, "alias": alias})
+    status, answer = mlflow.request("GET", f"/api/2.0/mlflow/{path}", None)
     if status == 404:
         return None
-    if status != 200:
-        raise RuntimeError(f"MLflow answered GET registered-models/alias with {status}: {answer.get('error_code')}")
-    return str(answer["model_version"]["version"])
+    return str(_ok("GET", path, status, answer)["model_version"]["version"])
 
 
 def rest_artifact_uri(mlflow: Mlflow, name: str, version: str) -> str:
