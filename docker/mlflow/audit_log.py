@@ -35,19 +35,32 @@ from auth_modes import needs_of
 from iam_callers import callers_in
 from request_guard import ASGIApp, Message, Receive, Scope, Send, _read_body, _replay, _route
 
-# Fields whose values are identifiers or names (compared without case, `_` and `-`).
-AUDITED_FIELDS = frozenset(
-    {
-        "experimentid", "experimentids", "runid", "runuuid", "name", "newname", "version",
-        "alias", "username", "modelid", "traceid", "requestid", "promptname", "key",
-        "experimentname", "registeredmodelname", "permission", "webhookid", "datasetid",
-        # MLflow 3's grants and roles: what a grant is on, which role, who became an admin.
-        "resourcetype", "resourceid", "resourcepattern", "roleid", "rolepermissionid", "workspace", "isadmin",
-    }
+# The fields whose values are identifiers or names, as MLflow spells them. A field counts in
+# any spelling (compared without case, `_`, `-` and brackets); MLflow itself reads these and
+# their lowerCamelCase JSON names, so those spellings go first when a line must be cut.
+AUDITED_NAMES = (
+    "experiment_id", "run_id", "run_uuid", "name", "new_name", "version", "alias", "username",
+    "model_id", "trace_id", "request_id", "prompt_name", "key", "experiment_name",
+    "registered_model_name", "permission", "webhook_id", "dataset_id", "experiment_ids",
+    # MLflow 3's grants and roles: what a grant is on, which role, who became an admin.
+    "resource_type", "resource_id", "resource_pattern", "role_id", "role_permission_id", "workspace", "is_admin",
 )  # fmt: skip
+# What one value may hold in a line (characters, and bytes once escaped in the JSON line);
+# longer strings and lists are cut, and the line says so.
+MAX_VALUE_CHARS = 512
+MAX_VALUE_BYTES = 2 * MAX_VALUE_CHARS
+MAX_LIST_ITEMS = 32
+# The resource part of a line, serialized. Whatever the client pads a request with, a line
+# stays within one CloudWatch Logs event (audit_cloudwatch.py), so it always reaches the audit
+# log group: MLflow ignores fields it does not know, and a line too big for an event would go
+# to the task's own log instead. MLflow's own spellings of the scalar fields always fit (at
+# most 2 x 26 values of MAX_VALUE_BYTES).
+MAX_RESOURCE_BYTES = 96 * 1024
+MAX_USER_CHARS = 512
+MAX_ROUTE_CHARS = 1024
 CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# POST routes that only read.
-_READ_ONLY_POST = re.compile(r"(?:.*/)?(?:search|get|list|batch-get|search-[a-z-]+|get-[a-z-]+)")
+# POST routes that only read (get-or-create-... creates).
+_READ_ONLY_POST = re.compile(r"(?!.*create)(?:search|get|list|batch-get|search-[a-z-]+|get-[a-z-]+)")
 _GRAPHQL = re.compile(r"(?:/(?:api|ajax-api)/[0-9.]+)?(?:/mlflow)?/graphql")
 _MUTATION = re.compile(rb"\bmutation\b")
 USER_HEADER = b"x-authenticated-user"
@@ -80,8 +93,19 @@ def _key(name: str) -> str:
     return re.sub(r"[_\-\[\]]", "", name).lower()
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+AUDITED_FIELDS = frozenset(_key(name) for name in AUDITED_NAMES)
+# Fields in the order they are kept when a line must be cut: MLflow's spellings first, by AUDITED_NAMES.
+_PRIORITY = {spelling: rank for rank, name in enumerate(AUDITED_NAMES) for spelling in (name, _camel(name))}
+
+
 def audited_fields(query_string: bytes, body: bytes) -> dict[str, Any]:
-    """The allowlisted id and name fields of the query string and the JSON body's top level."""
+    """The allowlisted id and name fields of the query string and the JSON body's top level,
+    cut to fit MAX_RESOURCE_BYTES (`resource_truncated` then says so)."""
     found: dict[str, Any] = {}
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if _key(name) in AUDITED_FIELDS:
@@ -94,14 +118,57 @@ def audited_fields(query_string: bytes, body: bytes) -> dict[str, Any]:
         for name, value in document.items():
             if _key(name) in AUDITED_FIELDS and _is_identifier(value):
                 found[name] = value
-    return found
+    return _within_budget(found)
 
 
 def _is_identifier(value: object) -> bool:
-    """An id, a name or a flag (is_admin); never an object, whose fields could be anything."""
+    """An id, a name or a flag (is_admin), or a list of them; never an object, whose fields could be anything."""
     if isinstance(value, list):
-        return all(_is_identifier(item) for item in value)
-    return isinstance(value, str | int) and len(str(value)) <= 512
+        return all(isinstance(item, str | int) for item in value)
+    return isinstance(value, str | int)
+
+
+def _cut(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, list):
+        items = [_cut(item) for item in value[:MAX_LIST_ITEMS]]
+        return [item for item, _ in items], len(value) > MAX_LIST_ITEMS or any(cut for _, cut in items)
+    if isinstance(value, str):
+        return _cut_text(value)
+    return value, False
+
+
+def _cut_text(value: str) -> tuple[str, bool]:
+    text = value[:MAX_VALUE_CHARS]
+    if _escaped_size(text) <= MAX_VALUE_BYTES:
+        return text, len(value) > MAX_VALUE_CHARS
+    low, high = 0, len(text)  # escaped characters take up to 12 bytes: the longest prefix that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if _escaped_size(text[:middle]) <= MAX_VALUE_BYTES else (low, middle - 1)
+    return text[:low], True
+
+
+def _escaped_size(text: str) -> int:
+    return len(json.dumps(text)) - 2
+
+
+def _within_budget(found: dict[str, Any]) -> dict[str, Any]:
+    """MLflow's spellings of scalar fields first, then lists, then other spellings, while they fit."""
+    order = sorted(
+        found, key=lambda name: (name not in _PRIORITY, isinstance(found[name], list), _PRIORITY.get(name, 0))
+    )
+    kept: dict[str, Any] = {}
+    size, truncated = 2, False
+    for name in order:
+        value, cut = _cut(found[name])
+        entry = len(json.dumps({name: value})) + 1
+        if size + entry > MAX_RESOURCE_BYTES:
+            truncated = True
+            break  # what follows matters less; and a padded request costs no more work
+        kept[name], size, truncated = value, size + entry, truncated or cut
+    if truncated:
+        kept["resource_truncated"] = True
+    return kept
 
 
 def is_change(method: str, path: str, body: bytes) -> bool:
@@ -255,10 +322,10 @@ class AuditLog:
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "event": "mlflow-change",
-            "user": user,
+            "user": user[:MAX_USER_CHARS] if user else user,
             "mode": self.mode,
             "method": scope["method"],
-            "route": _route(scope["path"]),
+            "route": _route(scope["path"])[:MAX_ROUTE_CHARS],
             "resource": audited_fields(scope.get("query_string", b""), body),
             "status": status,
             "request_id": headers.get(REQUEST_ID_HEADER, b"").decode("latin-1") or None,

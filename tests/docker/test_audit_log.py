@@ -239,3 +239,53 @@ def test_reads_name_their_user_too(audit: ModuleType) -> None:
     asyncio.run(audit.AuditLog(Recorder(), "accounts", lines.append)(scope, receive, send))
     assert (b"x-mlflow-user", b"dave") in sent[0]["headers"]
     assert lines == []  # a read leaves no audit line
+
+
+def test_get_or_create_routes_are_changes(audit: ModuleType) -> None:
+    """MLflow's review-queues/get-or-create-user creates a queue: not one of the read-only POSTs."""
+    (line,) = logged(audit, "shared", "POST", "/api/3.0/mlflow/review-queues/get-or-create-user", {})
+    assert line["route"] == "/api/3.0/mlflow/review-queues/get-or-create-user"
+
+
+@pytest.fixture(scope="module")
+def max_event_bytes() -> Iterator[int]:
+    with image_module("audit_cloudwatch") as module:
+        yield module.MAX_EVENT_BYTES
+
+
+def test_a_padded_request_still_names_what_it_changed(audit: ModuleType, max_event_bytes: int) -> None:
+    """MLflow ignores fields it does not know: padding with them must not push the line out of the audit group.
+
+    A line over one CloudWatch event goes to the task's own log (shorter retention), so a
+    colleague could otherwise delete experiment 12 without a year-long trace.
+    """
+    body: dict[str, Any] = {
+        "experiment_id": "12",
+        "experiment_ids": ["x" * 500] * 600,  # MLflow's spelling of an audited list
+        **{"n" + "_" * i + "ame": "y" * 512 for i in range(1, 600)},  # other spellings of `name`
+        "key": "\U0001f600" * 600,  # 12 bytes per character once escaped
+    }
+    (line,) = logged(audit, "shared", "POST", "/api/2.0/mlflow/experiments/delete", body, headers=[
+        (b"x-authenticated-user", b"mallory"),
+    ])  # fmt: skip
+    raw = json.dumps(line, sort_keys=True)
+    assert len(raw.encode()) <= max_event_bytes
+    resource = line["resource"]
+    assert (line["user"], resource["experiment_id"], resource["resource_truncated"]) == ("mallory", "12", True)
+    assert resource["experiment_ids"] == ["x" * 500] * audit.MAX_LIST_ITEMS
+    assert resource["key"] and set(resource["key"]) == {"\U0001f600"}
+    assert len(json.dumps(resource["key"])) - 2 <= audit.MAX_VALUE_BYTES
+
+
+def test_mlflows_own_spellings_always_fit(audit: ModuleType, max_event_bytes: int) -> None:
+    """Every audited field in MLflow's snake_case and camelCase spellings at its longest: all kept."""
+    names = {spelling for name in audit.AUDITED_NAMES for spelling in (name, audit._camel(name))}
+    body = {name: "\U0001f600" * 600 for name in names}
+    (line,) = logged(audit, "accounts", "POST", "/api/2.0/mlflow/experiments/update", body, headers=basic("a", "p"))
+    assert set(line["resource"]) == names | {"resource_truncated"}
+    assert len(json.dumps(line).encode()) <= max_event_bytes
+
+
+def test_a_long_name_is_cut_not_dropped(audit: ModuleType) -> None:
+    (line,) = logged(audit, "shared", "POST", "/api/2.0/mlflow/experiments/create", {"name": "n" * 600})
+    assert line["resource"] == {"name": "n" * audit.MAX_VALUE_CHARS, "resource_truncated": True}

@@ -132,8 +132,17 @@ def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: Mlflo
             headers={"X-Authenticated-User": "alice", "X-Request-Id": "req-cw"}, timeout=30,
         )  # fmt: skip
         assert created.status_code == 200, created.text
+        # MLflow deletes it, ignoring the padding (other spellings of `name`, 480 KB); the line
+        # still fits one event of the group.
+        padding = {"_" * i + "name": "y" * 512 for i in range(1, 600)}
+        deleted = requests.post(
+            server.url + "/api/2.0/mlflow/experiments/delete",
+            json={"experiment_id": created.json()["experiment_id"], **padding},
+            headers={"X-Authenticated-User": "alice"}, timeout=30,
+        )  # fmt: skip
+        assert deleted.status_code == 200, deleted.text
         deadline, messages = time.monotonic() + 30, []
-        while time.monotonic() < deadline and not messages:
+        while time.monotonic() < deadline and len(messages) < 2:
             time.sleep(0.2)
             messages = [
                 event["message"]
@@ -142,8 +151,12 @@ def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: Mlflo
             ]
     finally:
         server.stop()
-    (line,) = [json.loads(message) for message in messages]
+    line, padded = sorted((json.loads(message) for message in messages), key=lambda line: line["route"])
     assert (line["user"], line["resource"], line["request_id"]) == ("alice", {"name": name}, "req-cw")
+    assert padded["route"] == "/api/2.0/mlflow/experiments/delete"
+    assert (padded["resource"]["experiment_id"], padded["resource"]["resource_truncated"]) == (
+        created.json()["experiment_id"], True,
+    )  # fmt: skip
     assert '"mlflow-change"' not in (mlflow_stack.log_dir / "mlflow-audit-group.log").read_text()
 
 
