@@ -20,6 +20,8 @@ sees the request:
   the server-assigned `mlflow-artifacts:/` locations: nothing this deployment creates;
 * a trace id that exists already, written into another experiment than its own (OTLP
   spans, StartTraceV3);
+* a trace tag that says where a trace's data lives (LOCATION_TAGS), on every route that
+  writes trace tags: the server reads a trace's data from there with its own credentials;
 * the assistant's routes (MLflow's UI assistant, which trusts callers on loopback).
 
 It reads only public request data and calls only the wrapped app, no MLflow internals.
@@ -66,6 +68,15 @@ _SINGLE_URL_PRESIGNED = re.compile(_API + r"(?:/preview)?/mlflow/artifacts/presi
 _ASSISTANT = re.compile(r"(?s)" + _API + r"/mlflow/assistant(?:/.*)?")
 _OTLP_TRACES = "/v1/traces"
 _START_TRACE = re.compile(_API + r"/mlflow/traces")
+# Start (v2, v3), end (v2) and tag (v2, v3) a trace: every JSON route that writes trace tags.
+_TRACE_WRITES = re.compile(_API + r"/mlflow/traces(?:/[^/]+(?:/tags)?)?")
+# Trace tags naming where a trace's data lives (MLflow's mlflow_tags.MLFLOW_ARTIFACT_LOCATION,
+# TraceTagKey.SPANS_LOCATION and ARCHIVE_LOCATION): get-trace-artifact reads from there with the
+# server's S3 credentials, so a caller who set them on a trace of their own would read files of
+# any experiment. Only the server writes them.
+LOCATION_TAGS = frozenset({"mlflow.artifactLocation", "mlflow.trace.spansLocation", "mlflow.trace.archiveLocation"})
+# OTLP spans carry trace tags as attributes with this prefix (SpanAttributeKey.TRACE_TAG_PREFIX).
+TRACE_TAG_ATTRIBUTE = "mlflow.traceTag."
 _GRAPHQL = re.compile(r"(?:" + _API + r")?(?:/mlflow)?/graphql")
 # Request headers a readability check passes on: whatever signs the caller in (IAM sign-in's
 # verified caller too), and what the apps need to accept the request as this deployment's
@@ -202,6 +213,25 @@ def check_graphql(document: object, variables: object = None) -> None:
             check_id(literal(defaults[name]), f"GraphQL variable ${name}")
 
 
+def check_trace_tags(document: object) -> None:
+    """Refuse a trace write that names a location tag anywhere: a tag's key, a map's key."""
+    pending = [document]
+    while pending:  # not recursive: a deeply nested body must not exhaust the stack
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and value in LOCATION_TAGS:
+            raise Refused(400, f"trace tag {value!r} is set by the server only")
+
+
+def check_span_attribute(key: object) -> None:
+    if isinstance(key, str) and key.startswith(TRACE_TAG_ATTRIBUTE):
+        check_trace_tags(key[len(TRACE_TAG_ATTRIBUTE) :])
+
+
 def check_artifact_path(path: str, where: str) -> None:
     """An artifact path under mlflow-artifacts:/ starts with its experiment's id."""
     first = path.lstrip("/").split("/", 1)[0]
@@ -286,7 +316,10 @@ def _json_trace_id(value: object) -> bytes:
 
 
 def otlp_trace_ids(body: bytes, headers: dict[bytes, bytes]) -> set[str]:
-    """MLflow trace ids of the spans in an OTLP/HTTP export (protobuf or JSON, gzip or deflate)."""
+    """MLflow trace ids of the spans in an OTLP/HTTP export (protobuf or JSON, gzip or deflate).
+
+    Refuses spans whose attributes set a location tag (check_span_attribute).
+    """
     import gzip
     import zlib
 
@@ -315,6 +348,8 @@ def otlp_trace_ids(body: bytes, headers: dict[bytes, bytes]) -> set[str]:
                 for span in _items(scope_spans, "spans"):
                     value = span.get("traceId", span.get("trace_id")) if isinstance(span, dict) else None
                     ids.add(mlflow_trace_id(_json_trace_id(value)))
+                    for attribute in _items(span, "attributes"):
+                        check_span_attribute(attribute.get("key") if isinstance(attribute, dict) else None)
     else:  # the app refuses other media types itself; protobuf is what clients send
         from google.protobuf.message import DecodeError
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -324,12 +359,11 @@ def otlp_trace_ids(body: bytes, headers: dict[bytes, bytes]) -> set[str]:
             request.ParseFromString(body)
         except DecodeError as error:
             raise Refused(400, "OTLP body is not an ExportTraceServiceRequest") from error
-        ids = {
-            mlflow_trace_id(span.trace_id)
-            for resource in request.resource_spans
-            for scope_spans in resource.scope_spans
-            for span in scope_spans.spans
-        }
+        spans = [span for resource in request.resource_spans for group in resource.scope_spans for span in group.spans]
+        for span in spans:
+            for attribute in span.attributes:
+                check_span_attribute(attribute.key)
+        ids = {mlflow_trace_id(span.trace_id) for span in spans}
     if len(ids) > MAX_TRACES_PER_EXPORT:
         raise Refused(400, f"an OTLP export may carry spans of at most {MAX_TRACES_PER_EXPORT} traces")
     return ids
@@ -492,13 +526,18 @@ class RequestGuard:
                     for bound in variables:
                         check_graphql(value, bound)
         body, messages = await _read_body(receive)
-        reads_document = graphql or any(
-            pattern.fullmatch(route) for pattern in (_CREATE_EXPERIMENT, _CREATE_MODEL_VERSION, _START_TRACE)
+        trace_write = scope["method"] in ("POST", "PUT", "PATCH") and _TRACE_WRITES.fullmatch(route) is not None
+        reads_document = (
+            trace_write
+            or graphql
+            or any(pattern.fullmatch(route) for pattern in (_CREATE_EXPERIMENT, _CREATE_MODEL_VERSION))
         )
         document = parse_json(body) if body and (reads_document or may_name_ids(body)) else None
         if isinstance(document, str):
             # Old clients post their JSON encoded twice, and MLflow decodes it again.
             document = parse_json(document.encode())
+        if trace_write:
+            check_trace_tags(document)
         if isinstance(document, dict):
             if graphql:
                 check_graphql(document.get("query"), document.get("variables"))

@@ -460,3 +460,76 @@ def test_trace_writes_fail_closed_with_a_clear_answer_without_the_database(guard
     )
     assert status == 503 and json.loads(answer)["error_code"] == "TEMPORARILY_UNAVAILABLE"
     assert inner.calls == []
+
+
+def test_location_tags_are_mlflows_own_names(guard: ModuleType) -> None:
+    """The tags get-trace-artifact reads a trace's data from, and how OTLP spans carry trace tags."""
+    from mlflow.tracing.constant import SpanAttributeKey, TraceTagKey
+    from mlflow.utils.mlflow_tags import MLFLOW_ARTIFACT_LOCATION
+
+    assert guard.LOCATION_TAGS == {MLFLOW_ARTIFACT_LOCATION, TraceTagKey.SPANS_LOCATION, TraceTagKey.ARCHIVE_LOCATION}
+    assert guard.TRACE_TAG_ATTRIBUTE == SpanAttributeKey.TRACE_TAG_PREFIX
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("PATCH", "/api/3.0/mlflow/traces/tr-1/tags", {"key": "mlflow.artifactLocation", "value": "s3://b/1"}),
+        ("PATCH", "/ajax-api/2.0/mlflow/traces/tr-1/tags/", {"key": "mlflow.trace.archiveLocation", "value": "x"}),
+        ("PATCH", "/api/2.0/mlflow/traces/tr-1", {"tags": [{"key": "mlflow.trace.spansLocation", "value": "A"}]}),
+        ("POST", "/api/3.0/mlflow/traces", {"trace": {"trace_info": {"tags": {"mlflow.artifactLocation": "x"}}}}),
+        ("POST", "/api/2.0/mlflow/traces", {"tags": [{"key": "mlflow.artifactLocation", "value": "x"}]}),
+        # Encoded twice, as old clients send JSON; and deeper than Python's recursion limit.
+        ("PATCH", "/api/3.0/mlflow/traces/tr-1/tags", json.dumps({"key": "mlflow.artifactLocation", "value": "x"})),
+        ("PATCH", "/api/3.0/mlflow/traces/tr-1/tags", [[{"k": "mlflow.artifactLocation"}]]),
+    ],
+)
+def test_trace_location_tags_are_the_servers(guard: ModuleType, method: str, path: str, body: Any) -> None:
+    inner = Recorder()
+    status, answer = call(guard.RequestGuard(inner, Homes({})), method, path, json.dumps(body).encode())
+    assert (status, json.loads(answer)["message"]) == (
+        400,
+        f"trace tag {_location_in(body)!r} is set by the server only",
+    )
+    assert inner.calls == []
+
+
+def _location_in(body: Any) -> str:
+    return next(tag for tag in ("mlflow.artifactLocation", "mlflow.trace.archiveLocation", "mlflow.trace.spansLocation")
+                if tag in json.dumps(body))  # fmt: skip
+
+
+def test_a_deeply_nested_trace_body_is_walked_without_recursion(guard: ModuleType) -> None:
+    body = "[" * 100_000 + '"mlflow.artifactLocation"' + "]" * 100_000
+    document: Any = "mlflow.artifactLocation"
+    for _ in range(5_000):
+        document = [document]
+    with pytest.raises(guard.Refused):
+        guard.check_trace_tags(document)
+    inner = Recorder()  # too deep for json itself: MLflow cannot read it either, and refuses it
+    assert call(guard.RequestGuard(inner, Homes({})), "PATCH", "/api/3.0/mlflow/traces/t/tags", body.encode())[0] == 200
+
+
+def test_ordinary_trace_tags_pass(guard: ModuleType) -> None:
+    inner = Recorder()
+    body = json.dumps({"key": "mlflow.traceName", "value": "mlflow.artifactLocations"}).encode()
+    assert call(guard.RequestGuard(inner), "PATCH", "/api/3.0/mlflow/traces/tr-1/tags", body)[0] == 200
+    assert inner.calls[0][1] == body
+
+
+def test_otlp_spans_cannot_set_location_tags(guard: ModuleType) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(trace_id=os.urandom(16), span_id=os.urandom(8))
+    span.attributes.add(key="mlflow.traceTag.team").value.string_value = "b"
+    protobuf = {b"content-type": b"application/x-protobuf"}
+    assert len(guard.otlp_trace_ids(request.SerializeToString(), protobuf)) == 1
+    span.attributes.add(key="mlflow.traceTag.mlflow.trace.archiveLocation").value.string_value = "s3://b/1"
+    with pytest.raises(guard.Refused, match="set by the server only"):
+        guard.otlp_trace_ids(request.SerializeToString(), protobuf)
+    as_json = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "ab" * 16, "attributes": [{"key": "mlflow.traceTag.mlflow.artifactLocation", "value": {}}],
+    }]}]}]}  # fmt: skip
+    with pytest.raises(guard.Refused, match="set by the server only"):
+        guard.otlp_trace_ids(json.dumps(as_json).encode(), {b"content-type": b"application/json"})

@@ -12,11 +12,16 @@ version's `source`, an experiment's `artifact_location`) are refused too.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import requests
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from localrun.stack import MlflowStack
 from tests.integration.mlflow_users import ACCOUNTS_GROUP, Account, Accounts, api
@@ -322,3 +327,85 @@ def test_single_url_presigned_routes_are_closed(
         response = api(accounts_stack, "POST", path, denied.b, json=body)
         assert response.status_code == 404, (path, response.text)
         assert "presigned single-URL routes are off" in response.text
+
+
+def _own_trace(stack: MlflowStack, d: Denied, tags: dict[str, str] | None = None) -> requests.Response:
+    """StartTraceV3 of a new trace in B's own experiment."""
+    info = {
+        "trace_id": f"tr-{secrets.token_hex(16)}", "request_time": "2026-01-01T00:00:00Z", "state": "OK",
+        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": d.b_experiment_id}},
+        "tags": tags or {},
+    }  # fmt: skip
+    return api(stack, "POST", "/api/3.0/mlflow/traces", d.b, json={"trace": {"trace_info": info}})
+
+
+def _otlp_tagged(trace_id: str, tag: str, value: str) -> bytes:
+    """One root span whose attribute sets a trace tag, as MLflow's OTLP exporter writes them."""
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = bytes.fromhex(trace_id[3:]), os.urandom(8), "planted"
+    span.end_time_unix_nano = time.time_ns()
+    span.start_time_unix_nano = span.end_time_unix_nano - 1_000_000
+    attribute = span.attributes.add()
+    attribute.key, attribute.value.string_value = f"mlflow.traceTag.{tag}", value
+    return request.SerializeToString()
+
+
+def test_a_trace_cannot_be_pointed_at_another_experiments_files(
+    accounts_stack: MlflowStack, accounts: Accounts, denied: Denied
+) -> None:
+    """The server reads a trace's data and attachments from the location its tags name, with its own
+    credentials: B retagging a trace of B's own would read E's trace data through get-trace-artifact.
+    Stock MLflow lets any writer of the trace set those tags (SetTraceTag, EndTrace, OTLP attributes)."""
+    s, e, b = accounts_stack, denied.experiment_id, denied.b
+    e_trace, attachment = f"tr-{secrets.token_hex(16)}", str(uuid.uuid4())
+    e_data = f"{e}/traces/{e_trace}/artifacts"
+    for path in ("traces.json", f"attachments/{attachment}"):
+        upload = api(s, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{e_data}/{path}", accounts.admin, data=SECRET)
+        assert upload.status_code == 200, upload.text
+    started = _own_trace(s, denied)
+    assert started.status_code == 200, started.text
+    trace_id = started.json()["trace"]["trace_info"]["trace_id"]
+    assigned = f"mlflow-artifacts:/{denied.b_experiment_id}/traces/{trace_id}/artifacts"
+    archive = {
+        "mlflow.trace.spansLocation": "ARCHIVE_REPO",
+        "mlflow.trace.archiveLocation": f"mlflow-artifacts:/{e_data}",
+    }
+    plants = {"mlflow.artifactLocation": f"mlflow-artifacts:/{e_data}", **archive}
+    for location in (f"mlflow-artifacts:/{e_data}", f"{s.artifacts_destination}/{e_data}"):
+        plants_here = {**plants, "mlflow.artifactLocation": location}
+        attempts = {
+            f"set tag {tag} ({prefix})": api(
+                s, "PATCH", f"{prefix}/mlflow/traces/{trace_id}/tags", b, json={"key": tag, "value": value}
+            )
+            for prefix in ("/api/3.0", "/api/2.0", "/ajax-api/3.0")
+            for tag, value in plants_here.items()
+        }
+        attempts["end trace v2"] = api(
+            s, "PATCH", f"/api/2.0/mlflow/traces/{trace_id}", b,
+            json={"timestamp_ms": 1, "status": "OK", "tags": [{"key": k, "value": v} for k, v in plants_here.items()]},
+        )  # fmt: skip
+        attempts["start trace v3"] = _own_trace(s, denied, archive)
+        v2_tags = [{"key": "mlflow.artifactLocation", "value": location}]
+        attempts["start trace v2"] = api(
+            s, "POST", "/api/2.0/mlflow/traces", b,
+            json={"experiment_id": denied.b_experiment_id, "timestamp_ms": 1, "tags": v2_tags},
+        )  # fmt: skip
+        for tag, value in plants_here.items():
+            attempts[f"OTLP attribute {tag}"] = requests.post(
+                s.proxy_url + "/v1/traces", data=_otlp_tagged(trace_id, tag, value), auth=b.auth, timeout=30,
+                headers={"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": denied.b_experiment_id},
+            )  # fmt: skip
+        for name, response in attempts.items():
+            assert response.status_code == 400, (name, response.status_code, response.text[:300])
+            assert "set by the server only" in response.text, (name, response.text[:300])
+    info = api(s, "GET", f"/api/3.0/mlflow/traces/{trace_id}", b)
+    tags = info.json()["trace"]["trace_info"]["tags"]
+    assert tags["mlflow.artifactLocation"] == assigned
+    assert not set(archive) & set(tags), tags
+    for version in ("2.0", "3.0"):
+        for params in ({"request_id": trace_id}, {"request_id": trace_id, "path": attachment}):
+            read = api(s, "GET", f"/ajax-api/{version}/mlflow/get-trace-artifact", b, params=params)
+            assert SECRET not in read.content, (version, params)
+    # B's traces still take ordinary tags.
+    assert api(s, "PATCH", f"/api/3.0/mlflow/traces/{trace_id}/tags", b, json={"key": "team", "value": "b"}).ok
