@@ -115,6 +115,9 @@ def workflow_name_prefix(profile: str) -> str:
     return f"{SAGEMAKER_RESOURCE_PREFIX}{hashlib.sha256(profile.lower().encode()).hexdigest()[:8]}-"
 
 
+# SageMaker logs each endpoint to a log group of its own: <this><endpoint name>.
+ENDPOINT_LOG_GROUP_PREFIX: Final = "/aws/sagemaker/Endpoints/"
+
 # Endpoints, endpoint configs, models and rollback alarms that registry aliases
 # deploy (model_deployments) start with this: <prefix>-<registered model name>.
 MODEL_DEPLOYMENT_PREFIX: Final = f"{SAGEMAKER_RESOURCE_PREFIX}registry"

@@ -136,6 +136,7 @@ class SageMakerStudioUserStack(Stack):
                 serving_repository_arn=self.image_build.repository.repository_arn,
                 allowed_instance_types=config.studio.allowed_instance_types,
                 removal_policy=removal,
+                other_name_prefixes=[s.keys.name_prefix for other, s in profile_storage.items() if other != profile],
             )
             for profile in config.studio.user_profiles
         ]

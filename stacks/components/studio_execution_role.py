@@ -6,6 +6,7 @@ from constructs import Construct
 
 from stacks import names
 from stacks.components.mlflow_lookup import mlflow_lookup_statements
+from stacks.components.workload_roles import log_group_arn
 
 # Training, model, endpoint-config and endpoint resources the workflow creates.
 _SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
@@ -86,7 +87,9 @@ class StudioExecutionRole(Construct):
     registry's deployments (``mlflow-registry-*``). It hands SageMaker the profile's
     training and serving roles, never itself. In the Studio domain it changes only
     the spaces its profile owns (and their apps). MLflow's artifacts go through MLflow
-    (the profile's bucket policy, from the artifact store, denies them).
+    (the profile's bucket policy, from the artifact store, denies them). It neither reads
+    nor writes the logs of ``foreign_endpoints`` (IAM name wildcards of the endpoints of
+    other profiles and the registry), which are what their models' code prints.
 
     Its tags tell the lab which secret and workload roles are this profile's.
     """
@@ -106,9 +109,9 @@ class StudioExecutionRole(Construct):
         output_stack_names: list[str],
         allowed_instance_types: list[str],
         serving_repository_arn: str,
+        foreign_endpoints: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         self._profile = profile
 
         self.role = iam.Role(
@@ -187,14 +190,7 @@ class StudioExecutionRole(Construct):
                     "logs:DescribeLogStreams",
                     "logs:GetLogEvents",
                 ],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
+                resources=[log_group_arn(self, "/aws/sagemaker/*")],
             ),
             iam.PolicyStatement(
                 sid="SageMakerJobMetrics",
@@ -212,7 +208,15 @@ class StudioExecutionRole(Construct):
             not_actions=_REGISTRY_DEPLOYMENT_USES,
             resources=registry_deployments,
         )
-        self.policy = iam.Policy(self, "WorkflowPolicy", statements=[*statements, registry_deny])
+        # The Allow above spans /aws/sagemaker/* (Studio's own app logs among them, in groups
+        # SageMaker names); other endpoints' groups are taken out of it here.
+        foreign_logs_deny = iam.PolicyStatement(
+            sid="NoOtherEndpointsLogs",
+            effect=iam.Effect.DENY,
+            actions=["logs:*"],
+            resources=[log_group_arn(self, f"{names.ENDPOINT_LOG_GROUP_PREFIX}{name}") for name in foreign_endpoints],
+        )
+        self.policy = iam.Policy(self, "WorkflowPolicy", statements=[*statements, registry_deny, foreign_logs_deny])
         self.policy.attach_to_role(role)
         self.wildcard_resources: list[str] = []
         self._track_wildcards(statements)

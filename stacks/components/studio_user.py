@@ -33,6 +33,9 @@ class StudioUser(Construct):
     get that policy, may not read the login, and a parameter below ``names.SSM_IAM_PRINCIPALS``
     tells the server they are the profile's MLflow user (accounts: the profile's account; sso:
     its Cognito client's machine user; an external provider's profile is not mapped).
+
+    ``other_name_prefixes`` are the other profiles' (names.workflow_name_prefix): the notebook
+    reads none of their endpoints' logs, nor the registry's.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class StudioUser(Construct):
         serving_repository_arn: str,
         allowed_instance_types: list[str],
         removal_policy: RemovalPolicy,
+        other_name_prefixes: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
         self.profile = profile
@@ -124,6 +128,8 @@ class StudioUser(Construct):
             output_stack_names=output_stack_names,
             allowed_instance_types=allowed_instance_types,
             serving_repository_arn=serving_repository_arn,
+            # Other profiles' endpoints and the registry's: their models' output is not this profile's.
+            foreign_endpoints=[*(f"{prefix}*" for prefix in other_name_prefixes), names.MODEL_DEPLOYMENT_NAMES],
         )
         self.execution_role.allow_studio_in_domain(domain.domain_id)
         self.credentials_secret_name = secret_name

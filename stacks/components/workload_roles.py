@@ -19,7 +19,8 @@ _ECR_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:Bat
 FRAMEWORK_REPOSITORIES = ["sagemaker-scikit-learn"]
 
 
-def _log_group_arn(scope: Construct, group: str) -> str:
+def log_group_arn(scope: Construct, group: str) -> str:
+    """A log group's ARN (a wildcard in `group` also covers its streams)."""
     return Stack.of(scope).format_arn(
         service="logs", resource="log-group", resource_name=group, arn_format=ArnFormat.COLON_RESOURCE_NAME
     )
@@ -48,7 +49,7 @@ def _runtime_statements(scope: Construct, log_group: str, repositories: list[str
         iam.PolicyStatement(
             sid="WriteLogs",
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[_log_group_arn(scope, log_group)],
+            resources=[log_group_arn(scope, log_group)],
         ),
         iam.PolicyStatement(
             sid="WriteMetrics",
@@ -130,9 +131,11 @@ class ServingRole(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = _sagemaker_role(self, "Role", description, storage_policy)
-        # SageMaker logs an endpoint to /aws/sagemaker/Endpoints/<its name>: only its own endpoints' groups,
-        # so a model's code cannot write into another profile's (or the registry's) endpoint logs.
-        statements = _runtime_statements(self, f"/aws/sagemaker/Endpoints/{endpoint_names}", [serving_repository_arn])
+        # Only its own endpoints' log groups, so a model's code cannot write into another
+        # profile's (or the registry's) endpoint logs.
+        statements = _runtime_statements(
+            self, f"{names.ENDPOINT_LOG_GROUP_PREFIX}{endpoint_names}", [serving_repository_arn]
+        )
         self.policy = iam.Policy(self, "Policy", statements=statements)
         self.policy.attach_to_role(self.role)
         self.wildcard_resources = _wildcards(statements)

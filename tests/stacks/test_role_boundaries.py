@@ -198,6 +198,31 @@ def test_a_models_code_writes_only_its_own_endpoints_logs(roles) -> None:
     )
 
 
+def _log_group(group: str) -> str:
+    return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}"
+
+
+@pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
+def test_a_notebook_reads_and_writes_only_its_own_endpoints_logs(roles, profile: str, other: str) -> None:
+    """An endpoint's log is what its model's code prints: another profile's (or the registry's) is not
+    this profile's to read, nor to add lines to. Studio's and the training jobs' groups stay open."""
+    execution = f"{profile}/ExecutionRole"
+    own = f"{PREFIXES[profile]}demo-1"
+    for action in ("logs:GetLogEvents", "logs:PutLogEvents", "logs:CreateLogStream"):
+        assert _decide(roles, execution, Request(action, _endpoint_log(own))) == "Allow", action
+        for endpoint in (f"{PREFIXES[other]}demo-1", REGISTRY_NAME):
+            assert _decide(roles, execution, Request(action, _endpoint_log(endpoint))) == "Deny", (action, endpoint)
+    endpoints = names.ENDPOINT_LOG_GROUP_PREFIX
+    assert _decide(roles, execution, Request("logs:DescribeLogStreams", _log_group(f"{endpoints}{own}"))) == "Allow"
+    for endpoint in (f"{PREFIXES[other]}demo-1", REGISTRY_NAME):
+        described = Request("logs:DescribeLogStreams", _log_group(f"{endpoints}{endpoint}"))
+        assert _decide(roles, execution, described) == "Deny", endpoint
+    training = _log_group(f"/aws/sagemaker/TrainingJobs:log-stream:{PREFIXES[profile]}job/algo-1-1")
+    studio = _log_group(f"/aws/sagemaker/studio:log-stream:{DOMAIN}/{profile}/JupyterLab/default")
+    for stream in (training, studio):
+        assert _decide(roles, execution, Request("logs:GetLogEvents", stream)) == "Allow", stream
+
+
 @pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
 def test_a_profile_reaches_none_of_anothers_workflow(roles, profile: str, other: str) -> None:
     """Endpoints, models, jobs, their model data and job keys: each profile's own, by its name prefix.
@@ -394,6 +419,7 @@ def test_a_profile_named_in_capitals_owns_its_spaces_in_either_spelling() -> Non
             stack, "Artifacts", statements=[iam.PolicyStatement(actions=["s3:GetObject"], resources=["*"])]
         ),
         output_stack_names=["Outputs"], allowed_instance_types=["ml.m5.large"], serving_repository_arn="*",
+        foreign_endpoints=[names.MODEL_DEPLOYMENT_NAMES],
     )  # fmt: skip
     role.allow_studio_in_domain(DOMAIN)
     template = assertions.Template.from_stack(stack).to_json()
