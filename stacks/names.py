@@ -117,6 +117,8 @@ def workflow_name_prefix(profile: str) -> str:
 
 # SageMaker logs each endpoint to a log group of its own: <this><endpoint name>.
 ENDPOINT_LOG_GROUP_PREFIX: Final = "/aws/sagemaker/Endpoints/"
+# and every training job to one group, in streams named <job name>/algo-<n>-<time>.
+TRAINING_LOG_GROUP: Final = "/aws/sagemaker/TrainingJobs"
 
 # Endpoints, endpoint configs, models and rollback alarms that registry aliases
 # deploy (model_deployments) start with this: <prefix>-<registered model name>.

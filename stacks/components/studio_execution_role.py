@@ -6,7 +6,7 @@ from constructs import Construct
 
 from stacks import names
 from stacks.components.mlflow_lookup import mlflow_lookup_statements
-from stacks.components.workload_roles import log_group_arn
+from stacks.components.workload_roles import log_group_arn, others_training_logs
 
 # Training, model, endpoint-config and endpoint resources the workflow creates.
 _SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
@@ -88,8 +88,8 @@ class StudioExecutionRole(Construct):
     training and serving roles, never itself. In the Studio domain it changes only
     the spaces its profile owns (and their apps). MLflow's artifacts go through MLflow
     (the profile's bucket policy, from the artifact store, denies them). It neither reads
-    nor writes the logs of ``foreign_endpoints`` (IAM name wildcards of the endpoints of
-    other profiles and the registry), which are what their models' code prints.
+    nor writes the logs of the other profiles' (``other_name_prefixes``) endpoints and
+    training jobs, nor the registry's endpoints': what their code prints.
 
     Its tags tell the lab which secret and workload roles are this profile's.
     """
@@ -109,7 +109,7 @@ class StudioExecutionRole(Construct):
         output_stack_names: list[str],
         allowed_instance_types: list[str],
         serving_repository_arn: str,
-        foreign_endpoints: list[str],
+        other_name_prefixes: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
         self._profile = profile
@@ -209,12 +209,16 @@ class StudioExecutionRole(Construct):
             resources=registry_deployments,
         )
         # The Allow above spans /aws/sagemaker/* (Studio's own app logs among them, in groups
-        # SageMaker names); other endpoints' groups are taken out of it here.
+        # SageMaker names); other endpoints' groups and other jobs' streams are taken out here.
+        other_endpoints = [f"{prefix}*" for prefix in other_name_prefixes] + [names.MODEL_DEPLOYMENT_NAMES]
         foreign_logs_deny = iam.PolicyStatement(
-            sid="NoOtherEndpointsLogs",
+            sid="NoOtherWorkloadsLogs",
             effect=iam.Effect.DENY,
             actions=["logs:*"],
-            resources=[log_group_arn(self, f"{names.ENDPOINT_LOG_GROUP_PREFIX}{name}") for name in foreign_endpoints],
+            resources=[
+                *(log_group_arn(self, f"{names.ENDPOINT_LOG_GROUP_PREFIX}{name}") for name in other_endpoints),
+                *others_training_logs(self, other_name_prefixes),
+            ],
         )
         self.policy = iam.Policy(self, "WorkflowPolicy", statements=[*statements, registry_deny, foreign_logs_deny])
         self.policy.attach_to_role(role)

@@ -34,8 +34,8 @@ class StudioUser(Construct):
     tells the server they are the profile's MLflow user (accounts: the profile's account; sso:
     its Cognito client's machine user; an external provider's profile is not mapped).
 
-    ``other_name_prefixes`` are the other profiles' (names.workflow_name_prefix): the notebook
-    reads none of their endpoints' logs, nor the registry's.
+    ``other_name_prefixes`` are the other profiles' (names.workflow_name_prefix): neither the
+    notebook nor the training code reads or writes their endpoints' or jobs' logs.
     """
 
     def __init__(
@@ -106,6 +106,7 @@ class StudioUser(Construct):
             credentials_secret_name=secret_name,
             storage_policy=storage.training,
             output_stack_names=output_stack_names,
+            other_name_prefixes=other_name_prefixes,
         )
         self.serving_role = ServingRole(
             self,
@@ -128,8 +129,7 @@ class StudioUser(Construct):
             output_stack_names=output_stack_names,
             allowed_instance_types=allowed_instance_types,
             serving_repository_arn=serving_repository_arn,
-            # Other profiles' endpoints and the registry's: their models' output is not this profile's.
-            foreign_endpoints=[*(f"{prefix}*" for prefix in other_name_prefixes), names.MODEL_DEPLOYMENT_NAMES],
+            other_name_prefixes=other_name_prefixes,
         )
         self.execution_role.allow_studio_in_domain(domain.domain_id)
         self.credentials_secret_name = secret_name

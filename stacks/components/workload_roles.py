@@ -26,6 +26,11 @@ def log_group_arn(scope: Construct, group: str) -> str:
     )
 
 
+def others_training_logs(scope: Construct, other_name_prefixes: list[str]) -> list[str]:
+    """The log streams of other profiles' training jobs (a job's streams start with its name)."""
+    return [log_group_arn(scope, f"{names.TRAINING_LOG_GROUP}:log-stream:{prefix}*") for prefix in other_name_prefixes]
+
+
 def _sagemaker_role(scope: Construct, construct_id: str, description: str, policy: iam.IManagedPolicy) -> iam.Role:
     return iam.Role(
         scope,
@@ -77,6 +82,7 @@ class TrainingRole(Construct):
         credentials_secret_name: str,
         storage_policy: iam.IManagedPolicy,
         output_stack_names: list[str],
+        other_name_prefixes: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = _sagemaker_role(
@@ -92,7 +98,7 @@ class TrainingRole(Construct):
             ),
             *_runtime_statements(
                 self,
-                "/aws/sagemaker/TrainingJobs*",
+                f"{names.TRAINING_LOG_GROUP}*",
                 [
                     Stack.of(self).format_arn(
                         service="ecr",
@@ -105,7 +111,12 @@ class TrainingRole(Construct):
                 ],
             ),
         ]
-        self.policy = iam.Policy(self, "Policy", statements=statements)
+        # Training code runs as this role: it adds no lines to another profile's job logs.
+        others = others_training_logs(self, other_name_prefixes)
+        denied = [
+            iam.PolicyStatement(sid="NoOtherJobsLogs", effect=iam.Effect.DENY, actions=["logs:*"], resources=others)
+        ]
+        self.policy = iam.Policy(self, "Policy", statements=[*statements, *(denied if others else [])])
         self.policy.attach_to_role(self.role)
         self.wildcard_resources = _wildcards(statements)
 

@@ -217,10 +217,25 @@ def test_a_notebook_reads_and_writes_only_its_own_endpoints_logs(roles, profile:
     for endpoint in (f"{PREFIXES[other]}demo-1", REGISTRY_NAME):
         described = Request("logs:DescribeLogStreams", _log_group(f"{endpoints}{endpoint}"))
         assert _decide(roles, execution, described) == "Deny", endpoint
-    training = _log_group(f"/aws/sagemaker/TrainingJobs:log-stream:{PREFIXES[profile]}job/algo-1-1")
     studio = _log_group(f"/aws/sagemaker/studio:log-stream:{DOMAIN}/{profile}/JupyterLab/default")
-    for stream in (training, studio):
-        assert _decide(roles, execution, Request("logs:GetLogEvents", stream)) == "Allow", stream
+    assert _decide(roles, execution, Request("logs:GetLogEvents", studio)) == "Allow"
+
+
+def _job_log(profile: str) -> str:
+    """A stream of a training job of `profile` in SageMaker's one training log group."""
+    return _log_group(f"{names.TRAINING_LOG_GROUP}:log-stream:{PREFIXES[profile]}job-1/algo-1-1700000000")
+
+
+@pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
+def test_training_logs_are_read_by_their_profile_and_written_by_its_jobs(roles, profile: str, other: str) -> None:
+    """One log group holds every profile's jobs: the streams of another's are neither read by the
+    notebook nor written by training code (which runs as the training role)."""
+    execution, training = f"{profile}/ExecutionRole", f"{profile}/TrainingRole"
+    assert _decide(roles, execution, Request("logs:GetLogEvents", _job_log(profile))) == "Allow"
+    assert _decide(roles, execution, Request("logs:GetLogEvents", _job_log(other))) == "Deny"
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert _decide(roles, training, Request(action, _job_log(profile))) == "Allow", action
+        assert _decide(roles, training, Request(action, _job_log(other))) == "Deny", action
 
 
 @pytest.mark.parametrize("profile, other", PROFILE_PAIRS)
@@ -419,7 +434,7 @@ def test_a_profile_named_in_capitals_owns_its_spaces_in_either_spelling() -> Non
             stack, "Artifacts", statements=[iam.PolicyStatement(actions=["s3:GetObject"], resources=["*"])]
         ),
         output_stack_names=["Outputs"], allowed_instance_types=["ml.m5.large"], serving_repository_arn="*",
-        foreign_endpoints=[names.MODEL_DEPLOYMENT_NAMES],
+        other_name_prefixes=[],
     )  # fmt: skip
     role.allow_studio_in_domain(DOMAIN)
     template = assertions.Template.from_stack(stack).to_json()
