@@ -104,3 +104,27 @@ def test_sources_and_locations_are_refused(sso_stack: MlflowStack, scene: Scene)
         json={"name": f"planted-{secrets.token_hex(3)}", "artifact_location": f"{sso_stack.artifacts_destination}/{e}"},
     )  # fmt: skip
     assert planted.status_code == 400 and "assigned by the server" in planted.text
+
+
+def test_a_trace_cannot_be_pointed_at_the_owners_files(sso_stack: MlflowStack, scene: Scene) -> None:
+    """The colleague's own trace, retagged to read the owner's trace data (accounts mode: every route)."""
+    own = call(
+        sso_stack, "POST", "/api/2.0/mlflow/experiments/create", scene.colleague,
+        json={"name": f"colleague-traces-{secrets.token_hex(3)}"},
+    )  # fmt: skip
+    assert own.status_code == 200, own.text
+    where = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": own.json()["experiment_id"]}}
+    info = {
+        "trace_id": f"tr-{secrets.token_hex(16)}", "request_time": "2026-01-01T00:00:00Z", "state": "OK",
+        "trace_location": where,
+    }  # fmt: skip
+    started = call(sso_stack, "POST", "/api/3.0/mlflow/traces", scene.colleague, json={"trace": {"trace_info": info}})
+    assert started.status_code == 200, started.text
+    location = f"mlflow-artifacts:/{scene.experiment_id}/traces/tr-{'0' * 32}/artifacts"
+    retagged = call(
+        sso_stack, "PATCH", f"/api/3.0/mlflow/traces/{info['trace_id']}/tags", scene.colleague,
+        json={"key": "mlflow.artifactLocation", "value": location},
+    )  # fmt: skip
+    assert retagged.status_code == 400 and "set by the server only" in retagged.text, retagged.text
+    kept = call(sso_stack, "GET", f"/api/3.0/mlflow/traces/{info['trace_id']}", scene.colleague)
+    assert kept.json()["trace"]["trace_info"]["tags"]["mlflow.artifactLocation"] != location
