@@ -6,7 +6,7 @@ from constructs import Construct
 
 from stacks import names
 from stacks.components.mlflow_lookup import mlflow_lookup_statements
-from stacks.components.workload_roles import log_group_arn, others_training_logs
+from stacks.components.workload_roles import log_group_arn, others_training_logs, wildcard_resources
 
 # Training, model, endpoint-config and endpoint resources the workflow creates.
 _SAGEMAKER_WORKFLOW_RESOURCES = ("training-job", "model", "endpoint-config", "endpoint")
@@ -285,10 +285,9 @@ class StudioExecutionRole(Construct):
 
     def _track_wildcards(self, statements: list[iam.PolicyStatement]) -> None:
         """Remember name-scoped wildcard resources so each can be acknowledged on its own."""
-        for statement in statements:
-            for resource in statement.resources:
-                if resource != "*" and "*" in resource and resource not in self.wildcard_resources:
-                    self.wildcard_resources.append(resource)
+        for resource in wildcard_resources(statements):
+            if resource not in self.wildcard_resources:
+                self.wildcard_resources.append(resource)
 
     def _slash_arn(self, service: str, resource: str, name: str, *, account: str | None = None) -> str:
         return Stack.of(self).format_arn(

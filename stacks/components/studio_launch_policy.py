@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.components.studio_execution_role import name_spellings
+from stacks.components.workload_roles import wildcard_resources
 
 # The console's way to the profile: find the domain and the profile, see its spaces and apps.
 _FIND_ACTIONS = ["sagemaker:ListDomains", "sagemaker:ListUserProfiles", "sagemaker:ListSpaces", "sagemaker:ListApps"]
@@ -47,4 +48,4 @@ class StudioLaunchPolicy(Construct):
             description=f"Open SageMaker Studio as user profile {profile}: attach to that person's IAM identity only",
             statements=statements,
         )
-        self.wildcard_resources = [r for s in statements for r in s.resources if r != "*" and "*" in r]
+        self.wildcard_resources = wildcard_resources(statements)

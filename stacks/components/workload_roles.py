@@ -118,7 +118,7 @@ class TrainingRole(Construct):
         ]
         self.policy = iam.Policy(self, "Policy", statements=[*statements, *(denied if others else [])])
         self.policy.attach_to_role(self.role)
-        self.wildcard_resources = _wildcards(statements)
+        self.wildcard_resources = wildcard_resources(statements)
 
 
 class ServingRole(Construct):
@@ -149,9 +149,9 @@ class ServingRole(Construct):
         )
         self.policy = iam.Policy(self, "Policy", statements=statements)
         self.policy.attach_to_role(self.role)
-        self.wildcard_resources = _wildcards(statements)
+        self.wildcard_resources = wildcard_resources(statements)
 
 
-def _wildcards(statements: list[iam.PolicyStatement]) -> list[str]:
+def wildcard_resources(statements: list[iam.PolicyStatement]) -> list[str]:
     """Name-scoped wildcard resources, each acknowledged on its own (stacks/nag_acknowledgments.py)."""
     return [r for s in statements for r in s.resources if r != "*" and "*" in r]
