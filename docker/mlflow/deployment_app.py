@@ -6,7 +6,8 @@ there (the entrypoint puts this folder on PYTHONPATH). Each mode keeps the app i
 had: MLflow's own (shared), MLflow's basic-auth app (accounts), the
 mlflow-oidc-auth plugin (sso); request_guard.py only refuses requests before them.
 In accounts and sso modes, setting a model's alias needs MANAGE (alias_permissions.py,
-oidc_alias_permissions.py). With IAM sign-in (iam_sign_in.py), a request with more than one
+oidc_alias_permissions.py); in sso mode reading an MCP server follows the default permission
+(oidc_mcp_permissions.py). With IAM sign-in (iam_sign_in.py), a request with more than one
 caller header is refused before the app, and the audit lines name the caller's user; in
 sso mode oidc_iam_sign_in.py maps the caller for the plugin.
 """
@@ -46,8 +47,10 @@ def create_app() -> AuditLog:
         alias_permissions.install()
     elif needs_of(mode).server_app == "oidc":
         import oidc_alias_permissions  # imports the OIDC plugin's hooks: sso mode only
+        import oidc_mcp_permissions
 
         oidc_alias_permissions.install()
+        oidc_mcp_permissions.install()
     guarded: ASGIApp = RequestGuard(app)
     iam_user: IamUser | None = None
     if os.environ.get(SIGN_IN_ENV) == "true" and needs_of(mode).iam_sign_in:

@@ -63,6 +63,8 @@ def every_patch(modules: dict[str, ModuleType]) -> dict[str, tuple[dict, dict]]:
         patches["oidc_alias_permissions.py"] = (oidc_aliases.REVIEWED, {})
     with image_module("oidc_iam_sign_in") as oidc_iam:
         patches["oidc_iam_sign_in.py"] = (oidc_iam.REVIEWED, {})
+    with image_module("oidc_mcp_permissions") as oidc_mcp:
+        patches["oidc_mcp_permissions.py"] = (oidc_mcp.REVIEWED, {})
     return patches
 
 
@@ -303,3 +305,24 @@ def test_the_sso_alias_patch_guards_both_set_alias_routes_and_leaves_the_plugin_
         manage = registered_model.validate_can_manage_registered_model
         assert all(hooks.BEFORE_REQUEST_VALIDATORS[r] is manage for r in routes)
         assert hooks.BEFORE_REQUEST_HANDLERS[SetRegisteredModelAlias] is manage
+
+
+def test_the_sso_mcp_patch_puts_the_default_permission_on_reads_and_leaves_the_plugin_on_other_source(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mlflow_oidc_auth.middleware.mcp_server_registry as registry
+
+    stock = registry._may_read
+    with image_module("oidc_mcp_permissions") as mcp:
+        module = "mlflow_oidc_auth.middleware.mcp_server_registry"
+        changed = {**mcp.REVIEWED, module: {**mcp.REVIEWED[module], "_may_read": "0" * 64}}
+        monkeypatch.setattr(mcp, "REVIEWED", changed)
+        monkeypatch.setattr(registry, "_may_read", stock)
+        with caplog.at_level(logging.WARNING):
+            assert mcp.install() is False
+        assert f"{module}:_may_read" in caplog.text and mcp.CONSEQUENCE in caplog.text
+        assert registry._may_read is stock
+        monkeypatch.undo()
+        monkeypatch.setattr(registry, "_may_read", stock)
+        assert mcp.install() is True
+        assert registry._may_read is mcp.may_read

@@ -25,6 +25,7 @@ from localrun.services import MlflowServer
 from localrun.stack import SSO_ALLOWED_GROUP, SSO_CLIENT_ID, MlflowStack
 from tests.integration.conftest import (
     SSO_ADMIN,
+    SSO_COLLEAGUE,
     SSO_GROUP,
     SSO_MACHINE,
     SSO_OUTSIDER,
@@ -161,6 +162,70 @@ def test_an_admin_grants_and_a_person_sees_only_what_was_granted(
     path = f"ajax-api/2.0/mlflow/permissions/users/{SSO_USER.email}/experiments/{scene[granted]}"
     assert api(admin, "DELETE", path)[0] == 200
     assert alice.context.request.get(get).status == 403
+    alice.context.close()
+    admin.context.close()
+
+
+MCP = "mlflow/mcp-servers"
+
+
+def test_an_mcp_server_nobody_granted_is_read_under_the_default_permission(browser, sso_stack: MlflowStack) -> None:
+    """The plugin lets every signed-in user read an ungranted MCP server; here NO_PERMISSIONS holds, as in accounts.
+
+    An admin registers a server with a version, an access endpoint, an alias and a tag.
+    A colleague's app client and a signed-in person hold no grant on it: every route that
+    shows it (REST and ajax-api, get, versions, aliases, endpoints, both searches) keeps it
+    from them until the admin grants READ, which opens reads and no writes
+    (docker/mlflow/oidc_mcp_permissions.py).
+    """
+    assert sso_stack.oidc is not None
+    name = f"com.example/tool-{secrets.token_hex(3)}"
+    admin = sign_in(browser, sso_stack, SSO_ADMIN)
+    alice = sign_in(browser, sso_stack, SSO_USER)
+    server_json = {"name": name, "version": "1.0.0", "description": "what team A runs"}
+    for path, body in [
+        (f"ajax-api/3.0/{MCP}", {"name": name, "description": "team A only"}),
+        (f"ajax-api/3.0/{MCP}/{name}/versions", {"server_json": server_json}),
+        (f"ajax-api/3.0/{MCP}/{name}/endpoints", {"server_version": "1.0.0", "url": "http://10.0.0.7/mcp"}),
+        (f"ajax-api/3.0/{MCP}/{name}/aliases", {"alias": "prod", "version": "1.0.0"}),
+        (f"ajax-api/3.0/{MCP}/{name}/tags", {"key": "team", "value": "a"}),
+    ]:
+        status, data = api(admin, "POST", path, body)
+        assert status == 200, (path, data)
+    colleague = bearer(sso_stack.oidc.client_credentials_token(SSO_COLLEAGUE))
+    reads = [f"{MCP}/{name}", f"{MCP}/{name}/versions", f"{MCP}/{name}/versions/1.0.0",
+             f"{MCP}/{name}/aliases/prod", f"{MCP}/{name}/endpoints"]  # fmt: skip
+
+    def colleague_get(path: str) -> requests.Response:
+        return requests.get(f"{sso_stack.proxy_url}/{path}", headers=colleague, timeout=30)
+
+    def listed(rows: list[dict], key: str) -> bool:
+        return any(row.get(key) == name for row in rows)
+
+    def seen_by_colleague() -> dict[str, int]:
+        return {f"{prefix}/{path}": colleague_get(f"{prefix}/{path}").status_code
+                for prefix in ("api/3.0", "ajax-api/3.0") for path in reads}  # fmt: skip
+
+    assert set(seen_by_colleague().values()) == {403}, seen_by_colleague()
+    for path in reads:
+        assert api(alice, "GET", f"ajax-api/3.0/{path}")[0] == 403, path
+    assert not listed(colleague_get(f"api/3.0/{MCP}?max_results=1000").json()["mcp_servers"], "name")
+    assert not listed(colleague_get(f"api/3.0/{MCP}/endpoints").json()["mcp_access_endpoints"], "server_name")
+    assert not listed(api(alice, "GET", f"ajax-api/3.0/{MCP}")[1]["mcp_servers"], "name")
+    assert api(admin, "GET", f"ajax-api/3.0/{MCP}/{name}")[0] == 200
+
+    status, data = api(admin, "POST", f"ajax-api/2.0/mlflow/permissions/users/{SSO_COLLEAGUE}/mcp-servers/{name}",
+                       {"permission": "READ"})  # fmt: skip
+    assert status == 201, data
+    assert set(seen_by_colleague().values()) == {200}, seen_by_colleague()
+    assert colleague_get(f"api/3.0/{MCP}/{name}").json()["description"] == "team A only"
+    assert listed(colleague_get(f"api/3.0/{MCP}?max_results=1000").json()["mcp_servers"], "name")
+    patched = requests.patch(f"{sso_stack.proxy_url}/api/3.0/{MCP}/{name}", json={"description": "bob was here"},
+                             headers=colleague, timeout=30)  # fmt: skip
+    assert patched.status_code == 403
+    # The person still holds nothing.
+    assert api(alice, "GET", f"ajax-api/3.0/{MCP}/{name}")[0] == 403
+    assert api(admin, "GET", f"ajax-api/3.0/{MCP}/{name}")[1]["description"] == "team A only"
     alice.context.close()
     admin.context.close()
 
