@@ -22,7 +22,8 @@ sees the request:
   spans, StartTraceV3);
 * a trace tag that says where a trace's data lives (LOCATION_TAGS), on every route that
   writes trace tags: the server reads a trace's data from there with its own credentials;
-* the assistant's routes (MLflow's UI assistant, which trusts callers on loopback).
+* the assistant's routes (MLflow's UI assistant, which trusts callers on loopback);
+* a header of SINGLE_HEADERS sent more than once.
 
 It reads only public request data and calls only the wrapped app, no MLflow internals.
 """
@@ -54,6 +55,10 @@ _ID_NAMES = frozenset({"experimentid", "experimentids"})
 _LOCATION_NAMES = frozenset({"artifactlocation"})
 # The OTLP endpoint names the experiment in this header.
 _ID_HEADERS = frozenset({b"x-mlflow-experiment-id"})
+# Headers that say who is calling, about what, or how to read the body. MLflow, its auth apps and
+# this module could each read a different copy of one sent twice (Starlette's `get` takes the first),
+# so a request carrying one of them twice is refused.
+SINGLE_HEADERS = frozenset({*_ID_HEADERS, b"authorization", b"content-type", b"content-encoding"})
 # Routes under /api/2.0 and /ajax-api/2.0 (MLflow serves every one under both).
 _API = r"/(?:api|ajax-api)/[0-9.]+"
 _ARTIFACT_PATH = re.compile(
@@ -124,6 +129,13 @@ def check_id(value: object, where: str) -> None:
                 400, f"{where}: experiment ids are written as the server returns them (digits, no sign, "
                 f"spaces or leading zeros), got {item!r}",
             )  # fmt: skip
+
+
+def check_single_headers(headers: list[tuple[bytes, bytes]]) -> None:
+    names = [name for name, _ in headers if name in SINGLE_HEADERS]
+    for name in sorted(set(names)):
+        if names.count(name) > 1:
+            raise Refused(400, f"header {name.decode()!r} is sent {names.count(name)} times; send it once")
 
 
 def check_query(query_string: bytes) -> list[tuple[str, str]]:
@@ -506,6 +518,7 @@ class RequestGuard:
             )  # fmt: skip
         if _ASSISTANT.fullmatch(route):
             raise Refused(404, "the MLflow assistant is not offered by this deployment")
+        check_single_headers(list(scope.get("headers", ())))
         query = check_query(scope.get("query_string", b""))
         for name, value in scope.get("headers", ()):
             if name in _ID_HEADERS:

@@ -234,6 +234,11 @@ def test_a_passing_request_reaches_the_app_with_its_body_intact(guard: ModuleTyp
         ("PUT", "/ajax-api/3.0/mlflow/assistant/config", b'{"providers": {}}', b"", []),
         ("POST", "/ajax-api/3.0/mlflow/assistant//message", b"{}", b"", [(b"x-forwarded-for", b"127.0.0.1")]),
         ("POST", "//ajax-api/2.0/mlflow/artifacts/presigned-download-url/", b'{"run_id": "r", "path": "x"}', b"", []),
+        # The app reads the first of a header given twice; a check could read another.
+        ("POST", "/v1/traces", b"", b"", [(b"x-mlflow-experiment-id", b"2"), (b"x-mlflow-experiment-id", b"1")]),
+        ("POST", "/v1/traces", b"", b"", [(b"content-encoding", b"gzip"), (b"content-encoding", b"identity")]),
+        ("POST", "/api/2.0/mlflow/runs/search", b"{}", b"", [(b"content-type", b"a/b"), (b"content-type", b"c/d")]),
+        ("GET", "/api/2.0/mlflow/experiments/search", b"", b"", [(b"authorization", b"Basic YTpi")] * 2),
     ],
 )
 def test_refused_requests_never_reach_the_app(

@@ -524,6 +524,27 @@ def test_otlp_cannot_rewrite_spans_of_a_trace_in_another_experiment(guarded: Sce
     assert response.status_code in (400, 403), response.status_code
 
 
+def test_a_second_experiment_header_does_not_lead_the_guard_elsewhere(guarded: Scene) -> None:
+    """MLflow reads the first `x-mlflow-experiment-id` header; a check that reads another one checks
+    something else. The reader sends its own experiment first and the owner's second, with spans of
+    the owner's trace: a header given twice is refused, in either order, and the span stays the owner's.
+    """
+    assert guarded.reader is not None
+    trace_id, span_id = os.urandom(16), os.urandom(8)
+    body, mlflow_trace_id = otlp_body("owners-span", "genuine", trace_id, span_id)
+    assert post_otlp(guarded.stack, guarded.owner, guarded.experiment_id, body).status_code == 200
+    forged, _ = otlp_body("owners-span", "forged by the reader", trace_id, span_id)
+    own = own_experiment(guarded, guarded.reader)
+    for first, second in ((own, guarded.experiment_id), (guarded.experiment_id, own)):
+        headers = [
+            f"Authorization: {guarded.reader.headers['Authorization']}", f"Content-Type: {PROTOBUF}",
+            f"{MLFLOW_EXPERIMENT_ID_HEADER}: {first}", f"{MLFLOW_EXPERIMENT_ID_HEADER}: {second}",
+        ]  # fmt: skip
+        status = raw_post_status(guarded.stack, OTLP_TRACES_PATH, headers, forged)
+        assert attribute(owners_span(guarded, mlflow_trace_id), "tracing.tag") == "genuine", f"rewritten ({status})"
+        assert status == 400, status
+
+
 def start_trace_v3_elsewhere(scene: Scene, caller: Caller, trace_id: str) -> requests.Response:
     """StartTraceV3 naming an existing trace's id, located in `caller`'s own experiment."""
     info = {
