@@ -23,7 +23,9 @@ sees the request:
 * a trace tag that says where a trace's data lives (LOCATION_TAGS), on every route that
   writes trace tags: the server reads a trace's data from there with its own credentials;
 * the assistant's routes (MLflow's UI assistant, which trusts callers on loopback);
-* a header of SINGLE_HEADERS sent more than once.
+* a header of SINGLE_HEADERS sent more than once;
+* a DELETE or PATCH with a body that is not declared JSON: MLflow's basic-auth app then reads
+  the target from the query string while the handler reads the body.
 
 It reads only public request data and calls only the wrapped app, no MLflow internals.
 """
@@ -136,6 +138,21 @@ def check_single_headers(headers: list[tuple[bytes, bytes]]) -> None:
     for name in sorted(set(names)):
         if names.count(name) > 1:
             raise Refused(400, f"header {name.decode()!r} is sent {names.count(name)} times; send it once")
+
+
+def is_json_media(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the Content-Type is one Flask's `is_json` accepts (so its auth app reads the body)."""
+    value = next((v for name, v in headers if name == b"content-type"), b"")
+    media = value.decode("latin-1").split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def check_body_media(method: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A DELETE or PATCH body is read by the handler whatever its type, by the auth app only as JSON."""
+    if method in ("DELETE", "PATCH") and body and not is_json_media(headers):
+        raise Refused(
+            415, f"a {method} request with a body must declare it: Content-Type: application/json"
+        )  # fmt: skip
 
 
 def check_query(query_string: bytes) -> list[tuple[str, str]]:
@@ -438,7 +455,7 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 def _json_error(status: int, message: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     code = {
         400: "INVALID_PARAMETER_VALUE", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
-        503: "TEMPORARILY_UNAVAILABLE",
+        415: "INVALID_PARAMETER_VALUE", 503: "TEMPORARILY_UNAVAILABLE",
     }[status]  # fmt: skip
     body = json.dumps({"error_code": code, "message": message}).encode()
     return body, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -539,6 +556,7 @@ class RequestGuard:
                     for bound in variables:
                         check_graphql(value, bound)
         body, messages = await _read_body(receive)
+        check_body_media(scope["method"], body, list(scope.get("headers", ())))
         trace_write = scope["method"] in ("POST", "PUT", "PATCH") and _TRACE_WRITES.fullmatch(route) is not None
         reads_document = (
             trace_write

@@ -177,8 +177,18 @@ class Recorder:
 
 
 def call(
-    app: Any, method: str, path: str, body: bytes = b"", query: bytes = b"", headers: list | None = None
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    query: bytes = b"",
+    headers: list | None = None,
+    declare_json: bool = True,
 ) -> tuple[int, bytes]:
+    """The guard's answer; a body without a Content-Type is declared JSON, as clients send it, unless told not to."""
+    headers = list(headers or [])
+    if declare_json and body and not any(name == b"content-type" for name, _ in headers):
+        headers.append((b"content-type", b"application/json"))
     chunks = [body[i : i + 7] for i in range(0, len(body), 7)] or [b""]
     messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     sent: list[dict] = []
@@ -189,7 +199,7 @@ def call(
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": headers or []}
+    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": headers}
     asyncio.run(app(scope, receive, send))
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
@@ -538,3 +548,36 @@ def test_otlp_spans_cannot_set_location_tags(guard: ModuleType) -> None:
     }]}]}]}  # fmt: skip
     with pytest.raises(guard.Refused, match="set by the server only"):
         guard.otlp_trace_ids(json.dumps(as_json).encode(), {b"content-type": b"application/json"})
+
+
+@pytest.mark.parametrize("content_type", [None, b"text/plain", b"application/x-www-form-urlencoded", b"text/json"])
+@pytest.mark.parametrize("method", ["DELETE", "PATCH"])
+def test_a_delete_or_patch_body_is_declared_json(guard: ModuleType, method: str, content_type: bytes | None) -> None:
+    """MLflow's basic-auth app reads a DELETE's target from the query unless the body is declared JSON;
+    the handler reads the body whatever it is declared as."""
+    inner = Recorder()
+    headers = [(b"content-type", content_type)] if content_type else []
+    path, body = "/api/2.0/mlflow/registered-models/delete", b'{"name": "theirs"}'
+    status, answer = call(guard.RequestGuard(inner), method, path, body, b"name=mine", headers, declare_json=False)
+    assert status == 415 and "Content-Type: application/json" in json.loads(answer)["message"]
+    assert inner.calls == []
+
+
+@pytest.mark.parametrize(
+    "method, body, content_type",
+    [
+        ("DELETE", b'{"name": "m"}', b"application/json"),
+        ("DELETE", b'{"name": "m"}', b"Application/JSON; charset=utf-8"),
+        ("PATCH", b'{"name": "m"}', b"application/merge-patch+json"),
+        ("DELETE", b"", None),  # the target in the query, as for GET
+        ("GET", b"{}", None),
+    ],
+)
+def test_declared_json_and_bodiless_requests_pass(
+    guard: ModuleType, method: str, body: bytes, content_type: bytes | None
+) -> None:
+    inner = Recorder()
+    headers = [(b"content-type", content_type)] if content_type else []
+    path = "/api/2.0/mlflow/registered-models/delete"
+    assert call(guard.RequestGuard(inner), method, path, body, b"", headers, declare_json=False) == (200, b"ok")
+    assert inner.calls[0][1] == body

@@ -409,3 +409,51 @@ def test_a_trace_cannot_be_pointed_at_another_experiments_files(
             assert SECRET not in read.content, (version, params)
     # B's traces still take ordinary tags.
     assert api(s, "PATCH", f"/api/3.0/mlflow/traces/{trace_id}/tags", b, json={"key": "team", "value": "b"}).ok
+
+
+def test_a_delete_cannot_name_one_model_to_the_check_and_another_to_the_handler(
+    accounts_stack: MlflowStack, accounts: Accounts, denied: Denied
+) -> None:
+    """MLflow's basic-auth app reads a DELETE's target from the query string unless the body is declared
+    JSON; its handler reads the body whatever it is declared as. B names its own model in the query and
+    A's in an undeclared body: stock MLflow 3.17.2 deleted A's tag, alias, version and model this way."""
+    s, b = accounts_stack, denied.b
+    a = accounts.new_user("model-owner")
+    name = f"a-model-{b.username}"
+    experiment_id = api(s, "POST", "/api/2.0/mlflow/experiments/create", a, json={"name": name}).json()["experiment_id"]
+    run = api(s, "POST", "/api/2.0/mlflow/runs/create", a, json={"experiment_id": experiment_id}).json()["run"]["info"]
+    for route, body in [
+        ("registered-models/create", {"name": name}),
+        ("registered-models/set-tag", {"name": name, "key": "stage", "value": "prod"}),
+        ("model-versions/create", {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]}),
+        ("registered-models/alias", {"name": name, "alias": "champion", "version": "1"}),
+        ("registered-models/set-tag", {"name": denied.b_model, "key": "stage", "value": "b's"}),
+    ]:
+        owner = b if body["name"] == denied.b_model else a
+        assert api(s, "POST", f"/api/2.0/mlflow/{route}", owner, json=body).ok, route
+    attempts = [
+        ("registered-models/delete-tag", {"key": "stage"}),
+        ("registered-models/alias", {"alias": "champion"}),
+        ("model-versions/delete", {"version": "1"}),
+        ("registered-models/delete", {}),
+    ]
+    for route, rest in attempts:
+        for headers in ({"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}, {}):
+            response = api(
+                s, "DELETE", f"/api/2.0/mlflow/{route}", b, params={"name": denied.b_model, **rest},
+                data=json.dumps({"name": name, **rest}), headers=headers,
+            )  # fmt: skip
+            assert response.status_code == 415, (route, headers, response.status_code, response.text)
+    model = api(s, "GET", "/api/2.0/mlflow/registered-models/get", a, params={"name": name}).json()["registered_model"]
+    assert model["tags"] == [{"key": "stage", "value": "prod"}]
+    assert model["aliases"] == [{"alias": "champion", "version": "1"}]
+    assert [v["version"] for v in model["latest_versions"]] == ["1"]
+    # Declared JSON, the check reads what the handler reads: A's tag is refused, B's own goes.
+    forged = api(s, "DELETE", "/api/2.0/mlflow/registered-models/delete-tag", b,
+                 params={"name": denied.b_model, "key": "stage"}, json={"name": name, "key": "stage"})  # fmt: skip
+    assert forged.status_code == 403, forged.text
+    own = api(s, "DELETE", "/api/2.0/mlflow/registered-models/delete-tag", b,
+              json={"name": denied.b_model, "key": "stage"})  # fmt: skip
+    assert own.status_code == 200, own.text
+    mine = api(s, "GET", "/api/2.0/mlflow/registered-models/get", b, params={"name": denied.b_model}).json()
+    assert "tags" not in mine["registered_model"]
