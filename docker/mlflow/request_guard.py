@@ -25,7 +25,8 @@ sees the request:
 * the assistant's routes (MLflow's UI assistant, which trusts callers on loopback);
 * a header of SINGLE_HEADERS sent more than once;
 * a DELETE or PATCH with a body that is not declared JSON: MLflow's basic-auth app then reads
-  the target from the query string while the handler reads the body.
+  the target from the query string while the handler reads the body;
+* `run_id` and `run_uuid` naming different runs in one query string or JSON object.
 
 It reads only public request data and calls only the wrapped app, no MLflow internals.
 """
@@ -55,6 +56,9 @@ _CANONICAL_ID = re.compile(r"(?:0|[1-9][0-9]{0,18})")
 # Names that carry experiment ids, compared with case, `_`, `-` and `[]` removed.
 _ID_NAMES = frozenset({"experimentid", "experimentids"})
 _LOCATION_NAMES = frozenset({"artifactlocation"})
+# A run is `run_id` or its old name `run_uuid`; MLflow's checks and handlers do not always read them
+# in the same order (upload-artifact: the check `run_id` first, the handler only `run_uuid`).
+_RUN_NAMES = frozenset({"runid", "runuuid"})
 # The OTLP endpoint names the experiment in this header.
 _ID_HEADERS = frozenset({b"x-mlflow-experiment-id"})
 # Headers that say who is calling, about what, or how to read the body. MLflow, its auth apps and
@@ -155,25 +159,34 @@ def check_body_media(method: str, body: bytes, headers: list[tuple[bytes, bytes]
         )  # fmt: skip
 
 
+def check_one_run(pairs: list[tuple[str, Any]], where: str) -> None:
+    """Refuse `run_id` and `run_uuid` (any spelling) naming different runs in one place."""
+    runs = {repr(value) for key, value in pairs if _name(key) in _RUN_NAMES}
+    if len(runs) > 1:
+        raise Refused(400, f"{where}: run_id and run_uuid name different runs; send one of them")
+
+
 def check_query(query_string: bytes) -> list[tuple[str, str]]:
     """The query's pairs (as Flask and Starlette decode them), after checking their ids."""
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     for key, value in pairs:
         if _name(key) in _ID_NAMES:
             check_id(value, f"query parameter {key!r}")
+    check_one_run(pairs, "query string")
     return pairs
 
 
 def may_name_ids(body: bytes) -> bool:
-    """False only when no JSON reading of `body` can hold an experiment-id key, so it needs no parse.
+    """False only when no JSON reading of `body` can hold an experiment-id or `run_uuid` key, so it needs no parse.
 
     That is a UTF-8 object (JSON parsers read a body as UTF-16 or -32 when its first bytes hold
-    NULs) without "experiment" in any case and without `\\u` escapes, which could spell it.
+    NULs) without "experiment" or "uuid" in any case and without `\\u` escapes, which could spell them.
     """
     head = body.lstrip()[:4]
     if not head.startswith(b"{") or b"\x00" in head:
         return True
-    return b"experiment" in body.lower() or b"\\u" in body
+    lowered = body.lower()
+    return b"experiment" in lowered or b"uuid" in lowered or b"\\u" in body
 
 
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -181,6 +194,7 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if _name(key) in _ID_NAMES:
             check_id(value, f"field {key!r}")
+    check_one_run(pairs, "request body")
     return dict(pairs)
 
 

@@ -249,6 +249,10 @@ def test_a_passing_request_reaches_the_app_with_its_body_intact(guard: ModuleTyp
         ("POST", "/v1/traces", b"", b"", [(b"content-encoding", b"gzip"), (b"content-encoding", b"identity")]),
         ("POST", "/api/2.0/mlflow/runs/search", b"{}", b"", [(b"content-type", b"a/b"), (b"content-type", b"c/d")]),
         ("GET", "/api/2.0/mlflow/experiments/search", b"", b"", [(b"authorization", b"Basic YTpi")] * 2),
+        # upload-artifact: MLflow's check reads run_id first, its handler only run_uuid.
+        ("POST", "/ajax-api/2.0/mlflow/upload-artifact", b"bytes", b"run_id=mine&run_uuid=theirs&path=f", []),
+        ("POST", "/api/2.0/mlflow/runs/log-metric", b'{"run_id": "mine", "run_uuid": "theirs", "key": "k"}', b"", []),
+        ("POST", "/api/2.0/mlflow/runs/set-tag", b'{"runId": "mine", "runUuid": "theirs", "key": "k"}', b"", []),
     ],
 )
 def test_refused_requests_never_reach_the_app(
@@ -581,3 +585,13 @@ def test_declared_json_and_bodiless_requests_pass(
     path = "/api/2.0/mlflow/registered-models/delete"
     assert call(guard.RequestGuard(inner), method, path, body, b"", headers, declare_json=False) == (200, b"ok")
     assert inner.calls[0][1] == body
+
+
+def test_run_id_and_run_uuid_naming_one_run_pass(guard: ModuleType) -> None:
+    """Older clients send both names with the same run."""
+    inner = Recorder()
+    body = b'{"run_id": "r1", "run_uuid": "r1", "key": "k", "value": 1.0, "timestamp": 1}'
+    assert call(guard.RequestGuard(inner), "POST", "/api/2.0/mlflow/runs/log-metric", body)[0] == 200
+    query = b"run_id=r1&run_uuid=r1&path=f"
+    assert call(guard.RequestGuard(inner), "POST", "/ajax-api/2.0/mlflow/upload-artifact", b"x", query)[0] == 200
+    assert len(inner.calls) == 2

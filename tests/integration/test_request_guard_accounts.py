@@ -457,3 +457,27 @@ def test_a_delete_cannot_name_one_model_to_the_check_and_another_to_the_handler(
     assert own.status_code == 200, own.text
     mine = api(s, "GET", "/api/2.0/mlflow/registered-models/get", b, params={"name": denied.b_model}).json()
     assert "tags" not in mine["registered_model"]
+
+
+def test_an_upload_cannot_name_its_own_run_to_the_check_and_another_to_the_handler(
+    accounts_stack: MlflowStack, denied: Denied
+) -> None:
+    """The UI's upload-artifact route: MLflow's check reads `run_id` first, its handler only `run_uuid`.
+    B named its own run as `run_id` and E's as `run_uuid`: stock MLflow 3.17.2 wrote B's file into
+    E's run (where a model's files could be replaced)."""
+    s, b = accounts_stack, denied.b
+    own = api(s, "POST", "/api/2.0/mlflow/runs/create", b, json={"experiment_id": denied.b_experiment_id})
+    own_run = own.json()["run"]["info"]["run_id"]
+    upload = "/ajax-api/2.0/mlflow/upload-artifact"
+    octets = {"Content-Type": "application/octet-stream"}
+    for params in (
+        {"run_id": own_run, "run_uuid": denied.run_id, "path": "planted.txt"},
+        {"run_uuid": denied.run_id, "run_id": own_run, "path": "planted.txt"},
+    ):
+        response = api(s, "POST", upload, b, params=params, data=b"planted by B", headers=octets)
+        assert response.status_code == 400, (params, response.status_code, response.text)
+    with_admin = api(s, "GET", "/api/2.0/mlflow/artifacts/list", Account(s.username, s.password),
+                     params={"run_id": denied.run_id})  # fmt: skip
+    assert [f["path"] for f in with_admin.json()["files"]] == ["notes.txt"]
+    mine = api(s, "POST", upload, b, params={"run_uuid": own_run, "path": "mine.txt"}, data=b"b's", headers=octets)
+    assert mine.status_code == 200, mine.text
