@@ -160,9 +160,15 @@ def check_body_media(method: str, body: bytes, headers: list[tuple[bytes, bytes]
 
 
 def check_one_run(pairs: list[tuple[str, Any]], where: str) -> None:
-    """Refuse `run_id` and `run_uuid` (any spelling) naming different runs in one place."""
-    runs = {repr(value) for key, value in pairs if _name(key) in _RUN_NAMES}
-    if len(runs) > 1:
+    """Refuse `run_id` and `run_uuid` (any spelling) naming different runs in one place.
+
+    One name given more than once is left alone: the bulk metric routes take `run_id` repeated.
+    """
+    runs: dict[str, set[str]] = {}
+    for key, value in pairs:
+        if _name(key) in _RUN_NAMES:
+            runs.setdefault(_name(key), set()).add(repr(value))
+    if len(runs) > 1 and len({frozenset(values) for values in runs.values()}) > 1:
         raise Refused(400, f"{where}: run_id and run_uuid name different runs; send one of them")
 
 

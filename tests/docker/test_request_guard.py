@@ -594,4 +594,7 @@ def test_run_id_and_run_uuid_naming_one_run_pass(guard: ModuleType) -> None:
     assert call(guard.RequestGuard(inner), "POST", "/api/2.0/mlflow/runs/log-metric", body)[0] == 200
     query = b"run_id=r1&run_uuid=r1&path=f"
     assert call(guard.RequestGuard(inner), "POST", "/ajax-api/2.0/mlflow/upload-artifact", b"x", query)[0] == 200
-    assert len(inner.calls) == 2
+    # The bulk metric routes take one name repeated, one run each.
+    bulk = b"run_id=r1&run_id=r2&metric_key=loss"
+    assert call(guard.RequestGuard(inner), "GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk", b"", bulk)[0] == 200
+    assert len(inner.calls) == 3
