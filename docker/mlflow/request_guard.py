@@ -26,14 +26,18 @@ sees the request:
 * a header of SINGLE_HEADERS sent more than once;
 * a DELETE or PATCH with a body that is not declared JSON: MLflow's basic-auth app then reads
   the target from the query string while the handler reads the body;
-* `run_id` and `run_uuid` naming different runs in one query string or JSON object.
+* `run_id` and `run_uuid` naming different runs in one query string or JSON object;
+* a path parameter (a logged model's `model_id`, ...) that the query string or the body names
+  differently: MLflow's checks read the path, some handlers the body.
 
-It reads only public request data and calls only the wrapped app, no MLflow internals.
+It reads only public request data and calls only the wrapped app, no MLflow internals; the
+path parameters come from the routes of MLflow's Flask app (its public `app.url_map`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -170,6 +174,37 @@ def check_one_run(pairs: list[tuple[str, Any]], where: str) -> None:
             runs.setdefault(_name(key), set()).add(repr(value))
     if len(runs) > 1 and len({frozenset(values) for values in runs.values()}) > 1:
         raise Refused(400, f"{where}: run_id and run_uuid name different runs; send one of them")
+
+
+@functools.cache
+def _flask_routes() -> Any:
+    from mlflow.server import app
+
+    return app.url_map.bind("localhost")
+
+
+def path_parameters(route: str, method: str) -> dict[str, str]:
+    """What MLflow's Flask app reads from the path of `route` (nothing for a route it does not serve)."""
+    from werkzeug.exceptions import HTTPException
+
+    try:
+        _, arguments = _flask_routes().match(route, method=method)
+    except HTTPException:
+        return {}
+    return {name: str(value) for name, value in arguments.items()}
+
+
+def check_path_parameters(arguments: dict[str, str], pairs: list[tuple[str, Any]], where: str) -> None:
+    """Refuse a query or body field that names a path parameter's resource otherwise.
+
+    MLflow's checks take the path (`view_args` win); the logged-model finalize handler, for one,
+    acts on the body's `model_id`.
+    """
+    in_path = {_name(name): value for name, value in arguments.items()}
+    for key, value in pairs:
+        expected = in_path.get(_name(key))
+        if expected is not None and str(value) != expected:
+            raise Refused(400, f"{where} field {key!r} is {value!r} but the path says {expected!r}; send one")
 
 
 def check_query(query_string: bytes) -> list[tuple[str, str]]:
@@ -577,16 +612,20 @@ class RequestGuard:
                         check_graphql(value, bound)
         body, messages = await _read_body(receive)
         check_body_media(scope["method"], body, list(scope.get("headers", ())))
+        arguments = path_parameters(route, scope["method"])
+        check_path_parameters(arguments, query, "query")
         trace_write = scope["method"] in ("POST", "PUT", "PATCH") and _TRACE_WRITES.fullmatch(route) is not None
         reads_document = (
             trace_write
             or graphql
             or any(pattern.fullmatch(route) for pattern in (_CREATE_EXPERIMENT, _CREATE_MODEL_VERSION))
         )
-        document = parse_json(body) if body and (reads_document or may_name_ids(body)) else None
+        document = parse_json(body) if body and (reads_document or arguments or may_name_ids(body)) else None
         if isinstance(document, str):
             # Old clients post their JSON encoded twice, and MLflow decodes it again.
             document = parse_json(document.encode())
+        if isinstance(document, dict):
+            check_path_parameters(arguments, list(document.items()), "body")
         if trace_write:
             check_trace_tags(document)
         if isinstance(document, dict):

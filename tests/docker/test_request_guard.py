@@ -253,6 +253,17 @@ def test_a_passing_request_reaches_the_app_with_its_body_intact(guard: ModuleTyp
         ("POST", "/ajax-api/2.0/mlflow/upload-artifact", b"bytes", b"run_id=mine&run_uuid=theirs&path=f", []),
         ("POST", "/api/2.0/mlflow/runs/log-metric", b'{"run_id": "mine", "run_uuid": "theirs", "key": "k"}', b"", []),
         ("POST", "/api/2.0/mlflow/runs/set-tag", b'{"runId": "mine", "runUuid": "theirs", "key": "k"}', b"", []),
+        # MLflow's checks read a path parameter; the finalize handler reads the body's model_id.
+        ("PATCH", "/api/2.0/mlflow/logged-models/m-mine", b'{"model_id": "m-theirs", "status": 2}', b"", []),
+        ("PATCH", "/ajax-api/2.0/mlflow/logged-models/m-mine", b'{"modelId": "m-theirs", "status": 2}', b"", []),
+        ("GET", "/api/2.0/mlflow/logged-models/m-mine", b"", b"model_id=m-theirs", []),
+        (
+            "PATCH",
+            "/api/3.0/mlflow/traces/tr-mine/tags",
+            b'{"trace_id": "tr-theirs", "key": "k", "value": "v"}',
+            b"",
+            [],
+        ),
     ],
 )
 def test_refused_requests_never_reach_the_app(
@@ -598,3 +609,12 @@ def test_run_id_and_run_uuid_naming_one_run_pass(guard: ModuleType) -> None:
     bulk = b"run_id=r1&run_id=r2&metric_key=loss"
     assert call(guard.RequestGuard(inner), "GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk", b"", bulk)[0] == 200
     assert len(inner.calls) == 3
+
+
+def test_a_path_parameter_repeated_alike_passes(guard: ModuleType) -> None:
+    """MLflow's client sends a logged model's id in the path and, alike, in the body."""
+    inner = Recorder()
+    body = b'{"model_id": "m-1", "status": 2}'
+    assert call(guard.RequestGuard(inner), "PATCH", "/api/2.0/mlflow/logged-models/m-1", body)[0] == 200
+    assert guard.path_parameters("/api/2.0/mlflow/logged-models/m-1", "PATCH") == {"model_id": "m-1"}
+    assert guard.path_parameters("/api/2.0/mlflow/runs/search", "POST") == {}

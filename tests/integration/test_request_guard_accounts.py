@@ -481,3 +481,29 @@ def test_an_upload_cannot_name_its_own_run_to_the_check_and_another_to_the_handl
     assert [f["path"] for f in with_admin.json()["files"]] == ["notes.txt"]
     mine = api(s, "POST", upload, b, params={"run_uuid": own_run, "path": "mine.txt"}, data=b"b's", headers=octets)
     assert mine.status_code == 200, mine.text
+
+
+def test_a_logged_model_named_in_the_path_is_the_one_changed(accounts_stack: MlflowStack, denied: Denied) -> None:
+    """MLflow's check of FinalizeLoggedModel reads the path's model id, the handler the body's. B named its
+    own model in the path and one of E's in the body: stock MLflow 3.17.2 changed the status of E's model
+    and answered with it (its name, experiment and artifact location)."""
+    s, b, admin = accounts_stack, denied.b, Account(accounts_stack.username, accounts_stack.password)
+
+    def logged_model(account: Account, experiment_id: str) -> str:
+        body = {"experiment_id": experiment_id, "name": f"lm-{secrets.token_hex(3)}"}
+        response = api(s, "POST", "/api/2.0/mlflow/logged-models", account, json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["model"]["info"]["model_id"]
+
+    theirs, mine = logged_model(admin, denied.experiment_id), logged_model(b, denied.b_experiment_id)
+    ready = "LOGGED_MODEL_READY"
+    api(s, "PATCH", f"/api/2.0/mlflow/logged-models/{theirs}", admin, json={"model_id": theirs, "status": ready})
+    for key in ("model_id", "modelId"):
+        forged = {key: theirs, "status": "LOGGED_MODEL_UPLOAD_FAILED"}
+        response = api(s, "PATCH", f"/api/2.0/mlflow/logged-models/{mine}", b, json=forged)
+        assert response.status_code == 400, (key, response.status_code, response.text)
+        assert not denied.leaks(response) and "artifact_uri" not in response.text
+    status = api(s, "GET", f"/api/2.0/mlflow/logged-models/{theirs}", admin).json()["model"]["info"]["status"]
+    assert status == ready
+    own = api(s, "PATCH", f"/api/2.0/mlflow/logged-models/{mine}", b, json={"model_id": mine, "status": ready})
+    assert own.status_code == 200 and own.json()["model"]["info"]["status"] == ready, own.text
