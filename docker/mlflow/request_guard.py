@@ -590,11 +590,12 @@ class RequestGuard:
             )  # fmt: skip
         if _ASSISTANT.fullmatch(route):
             raise Refused(404, "the MLflow assistant is not offered by this deployment")
-        check_single_headers(list(scope.get("headers", ())))
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
+        check_single_headers(headers)
         query = check_query(scope.get("query_string", b""))
-        for name, value in scope.get("headers", ()):
-            if name in _ID_HEADERS:
-                check_id(value.decode("latin-1"), f"header {name.decode()!r}")
+        for header, content in headers:
+            if header in _ID_HEADERS:
+                check_id(content.decode("latin-1"), f"header {header.decode()!r}")
         artifact = _ARTIFACT_PATH.fullmatch(route)
         if artifact:
             check_artifact_path(artifact.group(1) or "", "artifact path")
@@ -611,7 +612,7 @@ class RequestGuard:
                     for bound in variables:
                         check_graphql(value, bound)
         body, messages = await _read_body(receive)
-        check_body_media(scope["method"], body, list(scope.get("headers", ())))
+        check_body_media(scope["method"], body, headers)
         arguments = path_parameters(route, scope["method"])
         check_path_parameters(arguments, query, "query")
         trace_write = scope["method"] in ("POST", "PUT", "PATCH") and _TRACE_WRITES.fullmatch(route) is not None
@@ -624,11 +625,10 @@ class RequestGuard:
         if isinstance(document, str):
             # Old clients post their JSON encoded twice, and MLflow decodes it again.
             document = parse_json(document.encode())
-        if isinstance(document, dict):
-            check_path_parameters(arguments, list(document.items()), "body")
         if trace_write:
             check_trace_tags(document)
         if isinstance(document, dict):
+            check_path_parameters(arguments, list(document.items()), "body")
             if graphql:
                 check_graphql(document.get("query"), document.get("variables"))
             if _CREATE_EXPERIMENT.fullmatch(route):
@@ -641,9 +641,9 @@ class RequestGuard:
                 if trace_id is not None:
                     await self.check_trace_home(trace_id, experiment_id)
         if route == _OTLP_TRACES and scope["method"] == "POST":
-            headers = dict(scope.get("headers", ()))
-            experiment_id = headers.get(b"x-mlflow-experiment-id", b"").decode("latin-1")
-            for trace_id in sorted(otlp_trace_ids(body, headers)):
+            single = dict(headers)  # each of SINGLE_HEADERS appears once at most (checked above)
+            experiment_id = single.get(b"x-mlflow-experiment-id", b"").decode("latin-1")
+            for trace_id in sorted(otlp_trace_ids(body, single)):
                 await self.check_trace_home(trace_id, experiment_id)
         return _replay(messages, receive)
 
