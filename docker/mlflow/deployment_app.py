@@ -51,7 +51,8 @@ def create_app() -> AuditLog:
 
         oidc_alias_permissions.install()
         oidc_mcp_permissions.install()
-    guarded: ASGIApp = RequestGuard(app)
+    # Demo data only where the one login owns everything anyway (shared mode).
+    guarded: ASGIApp = RequestGuard(app, demo_data=not needs_of(mode).permissions)
     iam_user: IamUser | None = None
     if os.environ.get(SIGN_IN_ENV) == "true" and needs_of(mode).iam_sign_in:
         import iam_sign_in

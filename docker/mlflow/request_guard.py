@@ -23,6 +23,9 @@ sees the request:
 * a trace tag that says where a trace's data lives (LOCATION_TAGS), on every route that
   writes trace tags: the server reads a trace's data from there with its own credentials;
 * the assistant's routes (MLflow's UI assistant, which trusts callers on loopback);
+* MLflow's demo data routes where users have permissions (accounts, sso): the generator runs
+  with the server's own rights on whatever is named like the demo (the experiment
+  `MLflow Demo`, prompts `mlflow-demo.*`), whoever owns it, deleting runs, traces and prompts;
 * a header of SINGLE_HEADERS sent more than once;
 * a DELETE or PATCH with a body that is not declared JSON: MLflow's basic-auth app then reads
   the target from the query string while the handler reads the body;
@@ -81,6 +84,10 @@ _SINGLE_URL_PRESIGNED = re.compile(_API + r"(?:/preview)?/mlflow/artifacts/presi
 # MLflow 3's assistant runs a coding agent on the server for "local" callers, and every caller
 # of this server arrives from nginx on loopback: not offered here.
 _ASSISTANT = re.compile(r"(?s)" + _API + r"/mlflow/assistant(?:/.*)?")
+# MLflow 3's demo data (generate, delete): the generator writes into the experiment named
+# `MLflow Demo` and replaces prompts named `mlflow-demo.*` with the server's rights, whoever owns
+# them, and MLflow's basic-auth app lets every signed-in user start it.
+_DEMO = re.compile(r"(?s)" + _API + r"/mlflow/demo(?:/.*)?")
 _OTLP_TRACES = "/v1/traces"
 _START_TRACE = re.compile(_API + r"/mlflow/traces")
 # Start (v2, v3), end (v2) and tag (v2, v3) a trace: every JSON route that writes trace tags.
@@ -563,8 +570,10 @@ class TraceHomes:
 class RequestGuard:
     """ASGI middleware applying the checks above in front of `app`."""
 
-    def __init__(self, app: ASGIApp, trace_homes: TraceHomes | None = None) -> None:
+    def __init__(self, app: ASGIApp, trace_homes: TraceHomes | None = None, *, demo_data: bool = False) -> None:
+        """`demo_data`: offer MLflow's demo routes (only where one login owns everything)."""
         self.app = app
+        self.demo_data = demo_data
         self.trace_homes = trace_homes or TraceHomes(os.environ.get("MLFLOW_BACKEND_STORE_URI", ""))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -590,6 +599,11 @@ class RequestGuard:
             )  # fmt: skip
         if _ASSISTANT.fullmatch(route):
             raise Refused(404, "the MLflow assistant is not offered by this deployment")
+        if _DEMO.fullmatch(route) and not self.demo_data:
+            raise Refused(
+                403, "MLflow's demo data is off where users have permissions: its generator writes into the "
+                "experiment 'MLflow Demo' and replaces prompts named 'mlflow-demo.*', whoever owns them",
+            )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
         check_single_headers(headers)
         query = check_query(scope.get("query_string", b""))

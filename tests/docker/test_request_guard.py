@@ -277,6 +277,23 @@ def test_refused_requests_never_reach_the_app(
     assert inner.calls == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ajax-api/3.0/mlflow/demo/generate",
+        "/ajax-api/3.0/mlflow/demo/delete",
+        "//ajax-api/3.0/mlflow//demo/generate/",
+        "/api/3.0/mlflow/demo/generate",
+    ],
+)
+def test_demo_data_is_refused_unless_the_mode_offers_it(guard: ModuleType, path: str) -> None:
+    inner = Recorder()
+    status, answer = call(guard.RequestGuard(inner), "POST", path, b"{}")
+    assert status == 403 and "demo data is off" in json.loads(answer)["message"]
+    assert inner.calls == []
+    assert call(guard.RequestGuard(inner, demo_data=True), "POST", path, b"{}") == (200, b"ok")
+
+
 def test_model_version_source_is_asked_of_the_app_as_the_caller(guard: ModuleType) -> None:
     inner = Recorder({"/api/2.0/mlflow/runs/get": 403})
     identity = [

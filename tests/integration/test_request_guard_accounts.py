@@ -507,3 +507,44 @@ def test_a_logged_model_named_in_the_path_is_the_one_changed(accounts_stack: Mlf
     assert status == ready
     own = api(s, "PATCH", f"/api/2.0/mlflow/logged-models/{mine}", b, json={"model_id": mine, "status": ready})
     assert own.status_code == 200 and own.json()["model"]["info"]["status"] == ready, own.text
+
+
+def test_demo_data_cannot_rewrite_what_a_user_named_like_the_demo(
+    accounts_stack: MlflowStack, accounts: Accounts
+) -> None:
+    """MLflow's demo generator works with the server's rights on the experiment named `MLflow Demo`
+    and on prompts named `mlflow-demo.*`, whoever owns them, and MLflow's auth app lets every
+    signed-in user start it. On stock MLflow 3.17.2, B (no grant on A's experiment) started it:
+    A's run was deleted, A's prompt replaced by one A may not read, 42 traces and the demo's
+    note written into A's experiment. Here nobody starts or deletes demo data, the admin included."""
+    s, a, b = accounts_stack, accounts.new_user("demo-owner"), accounts.new_user("demo-caller")
+    prompt = f"mlflow-demo.{secrets.token_hex(3)}"
+    experiment_id = api(s, "POST", "/api/2.0/mlflow/experiments/create", a, json={"name": "MLflow Demo"}).json()[
+        "experiment_id"
+    ]
+    run_id = api(s, "POST", "/api/2.0/mlflow/runs/create", a, json={"experiment_id": experiment_id}).json()["run"][
+        "info"
+    ]["run_id"]
+    assert api(
+        s, "POST", "/api/2.0/mlflow/runs/log-parameter", a, json={"run_id": run_id, "key": "demo", "value": "true"}
+    ).ok
+    prompt_tags = [{"key": "mlflow.prompt.is_prompt", "value": "true"}]
+    assert api(s, "POST", "/api/2.0/mlflow/registered-models/create", a, json={"name": prompt, "tags": prompt_tags}).ok
+    assert (
+        api(s, "GET", "/api/2.0/mlflow/experiments/get", b, params={"experiment_id": experiment_id}).status_code == 403
+    )
+    for caller in (b, accounts.admin):
+        for route in ("generate", "delete"):
+            answer = api(s, "POST", f"/ajax-api/3.0/mlflow/demo/{route}", caller, json={})
+            assert answer.status_code == 403 and "demo data is off" in answer.text, (
+                caller.username,
+                route,
+                answer.text,
+            )
+    run = api(s, "GET", "/api/2.0/mlflow/runs/get", a, params={"run_id": run_id}).json()["run"]
+    assert run["info"]["lifecycle_stage"] == "active"
+    assert api(s, "GET", "/api/2.0/mlflow/registered-models/get", a, params={"name": prompt}).status_code == 200
+    traces = api(s, "GET", "/api/2.0/mlflow/traces", a, params={"experiment_ids": experiment_id}).json()
+    assert traces.get("traces", []) == []
+    tags = api(s, "GET", "/api/2.0/mlflow/experiments/get", a, params={"experiment_id": experiment_id}).json()
+    assert not any(tag["key"].startswith("mlflow.demo") for tag in tags["experiment"].get("tags", []))

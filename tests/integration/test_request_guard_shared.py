@@ -92,3 +92,18 @@ def test_the_assistant_is_not_offered(mlflow_stack: MlflowStack) -> None:
             headers={"X-Forwarded-For": "127.0.0.1"}, auth=auth, timeout=30,
         )  # fmt: skip
         assert response.status_code == 404 and "not offered" in response.text, (path, response.text[:200])
+
+
+def test_demo_data_stays_on_where_one_login_owns_everything(mlflow_stack: MlflowStack) -> None:
+    """The guard leaves MLflow's demo routes to the one user (accounts and sso refuse them).
+
+    An empty feature list runs no generator, so the shared stack gets no demo experiment.
+    """
+    answer = post(mlflow_stack, "/ajax-api/3.0/mlflow/demo/generate", {"features": []})
+    assert answer.status_code == 200, answer.text[:200]
+    assert answer.json()["features_generated"] == []
+    demo = requests.get(
+        mlflow_stack.proxy_url + "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "MLflow Demo"},
+        auth=(mlflow_stack.username, mlflow_stack.password), timeout=30,
+    )  # fmt: skip
+    assert demo.status_code == 404, demo.text[:200]

@@ -128,3 +128,12 @@ def test_a_trace_cannot_be_pointed_at_the_owners_files(sso_stack: MlflowStack, s
     assert retagged.status_code == 400 and "set by the server only" in retagged.text, retagged.text
     kept = call(sso_stack, "GET", f"/api/3.0/mlflow/traces/{info['trace_id']}", scene.colleague)
     assert kept.json()["trace"]["trace_info"]["tags"]["mlflow.artifactLocation"] != location
+
+
+def test_demo_data_is_off(sso_stack: MlflowStack, scene: Scene) -> None:
+    """The plugin leaves MLflow's demo generator to admins; the guard refuses it before the plugin, to
+    everyone (what the generator does to a user's data: test_request_guard_accounts.py)."""
+    for headers in (scene.owner, scene.colleague):
+        for route in ("generate", "delete"):
+            answer = call(sso_stack, "POST", f"/ajax-api/3.0/mlflow/demo/{route}", headers, json={})
+            assert answer.status_code == 403 and "demo data is off" in answer.text, (route, answer.text)
