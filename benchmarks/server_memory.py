@@ -1,8 +1,8 @@
 """Resident memory of the MLflow task's processes, to size the Fargate task.
 
 Starts the native stack with the deployed defaults, then reports the memory
-of the whole MLflow process tree (the entrypoint's `serve` stage running
-MLflow's CLI, uvicorn and its workers) and of nginx: after start, peak under concurrent log-batch load
+of the whole MLflow process tree (uvicorn, which takes over the entrypoint's
+process, and its workers) and of nginx: after start, peak under concurrent log-batch load
 through the proxy, and after the load. RSS sums count shared pages once per
 process, so they overstate what the cgroup (Fargate's limit) sees; PSS is
 the fair share. Sizing uses the RSS peak, the safe side, with 30% headroom:

@@ -187,9 +187,9 @@ class UpgradeResult:
         order = f"in PostgreSQL's log: {' < '.join(self.step_order)}"
         left_out = sorted({patch for log in self.server_logs for patch in PATCH_LEFT_OUT.findall(log)})
         fast_path = (
-            f"; NOTE: MLflow {self.new_version} changed internals that accounts mode's patches were reviewed "
+            f"; NOTE: MLflow {self.new_version} changed internals that the image's patches were reviewed "
             f"against ({', '.join(left_out)} in docker/mlflow), so MLflow's own code serves instead (same answers, "
-            "more CPU per call) until they are reviewed against it (make test fails until then)"
+            "at the cost the servers' logs name) until they are reviewed against it (make test fails until then)"
             if left_out
             else ""
         )

@@ -1,7 +1,7 @@
 """How much memory a task needs for a number of MLflow workers: the measured figures, in one place.
 
 `benchmarks/server_memory.py --workers N` measures the MLflow process tree
-(entrypoint, uvicorn, its workers) and nginx while 8 clients log batches and
+(uvicorn in the entrypoint's process, its workers) and nginx while 8 clients log batches and
 one browses, with the deployed settings. MEASURED holds the peak resident
 memory (RSS sums: the safe side of the task cgroup's charge, which the
 benchmark also prints; docs/benchmarks.md has both), MLflow 3.17.2, on a
@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 
 # workers -> measured peak RSS of the MLflow process tree (MiB)
-MEASURED_MLFLOW_PEAK_MIB = {1: 545, 2: 866, 4: 1394, 8: 2404, 16: 4368}
+MEASURED_MLFLOW_PEAK_MIB = {1: 287, 2: 608, 4: 1171, 8: 2158, 16: 4181}
 MEASURED_NGINX_PEAK_MIB = 24
 
-MLFLOW_BASE_MIB = 340
-MLFLOW_PER_WORKER_MIB = 265
+MLFLOW_BASE_MIB = 30
+MLFLOW_PER_WORKER_MIB = 290
 HEADROOM = 0.30
 
 

@@ -13,11 +13,11 @@ It starts in two stages, one process (the container's PID 1) throughout:
      and exec stage 2 with the server's environment (`server_environment`).
   2. `serve --environment-fd N`: read the original environment from the
      pipe (it never enters os.environ), load the auth app, migrate, create
-     the admin, then run MLflow's CLI in this process. One MLflow import per
-     start, and /proc/<pid>/environ (a process's initial environment, for
-     its whole life) shows only what the server needs: no admin password,
-     no MLFLOW_WEBHOOK_KEY, the database password only inside the URI (and
-     as PGPASSWORD where the mode has a users' database).
+     the admin, then run MLflow's CLI in this process, which execs uvicorn
+     in it (server_exec.py). /proc/<pid>/environ (a process's initial
+     environment, for its whole life) shows only what the server needs: no
+     admin password, no MLFLOW_WEBHOOK_KEY, the database password only
+     inside the URI (and as PGPASSWORD where the mode has a users' database).
 
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME, DB_USERNAME, DB_PASSWORD
@@ -1058,12 +1058,14 @@ def prepare_server(args: list[str]) -> list[str]:
 def serve(args: list[str]) -> None:
     """Stage 2 (`serve --environment-fd N`): prepare, then MLflow's own CLI in this process.
 
-    MLflow's server command starts uvicorn as a child, forwards SIGTERM and SIGINT to it
-    and exits with it, as it did when it was a process of its own.
+    MLflow's server command would start uvicorn as a child and wait on it; server_exec.py
+    has it exec uvicorn in this process instead, so what stage 2 loaded is not kept resident.
     """
     argv = prepare_server(args)
+    import server_exec
     from mlflow.cli import cli
 
+    server_exec.install()
     cli.main(args=argv, prog_name="mlflow")
 
 

@@ -65,6 +65,8 @@ def every_patch(modules: dict[str, ModuleType]) -> dict[str, tuple[dict, dict]]:
         patches["oidc_iam_sign_in.py"] = (oidc_iam.REVIEWED, {})
     with image_module("oidc_mcp_permissions") as oidc_mcp:
         patches["oidc_mcp_permissions.py"] = (oidc_mcp.REVIEWED, {})
+    with image_module("server_exec") as server_exec:
+        patches["server_exec.py"] = (server_exec.REVIEWED, {})
     return patches
 
 

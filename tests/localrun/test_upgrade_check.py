@@ -114,9 +114,10 @@ def test_a_new_mlflow_whose_auth_internals_changed_passes_with_a_note(caplog: py
     result.server_logs[0] += "\n" + cache  # each server says it, named once
     assert result.problems() == []
     assert result.verdict().endswith(
-        "; NOTE: MLflow 3.17.2 changed internals that accounts mode's patches were reviewed against "
+        "; NOTE: MLflow 3.17.2 changed internals that the image's patches were reviewed against "
         "(auth_lookups.py: runs, credential_cache.py: cache in docker/mlflow), so MLflow's own code serves "
-        "instead (same answers, more CPU per call) until they are reviewed against it (make test fails until then)"
+        "instead (same answers, at the cost the servers' logs name) until they are reviewed against it (make test "
+        "fails until then)"
     )
 
 

@@ -510,12 +510,22 @@ CHANGED_KEY_NAMED = [
     ({}, {"aurora_min_acu": "8"}, "aurora_min_acu", "0-4 in steps of 0.5"),
     ({"aurora_min_acu": 2}, {"aurora_max_acu": "1"}, "aurora_max_acu", "2-256 in steps of 0.5"),
     ({}, {"mlflow_workers": "16"}, "mlflow_workers", "1-4 with task_memory_mib=2048; 16 with task_memory_mib=7168"),
-    ({}, {"task_cpu": "512", "task_memory_mib": "1024"}, "task_memory_mib", "task_memory_mib=2048 or more"),
+    (
+        {"mlflow_workers": 3},
+        {"task_cpu": "512", "task_memory_mib": "1024"},
+        "task_memory_mib",
+        "task_memory_mib=2048 or more",
+    ),
     ({"mlflow_workers": 4}, {"task_cpu": "512", "task_memory_mib": "1024"}, "task_memory_mib", "fewer mlflow_workers"),
     # cdk.json itself edited, nothing on the command line: the key that differs from the default.
     ({"max_task_count": 1}, {}, "max_task_count", "allowed: 2-20."),
     ({"mlflow_workers": 8}, {}, "mlflow_workers", "1-4 with task_memory_mib=2048"),
-    ({"task_memory_mib": 1024, "task_cpu": 512, "mlflow_workers": 1}, {"mlflow_workers": "2"}, "mlflow_workers", "1 "),
+    (
+        {"task_memory_mib": 1024, "task_cpu": 512, "mlflow_workers": 1},
+        {"mlflow_workers": "3"},
+        "mlflow_workers",
+        "1-2 ",
+    ),
 ]
 
 
