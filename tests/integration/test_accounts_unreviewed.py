@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -40,7 +41,7 @@ def every_source_differs(app: Path) -> None:
 
 EVERY_PATCH = {
     "credential_cache.py: cache", "credential_cache.py: current-user", "auth_lookups.py: runs",
-    "auth_lookups.py: users", "alias_permissions.py",
+    "auth_lookups.py: users", "alias_permissions.py", "server_exec.py",
 }  # fmt: skip
 # What is changed in the image's files -> the patches the task must say it left out.
 CHANGES = {
@@ -128,3 +129,9 @@ def test_a_task_whose_patches_do_not_fit_starts_and_answers_as_the_reviewed_one(
     log = server.process.log_path.read_text()
     assert set(NOT_REVIEWED.findall(log)) == left_out
     assert "Traceback" not in log
+    # Without server_exec.py MLflow's CLI stays in the entrypoint's process as uvicorn's parent.
+    leader = psutil.Process(server.process.pid).cmdline()
+    if "server_exec.py" in left_out:
+        assert leader[1].endswith("/entrypoint.py") and leader[2] == "serve", leader
+    else:
+        assert leader[1:3] == ["-m", "uvicorn"], leader
