@@ -94,7 +94,7 @@ def test_uvicorn_takes_over_the_entrypoints_process(accounts_server: tuple[Mlflo
     """Stage 1 became stage 2, which became uvicorn (server_exec.py): one process, the container's PID 1.
 
     No `python -m mlflow server` hop, and no entrypoint process left waiting with MLflow loaded
-    (about a third of the task's memory, docs/benchmarks.md); uvicorn's workers are its children.
+    (docs/benchmarks.md measures what that kept resident); uvicorn's workers are its children.
     """
     server, _ = accounts_server
     processes = [psutil.Process(pid) for pid in server.process.process_tree_pids()]
