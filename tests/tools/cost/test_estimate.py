@@ -211,7 +211,8 @@ def test_iam_sign_in_alarms_are_billed_for_the_metrics_they_read(default: Estima
 
 
 def test_dev_preset_runs_one_task_and_pauses_aurora(default: Estimate, dev: Estimate) -> None:
-    half_vcpu_task = (0.5 * USD["fargate_vcpu_hour"] + 2 * USD["fargate_gb_hour"]) * HOURS
+    # Half a vCPU with 1 GB (tools/presets/dev.json).
+    half_vcpu_task = (0.5 * USD["fargate_vcpu_hour"] + USD["fargate_gb_hour"]) * HOURS
     assert dev.line("Fargate tasks").usd == pytest.approx(half_vcpu_task, abs=1e-9)
     assert dev.line("NAT gateways").usd == pytest.approx(USD["nat_gateway_hour"] * HOURS)
     assert dev.line("Aurora Serverless v2 compute").usd == 0

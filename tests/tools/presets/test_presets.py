@@ -14,6 +14,8 @@ def test_dev_preset_is_the_cheapest_sensible_deployment() -> None:
     settings = presets.load("dev")
     config = ProjectConfig.from_context({**cdk_json_context(), **settings})
     assert (config.service.desired_task_count, config.service.min_task_count, config.service.task_cpu) == (1, 1, 512)
+    # The smallest task Fargate pairs with half a vCPU holds MLflow's default two workers (stacks/task_sizing.py).
+    assert (config.service.task_memory_mib, config.service.mlflow_workers) == (1024, 2)
     assert config.network.nat_gateways == 1
     assert config.database.auto_pause_enabled
     assert config.operations.destroy_on_removal
