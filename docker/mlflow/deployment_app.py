@@ -40,24 +40,25 @@ def inner_app(mode: str) -> ASGIApp:
 def create_app() -> AuditLog:
     """uvicorn's factory (MLflow passes --factory for a function entry point)."""
     mode = os.environ.get("MLFLOW_AUTH_MODE") or DEFAULT_AUTH_MODE
+    needs = needs_of(mode)
     app = inner_app(mode)
-    if needs_of(mode).server_app == "basic-auth":
+    if needs.server_app == "basic-auth":
         import alias_permissions  # imports MLflow's auth module: the basic-auth app's modes only
 
         alias_permissions.install()
-    elif needs_of(mode).server_app == "oidc":
+    elif needs.server_app == "oidc":
         import oidc_alias_permissions  # imports the OIDC plugin's hooks: sso mode only
         import oidc_mcp_permissions
 
         oidc_alias_permissions.install()
         oidc_mcp_permissions.install()
     # Demo data only where the one login owns everything anyway (shared mode).
-    guarded: ASGIApp = RequestGuard(app, demo_data=not needs_of(mode).permissions)
+    guarded: ASGIApp = RequestGuard(app, demo_data=not needs.permissions)
     iam_user: IamUser | None = None
-    if os.environ.get(SIGN_IN_ENV) == "true" and needs_of(mode).iam_sign_in:
+    if os.environ.get(SIGN_IN_ENV) == "true" and needs.iam_sign_in:
         import iam_sign_in
 
-        if needs_of(mode).server_app == "oidc":
+        if needs.server_app == "oidc":
             import oidc_iam_sign_in  # the plugin has no authorization_function: its middleware is wrapped
 
             guarded = oidc_iam_sign_in.IamSignIn(guarded, active=oidc_iam_sign_in.install())

@@ -12,7 +12,7 @@ import requests
 from localrun.services import MlflowServer
 from localrun.stack import MlflowStack
 from tests.integration.conftest import SSO_GROUP, SSO_MACHINE
-from tests.integration.mlflow_users import ACCOUNTS_GROUP
+from tests.integration.mlflow_users import ACCOUNTS_GROUP, Accounts
 from tests.integration.proxy_log import logged_text
 
 pytestmark = pytest.mark.integration
@@ -84,25 +84,22 @@ def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accoun
 
 
 @ACCOUNTS_GROUP
-def test_a_runs_user_is_what_the_client_says_and_the_audit_line_names_the_login(accounts_stack: MlflowStack) -> None:
+def test_a_runs_user_is_what_the_client_says_and_the_audit_line_names_the_login(
+    accounts_stack: MlflowStack, accounts: Accounts
+) -> None:
     """docs/security.md: MLflow stores the run's user a client sends, another login's name included;
     only the audit line tells who created the run."""
-    admin = (accounts_stack.username, accounts_stack.password)
-    username, password = f"claims-{secrets.token_hex(3)}", f"Pw-{secrets.token_hex(12)}"
-    assert call(
-        accounts_stack, "POST", "/api/2.0/mlflow/users/create", {"username": username, "password": password}, admin
-    ).ok
-    mine = (username, password)
+    me = accounts.new_user("claims")
     experiment_id = call(
-        accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"e-{username}"}, mine
+        accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"e-{me.username}"}, me.auth
     ).json()["experiment_id"]
     before = len(audit_lines(accounts_stack))
     claimed = {"key": "mlflow.user", "value": accounts_stack.username}
     body = {"experiment_id": experiment_id, "user_id": accounts_stack.username, "tags": [claimed]}
-    run = call(accounts_stack, "POST", "/api/2.0/mlflow/runs/create", body, mine).json()["run"]
+    run = call(accounts_stack, "POST", "/api/2.0/mlflow/runs/create", body, me.auth).json()["run"]
     assert run["info"]["user_id"] == accounts_stack.username and claimed in run["data"]["tags"]
     (line,) = audit_lines(accounts_stack)[before:]
-    assert (line["route"], line["user"], line["status"]) == ("/api/2.0/mlflow/runs/create", username, 200)
+    assert (line["route"], line["user"], line["status"]) == ("/api/2.0/mlflow/runs/create", me.username, 200)
 
 
 @SSO_GROUP
