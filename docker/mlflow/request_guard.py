@@ -31,7 +31,10 @@ sees the request:
   the target from the query string while the handler reads the body;
 * `run_id` and `run_uuid` naming different runs in one query string or JSON object;
 * a path parameter (a logged model's `model_id`, ...) that the query string or the body names
-  differently: MLflow's checks read the path, some handlers the body.
+  differently: MLflow's checks read the path, some handlers the body;
+* a tag value or a model version's `run_link` that a browser would run as script, in any JSON
+  body and in OTLP span attributes that become trace tags (script_links.py): MLflow's UI makes
+  some of them links, which would run in the session of whoever clicks them.
 
 It reads only public request data and calls only the wrapped app, no MLflow internals; the
 path parameters come from the routes of MLflow's Flask app (its public `app.url_map`).
@@ -50,6 +53,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import script_links
 from iam_callers import CALLER_HEADER
 
 Scope = MutableMapping[str, Any]
@@ -243,6 +247,10 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if _name(key) in _ID_NAMES:
             check_id(value, f"field {key!r}")
     check_one_run(pairs, "request body")
+    try:
+        script_links.check_object(pairs)
+    except script_links.ScriptLink as refused:
+        raise Refused(400, str(refused)) from None
     return dict(pairs)
 
 
@@ -318,9 +326,16 @@ def check_trace_tags(document: object) -> None:
             raise Refused(400, f"trace tag {value!r} is set by the server only")
 
 
-def check_span_attribute(key: object) -> None:
+def check_span_attribute(key: object, value: object) -> None:
+    """An attribute that sets a trace tag: neither a location tag nor a script URL (script_links.py)."""
     if isinstance(key, str) and key.startswith(TRACE_TAG_ATTRIBUTE):
-        check_trace_tags(key[len(TRACE_TAG_ATTRIBUTE) :])
+        tag = key[len(TRACE_TAG_ATTRIBUTE) :]
+        check_trace_tags(tag)
+        if tag not in script_links.FREE_TEXT_TAGS:
+            try:
+                script_links.check_value(value, f"trace tag {tag!r}")
+            except script_links.ScriptLink as refused:
+                raise Refused(400, str(refused)) from None
 
 
 def check_artifact_path(path: str, where: str) -> None:
@@ -409,7 +424,7 @@ def _json_trace_id(value: object) -> bytes:
 def otlp_trace_ids(body: bytes, headers: dict[bytes, bytes]) -> set[str]:
     """MLflow trace ids of the spans in an OTLP/HTTP export (protobuf or JSON, gzip or deflate).
 
-    Refuses spans whose attributes set a location tag (check_span_attribute).
+    Refuses spans whose attributes set a location tag, or a tag to a script URL (check_span_attribute).
     """
     import gzip
     import zlib
@@ -440,7 +455,12 @@ def otlp_trace_ids(body: bytes, headers: dict[bytes, bytes]) -> set[str]:
                     value = span.get("traceId", span.get("trace_id")) if isinstance(span, dict) else None
                     ids.add(mlflow_trace_id(_json_trace_id(value)))
                     for attribute in _items(span, "attributes"):
-                        check_span_attribute(attribute.get("key") if isinstance(attribute, dict) else None)
+                        if isinstance(attribute, dict):
+                            value = attribute.get("value")
+                            text = (
+                                value.get("stringValue", value.get("string_value")) if isinstance(value, dict) else None
+                            )
+                            check_span_attribute(attribute.get("key"), text)
     else:  # the app refuses other media types itself; protobuf is what clients send
         from google.protobuf.message import DecodeError
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -453,7 +473,7 @@ def otlp_trace_ids(body: bytes, headers: dict[bytes, bytes]) -> set[str]:
         spans = [span for resource in request.resource_spans for group in resource.scope_spans for span in group.spans]
         for span in spans:
             for attribute in span.attributes:
-                check_span_attribute(attribute.key)
+                check_span_attribute(attribute.key, attribute.value.string_value)
         ids = {mlflow_trace_id(span.trace_id) for span in spans}
     if len(ids) > MAX_TRACES_PER_EXPORT:
         raise Refused(400, f"an OTLP export may carry spans of at most {MAX_TRACES_PER_EXPORT} traces")
@@ -635,7 +655,8 @@ class RequestGuard:
             or graphql
             or any(pattern.fullmatch(route) for pattern in (_CREATE_EXPERIMENT, _CREATE_MODEL_VERSION))
         )
-        document = parse_json(body) if body and (reads_document or arguments or may_name_ids(body)) else None
+        parse = reads_document or arguments or may_name_ids(body) or script_links.may_hold_script_url(body)
+        document = parse_json(body) if body and parse else None
         if isinstance(document, str):
             # Old clients post their JSON encoded twice, and MLflow decodes it again.
             document = parse_json(document.encode())

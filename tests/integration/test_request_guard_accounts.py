@@ -548,3 +548,56 @@ def test_demo_data_cannot_rewrite_what_a_user_named_like_the_demo(
     assert traces.get("traces", []) == []
     tags = api(s, "GET", "/api/2.0/mlflow/experiments/get", a, params={"experiment_id": experiment_id}).json()
     assert not any(tag["key"].startswith("mlflow.demo") for tag in tags["experiment"].get("tags", []))
+
+
+SCRIPT_URL = "javascript:void(document.title='planted')//git/x"
+JSON = {"Content-Type": "application/json"}
+
+
+def test_a_colleague_cannot_plant_a_link_that_runs_in_the_viewers_session(
+    accounts_stack: MlflowStack, accounts: Accounts, denied: Denied
+) -> None:
+    """MLflow 3.17.2's UI makes a run's `mlflow.source.name` the href of the run page's Source link
+    (`target="_top"`). On stock MLflow, B tagged a run of B's own with a `javascript:` source, and an
+    admin who opened the run and clicked Source ran B's script in the MLflow page, with the admin's
+    session (tried in Chromium). A model version's `run_link` is another such href. Here every route
+    that stores a tag or a run link refuses it, and B's run keeps its source."""
+    s, b, mlflow_api, ajax = accounts_stack, denied.b, "/api/2.0/mlflow", "/ajax-api/2.0/mlflow"
+    run = api(s, "POST", f"{mlflow_api}/runs/create", b, json={
+        "experiment_id": denied.b_experiment_id, "tags": [{"key": "mlflow.source.name", "value": "train.py"}],
+    }).json()["run"]["info"]["run_id"]  # fmt: skip
+    source = {"key": "mlflow.source.name", "value": SCRIPT_URL}
+    # "javascript:" spelled with a JSON escape, and split by a tab the browser drops again.
+    escaped = json.dumps({"run_id": run, **source}).replace("java", "\\u006aava\\t")
+    version = {"name": denied.b_model, "source": f"runs:/{run}/model", "run_id": run, "run_link": SCRIPT_URL}
+    attempts = {
+        "set-tag": api(s, "POST", f"{mlflow_api}/runs/set-tag", b, json={"run_id": run, **source}),
+        "set-tag (ajax)": api(s, "POST", f"{ajax}/runs/set-tag", b, json={"run_id": run, **source}),
+        "set-tag (escaped)": api(s, "POST", f"{mlflow_api}/runs/set-tag", b, headers=JSON, data=escaped),
+        "log-batch": api(s, "POST", f"{mlflow_api}/runs/log-batch", b, json={"run_id": run, "tags": [source]}),
+        "runs/create": api(s, "POST", f"{mlflow_api}/runs/create", b,
+                           json={"experiment_id": denied.b_experiment_id, "tags": [source]}),
+        "experiment tag": api(s, "POST", f"{mlflow_api}/experiments/set-experiment-tag", b,
+                              json={"experiment_id": denied.b_experiment_id, **source}),
+        "run_link": api(s, "POST", f"{mlflow_api}/model-versions/create", b, json=version),
+        "trace tag (OTLP)": requests.post(
+            s.proxy_url + "/v1/traces", data=_otlp_tagged(f"tr-{secrets.token_hex(16)}", "source", SCRIPT_URL),
+            auth=b.auth, timeout=30,
+            headers={"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": denied.b_experiment_id},
+        ),
+        "trace tag (v3)": _own_trace(s, denied, {"source": SCRIPT_URL}),
+    }  # fmt: skip
+    for name, response in attempts.items():
+        assert response.status_code == 400 and "script URL" in response.text, (name, response.text[:300])
+    tags = api(s, "GET", f"{mlflow_api}/runs/get", accounts.admin, params={"run_id": run}).json()["run"]["data"]["tags"]
+    assert {"key": "mlflow.source.name", "value": "train.py"} in tags
+    runs = api(s, "POST", f"{mlflow_api}/runs/search", accounts.admin, json={
+        "experiment_ids": [denied.b_experiment_id], "filter": "tags.`mlflow.source.name` LIKE '%script:%'",
+    }).json()  # fmt: skip
+    assert runs.get("runs", []) == []
+    versions = api(s, "GET", f"{mlflow_api}/model-versions/search", b, params={"filter": f"name='{denied.b_model}'"})
+    assert all(not version.get("run_link") for version in versions.json().get("model_versions", []))
+    # A git remote, the way MLflow's client records a project's source, is a link as before.
+    assert api(s, "POST", f"{mlflow_api}/runs/set-tag", b, json={
+        "run_id": run, "key": "mlflow.source.name", "value": "https://github.com/team/repo#train.py",
+    }).ok  # fmt: skip

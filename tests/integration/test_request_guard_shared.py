@@ -70,6 +70,18 @@ def test_custom_scorers_are_refused(client_env: dict[str, str]) -> None:
     assert mlflow.get_tracking_uri() == client_env["MLFLOW_TRACKING_URI"]
 
 
+def test_mlflows_client_is_told_why_a_script_url_tag_is_refused(client_env: dict[str, str]) -> None:
+    """A `javascript:` source would be a link that runs in the viewer's session (test_request_guard_accounts.py);
+    MLflow's client gets the guard's reason, and its run keeps the source it had."""
+    client = MlflowClient()
+    run = client.create_run(
+        client.create_experiment(f"links-{secrets.token_hex(3)}"), tags={"mlflow.source.name": "a.py"}
+    )
+    with pytest.raises(MlflowException, match="starts with a script URL"):
+        client.set_tag(run.info.run_id, "mlflow.source.name", "javascript:alert(document.cookie)")
+    assert client.get_run(run.info.run_id).data.tags["mlflow.source.name"] == "a.py"
+
+
 def test_the_ai_gateway_is_off(mlflow_stack: MlflowStack) -> None:
     auth = (mlflow_stack.username, mlflow_stack.password)
     info = requests.get(f"{mlflow_stack.proxy_url}/api/3.0/mlflow/server-info", auth=auth, timeout=30)

@@ -137,3 +137,15 @@ def test_demo_data_is_off(sso_stack: MlflowStack, scene: Scene) -> None:
         for route in ("generate", "delete"):
             answer = call(sso_stack, "POST", f"/ajax-api/3.0/mlflow/demo/{route}", headers, json={})
             assert answer.status_code == 403 and "demo data is off" in answer.text, (route, answer.text)
+
+
+def test_a_tag_that_would_run_script_is_refused(sso_stack: MlflowStack, scene: Scene) -> None:
+    """The owner's own run: a `javascript:` source would be a link that runs in the viewer's session
+    (what it does: test_request_guard_accounts.py). The run keeps the source it has."""
+    tag = {"run_id": scene.run_id, "key": "mlflow.source.name"}
+    assert call(sso_stack, "POST", "/api/2.0/mlflow/runs/set-tag", scene.owner, json={**tag, "value": "train.py"}).ok
+    for path in ("/api/2.0/mlflow/runs/set-tag", "/ajax-api/2.0/mlflow/runs/set-tag"):
+        answer = call(sso_stack, "POST", path, scene.owner, json={**tag, "value": " JavaScript:alert(1)"})
+        assert answer.status_code == 400 and "script URL" in answer.text, (path, answer.text)
+    run = call(sso_stack, "GET", "/api/2.0/mlflow/runs/get", scene.owner, params={"run_id": scene.run_id}).json()
+    assert {"key": "mlflow.source.name", "value": "train.py"} in run["run"]["data"]["tags"]
