@@ -2,7 +2,8 @@
 
 MLflow's UI turns some stored values into links: a run's `mlflow.source.name` becomes the
 href of its Source link (`target="_top"`, so a `javascript:` href runs in the MLflow page,
-with the viewer's session), a model version's `run_link` the href of its run link. Anyone
+with the viewer's session), a model version's `run_link` the href of its run link, a
+trace's metadata and a dataset's source URL the hrefs of theirs. Anyone
 who may tag a run of their own could plant such a link for an administrator to click. The
 UI's markdown (notes, descriptions) is sanitized; these hrefs are not. A Content-Security-
 Policy would stop them too, but MLflow shows HTML artifacts in a sandboxed `blob:` frame
@@ -31,7 +32,13 @@ _SCRIPT_SCHEME = re.compile(r"(?:java|vb)script:", re.IGNORECASE | re.ASCII)
 # MLflow's tags that hold free text it shows as text or sanitized markdown, never as a link: a
 # prompt's template may well start with "JavaScript:".
 FREE_TEXT_TAGS = frozenset({"mlflow.prompt.text", "mlflow.note.content"})
-_RUN_LINK_NAMES = frozenset({"run_link", "runLink"})
+# Field names as field_name spells them (JSON bodies may use the proto's camelCase names).
+_RUN_LINK = "runlink"
+# Maps of strings the UI reads links from: tags, and a trace's metadata (the source's git remote,
+# a notebook's workspace URL).
+_MAPS = frozenset({"tags", "tracemetadata", "requestmetadata"})
+# A dataset's `source` is JSON whose `url` or `uri` the UI shows as a link.
+_DATASET_SOURCE = "source"
 
 
 def is_script_url(value: object) -> bool:
@@ -56,9 +63,14 @@ def check_value(value: object, where: str) -> None:
         )
 
 
-def _tag_map(value: object) -> dict[str, Any]:
-    """A `tags` field as a map: an object, or a JSON object encoded as a string (dataset tags)."""
-    if isinstance(value, str):
+def field_name(key: str) -> str:
+    """A JSON field's name as compared here and in request_guard.py: any case, without `_`, `-` or `[]`."""
+    return re.sub(r"[^a-z]", "", key.lower())
+
+
+def _json_map(value: object) -> dict[str, Any]:
+    """A map field as sent: an object, or a JSON object encoded as a string (dataset tags and sources)."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
         try:
             value = json.loads(value)
         except ValueError:
@@ -67,18 +79,19 @@ def _tag_map(value: object) -> dict[str, Any]:
 
 
 def check_object(pairs: list[tuple[str, Any]]) -> None:
-    """Check one JSON object, as parsed: a key/value entry, a `tags` map, a `run_link`."""
+    """Check one JSON object, as parsed: a key/value entry, a map of tags or metadata, a run link, a source."""
     fields = dict(pairs)
     key = fields.get("key")
     if isinstance(key, str) and "value" in fields and key not in FREE_TEXT_TAGS:
         check_value(fields["value"], f"the value of {key!r}")
     for name, value in pairs:
-        if name in _RUN_LINK_NAMES:
+        spelled = field_name(name)
+        if spelled == _RUN_LINK:
             check_value(value, name)
-        elif name == "tags":
-            for tag, tag_value in _tag_map(value).items():
-                if tag not in FREE_TEXT_TAGS:
-                    check_value(tag_value, f"the value of tag {tag!r}")
+        elif spelled in _MAPS or spelled == _DATASET_SOURCE:
+            for entry, entry_value in _json_map(value).items():
+                if entry not in FREE_TEXT_TAGS:
+                    check_value(entry_value, f"{name}: the value of {entry!r}")
 
 
 def may_hold_script_url(body: bytes) -> bool:

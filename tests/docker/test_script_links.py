@@ -89,6 +89,32 @@ SOURCE = "mlflow.source.name"
         ("/api/2.0/mlflow/registered-models/set-tag", _body({"name": "m", "key": "k", "value": PAYLOAD})),
         ("/api/2.0/mlflow/model-versions/set-tag", _body({"name": "m", "version": "1", "key": "k", "value": PAYLOAD})),
         ("/api/3.0/mlflow/traces", _body({"trace": {"trace_info": {"tags": {"k": PAYLOAD}}}})),
+        # A trace's metadata: the UI links its source's git remote and a notebook's workspace URL.
+        (
+            "/api/3.0/mlflow/traces",
+            _body({"trace": {"trace_info": {"trace_metadata": {"mlflow.source.git.repoURL": PAYLOAD}}}}),
+        ),
+        ("/api/3.0/mlflow/traces", _body({"trace": {"traceInfo": {"traceMetadata": {"k": PAYLOAD}}}})),
+        ("/api/2.0/mlflow/traces", _body({"experiment_id": "1", "request_metadata": [{"key": "k", "value": PAYLOAD}]})),
+        # A dataset's source is JSON; the UI links an HTTP source's url.
+        (
+            "/api/2.0/mlflow/runs/log-inputs",
+            _body(
+                {
+                    "run_id": "r",
+                    "datasets": [
+                        {
+                            "dataset": {
+                                "name": "d",
+                                "digest": "1",
+                                "source_type": "http",
+                                "source": json.dumps({"url": PAYLOAD}),
+                            }
+                        }
+                    ],
+                }
+            ),
+        ),
         ("/api/3.0/mlflow/datasets/d-1/tags", _body({"dataset_id": "d-1", "tags": json.dumps({"k": PAYLOAD})})),
         # Escapes spell it, or split it where the browser drops the character again.
         ("/api/2.0/mlflow/runs/set-tag", b'{"run_id": "r", "key": "k", "value": "\\u006aavascript:x"}'),
@@ -121,6 +147,7 @@ PROMPT_VERSION = {
     "tags": [{"key": "mlflow.prompt.text", "value": "JavaScript: {{q}}"}],
 }
 GIT_SOURCE = {"run_id": "r", "key": SOURCE, "value": "git@github.com:o/r.git"}
+HTTP_DATASET = {"name": "d", "digest": "1", "source_type": "http", "source": json.dumps({"url": "https://x/d.csv"})}
 
 
 @pytest.mark.parametrize(
@@ -132,6 +159,7 @@ GIT_SOURCE = {"run_id": "r", "key": SOURCE, "value": "git@github.com:o/r.git"}
             _body({"run_id": "r", "key": "mlflow.note.content", "value": "JavaScript: x"}),
         ),
         ("/api/2.0/mlflow/model-versions/create", _body(PROMPT_VERSION)),
+        ("/api/2.0/mlflow/runs/log-inputs", _body({"run_id": "r", "datasets": [{"dataset": HTTP_DATASET}]})),
         ("/api/2.0/mlflow/runs/log-batch", _body({"run_id": "r", "metrics": [{"key": "javascript:", "value": 1}]})),
     ],
 )

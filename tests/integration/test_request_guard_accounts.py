@@ -329,12 +329,14 @@ def test_single_url_presigned_routes_are_closed(
         assert "presigned single-URL routes are off" in response.text
 
 
-def _own_trace(stack: MlflowStack, d: Denied, tags: dict[str, str] | None = None) -> requests.Response:
+def _own_trace(
+    stack: MlflowStack, d: Denied, tags: dict[str, str] | None = None, metadata: dict[str, str] | None = None
+) -> requests.Response:
     """StartTraceV3 of a new trace in B's own experiment."""
     info = {
         "trace_id": f"tr-{secrets.token_hex(16)}", "request_time": "2026-01-01T00:00:00Z", "state": "OK",
         "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": d.b_experiment_id}},
-        "tags": tags or {},
+        "tags": tags or {}, "trace_metadata": metadata or {},
     }  # fmt: skip
     return api(stack, "POST", "/api/3.0/mlflow/traces", d.b, json={"trace": {"trace_info": info}})
 
@@ -586,6 +588,10 @@ def test_a_colleague_cannot_plant_a_link_that_runs_in_the_viewers_session(
             headers={"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": denied.b_experiment_id},
         ),
         "trace tag (v3)": _own_trace(s, denied, {"source": SCRIPT_URL}),
+        "trace metadata (v3)": _own_trace(s, denied, metadata={"mlflow.source.git.repoURL": SCRIPT_URL}),
+        "dataset source": api(s, "POST", f"{mlflow_api}/runs/log-inputs", b, json={"run_id": run, "datasets": [{
+            "dataset": {"name": "d", "digest": "1", "source_type": "http", "source": json.dumps({"url": SCRIPT_URL})},
+        }]}),
     }  # fmt: skip
     for name, response in attempts.items():
         assert response.status_code == 400 and "script URL" in response.text, (name, response.text[:300])
