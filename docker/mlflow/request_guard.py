@@ -55,7 +55,6 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import script_links
 from iam_callers import CALLER_HEADER
-from script_links import field_name as _name
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -128,6 +127,10 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _name(key: str) -> str:
+    return re.sub(r"[^a-z]", "", key.lower())
 
 
 def is_canonical_id(value: object) -> bool:

@@ -32,18 +32,19 @@ _SCRIPT_SCHEME = re.compile(r"(?:java|vb)script:", re.IGNORECASE | re.ASCII)
 # MLflow's tags that hold free text it shows as text or sanitized markdown, never as a link: a
 # prompt's template may well start with "JavaScript:".
 FREE_TEXT_TAGS = frozenset({"mlflow.prompt.text", "mlflow.note.content"})
-# Field names as field_name spells them (JSON bodies may use the proto's camelCase names).
-_RUN_LINK = "runlink"
-# Maps of strings the UI reads links from: tags, and a trace's metadata (the source's git remote,
-# a notebook's workspace URL).
-_MAPS = frozenset({"tags", "tracemetadata", "requestmetadata"})
-# A dataset's `source` is JSON whose `url` or `uri` the UI shows as a link.
-_DATASET_SOURCE = "source"
+# The fields (as MLflow's handlers read them: the proto's name or its camelCase JSON name) whose
+# values the UI makes links: a model version's run link; maps of strings, as objects or as JSON
+# text: tags, a trace's metadata (its source's git remote, a notebook's workspace URL), and a
+# dataset's `source` (the UI links an HTTP source's `url`).
+_RUN_LINK = frozenset({"run_link", "runLink"})
+_MAPS = frozenset({"tags", "trace_metadata", "traceMetadata", "request_metadata", "requestMetadata", "source"})
+_MISSING = object()
+_SPLITTING_ESCAPES = (b"\\u", b"\\t", b"\\n", b"\\r")
 
 
 def is_script_url(value: object) -> bool:
     """Whether a browser would read `value`, used as an href, as a `javascript:` (or `vbscript:`) URL."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or ":" not in value:
         return False
     return _SCRIPT_SCHEME.match(_IGNORED_ANYWHERE.sub("", value).lstrip(_LEADING)) is not None
 
@@ -63,11 +64,6 @@ def check_value(value: object, where: str) -> None:
         )
 
 
-def field_name(key: str) -> str:
-    """A JSON field's name as compared here and in request_guard.py: any case, without `_`, `-` or `[]`."""
-    return re.sub(r"[^a-z]", "", key.lower())
-
-
 def _json_map(value: object) -> dict[str, Any]:
     """A map field as sent: an object, or a JSON object encoded as a string (dataset tags and sources)."""
     if isinstance(value, str) and value.lstrip().startswith("{"):
@@ -80,27 +76,30 @@ def _json_map(value: object) -> dict[str, Any]:
 
 def check_object(pairs: list[tuple[str, Any]]) -> None:
     """Check one JSON object, as parsed: a key/value entry, a map of tags or metadata, a run link, a source."""
-    fields = dict(pairs)
-    key = fields.get("key")
-    if isinstance(key, str) and "value" in fields and key not in FREE_TEXT_TAGS:
-        check_value(fields["value"], f"the value of {key!r}")
-    for name, value in pairs:
-        spelled = field_name(name)
-        if spelled == _RUN_LINK:
-            check_value(value, name)
-        elif spelled in _MAPS or spelled == _DATASET_SOURCE:
-            for entry, entry_value in _json_map(value).items():
+    key: object = None
+    value: object = _MISSING
+    for name, item in pairs:
+        if name == "key":
+            key = item
+        elif name == "value":
+            value = item
+        elif name in _RUN_LINK:
+            check_value(item, name)
+        elif name in _MAPS:
+            for entry, entry_value in _json_map(item).items():
                 if entry not in FREE_TEXT_TAGS:
                     check_value(entry_value, f"{name}: the value of {entry!r}")
+    if isinstance(key, str) and value is not _MISSING and key not in FREE_TEXT_TAGS:
+        check_value(value, f"the value of {key!r}")
 
 
 def may_hold_script_url(body: bytes) -> bool:
     """False only when no JSON reading of `body` can hold a script URL, so it needs no parse.
 
-    That is a UTF-8 object without "script" in any case and without escapes (`\\u`, `\\t`, ...
-    could spell it, or split it where a browser drops the character again).
+    That is a UTF-8 object without "script" in any case, and without the escapes that could spell
+    it (`\\u`) or split it where a browser drops the character again (`\\t`, `\\n`, `\\r`).
     """
     head = body.lstrip()[:4]
     if not head.startswith(b"{") or b"\x00" in head:
         return True
-    return b"script" in body.lower() or b"\\" in body
+    return b"script" in body.lower() or any(escape in body for escape in _SPLITTING_ESCAPES)
