@@ -3,9 +3,9 @@
 MLflow's UI turns some stored values into links: a run's `mlflow.source.name` becomes the
 href of its Source link (`target="_top"`, so a `javascript:` href runs in the MLflow page,
 with the viewer's session), a model version's `run_link` the href of its run link, a
-trace's metadata and a dataset's source URL the hrefs of theirs. Anyone
-who may tag a run of their own could plant such a link for an administrator to click. The
-UI's markdown (notes, descriptions) is sanitized; these hrefs are not. A Content-Security-
+trace's metadata and a dataset's source URL the hrefs of theirs. Anyone who may tag a run
+of their own could plant such a link for an administrator to click. The UI's markdown
+(notes, descriptions) is sanitized; these hrefs are not. A Content-Security-
 Policy would stop them too, but MLflow shows HTML artifacts in a sandboxed `blob:` frame
 that inherits the page's policy, so scripted artifacts (Plotly figures) would stop working.
 
