@@ -9,7 +9,8 @@ In accounts and sso modes, setting a model's alias needs MANAGE (alias_permissio
 oidc_alias_permissions.py); in sso mode reading an MCP server follows the default permission
 (oidc_mcp_permissions.py). With IAM sign-in (iam_sign_in.py), a request with more than one
 caller header is refused before the app, and the audit lines name the caller's user; in
-sso mode oidc_iam_sign_in.py maps the caller for the plugin.
+sso mode oidc_iam_sign_in.py maps the caller for the plugin. Where users have accounts, a run's
+user is the signed-in one (run_users.py).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def create_app() -> AuditLog:
 
         oidc_alias_permissions.install()
         oidc_mcp_permissions.install()
+    if needs.permissions:
+        import run_users  # the auth apps name the signed-in user on Flask's `g`
+        from mlflow.server import app as flask_app
+
+        run_users.install(flask_app)
     # Demo data only where the one login owns everything anyway (shared mode).
     guarded: ASGIApp = RequestGuard(app, demo_data=not needs.permissions)
     iam_user: IamUser | None = None

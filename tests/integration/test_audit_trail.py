@@ -84,22 +84,48 @@ def test_accounts_mode_logs_the_user_the_auth_app_checked_and_no_password(accoun
 
 
 @ACCOUNTS_GROUP
-def test_a_runs_user_is_what_the_client_says_and_the_audit_line_names_the_login(
+def test_a_runs_user_is_the_signed_in_one_whatever_the_client_says(
     accounts_stack: MlflowStack, accounts: Accounts
 ) -> None:
-    """docs/security.md: MLflow stores the run's user a client sends, another login's name included;
-    only the audit line tells who created the run."""
+    """docs/security.md: stock MLflow stores the run's user a client sends, another login's name
+    included. Here the run is the login's (run_users.py), and the audit line names it too."""
     me = accounts.new_user("claims")
     experiment_id = call(
         accounts_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"e-{me.username}"}, me.auth
     ).json()["experiment_id"]
     before = len(audit_lines(accounts_stack))
     claimed = {"key": "mlflow.user", "value": accounts_stack.username}
-    body = {"experiment_id": experiment_id, "user_id": accounts_stack.username, "tags": [claimed]}
+    body = {"experiment_id": experiment_id, "userId": accounts_stack.username, "tags": [claimed, claimed]}
     run = call(accounts_stack, "POST", "/api/2.0/mlflow/runs/create", body, me.auth).json()["run"]
-    assert run["info"]["user_id"] == accounts_stack.username and claimed in run["data"]["tags"]
+    mine = {"key": "mlflow.user", "value": me.username}
+    assert run["info"]["user_id"] == me.username
+    assert [tag for tag in run["data"]["tags"] if tag["key"] == "mlflow.user"] == [mine]
     (line,) = audit_lines(accounts_stack)[before:]
     assert (line["route"], line["user"], line["status"]) == ("/api/2.0/mlflow/runs/create", me.username, 200)
+    # Nor can the tag be changed afterwards, or deleted: only set again to the login's own name.
+    run_id = run["info"]["run_id"]
+    for path, change in (
+        ("runs/set-tag", {"run_id": run_id, **claimed}),
+        ("runs/log-batch", {"run_id": run_id, "tags": [claimed]}),
+        ("runs/delete-tag", {"run_id": run_id, "key": "mlflow.user"}),
+    ):
+        refused = call(accounts_stack, "POST", f"/ajax-api/2.0/mlflow/{path}", change, me.auth)
+        assert refused.status_code == 400 and "names who logged the run" in refused.text, (path, refused.text)
+    assert call(accounts_stack, "POST", "/api/2.0/mlflow/runs/set-tag", {"run_id": run_id, **mine}, me.auth).ok
+    stored = call(accounts_stack, "GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}", None, me.auth).json()["run"]
+    assert [tag for tag in stored["data"]["tags"] if tag["key"] == "mlflow.user"] == [mine]
+
+
+def test_shared_mode_keeps_the_users_clients_report(mlflow_stack: MlflowStack) -> None:
+    """One login for everyone: the client's user (in Studio `sagemaker-user`) is all a run can say."""
+    auth = (mlflow_stack.username, mlflow_stack.password)
+    name = f"shared-runs-{secrets.token_hex(3)}"
+    experiment_id = call(mlflow_stack, "POST", "/api/2.0/mlflow/experiments/create", {"name": name}, auth).json()[
+        "experiment_id"
+    ]
+    body = {"experiment_id": experiment_id, "user_id": "sagemaker-user"}
+    run = call(mlflow_stack, "POST", "/api/2.0/mlflow/runs/create", body, auth).json()["run"]
+    assert run["info"]["user_id"] == "sagemaker-user"
 
 
 @SSO_GROUP
@@ -129,6 +155,30 @@ def test_sso_mode_logs_the_tokens_user_never_a_claimed_one(sso_stack: MlflowStac
     ]
     assert new[1]["resource"] == {"experiment_id": experiment_id}
     assert token not in json.dumps(new) and "mallory" not in json.dumps(new)
+
+
+@SSO_GROUP
+def test_sso_mode_writes_the_tokens_user_into_a_new_run(sso_stack: MlflowStack) -> None:
+    """The plugin's signed-in user is the run's (run_users.py), whatever user the client sends."""
+    assert sso_stack.oidc is not None
+    bearer = {"Authorization": f"Bearer {sso_stack.oidc.client_credentials_token(SSO_MACHINE)}"}
+    created = call(
+        sso_stack,
+        "POST",
+        "/api/2.0/mlflow/experiments/create",
+        {"name": f"runs-{secrets.token_hex(3)}"},
+        None,
+        **bearer,
+    )
+    claimed = {"key": "mlflow.user", "value": "olga"}
+    body = {"experiment_id": created.json()["experiment_id"], "user_id": "olga", "tags": [claimed]}
+    run = call(sso_stack, "POST", "/api/2.0/mlflow/runs/create", body, None, **bearer).json()["run"]
+    assert run["info"]["user_id"] == SSO_MACHINE
+    assert [tag for tag in run["data"]["tags"] if tag["key"] == "mlflow.user"] == [
+        {"key": "mlflow.user", "value": SSO_MACHINE}
+    ]
+    change = {"run_id": run["info"]["run_id"], **claimed}
+    assert call(sso_stack, "POST", "/api/2.0/mlflow/runs/set-tag", change, None, **bearer).status_code == 400
 
 
 def test_a_task_sends_its_audit_lines_to_the_audit_log_group(mlflow_stack: MlflowStack) -> None:

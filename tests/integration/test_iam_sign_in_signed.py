@@ -121,6 +121,9 @@ def test_a_signed_client_logs_runs_metrics_a_model_and_artifacts_as_its_profile_
     assert created[-1]["iam_caller"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/studio-alice-execution/SageMaker-notebook"
     assert {m["key"]: m["value"] for m in run["data"]["metrics"]} == {"accuracy": 0.93, "loss": 0.07}
     assert permission(stack, run["info"]["experiment_id"], users["alice"]) == "MANAGE", "her experiment"
+    # The run's user is hers too (run_users.py), not the operating-system user the client reported.
+    assert run["info"]["user_id"] == users["alice"]
+    assert {"key": "mlflow.user", "value": users["alice"]} in run["data"]["tags"]
 
 
 @pytest.mark.parametrize("role_index", [0, 1], ids=["execution role", "training role"])

@@ -1,0 +1,103 @@
+"""Where users have accounts, a run's user is the signed-in user, not the one the client reports.
+
+MLflow stores the `user_id` and the `mlflow.user` tag a client sends with a new run: its
+operating-system user (`sagemaker-user` in every Studio notebook), or any other login's name.
+So a colleague could log runs in someone else's name, and the UI's User column (the tag) said
+nothing about who logged them. In `accounts` and `sso` modes this Flask hook runs after the
+mode's auth app has signed the request in (both name the user in
+`g.mlflow_authenticated_user`, which MLflow's own handlers read too) and:
+
+* writes that user into a new run's `user_id` and `mlflow.user` tag (runs/create);
+* refuses a later `mlflow.user` tag (set-tag, log-batch) naming anyone else, and its deletion.
+
+If the auth app named nobody (an MLflow that stopped setting the name), the request goes on as
+MLflow's own and one line is logged: run users are then the clients' again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+
+USER_TAG = "mlflow.user"  # mlflow.utils.mlflow_tags.MLFLOW_USER (tests/docker/test_run_users.py)
+_RUNS = r"/(?:api|ajax-api)/2\.0/(?:preview/)?mlflow/runs/"
+_CREATE = re.compile(_RUNS + "create")
+_SET_TAG = re.compile(_RUNS + "set-tag")
+_LOG_BATCH = re.compile(_RUNS + "log-batch")
+_DELETE_TAG = re.compile(_RUNS + "delete-tag")
+# The spellings MLflow's handlers read (the proto's field name and its camelCase JSON name).
+_USER_ID = ("user_id", "userId")
+
+_logger = logging.getLogger(__name__)
+_warned = False
+
+
+def install(app: Flask) -> None:
+    """Run after the auth app's own before-request hook (registered earlier, so it runs first)."""
+    app.before_request(stamp)
+
+
+def _refusal(message: str) -> Response:
+    response = jsonify({"error_code": "INVALID_PARAMETER_VALUE", "message": message})
+    response.status_code = 400
+    return response
+
+
+def _signed_in() -> str | None:
+    global _warned
+    user = getattr(g, "mlflow_authenticated_user", None)
+    if isinstance(user, str) and user:
+        return user
+    if not _warned:
+        _warned = True
+        _logger.warning("run_users.py: the auth app named no user; run users are what clients report")
+    return None
+
+
+def _tag_list(tags: object) -> list[Any]:
+    return tags if isinstance(tags, list) else []
+
+
+def _is_user_tag(entry: object) -> bool:
+    return isinstance(entry, dict) and entry.get("key") == USER_TAG
+
+
+def _body() -> dict[str, Any] | str | None:
+    """The JSON body the handler will read: the parsed object itself (Flask caches it), or a JSON
+    string (old clients encode the object twice, and MLflow decodes it again)."""
+    body = request.get_json(force=True, silent=True)
+    return body if isinstance(body, (dict, str)) else None
+
+
+def stamp() -> Response | None:
+    """The before-request hook: None lets the request go on, a Response refuses it."""
+    if request.method != "POST":
+        return None
+    route = next((p for p in (_CREATE, _SET_TAG, _LOG_BATCH, _DELETE_TAG) if p.fullmatch(request.path)), None)
+    body = _body() if route else None
+    if body is None:
+        return None  # not a route that names a run's user, or a body MLflow refuses itself
+    user = _signed_in()
+    if user is None:
+        return None
+    if isinstance(body, str):
+        return _refusal("send this request's body as a JSON object, not as a JSON-encoded string")
+    if route is _CREATE:
+        for name in _USER_ID:
+            body.pop(name, None)
+        body["user_id"] = user
+        kept = [entry for entry in _tag_list(body.get("tags")) if not _is_user_tag(entry)]
+        body["tags"] = [*kept, {"key": USER_TAG, "value": user}]
+        return None
+    if route is _DELETE_TAG:
+        if body.get("key") == USER_TAG:
+            return _refusal(f"the {USER_TAG} tag names who logged the run; it is not deleted")
+        return None
+    entries = _tag_list(body.get("tags")) if route is _LOG_BATCH else [body]
+    for claim in (entry for entry in entries if _is_user_tag(entry)):
+        if claim.get("value") != user:
+            return _refusal(f"the {USER_TAG} tag names who logged the run: {user!r} here, not {claim.get('value')!r}")
+    return None
