@@ -8,7 +8,8 @@ mode's auth app has signed the request in (both name the user in
 `g.mlflow_authenticated_user`, which MLflow's own handlers read too) and:
 
 * writes that user into a new run's `user_id` and `mlflow.user` tag (runs/create);
-* refuses a later `mlflow.user` tag (set-tag, log-batch) naming anyone else, and its deletion.
+* refuses any later write of the `mlflow.user` tag (set-tag, log-batch) and its deletion: someone
+  who may edit a colleague's run must not make it theirs either.
 
 If the auth app named nobody (an MLflow that stopped setting the name), the request goes on as
 MLflow's own and one line is logged: run users are then the clients' again.
@@ -92,12 +93,10 @@ def stamp() -> Response | None:
         kept = [entry for entry in _tag_list(body.get("tags")) if not _is_user_tag(entry)]
         body["tags"] = [*kept, {"key": USER_TAG, "value": user}]
         return None
-    if route is _DELETE_TAG:
-        if body.get("key") == USER_TAG:
-            return _refusal(f"the {USER_TAG} tag names who logged the run; it is not deleted")
-        return None
     entries = _tag_list(body.get("tags")) if route is _LOG_BATCH else [body]
-    for claim in (entry for entry in entries if _is_user_tag(entry)):
-        if claim.get("value") != user:
-            return _refusal(f"the {USER_TAG} tag names who logged the run: {user!r} here, not {claim.get('value')!r}")
+    if any(_is_user_tag(entry) for entry in entries):
+        return _refusal(
+            f"the {USER_TAG} tag names who logged the run and is written when the run is created "
+            f"(for runs you create: {user!r}); it is not changed or deleted afterwards"
+        )
     return None

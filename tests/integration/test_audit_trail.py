@@ -102,16 +102,19 @@ def test_a_runs_user_is_the_signed_in_one_whatever_the_client_says(
     assert [tag for tag in run["data"]["tags"] if tag["key"] == "mlflow.user"] == [mine]
     (line,) = audit_lines(accounts_stack)[before:]
     assert (line["route"], line["user"], line["status"]) == ("/api/2.0/mlflow/runs/create", me.username, 200)
-    # Nor can the tag be changed afterwards, or deleted: only set again to the login's own name.
+    # Nor is the tag written afterwards, to anyone's name (the login's own too), or deleted.
     run_id = run["info"]["run_id"]
     for path, change in (
         ("runs/set-tag", {"run_id": run_id, **claimed}),
+        ("runs/set-tag", {"run_id": run_id, **mine}),
         ("runs/log-batch", {"run_id": run_id, "tags": [claimed]}),
         ("runs/delete-tag", {"run_id": run_id, "key": "mlflow.user"}),
     ):
         refused = call(accounts_stack, "POST", f"/ajax-api/2.0/mlflow/{path}", change, me.auth)
         assert refused.status_code == 400 and "names who logged the run" in refused.text, (path, refused.text)
-    assert call(accounts_stack, "POST", "/api/2.0/mlflow/runs/set-tag", {"run_id": run_id, **mine}, me.auth).ok
+    assert call(
+        accounts_stack, "POST", "/api/2.0/mlflow/runs/set-tag", {"run_id": run_id, "key": "k", "value": "v"}, me.auth
+    ).ok
     stored = call(accounts_stack, "GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}", None, me.auth).json()["run"]
     assert [tag for tag in stored["data"]["tags"] if tag["key"] == "mlflow.user"] == [mine]
 
