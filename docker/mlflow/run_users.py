@@ -7,7 +7,8 @@ nothing about who logged them. In `accounts` and `sso` modes this Flask hook run
 mode's auth app has signed the request in (both name the user in
 `g.mlflow_authenticated_user`, which MLflow's own handlers read too) and:
 
-* writes that user into a new run's `user_id` and `mlflow.user` tag (runs/create);
+* writes that user into a new run's `user_id` and `mlflow.user` tag (runs/create; the prompt
+  lab's runs/create-promptlab-run takes only a `user_id`);
 * refuses any later write of the `mlflow.user` tag (set-tag, log-batch) and its deletion: someone
   who may edit a colleague's run must not make it theirs either.
 
@@ -26,6 +27,9 @@ from flask import Flask, Response, g, jsonify, request
 USER_TAG = "mlflow.user"  # mlflow.utils.mlflow_tags.MLFLOW_USER (tests/docker/test_run_users.py)
 _RUNS = r"/(?:api|ajax-api)/2\.0/(?:preview/)?mlflow/runs/"
 _CREATE = re.compile(_RUNS + "create")
+# The UI's prompt lab creates a run with the `user_id` it is sent (its tags must be RunTag objects
+# there: any JSON tag is a 500 in MLflow, so the UI sends none and they are left alone).
+_CREATE_PROMPTLAB = re.compile(_RUNS + "create-promptlab-run")
 _SET_TAG = re.compile(_RUNS + "set-tag")
 _LOG_BATCH = re.compile(_RUNS + "log-batch")
 _DELETE_TAG = re.compile(_RUNS + "delete-tag")
@@ -77,7 +81,8 @@ def stamp() -> Response | None:
     """The before-request hook: None lets the request go on, a Response refuses it."""
     if request.method != "POST":
         return None
-    route = next((p for p in (_CREATE, _SET_TAG, _LOG_BATCH, _DELETE_TAG) if p.fullmatch(request.path)), None)
+    routes = (_CREATE, _CREATE_PROMPTLAB, _SET_TAG, _LOG_BATCH, _DELETE_TAG)
+    route = next((pattern for pattern in routes if pattern.fullmatch(request.path)), None)
     body = _body() if route else None
     if body is None:
         return None  # not a route that names a run's user, or a body MLflow refuses itself
@@ -86,10 +91,13 @@ def stamp() -> Response | None:
         return None
     if isinstance(body, str):
         return _refusal("send this request's body as a JSON object, not as a JSON-encoded string")
-    if route is _CREATE:
+    if route in (_CREATE, _CREATE_PROMPTLAB):
         for name in _USER_ID:
             body.pop(name, None)
         body["user_id"] = user
+    if route is _CREATE_PROMPTLAB:
+        return None
+    if route is _CREATE:
         kept = [entry for entry in _tag_list(body.get("tags")) if not _is_user_tag(entry)]
         body["tags"] = [*kept, {"key": USER_TAG, "value": user}]
         return None

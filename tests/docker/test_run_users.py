@@ -76,6 +76,13 @@ def test_a_new_run_without_user_or_tags_gets_both(run_users: ModuleType) -> None
         assert answer["seen"]["tags"] == [{"key": "mlflow.user", "value": "bob"}]
 
 
+def test_a_prompt_lab_run_is_the_signed_in_users_and_its_tags_are_left_alone(run_users: ModuleType) -> None:
+    """MLflow's prompt lab route takes tags as RunTag objects only (any JSON tag is a 500 there)."""
+    body = {"experiment_id": "1", "user_id": "admin", "prompt_template": "t"}
+    status, answer = post(app_for(run_users, "bob"), "/ajax-api/2.0/mlflow/runs/create-promptlab-run", body)
+    assert (status, answer["seen"]) == (200, {**body, "user_id": "bob"})
+
+
 @pytest.mark.parametrize(
     "path, body",
     [

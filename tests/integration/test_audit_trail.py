@@ -102,6 +102,15 @@ def test_a_runs_user_is_the_signed_in_one_whatever_the_client_says(
     assert [tag for tag in run["data"]["tags"] if tag["key"] == "mlflow.user"] == [mine]
     (line,) = audit_lines(accounts_stack)[before:]
     assert (line["route"], line["user"], line["status"]) == ("/api/2.0/mlflow/runs/create", me.username, 200)
+    # The prompt lab's route creates runs with the user it is sent, too.
+    lab = {
+        "experiment_id": experiment_id, "user_id": accounts_stack.username,
+        "prompt_template": "Say {{ x }}", "prompt_parameters": [{"key": "x", "value": "hi"}],
+        "model_route": "chat", "model_input": "Say hi", "model_output": "hi", "mlflow_version": "3.17.2",
+    }  # fmt: skip
+    lab_run = call(accounts_stack, "POST", "/ajax-api/2.0/mlflow/runs/create-promptlab-run", lab, me.auth)
+    assert lab_run.status_code == 200, lab_run.text
+    assert lab_run.json()["run"]["info"]["user_id"] == me.username
     # Nor is the tag written afterwards, to anyone's name (the login's own too), or deleted.
     run_id = run["info"]["run_id"]
     for path, change in (
