@@ -81,8 +81,10 @@ def stamp() -> Response | None:
     """The before-request hook: None lets the request go on, a Response refuses it."""
     if request.method != "POST":
         return None
+    # The rule Flask matched, not the path as sent: other spellings of a path reach the same rule.
+    rule = request.url_rule.rule if request.url_rule is not None else ""
     routes = (_CREATE, _CREATE_PROMPTLAB, _SET_TAG, _LOG_BATCH, _DELETE_TAG)
-    route = next((pattern for pattern in routes if pattern.fullmatch(request.path)), None)
+    route = next((pattern for pattern in routes if pattern.fullmatch(rule)), None)
     body = _body() if route else None
     if body is None:
         return None  # not a route that names a run's user, or a body MLflow refuses itself

@@ -20,6 +20,11 @@ from flask import Flask, g, request
 from tests.docker.image_modules import image_module
 
 CREATE = "/api/2.0/mlflow/runs/create"
+# The routes the stand-in app serves, as MLflow's Flask app declares them (under both prefixes).
+ROUTES = (
+    "/runs/create", "/runs/create-promptlab-run", "/runs/set-tag", "/runs/log-batch", "/runs/delete-tag",
+    "/experiments/create",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +43,12 @@ def app_for(run_users: ModuleType, signed_in: str | None) -> Flask:
 
     run_users.install(app)
 
-    @app.route("/<path:path>", methods=["GET", "POST"])
-    def handler(path: str) -> Any:
+    def handler() -> Any:
         return {"seen": request.get_json(force=True, silent=True)}
 
+    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
+        for route in ROUTES:
+            app.add_url_rule(prefix + route, prefix + route, handler, methods=["GET", "POST"])
     return app
 
 
@@ -70,7 +77,8 @@ def test_a_new_run_is_the_signed_in_users_whatever_the_client_says(run_users: Mo
 
 
 def test_a_new_run_without_user_or_tags_gets_both(run_users: ModuleType) -> None:
-    for path in (CREATE, "/ajax-api/2.0/mlflow/runs/create"):
+    """Other spellings of the path reach the same rule: the rule Flask matched is what counts."""
+    for path in (CREATE, "/ajax-api/2.0/mlflow/runs/create", "/api/2.0/mlflow/runs/%63reate"):
         status, answer = post(app_for(run_users, "bob"), path, {"experiment_id": "1"})
         assert (status, answer["seen"]["user_id"]) == (200, "bob")
         assert answer["seen"]["tags"] == [{"key": "mlflow.user", "value": "bob"}]
