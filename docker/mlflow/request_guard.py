@@ -331,11 +331,10 @@ def check_span_attribute(key: object, value: object) -> None:
     if isinstance(key, str) and key.startswith(TRACE_TAG_ATTRIBUTE):
         tag = key[len(TRACE_TAG_ATTRIBUTE) :]
         check_trace_tags(tag)
-        if tag not in script_links.FREE_TEXT_TAGS:
-            try:
-                script_links.check_value(value, f"trace tag {tag!r}")
-            except script_links.ScriptLink as refused:
-                raise Refused(400, str(refused)) from None
+        try:
+            script_links.check_tag(tag, value, f"trace tag {tag!r}")
+        except script_links.ScriptLink as refused:
+            raise Refused(400, str(refused)) from None
 
 
 def check_artifact_path(path: str, where: str) -> None:

@@ -97,11 +97,9 @@ def stamp() -> Response | None:
         for name in _USER_ID:
             body.pop(name, None)
         body["user_id"] = user
-    if route is _CREATE_PROMPTLAB:
-        return None
-    if route is _CREATE:
-        kept = [entry for entry in _tag_list(body.get("tags")) if not _is_user_tag(entry)]
-        body["tags"] = [*kept, {"key": USER_TAG, "value": user}]
+        if route is _CREATE:
+            kept = [entry for entry in _tag_list(body.get("tags")) if not _is_user_tag(entry)]
+            body["tags"] = [*kept, {"key": USER_TAG, "value": user}]
         return None
     entries = _tag_list(body.get("tags")) if route is _LOG_BATCH else [body]
     if any(_is_user_tag(entry) for entry in entries):

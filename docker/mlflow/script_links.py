@@ -64,6 +64,12 @@ def check_value(value: object, where: str) -> None:
         )
 
 
+def check_tag(key: object, value: object, where: str) -> None:
+    """check_value for a tag's (or a map entry's) value, unless its key holds free text."""
+    if key not in FREE_TEXT_TAGS:
+        check_value(value, where)
+
+
 def _json_map(value: object) -> dict[str, Any]:
     """A map field as sent: an object, or a JSON object encoded as a string (dataset tags and sources)."""
     if isinstance(value, str) and value.lstrip().startswith("{"):
@@ -87,10 +93,9 @@ def check_object(pairs: list[tuple[str, Any]]) -> None:
             check_value(item, name)
         elif name in _MAPS:
             for entry, entry_value in _json_map(item).items():
-                if entry not in FREE_TEXT_TAGS:
-                    check_value(entry_value, f"{name}: the value of {entry!r}")
-    if isinstance(key, str) and value is not _MISSING and key not in FREE_TEXT_TAGS:
-        check_value(value, f"the value of {key!r}")
+                check_tag(entry, entry_value, f"{name}: the value of {entry!r}")
+    if isinstance(key, str) and value is not _MISSING:
+        check_tag(key, value, f"the value of {key!r}")
 
 
 def may_hold_script_url(body: bytes) -> bool:
